@@ -1,0 +1,262 @@
+//! ALTER TABLE: ADD / DROP / RENAME COLUMN, RENAME TO, and column DEFAULT / NOT NULL changes.
+//! Rows are encoded by column id, so only ADD COLUMN with a value and SET NOT NULL touch rows.
+
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{self, visit_expressions, visit_expressions_mut};
+use weft_storage::{CatalogEntry, ColumnDef, KeyRange, TableDef, Txn, Value};
+
+use super::index::relation_name_taken;
+use super::{column_type, ident, object_name, tag};
+use crate::error::{Error, Result};
+use crate::eval::{default_values, parse_expr};
+use crate::session::{ExecCtx, QueryOutput};
+
+const SCAN_BATCH: usize = 1024;
+
+pub(super) async fn execute(ctx: &ExecCtx<'_>, txn: &mut Txn, at: &ast::AlterTable) -> Result<QueryOutput> {
+    let name = object_name(&at.name)?;
+    let mut def = match txn.catalog().get_by_name(&name) {
+        Some(CatalogEntry::Table(t)) => t.clone(),
+        Some(_) => return Err(Error::WrongObjectType { message: format!("\"{name}\" is not a table") }),
+        None if at.if_exists => return Ok(tag("ALTER TABLE")),
+        None => return Err(Error::UndefinedTable { message: format!("relation \"{name}\" does not exist") }),
+    };
+    for op in &at.operations {
+        def = apply(ctx, txn, def, op)?;
+    }
+    Ok(tag("ALTER TABLE"))
+}
+
+fn column_position(def: &TableDef, name: &ast::Ident) -> Result<usize> {
+    let n = ident(name);
+    def.column_index(&n).filter(|&i| !def.columns[i].hidden).ok_or_else(|| Error::UndefinedColumn {
+        message: format!("column \"{n}\" of relation \"{}\" does not exist", def.name),
+    })
+}
+
+fn apply(ctx: &ExecCtx<'_>, txn: &mut Txn, mut def: TableDef, op: &ast::AlterTableOperation) -> Result<TableDef> {
+    use ast::AlterTableOperation as Op;
+    match op {
+        Op::AddColumn { if_not_exists, column_def, .. } => {
+            let col_name = ident(&column_def.name);
+            if def.column_index(&col_name).is_some() {
+                if *if_not_exists {
+                    return Ok(def);
+                }
+                return Err(Error::DuplicateColumn {
+                    message: format!("column \"{col_name}\" of relation \"{}\" already exists", def.name),
+                });
+            }
+            let mut col = ColumnDef {
+                id: def.next_column_id,
+                name: col_name.clone(),
+                data_type: column_type(&column_def.data_type)?,
+                nullable: true,
+                default: None,
+                hidden: false,
+            };
+            for o in &column_def.options {
+                match &o.option {
+                    ast::ColumnOption::Null => {}
+                    ast::ColumnOption::NotNull => col.nullable = false,
+                    ast::ColumnOption::Default(e) => col.default = Some(e.to_string()),
+                    other => return Err(Error::unsupported(format!("ADD COLUMN with {other}"))),
+                }
+            }
+            if def.consistency == weft_storage::Consistency::Lww && !col.nullable {
+                return Err(Error::unsupported("NOT NULL on a non-key column of an lww table"));
+            }
+            def.next_column_id += 1;
+            def.columns.push(col);
+            let pos = def.columns.len() - 1;
+            txn.put_entry(CatalogEntry::Table(def.clone()))?;
+            fill_new_column(ctx, txn, &def, pos)?;
+            Ok(def)
+        }
+        Op::DropColumn { column_names, if_exists, .. } => {
+            for n in column_names {
+                let pos = match column_position(&def, n) {
+                    Ok(p) => p,
+                    Err(_) if *if_exists => continue,
+                    Err(e) => return Err(e),
+                };
+                def = drop_column(txn, def, pos)?;
+            }
+            txn.put_entry(CatalogEntry::Table(def.clone()))?;
+            Ok(def)
+        }
+        Op::RenameColumn { old_column_name, new_column_name } => {
+            let pos = column_position(&def, old_column_name)?;
+            let old = def.columns[pos].name.clone();
+            let new = ident(new_column_name);
+            if def.column_index(&new).is_some() {
+                return Err(Error::DuplicateColumn {
+                    message: format!("column \"{new}\" of relation \"{}\" already exists", def.name),
+                });
+            }
+            def.columns[pos].name = new.clone();
+            for check in &mut def.checks {
+                check.expr = rename_in_expr(&check.expr, &old, &new)?;
+            }
+            txn.put_entry(CatalogEntry::Table(def.clone()))?;
+            Ok(def)
+        }
+        Op::RenameTable { table_name } => {
+            let new = match table_name {
+                ast::RenameTableNameKind::As(n) | ast::RenameTableNameKind::To(n) => object_name(n)?,
+            };
+            if relation_name_taken(&txn.catalog(), &new) {
+                return Err(Error::DuplicateTable { message: format!("relation \"{new}\" already exists") });
+            }
+            def.name = new;
+            txn.put_entry(CatalogEntry::Table(def.clone()))?;
+            Ok(def)
+        }
+        Op::AlterColumn { column_name, op } => {
+            let pos = column_position(&def, column_name)?;
+            match op {
+                ast::AlterColumnOperation::SetDefault { value } => def.columns[pos].default = Some(value.to_string()),
+                ast::AlterColumnOperation::DropDefault => def.columns[pos].default = None,
+                ast::AlterColumnOperation::DropNotNull => {
+                    if def.primary_key.contains(&pos) {
+                        return Err(Error::InvalidTableDefinition {
+                            message: format!("column \"{}\" is in a primary key", def.columns[pos].name),
+                        });
+                    }
+                    def.columns[pos].nullable = true;
+                }
+                ast::AlterColumnOperation::SetNotNull => {
+                    if def.consistency == weft_storage::Consistency::Lww && !def.primary_key.contains(&pos) {
+                        return Err(Error::unsupported("NOT NULL on a non-key column of an lww table"));
+                    }
+                    check_no_nulls(txn, &def, pos)?;
+                    def.columns[pos].nullable = false;
+                }
+                other => return Err(Error::unsupported(format!("ALTER COLUMN ... {other}"))),
+            }
+            txn.put_entry(CatalogEntry::Table(def.clone()))?;
+            Ok(def)
+        }
+        other => Err(Error::unsupported(format!("ALTER TABLE ... {other}"))),
+    }
+}
+
+/// Visits every row of a table in batches, in key order.
+fn for_each_row(txn: &mut Txn, def: &TableDef, mut f: impl FnMut(&mut Txn, weft_storage::Row) -> Result<()>) -> Result<()> {
+    let mut resume: Option<Vec<u8>> = None;
+    loop {
+        let batch = txn.reader().scan(def, &KeyRange::full(), resume.as_deref(), None, SCAN_BATCH)?;
+        for row in batch.rows {
+            f(txn, row)?;
+        }
+        match batch.resume {
+            Some(r) => resume = Some(r),
+            None => return Ok(()),
+        }
+    }
+}
+
+fn fill_new_column(ctx: &ExecCtx<'_>, txn: &mut Txn, def: &TableDef, pos: usize) -> Result<()> {
+    let col = &def.columns[pos];
+    if col.default.is_none() && col.nullable {
+        return Ok(());
+    }
+    let mut rows = Vec::new();
+    for_each_row(txn, def, |_, row| {
+        rows.push(row);
+        Ok(())
+    })?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let values = default_values(ctx.state, def, pos, rows.len())?;
+    for (old, value) in rows.into_iter().zip(values) {
+        if value.is_null() && !col.nullable {
+            return Err(Error::NotNullViolation {
+                message: format!("column \"{}\" of relation \"{}\" contains null values", col.name, def.name),
+                detail: None,
+            });
+        }
+        let mut new = old.clone();
+        new[pos] = value;
+        txn.update(def, &old, new)?;
+    }
+    Ok(())
+}
+
+fn check_no_nulls(txn: &mut Txn, def: &TableDef, pos: usize) -> Result<()> {
+    for_each_row(txn, def, |_, row| {
+        if row.get(pos).is_none_or(Value::is_null) {
+            return Err(Error::NotNullViolation {
+                message: format!("column \"{}\" of relation \"{}\" contains null values", def.columns[pos].name, def.name),
+                detail: None,
+            });
+        }
+        Ok(())
+    })
+}
+
+fn drop_column(txn: &mut Txn, mut def: TableDef, pos: usize) -> Result<TableDef> {
+    if def.primary_key.contains(&pos) {
+        return Err(Error::unsupported(format!(
+            "dropping primary key column \"{}\" (rows are stored by their primary key)",
+            def.columns[pos].name
+        )));
+    }
+    if def.columns.iter().filter(|c| !c.hidden).count() == 1 && def.primary_key.iter().all(|&k| def.columns[k].hidden) {
+        // PostgreSQL allows a zero-column table; Weft keeps at least one visible column.
+        return Err(Error::unsupported("dropping the last column of a table"));
+    }
+    let name = def.columns[pos].name.clone();
+    let dropped: Vec<u32> = def.indexes.iter().filter(|i| i.columns.contains(&pos)).map(|i| i.id).collect();
+    for id in dropped {
+        txn.drop_index(&def, id)?;
+        def.indexes.retain(|i| i.id != id);
+    }
+    def.checks.retain(|c| !expr_mentions(&c.expr, &name));
+    def.columns.remove(pos);
+    let remap = |i: &mut usize| {
+        if *i > pos {
+            *i -= 1;
+        }
+    };
+    def.primary_key.iter_mut().for_each(remap);
+    for index in &mut def.indexes {
+        index.columns.iter_mut().for_each(remap);
+    }
+    Ok(def)
+}
+
+fn expr_mentions(sql: &str, column: &str) -> bool {
+    let Ok(e) = parse_expr(sql) else { return true };
+    let mut found = false;
+    let _ = visit_expressions(&e, |x: &ast::Expr| {
+        match x {
+            ast::Expr::Identifier(i) if ident(i) == column => found = true,
+            ast::Expr::CompoundIdentifier(parts) if parts.last().is_some_and(|i| ident(i) == column) => found = true,
+            _ => {}
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    found
+}
+
+fn rename_in_expr(sql: &str, old: &str, new: &str) -> Result<String> {
+    let mut e = parse_expr(sql)?;
+    let _ = visit_expressions_mut(&mut e, |x: &mut ast::Expr| {
+        match x {
+            ast::Expr::Identifier(i) if ident(i) == old => *i = ast::Ident::with_quote('"', new),
+            ast::Expr::CompoundIdentifier(parts) => {
+                if let Some(last) = parts.last_mut() {
+                    if ident(last) == old {
+                        *last = ast::Ident::with_quote('"', new);
+                    }
+                }
+            }
+            _ => {}
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    Ok(e.to_string())
+}

@@ -1,0 +1,220 @@
+//! CREATE TABLE: columns, primary key (or a hidden row id), NOT NULL, DEFAULT, UNIQUE, CHECK and
+//! the table's consistency mode (`WITH (consistency = 'raft' | 'lww')`).
+
+use datafusion::common::DFSchema;
+use datafusion::sql::sqlparser::ast;
+use weft_storage::{CatalogEntry, CheckDef, ColumnDef, Consistency, DataType, IndexDef, TableDef, Txn};
+
+use super::{column_type, ident, object_name, tag};
+use crate::error::{Error, Result};
+use crate::eval::{compile, parse_expr};
+use crate::session::{ExecCtx, QueryOutput};
+use crate::table::table_schema;
+
+/// The hidden key column of a table declared without a primary key.
+pub(crate) const ROWID: &str = "__weft_rowid";
+
+pub(super) async fn execute(ctx: &ExecCtx<'_>, txn: &mut Txn, ct: &ast::CreateTable) -> Result<QueryOutput> {
+    let name = object_name(&ct.name)?;
+    if ct.query.is_some() {
+        return Err(Error::unsupported("CREATE TABLE ... AS"));
+    }
+    if txn.catalog().get_by_name(&name).is_some() {
+        if ct.if_not_exists {
+            return Ok(tag("CREATE TABLE"));
+        }
+        return Err(Error::DuplicateTable { message: format!("relation \"{name}\" already exists") });
+    }
+    let consistency = consistency_option(&ct.table_options)?;
+    let mut columns: Vec<ColumnDef> = Vec::new();
+    let mut pk: Option<(Option<String>, Vec<usize>)> = None;
+    let mut uniques: Vec<(Option<String>, Vec<usize>)> = Vec::new();
+    let mut checks: Vec<(Option<String>, ast::Expr, Option<String>)> = Vec::new();
+    for c in &ct.columns {
+        let col_name = ident(&c.name);
+        if columns.iter().any(|x| x.name == col_name) {
+            return Err(Error::DuplicateColumn { message: format!("column \"{col_name}\" specified more than once") });
+        }
+        let idx = columns.len();
+        let mut col = ColumnDef {
+            id: idx as u32 + 1,
+            name: col_name.clone(),
+            data_type: column_type(&c.data_type)?,
+            nullable: true,
+            default: None,
+            hidden: false,
+        };
+        for opt in &c.options {
+            match &opt.option {
+                ast::ColumnOption::Null => col.nullable = true,
+                ast::ColumnOption::NotNull => col.nullable = false,
+                ast::ColumnOption::Default(e) => col.default = Some(e.to_string()),
+                ast::ColumnOption::PrimaryKey(_) => {
+                    if pk.is_some() {
+                        return Err(multiple_pk(&name));
+                    }
+                    pk = Some((opt.name.as_ref().map(ident), vec![idx]));
+                }
+                ast::ColumnOption::Unique(_) => uniques.push((opt.name.as_ref().map(ident), vec![idx])),
+                ast::ColumnOption::Check(chk) => {
+                    checks.push((opt.name.as_ref().map(ident).or(chk.name.as_ref().map(ident)), (*chk.expr).clone(), Some(col_name.clone())))
+                }
+                other => return Err(Error::unsupported(format!("column option {other}"))),
+            }
+        }
+        columns.push(col);
+    }
+    let position = |cols: &[ast::IndexColumn], columns: &[ColumnDef]| -> Result<Vec<usize>> {
+        cols.iter()
+            .map(|ic| {
+                let n = match &ic.column.expr {
+                    ast::Expr::Identifier(i) => ident(i),
+                    other => return Err(Error::unsupported(format!("expression {other} in a key"))),
+                };
+                columns.iter().position(|c| c.name == n).ok_or_else(|| Error::UndefinedColumn {
+                    message: format!("column \"{n}\" named in key does not exist"),
+                })
+            })
+            .collect()
+    };
+    for c in &ct.constraints {
+        match c {
+            ast::TableConstraint::PrimaryKey(p) => {
+                if pk.is_some() {
+                    return Err(multiple_pk(&name));
+                }
+                pk = Some((p.name.as_ref().map(ident), position(&p.columns, &columns)?));
+            }
+            ast::TableConstraint::Unique(u) => uniques.push((u.name.as_ref().map(ident), position(&u.columns, &columns)?)),
+            ast::TableConstraint::Check(chk) => checks.push((chk.name.as_ref().map(ident), (*chk.expr).clone(), None)),
+            other => return Err(Error::unsupported(format!("table constraint {other}"))),
+        }
+    }
+    let (pkey_name, primary_key) = match pk {
+        Some((n, cols)) => {
+            for &i in &cols {
+                columns[i].nullable = false;
+            }
+            (n.unwrap_or_else(|| format!("{name}_pkey")), cols)
+        }
+        None => {
+            if consistency == Consistency::Lww {
+                return Err(Error::unsupported("an lww table without a primary key (rows must be identified on every node)"));
+            }
+            columns.push(ColumnDef {
+                id: columns.len() as u32 + 1,
+                name: ROWID.to_string(),
+                data_type: DataType::Int64,
+                nullable: false,
+                default: None,
+                hidden: true,
+            });
+            (format!("{name}_pkey"), vec![columns.len() - 1])
+        }
+    };
+    if consistency == Consistency::Lww {
+        lww_restrictions(&columns, &primary_key, &uniques, &checks)?;
+    }
+    let id = txn.alloc_id()?;
+    let mut def = TableDef {
+        id,
+        name: name.clone(),
+        next_column_id: columns.len() as u32 + 1,
+        columns,
+        primary_key,
+        pkey_name,
+        indexes: Vec::new(),
+        checks: Vec::new(),
+        consistency,
+    };
+    for (i, (n, cols)) in uniques.into_iter().enumerate() {
+        let col_names: Vec<&str> = cols.iter().map(|&c| def.columns[c].name.as_str()).collect();
+        let index_name = n.unwrap_or_else(|| format!("{name}_{}_key", col_names.join("_")));
+        def.indexes.push(IndexDef { id: i as u32 + 1, name: index_name, columns: cols, unique: true });
+    }
+    let all: Vec<usize> = (0..def.columns.len()).collect();
+    let schema = DFSchema::try_from_qualified_schema(name.as_str(), &table_schema(&def, &all))?;
+    for (n, expr, col) in checks {
+        // Plan now so a bad CHECK fails at CREATE time, not at the first insert.
+        compile(ctx.state, &expr, &schema)?;
+        let check_name = n.unwrap_or_else(|| match &col {
+            Some(c) => format!("{name}_{c}_check"),
+            None => format!("{name}_check"),
+        });
+        def.checks.push(CheckDef { name: check_name, expr: expr.to_string() });
+    }
+    for c in &def.columns {
+        if let Some(d) = &c.default {
+            compile(ctx.state, &parse_expr(d)?, &DFSchema::empty())?;
+        }
+    }
+    txn.put_entry(CatalogEntry::Table(def))?;
+    Ok(tag("CREATE TABLE"))
+}
+
+fn multiple_pk(table: &str) -> Error {
+    Error::InvalidTableDefinition { message: format!("multiple primary keys for table \"{table}\" are not allowed") }
+}
+
+fn consistency_option(options: &ast::CreateTableOptions) -> Result<Consistency> {
+    let list = match options {
+        ast::CreateTableOptions::None => return Ok(Consistency::default()),
+        ast::CreateTableOptions::With(l) => l,
+        _ => return Err(Error::unsupported("table options other than WITH (...)")),
+    };
+    let mut consistency = Consistency::default();
+    for o in list {
+        match o {
+            ast::SqlOption::KeyValue { key, value } if ident(key) == "consistency" => {
+                let v = match value {
+                    ast::Expr::Value(v) => match &v.value {
+                        ast::Value::SingleQuotedString(s) => s.to_lowercase(),
+                        other => other.to_string().to_lowercase(),
+                    },
+                    ast::Expr::Identifier(i) => i.value.to_lowercase(),
+                    other => other.to_string(),
+                };
+                consistency = match v.as_str() {
+                    "raft" => Consistency::Raft,
+                    "lww" => Consistency::Lww,
+                    _ => {
+                        return Err(Error::InvalidParameterValue {
+                            message: format!("invalid value for consistency: \"{v}\" (expected 'raft' or 'lww')"),
+                        })
+                    }
+                };
+            }
+            ast::SqlOption::KeyValue { key, .. } => {
+                return Err(Error::InvalidParameterValue { message: format!("unrecognized parameter \"{}\"", ident(key)) })
+            }
+            other => return Err(Error::unsupported(format!("table option {other}"))),
+        }
+    }
+    Ok(consistency)
+}
+
+/// What last-writer-wins cannot keep without coordination is refused up front.
+fn lww_restrictions(
+    columns: &[ColumnDef],
+    pk: &[usize],
+    uniques: &[(Option<String>, Vec<usize>)],
+    checks: &[(Option<String>, ast::Expr, Option<String>)],
+) -> Result<()> {
+    if !uniques.is_empty() {
+        return Err(Error::unsupported(
+            "UNIQUE constraints on an lww table (two nodes may insert the same value concurrently; only the primary key is unique)",
+        ));
+    }
+    if !checks.is_empty() {
+        return Err(Error::unsupported(
+            "CHECK constraints on an lww table (a row merged cell by cell from concurrent writes may not satisfy them)",
+        ));
+    }
+    if let Some(c) = columns.iter().enumerate().find(|(i, c)| !c.nullable && !pk.contains(i)) {
+        return Err(Error::unsupported(format!(
+            "NOT NULL on non-key column \"{}\" of an lww table (a concurrent delete and update can revive a row whose other cells read as NULL)",
+            c.1.name
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,135 @@
+//! DDL: catalog changes made inside the session's transaction, so they commit (and later replicate)
+//! atomically with data and are visible to the next statement once committed.
+
+mod alter;
+mod create_table;
+mod drop;
+mod index;
+mod view;
+
+use datafusion::sql::sqlparser::ast;
+use weft_storage::{DataType, Txn};
+
+use crate::error::{Error, Result};
+use crate::session::{ExecCtx, QueryOutput};
+use crate::statement::Statement;
+
+pub(crate) fn is_ddl(stmt: &ast::Statement) -> bool {
+    matches!(
+        stmt,
+        ast::Statement::CreateTable(_)
+            | ast::Statement::CreateIndex(_)
+            | ast::Statement::CreateView(_)
+            | ast::Statement::Drop { .. }
+            | ast::Statement::AlterTable(_)
+            | ast::Statement::Truncate(_)
+    )
+}
+
+pub(crate) fn tag(t: &str) -> QueryOutput {
+    QueryOutput::Command { tag: t.to_string() }
+}
+
+pub(crate) async fn execute(ctx: &ExecCtx<'_>, txn: &mut Txn, stmt: &Statement) -> Result<QueryOutput> {
+    match &*stmt.ast {
+        ast::Statement::CreateTable(ct) => create_table::execute(ctx, txn, ct).await,
+        ast::Statement::CreateIndex(ci) => index::create(txn, ci),
+        ast::Statement::CreateView(cv) => view::create(ctx, txn, cv).await,
+        ast::Statement::Drop { object_type, if_exists, names, .. } => drop::execute(txn, *object_type, *if_exists, names),
+        ast::Statement::AlterTable(at) => alter::execute(ctx, txn, at).await,
+        ast::Statement::Truncate(t) => drop::truncate(txn, t),
+        other => Err(Error::unsupported(format!("statement \"{}\"", statement_kind(other)))),
+    }
+}
+
+fn statement_kind(stmt: &ast::Statement) -> String {
+    let text = stmt.to_string();
+    text.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+}
+
+/// An identifier as PostgreSQL folds it: unquoted names are lower-cased.
+pub(crate) fn ident(i: &ast::Ident) -> String {
+    match i.quote_style {
+        Some(_) => i.value.clone(),
+        None => i.value.to_lowercase(),
+    }
+}
+
+/// The relation name of an object name (`schema.name` → name; schema must be `public` if given).
+pub(crate) fn object_name(name: &ast::ObjectName) -> Result<String> {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|p| match p.as_ident() {
+            Some(i) => Ok(ident(i)),
+            None => Err(Error::syntax(format!("invalid name {name}"))),
+        })
+        .collect::<Result<_>>()?;
+    match parts.as_slice() {
+        [n] => Ok(n.clone()),
+        [schema, n] if schema == "public" => Ok(n.clone()),
+        [db, schema, n] if schema == "public" && !db.is_empty() => Ok(n.clone()),
+        _ => Err(Error::FeatureNotSupported { feature: format!("schemas other than public (in {name})") }),
+    }
+}
+
+/// The storage type of a declared SQL type.
+pub(crate) fn column_type(t: &ast::DataType) -> Result<DataType> {
+    use ast::DataType as T;
+    let char_len = |l: &Option<ast::CharacterLength>| -> Result<Option<u32>> {
+        match l {
+            None | Some(ast::CharacterLength::Max) => Ok(None),
+            Some(ast::CharacterLength::IntegerLength { length, .. }) => match u32::try_from(*length) {
+                Ok(0) | Err(_) => Err(Error::InvalidParameterValue { message: "length for type varchar must be at least 1".into() }),
+                Ok(n) => Ok(Some(n)),
+            },
+        }
+    };
+    Ok(match t {
+        T::SmallInt(_) | T::Int2(_) => DataType::Int16,
+        T::Int(_) | T::Integer(_) | T::Int4(_) => DataType::Int32,
+        T::BigInt(_) | T::Int8(_) => DataType::Int64,
+        T::Real | T::Float4 => DataType::Float32,
+        T::Float8 | T::DoublePrecision | T::Double(_) => DataType::Float64,
+        T::Float(info) => match info {
+            ast::ExactNumberInfo::Precision(p) if *p <= 24 => DataType::Float32,
+            _ => DataType::Float64,
+        },
+        T::Numeric(info) | T::Decimal(info) | T::Dec(info) => {
+            let (p, s) = match info {
+                ast::ExactNumberInfo::None => (38, 16),
+                ast::ExactNumberInfo::Precision(p) => (*p, 0),
+                ast::ExactNumberInfo::PrecisionAndScale(p, s) => (*p, *s),
+            };
+            if p == 0 || p > 38 {
+                return Err(Error::FeatureNotSupported { feature: format!("numeric precision {p} (Weft supports 1 to 38)") });
+            }
+            if s < 0 || s > p as i64 {
+                return Err(Error::InvalidParameterValue {
+                    message: format!("NUMERIC scale {s} must be between 0 and precision {p}"),
+                });
+            }
+            DataType::Numeric { precision: p as u8, scale: s as i8 }
+        }
+        T::Text | T::String(None) => DataType::Text,
+        T::Varchar(l) | T::CharacterVarying(l) | T::CharVarying(l) | T::Nvarchar(l) => DataType::Varchar(char_len(l)?),
+        T::Char(l) | T::Character(l) => DataType::Char(char_len(l)?.unwrap_or(1)),
+        T::Bool | T::Boolean => DataType::Bool,
+        T::Bytea => DataType::Bytea,
+        T::Date => DataType::Date,
+        T::Timestamp(_, tz) => match tz {
+            ast::TimezoneInfo::WithTimeZone | ast::TimezoneInfo::Tz => DataType::TimestampTz,
+            _ => DataType::Timestamp,
+        },
+        T::TimestampNtz(_) => DataType::Timestamp,
+        T::Uuid => DataType::Uuid,
+        T::JSON | T::JSONB => DataType::Jsonb,
+        T::Custom(name, _) => match name.to_string().to_lowercase().as_str() {
+            "jsonb" | "json" => DataType::Jsonb,
+            "timestamptz" => DataType::TimestampTz,
+            "bpchar" => DataType::Char(1),
+            other => return Err(Error::FeatureNotSupported { feature: format!("type {other}") }),
+        },
+        other => return Err(Error::FeatureNotSupported { feature: format!("type {other}") }),
+    })
+}

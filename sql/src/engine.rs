@@ -1,0 +1,45 @@
+//! The engine: shared by every session of a node; owns the storage handle and node settings.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use weft_storage::Storage;
+
+use crate::error::Result;
+use crate::session::Session;
+
+/// Node-wide settings the SQL layer needs.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub node_id: u16,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig { node_id: 1 }
+    }
+}
+
+pub struct Engine {
+    storage: Storage,
+    config: EngineConfig,
+}
+
+impl Engine {
+    pub fn new(storage: Storage, config: EngineConfig) -> Result<Arc<Engine>> {
+        Ok(Arc::new(Engine { storage, config }))
+    }
+
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// A new session for a connection, given the startup parameters the client sent.
+    pub fn new_session(self: &Arc<Self>, startup_params: &HashMap<String, String>) -> Session {
+        Session::new(Arc::clone(self), startup_params)
+    }
+}

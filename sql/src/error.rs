@@ -1,0 +1,432 @@
+//! The SQL layer's errors and their one mapping to PostgreSQL SQLSTATE codes.
+//!
+//! Every error a client can cause carries a SQLSTATE; internal failures are logged in full and shown
+//! to the client as `XX000` without internals.
+
+use datafusion::arrow::error::ArrowError;
+use datafusion::common::{DataFusionError, SchemaError};
+use datafusion::sql::sqlparser::parser::ParserError;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    #[error("syntax error: {message}")]
+    Syntax { message: String, position: Option<u32> },
+    #[error("{message}")]
+    UndefinedTable { message: String },
+    #[error("{message}")]
+    UndefinedColumn { message: String },
+    #[error("{message}")]
+    UndefinedObject { message: String },
+    #[error("{message}")]
+    UndefinedFunction { message: String },
+    #[error("{message}")]
+    DuplicateTable { message: String },
+    #[error("{message}")]
+    DuplicateObject { message: String },
+    #[error("{message}")]
+    DuplicateColumn { message: String },
+    #[error("{message}")]
+    AmbiguousColumn { message: String },
+    #[error("{message}")]
+    DatatypeMismatch { message: String },
+    #[error("{message}")]
+    InvalidColumnDefinition { message: String },
+    #[error("{message}")]
+    InvalidTableDefinition { message: String },
+    #[error("{message}")]
+    InvalidParameterValue { message: String },
+    #[error("{message}")]
+    NumericOutOfRange { message: String },
+    #[error("{message}")]
+    InvalidTextRepresentation { message: String },
+    #[error("{message}")]
+    StringTooLong { message: String },
+    #[error("division by zero")]
+    DivisionByZero,
+    #[error("{message}")]
+    DataException { message: String },
+    #[error("{message}")]
+    UniqueViolation { message: String, detail: Option<String> },
+    #[error("{message}")]
+    NotNullViolation { message: String, detail: Option<String> },
+    #[error("{message}")]
+    CheckViolation { message: String, detail: Option<String> },
+    #[error("{message}")]
+    ActiveTransaction { message: String },
+    #[error("{message}")]
+    NoActiveTransaction { message: String },
+    #[error("current transaction is aborted, commands ignored until end of transaction block")]
+    InFailedTransaction,
+    #[error("{message}")]
+    ReadOnlyTransaction { message: String },
+    #[error("could not serialize access due to concurrent update")]
+    SerializationFailure { detail: Option<String> },
+    #[error("canceling statement due to user request")]
+    QueryCanceled,
+    #[error("canceling statement due to statement timeout")]
+    StatementTimeout,
+    #[error("{message}")]
+    ObjectNotInPrerequisiteState { message: String },
+    #[error("{message}")]
+    ProgramLimitExceeded { message: String },
+    #[error("{feature} is not supported")]
+    FeatureNotSupported { feature: String },
+    #[error("{message}")]
+    ProtocolViolation { message: String },
+    #[error("{message}")]
+    UnrecognizedParameter { message: String },
+    #[error("{message}")]
+    InvalidSavepoint { message: String },
+    #[error("{message}")]
+    WrongObjectType { message: String },
+    #[error("{message}")]
+    DependentObjects { message: String },
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    /// A bug or an engine failure; the message is not shown to clients.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            Error::Syntax { .. } => "42601",
+            Error::UndefinedTable { .. } => "42P01",
+            Error::UndefinedColumn { .. } => "42703",
+            Error::UndefinedObject { .. } => "42704",
+            Error::UndefinedFunction { .. } => "42883",
+            Error::DuplicateTable { .. } => "42P07",
+            Error::DuplicateObject { .. } => "42710",
+            Error::DuplicateColumn { .. } => "42701",
+            Error::AmbiguousColumn { .. } => "42702",
+            Error::DatatypeMismatch { .. } => "42804",
+            Error::InvalidColumnDefinition { .. } => "42611",
+            Error::InvalidTableDefinition { .. } => "42P16",
+            Error::InvalidParameterValue { .. } => "22023",
+            Error::NumericOutOfRange { .. } => "22003",
+            Error::InvalidTextRepresentation { .. } => "22P02",
+            Error::StringTooLong { .. } => "22001",
+            Error::DivisionByZero => "22012",
+            Error::DataException { .. } => "22000",
+            Error::UniqueViolation { .. } => "23505",
+            Error::NotNullViolation { .. } => "23502",
+            Error::CheckViolation { .. } => "23514",
+            Error::ActiveTransaction { .. } => "25001",
+            Error::NoActiveTransaction { .. } => "25P01",
+            Error::InFailedTransaction => "25P02",
+            Error::ReadOnlyTransaction { .. } => "25006",
+            Error::SerializationFailure { .. } => "40001",
+            Error::QueryCanceled | Error::StatementTimeout => "57014",
+            Error::ObjectNotInPrerequisiteState { .. } => "55000",
+            Error::ProgramLimitExceeded { .. } => "54000",
+            Error::FeatureNotSupported { .. } => "0A000",
+            Error::ProtocolViolation { .. } => "08P01",
+            Error::UnrecognizedParameter { .. } => "42704",
+            Error::InvalidSavepoint { .. } => "3B001",
+            Error::WrongObjectType { .. } => "42809",
+            Error::DependentObjects { .. } => "2BP01",
+            Error::ShuttingDown => "57P01",
+            Error::Internal(_) => "XX000",
+        }
+    }
+
+    /// The message shown to the client: everything but internal errors, whose details stay in the log.
+    pub fn message(&self) -> String {
+        match self {
+            Error::Syntax { message, .. } => message.clone(),
+            Error::Internal(_) => "internal error".to_string(),
+            other => other.to_string(),
+        }
+    }
+
+    pub fn detail(&self) -> Option<String> {
+        match self {
+            Error::UniqueViolation { detail, .. }
+            | Error::NotNullViolation { detail, .. }
+            | Error::CheckViolation { detail, .. }
+            | Error::SerializationFailure { detail } => detail.clone(),
+            _ => None,
+        }
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::SerializationFailure { .. } => {
+                Some("The transaction might succeed if retried.".to_string())
+            }
+            _ => None,
+        }
+    }
+
+    /// 1-based character offset into the statement, for syntax errors.
+    pub fn position(&self) -> Option<u32> {
+        match self {
+            Error::Syntax { position, .. } => *position,
+            _ => None,
+        }
+    }
+
+    pub fn unsupported(feature: impl Into<String>) -> Self {
+        Error::FeatureNotSupported { feature: feature.into() }
+    }
+
+    pub fn syntax(message: impl Into<String>) -> Self {
+        Error::Syntax { message: message.into(), position: None }
+    }
+
+    pub fn internal(message: impl std::fmt::Display) -> Self {
+        Error::Internal(message.to_string())
+    }
+
+    /// Attaches a position computed from sqlparser's "Line: l, Column: c" to a syntax error.
+    pub fn with_sql_position(self, sql: &str) -> Self {
+        match self {
+            Error::Syntax { message, position: None } => {
+                let position = parser_position(&message, sql);
+                let message = strip_location(&message);
+                Error::Syntax { message, position }
+            }
+            other => other,
+        }
+    }
+}
+
+impl From<weft_storage::Error> for Error {
+    fn from(e: weft_storage::Error) -> Self {
+        use weft_storage::Error as S;
+        match e {
+            S::UniqueViolation { constraint, detail } => Error::UniqueViolation {
+                message: format!("duplicate key value violates unique constraint \"{constraint}\""),
+                detail: Some(detail),
+            },
+            S::SerializationFailure { detail } => Error::SerializationFailure { detail: Some(detail) },
+            S::ShuttingDown => Error::ShuttingDown,
+            other => Error::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<ParserError> for Error {
+    fn from(e: ParserError) -> Self {
+        match e {
+            ParserError::RecursionLimitExceeded => Error::ProgramLimitExceeded {
+                message: "statement is too deeply nested".to_string(),
+            },
+            ParserError::ParserError(m) | ParserError::TokenizerError(m) => {
+                Error::Syntax { message: syntax_message(&m), position: None }
+            }
+        }
+    }
+}
+
+/// sqlparser says "Expected: X, found: Y at Line: 1, Column: 8"; PostgreSQL says
+/// `syntax error at or near "Y"`.
+fn syntax_message(m: &str) -> String {
+    if let Some(idx) = m.find("found: ") {
+        let rest = &m[idx + "found: ".len()..];
+        let token = rest.split(" at Line:").next().unwrap_or(rest).trim();
+        if token == "EOF" {
+            return format!("syntax error at end of input ({m})");
+        }
+        return format!("syntax error at or near \"{token}\" ({m})");
+    }
+    format!("syntax error: {m}")
+}
+
+fn strip_location(message: &str) -> String {
+    match message.find(" at Line: ") {
+        Some(i) => {
+            let rest = &message[i..];
+            let close = rest.find(')').map(|c| &rest[c..]).unwrap_or("");
+            format!("{}{}", &message[..i], close)
+        }
+        None => message.to_string(),
+    }
+}
+
+fn parser_position(message: &str, sql: &str) -> Option<u32> {
+    let idx = message.find("Line: ")?;
+    let rest = &message[idx + 6..];
+    let (line, rest) = rest.split_once(", Column: ")?;
+    let line: usize = line.trim().parse().ok()?;
+    let col: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+    let col: usize = col.parse().ok()?;
+    let mut offset = 0usize;
+    for (i, l) in sql.split('\n').enumerate() {
+        if i + 1 == line {
+            return u32::try_from(offset + col).ok();
+        }
+        offset += l.chars().count() + 1;
+    }
+    None
+}
+
+impl From<ArrowError> for Error {
+    fn from(e: ArrowError) -> Self {
+        match e {
+            ArrowError::DivideByZero => Error::DivisionByZero,
+            ArrowError::ArithmeticOverflow(m) => Error::NumericOutOfRange { message: overflow_message(&m) },
+            ArrowError::CastError(m) | ArrowError::ParseError(m) => cast_error(&m),
+            ArrowError::ComputeError(m) if m.contains("Overflow") || m.contains("overflow") => {
+                Error::NumericOutOfRange { message: overflow_message(&m) }
+            }
+            ArrowError::InvalidArgumentError(m) => Error::InvalidParameterValue { message: m },
+            ArrowError::ExternalError(inner) => match inner.downcast::<Error>() {
+                Ok(e) => *e,
+                Err(inner) => Error::Internal(inner.to_string()),
+            },
+            other => Error::Internal(other.to_string()),
+        }
+    }
+}
+
+fn overflow_message(m: &str) -> String {
+    if m.contains("Int16") {
+        "smallint out of range".to_string()
+    } else if m.contains("Int32") {
+        "integer out of range".to_string()
+    } else if m.contains("Int64") {
+        "bigint out of range".to_string()
+    } else {
+        format!("value out of range: {m}")
+    }
+}
+
+fn cast_error(m: &str) -> Error {
+    if m.contains("overflow") || m.contains("Overflow") || m.contains("too large") || m.contains("out of range") {
+        return Error::NumericOutOfRange { message: overflow_message(m) };
+    }
+    Error::InvalidTextRepresentation { message: format!("invalid input syntax: {m}") }
+}
+
+impl From<DataFusionError> for Error {
+    fn from(e: DataFusionError) -> Self {
+        match e {
+            DataFusionError::ArrowError(a, _) => Error::from(*a),
+            DataFusionError::SQL(p, _) => Error::from(*p),
+            DataFusionError::NotImplemented(m) => Error::FeatureNotSupported { feature: m },
+            DataFusionError::SchemaError(s, _) => match *s {
+                SchemaError::FieldNotFound { field, .. } => Error::UndefinedColumn {
+                    message: format!("column \"{}\" does not exist", field.name),
+                },
+                SchemaError::AmbiguousReference { field } => Error::AmbiguousColumn {
+                    message: format!("column reference \"{}\" is ambiguous", field.name),
+                },
+                SchemaError::DuplicateQualifiedField { name, .. }
+                | SchemaError::DuplicateUnqualifiedField { name } => Error::DuplicateColumn {
+                    message: format!("column \"{name}\" specified more than once"),
+                },
+                other => Error::Syntax { message: other.to_string(), position: None },
+            },
+            DataFusionError::Plan(m) => plan_error(m),
+            DataFusionError::Execution(m) => execution_error(m),
+            DataFusionError::External(inner) => match inner.downcast::<Error>() {
+                Ok(e) => *e,
+                Err(inner) => match inner.downcast::<ArrowError>() {
+                    Ok(a) => Error::from(*a),
+                    Err(inner) => Error::Internal(inner.to_string()),
+                },
+            },
+            DataFusionError::Context(_, inner) => Error::from(*inner),
+            DataFusionError::Diagnostic(_, inner) => Error::from(*inner),
+            DataFusionError::Shared(inner) => Error::from(DataFusionError::Execution(inner.to_string())),
+            DataFusionError::Collection(mut errs) if !errs.is_empty() => Error::from(errs.remove(0)),
+            DataFusionError::ResourcesExhausted(m) => Error::ProgramLimitExceeded { message: m },
+            other => Error::Internal(other.to_string()),
+        }
+    }
+}
+
+fn plan_error(m: String) -> Error {
+    if let Some(name) = between(&m, "table '", "' not found") {
+        let name = name.rsplit('.').next().unwrap_or(name);
+        return Error::UndefinedTable { message: format!("relation \"{name}\" does not exist") };
+    }
+    if m.contains("Invalid function") || m.contains("Unknown function") {
+        return Error::UndefinedFunction { message: format!("function does not exist: {m}") };
+    }
+    if m.contains("Cannot infer common argument type")
+        || m.contains("Cannot coerce")
+        || m.contains("cannot be cast")
+        || m.contains("No function matches")
+        || m.contains("does not support")
+        || m.contains("Failed to coerce")
+        || m.contains("type_coercion")
+    {
+        return Error::DatatypeMismatch { message: m };
+    }
+    if m.contains("Divide by zero") {
+        return Error::DivisionByZero;
+    }
+    Error::Syntax { message: m, position: None }
+}
+
+fn execution_error(m: String) -> Error {
+    if m.contains("Divide by zero") || m.contains("division by zero") {
+        return Error::DivisionByZero;
+    }
+    if m.contains("overflow") || m.contains("Overflow") {
+        return Error::NumericOutOfRange { message: overflow_message(&m) };
+    }
+    if m.contains("Cast error") || m.contains("Cannot cast") {
+        return cast_error(&m);
+    }
+    Error::DataException { message: m }
+}
+
+fn between<'a>(s: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let i = s.find(start)? + start.len();
+    let j = s[i..].find(end)? + i;
+    Some(&s[i..j])
+}
+
+/// Turns our error into a DataFusion error that survives a trip through DataFusion's execution.
+pub fn to_df(e: Error) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parser_errors_map_to_42601_with_position() {
+        let sql = "SELECT * FORM t";
+        let e = Error::from(ParserError::ParserError(
+            "Expected: end of statement, found: t at Line: 1, Column: 15".into(),
+        ))
+        .with_sql_position(sql);
+        assert_eq!(e.sqlstate(), "42601");
+        assert_eq!(e.position(), Some(15));
+        assert!(e.message().contains("\"t\""), "{}", e.message());
+    }
+
+    #[test]
+    fn table_not_found_is_42p01() {
+        let e = Error::from(DataFusionError::Plan("table 'postgres.public.nope' not found".into()));
+        assert_eq!(e.sqlstate(), "42P01");
+        assert_eq!(e.message(), "relation \"nope\" does not exist");
+    }
+
+    #[test]
+    fn arrow_divide_by_zero_is_22012() {
+        let e = Error::from(DataFusionError::ArrowError(Box::new(ArrowError::DivideByZero), None));
+        assert_eq!(e.sqlstate(), "22012");
+    }
+
+    #[test]
+    fn our_error_round_trips_through_datafusion() {
+        let e = Error::from(to_df(Error::CheckViolation { message: "x".into(), detail: None }));
+        assert_eq!(e.sqlstate(), "23514");
+    }
+
+    #[test]
+    fn internal_errors_hide_details() {
+        let e = Error::internal("rocksdb exploded at /secret/path");
+        assert_eq!(e.sqlstate(), "XX000");
+        assert!(!e.message().contains("secret"));
+    }
+}

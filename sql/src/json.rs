@@ -1,0 +1,109 @@
+//! jsonb as PostgreSQL stores and prints it: keys deduplicated (last wins) and ordered by length then
+//! bytes, printed with `": "` and `", "` separators; `->` and `->>` lookups.
+
+use serde_json::Value as Json;
+
+use crate::error::{Error, Result};
+
+/// Parses JSON text and returns PostgreSQL's canonical jsonb text for it.
+pub fn normalize(text: &str) -> Result<String> {
+    let value: Json = serde_json::from_str(text).map_err(|e| Error::InvalidTextRepresentation {
+        message: format!("invalid input syntax for type json: {e}"),
+    })?;
+    Ok(to_text(&value))
+}
+
+/// Canonical jsonb text of a parsed value.
+pub fn to_text(value: &Json) -> String {
+    let mut out = String::new();
+    write(value, &mut out);
+    out
+}
+
+fn write(value: &Json, out: &mut String) {
+    match value {
+        Json::Object(map) => {
+            let mut entries: Vec<(&String, &Json)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.len().cmp(&b.0.len()).then_with(|| a.0.as_bytes().cmp(b.0.as_bytes())));
+            out.push('{');
+            for (i, (k, v)) in entries.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                out.push_str(&Json::String((*k).clone()).to_string());
+                out.push_str(": ");
+                write(v, out);
+            }
+            out.push('}');
+        }
+        Json::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write(v, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// A key or array index, as the right side of `->` / `->>`.
+pub enum PathStep<'a> {
+    Key(&'a str),
+    Index(i64),
+}
+
+fn step<'v>(value: &'v Json, path: &PathStep<'_>) -> Option<&'v Json> {
+    match (value, path) {
+        (Json::Object(map), PathStep::Key(k)) => map.get(*k),
+        (Json::Array(items), PathStep::Index(i)) => {
+            let len = i64::try_from(items.len()).ok()?;
+            let idx = if *i < 0 { len + *i } else { *i };
+            usize::try_from(idx).ok().and_then(|i| items.get(i))
+        }
+        _ => None,
+    }
+}
+
+/// `json -> path`: the element as jsonb text, or None (SQL NULL).
+pub fn get(text: &str, path: &PathStep<'_>) -> Result<Option<String>> {
+    let value: Json = serde_json::from_str(text).map_err(|e| Error::InvalidTextRepresentation {
+        message: format!("invalid input syntax for type json: {e}"),
+    })?;
+    Ok(step(&value, path).map(to_text))
+}
+
+/// `json ->> path`: the element as text (strings unquoted), or None.
+pub fn get_text(text: &str, path: &PathStep<'_>) -> Result<Option<String>> {
+    let value: Json = serde_json::from_str(text).map_err(|e| Error::InvalidTextRepresentation {
+        message: format!("invalid input syntax for type json: {e}"),
+    })?;
+    Ok(step(&value, path).and_then(|v| match v {
+        Json::String(s) => Some(s.clone()),
+        Json::Null => None,
+        other => Some(to_text(other)),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes_like_postgres() {
+        assert_eq!(normalize(r#"{"bb":1,"a":[1,2],"a":{"x":null}}"#).ok().as_deref(), Some(r#"{"a": {"x": null}, "bb": 1}"#));
+        assert_eq!(normalize("not json").unwrap_err().sqlstate(), "22P02");
+    }
+
+    #[test]
+    fn arrow_operators() {
+        let doc = r#"{"a": {"b": "x"}, "n": [10, 20]}"#;
+        assert_eq!(get(doc, &PathStep::Key("a")).ok().flatten().as_deref(), Some(r#"{"b": "x"}"#));
+        assert_eq!(get_text(r#"{"b": "x"}"#, &PathStep::Key("b")).ok().flatten().as_deref(), Some("x"));
+        assert_eq!(get(r#"[10, 20]"#, &PathStep::Index(-1)).ok().flatten().as_deref(), Some("20"));
+        assert_eq!(get(doc, &PathStep::Key("zz")).ok().flatten(), None);
+    }
+}

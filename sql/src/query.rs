@@ -1,0 +1,241 @@
+//! Queries through DataFusion: a session's planning state, parameter type inference (client
+//! declarations, casts, PostgreSQL's "unknown is text"), binding, and execution as a row stream.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::StringArray;
+use datafusion::arrow::datatypes::{DataType as ArrowType, Field, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{CatalogProviderList, MemoryCatalogProviderList, SchemaProvider};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{DFSchema, ParamValues, ScalarValue};
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
+use datafusion::logical_expr::expr::{Cast, Placeholder};
+use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::physical_plan::execute_stream;
+use datafusion::prelude::SessionConfig;
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast;
+use futures::StreamExt;
+use weft_storage::Catalog;
+
+use crate::error::{Error, Result};
+use crate::functions;
+use crate::pgtype::PgType;
+use crate::schema::{PublicSchema, WeftCatalog, DEFAULT_SCHEMA};
+use crate::session::{ExecCtx, FieldInfo, QueryOutput, RowStream};
+use crate::shared::SessionShared;
+use crate::statement::Statement;
+
+/// A planned query, kept by a prepared statement and re-bound on every execution.
+#[derive(Clone)]
+pub(crate) struct QueryPlan {
+    pub plan: LogicalPlan,
+    pub param_types: Vec<PgType>,
+    param_arrow: Vec<ArrowType>,
+    pub fields: Arc<Vec<FieldInfo>>,
+    declared: Vec<Option<PgType>>,
+    /// The catalog the plan was made against; a changed catalog means planning again.
+    catalog: Arc<Catalog>,
+}
+
+/// A DataFusion state for one session, resolving names through the session's transaction.
+pub(crate) fn new_state(shared: &Arc<SessionShared>, database: &str) -> SessionState {
+    let config = SessionConfig::new()
+        .with_default_catalog_and_schema(database, DEFAULT_SCHEMA)
+        .with_create_default_catalog_and_schema(false)
+        .with_information_schema(true)
+        // One partition: point and small queries dominate; repartitioning costs more than it gives.
+        .with_target_partitions(1)
+        .set_str("datafusion.sql_parser.dialect", "PostgreSQL")
+        .set_bool("datafusion.sql_parser.map_string_types_to_utf8view", false)
+        .set_bool("datafusion.execution.parquet.schema_force_view_types", false);
+    let public: Arc<dyn SchemaProvider> = Arc::new(PublicSchema::new(Arc::clone(shared)));
+    let catalog = Arc::new(WeftCatalog::new(public, Vec::new()));
+    let catalogs = Arc::new(MemoryCatalogProviderList::new());
+    catalogs.register_catalog(database.to_string(), catalog);
+    let mut state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features()
+        .with_catalog_list(catalogs)
+        .build();
+    functions::register(&mut state, shared);
+    functions::register_database(&mut state, database);
+    state
+}
+
+pub(crate) fn is_query(stmt: &ast::Statement) -> bool {
+    matches!(stmt, ast::Statement::Query(_) | ast::Statement::Explain { .. })
+}
+
+pub(crate) async fn plan(
+    state: &SessionState,
+    stmt: &Statement,
+    declared: &[Option<PgType>],
+    catalog: Arc<Catalog>,
+) -> Result<QueryPlan> {
+    let logical = state
+        .statement_to_plan(DfStatement::Statement(Box::new((*stmt.ast).clone())))
+        .await
+        .map_err(|e| Error::from(e).with_sql_position(&stmt.sql))?;
+    let logical = infer_params(logical, declared)?;
+    let (param_types, param_arrow) = param_types(&logical)?;
+    let fields = Arc::new(fields_of(logical.schema().as_arrow()));
+    Ok(QueryPlan { plan: logical, param_types, param_arrow, fields, declared: declared.to_vec(), catalog })
+}
+
+/// RowDescription fields of an output schema.
+pub(crate) fn fields_of(schema: &Schema) -> Vec<FieldInfo> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| FieldInfo {
+            name: f.name().clone(),
+            pg_type: PgType::from_field(f),
+            table_oid: 0,
+            column_id: 0,
+            type_modifier: -1,
+        })
+        .collect()
+}
+
+fn declared_type(id: &str, declared: &[Option<PgType>]) -> Option<PgType> {
+    let n: usize = id.strip_prefix('$')?.parse().ok()?;
+    declared.get(n.checked_sub(1)?).copied().flatten()
+}
+
+/// Gives every placeholder a type: the client's declaration, else the type it is cast to, else
+/// DataFusion's inference, else text (PostgreSQL resolves an unknown parameter as text).
+pub(crate) fn infer_params(plan: LogicalPlan, declared: &[Option<PgType>]) -> Result<LogicalPlan> {
+    let with_field = |p: Placeholder, t: ArrowType| -> Expr {
+        Expr::Placeholder(Placeholder::new_with_field(p.id.clone(), Some(Arc::new(Field::new(&p.id, t, true)))))
+    };
+    let pass = |plan: LogicalPlan, fallback: bool| -> Result<LogicalPlan> {
+        plan.transform_up_with_subqueries(|node| {
+            let t = node.map_expressions(|e| {
+                e.transform_up(|e| match e {
+                    Expr::Placeholder(p) => match declared_type(&p.id, declared) {
+                        Some(t) if p.field.as_ref().map(|f| f.data_type()) != Some(&t.to_arrow()) => {
+                            Ok(Transformed::yes(with_field(p, t.to_arrow())))
+                        }
+                        None if fallback && p.field.is_none() => Ok(Transformed::yes(with_field(p, ArrowType::Utf8))),
+                        _ => Ok(Transformed::no(Expr::Placeholder(p))),
+                    },
+                    Expr::Cast(Cast { expr, data_type }) => match *expr {
+                        Expr::Placeholder(p) if p.field.is_none() => {
+                            let inner = with_field(p, data_type.clone());
+                            Ok(Transformed::yes(Expr::Cast(Cast::new(Box::new(inner), data_type))))
+                        }
+                        other => Ok(Transformed::no(Expr::Cast(Cast::new(Box::new(other), data_type)))),
+                    },
+                    other => Ok(Transformed::no(other)),
+                })
+            })?;
+            if t.transformed {
+                t.map_data(|p| p.recompute_schema())
+            } else {
+                Ok(t)
+            }
+        })
+        .map(|t| t.data)
+        .map_err(Error::from)
+    };
+    let plan = pass(plan, false)?;
+    pass(plan, true)
+}
+
+fn param_types(plan: &LogicalPlan) -> Result<(Vec<PgType>, Vec<ArrowType>)> {
+    let fields = plan.get_parameter_fields().map_err(Error::from)?;
+    let mut by_index: HashMap<usize, ArrowType> = HashMap::new();
+    for (id, field) in fields {
+        let n: usize = id
+            .strip_prefix('$')
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| Error::syntax(format!("invalid parameter name {id}")))?;
+        by_index.insert(n, field.map(|f| f.data_type().clone()).unwrap_or(ArrowType::Utf8));
+    }
+    let count = by_index.keys().copied().max().unwrap_or(0);
+    let arrow: Vec<ArrowType> = (1..=count).map(|i| by_index.remove(&i).unwrap_or(ArrowType::Utf8)).collect();
+    let pg = arrow.iter().map(PgType::from_arrow).collect();
+    Ok((pg, arrow))
+}
+
+/// Casts a bound value to its parameter's type (a client may send int4 where int8 is expected).
+pub(crate) fn cast_param(v: ScalarValue, t: &ArrowType) -> Result<ScalarValue> {
+    if &v.data_type() == t {
+        return Ok(v);
+    }
+    v.cast_to(t).map_err(Error::from)
+}
+
+fn bind(plan: &QueryPlan, params: Vec<ScalarValue>) -> Result<LogicalPlan> {
+    if params.is_empty() {
+        return Ok(plan.plan.clone());
+    }
+    let values = params
+        .into_iter()
+        .zip(&plan.param_arrow)
+        .map(|(v, t)| cast_param(v, t))
+        .collect::<Result<Vec<_>>>()?;
+    plan.plan.clone().with_param_values(ParamValues::from(values)).map_err(Error::from)
+}
+
+pub(crate) async fn execute(ctx: &ExecCtx<'_>, plan: &QueryPlan, stmt: &Statement, params: Vec<ScalarValue>) -> Result<QueryOutput> {
+    let current = ctx.shared.catalog();
+    let fresh;
+    let plan = if Arc::ptr_eq(&plan.catalog, &current) || plan.catalog.entries == current.entries {
+        plan
+    } else {
+        fresh = self::plan(ctx.state, stmt, &plan.declared, Arc::clone(&current)).await?;
+        if fresh.param_types != plan.param_types {
+            return Err(Error::FeatureNotSupported {
+                feature: "re-planning a prepared statement whose parameter types changed after DDL (prepare it again)".into(),
+            });
+        }
+        &fresh
+    };
+    let logical = bind(plan, params)?;
+    let physical = ctx.state.create_physical_plan(&logical).await.map_err(Error::from)?;
+    let stream = execute_stream(physical, ctx.state.task_ctx()).map_err(Error::from)?;
+    let stream: RowStream = Box::pin(stream.map(|r| r.map_err(Error::from)));
+    Ok(QueryOutput::Rows { fields: Arc::clone(&plan.fields), stream, command: "SELECT" })
+}
+
+pub(crate) fn text_field(name: &str) -> FieldInfo {
+    FieldInfo { name: name.to_string(), pg_type: PgType::Text, table_oid: 0, column_id: 0, type_modifier: -1 }
+}
+
+/// A one-row, one-column text result (SHOW).
+pub(crate) fn single_text(name: &str, value: String) -> Result<QueryOutput> {
+    let schema = Arc::new(Schema::new(vec![Field::new(name, ArrowType::Utf8, false)]));
+    let batch = RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(StringArray::from(vec![value]))])?;
+    Ok(rows_output(vec![text_field(name)], vec![batch], "SHOW"))
+}
+
+pub(crate) fn show_all(values: Vec<(String, String)>) -> Result<QueryOutput> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("name", ArrowType::Utf8, false),
+        Field::new("setting", ArrowType::Utf8, false),
+        Field::new("description", ArrowType::Utf8, false),
+    ]));
+    let names: Vec<&str> = values.iter().map(|(n, _)| n.as_str()).collect();
+    let settings: Vec<&str> = values.iter().map(|(_, v)| v.as_str()).collect();
+    let desc: Vec<&str> = values.iter().map(|_| "").collect();
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![Arc::new(StringArray::from(names)), Arc::new(StringArray::from(settings)), Arc::new(StringArray::from(desc))],
+    )?;
+    Ok(rows_output(vec![text_field("name"), text_field("setting"), text_field("description")], vec![batch], "SHOW"))
+}
+
+/// Rows already in memory as a result.
+pub(crate) fn rows_output(fields: Vec<FieldInfo>, batches: Vec<RecordBatch>, command: &'static str) -> QueryOutput {
+    let stream: RowStream = Box::pin(futures::stream::iter(batches.into_iter().map(Ok)));
+    QueryOutput::Rows { fields: Arc::new(fields), stream, command }
+}
+
+/// DFSchema of the given Arrow schema, qualified by `qualifier`.
+pub(crate) fn qualified_schema(qualifier: &str, schema: &Schema) -> Result<DFSchema> {
+    DFSchema::try_from_qualified_schema(qualifier, schema).map_err(Error::from)
+}

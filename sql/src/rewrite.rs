@@ -1,0 +1,71 @@
+//! Rewrites of the parsed statement before DataFusion plans it: casts to types Arrow lacks
+//! (`uuid`, `json`, `jsonb`) become calls to the functions that validate and normalize them.
+
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{
+    self, visit_expressions_mut, DataType, Expr, FunctionArg, FunctionArgExpr, FunctionArgumentList,
+    FunctionArguments, Ident, ObjectName, VisitMut,
+};
+
+fn call(name: &str, arg: Expr) -> Expr {
+    Expr::Function(ast::Function {
+        name: ObjectName::from(vec![Ident::new(name)]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))],
+            clauses: vec![],
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: vec![],
+    })
+}
+
+fn function_for(t: &DataType) -> Option<&'static str> {
+    match t {
+        DataType::Uuid => Some("weft_uuid"),
+        DataType::JSON | DataType::JSONB => Some("weft_jsonb"),
+        DataType::Custom(name, _) if name.to_string().eq_ignore_ascii_case("jsonb") => Some("weft_jsonb"),
+        _ => None,
+    }
+}
+
+/// Rewrites every expression of a statement (or of an expression) in place.
+pub(crate) fn rewrite<V: VisitMut>(node: &mut V) {
+    let _ = visit_expressions_mut(node, |e: &mut Expr| {
+        let replacement = match e {
+            Expr::Cast { expr, data_type, .. } => {
+                function_for(data_type).map(|f| call(f, std::mem::replace(expr.as_mut(), Expr::value(ast::Value::Null))))
+            }
+            Expr::TypedString(ts) => function_for(&ts.data_type).map(|f| call(f, Expr::Value(ts.value.clone()))),
+            _ => None,
+        };
+        if let Some(r) = replacement {
+            *e = r;
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
+    #[test]
+    fn casts_to_uuid_and_jsonb_become_calls() {
+        let mut stmts = Parser::parse_sql(&PostgreSqlDialect {}, "SELECT '{}'::jsonb, CAST(x AS uuid), jsonb '[1]'")
+            .unwrap_or_default();
+        assert_eq!(stmts.len(), 1);
+        rewrite(&mut stmts[0]);
+        let text = stmts[0].to_string();
+        assert!(text.contains("weft_jsonb('{}')"), "{text}");
+        assert!(text.contains("weft_uuid(x)"), "{text}");
+        assert!(text.contains("weft_jsonb('[1]')"), "{text}");
+    }
+}

@@ -1,0 +1,436 @@
+//! A client session: settings, the open transaction, prepared statements' plans, and the dispatch
+//! of each statement to transaction control, settings, DDL, DML or a query.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::execution::session_state::SessionState;
+use datafusion::sql::sqlparser::ast;
+use futures::Stream;
+use tokio::sync::Notify;
+use weft_storage::{Savepoint, Txn};
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::pgtype::PgType;
+use crate::settings::Settings;
+use crate::shared::{ReadView, SessionShared};
+use crate::statement::{parse, Statement};
+use crate::{ddl, dml, query, txn_control};
+
+pub type RowStream = Pin<Box<dyn Stream<Item = Result<RecordBatch>> + Send>>;
+
+/// A result column as RowDescription describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldInfo {
+    pub name: String,
+    pub pg_type: PgType,
+    pub table_oid: u32,
+    pub column_id: i16,
+    pub type_modifier: i32,
+}
+
+/// What executing a statement produced.
+pub enum QueryOutput {
+    /// Rows; the front end counts them and builds the tag `"{command} n"` (`INSERT 0 n` for INSERT).
+    Rows { fields: Arc<Vec<FieldInfo>>, stream: RowStream, command: &'static str },
+    Command { tag: String },
+    Empty,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxStatus {
+    Idle,
+    InBlock,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub severity: String,
+    pub sqlstate: String,
+    pub message: String,
+}
+
+/// Cancels the statement running in a session (CancelRequest, statement_timeout).
+#[derive(Clone, Default)]
+pub struct CancelHandle {
+    inner: Arc<CancelInner>,
+}
+
+#[derive(Default)]
+struct CancelInner {
+    cancelled: AtomicBool,
+    timed_out: AtomicBool,
+    notify: Notify,
+}
+
+impl CancelHandle {
+    pub fn cancel(&self) {
+        self.inner.cancelled.store(true, Ordering::SeqCst);
+        self.inner.notify.notify_waiters();
+    }
+
+    fn time_out(&self) {
+        self.inner.timed_out.store(true, Ordering::SeqCst);
+        self.cancel();
+    }
+
+    fn reset(&self) {
+        self.inner.cancelled.store(false, Ordering::SeqCst);
+        self.inner.timed_out.store(false, Ordering::SeqCst);
+    }
+
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.inner.cancelled.load(Ordering::SeqCst) {
+            if self.inner.timed_out.load(Ordering::SeqCst) {
+                return Err(Error::StatementTimeout);
+            }
+            return Err(Error::QueryCanceled);
+        }
+        Ok(())
+    }
+
+    async fn cancelled(&self) -> Error {
+        loop {
+            let notified = self.inner.notify.notified();
+            if let Err(e) = self.check() {
+                return e;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// A statement parsed and, where possible, planned: the unit of the extended protocol.
+pub struct Prepared {
+    pub param_types: Vec<PgType>,
+    /// None when the statement returns no rows (NoData).
+    pub fields: Option<Arc<Vec<FieldInfo>>>,
+    /// None for an empty query.
+    pub(crate) stmt: Option<Statement>,
+    pub(crate) plan: Option<query::QueryPlan>,
+}
+
+/// An explicit transaction block.
+pub(crate) struct Block {
+    pub txn: Txn,
+    pub failed: bool,
+    pub savepoints: Vec<(String, Savepoint)>,
+    pub read_only: bool,
+}
+
+pub struct Session {
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) shared: Arc<SessionShared>,
+    pub(crate) state: SessionState,
+    pub(crate) settings: Settings,
+    pub(crate) block: Option<Block>,
+    pub(crate) notices: Vec<Notice>,
+    cancel: CancelHandle,
+    pub(crate) database: String,
+}
+
+impl Session {
+    pub(crate) fn new(engine: Arc<Engine>, params: &HashMap<String, String>) -> Session {
+        let user = params.get("user").cloned().unwrap_or_else(|| "postgres".into());
+        let database = params.get("database").cloned().unwrap_or_else(|| user.clone());
+        let shared = SessionShared::new(engine.storage().clone());
+        let state = query::new_state(&shared, &database);
+        let _ = shared.state.set(state.clone());
+        let mut settings = Settings::new(&user);
+        for (k, v) in params {
+            if matches!(k.as_str(), "user" | "database" | "options" | "replication") {
+                continue;
+            }
+            // Unknown startup parameters are ignored here; PostgreSQL would refuse the connection.
+            let _ = settings.set(k, v);
+        }
+        settings.take_changed();
+        Session {
+            engine,
+            shared,
+            state,
+            settings,
+            block: None,
+            notices: Vec::new(),
+            cancel: CancelHandle::default(),
+            database,
+        }
+    }
+
+    pub fn parameter_status(&self) -> Vec<(String, String)> {
+        self.settings.reported()
+    }
+
+    pub fn take_parameter_changes(&mut self) -> Vec<(String, String)> {
+        self.settings.take_changed()
+    }
+
+    pub fn take_notices(&mut self) -> Vec<Notice> {
+        std::mem::take(&mut self.notices)
+    }
+
+    pub fn tx_status(&self) -> TxStatus {
+        match &self.block {
+            None => TxStatus::Idle,
+            Some(b) if b.failed => TxStatus::Failed,
+            Some(_) => TxStatus::InBlock,
+        }
+    }
+
+    pub fn cancel_handle(&self) -> CancelHandle {
+        self.cancel.clone()
+    }
+
+    pub(crate) fn notice(&mut self, severity: &str, sqlstate: &str, message: impl Into<String>) {
+        self.notices.push(Notice { severity: severity.into(), sqlstate: sqlstate.into(), message: message.into() });
+    }
+
+    /// Parses a simple-query string; a syntax error anywhere means none of it runs.
+    pub fn parse_batch(&self, sql: &str) -> Result<Vec<Statement>> {
+        parse(sql)
+    }
+
+    /// Parses and prepares one statement (extended protocol Parse). `param_types` are client-declared
+    /// OIDs, 0 for "infer".
+    pub async fn prepare(&mut self, sql: &str, param_types: &[u32]) -> Result<Arc<Prepared>> {
+        let mut stmts = parse(sql)?;
+        match stmts.len() {
+            0 => Ok(Arc::new(Prepared { param_types: Vec::new(), fields: None, stmt: None, plan: None })),
+            1 => self.prepare_statement(stmts.remove(0), param_types).await,
+            _ => Err(Error::syntax("cannot insert multiple commands into a prepared statement")),
+        }
+    }
+
+    pub async fn prepare_statement(&mut self, stmt: Statement, param_types: &[u32]) -> Result<Arc<Prepared>> {
+        let declared: Vec<Option<PgType>> = param_types.iter().map(|&oid| PgType::from_oid(oid)).collect();
+        if let Some(pos) = param_types.iter().zip(&declared).position(|(oid, t)| *oid != 0 && t.is_none()) {
+            return Err(Error::UndefinedObject { message: format!("type with OID {} does not exist", param_types[pos]) });
+        }
+        let view = self.read_view_for_planning();
+        self.shared.set_read(view);
+        let result = self.prepare_inner(stmt, &declared).await;
+        self.restore_read_view();
+        result.map(Arc::new)
+    }
+
+    async fn prepare_inner(&mut self, stmt: Statement, declared: &[Option<PgType>]) -> Result<Prepared> {
+        if query::is_query(&stmt.ast) {
+            let plan = query::plan(&self.state, &stmt, declared, self.shared.catalog()).await?;
+            return Ok(Prepared {
+                param_types: plan.param_types.clone(),
+                fields: Some(Arc::clone(&plan.fields)),
+                stmt: Some(stmt),
+                plan: Some(plan),
+            });
+        }
+        let (param_types, fields) = match &*stmt.ast {
+            ast::Statement::Insert(_) | ast::Statement::Update(_) | ast::Statement::Delete(_) => {
+                dml::describe(self, &stmt, declared).await?
+            }
+            ast::Statement::ShowVariable { variable } => {
+                (Vec::new(), Some(Arc::new(vec![query::text_field(&show_name(variable))])))
+            }
+            _ => (declared.iter().map(|t| t.unwrap_or(PgType::Text)).collect(), None),
+        };
+        Ok(Prepared { param_types, fields, stmt: Some(stmt), plan: None })
+    }
+
+    /// A read view for planning: the open transaction's, else none (the latest catalog is used).
+    fn read_view_for_planning(&self) -> Option<ReadView> {
+        self.block.as_ref().map(|b| view_of(&b.txn))
+    }
+
+    fn restore_read_view(&self) {
+        self.shared.set_read(self.block.as_ref().map(|b| view_of(&b.txn)));
+    }
+
+    /// Executes a prepared statement with bound parameter values.
+    pub async fn execute(
+        &mut self,
+        prepared: &Arc<Prepared>,
+        params: Vec<datafusion::scalar::ScalarValue>,
+    ) -> Result<QueryOutput> {
+        let Some(stmt) = prepared.stmt.clone() else {
+            return Ok(QueryOutput::Empty);
+        };
+        if params.len() != prepared.param_types.len() {
+            return Err(Error::ProtocolViolation {
+                message: format!(
+                    "bind message supplies {} parameters, but prepared statement requires {}",
+                    params.len(),
+                    prepared.param_types.len()
+                ),
+            });
+        }
+        self.cancel.reset();
+        let timeout_ms = self.settings.statement_timeout_ms();
+        let cancel = self.cancel.clone();
+        let timer = (timeout_ms > 0).then(|| {
+            let c = cancel.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(timeout_ms)).await;
+                c.time_out();
+            })
+        });
+        let result = tokio::select! {
+            r = self.dispatch(&stmt, prepared, params) => r,
+            e = cancel.cancelled() => Err(e),
+        };
+        if let Some(t) = timer {
+            t.abort();
+        }
+        if result.is_err() {
+            self.restore_read_view();
+            if let Some(b) = &mut self.block {
+                b.failed = true;
+            }
+        }
+        result.map(|out| with_cancel(out, cancel))
+    }
+
+    async fn dispatch(
+        &mut self,
+        stmt: &Statement,
+        prepared: &Arc<Prepared>,
+        params: Vec<datafusion::scalar::ScalarValue>,
+    ) -> Result<QueryOutput> {
+        if let Some(out) = txn_control::execute(self, stmt).await? {
+            return Ok(out);
+        }
+        if self.block.as_ref().is_some_and(|b| b.failed) {
+            return Err(Error::InFailedTransaction);
+        }
+        if let Some(out) = self.execute_setting(stmt)? {
+            return Ok(out);
+        }
+        self.execute_in_txn(stmt, prepared, params).await
+    }
+
+    /// Runs a statement that reads or writes data inside the open block or an autocommit transaction.
+    async fn execute_in_txn(
+        &mut self,
+        stmt: &Statement,
+        prepared: &Arc<Prepared>,
+        params: Vec<datafusion::scalar::ScalarValue>,
+    ) -> Result<QueryOutput> {
+        let mut auto = match self.block {
+            Some(_) => None,
+            None => Some(self.engine.storage().begin()),
+        };
+        let output = {
+            let (txn, read_only) = match (&mut self.block, &mut auto) {
+                (Some(b), _) => (&mut b.txn, b.read_only),
+                (None, Some(t)) => (t, false),
+                (None, None) => return Err(Error::internal("no transaction")),
+            };
+            self.shared.set_read(Some(view_of(txn)));
+            let ctx = ExecCtx { state: &self.state, shared: &self.shared, read_only, database: &self.database };
+            let out = run_statement(&ctx, txn, stmt, prepared, params).await;
+            // DDL and DML change the catalog or data the next statement must see.
+            self.shared.set_read(Some(view_of(txn)));
+            out?
+        };
+        if let Some(txn) = auto {
+            self.shared.set_read(None);
+            if txn.has_writes() {
+                txn.commit().await?;
+            }
+        }
+        Ok(output)
+    }
+
+    fn execute_setting(&mut self, stmt: &Statement) -> Result<Option<QueryOutput>> {
+        match &*stmt.ast {
+            ast::Statement::Set(set) => crate::txn_control::execute_set(self, set).map(Some),
+            ast::Statement::ShowVariable { variable } => {
+                let name = show_name(variable);
+                if name.eq_ignore_ascii_case("all") {
+                    return Ok(Some(query::show_all(self.settings.all())?));
+                }
+                let value = self.settings.show(&name)?;
+                Ok(Some(query::single_text(&name, value)?))
+            }
+            ast::Statement::Reset(r) => {
+                match &r.reset {
+                    ast::Reset::ALL => self.settings.reset_all(),
+                    ast::Reset::ConfigurationParameter(name) => self.settings.reset(&name.to_string())?,
+                }
+                Ok(Some(QueryOutput::Command { tag: "RESET".into() }))
+            }
+            ast::Statement::Discard { .. } => {
+                self.settings.reset_all();
+                Ok(Some(QueryOutput::Command { tag: "DISCARD ALL".into() }))
+            }
+            ast::Statement::Deallocate { .. } => Ok(Some(QueryOutput::Command { tag: "DEALLOCATE".into() })),
+            _ => Ok(None),
+        }
+    }
+}
+
+fn show_name(variable: &[ast::Ident]) -> String {
+    variable.iter().map(|i| i.value.clone()).collect::<Vec<_>>().join(" ")
+}
+
+pub(crate) fn view_of(txn: &Txn) -> ReadView {
+    ReadView { reader: txn.reader(), catalog: txn.catalog(), position: txn.snapshot_position() }
+}
+
+/// What a statement's executor may use besides the transaction.
+pub(crate) struct ExecCtx<'a> {
+    pub state: &'a SessionState,
+    pub shared: &'a Arc<SessionShared>,
+    pub read_only: bool,
+    pub database: &'a str,
+}
+
+async fn run_statement(
+    ctx: &ExecCtx<'_>,
+    txn: &mut Txn,
+    stmt: &Statement,
+    prepared: &Arc<Prepared>,
+    params: Vec<datafusion::scalar::ScalarValue>,
+) -> Result<QueryOutput> {
+    if let Some(plan) = &prepared.plan {
+        return query::execute(ctx, plan, stmt, params).await;
+    }
+    match &*stmt.ast {
+        ast::Statement::Insert(_) | ast::Statement::Update(_) | ast::Statement::Delete(_) => {
+            if ctx.read_only {
+                return Err(read_only_error(stmt));
+            }
+            dml::execute(ctx, txn, stmt, &prepared.param_types, params).await
+        }
+        _ => {
+            if ctx.read_only && ddl::is_ddl(&stmt.ast) {
+                return Err(read_only_error(stmt));
+            }
+            ddl::execute(ctx, txn, stmt).await
+        }
+    }
+}
+
+fn read_only_error(stmt: &Statement) -> Error {
+    let verb = stmt.sql.split_whitespace().next().unwrap_or("statement").to_ascii_uppercase();
+    Error::ReadOnlyTransaction { message: format!("cannot execute {verb} in a read-only transaction") }
+}
+
+/// Makes a result stream stop with 57014 once the statement is cancelled.
+fn with_cancel(out: QueryOutput, cancel: CancelHandle) -> QueryOutput {
+    match out {
+        QueryOutput::Rows { fields, stream, command } => {
+            use futures::StreamExt;
+            let stream = stream.map(move |item| {
+                cancel.check()?;
+                item
+            });
+            QueryOutput::Rows { fields, stream: Box::pin(stream), command }
+        }
+        other => other,
+    }
+}

@@ -1,0 +1,60 @@
+//! State a session shares with the DataFusion objects it registers (schema provider, tables), so
+//! that a cached plan reads through whatever transaction is current when it executes.
+
+use std::sync::{Arc, OnceLock};
+
+use datafusion::execution::session_state::SessionState;
+use parking_lot::RwLock;
+use weft_storage::{Catalog, Storage, TableId, TxnReader};
+
+pub(crate) struct SessionShared {
+    pub storage: Storage,
+    /// The read view of the current transaction, if one is open.
+    read: RwLock<Option<ReadView>>,
+    /// While planning a DML statement: the target table, whose hidden row id is then visible.
+    dml_target: RwLock<Option<TableId>>,
+    /// The session's DataFusion state, for planning view definitions.
+    pub state: OnceLock<SessionState>,
+}
+
+#[derive(Clone)]
+pub(crate) struct ReadView {
+    pub reader: TxnReader,
+    pub catalog: Arc<Catalog>,
+    pub position: u64,
+}
+
+impl SessionShared {
+    pub fn new(storage: Storage) -> Arc<Self> {
+        Arc::new(SessionShared {
+            storage,
+            read: RwLock::new(None),
+            dml_target: RwLock::new(None),
+            state: OnceLock::new(),
+        })
+    }
+
+    pub fn set_read(&self, view: Option<ReadView>) {
+        *self.read.write() = view;
+    }
+
+    pub fn read(&self) -> Option<ReadView> {
+        self.read.read().clone()
+    }
+
+    /// The catalog statements see now: the open transaction's, or the latest committed one.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        match &*self.read.read() {
+            Some(v) => Arc::clone(&v.catalog),
+            None => self.storage.catalog(),
+        }
+    }
+
+    pub fn set_dml_target(&self, id: Option<TableId>) {
+        *self.dml_target.write() = id;
+    }
+
+    pub fn dml_target(&self) -> Option<TableId> {
+        *self.dml_target.read()
+    }
+}

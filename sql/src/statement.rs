@@ -1,0 +1,70 @@
+//! Parsing: SQL text into statements, with PostgreSQL's error positions.
+
+use std::sync::Arc;
+
+use datafusion::sql::sqlparser::ast;
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+
+use crate::error::{Error, Result};
+
+/// Nesting deeper than this is refused (54001-like) instead of overflowing the stack.
+const RECURSION_LIMIT: usize = 200;
+
+/// One parsed statement and the text it came from.
+#[derive(Debug, Clone)]
+pub struct Statement {
+    pub(crate) ast: Arc<ast::Statement>,
+    pub(crate) sql: Arc<str>,
+}
+
+impl Statement {
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+}
+
+/// Parses a query string into its statements (none for an empty query).
+pub(crate) fn parse(sql: &str) -> Result<Vec<Statement>> {
+    if sql.trim().trim_matches(';').trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let dialect = PostgreSqlDialect {};
+    let statements = Parser::new(&dialect)
+        .with_recursion_limit(RECURSION_LIMIT)
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_statements())
+        .map_err(|e| Error::from(e).with_sql_position(sql))?;
+    let text: Arc<str> = Arc::from(sql);
+    Ok(statements
+        .into_iter()
+        .map(|mut s| {
+            crate::rewrite::rewrite(&mut s);
+            Statement { ast: Arc::new(s), sql: Arc::clone(&text) }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_and_multi() {
+        assert!(parse("  ;; ").map(|v| v.is_empty()).unwrap_or(false));
+        assert_eq!(parse("select 1; select 2").map(|v| v.len()).ok(), Some(2));
+    }
+
+    #[test]
+    fn syntax_error_has_position() {
+        let e = parse("SELECT 1 FROM").err();
+        assert_eq!(e.as_ref().map(|e| e.sqlstate()), Some("42601"));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_a_crash() {
+        let sql = format!("SELECT {}1{}", "(".repeat(5000), ")".repeat(5000));
+        let e = parse(&sql).err();
+        assert!(e.is_some());
+    }
+}

@@ -1,0 +1,121 @@
+//! The one bridge between DataFusion and storage: `WeftTable::scan(projection, filters, limit)`
+//! becomes a storage read of the current transaction's snapshot — a point or range read when the
+//! filters pin the primary key or an index (see `scan.rs`), a full scan otherwise.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::catalog::Session as DfSession;
+use datafusion::common::DataFusionError;
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_plan::memory::{LazyBatchGenerator, LazyMemoryExec};
+use datafusion::physical_plan::ExecutionPlan;
+use parking_lot::RwLock;
+use weft_storage::{DataType, TableDef};
+
+use crate::pgtype::arrow_field;
+use crate::scan::{choose_access, ScanGenerator};
+use crate::shared::SessionShared;
+
+/// A Weft table as DataFusion sees it.
+pub(crate) struct WeftTable {
+    def: Arc<TableDef>,
+    schema: SchemaRef,
+    /// Positions into `def.columns` of each schema field.
+    columns: Vec<usize>,
+    shared: Arc<SessionShared>,
+}
+
+impl fmt::Debug for WeftTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WeftTable").field("table", &self.def.name).finish()
+    }
+}
+
+impl WeftTable {
+    /// `include_hidden` exposes a key-less table's hidden row id (DML planning only).
+    pub fn new(def: &TableDef, include_hidden: bool, shared: Arc<SessionShared>) -> WeftTable {
+        let columns: Vec<usize> = def
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| include_hidden || !c.hidden)
+            .map(|(i, _)| i)
+            .collect();
+        let schema = table_schema(def, &columns);
+        WeftTable { def: Arc::new(def.clone()), schema, columns, shared }
+    }
+}
+
+/// The Arrow schema of the given columns of a table.
+pub(crate) fn table_schema(def: &TableDef, columns: &[usize]) -> SchemaRef {
+    let fields: Vec<_> = columns
+        .iter()
+        .map(|&i| {
+            let c = &def.columns[i];
+            arrow_field(&c.name, c.data_type, c.nullable)
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+#[async_trait]
+impl TableProvider for WeftTable {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> datafusion::common::Result<Vec<TableProviderFilterPushDown>> {
+        // Inexact: filters choose the access path; DataFusion still applies every one of them.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn DfSession,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+        let view = self
+            .shared
+            .read()
+            .ok_or_else(|| DataFusionError::Internal("table scanned outside a transaction".into()))?;
+        let fields: Vec<usize> = match projection {
+            Some(p) => p.clone(),
+            None => (0..self.columns.len()).collect(),
+        };
+        let storage_projection: Vec<usize> = fields.iter().map(|&i| self.columns[i]).collect();
+        let types: Vec<DataType> = storage_projection.iter().map(|&i| self.def.columns[i].data_type).collect();
+        let schema = Arc::new(self.schema.project(&fields)?);
+        let access = choose_access(&self.def, filters);
+        let batch_size = state.config().batch_size();
+        let generator = ScanGenerator::new(
+            view.reader,
+            Arc::clone(&self.def),
+            access,
+            storage_projection,
+            types,
+            Arc::clone(&schema),
+            limit,
+            batch_size,
+        );
+        let generator: Arc<RwLock<dyn LazyBatchGenerator>> = Arc::new(RwLock::new(generator));
+        Ok(Arc::new(LazyMemoryExec::try_new(schema, vec![generator])?))
+    }
+}

@@ -1,0 +1,152 @@
+//! Transaction control as PostgreSQL does it: BEGIN/COMMIT/ROLLBACK, savepoints, the failed-block
+//! state (25P02 until ROLLBACK), and SET, which needs no transaction.
+
+use datafusion::sql::sqlparser::ast;
+
+use crate::error::{Error, Result};
+use crate::session::{view_of, Block, QueryOutput, Session};
+use crate::statement::Statement;
+
+fn tag(t: &str) -> QueryOutput {
+    QueryOutput::Command { tag: t.to_string() }
+}
+
+/// Runs a transaction-control statement; None if the statement is something else.
+pub(crate) async fn execute(session: &mut Session, stmt: &Statement) -> Result<Option<QueryOutput>> {
+    match &*stmt.ast {
+        ast::Statement::StartTransaction { modes, .. } => begin(session, modes).map(Some),
+        ast::Statement::Commit { chain: false, .. } => commit(session).await.map(Some),
+        ast::Statement::Rollback { chain: false, savepoint: None } => {
+            if session.block.take().is_none() {
+                session.notice("WARNING", "25P01", "there is no transaction in progress");
+            }
+            session.shared.set_read(None);
+            Ok(Some(tag("ROLLBACK")))
+        }
+        ast::Statement::Rollback { chain: false, savepoint: Some(name) } => {
+            rollback_to(session, &name.value).map(Some)
+        }
+        ast::Statement::Commit { chain: true, .. } | ast::Statement::Rollback { chain: true, .. } => {
+            Err(Error::unsupported("AND CHAIN"))
+        }
+        ast::Statement::Savepoint { name } => {
+            let block = in_block(session, "SAVEPOINT")?;
+            if block.failed {
+                return Err(Error::InFailedTransaction);
+            }
+            let sp = block.txn.savepoint();
+            block.savepoints.push((name.value.clone(), sp));
+            Ok(Some(tag("SAVEPOINT")))
+        }
+        ast::Statement::ReleaseSavepoint { name } => {
+            let block = in_block(session, "RELEASE SAVEPOINT")?;
+            if block.failed {
+                return Err(Error::InFailedTransaction);
+            }
+            let idx = find_savepoint(block, &name.value)?;
+            block.savepoints.truncate(idx);
+            Ok(Some(tag("RELEASE")))
+        }
+        _ => Ok(None),
+    }
+}
+
+fn in_block<'a>(session: &'a mut Session, what: &str) -> Result<&'a mut Block> {
+    session.block.as_mut().ok_or_else(|| Error::NoActiveTransaction {
+        message: format!("{what} can only be used in transaction blocks"),
+    })
+}
+
+fn find_savepoint(block: &Block, name: &str) -> Result<usize> {
+    block
+        .savepoints
+        .iter()
+        .rposition(|(n, _)| n == name)
+        .ok_or_else(|| Error::InvalidSavepoint { message: format!("savepoint \"{name}\" does not exist") })
+}
+
+fn rollback_to(session: &mut Session, name: &str) -> Result<QueryOutput> {
+    let block = in_block(session, "ROLLBACK TO SAVEPOINT")?;
+    let idx = find_savepoint(block, name)?;
+    let sp = block.savepoints[idx].1;
+    block.txn.rollback_to(sp);
+    block.savepoints.truncate(idx + 1);
+    block.failed = false;
+    let view = view_of(&block.txn);
+    session.shared.set_read(Some(view));
+    Ok(tag("ROLLBACK"))
+}
+
+fn begin(session: &mut Session, modes: &[ast::TransactionMode]) -> Result<QueryOutput> {
+    if session.block.is_some() {
+        session.notice("WARNING", "25001", "there is already a transaction in progress");
+        return Ok(tag("BEGIN"));
+    }
+    let mut read_only = session.settings.get("default_transaction_read_only") == Some("on");
+    for m in modes {
+        if let ast::TransactionMode::AccessMode(a) = m {
+            read_only = matches!(a, ast::TransactionAccessMode::ReadOnly);
+        }
+        // Every isolation level runs as snapshot isolation (documented in the README).
+    }
+    let txn = session.engine.storage().begin();
+    session.shared.set_read(Some(view_of(&txn)));
+    session.block = Some(Block { txn, failed: false, savepoints: Vec::new(), read_only });
+    Ok(tag("BEGIN"))
+}
+
+async fn commit(session: &mut Session) -> Result<QueryOutput> {
+    session.shared.set_read(None);
+    match session.block.take() {
+        None => {
+            session.notice("WARNING", "25P01", "there is no transaction in progress");
+            Ok(tag("COMMIT"))
+        }
+        Some(b) if b.failed => Ok(tag("ROLLBACK")),
+        Some(b) => {
+            b.txn.commit().await?;
+            Ok(tag("COMMIT"))
+        }
+    }
+}
+
+fn set_value_text(e: &ast::Expr) -> String {
+    match e {
+        ast::Expr::Value(v) => match &v.value {
+            ast::Value::SingleQuotedString(s) | ast::Value::DoubleQuotedString(s) => s.clone(),
+            other => other.to_string(),
+        },
+        ast::Expr::Identifier(i) => i.value.clone(),
+        other => other.to_string(),
+    }
+}
+
+pub(crate) fn execute_set(session: &mut Session, set: &ast::Set) -> Result<QueryOutput> {
+    match set {
+        ast::Set::SingleAssignment { variable, values, .. } => {
+            let name = variable.to_string();
+            let is_default = values.len() == 1
+                && matches!(&values[0], ast::Expr::Identifier(i) if i.value.eq_ignore_ascii_case("default"));
+            if is_default {
+                session.settings.reset(&name)?;
+            } else {
+                let value = values.iter().map(set_value_text).collect::<Vec<_>>().join(", ");
+                session.settings.set(&name, &value)?;
+            }
+        }
+        ast::Set::SetTimeZone { value, .. } => session.settings.set("TimeZone", &set_value_text(value))?,
+        ast::Set::SetNames { charset_name, .. } => session.settings.set("client_encoding", &charset_name.value)?,
+        ast::Set::SetTransaction { modes, .. } => {
+            for m in modes {
+                if let ast::TransactionMode::AccessMode(a) = m {
+                    let ro = matches!(a, ast::TransactionAccessMode::ReadOnly);
+                    if let Some(b) = &mut session.block {
+                        b.read_only = ro;
+                    }
+                }
+            }
+        }
+        other => return Err(Error::unsupported(format!("SET form \"{other}\""))),
+    }
+    Ok(tag("SET"))
+}

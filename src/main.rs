@@ -1,0 +1,89 @@
+//! The `weft` binary: `weft start [flags]` (or no subcommand) runs a server until SIGINT or
+//! SIGTERM.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+use weft::config::{Cli, Command, Config, StartArgs};
+use weft::server::Server;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    let args = match cli.command {
+        Some(Command::Start(args)) => args,
+        None => StartArgs::default(),
+    };
+    let config = match args.resolve() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("weft: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("weft: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(config))
+}
+
+async fn run(config: Config) -> ExitCode {
+    let server = match Server::start(&config).await {
+        Ok(s) => s,
+        Err(e) if e.is_locked() => {
+            eprintln!(
+                "weft: data directory {} is in use by another weft process ({e})",
+                config.data_dir.display()
+            );
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("weft: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let signal = wait_for_signal().await;
+    tracing::info!(signal, "shutting down");
+    match server.shutdown().await {
+        Ok(()) => {
+            tracing::info!("shutdown complete");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("weft: shutdown failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Waits for SIGINT or SIGTERM; returns the signal's name.
+async fn wait_for_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
+    }
+}

@@ -1,0 +1,261 @@
+//! The server: open storage, start the engine, accept connections, shut down gracefully.
+//!
+//! ```text
+//!   Server::start --> Storage::open --> Engine::new --> bind --> accept loop
+//!                                                                  | spawn conn::serve per client
+//!   Server::shutdown --> stop accepting --> idle connections get FATAL 57P01, busy ones finish
+//!                        their statement (up to shutdown_timeout, then are dropped)
+//!                    --> engine dropped --> storage.shutdown()
+//! ```
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pgwire::api::RandomPidSecretKeyGenerator;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+use weft_sql::{Engine, EngineConfig};
+use weft_storage::{Storage, StorageOptions};
+
+use crate::config::Config;
+use crate::conn::{self, ConnContext, Registry, TrustAuth};
+
+/// Why the server could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("storage: {0}")]
+    Storage(#[from] weft_storage::Error),
+    #[error("sql engine: {0}")]
+    Engine(#[from] weft_sql::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: io::Error },
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+impl ServerError {
+    /// True when another process holds the data directory.
+    pub fn is_locked(&self) -> bool {
+        matches!(self, ServerError::Storage(weft_storage::Error::Locked { .. }))
+    }
+}
+
+/// A running server.
+pub struct Server {
+    addr: SocketAddr,
+    engine: Arc<Engine>,
+    storage: Storage,
+    registry: Arc<Registry>,
+    stop: watch::Sender<bool>,
+    accept: JoinHandle<()>,
+}
+
+impl Server {
+    /// Opens the data directory, starts the engine and listens on `config.listen`.
+    pub async fn start(config: &Config) -> Result<Server, ServerError> {
+        let dir = config.data_dir.clone();
+        let node_id = config.node_id;
+        let storage = tokio::task::spawn_blocking(move || {
+            // sync: an acknowledged commit must survive a crash of the machine.
+            Storage::open(&dir, StorageOptions { node_id, sync: true })
+        })
+        .await
+        .map_err(io::Error::other)??;
+        let engine = Engine::new(storage.clone(), EngineConfig { node_id })?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let addr = listener.local_addr()?;
+        let registry = Registry::new();
+        let (stop, stopped) = watch::channel(false);
+        let ctx = Arc::new(ConnContext {
+            engine: Arc::clone(&engine),
+            registry: Arc::clone(&registry),
+            auth: Arc::new(TrustAuth),
+            pids: Arc::new(RandomPidSecretKeyGenerator::default()),
+            shutdown: stopped.clone(),
+        });
+        let accept = tokio::spawn(accept_loop(listener, ctx, stopped, config.shutdown_timeout));
+        tracing::info!(%addr, data_dir = %config.data_dir.display(), node_id, "weft is ready");
+        Ok(Server {
+            addr,
+            engine,
+            storage,
+            registry,
+            stop,
+            accept,
+        })
+    }
+
+    /// The address the listener is bound to (the real port when started on port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Live connections by backend pid (cancel and notification delivery).
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// Tells the accept loop and every connection to stop, without waiting.
+    pub fn signal_shutdown(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    /// Stops accepting, lets in-flight statements finish (bounded by the shutdown timeout),
+    /// then shuts storage down.
+    pub async fn shutdown(self) -> Result<(), ServerError> {
+        self.signal_shutdown();
+        if let Err(e) = self.accept.await {
+            tracing::error!(error = %e, "accept loop failed");
+        }
+        drop(self.engine);
+        close_storage(self.storage).await
+    }
+}
+
+async fn close_storage(storage: Storage) -> Result<(), ServerError> {
+    tokio::task::spawn_blocking(move || storage.shutdown())
+        .await
+        .map_err(io::Error::other)??;
+    Ok(())
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    ctx: Arc<ConnContext>,
+    mut stopped: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stopped.wait_for(|stop| *stop) => break,
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _peer)) => {
+                    conns.spawn(conn::serve(tcp, Arc::clone(&ctx)));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(done) = conns.join_next(), if !conns.is_empty() => log_task_end(done),
+        }
+    }
+    drop(listener);
+    tracing::info!(connections = conns.len(), "shutting down: waiting for connections");
+    let deadline = tokio::time::sleep(grace);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            _ = &mut deadline => {
+                tracing::warn!(connections = conns.len(), "shutdown timeout: closing busy connections");
+                conns.abort_all();
+                while conns.join_next().await.is_some() {}
+                break;
+            }
+            done = conns.join_next() => match done {
+                Some(done) => log_task_end(done),
+                None => break,
+            },
+        }
+    }
+}
+
+fn log_task_end(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done {
+        if e.is_panic() {
+            tracing::error!(error = %e, "connection task panicked");
+        }
+    }
+}
+
+/// A server on a private data directory and a free port, for tests.
+pub struct TestServer {
+    server: Option<Server>,
+    data_dir: PathBuf,
+    // Declared last: removed only after the server is gone.
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    /// Starts a server on a new temporary data directory, listening on 127.0.0.1:0.
+    pub async fn start() -> Result<TestServer, ServerError> {
+        let temp = tempfile::Builder::new().prefix("weft-test-").tempdir()?;
+        let mut server = TestServer::start_in(temp.path()).await?;
+        server._temp = Some(temp);
+        Ok(server)
+    }
+
+    /// Starts a server on `dir` (kept afterwards), e.g. to restart on the same data.
+    pub async fn start_in(dir: impl AsRef<Path>) -> Result<TestServer, ServerError> {
+        let config = Config {
+            data_dir: dir.as_ref().to_path_buf(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            shutdown_timeout: Duration::from_secs(5),
+            ..Config::default()
+        };
+        let server = Server::start(&config).await?;
+        Ok(TestServer {
+            server: Some(server),
+            data_dir: config.data_dir,
+            _temp: None,
+        })
+    }
+
+    fn server(&self) -> &Server {
+        match &self.server {
+            Some(s) => s,
+            None => unreachable!("the server is only taken by shutdown, which consumes self"),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.server().local_addr()
+    }
+
+    /// A libpq / tokio-postgres connection string for this server.
+    pub fn conn_string(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres",
+            self.addr().port()
+        )
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        self.server().registry()
+    }
+
+    /// Shuts the server down and waits until storage is closed.
+    pub async fn shutdown(mut self) -> Result<(), ServerError> {
+        match self.server.take() {
+            Some(server) => server.shutdown().await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(server) = &self.server {
+            server.signal_shutdown();
+        }
+    }
+}

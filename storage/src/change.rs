@@ -1,0 +1,134 @@
+//! Change records: what a commit did to table rows, in the durable `changes` log and on the
+//! in-process broadcast stream.
+//!
+//! In the log a record is keyed by `position:u64be`; its value is
+//! `ts:u64 table_id:u32 op:u8 flags:u8 [varint(len) old_row] [varint(len) new_row]`, rows encoded
+//! by column id (`codec::row`), so a reader decodes them against whatever the catalog is now.
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{Catalog, TableId};
+use crate::codec::row::{get_varint, put_varint, take, RowDecoder};
+use crate::error::{Error, Result};
+use crate::types::Row;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChangeOp {
+    Insert,
+    Update,
+    Delete,
+    /// Every row of the table was removed; `old` and `new` are `None`.
+    Truncate,
+}
+
+/// One row change. Rows are in the table's column order (`new` for inserts and updates, `old` for
+/// updates and deletes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeRecord {
+    pub position: u64,
+    /// HLC timestamp of the commit.
+    pub ts: u64,
+    pub table_id: TableId,
+    pub op: ChangeOp,
+    pub old: Option<Row>,
+    pub new: Option<Row>,
+}
+
+/// Published on `Storage::subscribe` after a commit is durable.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommitEvent {
+    pub version: u64,
+    pub ts: u64,
+    pub changes: Vec<ChangeRecord>,
+    /// `(channel, payload)` of `NOTIFY`, deduplicated, in the order first sent.
+    pub notifications: Vec<(String, String)>,
+    pub catalog_changed: bool,
+}
+
+/// A change as it travels in a write set: rows already encoded by column id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EncodedChange {
+    pub table_id: TableId,
+    pub op: ChangeOp,
+    pub old: Option<Vec<u8>>,
+    pub new: Option<Vec<u8>>,
+}
+
+const HAS_OLD: u8 = 1;
+const HAS_NEW: u8 = 2;
+
+/// The `changes` CF value for `change`, committed at `ts`.
+pub fn encode_record(ts: u64, change: &EncodedChange) -> Vec<u8> {
+    let rows = change.old.as_ref().map_or(0, Vec::len) + change.new.as_ref().map_or(0, Vec::len);
+    let mut out = Vec::with_capacity(24 + rows);
+    out.extend_from_slice(&ts.to_be_bytes());
+    out.extend_from_slice(&change.table_id.to_be_bytes());
+    out.push(match change.op {
+        ChangeOp::Insert => 1,
+        ChangeOp::Update => 2,
+        ChangeOp::Delete => 3,
+        ChangeOp::Truncate => 4,
+    });
+    let mut flags = 0;
+    if change.old.is_some() {
+        flags |= HAS_OLD;
+    }
+    if change.new.is_some() {
+        flags |= HAS_NEW;
+    }
+    out.push(flags);
+    for row in [&change.old, &change.new].into_iter().flatten() {
+        put_varint(&mut out, row.len() as u64);
+        out.extend_from_slice(row);
+    }
+    out
+}
+
+/// Decodes a `changes` CF entry against `catalog`. Columns dropped since are omitted, columns
+/// added since read as NULL; a record of a table dropped since comes back with no rows.
+pub fn decode_record(position: u64, bytes: &[u8], catalog: &Catalog) -> Result<ChangeRecord> {
+    let mut buf = bytes;
+    let ts = u64::from_be_bytes(fixed(take(&mut buf, 8)?)?);
+    let table_id = u32::from_be_bytes(fixed(take(&mut buf, 4)?)?);
+    let op = match take(&mut buf, 1)?[0] {
+        1 => ChangeOp::Insert,
+        2 => ChangeOp::Update,
+        3 => ChangeOp::Delete,
+        4 => ChangeOp::Truncate,
+        o => return Err(Error::Corruption(format!("unknown change op {o}"))),
+    };
+    let flags = take(&mut buf, 1)?[0];
+    let mut row = |present: bool| -> Result<Option<&[u8]>> {
+        if !present {
+            return Ok(None);
+        }
+        let len = usize::try_from(get_varint(&mut buf)?)
+            .map_err(|_| Error::Corruption("change row length overflows".into()))?;
+        Ok(Some(take(&mut buf, len)?))
+    };
+    let old = row(flags & HAS_OLD != 0)?;
+    let new = row(flags & HAS_NEW != 0)?;
+    let (old, new) = match catalog.table_by_id(table_id) {
+        Some(table) => {
+            let decoder = RowDecoder::new(table, None)?;
+            (
+                old.map(|r| decoder.decode(r)).transpose()?,
+                new.map(|r| decoder.decode(r)).transpose()?,
+            )
+        }
+        None => (None, None),
+    };
+    Ok(ChangeRecord {
+        position,
+        ts,
+        table_id,
+        op,
+        old,
+        new,
+    })
+}
+
+fn fixed<const N: usize>(b: &[u8]) -> Result<[u8; N]> {
+    b.try_into()
+        .map_err(|_| Error::Corruption("change record field has the wrong width".into()))
+}

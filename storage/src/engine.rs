@@ -1,0 +1,202 @@
+//! The RocksDB instance: opening it with its column families and tuning, the directory lock, and
+//! snapshots that own a reference to the database so a transaction can keep one.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rocksdb::{
+    BlockBasedOptions, BoundColumnFamily, Cache, ColumnFamilyDescriptor, DBCompressionType,
+    DBRawIteratorWithThreadMode, Options, ReadOptions, SnapshotWithThreadMode, DB,
+};
+
+use crate::catalog::{Catalog, CatalogEntry};
+use crate::codec::layout::{self, CATALOG_TAG};
+use crate::error::{engine, Error, Result};
+
+pub const CF_DATA: &str = "data";
+pub const CF_CHANGES: &str = "changes";
+pub const CF_RAFT_LOG: &str = "raft_log";
+pub const CF_RAFT_META: &str = "raft_meta";
+
+const LOCK_FILE: &str = "weft.lock";
+const DB_DIR: &str = "db";
+const BLOCK_CACHE_BYTES: usize = 256 << 20;
+
+/// The open database. Field order matters: the database closes before the lock is released.
+pub struct Engine {
+    pub db: DB,
+    _lock: File,
+}
+
+impl Engine {
+    /// Creates `dir` if needed, takes its lock file, opens (or creates) the database under it.
+    pub fn open(dir: &Path) -> Result<Engine> {
+        std::fs::create_dir_all(dir).map_err(|e| io_err(dir, &e))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| io_err(&lock_path, &e))?;
+        match fs4::fs_std::FileExt::try_lock_exclusive(&lock) {
+            Ok(true) => {}
+            Ok(false) => return Err(locked(dir)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Err(locked(dir)),
+            Err(e) => return Err(io_err(&lock_path, &e)),
+        }
+
+        let mut db_opts = Options::default();
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        db_opts.set_max_background_jobs(2);
+        db_opts.set_bytes_per_sync(1 << 20);
+
+        let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+        let cfs = vec![
+            ColumnFamilyDescriptor::new(CF_DATA, data_cf_options(&cache)),
+            ColumnFamilyDescriptor::new(CF_CHANGES, log_cf_options(&cache)),
+            ColumnFamilyDescriptor::new(CF_RAFT_LOG, log_cf_options(&cache)),
+            ColumnFamilyDescriptor::new(CF_RAFT_META, Options::default()),
+        ];
+        let db_path = dir.join(DB_DIR);
+        let db = DB::open_cf_descriptors(&db_opts, &db_path, cfs).map_err(engine)?;
+        Ok(Engine { db, _lock: lock })
+    }
+
+    pub fn cf(&self, name: &str) -> Result<Arc<BoundColumnFamily<'_>>> {
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| Error::Engine(format!("column family {name} is missing")))
+    }
+
+    /// Latest stored value of a `data` key (header included), outside any snapshot.
+    pub fn get_latest(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let cf = self.cf(CF_DATA)?;
+        self.db.get_cf(&cf, key).map_err(engine)
+    }
+}
+
+/// Point lookups dominate (primary keys, unique checks), so a whole-key bloom filter in the
+/// SST files and in the memtable lets misses skip the disk.
+fn data_cf_options(cache: &Cache) -> Options {
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(cache);
+    table.set_bloom_filter(10.0, false);
+    table.set_whole_key_filtering(true);
+    table.set_cache_index_and_filter_blocks(true);
+    table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    let mut opts = Options::default();
+    opts.set_block_based_table_factory(&table);
+    opts.set_memtable_prefix_bloom_ratio(0.1);
+    opts.set_memtable_whole_key_filtering(true);
+    opts.set_compression_type(DBCompressionType::Lz4);
+    opts.set_level_compaction_dynamic_level_bytes(true);
+    opts
+}
+
+/// Append-only logs read sequentially: no bloom filter.
+fn log_cf_options(cache: &Cache) -> Options {
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(cache);
+    let mut opts = Options::default();
+    opts.set_block_based_table_factory(&table);
+    opts.set_compression_type(DBCompressionType::Lz4);
+    opts
+}
+
+fn locked(dir: &Path) -> Error {
+    Error::Locked {
+        path: dir.to_path_buf(),
+    }
+}
+
+fn io_err(path: &Path, e: &std::io::Error) -> Error {
+    Error::Io {
+        path: PathBuf::from(path),
+        message: e.to_string(),
+    }
+}
+
+type Snap<'a> = SnapshotWithThreadMode<'a, DB>;
+
+self_cell::self_cell!(
+    /// A RocksDB snapshot that keeps its database alive.
+    pub struct OwnedSnapshot {
+        owner: Arc<Engine>,
+        #[covariant]
+        dependent: Snap,
+    }
+);
+
+impl OwnedSnapshot {
+    pub fn take(engine: Arc<Engine>) -> OwnedSnapshot {
+        OwnedSnapshot::new(engine, |e| e.db.snapshot())
+    }
+
+    pub fn engine(&self) -> &Engine {
+        self.borrow_owner()
+    }
+
+    /// Stored value (header included) of a `data` key as of the snapshot.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let cf = self.engine().cf(CF_DATA)?;
+        self.borrow_dependent()
+            .get_cf_opt(&cf, key, ReadOptions::default())
+            .map_err(engine)
+    }
+
+    /// Raw iterator over `data` keys in `[start, end)` as of the snapshot.
+    pub fn with_iter<T>(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        f: impl FnOnce(&mut DBRawIteratorWithThreadMode<'_, DB>) -> Result<T>,
+    ) -> Result<T> {
+        let cf = self.engine().cf(CF_DATA)?;
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_upper_bound(end.to_vec());
+        let mut it = self.borrow_dependent().raw_iterator_cf_opt(&cf, opts);
+        it.seek(start);
+        f(&mut it)
+    }
+}
+
+/// Reads every live catalog entry visible to `it` (positioned anywhere; it is re-seeked).
+pub fn load_catalog(it: &mut DBRawIteratorWithThreadMode<'_, DB>) -> Result<Catalog> {
+    let mut catalog = Catalog::default();
+    it.seek([CATALOG_TAG]);
+    while it.valid() {
+        let (Some(key), Some(stored)) = (it.key(), it.value()) else {
+            break;
+        };
+        if key.first() != Some(&CATALOG_TAG) {
+            break;
+        }
+        if let (_, Some(json)) = layout::decode_value(stored)? {
+            let entry: CatalogEntry = serde_json::from_slice(json)
+                .map_err(|e| Error::Corruption(format!("catalog entry: {e}")))?;
+            catalog.entries.insert(entry.id(), entry);
+        }
+        it.next();
+    }
+    it.status().map_err(engine)?;
+    Ok(catalog)
+}
+
+/// Catalog as of the snapshot.
+pub fn load_catalog_at(snap: &OwnedSnapshot) -> Result<Catalog> {
+    let start = [CATALOG_TAG];
+    let end = [CATALOG_TAG + 1];
+    snap.with_iter(&start, &end, load_catalog)
+}
+
+/// Latest committed catalog (used by the committer right after it writes DDL).
+pub fn load_catalog_latest(engine: &Engine) -> Result<Catalog> {
+    let cf = engine.cf(CF_DATA)?;
+    let mut opts = ReadOptions::default();
+    opts.set_iterate_upper_bound(vec![CATALOG_TAG + 1]);
+    let mut it = engine.db.raw_iterator_cf_opt(&cf, opts);
+    load_catalog(&mut it)
+}

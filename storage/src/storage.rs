@@ -1,0 +1,237 @@
+//! `Storage`: opening the database, recovering counters and catalog, starting the committer, and
+//! handing out transactions, the change log and the change stream.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use hlc_gen::{HlcGenerator, HlcTimestamp};
+use parking_lot::{Mutex, RwLock};
+use rocksdb::{Direction, IteratorMode};
+use tokio::sync::broadcast;
+use tracing::{info, warn};
+
+use crate::apply::CommitState;
+use crate::catalog::Catalog;
+use crate::change::{decode_record, ChangeRecord, CommitEvent};
+use crate::codec::layout::{self, META_COMMIT, META_ROWID};
+use crate::committer::{Committer, Msg};
+use crate::engine::{load_catalog_latest, Engine, OwnedSnapshot, CF_CHANGES};
+use crate::error::{engine, Error, Result};
+use crate::txn::Txn;
+
+/// Capacity of the change stream; a subscriber that falls further behind gets `Lagged` and
+/// re-reads the durable log with `read_changes`.
+const EVENT_CAPACITY: usize = 4096;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageOptions {
+    /// This node's id; the high 16 bits of every hidden row id it hands out.
+    pub node_id: u16,
+    /// Fsync the WAL on every commit batch. Turn off only for tests and benchmarks.
+    pub sync: bool,
+}
+
+impl Default for StorageOptions {
+    fn default() -> Self {
+        StorageOptions {
+            node_id: 0,
+            sync: true,
+        }
+    }
+}
+
+/// What a commit was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitInfo {
+    pub version: u64,
+    /// HLC timestamp.
+    pub ts: u64,
+    /// Change positions of this commit are `first_position..=last_position`; the range is empty
+    /// (`first_position == last_position + 1`) for a commit without row changes.
+    pub first_position: u64,
+    pub last_position: u64,
+}
+
+/// The in-memory catalog and the commit version that last changed it.
+#[derive(Debug, Clone)]
+pub(crate) struct CatalogState {
+    pub version: u64,
+    pub catalog: Arc<Catalog>,
+}
+
+/// Handle to the open database; clones share it.
+#[derive(Clone)]
+pub struct Storage {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub engine: Arc<Engine>,
+    pub opts: StorageOptions,
+    pub catalog: Arc<RwLock<CatalogState>>,
+    pub last_position: Arc<AtomicU64>,
+    /// Hidden row id counter (the low 48 bits).
+    pub rowid_counter: AtomicU64,
+    pub hlc: Arc<HlcGenerator>,
+    pub events: broadcast::Sender<Arc<CommitEvent>>,
+    pub commit_tx: mpsc::Sender<Msg>,
+    pub shutting_down: AtomicBool,
+    committer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Storage {
+    /// Opens (creating if needed) the database in `dir`. Fails with `Locked` if another process
+    /// has it open. After a crash RocksDB replays its WAL, so every acknowledged commit is back.
+    pub fn open(dir: &Path, opts: StorageOptions) -> Result<Storage> {
+        let engine = Arc::new(Engine::open(dir)?);
+        let mut state = match engine.get_latest(META_COMMIT)? {
+            Some(stored) => match layout::decode_value(&stored)? {
+                (_, Some(payload)) => CommitState::decode(payload)?,
+                (_, None) => return Err(Error::Corruption("commit state is a tombstone".into())),
+            },
+            None => CommitState::default(),
+        };
+        if let Some(stored) = engine.get_latest(META_ROWID)? {
+            if let (_, Some(payload)) = layout::decode_value(&stored)? {
+                state.rowid = layout::decode_u64(payload)?;
+            }
+        }
+        let catalog = load_catalog_latest(&engine)?;
+        info!(
+            dir = %dir.display(),
+            version = state.version,
+            position = state.position,
+            objects = catalog.entries.len(),
+            "storage opened"
+        );
+
+        let hlc = Arc::new(HlcGenerator::new(0));
+        // Commit timestamps must keep increasing across restarts even if the wall clock went back.
+        if let Ok(last) = HlcTimestamp::try_from(state.ts) {
+            if let Err(e) = hlc.update(&last) {
+                warn!(error = %e, "could not advance the HLC past the last commit");
+            }
+        }
+        let catalog = Arc::new(RwLock::new(CatalogState {
+            version: state.catalog_version,
+            catalog: Arc::new(catalog),
+        }));
+        let last_position = Arc::new(AtomicU64::new(state.position));
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let (commit_tx, commit_rx) = mpsc::channel();
+        let committer = Committer {
+            engine: engine.clone(),
+            catalog: catalog.clone(),
+            last_position: last_position.clone(),
+            hlc: hlc.clone(),
+            events: events.clone(),
+            sync: opts.sync,
+            state,
+        };
+        let handle = std::thread::Builder::new()
+            .name("weft-committer".into())
+            .spawn(move || committer.run(commit_rx))
+            .map_err(|e| Error::Engine(format!("cannot start the committer thread: {e}")))?;
+
+        Ok(Storage {
+            inner: Arc::new(Inner {
+                engine,
+                opts,
+                catalog,
+                last_position,
+                rowid_counter: AtomicU64::new(state.rowid),
+                hlc,
+                events,
+                commit_tx,
+                shutting_down: AtomicBool::new(false),
+                committer: Mutex::new(Some(handle)),
+            }),
+        })
+    }
+
+    /// The latest committed catalog.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.inner.catalog.read().catalog.clone()
+    }
+
+    /// Starts a snapshot-isolation transaction.
+    ///
+    /// Panics never; if reading the snapshot's counters fails (a broken disk) the transaction
+    /// reports the error on its first operation.
+    pub fn begin(&self) -> Txn {
+        let snap = Arc::new(OwnedSnapshot::take(self.inner.engine.clone()));
+        Txn::new(self.inner.clone(), snap)
+    }
+
+    /// The change stream: one event per commit, after it is durable.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<CommitEvent>> {
+        self.inner.events.subscribe()
+    }
+
+    /// Up to `limit` change records with positions above `after_position`, in order, rows decoded
+    /// against the current catalog (see `change::decode_record`).
+    pub fn read_changes(&self, after_position: u64, limit: usize) -> Result<Vec<ChangeRecord>> {
+        let catalog = self.catalog();
+        let engine = &self.inner.engine;
+        let cf = engine.cf(CF_CHANGES)?;
+        let Some(start) = after_position.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        let start = start.to_be_bytes();
+        let mut out = Vec::new();
+        let iter = engine
+            .db
+            .iterator_cf(&cf, IteratorMode::From(&start, Direction::Forward));
+        for item in iter.take(limit) {
+            let (key, value) = item.map_err(engine_err)?;
+            let position = layout::decode_u64(&key)?;
+            out.push(decode_record(position, &value, &catalog)?);
+        }
+        Ok(out)
+    }
+
+    /// Position of the last durable change record (0 if none).
+    pub fn last_position(&self) -> u64 {
+        self.inner.last_position.load(Ordering::Acquire)
+    }
+
+    /// Stops the committer after the batch in progress and syncs the WAL. Commits after this fail
+    /// with `ShuttingDown`. Idempotent.
+    pub fn shutdown(&self) {
+        self.inner.shutdown();
+    }
+}
+
+fn engine_err(e: rocksdb::Error) -> Error {
+    engine(e)
+}
+
+impl Inner {
+    fn shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+        let Some(handle) = self.committer.lock().take() else {
+            return;
+        };
+        // Send fails only if the thread already exited; joining is still right.
+        let _ = self.commit_tx.send(Msg::Shutdown);
+        if handle.join().is_err() {
+            warn!("the committer thread panicked");
+        }
+    }
+
+    /// Next hidden row id: node id in the high 16 bits, a per-node counter below.
+    pub fn next_rowid(&self) -> (i64, u64) {
+        let counter = self.rowid_counter.fetch_add(1, Ordering::Relaxed) + 1;
+        let id = (u64::from(self.opts.node_id) << 48) | (counter & ((1 << 48) - 1));
+        (id as i64, counter)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

@@ -1,0 +1,281 @@
+//! A snapshot-isolation transaction: snapshot, private write buffer, undo log for savepoints, and
+//! the write set it becomes at COMMIT. Row operations live in `dml.rs`, catalog operations in
+//! `ddl.rs`.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use crate::apply::{CommitState, WriteSet};
+use crate::catalog::{Catalog, CatalogEntry, TableId};
+use crate::change::{ChangeRecord, EncodedChange};
+use crate::codec::layout::{self, CATALOG_TAG, META_COMMIT};
+use crate::committer::submit;
+use crate::engine::{load_catalog_at, OwnedSnapshot};
+use crate::error::{Error, Result};
+use crate::reader::{Buffer, TxnReader};
+use crate::storage::{CommitInfo, Inner};
+
+/// Position in a transaction to roll back to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Savepoint {
+    undo: usize,
+    changes: usize,
+    notifications: usize,
+}
+
+/// A transaction, owned by one SQL session.
+pub struct Txn {
+    pub(crate) inner: Arc<Inner>,
+    pub(crate) reader: TxnReader,
+    read_version: u64,
+    snapshot_position: u64,
+    /// An error met while starting (reading the snapshot's counters); reported by every write
+    /// and by commit.
+    poisoned: Option<Error>,
+    base_catalog: Arc<Catalog>,
+    catalog: Arc<Catalog>,
+    /// `(key, previous buffer entry)`; `None` when the key was not in the buffer.
+    undo: Vec<(Vec<u8>, Option<Option<Vec<u8>>>)>,
+    checks: BTreeSet<Vec<u8>>,
+    touches: BTreeSet<Vec<u8>>,
+    changes: Vec<EncodedChange>,
+    records: Vec<ChangeRecord>,
+    notifications: Vec<(String, String)>,
+    max_rowid: AtomicU64,
+}
+
+impl Txn {
+    pub(crate) fn new(inner: Arc<Inner>, snap: Arc<OwnedSnapshot>) -> Txn {
+        let mut poisoned = None;
+        let state = match read_state(&snap) {
+            Ok(s) => s,
+            Err(e) => {
+                poisoned = Some(e);
+                CommitState::default()
+            }
+        };
+        let current = inner.catalog.read().clone();
+        let base_catalog = if current.version == state.catalog_version {
+            current.catalog
+        } else {
+            // The committer changed the catalog between our snapshot and now (or has not yet
+            // published its change): read the one that matches the snapshot.
+            match load_catalog_at(&snap) {
+                Ok(c) => Arc::new(c),
+                Err(e) => {
+                    poisoned.get_or_insert(e);
+                    current.catalog
+                }
+            }
+        };
+        Txn {
+            inner,
+            reader: TxnReader {
+                snap,
+                buf: Arc::new(RwLock::new(Buffer::new())),
+            },
+            read_version: state.version,
+            snapshot_position: state.position,
+            poisoned,
+            catalog: base_catalog.clone(),
+            base_catalog,
+            undo: Vec::new(),
+            checks: BTreeSet::new(),
+            touches: BTreeSet::new(),
+            changes: Vec::new(),
+            records: Vec::new(),
+            notifications: Vec::new(),
+            max_rowid: AtomicU64::new(0),
+        }
+    }
+
+    /// Last commit version visible to this transaction.
+    pub fn read_version(&self) -> u64 {
+        self.read_version
+    }
+
+    /// Last change-log position visible to this transaction.
+    pub fn snapshot_position(&self) -> u64 {
+        self.snapshot_position
+    }
+
+    /// The snapshot's catalog with this transaction's own DDL applied.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.clone()
+    }
+
+    /// A shared read handle (snapshot + this transaction's writes, present and future).
+    pub fn reader(&self) -> TxnReader {
+        self.reader.clone()
+    }
+
+    /// A new hidden row id: `(node_id << 48) | counter`; the counter is never reused, even after a
+    /// restart, for ids that were committed.
+    pub fn next_rowid(&self) -> i64 {
+        let (id, counter) = self.inner.next_rowid();
+        self.max_rowid.fetch_max(counter, Ordering::Relaxed);
+        id
+    }
+
+    /// Queues `NOTIFY channel, payload`; delivered in the `CommitEvent` if this commits.
+    pub fn notify(&mut self, channel: &str, payload: &str) {
+        let dup = self
+            .notifications
+            .iter()
+            .any(|(c, p)| c == channel && p == payload);
+        if !dup {
+            self.notifications
+                .push((channel.to_string(), payload.to_string()));
+        }
+    }
+
+    pub fn savepoint(&mut self) -> Savepoint {
+        Savepoint {
+            undo: self.undo.len(),
+            changes: self.changes.len(),
+            notifications: self.notifications.len(),
+        }
+    }
+
+    /// Undoes writes, catalog changes, notifications and change records made after `sp`.
+    pub fn rollback_to(&mut self, sp: Savepoint) {
+        if sp.undo < self.undo.len() {
+            let mut buf = self.reader.buf.write();
+            for (key, prev) in self.undo.drain(sp.undo..).rev() {
+                match prev {
+                    Some(v) => {
+                        buf.insert(key, v);
+                    }
+                    None => {
+                        buf.remove(&key);
+                    }
+                }
+            }
+        }
+        self.changes.truncate(sp.changes);
+        self.records.truncate(sp.changes);
+        self.notifications.truncate(sp.notifications);
+        if let Err(e) = self.rebuild_catalog() {
+            self.poisoned.get_or_insert(e);
+        }
+    }
+
+    /// Whether the transaction has written anything (rows, index entries, catalog, counters).
+    pub fn has_writes(&self) -> bool {
+        !self.reader.buf.read().is_empty() || !self.changes.is_empty()
+    }
+
+    /// Commits: hands the write set to the committer and waits until it is durable.
+    /// A transaction that wrote nothing commits at once without touching the committer.
+    pub async fn commit(self) -> Result<CommitInfo> {
+        if let Some(e) = self.poisoned {
+            return Err(e);
+        }
+        let writes: Vec<(Vec<u8>, Option<Vec<u8>>)> =
+            std::mem::take(&mut *self.reader.buf.write()).into_iter().collect();
+        if writes.is_empty() && self.changes.is_empty() && self.notifications.is_empty() {
+            return Ok(CommitInfo {
+                version: self.read_version,
+                ts: self.inner.hlc.timestamp().as_u64(),
+                first_position: self.snapshot_position + 1,
+                last_position: self.snapshot_position,
+            });
+        }
+        if self.inner.shutting_down.load(Ordering::Acquire) {
+            return Err(Error::ShuttingDown);
+        }
+        let catalog_changed = writes.iter().any(|(k, _)| k.first() == Some(&CATALOG_TAG));
+        let ws = WriteSet {
+            read_version: self.read_version,
+            writes,
+            checks: self.checks.into_iter().collect(),
+            touches: self.touches.into_iter().collect(),
+            changes: self.changes,
+            notifications: self.notifications,
+            catalog_changed,
+            max_rowid: self.max_rowid.load(Ordering::Relaxed),
+        };
+        submit(&self.inner.commit_tx, ws, self.records).await
+    }
+
+    pub(crate) fn check_usable(&self) -> Result<()> {
+        match &self.poisoned {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// Puts `key → value` (`None`: delete) into the buffer, remembering what it replaces.
+    pub(crate) fn write(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        let prev = self.reader.buf.write().insert(key.clone(), value);
+        self.undo.push((key, prev));
+    }
+
+    pub(crate) fn record(&mut self, change: EncodedChange, record: ChangeRecord) {
+        self.changes.push(change);
+        self.records.push(record);
+    }
+
+    /// Writing a table's rows depends on its definition (a concurrent DROP / ALTER conflicts)
+    /// and marks the table as written (a concurrent ALTER / CREATE INDEX conflicts).
+    pub(crate) fn note_table_write(&mut self, table: TableId) {
+        self.checks.insert(layout::catalog_key(table));
+        self.touches.insert(layout::table_write_key(table));
+    }
+
+    /// Changing a table's definition or all its rows requires that nobody wrote its rows since
+    /// our snapshot.
+    pub(crate) fn note_table_ddl(&mut self, table: TableId) {
+        self.checks.insert(layout::table_write_key(table));
+    }
+
+    pub(crate) fn add_check(&mut self, key: Vec<u8>) {
+        self.checks.insert(key);
+    }
+
+    /// Recomputes the catalog from the snapshot's plus the catalog keys in the buffer.
+    pub(crate) fn rebuild_catalog(&mut self) -> Result<()> {
+        let mut catalog = (*self.base_catalog).clone();
+        let buf = self.reader.buf.read();
+        let start = vec![CATALOG_TAG];
+        let end = vec![CATALOG_TAG + 1];
+        for (key, value) in buf.range(start..end) {
+            let id = key
+                .get(1..5)
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .map(u32::from_be_bytes)
+                .ok_or_else(|| Error::Corruption("short catalog key".into()))?;
+            match value {
+                Some(json) => {
+                    let entry: CatalogEntry = serde_json::from_slice(json)
+                        .map_err(|e| Error::Corruption(format!("catalog entry: {e}")))?;
+                    catalog.entries.insert(id, entry);
+                }
+                None => {
+                    catalog.entries.remove(&id);
+                }
+            }
+        }
+        drop(buf);
+        self.catalog = Arc::new(catalog);
+        Ok(())
+    }
+
+    pub(crate) fn set_catalog(&mut self, catalog: Catalog) {
+        self.catalog = Arc::new(catalog);
+    }
+}
+
+/// The commit counters as of the snapshot.
+fn read_state(snap: &OwnedSnapshot) -> Result<CommitState> {
+    match snap.get(META_COMMIT)? {
+        Some(stored) => match layout::decode_value(&stored)? {
+            (_, Some(payload)) => CommitState::decode(payload),
+            (_, None) => Err(Error::Corruption("commit state is a tombstone".into())),
+        },
+        None => Ok(CommitState::default()),
+    }
+}
