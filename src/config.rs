@@ -66,7 +66,11 @@ pub enum ConfigError {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "weft", version, about = "PostgreSQL-wire-compatible database with built-in push")]
+#[command(
+    name = "weft",
+    version,
+    about = "PostgreSQL-wire-compatible database with built-in push"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -210,10 +214,22 @@ fn apply_file(config: &mut Config, text: &str, path: &Path) -> Result<(), Config
         config.join = file.join;
     }
     let durations = [
-        ("change-retention", file.change_retention, &mut config.change_retention),
+        (
+            "change-retention",
+            file.change_retention,
+            &mut config.change_retention,
+        ),
         ("raft-timeout", file.raft_timeout, &mut config.raft_timeout),
-        ("max-clock-offset", file.max_clock_offset, &mut config.max_clock_offset),
-        ("shutdown-timeout", file.shutdown_timeout, &mut config.shutdown_timeout),
+        (
+            "max-clock-offset",
+            file.max_clock_offset,
+            &mut config.max_clock_offset,
+        ),
+        (
+            "shutdown-timeout",
+            file.shutdown_timeout,
+            &mut config.shutdown_timeout,
+        ),
     ];
     for (key, value, slot) in durations {
         if let Some(v) = value {
@@ -224,10 +240,11 @@ fn apply_file(config: &mut Config, text: &str, path: &Path) -> Result<(), Config
 }
 
 fn parse_addr(key: &'static str, s: &str) -> Result<SocketAddr, ConfigError> {
-    s.parse().map_err(|e: std::net::AddrParseError| ConfigError::Value {
-        key,
-        message: format!("{s:?}: {e}"),
-    })
+    s.parse()
+        .map_err(|e: std::net::AddrParseError| ConfigError::Value {
+            key,
+            message: format!("{s:?}: {e}"),
+        })
 }
 
 #[cfg(test)]
@@ -308,11 +325,24 @@ mod tests {
         let path = dir.path().join("weft.toml");
         std::fs::write(&path, "no-such-key = 1\n").expect("write");
         let path_str = path.to_str().expect("utf8 path");
-        let err = args(&["start", "--config", path_str]).resolve().unwrap_err();
+        let err = args(&["start", "--config", path_str])
+            .resolve()
+            .expect_err("rejected");
         assert!(matches!(err, ConfigError::Parse { .. }), "{err}");
         std::fs::write(&path, "raft-timeout = \"soon\"\n").expect("write");
-        let err = args(&["start", "--config", path_str]).resolve().unwrap_err();
-        assert!(matches!(err, ConfigError::Value { key: "raft-timeout", .. }), "{err}");
+        let err = args(&["start", "--config", path_str])
+            .resolve()
+            .expect_err("rejected");
+        assert!(
+            matches!(
+                err,
+                ConfigError::Value {
+                    key: "raft-timeout",
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]

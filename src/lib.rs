@@ -14,7 +14,7 @@
 
 /// Command-line flags and the TOML config file.
 pub mod config;
-/// Listener, connection tasks, graceful shutdown; `TestServer` for tests.
-pub mod server;
 /// One client connection: startup, the query protocols, Arrow <-> PostgreSQL values.
 pub mod conn;
+/// Listener, connection tasks, graceful shutdown; `TestServer` for tests.
+pub mod server;

@@ -40,7 +40,10 @@ pub enum ServerError {
 impl ServerError {
     /// True when another process holds the data directory.
     pub fn is_locked(&self) -> bool {
-        matches!(self, ServerError::Storage(weft_storage::Error::Locked { .. }))
+        matches!(
+            self,
+            ServerError::Storage(weft_storage::Error::Locked { .. })
+        )
     }
 }
 
@@ -61,17 +64,35 @@ impl Server {
         let node_id = config.node_id;
         let storage = tokio::task::spawn_blocking(move || {
             // sync: an acknowledged commit must survive a crash of the machine.
-            Storage::open(&dir, StorageOptions { node_id, sync: true })
+            Storage::open(
+                &dir,
+                StorageOptions {
+                    node_id,
+                    sync: true,
+                },
+            )
         })
         .await
         .map_err(io::Error::other)??;
+        match Server::serve(config, storage.clone()).await {
+            Ok(server) => Ok(server),
+            Err(e) => {
+                close_storage(storage).await?;
+                Err(e)
+            }
+        }
+    }
+
+    async fn serve(config: &Config, storage: Storage) -> Result<Server, ServerError> {
+        let node_id = config.node_id;
         let engine = Engine::new(storage.clone(), EngineConfig { node_id })?;
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| ServerError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
         let addr = listener.local_addr()?;
         let registry = Registry::new();
         let (stop, stopped) = watch::channel(false);
@@ -120,6 +141,7 @@ impl Server {
         if let Err(e) = self.accept.await {
             tracing::error!(error = %e, "accept loop failed");
         }
+        eprintln!("DEBUG engine strong={}", Arc::strong_count(&self.engine));
         drop(self.engine);
         close_storage(self.storage).await
     }
@@ -128,7 +150,7 @@ impl Server {
 async fn close_storage(storage: Storage) -> Result<(), ServerError> {
     tokio::task::spawn_blocking(move || storage.shutdown())
         .await
-        .map_err(io::Error::other)??;
+        .map_err(io::Error::other)?;
     Ok(())
 }
 
@@ -141,7 +163,7 @@ async fn accept_loop(
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
-            _ = stopped.wait_for(|stop| *stop) => break,
+            () = conn::shutting_down(&mut stopped) => break,
             accepted = listener.accept() => match accepted {
                 Ok((tcp, _peer)) => {
                     conns.spawn(conn::serve(tcp, Arc::clone(&ctx)));
@@ -156,7 +178,10 @@ async fn accept_loop(
         }
     }
     drop(listener);
-    tracing::info!(connections = conns.len(), "shutting down: waiting for connections");
+    tracing::info!(
+        connections = conns.len(),
+        "shutting down: waiting for connections"
+    );
     let deadline = tokio::time::sleep(grace);
     tokio::pin!(deadline);
     loop {

@@ -17,10 +17,15 @@
 //!
 //! Filter as with any cargo test: `cargo test --release --test sqllogictest -- slt::simple::types`.
 
+#[path = "sqllogictest/db.rs"]
 mod db;
+#[path = "sqllogictest/format.rs"]
 mod format;
+#[path = "sqllogictest/pgtext.rs"]
 mod pgtext;
+#[path = "sqllogictest/run.rs"]
 mod run;
+#[path = "sqllogictest/target.rs"]
 mod target;
 
 use std::path::{Path, PathBuf};
@@ -47,7 +52,12 @@ fn main() {
     let args = Arguments::from_args();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let suites = [
-        Suite { prefix: "slt", dir: root.join("sqllogictest"), extension: "slt", labels: &[] },
+        Suite {
+            prefix: "slt",
+            dir: root.join("sqllogictest"),
+            extension: "slt",
+            labels: &[],
+        },
         Suite {
             prefix: "sqlite",
             dir: root.join("../shared/sqllogictest/sqlite"),
@@ -58,8 +68,14 @@ fn main() {
     let complete = env_flag("WEFT_SLT_COMPLETE");
     let trials = match Target::from_env() {
         Ok(target) => {
+            if !args.list {
+                eprintln!("sqllogictest target: {}", target.describe());
+            }
             let target = Arc::new(target);
-            suites.iter().flat_map(|suite| suite_trials(suite, &target, complete)).collect()
+            suites
+                .iter()
+                .flat_map(|suite| suite_trials(suite, &target, complete))
+                .collect()
         }
         Err(e) => vec![Trial::test("slt::target", move || Err(e.into()))],
     };
@@ -69,14 +85,25 @@ fn main() {
 fn suite_trials(suite: &Suite, target: &Arc<Target>, complete: bool) -> Vec<Trial> {
     let mut files = Vec::new();
     let listed = list_files(&suite.dir, suite.extension, &mut files);
-    if let Err(e) = listed.and_then(|()| if files.is_empty() { Err("no test files".into()) } else { Ok(()) }) {
+    if let Err(e) = listed.and_then(|()| {
+        if files.is_empty() {
+            Err("no test files".into())
+        } else {
+            Ok(())
+        }
+    }) {
         return missing_suite(suite, e);
     }
     files.sort();
     let mut trials = Vec::new();
     for path in files {
-        let rel = path.strip_prefix(&suite.dir).unwrap_or(&path).with_extension("");
-        let rel = rel.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "::");
+        let rel = path
+            .strip_prefix(&suite.dir)
+            .unwrap_or(&path)
+            .with_extension("");
+        let rel = rel
+            .to_string_lossy()
+            .replace(std::path::MAIN_SEPARATOR, "::");
         for protocol in PROTOCOLS {
             let spec = FileSpec {
                 name: format!("{}::{}::{rel}", suite.prefix, protocol.name()),
@@ -89,7 +116,9 @@ fn suite_trials(suite: &Suite, target: &Arc<Target>, complete: bool) -> Vec<Tria
             let skip = complete && !(spec.complete && protocol == Protocol::Simple);
             trials.push(Trial::ignorable_test(spec.name.clone(), move || {
                 if skip {
-                    return Ok(Completion::ignored_with("WEFT_SLT_COMPLETE rewrites slt::simple files only"));
+                    return Ok(Completion::ignored_with(
+                        "WEFT_SLT_COMPLETE rewrites slt::simple files only",
+                    ));
                 }
                 run_trial(&target, &spec).map(|()| Completion::Completed)
             }));
@@ -101,19 +130,26 @@ fn suite_trials(suite: &Suite, target: &Arc<Target>, complete: bool) -> Vec<Tria
 /// A suite whose files cannot be found: its tests fail under CI and are ignored elsewhere, never
 /// passing silently.
 fn missing_suite(suite: &Suite, error: String) -> Vec<Trial> {
-    let why = format!("{} test files not found in {}: {error}", suite.prefix, suite.dir.display());
+    let why = format!(
+        "{} test files not found in {}: {error}",
+        suite.prefix,
+        suite.dir.display()
+    );
     let in_ci = env_flag("CI");
     PROTOCOLS
         .iter()
         .map(|protocol| {
             let why = why.clone();
-            Trial::ignorable_test(format!("{}::{}::(missing)", suite.prefix, protocol.name()), move || {
-                if in_ci {
-                    Err(format!("{why} (CI is set, so this fails)").into())
-                } else {
-                    Ok(Completion::ignored_with(why))
-                }
-            })
+            Trial::ignorable_test(
+                format!("{}::{}::(missing)", suite.prefix, protocol.name()),
+                move || {
+                    if in_ci {
+                        Err(format!("{why} (CI is set, so this fails)").into())
+                    } else {
+                        Ok(Completion::ignored_with(why))
+                    }
+                },
+            )
         })
         .collect()
 }

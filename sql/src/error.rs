@@ -319,7 +319,6 @@ impl From<DataFusionError> for Error {
                 | SchemaError::DuplicateUnqualifiedField { name } => Error::DuplicateColumn {
                     message: format!("column \"{name}\" specified more than once"),
                 },
-                other => Error::Syntax { message: other.to_string(), position: None },
             },
             DataFusionError::Plan(m) => plan_error(m),
             DataFusionError::Execution(m) => execution_error(m),

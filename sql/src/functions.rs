@@ -2,7 +2,6 @@
 //! `current_database()`, `weft_position()`, the jsonb `->`/`->>` operators, and the casts to
 //! `uuid`/`jsonb` (which Arrow has no type for).
 
-use std::any::Any;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -56,10 +55,6 @@ impl Hash for Udf {
 }
 
 impl ScalarUDFImpl for Udf {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
     fn name(&self) -> &str {
         self.name
     }

@@ -9,7 +9,7 @@ use datafusion::arrow::datatypes::{DataType as ArrowType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{CatalogProviderList, MemoryCatalogProviderList, SchemaProvider};
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{DFSchema, ParamValues, ScalarValue};
+use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::expr::{Cast, Placeholder};
 use datafusion::logical_expr::{Expr, LogicalPlan};
@@ -122,12 +122,12 @@ pub(crate) fn infer_params(plan: LogicalPlan, declared: &[Option<PgType>]) -> Re
                         None if fallback && p.field.is_none() => Ok(Transformed::yes(with_field(p, ArrowType::Utf8))),
                         _ => Ok(Transformed::no(Expr::Placeholder(p))),
                     },
-                    Expr::Cast(Cast { expr, data_type }) => match *expr {
+                    Expr::Cast(Cast { expr, field }) => match *expr {
                         Expr::Placeholder(p) if p.field.is_none() => {
-                            let inner = with_field(p, data_type.clone());
-                            Ok(Transformed::yes(Expr::Cast(Cast::new(Box::new(inner), data_type))))
+                            let inner = with_field(p, field.data_type().clone());
+                            Ok(Transformed::yes(Expr::Cast(Cast { expr: Box::new(inner), field })))
                         }
-                        other => Ok(Transformed::no(Expr::Cast(Cast::new(Box::new(other), data_type)))),
+                        other => Ok(Transformed::no(Expr::Cast(Cast { expr: Box::new(other), field }))),
                     },
                     other => Ok(Transformed::no(other)),
                 })
@@ -235,7 +235,3 @@ pub(crate) fn rows_output(fields: Vec<FieldInfo>, batches: Vec<RecordBatch>, com
     QueryOutput::Rows { fields: Arc::new(fields), stream, command }
 }
 
-/// DFSchema of the given Arrow schema, qualified by `qualifier`.
-pub(crate) fn qualified_schema(qualifier: &str, schema: &Schema) -> Result<DFSchema> {
-    DFSchema::try_from_qualified_schema(qualifier, schema).map_err(Error::from)
-}

@@ -274,7 +274,7 @@ impl fmt::Display for ScanGenerator {
         let table = &self.def.name;
         match &self.access {
             Access::Full => write!(f, "WeftScan: {table} full scan"),
-            Access::Pk(r) if r.iter().all(is_point) => write!(f, "WeftScan: {table} primary key point ({} keys)", r.len()),
+            Access::Pk(r) if r.iter().all(|r| is_point(r, self.def.primary_key.len())) => write!(f, "WeftScan: {table} primary key point ({} keys)", r.len()),
             Access::Pk(r) => write!(f, "WeftScan: {table} primary key range ({} ranges)", r.len()),
             Access::Index { name, ranges, .. } => {
                 write!(f, "WeftScan: {table} index {name} range ({} ranges)", ranges.len())
@@ -283,8 +283,9 @@ impl fmt::Display for ScanGenerator {
     }
 }
 
-fn is_point(r: &KeyRange) -> bool {
-    matches!((&r.lower, &r.upper), (Bound::Included(a), Bound::Included(b)) if a == b)
+/// A range that pins every key column.
+fn is_point(r: &KeyRange, key_len: usize) -> bool {
+    matches!((&r.lower, &r.upper), (Bound::Included(a), Bound::Included(b)) if a == b && a.len() == key_len)
 }
 
 impl LazyBatchGenerator for ScanGenerator {

@@ -13,7 +13,6 @@ use weft_storage::CatalogEntry;
 use crate::shared::SessionShared;
 use crate::table::WeftTable;
 
-pub(crate) const DEFAULT_CATALOG: &str = "postgres";
 pub(crate) const DEFAULT_SCHEMA: &str = "public";
 
 pub(crate) struct PublicSchema {

@@ -132,7 +132,6 @@ pub struct Session {
     pub(crate) block: Option<Block>,
     pub(crate) notices: Vec<Notice>,
     cancel: CancelHandle,
-    pub(crate) database: String,
 }
 
 impl Session {
@@ -159,7 +158,6 @@ impl Session {
             block: None,
             notices: Vec::new(),
             cancel: CancelHandle::default(),
-            database,
         }
     }
 
@@ -330,7 +328,7 @@ impl Session {
                 (None, None) => return Err(Error::internal("no transaction")),
             };
             self.shared.set_read(Some(view_of(txn)));
-            let ctx = ExecCtx { state: &self.state, shared: &self.shared, read_only, database: &self.database };
+            let ctx = ExecCtx { state: &self.state, shared: &self.shared, read_only };
             let out = run_statement(&ctx, txn, stmt, prepared, params).await;
             // DDL and DML change the catalog or data the next statement must see.
             self.shared.set_read(Some(view_of(txn)));
@@ -386,7 +384,6 @@ pub(crate) struct ExecCtx<'a> {
     pub state: &'a SessionState,
     pub shared: &'a Arc<SessionShared>,
     pub read_only: bool,
-    pub database: &'a str,
 }
 
 async fn run_statement(

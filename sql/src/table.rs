@@ -2,7 +2,6 @@
 //! becomes a storage read of the current transaction's snapshot — a point or range read when the
 //! filters pin the primary key or an index (see `scan.rs`), a full scan otherwise.
 
-use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
@@ -65,10 +64,6 @@ pub(crate) fn table_schema(def: &TableDef, columns: &[usize]) -> SchemaRef {
 
 #[async_trait]
 impl TableProvider for WeftTable {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
     fn schema(&self) -> SchemaRef {
         Arc::clone(&self.schema)
     }

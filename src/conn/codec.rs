@@ -25,7 +25,10 @@ const KNOWN_TYPES: &[u8] = b"QPBEDCHSXdcfp";
 pub enum Frontend {
     Message(PgWireFrontendMessage),
     /// A frame of a known type whose body is malformed.
-    Malformed { kind: u8, reason: String },
+    Malformed {
+        kind: u8,
+        reason: String,
+    },
 }
 
 impl Frontend {
@@ -128,7 +131,9 @@ mod tests {
         assert!(c.decode(&mut buf).expect("ok").is_none());
         buf.unsplit(tail);
         match c.decode(&mut buf).expect("ok") {
-            Some(Frontend::Message(PgWireFrontendMessage::Query(q))) => assert_eq!(q.query, "select 1"),
+            Some(Frontend::Message(PgWireFrontendMessage::Query(q))) => {
+                assert_eq!(q.query, "select 1")
+            }
             other => panic!("unexpected {other:?}"),
         }
         assert!(buf.is_empty());

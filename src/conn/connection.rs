@@ -87,13 +87,16 @@ impl Connection {
             let deliver = self.idle && matches!(self.session.tx_status(), TxStatus::Idle);
             let event = tokio::select! {
                 biased;
-                _ = self.shutdown.wait_for(|stop| *stop) => Event::Shutdown,
+                () = super::shutting_down(&mut self.shutdown) => Event::Shutdown,
                 n = recv(&mut self.notifications), if deliver => Event::Notification(n),
                 m = self.socket.next() => Event::Message(m),
             };
             match event {
                 Event::Shutdown => {
-                    let e = SqlError::fatal("57P01", "terminating connection due to administrator command");
+                    let e = SqlError::fatal(
+                        "57P01",
+                        "terminating connection due to administrator command",
+                    );
                     return self.send_error(&e).await;
                 }
                 Event::Notification(Some(n)) => {
@@ -104,7 +107,9 @@ impl Connection {
                 Event::Message(None) => return Ok(()),
                 Event::Message(Some(Err(e))) => {
                     if e.kind() == io::ErrorKind::InvalidData {
-                        let _ = self.send_error(&SqlError::fatal("08P01", e.to_string())).await;
+                        let _ = self
+                            .send_error(&SqlError::fatal("08P01", e.to_string()))
+                            .await;
                     }
                     return Ok(());
                 }
@@ -166,7 +171,8 @@ impl Connection {
             | PgWireFrontendMessage::CopyDone(_)
             | PgWireFrontendMessage::CopyFail(_) => {}
             other => {
-                let e = SqlError::fatal("08P01", format!("unexpected message {}", kind_name(&other)));
+                let e =
+                    SqlError::fatal("08P01", format!("unexpected message {}", kind_name(&other)));
                 self.send_error(&e).await?;
                 return Ok(Flow::Stop);
             }
@@ -197,7 +203,8 @@ impl Connection {
     }
 
     pub async fn send_error(&mut self, e: &SqlError) -> io::Result<()> {
-        self.send(PgWireBackendMessage::ErrorResponse(e.to_response())).await?;
+        self.send(PgWireBackendMessage::ErrorResponse(e.to_response()))
+            .await?;
         if e.is_fatal() {
             self.socket.flush().await?;
         }
@@ -207,11 +214,13 @@ impl Connection {
     /// Notices and changed parameters the session produced since the last call.
     pub async fn send_session_messages(&mut self) -> io::Result<()> {
         for n in self.session.take_notices() {
-            self.send(PgWireBackendMessage::NoticeResponse(notice(&n))).await?;
+            self.send(PgWireBackendMessage::NoticeResponse(notice(&n)))
+                .await?;
         }
         for (name, value) in self.session.take_parameter_changes() {
             let status = ParameterStatus::new(name, value);
-            self.send(PgWireBackendMessage::ParameterStatus(status)).await?;
+            self.send(PgWireBackendMessage::ParameterStatus(status))
+                .await?;
         }
         Ok(())
     }
@@ -223,7 +232,11 @@ impl Connection {
         let status = self.session.tx_status();
         if matches!(status, TxStatus::Idle) {
             self.portals.clear();
-            while let Some(n) = self.notifications.as_mut().and_then(|rx| rx.try_recv().ok()) {
+            while let Some(n) = self
+                .notifications
+                .as_mut()
+                .and_then(|rx| rx.try_recv().ok())
+            {
                 self.send(notification(n)).await?;
             }
         }
@@ -232,7 +245,10 @@ impl Connection {
             TxStatus::InBlock => TransactionStatus::Transaction,
             TxStatus::Failed => TransactionStatus::Error,
         };
-        self.send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(status))).await?;
+        self.send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(
+            status,
+        )))
+        .await?;
         self.socket.flush().await?;
         self.idle = true;
         Ok(())

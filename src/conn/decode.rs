@@ -35,14 +35,20 @@ fn err(sqlstate: &'static str, message: impl Into<String>) -> DecodeError {
 fn syntax(target: u32, text: &str) -> DecodeError {
     err(
         "22P02",
-        format!("invalid input syntax for type {}: \"{text}\"", oid::type_name(target)),
+        format!(
+            "invalid input syntax for type {}: \"{text}\"",
+            oid::type_name(target)
+        ),
     )
 }
 
 fn out_of_range(target: u32, text: &str) -> DecodeError {
     err(
         "22003",
-        format!("value \"{text}\" is out of range for type {}", oid::type_name(target)),
+        format!(
+            "value \"{text}\" is out of range for type {}",
+            oid::type_name(target)
+        ),
     )
 }
 
@@ -79,8 +85,7 @@ pub fn decode(
     target: u32,
 ) -> Result<ScalarValue, DecodeError> {
     let Some(bytes) = value else {
-        return ScalarValue::try_from(&data_type(target))
-            .map_err(|e| err("XX000", e.to_string()));
+        return ScalarValue::try_from(&data_type(target)).map_err(|e| err("XX000", e.to_string()));
     };
     match format {
         Format::Text => {
@@ -119,9 +124,16 @@ pub fn from_text(text: &str, target: u32) -> Result<ScalarValue, DecodeError> {
             }
             ScalarValue::Float64(Some(v))
         }
-        oid::NUMERIC => decimal(&numeric::parse(t).ok_or_else(|| syntax(target, text))?, text)?,
-        oid::BYTEA => ScalarValue::Binary(Some(parse_bytea(text).ok_or_else(|| syntax(target, text))?)),
-        oid::DATE => ScalarValue::Date32(Some(pgtime::parse_date(t).ok_or_else(|| syntax(target, text))?)),
+        oid::NUMERIC => decimal(
+            &numeric::parse(t).ok_or_else(|| syntax(target, text))?,
+            text,
+        )?,
+        oid::BYTEA => {
+            ScalarValue::Binary(Some(parse_bytea(text).ok_or_else(|| syntax(target, text))?))
+        }
+        oid::DATE => ScalarValue::Date32(Some(
+            pgtime::parse_date(t).ok_or_else(|| syntax(target, text))?,
+        )),
         oid::TIMESTAMP => ScalarValue::TimestampMicrosecond(
             Some(pgtime::parse_timestamp(t, false).ok_or_else(|| syntax(target, text))?),
             None,
@@ -166,13 +178,16 @@ fn parse_bool(t: &str) -> Option<bool> {
 
 /// `\x` hex form, or the escape form (`\\` and `\ooo` octal).
 fn parse_bytea(text: &str) -> Option<Vec<u8>> {
-    if let Some(hex) = text.strip_prefix("\\x").or_else(|| text.strip_prefix("\\X")) {
+    if let Some(hex) = text
+        .strip_prefix("\\x")
+        .or_else(|| text.strip_prefix("\\X"))
+    {
         let digits: Vec<u32> = hex
             .chars()
             .filter(|c| !c.is_ascii_whitespace())
             .map(|c| c.to_digit(16))
             .collect::<Option<_>>()?;
-        if digits.len() % 2 != 0 {
+        if !digits.len().is_multiple_of(2) {
             return None;
         }
         return Some(digits.chunks(2).map(|p| (p[0] * 16 + p[1]) as u8).collect());
@@ -211,10 +226,14 @@ fn int_value(v: i128, target: u32) -> Option<ScalarValue> {
 fn decimal(parsed: &numeric::Parsed, text: &str) -> Result<ScalarValue, DecodeError> {
     match parsed {
         numeric::Parsed::Finite { .. } => {
-            let (v, scale) = numeric::to_i128(parsed).ok_or_else(|| out_of_range(oid::NUMERIC, text))?;
+            let (v, scale) =
+                numeric::to_i128(parsed).ok_or_else(|| out_of_range(oid::NUMERIC, text))?;
             Ok(ScalarValue::Decimal128(Some(v), 38, scale as i8))
         }
-        _ => Err(err("0A000", format!("numeric value {text} is not supported"))),
+        _ => Err(err(
+            "0A000",
+            format!("numeric value {text} is not supported"),
+        )),
     }
 }
 
@@ -263,7 +282,9 @@ fn from_binary(bytes: &[u8], wire: u32) -> Result<ScalarValue, DecodeError> {
             let d = i32::from_be_bytes(fixed(bytes)?);
             let days = match d {
                 i32::MAX | i32::MIN => d,
-                _ => d.checked_add(pgtime::PG_EPOCH_DAYS).ok_or_else(|| err("22008", "date out of range"))?,
+                _ => d
+                    .checked_add(pgtime::PG_EPOCH_DAYS)
+                    .ok_or_else(|| err("22008", "date out of range"))?,
             };
             ScalarValue::Date32(Some(days))
         }
@@ -297,9 +318,9 @@ fn interval_value(iv: interval::Interval) -> Result<ScalarValue, DecodeError> {
         .micros
         .checked_mul(1_000)
         .ok_or_else(|| err("22008", "interval out of range"))?;
-    Ok(ScalarValue::IntervalMonthDayNano(Some(IntervalMonthDayNano::new(
-        iv.months, iv.days, nanos,
-    ))))
+    Ok(ScalarValue::IntervalMonthDayNano(Some(
+        IntervalMonthDayNano::new(iv.months, iv.days, nanos),
+    )))
 }
 
 fn utf8(bytes: &[u8]) -> Result<String, DecodeError> {

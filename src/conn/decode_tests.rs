@@ -2,7 +2,7 @@
 //! it), text input as psql and drivers send it.
 
 use bytes::BytesMut;
-use chrono::{NaiveDate, NaiveDateTime, DateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use rust_decimal::Decimal;
 use tokio_postgres::types::{ToSql, Type};
 
@@ -28,22 +28,42 @@ fn code(r: Result<ScalarValue, DecodeError>) -> &'static str {
 
 #[test]
 fn nulls_are_typed() {
-    assert_eq!(decode(None, Format::Binary, 0, oid::INT4), Ok(ScalarValue::Int32(None)));
-    assert_eq!(decode(None, Format::Text, 0, oid::TEXT), Ok(ScalarValue::Utf8(None)));
+    assert_eq!(
+        decode(None, Format::Binary, 0, oid::INT4),
+        Ok(ScalarValue::Int32(None))
+    );
+    assert_eq!(
+        decode(None, Format::Text, 0, oid::TEXT),
+        Ok(ScalarValue::Utf8(None))
+    );
     assert_eq!(
         decode(None, Format::Text, 0, oid::TIMESTAMPTZ),
-        Ok(ScalarValue::TimestampMicrosecond(None, Some(Arc::from(UTC))))
+        Ok(ScalarValue::TimestampMicrosecond(
+            None,
+            Some(Arc::from(UTC))
+        ))
     );
 }
 
 #[test]
 fn booleans() {
-    assert_eq!(from_bin(true, &Type::BOOL, oid::BOOL), Ok(ScalarValue::Boolean(Some(true))));
+    assert_eq!(
+        from_bin(true, &Type::BOOL, oid::BOOL),
+        Ok(ScalarValue::Boolean(Some(true)))
+    );
     for t in ["t", "TRUE", " yes ", "on", "1", "tr", "y"] {
-        assert_eq!(text(t, oid::BOOL), Ok(ScalarValue::Boolean(Some(true))), "{t}");
+        assert_eq!(
+            text(t, oid::BOOL),
+            Ok(ScalarValue::Boolean(Some(true))),
+            "{t}"
+        );
     }
     for f in ["f", "false", "no", "off", "0", "n"] {
-        assert_eq!(text(f, oid::BOOL), Ok(ScalarValue::Boolean(Some(false))), "{f}");
+        assert_eq!(
+            text(f, oid::BOOL),
+            Ok(ScalarValue::Boolean(Some(false))),
+            "{f}"
+        );
     }
     assert_eq!(code(text("o", oid::BOOL)), "22P02");
     assert_eq!(code(text("maybe", oid::BOOL)), "22P02");
@@ -51,31 +71,70 @@ fn booleans() {
 
 #[test]
 fn integers() {
-    assert_eq!(from_bin(7i16, &Type::INT2, oid::INT2), Ok(ScalarValue::Int16(Some(7))));
-    assert_eq!(from_bin(-7i32, &Type::INT4, oid::INT4), Ok(ScalarValue::Int32(Some(-7))));
-    assert_eq!(from_bin(i64::MAX, &Type::INT8, oid::INT8), Ok(ScalarValue::Int64(Some(i64::MAX))));
+    assert_eq!(
+        from_bin(7i16, &Type::INT2, oid::INT2),
+        Ok(ScalarValue::Int16(Some(7)))
+    );
+    assert_eq!(
+        from_bin(-7i32, &Type::INT4, oid::INT4),
+        Ok(ScalarValue::Int32(Some(-7)))
+    );
+    assert_eq!(
+        from_bin(i64::MAX, &Type::INT8, oid::INT8),
+        Ok(ScalarValue::Int64(Some(i64::MAX)))
+    );
     // A client-declared int4 where int8 is expected, and the other way round.
-    assert_eq!(from_bin(5i32, &Type::INT4, oid::INT8), Ok(ScalarValue::Int64(Some(5))));
-    assert_eq!(from_bin(5i64, &Type::INT8, oid::INT2), Ok(ScalarValue::Int16(Some(5))));
+    assert_eq!(
+        from_bin(5i32, &Type::INT4, oid::INT8),
+        Ok(ScalarValue::Int64(Some(5)))
+    );
+    assert_eq!(
+        from_bin(5i64, &Type::INT8, oid::INT2),
+        Ok(ScalarValue::Int16(Some(5)))
+    );
     assert_eq!(code(from_bin(70_000i64, &Type::INT8, oid::INT2)), "22003");
-    assert_eq!(from_bin(5i16, &Type::INT2, oid::NUMERIC), Ok(ScalarValue::Decimal128(Some(5), 38, 0)));
+    assert_eq!(
+        from_bin(5i16, &Type::INT2, oid::NUMERIC),
+        Ok(ScalarValue::Decimal128(Some(5), 38, 0))
+    );
 
     assert_eq!(text(" 42 ", oid::INT4), Ok(ScalarValue::Int32(Some(42))));
-    assert_eq!(text("-32768", oid::INT2), Ok(ScalarValue::Int16(Some(-32768))));
+    assert_eq!(
+        text("-32768", oid::INT2),
+        Ok(ScalarValue::Int16(Some(-32768)))
+    );
     assert_eq!(code(text("32768", oid::INT2)), "22003");
     assert_eq!(code(text("12a", oid::INT8)), "22P02");
     assert_eq!(code(text("", oid::INT4)), "22P02");
     // Wrong binary length.
-    assert_eq!(code(decode(Some(&[0, 1, 2]), Format::Binary, 0, oid::INT4)), "22P03");
+    assert_eq!(
+        code(decode(Some(&[0, 1, 2]), Format::Binary, 0, oid::INT4)),
+        "22P03"
+    );
 }
 
 #[test]
 fn floats() {
-    assert_eq!(from_bin(1.5f64, &Type::FLOAT8, oid::FLOAT8), Ok(ScalarValue::Float64(Some(1.5))));
-    assert_eq!(from_bin(1.5f32, &Type::FLOAT4, oid::FLOAT4), Ok(ScalarValue::Float32(Some(1.5))));
-    assert_eq!(from_bin(1.5f32, &Type::FLOAT4, oid::FLOAT8), Ok(ScalarValue::Float64(Some(1.5))));
-    assert_eq!(text("1e300", oid::FLOAT8), Ok(ScalarValue::Float64(Some(1e300))));
-    assert_eq!(text("-Infinity", oid::FLOAT8), Ok(ScalarValue::Float64(Some(f64::NEG_INFINITY))));
+    assert_eq!(
+        from_bin(1.5f64, &Type::FLOAT8, oid::FLOAT8),
+        Ok(ScalarValue::Float64(Some(1.5)))
+    );
+    assert_eq!(
+        from_bin(1.5f32, &Type::FLOAT4, oid::FLOAT4),
+        Ok(ScalarValue::Float32(Some(1.5)))
+    );
+    assert_eq!(
+        from_bin(1.5f32, &Type::FLOAT4, oid::FLOAT8),
+        Ok(ScalarValue::Float64(Some(1.5)))
+    );
+    assert_eq!(
+        text("1e300", oid::FLOAT8),
+        Ok(ScalarValue::Float64(Some(1e300)))
+    );
+    assert_eq!(
+        text("-Infinity", oid::FLOAT8),
+        Ok(ScalarValue::Float64(Some(f64::NEG_INFINITY)))
+    );
     assert!(matches!(text("NaN", oid::FLOAT4), Ok(ScalarValue::Float32(Some(v))) if v.is_nan()));
     assert_eq!(code(text("1e40", oid::FLOAT4)), "22003");
     assert_eq!(code(text("one", oid::FLOAT8)), "22P02");
@@ -89,10 +148,19 @@ fn numerics() {
         Ok(ScalarValue::Decimal128(Some(-1_234_500), 38, 4))
     );
     let d: Decimal = "0.000001".parse().expect("decimal");
-    assert_eq!(from_bin(d, &Type::NUMERIC, oid::NUMERIC), Ok(ScalarValue::Decimal128(Some(1), 38, 6)));
+    assert_eq!(
+        from_bin(d, &Type::NUMERIC, oid::NUMERIC),
+        Ok(ScalarValue::Decimal128(Some(1), 38, 6))
+    );
     let d: Decimal = "120000".parse().expect("decimal");
-    assert_eq!(from_bin(d, &Type::NUMERIC, oid::NUMERIC), Ok(ScalarValue::Decimal128(Some(120_000), 38, 0)));
-    assert_eq!(text("3.14", oid::NUMERIC), Ok(ScalarValue::Decimal128(Some(314), 38, 2)));
+    assert_eq!(
+        from_bin(d, &Type::NUMERIC, oid::NUMERIC),
+        Ok(ScalarValue::Decimal128(Some(120_000), 38, 0))
+    );
+    assert_eq!(
+        text("3.14", oid::NUMERIC),
+        Ok(ScalarValue::Decimal128(Some(314), 38, 2))
+    );
     assert_eq!(code(text("3.1.4", oid::NUMERIC)), "22P02");
 }
 
@@ -106,16 +174,28 @@ fn strings_and_bytes() {
         from_bin("v", &Type::VARCHAR, oid::VARCHAR),
         Ok(ScalarValue::Utf8(Some("v".into())))
     );
-    assert_eq!(code(decode(Some(&[0xff, 0xfe]), Format::Binary, 0, oid::TEXT)), "22021");
+    assert_eq!(
+        code(decode(Some(&[0xff, 0xfe]), Format::Binary, 0, oid::TEXT)),
+        "22021"
+    );
     assert_eq!(
         from_bin(&[1u8, 2, 255][..], &Type::BYTEA, oid::BYTEA),
         Ok(ScalarValue::Binary(Some(vec![1, 2, 255])))
     );
-    assert_eq!(text("\\x01FF", oid::BYTEA), Ok(ScalarValue::Binary(Some(vec![1, 255]))));
-    assert_eq!(text("a\\\\b\\001", oid::BYTEA), Ok(ScalarValue::Binary(Some(b"a\\b\x01".to_vec()))));
+    assert_eq!(
+        text("\\x01FF", oid::BYTEA),
+        Ok(ScalarValue::Binary(Some(vec![1, 255])))
+    );
+    assert_eq!(
+        text("a\\\\b\\001", oid::BYTEA),
+        Ok(ScalarValue::Binary(Some(b"a\\b\x01".to_vec())))
+    );
     assert_eq!(code(text("\\x0", oid::BYTEA)), "22P02");
     // Text declared by the client where an integer is expected is parsed as text.
-    assert_eq!(from_bin("12", &Type::TEXT, oid::INT4), Ok(ScalarValue::Int32(Some(12))));
+    assert_eq!(
+        from_bin("12", &Type::TEXT, oid::INT4),
+        Ok(ScalarValue::Int32(Some(12)))
+    );
 }
 
 #[test]
@@ -129,18 +209,29 @@ fn json() {
         from_bin(&v, &Type::JSON, oid::JSON),
         Ok(ScalarValue::Utf8(Some(r#"{"k":[1,"two"]}"#.into())))
     );
-    assert_eq!(code(decode(Some(&[2, b'1']), Format::Binary, 0, oid::JSONB)), "22P03");
+    assert_eq!(
+        code(decode(Some(&[2, b'1']), Format::Binary, 0, oid::JSONB)),
+        "22P03"
+    );
 }
 
 #[test]
 fn dates_and_times() {
     let d = NaiveDate::from_ymd_opt(2024, 1, 31).expect("date");
-    assert_eq!(from_bin(d, &Type::DATE, oid::DATE), Ok(ScalarValue::Date32(Some(19_753))));
-    assert_eq!(text("2024-01-31", oid::DATE), Ok(ScalarValue::Date32(Some(19_753))));
+    assert_eq!(
+        from_bin(d, &Type::DATE, oid::DATE),
+        Ok(ScalarValue::Date32(Some(19_753)))
+    );
+    assert_eq!(
+        text("2024-01-31", oid::DATE),
+        Ok(ScalarValue::Date32(Some(19_753)))
+    );
     assert_eq!(code(text("2024-02-30", oid::DATE)), "22P02");
 
     let micros = 1_706_700_000_123_400_i64;
-    let ts: NaiveDateTime = DateTime::from_timestamp_micros(micros).expect("ts").naive_utc();
+    let ts: NaiveDateTime = DateTime::from_timestamp_micros(micros)
+        .expect("ts")
+        .naive_utc();
     assert_eq!(
         from_bin(ts, &Type::TIMESTAMP, oid::TIMESTAMP),
         Ok(ScalarValue::TimestampMicrosecond(Some(micros), None))
@@ -151,8 +242,14 @@ fn dates_and_times() {
     );
     let tz: DateTime<Utc> = DateTime::from_timestamp_micros(micros).expect("ts");
     let want = ScalarValue::TimestampMicrosecond(Some(micros), Some(Arc::from(UTC)));
-    assert_eq!(from_bin(tz, &Type::TIMESTAMPTZ, oid::TIMESTAMPTZ), Ok(want.clone()));
-    assert_eq!(text("2024-01-31 13:20:00.1234+02", oid::TIMESTAMPTZ), Ok(want));
+    assert_eq!(
+        from_bin(tz, &Type::TIMESTAMPTZ, oid::TIMESTAMPTZ),
+        Ok(want.clone())
+    );
+    assert_eq!(
+        text("2024-01-31 13:20:00.1234+02", oid::TIMESTAMPTZ),
+        Ok(want)
+    );
 }
 
 #[test]
@@ -161,9 +258,15 @@ fn uuids() {
     // The engine keeps uuids as canonical text.
     let want = ScalarValue::Utf8(Some("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11".into()));
     assert_eq!(from_bin(u, &Type::UUID, oid::UUID), Ok(want.clone()));
-    assert_eq!(text("A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11", oid::UUID), Ok(want));
+    assert_eq!(
+        text("A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11", oid::UUID),
+        Ok(want)
+    );
     assert_eq!(code(text("a0ee", oid::UUID)), "22P02");
-    assert_eq!(code(decode(Some(&[1, 2]), Format::Binary, 0, oid::UUID)), "22P03");
+    assert_eq!(
+        code(decode(Some(&[1, 2]), Format::Binary, 0, oid::UUID)),
+        "22P03"
+    );
 }
 
 #[test]
@@ -173,13 +276,29 @@ fn time_and_interval() {
         from_bin(t, &Type::TIME, oid::TIME),
         Ok(ScalarValue::Time64Microsecond(Some(45_296_789_000)))
     );
-    assert_eq!(text("12:34:56.789", oid::TIME), Ok(ScalarValue::Time64Microsecond(Some(45_296_789_000))));
-    let want = ScalarValue::IntervalMonthDayNano(Some(IntervalMonthDayNano::new(14, 3, 14_706_000_000_000)));
-    assert_eq!(text("1 year 2 mons 3 days 04:05:06", oid::INTERVAL), Ok(want.clone()));
+    assert_eq!(
+        text("12:34:56.789", oid::TIME),
+        Ok(ScalarValue::Time64Microsecond(Some(45_296_789_000)))
+    );
+    let want = ScalarValue::IntervalMonthDayNano(Some(IntervalMonthDayNano::new(
+        14,
+        3,
+        14_706_000_000_000,
+    )));
+    assert_eq!(
+        text("1 year 2 mons 3 days 04:05:06", oid::INTERVAL),
+        Ok(want.clone())
+    );
     let mut raw = Vec::new();
     raw.extend_from_slice(&14_706_000_000i64.to_be_bytes());
     raw.extend_from_slice(&3i32.to_be_bytes());
     raw.extend_from_slice(&14i32.to_be_bytes());
-    assert_eq!(decode(Some(&raw), Format::Binary, 0, oid::INTERVAL), Ok(want));
-    assert_eq!(code(decode(Some(&raw[..8]), Format::Binary, 0, oid::INTERVAL)), "22P03");
+    assert_eq!(
+        decode(Some(&raw), Format::Binary, 0, oid::INTERVAL),
+        Ok(want)
+    );
+    assert_eq!(
+        code(decode(Some(&raw[..8]), Format::Binary, 0, oid::INTERVAL)),
+        "22P03"
+    );
 }

@@ -24,7 +24,7 @@ use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use pgwire::messages::data::DataRow;
 
 use super::oid;
-use super::{float, interval, numeric, pgtime};
+use super::{array, float, interval, numeric, pgtime};
 
 /// Text (0) or binary (1) wire format of a value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +57,9 @@ pub fn resolve_formats(codes: &[i16], count: usize) -> Result<Vec<Format>, Strin
         0 => Ok(vec![Format::Text; count]),
         1 => Ok(vec![one(codes[0])?; count]),
         n if n == count => codes.iter().map(|c| one(*c)).collect(),
-        n => Err(format!("bind message has {n} result formats but query has {count} columns")),
+        n => Err(format!(
+            "bind message has {n} result formats but query has {count} columns"
+        )),
     }
 }
 
@@ -68,14 +70,14 @@ pub struct EncodeError {
     pub message: String,
 }
 
-fn err(sqlstate: &'static str, message: impl Into<String>) -> EncodeError {
+pub(super) fn err(sqlstate: &'static str, message: impl Into<String>) -> EncodeError {
     EncodeError {
         sqlstate,
         message: message.into(),
     }
 }
 
-fn mismatch(dt: &DataType) -> EncodeError {
+pub(super) fn mismatch(dt: &DataType) -> EncodeError {
     err("XX000", format!("unexpected Arrow array type {dt}"))
 }
 
@@ -136,8 +138,14 @@ fn target_type(dt: &DataType, oid: u32) -> Option<DataType> {
             Decimal32(_, s) | Decimal64(_, s) | Decimal256(_, s) => Decimal128(38, *s),
             _ => Utf8,
         },
-        oid::TEXT | oid::VARCHAR | oid::BPCHAR | oid::NAME | oid::UNKNOWN | oid::JSON
-        | oid::JSONB | oid::CHAR => Utf8,
+        oid::TEXT
+        | oid::VARCHAR
+        | oid::BPCHAR
+        | oid::NAME
+        | oid::UNKNOWN
+        | oid::JSON
+        | oid::JSONB
+        | oid::CHAR => Utf8,
         oid::BYTEA => Binary,
         oid::DATE => Date32,
         oid::TIME => Time64(TimeUnit::Microsecond),
@@ -172,7 +180,7 @@ fn canonical(array: &ArrayRef, oid: u32) -> ArrayRef {
 }
 
 /// Writes one length-prefixed field.
-fn put_cell(
+pub(super) fn put_cell(
     array: &dyn Array,
     row: usize,
     oid: u32,
@@ -189,8 +197,8 @@ fn put_cell(
         Format::Text => put_text(array, row, oid, buf)?,
         Format::Binary => put_binary(array, row, oid, buf)?,
     }
-    let len = i32::try_from(buf.len() - at - 4)
-        .map_err(|_| err("54000", "value too large to send"))?;
+    let len =
+        i32::try_from(buf.len() - at - 4).map_err(|_| err("54000", "value too large to send"))?;
     buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
     Ok(())
 }
@@ -235,11 +243,18 @@ fn str_value(array: &dyn Array, row: usize) -> Result<&str, EncodeError> {
 }
 
 /// Writes PostgreSQL's text form of a non-null value.
-fn put_text(array: &dyn Array, row: usize, oid: u32, buf: &mut BytesMut) -> Result<(), EncodeError> {
+pub(super) fn put_text(
+    array: &dyn Array,
+    row: usize,
+    oid: u32,
+    buf: &mut BytesMut,
+) -> Result<(), EncodeError> {
     let mut s = String::new();
     match array.data_type() {
         DataType::Boolean => {
-            let v = array.as_boolean_opt().ok_or_else(|| mismatch(array.data_type()))?;
+            let v = array
+                .as_boolean_opt()
+                .ok_or_else(|| mismatch(array.data_type()))?;
             buf.put_u8(if v.value(row) { b't' } else { b'f' });
             return Ok(());
         }
@@ -256,7 +271,9 @@ fn put_text(array: &dyn Array, row: usize, oid: u32, buf: &mut BytesMut) -> Resu
             return Ok(());
         }
         DataType::Binary => {
-            let v = array.as_binary_opt::<i32>().ok_or_else(|| mismatch(array.data_type()))?;
+            let v = array
+                .as_binary_opt::<i32>()
+                .ok_or_else(|| mismatch(array.data_type()))?;
             put_hex(v.value(row), buf);
             return Ok(());
         }
@@ -289,7 +306,7 @@ fn put_text(array: &dyn Array, row: usize, oid: u32, buf: &mut BytesMut) -> Resu
         DataType::Interval(IntervalUnit::MonthDayNano) => {
             interval::format_interval(month_day_micros(array, row)?, &mut s)
         }
-        DataType::List(_) => s = array_text(array, row, oid)?,
+        DataType::List(_) => s = array::text(array, row, oid)?,
         _ => {
             let formatter = ArrayFormatter::try_new(array, &FormatOptions::default())
                 .map_err(|e| err("XX000", e.to_string()))?;
@@ -342,45 +359,6 @@ pub fn parse_uuid(s: &str) -> Option<[u8; 16]> {
     Some(out)
 }
 
-/// `{1,2,NULL,"a b"}`: elements in text form, quoted where PostgreSQL quotes them.
-fn array_text(array: &dyn Array, row: usize, oid: u32) -> Result<String, EncodeError> {
-    let list = array.as_list_opt::<i32>().ok_or_else(|| mismatch(array.data_type()))?;
-    let element = oid::array_element(oid).unwrap_or(oid::TEXT);
-    let values = list.value(row);
-    let mut out = String::from("{");
-    for i in 0..values.len() {
-        if i > 0 {
-            out.push(',');
-        }
-        if values.is_null(i) {
-            out.push_str("NULL");
-            continue;
-        }
-        let mut item = BytesMut::new();
-        put_text(values.as_ref(), i, element, &mut item)?;
-        let text = String::from_utf8_lossy(&item);
-        let needs_quotes = text.is_empty()
-            || text.eq_ignore_ascii_case("NULL")
-            || text
-                .chars()
-                .any(|c| matches!(c, '{' | '}' | ',' | '"' | '\\') || c.is_ascii_whitespace());
-        if needs_quotes {
-            out.push('"');
-            for c in text.chars() {
-                if c == '"' || c == '\\' {
-                    out.push('\\');
-                }
-                out.push(c);
-            }
-            out.push('"');
-        } else {
-            out.push_str(&text);
-        }
-    }
-    out.push('}');
-    Ok(out)
-}
-
 /// Writes PostgreSQL's binary form of a non-null value.
 fn put_binary(
     array: &dyn Array,
@@ -428,8 +406,12 @@ fn put_binary(
         }
         (oid::UUID, DataType::Utf8) => {
             let s = str_value(array, row)?;
-            let bytes = parse_uuid(s)
-                .ok_or_else(|| err("22P02", format!("invalid input syntax for type uuid: \"{s}\"")))?;
+            let bytes = parse_uuid(s).ok_or_else(|| {
+                err(
+                    "22P02",
+                    format!("invalid input syntax for type uuid: \"{s}\""),
+                )
+            })?;
             buf.put_slice(&bytes);
         }
         (_, DataType::Utf8) => buf.put_slice(str_value(array, row)?.as_bytes()),
@@ -438,7 +420,9 @@ fn put_binary(
             buf.put_slice(v.value(row));
         }
         (_, DataType::FixedSizeBinary(_)) => {
-            let v = array.as_fixed_size_binary_opt().ok_or_else(|| mismatch(dt))?;
+            let v = array
+                .as_fixed_size_binary_opt()
+                .ok_or_else(|| mismatch(dt))?;
             buf.put_slice(v.value(row));
         }
         (oid::DATE, DataType::Date32) => {
@@ -471,7 +455,7 @@ fn put_binary(
             buf.put_i32(iv.months);
         }
         (_, DataType::List(_)) if oid::array_element(oid).is_some() => {
-            array_binary(array, row, oid, buf)?
+            array::binary(array, row, oid, buf)?
         }
         _ => {
             return Err(err(
@@ -492,29 +476,6 @@ fn numeric_of_float(v: f64) -> String {
         // Display never uses exponent notation and round-trips.
         format!("{v}")
     }
-}
-
-/// One-dimensional array: ndim, has-nulls flag, element oid, (length, lower bound 1), elements.
-fn array_binary(array: &dyn Array, row: usize, oid: u32, buf: &mut BytesMut) -> Result<(), EncodeError> {
-    let list = array.as_list_opt::<i32>().ok_or_else(|| mismatch(array.data_type()))?;
-    let element = oid::array_element(oid).unwrap_or(oid::TEXT);
-    let values = list.value(row);
-    let len = i32::try_from(values.len()).map_err(|_| err("54000", "array too large"))?;
-    if len == 0 {
-        buf.put_i32(0);
-        buf.put_i32(0);
-        buf.put_u32(element);
-        return Ok(());
-    }
-    buf.put_i32(1);
-    buf.put_i32(i32::from(values.null_count() > 0));
-    buf.put_u32(element);
-    buf.put_i32(len);
-    buf.put_i32(1);
-    for i in 0..values.len() {
-        put_cell(values.as_ref(), i, element, Format::Binary, buf)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -62,7 +62,11 @@ impl SqlError {
     }
 
     fn info(&self) -> ErrorInfo {
-        let mut info = ErrorInfo::new(self.severity.to_string(), self.code.clone(), self.message.clone());
+        let mut info = ErrorInfo::new(
+            self.severity.to_string(),
+            self.code.clone(),
+            self.message.clone(),
+        );
         info.severity_nonlocalized = Some(self.severity.to_string());
         info.detail = self.detail.clone();
         info.hint = self.hint.clone();
@@ -162,7 +166,12 @@ mod tests {
         e.position = Some(15);
         e.hint = Some("create it".into());
         let fields = e.to_response().fields;
-        let get = |k: u8| fields.iter().find(|(c, _)| *c == k).map(|(_, v)| v.as_str());
+        let get = |k: u8| {
+            fields
+                .iter()
+                .find(|(c, _)| *c == k)
+                .map(|(_, v)| v.as_str())
+        };
         assert_eq!(get(b'S'), Some("ERROR"));
         assert_eq!(get(b'V'), Some("ERROR"));
         assert_eq!(get(b'C'), Some("42P01"));

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use futures::SinkExt;
 
+use datafusion::scalar::ScalarValue;
 use pgwire::messages::data::{NoData, ParameterDescription};
 use pgwire::messages::extendedquery::{
     Bind, BindComplete, Close, CloseComplete, Describe, Execute, Parse, ParseComplete,
@@ -18,7 +19,6 @@ use pgwire::messages::extendedquery::{
 };
 use pgwire::messages::response::{CommandComplete, EmptyQueryResponse};
 use pgwire::messages::PgWireBackendMessage;
-use datafusion::scalar::ScalarValue;
 use weft_sql::{Prepared, QueryOutput};
 
 use super::connection::Connection;
@@ -61,7 +61,11 @@ fn describe_name(kind: &str, name: &str) -> String {
 pub async fn parse(conn: &mut Connection, msg: Parse) -> Result<(), Fail> {
     let name = msg.name.unwrap_or_default();
     if !name.is_empty() && conn.statements.contains_key(&name) {
-        return Err(SqlError::new("42P05", format!("prepared statement \"{name}\" already exists")).into());
+        return Err(SqlError::new(
+            "42P05",
+            format!("prepared statement \"{name}\" already exists"),
+        )
+        .into());
     }
     let prepared = conn.session.prepare(&msg.query, &msg.type_oids).await?;
     conn.statements.insert(
@@ -71,7 +75,8 @@ pub async fn parse(conn: &mut Connection, msg: Parse) -> Result<(), Fail> {
             declared: msg.type_oids,
         },
     );
-    conn.send(PgWireBackendMessage::ParseComplete(ParseComplete::new())).await?;
+    conn.send(PgWireBackendMessage::ParseComplete(ParseComplete::new()))
+        .await?;
     Ok(())
 }
 
@@ -81,11 +86,16 @@ pub async fn bind(conn: &mut Connection, msg: Bind) -> Result<(), Fail> {
     let statement = conn.statements.get(&statement_name).ok_or_else(|| {
         SqlError::new(
             "26000",
-            format!("{} does not exist", describe_name("prepared statement", &statement_name)),
+            format!(
+                "{} does not exist",
+                describe_name("prepared statement", &statement_name)
+            ),
         )
     })?;
     if !portal_name.is_empty() && conn.portals.contains_key(&portal_name) {
-        return Err(SqlError::new("42P03", format!("cursor \"{portal_name}\" already exists")).into());
+        return Err(
+            SqlError::new("42P03", format!("cursor \"{portal_name}\" already exists")).into(),
+        );
     }
     let prepared = Arc::clone(&statement.prepared);
     let expected = prepared.param_types.len();
@@ -126,7 +136,8 @@ pub async fn bind(conn: &mut Connection, msg: Bind) -> Result<(), Fail> {
             state: PortalState::Ready(params),
         },
     );
-    conn.send(PgWireBackendMessage::BindComplete(BindComplete::new())).await?;
+    conn.send(PgWireBackendMessage::BindComplete(BindComplete::new()))
+        .await?;
     Ok(())
 }
 
@@ -137,13 +148,17 @@ pub async fn describe(conn: &mut Connection, msg: Describe) -> Result<(), Fail> 
             let statement = conn.statements.get(&name).ok_or_else(|| {
                 SqlError::new(
                     "26000",
-                    format!("{} does not exist", describe_name("prepared statement", &name)),
+                    format!(
+                        "{} does not exist",
+                        describe_name("prepared statement", &name)
+                    ),
                 )
             })?;
             let prepared = Arc::clone(&statement.prepared);
             let types = prepared.param_types.iter().map(|t| t.oid()).collect();
             let description = ParameterDescription::new(types);
-            conn.send(PgWireBackendMessage::ParameterDescription(description)).await?;
+            conn.send(PgWireBackendMessage::ParameterDescription(description))
+                .await?;
             (prepared, Vec::new())
         }
         TARGET_TYPE_BYTE_PORTAL => {
@@ -153,7 +168,9 @@ pub async fn describe(conn: &mut Connection, msg: Describe) -> Result<(), Fail> 
             (Arc::clone(&portal.prepared), portal.result_formats.clone())
         }
         other => {
-            return Err(SqlError::protocol(format!("invalid DESCRIBE message subtype {other}")).into())
+            return Err(
+                SqlError::protocol(format!("invalid DESCRIBE message subtype {other}")).into(),
+            )
         }
     };
     let message = match &prepared.fields {
@@ -192,9 +209,10 @@ pub async fn execute(conn: &mut Connection, msg: Execute) -> Result<(), Fail> {
                 stream,
                 command,
             } => {
-                let formats: Vec<Format> =
-                    resolve_formats(&portal.result_formats, fields.len()).map_err(SqlError::protocol)?;
-                portal.state = PortalState::Running(RowSource::new(&fields, &formats, stream, command));
+                let formats: Vec<Format> = resolve_formats(&portal.result_formats, fields.len())
+                    .map_err(SqlError::protocol)?;
+                portal.state =
+                    PortalState::Running(RowSource::new(&fields, &formats, stream, command));
             }
             QueryOutput::Command { tag } => portal.state = PortalState::Done(tag),
             QueryOutput::Empty => portal.state = PortalState::DoneEmpty,
@@ -238,8 +256,11 @@ pub async fn close(conn: &mut Connection, msg: Close) -> Result<(), Fail> {
         TARGET_TYPE_BYTE_PORTAL => {
             conn.portals.remove(&name);
         }
-        other => return Err(SqlError::protocol(format!("invalid CLOSE message subtype {other}")).into()),
+        other => {
+            return Err(SqlError::protocol(format!("invalid CLOSE message subtype {other}")).into())
+        }
     }
-    conn.send(PgWireBackendMessage::CloseComplete(CloseComplete::new())).await?;
+    conn.send(PgWireBackendMessage::CloseComplete(CloseComplete::new()))
+        .await?;
     Ok(())
 }

@@ -20,7 +20,13 @@ pub struct Interval {
 fn put_clock(micros: u64, out: &mut String) {
     let secs = micros / 1_000_000;
     let frac = micros % 1_000_000;
-    let _ = write!(out, "{:02}:{:02}:{:02}", secs / 3600, (secs / 60) % 60, secs % 60);
+    let _ = write!(
+        out,
+        "{:02}:{:02}:{:02}",
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60
+    );
     if frac != 0 {
         let digits = format!("{frac:06}");
         out.push('.');
@@ -143,7 +149,9 @@ pub fn parse_interval(s: &str) -> Option<Interval> {
                 _ => (false, tok),
             };
             let micros = parse_clock(clock)?;
-            iv.micros = iv.micros.checked_add(if negative { -micros } else { micros })?;
+            iv.micros = iv
+                .micros
+                .checked_add(if negative { -micros } else { micros })?;
             i += 1;
             continue;
         }
@@ -215,9 +223,7 @@ fn add_unit(iv: &mut Interval, value: f64, unit: &str) -> Option<()> {
         "m" | "min" | "minute" => iv.micros = iv.micros.checked_add(micros_per(value, 60e6)?)?,
         "" | "sec" | "second" => iv.micros = iv.micros.checked_add(micros_per(value, 1e6)?)?,
         "millisecond" => iv.micros = iv.micros.checked_add(micros_per(value, 1e3)?)?,
-        "microsecond" => {
-            iv.micros = iv.micros.checked_add(micros_per(value, 1.0)?)?
-        }
+        "microsecond" => iv.micros = iv.micros.checked_add(micros_per(value, 1.0)?)?,
         _ => return None,
     }
     Some(())
@@ -234,7 +240,14 @@ mod tests {
 
     fn text(months: i32, days: i32, micros: i64) -> String {
         let mut s = String::new();
-        format_interval(Interval { months, days, micros }, &mut s);
+        format_interval(
+            Interval {
+                months,
+                days,
+                micros,
+            },
+            &mut s,
+        );
         s
     }
 
@@ -252,7 +265,10 @@ mod tests {
     #[test]
     fn interval_parse() {
         let iv = |s: &str| parse_interval(s).map(|i| (i.months, i.days, i.micros));
-        assert_eq!(iv("1 year 2 mons 3 days 04:05:06"), Some((14, 3, 14_706_000_000)));
+        assert_eq!(
+            iv("1 year 2 mons 3 days 04:05:06"),
+            Some((14, 3, 14_706_000_000))
+        );
         assert_eq!(iv("-1 days +01:00:00"), Some((0, -1, 3_600_000_000)));
         assert_eq!(iv("90 minutes"), Some((0, 0, 5_400_000_000)));
         assert_eq!(iv("1.5 hours"), Some((0, 0, 5_400_000_000)));

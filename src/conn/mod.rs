@@ -7,6 +7,7 @@
 //!   registered by pid (cancel + notifications) --> Connection::run (message loop)
 //! ```
 
+mod array;
 mod codec;
 mod connection;
 mod decode;
@@ -95,7 +96,9 @@ async fn serve_inner(tcp: TcpStream, ctx: &ConnContext) -> io::Result<()> {
             Some(Ok(m)) => m,
             Some(Err(e)) => {
                 let info = fatal_info(e.into());
-                let _ = socket.send(PgWireBackendMessage::ErrorResponse(info.into())).await;
+                let _ = socket
+                    .send(PgWireBackendMessage::ErrorResponse(info.into()))
+                    .await;
                 return Ok(());
             }
         };
@@ -113,7 +116,9 @@ async fn serve_inner(tcp: TcpStream, ctx: &ConnContext) -> io::Result<()> {
                 if let Err(e) = startup.on_startup(&mut socket, message).await {
                     let info = fatal_info(e.into());
                     tracing::debug!(code = %info.code, message = %info.message, "startup failed");
-                    let _ = socket.send(PgWireBackendMessage::ErrorResponse(info.into())).await;
+                    let _ = socket
+                        .send(PgWireBackendMessage::ErrorResponse(info.into()))
+                        .await;
                     return Ok(());
                 }
             }
@@ -123,9 +128,7 @@ async fn serve_inner(tcp: TcpStream, ctx: &ConnContext) -> io::Result<()> {
         return Ok(());
     };
     let (pid, secret) = socket.pid_and_secret_key();
-    let (registration, notifications) =
-        ctx.registry
-            .register(pid, secret, session.cancel_handle());
+    let (registration, notifications) = ctx.registry.register(pid, secret, session.cancel_handle());
     tracing::debug!(pid, "connection ready");
 
     // From here on our own codec frames messages; it keeps pgwire's for the message bodies.
@@ -139,6 +142,11 @@ async fn serve_inner(tcp: TcpStream, ctx: &ConnContext) -> io::Result<()> {
         .await;
     drop(registration);
     Ok(())
+}
+
+/// Resolves once the server is shutting down (or gone). Holds no watch guard across awaits.
+pub async fn shutting_down(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
 }
 
 /// Every error during startup ends the connection.

@@ -63,7 +63,9 @@ pub fn parse(s: &str) -> Option<Parsed> {
     let lower = s.to_ascii_lowercase();
     match lower.as_str() {
         "nan" => return Some(Parsed::NaN),
-        "infinity" | "+infinity" | "inf" | "+inf" => return Some(Parsed::Infinity { negative: false }),
+        "infinity" | "+infinity" | "inf" | "+inf" => {
+            return Some(Parsed::Infinity { negative: false })
+        }
         "-infinity" | "-inf" => return Some(Parsed::Infinity { negative: true }),
         _ => {}
     }
@@ -133,7 +135,7 @@ pub fn to_binary(value: &Parsed, buf: &mut BytesMut) {
     let mut int_digits = "0".repeat(int_pad);
     int_digits.push_str(int);
     let mut frac_digits = frac.to_string();
-    while frac_digits.len() % 4 != 0 {
+    while !frac_digits.len().is_multiple_of(4) {
         frac_digits.push('0');
     }
     let group = |s: &str| -> Vec<i16> {
@@ -243,7 +245,11 @@ pub fn to_i128(value: &Parsed) -> Option<(i128, u8)> {
         return None;
     }
     let digits = format!("{int}{frac}");
-    let mut v: i128 = if digits.is_empty() { 0 } else { digits.parse().ok()? };
+    let mut v: i128 = if digits.is_empty() {
+        0
+    } else {
+        digits.parse().ok()?
+    };
     if *negative {
         v = -v;
     }
@@ -279,7 +285,10 @@ mod tests {
             &[0, 2, 0, 0, 0, 0, 0, 3, 0, 12, 0x0d, 0x7a][..]
         );
         // 0.0001: weight -1, digits [1]
-        assert_eq!(&bin("0.0001")[..], &[0, 1, 0xff, 0xff, 0, 0, 0, 4, 0, 1][..]);
+        assert_eq!(
+            &bin("0.0001")[..],
+            &[0, 1, 0xff, 0xff, 0, 0, 0, 4, 0, 1][..]
+        );
         // 10000: weight 1, digits [1]
         assert_eq!(&bin("10000")[..], &[0, 1, 0, 1, 0, 0, 0, 0, 0, 1][..]);
         assert_eq!(&bin("-0.00")[..], &[0, 0, 0, 0, 0, 0, 0, 2][..]);
@@ -289,8 +298,17 @@ mod tests {
     #[test]
     fn binary_round_trip() {
         for s in [
-            "0", "1", "-1", "12.345", "0.0001", "10000", "123456789.000100", "-0.5", "1e3",
-            "99999999999999999999.99999", "0.000000001",
+            "0",
+            "1",
+            "-1",
+            "12.345",
+            "0.0001",
+            "10000",
+            "123456789.000100",
+            "-0.5",
+            "1e3",
+            "99999999999999999999.99999",
+            "0.000000001",
         ] {
             let parsed = parse(s).expect("parses");
             let back = from_binary(&bin(s)).expect("decodes");

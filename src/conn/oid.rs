@@ -61,6 +61,7 @@ pub fn array_element(oid: u32) -> Option<u32> {
 }
 
 /// The array type whose elements are `oid`.
+#[cfg(test)]
 pub fn array_of(oid: u32) -> Option<u32> {
     ARRAYS.iter().find(|(_, e)| *e == oid).map(|(a, _)| *a)
 }

@@ -280,7 +280,10 @@ mod tests {
         assert_eq!(ts(0, false), "1970-01-01 00:00:00");
         assert_eq!(ts(1_500_000, true), "1970-01-01 00:00:01.5+00");
         assert_eq!(ts(-1, false), "1969-12-31 23:59:59.999999");
-        assert_eq!(ts(PG_EPOCH_MICROS + 123, false), "2000-01-01 00:00:00.000123");
+        assert_eq!(
+            ts(PG_EPOCH_MICROS + 123, false),
+            "2000-01-01 00:00:00.000123"
+        );
         for m in [0, 1, -1, 1_700_000_000_123_456, -62_135_596_800_000_001] {
             assert_eq!(parse_timestamp(&ts(m, false), false), Some(m));
             assert_eq!(parse_timestamp(&ts(m, true), true), Some(m));
@@ -291,8 +294,14 @@ mod tests {
             "offset applied"
         );
         assert_eq!(parse_timestamp("1970-01-01T00:00:00Z", true), Some(0));
-        assert_eq!(parse_timestamp("1970-01-01 01:30-01:30", true), Some(3 * 3_600_000_000));
-        assert_eq!(parse_timestamp("1970-01-01 00:00:00.0000005", false), Some(1));
+        assert_eq!(
+            parse_timestamp("1970-01-01 01:30-01:30", true),
+            Some(3 * 3_600_000_000)
+        );
+        assert_eq!(
+            parse_timestamp("1970-01-01 00:00:00.0000005", false),
+            Some(1)
+        );
         assert_eq!(parse_timestamp("1970-01-01", false), Some(0));
         assert_eq!(parse_timestamp("1970-01-01 25:00", false), None);
         assert_eq!(parse_timestamp("nonsense", false), None);

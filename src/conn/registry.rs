@@ -129,7 +129,11 @@ impl Registry {
 /// Compares secrets without an early exit, so timing does not reveal a prefix.
 fn same_secret(a: &SecretKey, b: &SecretKey) -> bool {
     let (a, b) = (a.to_bytes(), b.to_bytes());
-    a.len() == b.len() && a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.iter()
+            .zip(b.iter())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 #[cfg(test)]
@@ -138,8 +142,14 @@ mod tests {
 
     #[test]
     fn secrets_compare_by_value() {
-        assert!(same_secret(&SecretKey::I32(7), &SecretKey::Bytes(7i32.to_be_bytes().to_vec().into())));
+        assert!(same_secret(
+            &SecretKey::I32(7),
+            &SecretKey::Bytes(7i32.to_be_bytes().to_vec().into())
+        ));
         assert!(!same_secret(&SecretKey::I32(7), &SecretKey::I32(8)));
-        assert!(!same_secret(&SecretKey::I32(7), &SecretKey::Bytes(vec![0; 32].into())));
+        assert!(!same_secret(
+            &SecretKey::I32(7),
+            &SecretKey::Bytes(vec![0; 32].into())
+        ));
     }
 }

@@ -1,10 +1,10 @@
 //! Sending a result: RowDescription, DataRows from the engine's record-batch stream (all of
 //! them, or up to Execute's row limit and resumable), and the CommandComplete tag.
 
+use datafusion::arrow::array::RecordBatch;
 use futures::{SinkExt, StreamExt};
 use pgwire::messages::data::{FieldDescription, RowDescription};
 use pgwire::messages::PgWireBackendMessage;
-use datafusion::arrow::array::RecordBatch;
 use weft_sql::{FieldInfo, RowStream};
 
 use super::connection::Socket;
@@ -54,11 +54,15 @@ pub struct RowSource {
     command: &'static str,
     /// A batch only partly sent, and how many of its rows were.
     pending: Option<(RecordBatch, usize)>,
-    sent: u64,
 }
 
 impl RowSource {
-    pub fn new(fields: &[FieldInfo], formats: &[Format], stream: RowStream, command: &'static str) -> Self {
+    pub fn new(
+        fields: &[FieldInfo],
+        formats: &[Format],
+        stream: RowStream,
+        command: &'static str,
+    ) -> Self {
         let columns = fields
             .iter()
             .zip(formats)
@@ -69,7 +73,6 @@ impl RowSource {
             encoder: RowEncoder::new(columns),
             command,
             pending: None,
-            sent: 0,
         }
     }
 
@@ -77,9 +80,11 @@ impl RowSource {
         self.command
     }
 
-    /// Sends up to `max_rows` rows (0 = all).
+    /// Sends up to `max_rows` rows (0 = all). The tag counts the rows of this call only, as
+    /// PostgreSQL's does for a resumed portal.
     pub async fn send(&mut self, socket: &mut Socket, max_rows: usize) -> Result<Fetched, Fail> {
         let mut remaining = if max_rows == 0 { usize::MAX } else { max_rows };
+        let mut sent: u64 = 0;
         let mut rows = Vec::new();
         loop {
             if remaining == 0 {
@@ -88,7 +93,7 @@ impl RowSource {
             let (batch, offset) = match self.pending.take() {
                 Some(p) => p,
                 None => match self.stream.next().await {
-                    None => return Ok(Fetched::Complete(command_tag(self.command, self.sent))),
+                    None => return Ok(Fetched::Complete(command_tag(self.command, sent))),
                     Some(Err(e)) => return Err(e.into()),
                     Some(Ok(batch)) => (batch, 0),
                 },
@@ -103,7 +108,7 @@ impl RowSource {
             for row in rows.drain(..) {
                 socket.feed(PgWireBackendMessage::DataRow(row)).await?;
             }
-            self.sent += n as u64;
+            sent += n as u64;
             remaining -= n;
         }
     }

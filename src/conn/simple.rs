@@ -30,8 +30,10 @@ pub async fn query(conn: &mut Connection, sql: &str) -> io::Result<()> {
 async fn run(conn: &mut Connection, sql: &str) -> Result<(), Fail> {
     let statements = conn.session.parse_batch(sql)?;
     if statements.is_empty() {
-        conn.send(PgWireBackendMessage::EmptyQueryResponse(EmptyQueryResponse::new()))
-            .await?;
+        conn.send(PgWireBackendMessage::EmptyQueryResponse(
+            EmptyQueryResponse::new(),
+        ))
+        .await?;
         return Ok(());
     }
     for statement in statements {
@@ -48,7 +50,8 @@ async fn run(conn: &mut Connection, sql: &str) -> Result<(), Fail> {
             } => {
                 let formats = vec![Format::Text; fields.len()];
                 let description = row_description(&fields, &formats);
-                conn.send(PgWireBackendMessage::RowDescription(description)).await?;
+                conn.send(PgWireBackendMessage::RowDescription(description))
+                    .await?;
                 let mut rows = RowSource::new(&fields, &formats, stream, command);
                 if let Fetched::Complete(tag) = rows.send(&mut conn.socket, 0).await? {
                     complete(conn, tag).await?;
@@ -56,8 +59,10 @@ async fn run(conn: &mut Connection, sql: &str) -> Result<(), Fail> {
             }
             QueryOutput::Command { tag } => complete(conn, tag).await?,
             QueryOutput::Empty => {
-                conn.send(PgWireBackendMessage::EmptyQueryResponse(EmptyQueryResponse::new()))
-                    .await?
+                conn.send(PgWireBackendMessage::EmptyQueryResponse(
+                    EmptyQueryResponse::new(),
+                ))
+                .await?
             }
         }
         conn.send_session_messages().await?;
@@ -66,6 +71,8 @@ async fn run(conn: &mut Connection, sql: &str) -> Result<(), Fail> {
 }
 
 pub async fn complete(conn: &mut Connection, tag: String) -> io::Result<()> {
-    conn.send(PgWireBackendMessage::CommandComplete(CommandComplete::new(tag)))
-        .await
+    conn.send(PgWireBackendMessage::CommandComplete(CommandComplete::new(
+        tag,
+    )))
+    .await
 }

@@ -111,7 +111,9 @@ impl Startup {
         let session = self.engine.new_session(client.metadata());
         *self.parameters.0.lock() = session.parameter_status();
         *self.session.lock() = Some(session);
-        self.driver.complete_authentication(client, final_message).await
+        self.driver
+            .complete_authentication(client, final_message)
+            .await
     }
 }
 
@@ -125,7 +127,11 @@ fn fatal(code: &str, message: &str) -> PgWireError {
 
 #[async_trait]
 impl StartupHandler for Startup {
-    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::Error: Debug,
@@ -136,9 +142,15 @@ impl StartupHandler for Startup {
                 protocol_negotiation(client, startup).await?;
                 save_startup_parameters_to_metadata(client, startup);
                 if client.metadata().get("user").is_none_or(|u| u.is_empty()) {
-                    return Err(fatal("28000", "no PostgreSQL user name specified in startup packet"));
+                    return Err(fatal(
+                        "28000",
+                        "no PostgreSQL user name specified in startup packet",
+                    ));
                 }
-                let outcome = self.driver.begin_authentication(client, self.auth.create()).await?;
+                let outcome = self
+                    .driver
+                    .begin_authentication(client, self.auth.create())
+                    .await?;
                 self.complete(client, outcome).await
             }
             PgWireFrontendMessage::PasswordMessageFamily(message) => {

@@ -78,7 +78,10 @@ impl CommitState {
     /// Decodes the `META_COMMIT` payload; `rowid` is read separately.
     pub fn decode(b: &[u8]) -> Result<CommitState> {
         if b.len() != 32 {
-            return Err(Error::Corruption(format!("commit state of {} bytes", b.len())));
+            return Err(Error::Corruption(format!(
+                "commit state of {} bytes",
+                b.len()
+            )));
         }
         let n = |i: usize| layout::decode_u64(&b[i * 8..i * 8 + 8]);
         Ok(CommitState {

@@ -18,34 +18,50 @@
 //!
 //! See `docs/ARCHITECTURE.md` for the key layout and the transaction model.
 
+// Modules in the order a request passes through them; blank lines keep rustfmt from sorting.
+
 /// SQL types and in-memory values.
 pub mod types;
+
 /// Catalog objects (tables, views, live queries) and the catalog snapshot.
 pub mod catalog;
+
 /// Error type.
 pub mod error;
+
 /// Opening the database, handing out transactions, the change log and stream.
 mod storage;
+
 /// Transactions: snapshot, write buffer, savepoints, commit.
 mod txn;
+
 /// Row writes with index maintenance and unique checks.
 mod dml;
+
 /// Catalog writes: ids, entries, truncate, index builds.
 mod ddl;
+
 /// Reads merging the snapshot with the write buffer; scans.
 mod reader;
+
 /// Secondary index entry layout.
 mod index;
+
 /// Key and row encodings.
 mod codec;
+
 /// Values rendered for error details.
 mod display;
+
 /// Write sets and the deterministic apply function.
 pub mod apply;
+
 /// The committer thread (group commit).
 mod committer;
+
 /// Change records and commit events.
 mod change;
+
 /// RocksDB setup and owned snapshots.
 mod engine;
 

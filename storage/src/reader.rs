@@ -243,11 +243,7 @@ impl TxnReader {
 }
 
 /// `[start, end)` for `range` under `prefix`, starting after `resume` if given.
-fn bounds(
-    prefix: &[u8],
-    range: &KeyRange,
-    resume: Option<&[u8]>,
-) -> Result<(Vec<u8>, Vec<u8>)> {
+fn bounds(prefix: &[u8], range: &KeyRange, resume: Option<&[u8]>) -> Result<(Vec<u8>, Vec<u8>)> {
     let (mut start, end) = tuple_range(prefix, &range.lower, &range.upper);
     if let Some(cursor) = resume {
         if !cursor.starts_with(prefix) {

@@ -157,10 +157,8 @@ impl Storage {
         self.inner.catalog.read().catalog.clone()
     }
 
-    /// Starts a snapshot-isolation transaction.
-    ///
-    /// Panics never; if reading the snapshot's counters fails (a broken disk) the transaction
-    /// reports the error on its first operation.
+    /// Starts a snapshot-isolation transaction. If reading the snapshot's counters fails (a
+    /// broken disk), the transaction reports that error on its first write and at commit.
     pub fn begin(&self) -> Txn {
         let snap = Arc::new(OwnedSnapshot::take(self.inner.engine.clone()));
         Txn::new(self.inner.clone(), snap)

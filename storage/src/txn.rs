@@ -18,6 +18,9 @@ use crate::error::{Error, Result};
 use crate::reader::{Buffer, TxnReader};
 use crate::storage::{CommitInfo, Inner};
 
+/// `(key, previous buffer entry)`; the previous entry is `None` when the key was not buffered.
+type UndoEntry = (Vec<u8>, Option<Option<Vec<u8>>>);
+
 /// Position in a transaction to roll back to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Savepoint {
@@ -37,8 +40,7 @@ pub struct Txn {
     poisoned: Option<Error>,
     base_catalog: Arc<Catalog>,
     catalog: Arc<Catalog>,
-    /// `(key, previous buffer entry)`; `None` when the key was not in the buffer.
-    undo: Vec<(Vec<u8>, Option<Option<Vec<u8>>>)>,
+    undo: Vec<UndoEntry>,
     checks: BTreeSet<Vec<u8>>,
     touches: BTreeSet<Vec<u8>>,
     changes: Vec<EncodedChange>,
@@ -174,8 +176,9 @@ impl Txn {
         if let Some(e) = self.poisoned {
             return Err(e);
         }
-        let writes: Vec<(Vec<u8>, Option<Vec<u8>>)> =
-            std::mem::take(&mut *self.reader.buf.write()).into_iter().collect();
+        let writes: Vec<(Vec<u8>, Option<Vec<u8>>)> = std::mem::take(&mut *self.reader.buf.write())
+            .into_iter()
+            .collect();
         if writes.is_empty() && self.changes.is_empty() && self.notifications.is_empty() {
             return Ok(CommitInfo {
                 version: self.read_version,
@@ -230,10 +233,6 @@ impl Txn {
     /// our snapshot.
     pub(crate) fn note_table_ddl(&mut self, table: TableId) {
         self.checks.insert(layout::table_write_key(table));
-    }
-
-    pub(crate) fn add_check(&mut self, key: Vec<u8>) {
-        self.checks.insert(key);
     }
 
     /// Recomputes the catalog from the snapshot's plus the catalog keys in the buffer.

@@ -12,7 +12,10 @@ pub enum DataType {
     Float32,
     Float64,
     /// `numeric(precision, scale)`; unconstrained `numeric` is stored as (38, 16).
-    Numeric { precision: u8, scale: i8 },
+    Numeric {
+        precision: u8,
+        scale: i8,
+    },
     Text,
     /// `varchar(n)`; `None` for unbounded `varchar`.
     Varchar(Option<u32>),

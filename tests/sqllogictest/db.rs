@@ -61,7 +61,10 @@ pub struct DbError {
 
 impl DbError {
     pub fn other(message: impl Into<String>) -> Self {
-        DbError { message: message.into(), sqlstate: None }
+        DbError {
+            message: message.into(),
+            sqlstate: None,
+        }
     }
 }
 
@@ -84,7 +87,10 @@ impl From<tokio_postgres::Error> for DbError {
                 if let Some(detail) = db.detail() {
                     message.push_str(&format!("\nDETAIL: {detail}"));
                 }
-                DbError { message, sqlstate: Some(db.code().code().to_string()) }
+                DbError {
+                    message,
+                    sqlstate: Some(db.code().code().to_string()),
+                }
             }
             None => DbError::other(format!("{e:#}")),
         }
@@ -92,7 +98,16 @@ impl From<tokio_postgres::Error> for DbError {
 }
 
 /// Time zones in which `timestamptz` text carries `+00`, the only zone `pgtext` renders.
-const UTC_ZONES: &[&str] = &["UTC", "Etc/UTC", "GMT", "Etc/GMT", "UCT", "Etc/UCT", "Universal", "Zulu"];
+const UTC_ZONES: &[&str] = &[
+    "UTC",
+    "Etc/UTC",
+    "GMT",
+    "Etc/GMT",
+    "UCT",
+    "Etc/UCT",
+    "Universal",
+    "Zulu",
+];
 
 pub struct Conn {
     client: Client,
@@ -103,7 +118,11 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub async fn connect(config: Config, protocol: Protocol, hint: TypeHint) -> Result<Conn, DbError> {
+    pub async fn connect(
+        config: Config,
+        protocol: Protocol,
+        hint: TypeHint,
+    ) -> Result<Conn, DbError> {
         let (client, connection) = config.connect(NoTls).await?;
         let zone = connection.parameter("TimeZone").unwrap_or("UTC");
         let non_utc_zone = (!UTC_ZONES.contains(&zone)).then(|| zone.to_string());
@@ -111,7 +130,12 @@ impl Conn {
             // Ends when the client is dropped or the server goes away; errors surface on queries.
             let _ = connection.await;
         });
-        Ok(Conn { client, protocol, hint, non_utc_zone })
+        Ok(Conn {
+            client,
+            protocol,
+            hint,
+            non_utc_zone,
+        })
     }
 
     async fn simple(&self, sql: &str) -> Result<Output, DbError> {
@@ -119,13 +143,23 @@ impl Conn {
         for message in self.client.simple_query(sql).await? {
             match message {
                 SimpleQueryMessage::RowDescription(columns) => {
-                    out = Output::Rows { columns: columns.len(), rows: Vec::new() };
+                    out = Output::Rows {
+                        columns: columns.len(),
+                        rows: Vec::new(),
+                    };
                 }
                 SimpleQueryMessage::Row(row) => {
-                    let values = (0..row.len()).map(|i| row.get(i).map(str::to_string)).collect();
+                    let values = (0..row.len())
+                        .map(|i| row.get(i).map(str::to_string))
+                        .collect();
                     match &mut out {
                         Output::Rows { rows, .. } => rows.push(values),
-                        Output::Count(_) => out = Output::Rows { columns: row.len(), rows: vec![values] },
+                        Output::Count(_) => {
+                            out = Output::Rows {
+                                columns: row.len(),
+                                rows: vec![values],
+                            }
+                        }
                     }
                 }
                 SimpleQueryMessage::CommandComplete(n) => {
@@ -153,7 +187,9 @@ impl Conn {
                 let text = match raw {
                     None => None,
                     Some(bytes) => {
-                        if let (Some(zone), "timestamptz" | "timetz") = (&self.non_utc_zone, column.type_().name()) {
+                        if let (Some(zone), "timestamptz" | "timetz") =
+                            (&self.non_utc_zone, column.type_().name())
+                        {
                             return Err(DbError::other(format!(
                                 "the runner renders {} only in a UTC session, not in TimeZone {zone}",
                                 column.type_().name()
@@ -168,13 +204,19 @@ impl Conn {
             }
             rows.push(values);
         }
-        Ok(Output::Rows { columns: columns.len(), rows })
+        Ok(Output::Rows {
+            columns: columns.len(),
+            rows,
+        })
     }
 }
 
 /// A statement's result before the SQLite-style formatting.
 enum Output {
-    Rows { columns: usize, rows: Vec<Vec<Option<String>>> },
+    Rows {
+        columns: usize,
+        rows: Vec<Vec<Option<String>>>,
+    },
     Count(u64),
 }
 
@@ -196,7 +238,9 @@ impl AsyncDB for Conn {
         // Declared types drive the formatting only when they describe this result; otherwise
         // the column-count check reports the mismatch and values print as text.
         let declared = declared.filter(|types| types.len() == columns);
-        let types = declared.clone().unwrap_or_else(|| vec![DefaultColumnType::Any; columns]);
+        let types = declared
+            .clone()
+            .unwrap_or_else(|| vec![DefaultColumnType::Any; columns]);
         let rows = rows
             .iter()
             .map(|row| {

@@ -38,7 +38,10 @@ fn integer(v: &str) -> String {
     };
     let (int_part, frac_part) = unsigned.split_once('.').unwrap_or((unsigned, ""));
     let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    if all_digits(int_part) && all_digits(frac_part) && !(int_part.is_empty() && frac_part.is_empty()) {
+    if all_digits(int_part)
+        && all_digits(frac_part)
+        && !(int_part.is_empty() && frac_part.is_empty())
+    {
         // Plain decimal (integer, numeric): truncate textually, so no precision is lost.
         let int_part = int_part.trim_start_matches('0');
         return match (int_part.is_empty(), neg) {

@@ -69,7 +69,8 @@ pub fn to_text(ty: &Type, raw: &[u8]) -> Result<String, BoxError> {
         Kind::Domain(base) => return to_text(base, raw),
         _ => {}
     }
-    oid_to_text(ty.oid(), raw).map_err(|e| format!("type {} (oid {}): {e}", ty.name(), ty.oid()).into())
+    oid_to_text(ty.oid(), raw)
+        .map_err(|e| format!("type {} (oid {}): {e}", ty.name(), ty.oid()).into())
 }
 
 fn oid_to_text(oid: u32, raw: &[u8]) -> Result<String, BoxError> {
@@ -183,7 +184,11 @@ fn float_text(v: f64, is_float4: bool) -> String {
     }
     // Rust's `{:e}` prints the shortest round-tripping digits, as Ryu does in PostgreSQL.
     #[allow(clippy::cast_possible_truncation)]
-    let sci = if is_float4 { format!("{:e}", v as f32) } else { format!("{v:e}") };
+    let sci = if is_float4 {
+        format!("{:e}", v as f32)
+    } else {
+        format!("{v:e}")
+    };
     let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
     let (sign, mantissa) = match mantissa.strip_prefix('-') {
@@ -199,12 +204,20 @@ fn float_text(v: f64, is_float4: bool) -> String {
         } else if exp + 1 >= n {
             format!("{digits}{}", "0".repeat((exp + 1 - n) as usize))
         } else {
-            format!("{}.{}", &digits[..(exp + 1) as usize], &digits[(exp + 1) as usize..])
+            format!(
+                "{}.{}",
+                &digits[..(exp + 1) as usize],
+                &digits[(exp + 1) as usize..]
+            )
         };
         format!("{sign}{body}")
     } else {
         let (first, rest) = digits.split_at(1);
-        let frac = if rest.is_empty() { String::new() } else { format!(".{rest}") };
+        let frac = if rest.is_empty() {
+            String::new()
+        } else {
+            format!(".{rest}")
+        };
         let esign = if exp < 0 { '-' } else { '+' };
         format!("{sign}{first}{frac}e{esign}{:02}", exp.abs())
     }
@@ -216,7 +229,9 @@ fn numeric_text(r: &mut Reader<'_>) -> Result<String, BoxError> {
     let weight = i32::from(r.i16()?);
     let sign = r.u16()?;
     let dscale = i32::from(r.u16()?);
-    let digits = (0..ndigits).map(|_| r.i16()).collect::<Result<Vec<_>, _>>()?;
+    let digits = (0..ndigits)
+        .map(|_| r.i16())
+        .collect::<Result<Vec<_>, _>>()?;
     match sign {
         0xC000 => return Ok("NaN".into()),
         0xD000 => return Ok("Infinity".into()),
@@ -224,7 +239,10 @@ fn numeric_text(r: &mut Reader<'_>) -> Result<String, BoxError> {
         _ => {}
     }
     let digit = |k: i32| -> i32 {
-        usize::try_from(k).ok().and_then(|k| digits.get(k)).map_or(0, |d| i32::from(*d))
+        usize::try_from(k)
+            .ok()
+            .and_then(|k| digits.get(k))
+            .map_or(0, |d| i32::from(*d))
     };
     let mut s = String::new();
     if sign == 0x4000 {
@@ -262,7 +280,11 @@ fn j2date(jd: i64) -> (i64, i64, i64) {
     quad = julian / 1461;
     julian -= quad * 1461;
     let mut y = julian * 4 / 1461;
-    julian = if y != 0 { (julian + 305) % 365 } else { (julian + 306) % 366 } + 123;
+    julian = if y != 0 {
+        (julian + 305) % 365
+    } else {
+        (julian + 306) % 366
+    } + 123;
     y += quad * 4;
     let quad = julian * 2141 / 65536;
     let day = julian - 7834 * quad / 256;
@@ -366,8 +388,19 @@ fn interval_text(usecs: i64, days: i32, months: i32) -> String {
     if is_zero || usecs != 0 {
         let minus = usecs < 0;
         let space = if is_zero { "" } else { " " };
-        let sign = if minus { "-" } else if is_before { "+" } else { "" };
-        s.push_str(&format!("{space}{sign}{:02}:{:02}:{:02}", hours.abs(), mins.abs(), secs.abs()));
+        let sign = if minus {
+            "-"
+        } else if is_before {
+            "+"
+        } else {
+            ""
+        };
+        s.push_str(&format!(
+            "{space}{sign}{:02}:{:02}:{:02}",
+            hours.abs(),
+            mins.abs(),
+            secs.abs()
+        ));
         push_fraction(&mut s, frac);
     }
     s
@@ -400,7 +433,12 @@ fn array_to_text(elem_ty: &Type, raw: &[u8]) -> Result<String, BoxError> {
     Ok(out)
 }
 
-fn write_array_level(out: &mut String, r: &mut Reader<'_>, elem_ty: &Type, dims: &[(usize, i32)]) -> Result<(), BoxError> {
+fn write_array_level(
+    out: &mut String,
+    r: &mut Reader<'_>,
+    elem_ty: &Type,
+    dims: &[(usize, i32)],
+) -> Result<(), BoxError> {
     out.push('{');
     for i in 0..dims[0].0 {
         if i > 0 {
@@ -424,7 +462,9 @@ fn write_array_level(out: &mut String, r: &mut Reader<'_>, elem_ty: &Type, dims:
         let text = to_text(elem_ty, elem)?;
         let needs_quotes = text.is_empty()
             || text.eq_ignore_ascii_case("NULL")
-            || text.chars().any(|c| matches!(c, '{' | '}' | ',' | '"' | '\\') || c.is_ascii_whitespace());
+            || text
+                .chars()
+                .any(|c| matches!(c, '{' | '}' | ',' | '"' | '\\') || c.is_ascii_whitespace());
         if needs_quotes {
             out.push('"');
             for c in text.chars() {

@@ -15,7 +15,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use libtest_mimic::Failed;
-use sqllogictest::{Condition, DefaultColumnType, MakeConnection, QueryExpect, Record, RecordOutput, Runner};
+use sqllogictest::{
+    Condition, DefaultColumnType, MakeConnection, QueryExpect, Record, RecordOutput, Runner,
+};
 
 use crate::db::{Conn, Protocol, TypeHint};
 use crate::target::{FreshDb, Target};
@@ -77,7 +79,12 @@ pub fn run_trial(target: &Target, spec: &FileSpec) -> Result<(), Failed> {
     if tally.failed == 0 {
         return Ok(());
     }
-    let mut msg = format!("{} of {} records failed in {}\n", tally.failed, tally.ran, spec.path.display());
+    let mut msg = format!(
+        "{} of {} records failed in {}\n",
+        tally.failed,
+        tally.ran,
+        spec.path.display()
+    );
     msg.push_str(&tally.report);
     if tally.failed > FAILURES_SHOWN {
         let _ = writeln!(msg, "… and {} more", tally.failed - FAILURES_SHOWN);
@@ -98,7 +105,9 @@ async fn run_file(target: &Target, spec: &FileSpec) -> Result<Tally, BoxError> {
         runner.add_label(label);
     }
     // The original runner rejects a result whose column count differs from the type string.
-    runner.with_column_validator(|actual, expected| expected.is_empty() || actual.len() == expected.len());
+    runner.with_column_validator(|actual, expected| {
+        expected.is_empty() || actual.len() == expected.len()
+    });
     let result = run_records(&mut runner, &hint, records, spec).await;
     runner.shutdown_async().await;
     drop(runner);
@@ -154,7 +163,10 @@ async fn run_records<M: MakeConnection<Conn = Conn>>(
         }
         tally.ran += 1;
         hint.set(match &record {
-            Record::Query { expected: QueryExpect::Results { types, .. }, .. } => Some(types.clone()),
+            Record::Query {
+                expected: QueryExpect::Results { types, .. },
+                ..
+            } => Some(types.clone()),
             _ => None,
         });
         if spec.complete {
@@ -169,7 +181,9 @@ async fn run_records<M: MakeConnection<Conn = Conn>>(
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tally.fail(e.display(false)),
             Err(_) => {
-                tally.fail(format!("record at {loc} took over {RECORD_DEADLINE:?}; abandoning the file"));
+                tally.fail(format!(
+                    "record at {loc} took over {RECORD_DEADLINE:?}; abandoning the file"
+                ));
                 break;
             }
         }
@@ -211,7 +225,13 @@ async fn complete<M: MakeConnection<Conn = Conn>>(
     record: &Record<DefaultColumnType>,
     tally: &mut Tally,
 ) -> Option<Record<DefaultColumnType>> {
-    if !matches!(record, Record::Query { expected: QueryExpect::Results { .. }, .. }) {
+    if !matches!(
+        record,
+        Record::Query {
+            expected: QueryExpect::Results { .. },
+            ..
+        }
+    ) {
         if let Err(e) = runner.run_async(record.clone()).await {
             tally.fail(e.display(false));
         }
@@ -219,12 +239,30 @@ async fn complete<M: MakeConnection<Conn = Conn>>(
     }
     let output = runner.apply_record(record.clone()).await;
     let mut updated = record.clone();
-    let Record::Query { expected: QueryExpect::Results { types: declared, results, .. }, loc, .. } = &mut updated else {
+    let Record::Query {
+        expected:
+            QueryExpect::Results {
+                types: declared,
+                results,
+                ..
+            },
+        loc,
+        ..
+    } = &mut updated
+    else {
         return None;
     };
     match output {
-        RecordOutput::Query { types, rows, error: None } if types.len() == declared.len() => {
-            *results = rows.iter().map(|row| row.join(" ")).collect();
+        RecordOutput::Query {
+            types,
+            rows,
+            error: None,
+        } if types.len() == declared.len() => {
+            // Trimmed: the comparison ignores surrounding whitespace, editors strip it.
+            *results = rows
+                .iter()
+                .map(|row| row.join(" ").trim().to_string())
+                .collect();
             Some(updated)
         }
         RecordOutput::Query { error: Some(e), .. } => {
@@ -239,6 +277,9 @@ async fn complete<M: MakeConnection<Conn = Conn>>(
 }
 
 fn write_records(spec: &FileSpec, records: &[Record<DefaultColumnType>]) -> Result<(), BoxError> {
+    if records.iter().any(|r| matches!(r, Record::Injected(_))) {
+        return Err("WEFT_SLT_COMPLETE cannot rewrite a file that uses `include`".into());
+    }
     let mut text = String::new();
     for record in records {
         writeln!(text, "{record}")?;

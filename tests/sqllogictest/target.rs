@@ -14,7 +14,7 @@ pub const SETUP_DEADLINE: Duration = Duration::from_secs(60);
 #[derive(Clone)]
 pub enum Target {
     /// `WEFT_SLT_TARGET=postgres://…`: a fresh `CREATE DATABASE` per file on that server.
-    Postgres(Config),
+    Postgres(Box<Config>),
     /// A fresh in-process Weft server per file.
     Weft,
 }
@@ -23,10 +23,11 @@ impl Target {
     pub fn from_env() -> Result<Target, String> {
         match std::env::var("WEFT_SLT_TARGET") {
             Ok(url) if !url.is_empty() => {
-                let mut config: Config =
-                    url.parse().map_err(|e| format!("WEFT_SLT_TARGET={url:?} is not a connection string: {e}"))?;
+                let mut config: Config = url.parse().map_err(|e| {
+                    format!("WEFT_SLT_TARGET={url:?} is not a connection string: {e}")
+                })?;
                 config.connect_timeout(SETUP_DEADLINE);
-                Ok(Target::Postgres(config))
+                Ok(Target::Postgres(Box::new(config)))
             }
             _ => Ok(Target::Weft),
         }
@@ -66,36 +67,55 @@ impl FreshDb {
                         let _ = connection.await;
                     });
                     let name = unique_db_name(label);
-                    admin.batch_execute(&format!("CREATE DATABASE \"{name}\"")).await?;
-                    let mut config = admin_config.clone();
+                    admin
+                        .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+                        .await?;
+                    let mut config = Config::clone(admin_config);
                     config.dbname(&name);
-                    Ok::<_, BoxError>(FreshDb { config, owner: Owner::Postgres { admin, name } })
+                    Ok::<_, BoxError>(FreshDb {
+                        config,
+                        owner: Owner::Postgres { admin, name },
+                    })
                 }
                 Target::Weft => {
                     let (server, conn_string) = start_weft().await?;
                     let mut config: Config = conn_string.parse()?;
                     config.connect_timeout(SETUP_DEADLINE);
-                    Ok(FreshDb { config, owner: Owner::Weft(server) })
+                    Ok(FreshDb {
+                        config,
+                        owner: Owner::Weft(server),
+                    })
                 }
             }
         };
         tokio::time::timeout(SETUP_DEADLINE, setup)
             .await
-            .map_err(|_| format!("setting up a database on the target took over {SETUP_DEADLINE:?}"))?
+            .map_err(|_| {
+                format!("setting up a database on the target took over {SETUP_DEADLINE:?}")
+            })?
     }
 
     pub async fn release(self) {
         match self.owner {
             Owner::Postgres { admin, name } => {
                 let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-                let problem = match tokio::time::timeout(SETUP_DEADLINE, admin.batch_execute(&sql)).await {
-                    Ok(Ok(())) => return,
-                    Ok(Err(e)) => e.to_string(),
-                    Err(_) => format!("timed out after {SETUP_DEADLINE:?}"),
-                };
+                let problem =
+                    match tokio::time::timeout(SETUP_DEADLINE, admin.batch_execute(&sql)).await {
+                        Ok(Ok(())) => return,
+                        Ok(Err(e)) => e.to_string(),
+                        Err(_) => format!("timed out after {SETUP_DEADLINE:?}"),
+                    };
                 eprintln!("warning: could not drop test database {name}: {problem}");
             }
-            Owner::Weft(server) => drop(server),
+            Owner::Weft(server) => {
+                // Waits until storage is closed, so the data directory goes away cleanly.
+                let problem = match tokio::time::timeout(SETUP_DEADLINE, server.shutdown()).await {
+                    Ok(Ok(())) => return,
+                    Ok(Err(e)) => format!("{e:?}"),
+                    Err(_) => format!("timed out after {SETUP_DEADLINE:?}"),
+                };
+                eprintln!("warning: the Weft TestServer did not shut down cleanly: {problem}");
+            }
         }
     }
 }
@@ -107,7 +127,13 @@ fn unique_db_name(label: &str) -> String {
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let slug: String = label
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .collect();
     // PostgreSQL truncates identifiers at 63 bytes; keep the unique part at the front.
     let mut name = format!("slt_{}_{n}_{slug}", std::process::id());
@@ -122,6 +148,10 @@ async fn start_weft() -> Result<(weft::server::TestServer, String), BoxError> {
         .await
         .map_err(|e| format!("starting the Weft TestServer failed: {e:?}"))?;
     let addr: std::net::SocketAddr = server.addr();
-    let conn_string = format!("host={} port={} user=postgres dbname=postgres", addr.ip(), addr.port());
+    let conn_string = format!(
+        "host={} port={} user=postgres dbname=postgres",
+        addr.ip(),
+        addr.port()
+    );
     Ok((server, conn_string))
 }

@@ -37,7 +37,7 @@ fn target_columns(def: &TableDef, i: &ast::Insert) -> Result<Vec<usize>> {
     Ok(out)
 }
 
-fn values_rows(i: &ast::Insert) -> Option<&Vec<Vec<ast::Expr>>> {
+fn values_rows(i: &ast::Insert) -> Option<&Vec<ast::Parens<Vec<ast::Expr>>>> {
     match i.source.as_deref().map(|q| q.body.as_ref()) {
         Some(ast::SetExpr::Values(v)) => Some(&v.rows),
         _ => None,
@@ -68,7 +68,7 @@ pub(super) fn param_hints(def: &TableDef, i: &ast::Insert) -> Result<Vec<(usize,
     let mut hints = Vec::new();
     if let Some(rows) = values_rows(i) {
         for row in rows {
-            for (e, &c) in row.iter().zip(&cols) {
+            for (e, &c) in row.content.iter().zip(&cols) {
                 if let Some(n) = placeholder_index(e).filter(|n| *n > 0) {
                     hints.push((n, PgType::from_storage(def.columns[c].data_type)));
                 }
@@ -111,9 +111,16 @@ fn simple_value(e: &ast::Expr, params: &Params) -> Result<Option<ScalarValue>> {
 }
 
 /// Rows of (target column → value) from VALUES; `None` cells take the column default.
-fn rows_from_values(ctx: &ExecCtx<'_>, def: &TableDef, cols: &[usize], rows: &[Vec<ast::Expr>], params: &Params) -> Result<Vec<Vec<Option<Value>>>> {
+fn rows_from_values(
+    ctx: &ExecCtx<'_>,
+    def: &TableDef,
+    cols: &[usize],
+    rows: &[ast::Parens<Vec<ast::Expr>>],
+    params: &Params,
+) -> Result<Vec<Vec<Option<Value>>>> {
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
+        let row = &row.content;
         if row.len() > cols.len() {
             return Err(Error::syntax("INSERT has more expressions than target columns"));
         }
@@ -241,9 +248,19 @@ pub(super) async fn execute(ctx: &ExecCtx<'_>, txn: &mut Txn, i: &ast::Insert, p
     let def = target_by_name(&catalog, table_name(i)?)?.clone();
     let qualifier = i.table_alias.as_ref().map(|a| ident(&a.alias)).unwrap_or_else(|| def.name.clone());
     // DEFAULT VALUES names no column: every column takes its default.
-    let cols = if i.source.is_some() { target_columns(&def, i)? } else { Vec::new() };
+    let mut cols = if i.source.is_some() { target_columns(&def, i)? } else { Vec::new() };
     let partial = match (values_rows(i), select_source(i)) {
-        (Some(rows), _) => rows_from_values(ctx, &def, &cols, rows, params)?,
+        (Some(rows), _) => {
+            let width = rows.first().map(|r| r.content.len()).unwrap_or(0);
+            if rows.iter().any(|r| r.content.len() != width) {
+                return Err(Error::syntax("VALUES lists must all be the same length"));
+            }
+            // Without a column list, fewer values than columns fill the leading columns.
+            if i.columns.is_empty() && width < cols.len() {
+                cols.truncate(width);
+            }
+            rows_from_values(ctx, &def, &cols, rows, params)?
+        }
         (None, Some(query)) => {
             let batches = select::run(ctx, def.id, &query, params).await?;
             rows_from_batches(&def, &cols, &batches)?

@@ -44,7 +44,7 @@ pub(crate) async fn describe(
     declared: &[Option<PgType>],
 ) -> Result<(Vec<PgType>, Option<Arc<Vec<FieldInfo>>>)> {
     let catalog = session.shared.catalog();
-    let ctx = ExecCtx { state: &session.state, shared: &session.shared, read_only: false, database: &session.database };
+    let ctx = ExecCtx { state: &session.state, shared: &session.shared, read_only: false };
     let (def, qualifier, returning, hints, query) = match &*stmt.ast {
         ast::Statement::Insert(i) => {
             let def = target_by_name(&catalog, insert::table_name(i)?)?;

@@ -52,6 +52,7 @@ fn items(ctx: &ExecCtx<'_>, def: &TableDef, schema: &datafusion::common::DFSchem
             ast::SelectItem::ExprWithAlias { expr, alias } => {
                 out.push(Item { name: ident(alias), column: bare_column(def, expr), expr: compile(ctx.state, expr, schema)? })
             }
+            ast::SelectItem::ExprWithAliases { .. } => return Err(Error::unsupported("several aliases for one RETURNING item")),
             ast::SelectItem::Wildcard(_) | ast::SelectItem::QualifiedWildcard(..) => {
                 for (i, c) in def.visible_columns() {
                     let e = ast::Expr::Identifier(ast::Ident::with_quote('"', &c.name));

@@ -15,7 +15,6 @@ use crate::types::Value;
 
 pub const TABLE_TAG: u8 = b't';
 pub const CATALOG_TAG: u8 = b'c';
-pub const META_TAG: u8 = b'm';
 
 /// Commit state: last version, last change position, last catalog version, last HLC timestamp.
 /// Written by every commit, read from inside each transaction's snapshot.

@@ -86,7 +86,8 @@ pub fn value_fits(ty: DataType, v: &Value) -> bool {
 }
 
 fn encode_field(out: &mut Vec<u8>, id: ColumnId, v: &Value) {
-    let head = |out: &mut Vec<u8>, wire: u8| put_varint(out, (u64::from(id) << 4) | u64::from(wire));
+    let head =
+        |out: &mut Vec<u8>, wire: u8| put_varint(out, (u64::from(id) << 4) | u64::from(wire));
     match v {
         Value::Null => {}
         Value::Bool(false) => head(out, WIRE_FALSE),

@@ -1,0 +1,79 @@
+//! One-dimensional arrays: text `{a,b,NULL}` and the binary array format, element by element
+//! through the scalar encoders.
+
+use bytes::{BufMut, BytesMut};
+use datafusion::arrow::array::{Array, AsArray};
+
+use super::encode::{err, mismatch, put_cell, put_text, EncodeError, Format};
+use super::oid;
+
+/// `{1,2,NULL,"a b"}`: elements in text form, quoted where PostgreSQL quotes them.
+pub fn text(array: &dyn Array, row: usize, oid: u32) -> Result<String, EncodeError> {
+    let list = array
+        .as_list_opt::<i32>()
+        .ok_or_else(|| mismatch(array.data_type()))?;
+    let element = oid::array_element(oid).unwrap_or(oid::TEXT);
+    let values = list.value(row);
+    let mut out = String::from("{");
+    for i in 0..values.len() {
+        if i > 0 {
+            out.push(',');
+        }
+        if values.is_null(i) {
+            out.push_str("NULL");
+            continue;
+        }
+        let mut item = BytesMut::new();
+        put_text(values.as_ref(), i, element, &mut item)?;
+        let text = String::from_utf8_lossy(&item);
+        let needs_quotes = text.is_empty()
+            || text.eq_ignore_ascii_case("NULL")
+            || text
+                .chars()
+                .any(|c| matches!(c, '{' | '}' | ',' | '"' | '\\') || c.is_ascii_whitespace());
+        if needs_quotes {
+            out.push('"');
+            for c in text.chars() {
+                if c == '"' || c == '\\' {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+            out.push('"');
+        } else {
+            out.push_str(&text);
+        }
+    }
+    out.push('}');
+    Ok(out)
+}
+
+/// One-dimensional array: ndim, has-nulls flag, element oid, (length, lower bound 1), elements.
+pub fn binary(
+    array: &dyn Array,
+    row: usize,
+    oid: u32,
+    buf: &mut BytesMut,
+) -> Result<(), EncodeError> {
+    let list = array
+        .as_list_opt::<i32>()
+        .ok_or_else(|| mismatch(array.data_type()))?;
+    let element = oid::array_element(oid).unwrap_or(oid::TEXT);
+    let values = list.value(row);
+    let len = i32::try_from(values.len()).map_err(|_| err("54000", "array too large"))?;
+    if len == 0 {
+        buf.put_i32(0);
+        buf.put_i32(0);
+        buf.put_u32(element);
+        return Ok(());
+    }
+    buf.put_i32(1);
+    buf.put_i32(i32::from(values.null_count() > 0));
+    buf.put_u32(element);
+    buf.put_i32(len);
+    buf.put_i32(1);
+    for i in 0..values.len() {
+        put_cell(values.as_ref(), i, element, Format::Binary, buf)?;
+    }
+    Ok(())
+}

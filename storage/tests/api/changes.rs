@@ -1,0 +1,119 @@
+//! The durable change log and the in-process change stream.
+
+use weft_storage::{CatalogEntry, ChangeOp, Value};
+
+use crate::common::{create_users, open, user};
+
+#[tokio::test]
+async fn positions_are_consecutive_and_survive_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (t, expected) = {
+        let s = open(dir.path());
+        let t = create_users(&s).await;
+        let mut events = s.subscribe();
+        let mut expected = Vec::new();
+        let mut txn = s.begin();
+        txn.insert(&t, user(1, "a", None, 1)).expect("insert");
+        txn.insert(&t, user(2, "b", None, 2)).expect("insert");
+        txn.update(&t, &user(1, "a", None, 1), user(1, "a2", None, 1))
+            .expect("update");
+        let first = txn.commit().await.expect("commit");
+        assert_eq!(first.last_position, first.first_position + 2);
+        let mut txn = s.begin();
+        txn.delete(&t, &user(2, "b", None, 2)).expect("delete");
+        let second = txn.commit().await.expect("commit");
+        assert_eq!(second.first_position, first.last_position + 1);
+        assert_eq!(second.last_position, second.first_position);
+        assert!(second.ts > first.ts);
+        assert_eq!(s.last_position(), second.last_position);
+
+        for info in [first, second] {
+            let ev = events.recv().await.expect("event");
+            assert_eq!(ev.version, info.version);
+            assert_eq!(ev.ts, info.ts);
+            let positions: Vec<u64> = ev.changes.iter().map(|c| c.position).collect();
+            let want: Vec<u64> = (info.first_position..=info.last_position).collect();
+            assert_eq!(positions, want);
+            expected.extend(ev.changes.iter().cloned());
+        }
+        assert_eq!(
+            expected.iter().map(|c| c.op).collect::<Vec<_>>(),
+            vec![
+                ChangeOp::Insert,
+                ChangeOp::Insert,
+                ChangeOp::Update,
+                ChangeOp::Delete
+            ]
+        );
+        assert_eq!(expected[2].old, Some(user(1, "a", None, 1)));
+        assert_eq!(expected[2].new, Some(user(1, "a2", None, 1)));
+        drop(s);
+        (t, expected)
+    };
+
+    let s = open(dir.path());
+    let from = expected[0].position - 1;
+    let read = s.read_changes(from, 100).expect("read");
+    assert_eq!(read, expected, "the durable log equals what was published");
+    assert_eq!(s.last_position(), expected[3].position);
+    // Paging.
+    let page = s.read_changes(from, 2).expect("read");
+    assert_eq!(page, expected[..2].to_vec());
+    let rest = s.read_changes(page[1].position, 100).expect("read");
+    assert_eq!(rest, expected[2..].to_vec());
+    assert!(s
+        .read_changes(s.last_position(), 10)
+        .expect("read")
+        .is_empty());
+
+    // The next commit continues the sequence.
+    let mut txn = s.begin();
+    txn.insert(&t, user(9, "c", None, 9)).expect("insert");
+    let info = txn.commit().await.expect("commit");
+    assert_eq!(info.first_position, expected[3].position + 1);
+}
+
+#[tokio::test]
+async fn old_records_decode_against_the_current_catalog() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = open(dir.path());
+    let t = create_users(&s).await;
+    let mut txn = s.begin();
+    txn.insert(&t, user(1, "a", Some("e"), 1)).expect("insert");
+    let info = txn.commit().await.expect("commit");
+
+    // DROP COLUMN name.
+    let mut altered = t.clone();
+    altered.columns.remove(1);
+    altered.indexes[0].columns = vec![1];
+    altered.indexes[1].columns = vec![2];
+    let mut txn = s.begin();
+    txn.put_entry(CatalogEntry::Table(altered)).expect("alter");
+    txn.commit().await.expect("commit");
+    let rec = s
+        .read_changes(info.first_position - 1, 1)
+        .expect("read")
+        .pop()
+        .expect("record");
+    assert_eq!(
+        rec.new,
+        Some(vec![
+            Value::Int32(1),
+            Value::Text("e".into()),
+            Value::Int32(1)
+        ])
+    );
+
+    // DROP TABLE: the record stays, without rows.
+    let mut txn = s.begin();
+    txn.drop_entry(t.id).expect("drop");
+    txn.commit().await.expect("commit");
+    let rec = s
+        .read_changes(info.first_position - 1, 1)
+        .expect("read")
+        .pop()
+        .expect("record");
+    assert_eq!(rec.table_id, t.id);
+    assert_eq!(rec.op, ChangeOp::Insert);
+    assert_eq!(rec.new, None);
+}

@@ -1,0 +1,71 @@
+//! Errors carry their SQLSTATE and fields, and leave the connection usable.
+
+use tokio_postgres::error::ErrorPosition;
+
+use super::support::{connect, scalar, server, sqlstate};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn syntax_error_has_code_and_position() {
+    let srv = server().await;
+    let c = connect(&srv).await;
+    let e = c
+        .simple_query("select 1 frm")
+        .await
+        .expect_err("syntax error");
+    assert_eq!(sqlstate(&e), "42601");
+    let db = e.as_db_error().expect("a server error");
+    assert_eq!(db.severity(), "ERROR");
+    assert!(
+        matches!(db.position(), Some(ErrorPosition::Original(p)) if *p > 0),
+        "position: {:?}",
+        db.position()
+    );
+    assert_eq!(scalar(&c, "select 1").await.as_deref(), Some("1"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn constraint_error_has_detail() {
+    let srv = server().await;
+    let c = connect(&srv).await;
+    c.batch_execute("create table t (id int primary key)")
+        .await
+        .expect("create");
+    c.batch_execute("insert into t values (1)")
+        .await
+        .expect("insert");
+    let e = c
+        .batch_execute("insert into t values (1)")
+        .await
+        .expect_err("duplicate");
+    assert_eq!(sqlstate(&e), "23505");
+    let detail = e.as_db_error().and_then(|d| d.detail()).map(str::to_string);
+    assert!(
+        detail.is_some_and(|d| d.contains("already exists")),
+        "{e:?}"
+    );
+    let e = c
+        .execute("insert into t values ($1)", &[&1i32])
+        .await
+        .expect_err("duplicate");
+    assert_eq!(sqlstate(&e), "23505");
+    assert_eq!(
+        scalar(&c, "select count(*) from t").await.as_deref(),
+        Some("1")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runtime_errors() {
+    let srv = server().await;
+    let c = connect(&srv).await;
+    let e = c
+        .simple_query("select 1 / 0")
+        .await
+        .expect_err("division by zero");
+    assert_eq!(sqlstate(&e), "22012");
+    let e = c
+        .simple_query("select $1")
+        .await
+        .expect_err("no parameters in a simple query");
+    assert_eq!(sqlstate(&e), "42P02");
+}

@@ -1,0 +1,99 @@
+//! The extended query protocol through tokio-postgres (binary results).
+
+use tokio_postgres::types::Type;
+
+use super::support::{connect, server, sqlstate};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn parameters_and_reuse() {
+    let srv = server().await;
+    let c = connect(&srv).await;
+    let stmt = c
+        .prepare("select $1::int4 + $2::int4")
+        .await
+        .expect("prepares");
+    assert_eq!(stmt.params(), &[Type::INT4, Type::INT4]);
+    for i in 0..3 {
+        let row = c.query_one(&stmt, &[&i, &10i32]).await.expect("runs");
+        assert_eq!(row.get::<_, i32>(0), i + 10);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dml_counts_and_rows() {
+    let srv = server().await;
+    let c = connect(&srv).await;
+    c.batch_execute("create table t (id bigint primary key, name text)")
+        .await
+        .expect("create");
+    let insert = c
+        .prepare("insert into t values ($1, $2)")
+        .await
+        .expect("prepares");
+    for (id, name) in [(1i64, "one"), (2, "two"), (3, "three")] {
+        assert_eq!(c.execute(&insert, &[&id, &name]).await.expect("inserts"), 1);
+    }
+    let n = c
+        .execute("update t set name = upper(name) where id > $1", &[&1i64])
+        .await
+        .expect("updates");
+    assert_eq!(n, 2);
+    let rows = c
+        .query("select id, name from t order by id", &[])
+        .await
+        .expect("selects");
+    let got: Vec<(i64, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(
+        got,
+        vec![(1, "one".into()), (2, "TWO".into()), (3, "THREE".into())]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn portal_paging() {
+    let srv = server().await;
+    let mut c = connect(&srv).await;
+    let tx = c.transaction().await.expect("begins");
+    let stmt = tx
+        .prepare("select x from (values (1), (2), (3), (4), (5)) as t(x) order by x")
+        .await
+        .expect("prepares");
+    let portal = tx.bind(&stmt, &[]).await.expect("binds");
+    let mut pages = Vec::new();
+    loop {
+        let page: Vec<i64> = tx
+            .query_portal(&portal, 2)
+            .await
+            .expect("fetches")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if page.is_empty() {
+            break;
+        }
+        pages.push(page);
+    }
+    assert_eq!(pages, vec![vec![1, 2], vec![3, 4], vec![5]]);
+    tx.commit().await.expect("commits");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn errors_leave_the_connection_usable() {
+    let srv = server().await;
+    let c = connect(&srv).await;
+    let e = c
+        .prepare("select * from no_such_table")
+        .await
+        .expect_err("fails");
+    assert_eq!(sqlstate(&e), "42P01");
+    let e = c
+        .query("select 1 / $1::int4", &[&0i32])
+        .await
+        .expect_err("fails");
+    assert_eq!(sqlstate(&e), "22012");
+    let row = c
+        .query_one("select $1::text", &[&"still here"])
+        .await
+        .expect("works");
+    assert_eq!(row.get::<_, &str>(0), "still here");
+}

@@ -1,0 +1,11 @@
+mod cancel;
+mod errors;
+mod extended;
+mod lifecycle;
+mod notify;
+mod protocol;
+mod psql;
+mod simple;
+mod support;
+mod types;
+mod wire;

@@ -1,0 +1,193 @@
+//! Every supported column type through both protocols: parameters in binary (tokio-postgres),
+//! results in binary (tokio-postgres) and in text (simple query, compared with PostgreSQL's
+//! output).
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use rust_decimal::Decimal;
+use tokio_postgres::types::ToSql;
+
+use super::support::{connect, rows, server};
+
+const CREATE: &str = "create table ty (
+    id int primary key, b bool, i2 smallint, i4 int, i8 bigint, f4 real, f8 double precision,
+    n numeric(20, 4), t text, vc varchar(10), bc char(3), by bytea, d date, ts timestamp,
+    tz timestamptz, u uuid, j jsonb)";
+const COLUMNS: &str = "b, i2, i4, i8, f4, f8, n, t, vc, bc, by, d, ts, tz, u, j";
+
+struct Values {
+    b: bool,
+    i2: i16,
+    i4: i32,
+    i8: i64,
+    f4: f32,
+    f8: f64,
+    n: Decimal,
+    t: String,
+    vc: String,
+    bc: String,
+    by: Vec<u8>,
+    d: NaiveDate,
+    ts: NaiveDateTime,
+    tz: DateTime<Utc>,
+    u: uuid::Uuid,
+    j: serde_json::Value,
+}
+
+fn sample() -> Values {
+    let micros = 1_706_700_000_123_400_i64;
+    Values {
+        b: true,
+        i2: -2,
+        i4: 4,
+        i8: 8_000_000_000,
+        f4: 1.5,
+        f8: 0.1,
+        n: "3.1416".parse().expect("decimal"),
+        t: "héllo, 'world'".into(),
+        vc: "short".into(),
+        bc: "ab ".into(),
+        by: vec![1, 2, 255],
+        d: NaiveDate::from_ymd_opt(2024, 1, 31).expect("date"),
+        ts: DateTime::from_timestamp_micros(micros)
+            .expect("ts")
+            .naive_utc(),
+        tz: DateTime::from_timestamp_micros(micros).expect("ts"),
+        u: uuid::Uuid::parse_str("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11").expect("uuid"),
+        j: serde_json::json!({"a": [1, 2], "b": null}),
+    }
+}
+
+fn s(v: &str) -> Option<String> {
+    Some(v.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_type_round_trips() {
+    let srv = server().await;
+    let c = connect(&srv).await;
+    c.batch_execute(CREATE).await.expect("create");
+    let v = sample();
+    let params: [&(dyn ToSql + Sync); 17] = [
+        &1i32, &v.b, &v.i2, &v.i4, &v.i8, &v.f4, &v.f8, &v.n, &v.t, &v.vc, &v.bc, &v.by, &v.d,
+        &v.ts, &v.tz, &v.u, &v.j,
+    ];
+    let placeholders: Vec<String> = (1..=17).map(|i| format!("${i}")).collect();
+    let insert = format!(
+        "insert into ty (id, {COLUMNS}) values ({})",
+        placeholders.join(", ")
+    );
+    assert_eq!(c.execute(&insert, &params).await.expect("inserts"), 1);
+    c.execute("insert into ty (id) values ($1)", &[&2i32])
+        .await
+        .expect("inserts nulls");
+
+    // Binary results, read back with postgres-types.
+    let row = c
+        .query_one(&format!("select {COLUMNS} from ty where id = $1"), &[&1i32])
+        .await
+        .expect("selects");
+    assert_eq!(row.get::<_, bool>(0), v.b);
+    assert_eq!(row.get::<_, i16>(1), v.i2);
+    assert_eq!(row.get::<_, i32>(2), v.i4);
+    assert_eq!(row.get::<_, i64>(3), v.i8);
+    assert_eq!(row.get::<_, f32>(4), v.f4);
+    assert_eq!(row.get::<_, f64>(5), v.f8);
+    assert_eq!(row.get::<_, Decimal>(6), v.n);
+    assert_eq!(row.get::<_, String>(7), v.t);
+    assert_eq!(row.get::<_, String>(8), v.vc);
+    assert_eq!(row.get::<_, String>(9), v.bc);
+    assert_eq!(row.get::<_, Vec<u8>>(10), v.by);
+    assert_eq!(row.get::<_, NaiveDate>(11), v.d);
+    assert_eq!(row.get::<_, NaiveDateTime>(12), v.ts);
+    assert_eq!(row.get::<_, DateTime<Utc>>(13), v.tz);
+    assert_eq!(row.get::<_, uuid::Uuid>(14), v.u);
+    assert_eq!(row.get::<_, serde_json::Value>(15), v.j);
+
+    let row = c
+        .query_one(&format!("select {COLUMNS} from ty where id = $1"), &[&2i32])
+        .await
+        .expect("selects");
+    assert_eq!(row.get::<_, Option<bool>>(0), None);
+    assert_eq!(row.get::<_, Option<i64>>(3), None);
+    assert_eq!(row.get::<_, Option<Decimal>>(6), None);
+    assert_eq!(row.get::<_, Option<String>>(7), None);
+    assert_eq!(row.get::<_, Option<DateTime<Utc>>>(13), None);
+    assert_eq!(row.get::<_, Option<uuid::Uuid>>(14), None);
+    assert_eq!(row.get::<_, Option<serde_json::Value>>(15), None);
+
+    // Text results, as PostgreSQL prints them.
+    let m = c
+        .simple_query(&format!("select {COLUMNS} from ty order by id"))
+        .await
+        .expect("selects");
+    let text = rows(&m);
+    assert_eq!(
+        text[0],
+        vec![
+            s("t"),
+            s("-2"),
+            s("4"),
+            s("8000000000"),
+            s("1.5"),
+            s("0.1"),
+            s("3.1416"),
+            s("héllo, 'world'"),
+            s("short"),
+            s("ab "),
+            s("\\x0102ff"),
+            s("2024-01-31"),
+            s("2024-01-31 11:20:00.1234"),
+            s("2024-01-31 11:20:00.1234+00"),
+            s("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
+            s(r#"{"a": [1, 2], "b": null}"#),
+        ]
+    );
+    assert_eq!(text[1], vec![None; 16]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn integer_parameters_of_another_width() {
+    let srv = server().await;
+    let c = connect(&srv).await;
+    c.batch_execute("create table w (id bigint primary key, small smallint)")
+        .await
+        .expect("create");
+    // The client declares int4 for a bigint and a smallint column, as some drivers do.
+    let stmt = c
+        .prepare_typed(
+            "insert into w values ($1, $2)",
+            &[
+                tokio_postgres::types::Type::INT4,
+                tokio_postgres::types::Type::INT4,
+            ],
+        )
+        .await
+        .expect("prepares");
+    c.execute(&stmt, &[&7i32, &9i32]).await.expect("inserts");
+    let row = c
+        .query_one("select id, small from w", &[])
+        .await
+        .expect("selects");
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i16>(1)), (7, 9));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn float_text_like_postgres() {
+    let srv = server().await;
+    let c = connect(&srv).await;
+    let m = c
+        .simple_query("select 1e20::float8, 0.00001::float8, 'NaN'::float8, '-Infinity'::float8, 100000::float4, 1000000::float4")
+        .await
+        .expect("selects");
+    assert_eq!(
+        rows(&m)[0],
+        vec![
+            s("1e+20"),
+            s("1e-05"),
+            s("NaN"),
+            s("-Infinity"),
+            s("100000"),
+            s("1e+06")
+        ]
+    );
+}
