@@ -32,6 +32,8 @@ pub enum Error {
     #[error("{message}")]
     DatatypeMismatch { message: String },
     #[error("{message}")]
+    Grouping { message: String },
+    #[error("{message}")]
     InvalidColumnDefinition { message: String },
     #[error("{message}")]
     InvalidTableDefinition { message: String },
@@ -103,6 +105,7 @@ impl Error {
             Error::DuplicateColumn { .. } => "42701",
             Error::AmbiguousColumn { .. } => "42702",
             Error::DatatypeMismatch { .. } => "42804",
+            Error::Grouping { .. } => "42803",
             Error::InvalidColumnDefinition { .. } => "42611",
             Error::InvalidTableDefinition { .. } => "42P16",
             Error::InvalidParameterValue { .. } => "22023",
@@ -296,6 +299,17 @@ fn overflow_message(m: &str) -> String {
 }
 
 fn cast_error(m: &str) -> Error {
+    // Arrow: "Cannot cast string 'x' to value of Int32 type" → PostgreSQL's wording.
+    if let (Some(value), Some(t)) = (between(m, "Cannot cast string '", "'"), between(m, "to value of ", " type")) {
+        if !m.contains("overflow") {
+            return Error::InvalidTextRepresentation {
+                message: format!("invalid input syntax for type {}: \"{value}\"", pg_type_word(t)),
+            };
+        }
+    }
+    if m.contains("Can't cast value") {
+        return Error::NumericOutOfRange { message: overflow_message(m) };
+    }
     if m.contains("overflow") || m.contains("Overflow") || m.contains("too large") || m.contains("out of range") {
         return Error::NumericOutOfRange { message: overflow_message(m) };
     }
@@ -339,7 +353,39 @@ impl From<DataFusionError> for Error {
     }
 }
 
+/// PostgreSQL's name for an Arrow type in messages.
+fn pg_type_word(arrow: &str) -> &'static str {
+    match arrow {
+        "Int16" => "smallint",
+        "Int32" => "integer",
+        "Int64" => "bigint",
+        "Float32" => "real",
+        "Float64" => "double precision",
+        "Boolean" => "boolean",
+        "Date32" => "date",
+        a if a.starts_with("Decimal") => "numeric",
+        a if a.starts_with("Timestamp") => "timestamp",
+        _ => "text",
+    }
+}
+
 fn plan_error(m: String) -> Error {
+    if let Some(rest) = m.strip_prefix("Cannot create filter with non-boolean predicate") {
+        let t = rest.rsplit("returning ").next().unwrap_or("").trim();
+        return Error::DatatypeMismatch {
+            message: format!("argument of WHERE must be type boolean, not type {}", pg_type_word(t)),
+        };
+    }
+    if m.contains("must appear in the GROUP BY clause") || m.contains("must be in GROUP BY") {
+        let column = between(&m, "column \"", "\"").unwrap_or("?");
+        let column = column.rsplit('.').next().unwrap_or(column);
+        return Error::Grouping {
+            message: format!("column \"{column}\" must appear in the GROUP BY clause or be used in an aggregate function"),
+        };
+    }
+    if m.contains("Cannot coerce arithmetic expression") {
+        return Error::UndefinedFunction { message: format!("operator does not exist: {m}") };
+    }
     if let Some(name) = between(&m, "table '", "' not found") {
         let name = name.rsplit('.').next().unwrap_or(name);
         return Error::UndefinedTable { message: format!("relation \"{name}\" does not exist") };

@@ -7,6 +7,8 @@ use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::common::DFSchema;
 use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::simplify::SimplifyContext;
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::sql::sqlparser::ast;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
@@ -37,6 +39,14 @@ pub(crate) fn compile(state: &SessionState, expr: &ast::Expr, schema: &DFSchema)
     let logical = state
         .create_logical_expr_from_sql_expr(ExprWithAlias { expr: expr.clone(), alias: None }, schema)
         .map_err(Error::from)?;
+    // Fold now() and other stable functions to this statement's start, as PostgreSQL does.
+    let context = SimplifyContext::builder()
+        .with_schema(Arc::new(schema.clone()))
+        .with_config_options(Arc::clone(state.config_options()))
+        .with_current_time()
+        .build();
+    let simplifier = ExprSimplifier::new(context);
+    let logical = simplifier.coerce(logical, schema).and_then(|e| simplifier.simplify(e)).map_err(Error::from)?;
     let physical = state.create_physical_expr(logical, schema).map_err(Error::from)?;
     Ok(Compiled { expr: physical })
 }

@@ -118,6 +118,16 @@ pub(crate) fn register(state: &mut SessionState, shared: &Arc<SessionShared>) {
         json_op("weft_json_get", Some(PgType::Jsonb), false),
         json_op("weft_json_get_text", None, true),
     ];
+    fns.push(udf(
+        "pg_typeof",
+        Signature::any(1, Volatility::Immutable),
+        DataType::Utf8,
+        Some(PgType::RegType),
+        Arc::new(|args| {
+            let name = args.arg_fields.first().map(|f| PgType::from_field(f).display_name()).unwrap_or("unknown");
+            Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(name.to_string()))))
+        }),
+    ));
     let position_shared = Arc::clone(shared);
     fns.push(udf(
         "weft_position",

@@ -31,6 +31,7 @@ mod statement;
 mod settings;
 pub mod session;
 mod txn_control;
+mod naming;
 mod query;
 mod ddl;
 mod dml;

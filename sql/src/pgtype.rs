@@ -148,6 +148,35 @@ impl PgType {
         }
     }
 
+    /// The name `format_type` and `pg_typeof` show.
+    pub fn display_name(self) -> &'static str {
+        use PgType::*;
+        match self {
+            Bool => "boolean",
+            Int2 => "smallint",
+            Int4 => "integer",
+            Int8 => "bigint",
+            Float4 => "real",
+            Float8 => "double precision",
+            Varchar => "character varying",
+            Bpchar => "character",
+            Time => "time without time zone",
+            Timestamp => "timestamp without time zone",
+            TimestampTz => "timestamp with time zone",
+            BoolArray => "boolean[]",
+            Int2Array => "smallint[]",
+            Int4Array => "integer[]",
+            Int8Array => "bigint[]",
+            TextArray => "text[]",
+            Float8Array => "double precision[]",
+            OidArray => "oid[]",
+            NameArray => "name[]",
+            CharArray => "\"char\"[]",
+            Char => "\"char\"",
+            other => other.name(),
+        }
+    }
+
     /// pg_type.typlen: the fixed size, or -1 for variable length.
     pub fn typlen(self) -> i16 {
         use PgType::*;

@@ -22,6 +22,7 @@ use weft_storage::Catalog;
 
 use crate::error::{Error, Result};
 use crate::functions;
+use crate::naming;
 use crate::pgtype::PgType;
 use crate::schema::{PublicSchema, WeftCatalog, DEFAULT_SCHEMA};
 use crate::session::{ExecCtx, FieldInfo, QueryOutput, RowStream};
@@ -75,13 +76,19 @@ pub(crate) async fn plan(
     declared: &[Option<PgType>],
     catalog: Arc<Catalog>,
 ) -> Result<QueryPlan> {
+    let mut ast = (*stmt.ast).clone();
+    let names = naming::alias_outputs(&mut ast);
     let logical = state
-        .statement_to_plan(DfStatement::Statement(Box::new((*stmt.ast).clone())))
+        .statement_to_plan(DfStatement::Statement(Box::new(ast)))
         .await
         .map_err(|e| Error::from(e).with_sql_position(&stmt.sql))?;
     let logical = infer_params(logical, declared)?;
     let (param_types, param_arrow) = param_types(&logical)?;
-    let fields = Arc::new(fields_of(logical.schema().as_arrow()));
+    let mut fields = fields_of(logical.schema().as_arrow());
+    for f in &mut fields {
+        f.name = naming::output_name(&names, &f.name).to_string();
+    }
+    let fields = Arc::new(fields);
     Ok(QueryPlan { plan: logical, param_types, param_arrow, fields, declared: declared.to_vec(), catalog })
 }
 

@@ -34,6 +34,34 @@ fn function_for(t: &DataType) -> Option<&'static str> {
     }
 }
 
+/// PostgreSQL functions DataFusion has under another name or as an operator.
+fn postgres_function(f: &mut ast::Function) -> Option<Expr> {
+    let name = f.name.0.last().and_then(|p| p.as_ident()).map(|i| i.value.to_lowercase())?;
+    let args = match &f.args {
+        FunctionArguments::List(l) => l.args.clone(),
+        _ => return None,
+    };
+    let exprs: Vec<Expr> = args
+        .into_iter()
+        .filter_map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+            _ => None,
+        })
+        .collect();
+    match (name.as_str(), exprs.as_slice()) {
+        ("sign", [_]) => {
+            f.name = ObjectName::from(vec![Ident::new("signum")]);
+            None
+        }
+        ("mod", [a, b]) => Some(Expr::Nested(Box::new(Expr::BinaryOp {
+            left: Box::new(a.clone()),
+            op: ast::BinaryOperator::Modulo,
+            right: Box::new(b.clone()),
+        }))),
+        _ => None,
+    }
+}
+
 /// Rewrites every expression of a statement (or of an expression) in place.
 pub(crate) fn rewrite<V: VisitMut>(node: &mut V) {
     let _ = visit_expressions_mut(node, |e: &mut Expr| {
@@ -42,6 +70,7 @@ pub(crate) fn rewrite<V: VisitMut>(node: &mut V) {
                 function_for(data_type).map(|f| call(f, std::mem::replace(expr.as_mut(), Expr::value(ast::Value::Null))))
             }
             Expr::TypedString(ts) => function_for(&ts.data_type).map(|f| call(f, Expr::Value(ts.value.clone()))),
+            Expr::Function(f) => postgres_function(f),
             _ => None,
         };
         if let Some(r) = replacement {

@@ -328,6 +328,8 @@ impl Session {
                 (None, None) => return Err(Error::internal("no transaction")),
             };
             self.shared.set_read(Some(view_of(txn)));
+            // now() and friends read the statement's start time from here.
+            self.state.mark_start_execution();
             let ctx = ExecCtx { state: &self.state, shared: &self.shared, read_only };
             let out = run_statement(&ctx, txn, stmt, prepared, params).await;
             // DDL and DML change the catalog or data the next statement must see.

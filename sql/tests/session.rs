@@ -127,3 +127,15 @@ async fn transactions_and_conflicts() {
     assert_eq!(ok(&mut a, "SELECT count(*) FROM acc").await, vec![vec!["1"]]);
     ok(&mut a, "COMMIT").await;
 }
+
+#[tokio::test]
+async fn defaults_of_every_kind() {
+    let db = db();
+    let mut s = session(&db);
+    ok(&mut s, "CREATE TABLE items (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), name text NOT NULL, qty int DEFAULT 0, price numeric(8,2) DEFAULT 9.99, created timestamptz DEFAULT now(), active boolean NOT NULL DEFAULT true)").await;
+    ok(&mut s, "INSERT INTO items (name) VALUES ('widget'), ('gadget')").await;
+    ok(&mut s, "INSERT INTO items (name, qty) VALUES ('explicit', DEFAULT)").await;
+    let r = ok(&mut s, "SELECT name, qty, price, active, created <= now() FROM items ORDER BY name").await;
+    assert_eq!(r[0], vec!["explicit", "0", "9.99", "true", "true"]);
+    assert_eq!(ok(&mut s, "SELECT count(DISTINCT id) FROM items").await, vec![vec!["3"]]);
+}

@@ -33,13 +33,7 @@ fn bare_column(def: &TableDef, e: &ast::Expr) -> Option<usize> {
 }
 
 fn output_name(e: &ast::Expr) -> String {
-    match e {
-        ast::Expr::Identifier(i) => ident(i),
-        ast::Expr::CompoundIdentifier(parts) => parts.last().map(ident).unwrap_or_default(),
-        ast::Expr::Function(f) => f.name.0.last().and_then(|p| p.as_ident()).map(ident).unwrap_or_default(),
-        ast::Expr::Cast { expr, .. } | ast::Expr::Nested(expr) => output_name(expr),
-        _ => "?column?".to_string(),
-    }
+    crate::naming::figure_name(e).unwrap_or_else(|| "?column?".to_string())
 }
 
 fn items(ctx: &ExecCtx<'_>, def: &TableDef, schema: &datafusion::common::DFSchema, list: &[ast::SelectItem]) -> Result<Vec<Item>> {

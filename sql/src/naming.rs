@@ -1,0 +1,104 @@
+//! Output column names as PostgreSQL gives them. PostgreSQL allows two output columns with one name
+//! and names an expression by its function (`count`), cast type (`int4`) or `?column?`; DataFusion
+//! requires unique names. The leftmost SELECT of a query gets unique internal aliases before
+//! planning, and the PostgreSQL names are put back on the result's fields.
+
+use std::collections::{HashMap, HashSet};
+
+use datafusion::sql::sqlparser::ast;
+
+use crate::ddl::ident;
+
+const PREFIX: &str = "__weft_col";
+
+/// Internal alias → PostgreSQL name.
+pub(crate) type Names = HashMap<String, String>;
+
+/// PostgreSQL's FigureColname: the name an unaliased select-list expression gets.
+pub(crate) fn figure_name(e: &ast::Expr) -> Option<String> {
+    match e {
+        ast::Expr::Identifier(i) => Some(ident(i)),
+        ast::Expr::CompoundIdentifier(parts) => parts.last().map(ident),
+        ast::Expr::Function(f) => f.name.0.last().and_then(|p| p.as_ident()).map(ident),
+        ast::Expr::Cast { expr, data_type, .. } => figure_name(expr).or_else(|| Some(type_name(data_type))),
+        ast::Expr::Nested(e) => figure_name(e),
+        ast::Expr::Case { .. } => Some("case".into()),
+        ast::Expr::Exists { .. } => Some("exists".into()),
+        ast::Expr::Subquery(q) => match q.body.as_ref() {
+            ast::SetExpr::Select(s) => s.projection.first().and_then(|item| match item {
+                ast::SelectItem::UnnamedExpr(e) => figure_name(e),
+                ast::SelectItem::ExprWithAlias { alias, .. } => Some(ident(alias)),
+                _ => None,
+            }),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn type_name(t: &ast::DataType) -> String {
+    use ast::DataType as T;
+    match t {
+        T::Int(_) | T::Integer(_) | T::Int4(_) => "int4".into(),
+        T::BigInt(_) | T::Int8(_) => "int8".into(),
+        T::SmallInt(_) | T::Int2(_) => "int2".into(),
+        T::Real | T::Float4 => "float4".into(),
+        T::Double(_) | T::DoublePrecision | T::Float8 => "float8".into(),
+        T::Numeric(_) | T::Decimal(_) | T::Dec(_) => "numeric".into(),
+        T::Text => "text".into(),
+        T::Varchar(_) | T::CharacterVarying(_) => "varchar".into(),
+        T::Char(_) | T::Character(_) => "bpchar".into(),
+        T::Bool | T::Boolean => "bool".into(),
+        T::Timestamp(_, ast::TimezoneInfo::WithTimeZone | ast::TimezoneInfo::Tz) => "timestamptz".into(),
+        T::Timestamp(..) => "timestamp".into(),
+        other => other.to_string().to_lowercase(),
+    }
+}
+
+fn leftmost_select(body: &mut ast::SetExpr) -> Option<&mut ast::Select> {
+    match body {
+        ast::SetExpr::Select(s) => Some(s),
+        ast::SetExpr::Query(q) => leftmost_select(&mut q.body),
+        ast::SetExpr::SetOperation { left, .. } => leftmost_select(left),
+        _ => None,
+    }
+}
+
+/// Gives every select-list expression of the leftmost SELECT a unique internal alias; returns the
+/// PostgreSQL names to restore.
+pub(crate) fn alias_outputs(stmt: &mut ast::Statement) -> Names {
+    let mut names = Names::new();
+    let ast::Statement::Query(q) = stmt else { return names };
+    let Some(select) = leftmost_select(&mut q.body) else { return names };
+    let mut seen: HashSet<String> = HashSet::new();
+    for (i, item) in select.projection.iter_mut().enumerate() {
+        let internal = format!("{PREFIX}{i}");
+        match item {
+            ast::SelectItem::UnnamedExpr(e) => {
+                let plain_column = matches!(e, ast::Expr::Identifier(_) | ast::Expr::CompoundIdentifier(_));
+                let name = figure_name(e).unwrap_or_else(|| "?column?".into());
+                if plain_column && seen.insert(name.clone()) {
+                    continue;
+                }
+                seen.insert(name.clone());
+                names.insert(internal.clone(), name);
+                let expr = std::mem::replace(e, ast::Expr::value(ast::Value::Null));
+                *item = ast::SelectItem::ExprWithAlias { expr, alias: ast::Ident::new(internal) };
+            }
+            ast::SelectItem::ExprWithAlias { alias, .. } => {
+                let name = ident(alias);
+                if !seen.insert(name.clone()) {
+                    names.insert(internal.clone(), name);
+                    *alias = ast::Ident::new(internal);
+                }
+            }
+            _ => {}
+        }
+    }
+    names
+}
+
+/// The name a result field shows to the client.
+pub(crate) fn output_name<'a>(names: &'a Names, field: &'a str) -> &'a str {
+    names.get(field).map(String::as_str).unwrap_or(field)
+}

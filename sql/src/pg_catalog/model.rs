@@ -1,0 +1,355 @@
+//! The catalog as PostgreSQL's system tables describe it: relations (tables, views, indexes, the
+//! system catalogs themselves), their attributes, and constraints, with oids. Built from storage's
+//! catalog on every scan of a catalog table; each table file only formats what is here.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use weft_storage::{Catalog, CatalogEntry, TableDef, TableId};
+
+use super::oids::{self, CHECK_SLOT};
+use super::table::Col;
+use super::types::storage_type_oid;
+use crate::pgtype::{type_modifier, PgType};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelKind {
+    Table,
+    View,
+    Index,
+}
+
+impl RelKind {
+    pub fn relkind(self) -> char {
+        match self {
+            RelKind::Table => 'r',
+            RelKind::View => 'v',
+            RelKind::Index => 'i',
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Attribute {
+    pub num: i16,
+    pub name: String,
+    pub type_oid: u32,
+    pub typmod: i32,
+    pub not_null: bool,
+    /// DEFAULT expression as SQL text.
+    pub default: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Index {
+    pub table_oid: u32,
+    /// Attribute numbers of the table's columns, in key order.
+    pub keys: Vec<i16>,
+    pub unique: bool,
+    pub primary: bool,
+    /// The constraint this index backs, if any.
+    pub constraint: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Relation {
+    pub oid: u32,
+    pub namespace: u32,
+    pub name: String,
+    pub kind: RelKind,
+    pub columns: Vec<Attribute>,
+    pub index: Option<Index>,
+    /// A view's defining query.
+    pub view_sql: Option<String>,
+    pub has_index: bool,
+    pub checks: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Constraint {
+    pub oid: u32,
+    pub name: String,
+    /// p primary key, u unique, c check.
+    pub kind: char,
+    pub table_oid: u32,
+    pub keys: Vec<i16>,
+    pub index_oid: u32,
+    /// A check constraint's expression as SQL text.
+    pub check: Option<String>,
+}
+
+/// The column names and types of a view, from planning its query.
+pub type ViewColumns = HashMap<TableId, Vec<(String, PgType)>>;
+
+/// Catalog tables this model lists as relations: (namespace, name, columns).
+pub type SystemRelations = [(u32, &'static str, &'static [(&'static str, Col)], RelKind)];
+
+pub struct Model {
+    pub database: String,
+    pub user: String,
+    pub settings: Vec<(String, String)>,
+    pub relations: Vec<Relation>,
+    pub constraints: Vec<Constraint>,
+    /// Functions a session can call (pg_proc): name and kind (`f` function, `a` aggregate,
+    /// `w` window), in name order.
+    pub functions: Vec<(String, char)>,
+    by_oid: HashMap<u32, usize>,
+}
+
+impl Model {
+    pub fn build(
+        catalog: &Catalog,
+        system: &SystemRelations,
+        views: &ViewColumns,
+        database: String,
+        user: String,
+    ) -> Model {
+        let mut m = Model {
+            database,
+            user,
+            settings: Vec::new(),
+            relations: Vec::new(),
+            constraints: Vec::new(),
+            functions: Vec::new(),
+            by_oid: HashMap::new(),
+        };
+        for (i, (ns, name, cols, kind)) in system.iter().enumerate() {
+            let oid = oids::system_relation(name).unwrap_or(12100 + u32::try_from(i).unwrap_or(0));
+            m.relations.push(system_relation(oid, *ns, name, cols, *kind));
+        }
+        for entry in catalog.entries.values() {
+            match entry {
+                CatalogEntry::Table(def) => m.add_table(def),
+                CatalogEntry::View(v) => m.add_view(v.id, &v.name, &v.query, views),
+                CatalogEntry::LiveQuery(l) => m.add_view(l.id, &l.name, &l.query, views),
+            }
+        }
+        m.by_oid = m.relations.iter().enumerate().map(|(i, r)| (r.oid, i)).collect();
+        m
+    }
+
+    pub fn relation(&self, oid: u32) -> Option<&Relation> {
+        self.by_oid.get(&oid).map(|&i| &self.relations[i])
+    }
+
+    /// A relation by name, optionally schema-qualified, as a search path of (public, pg_catalog) sees it.
+    pub fn relation_by_name(&self, schema: Option<&str>, name: &str) -> Option<&Relation> {
+        let ns = match schema {
+            Some("public") => Some(oids::PUBLIC_NAMESPACE),
+            Some("pg_catalog") => Some(oids::PG_CATALOG_NAMESPACE),
+            Some("information_schema") => Some(oids::INFORMATION_SCHEMA_NAMESPACE),
+            Some(_) => return None,
+            None => None,
+        };
+        let matching = |r: &&Relation| r.name == name && ns.is_none_or(|n| r.namespace == n);
+        match ns {
+            Some(_) => self.relations.iter().find(matching),
+            None => self
+                .relations
+                .iter()
+                .filter(|r| r.namespace != oids::INFORMATION_SCHEMA_NAMESPACE)
+                .filter(matching)
+                .min_by_key(|r| r.namespace != oids::PUBLIC_NAMESPACE),
+        }
+    }
+
+    pub fn constraint(&self, oid: u32) -> Option<&Constraint> {
+        self.constraints.iter().find(|c| c.oid == oid)
+    }
+
+    /// User tables and views (not indexes, not the system catalogs).
+    pub fn user_relations(&self) -> impl Iterator<Item = &Relation> {
+        self.relations.iter().filter(|r| r.namespace == oids::PUBLIC_NAMESPACE)
+    }
+
+    pub fn attribute(&self, rel: u32, num: i16) -> Option<&Attribute> {
+        self.relation(rel)?.columns.iter().find(|a| a.num == num)
+    }
+
+    fn add_table(&mut self, def: &TableDef) {
+        // Attribute numbers count visible columns; the hidden row id has none.
+        let mut attnum: Vec<Option<i16>> = Vec::with_capacity(def.columns.len());
+        let mut columns = Vec::new();
+        for c in &def.columns {
+            if c.hidden {
+                attnum.push(None);
+                continue;
+            }
+            let num = i16::try_from(columns.len() + 1).unwrap_or(i16::MAX);
+            attnum.push(Some(num));
+            columns.push(Attribute {
+                num,
+                name: c.name.clone(),
+                type_oid: storage_type_oid(c.data_type),
+                typmod: type_modifier(c.data_type),
+                not_null: !c.nullable,
+                default: c.default.clone(),
+            });
+        }
+        let keys_of = |positions: &[usize]| -> Option<Vec<i16>> {
+            positions.iter().map(|&p| attnum.get(p).copied().flatten()).collect()
+        };
+        let table_oid = def.id;
+        let mut indexes: Vec<(u32, String, Index)> = Vec::new();
+        if let Some(keys) = keys_of(&def.primary_key) {
+            let oid = oids::constraint_oid(table_oid, 0);
+            let index_oid = oids::index_oid(table_oid, 0);
+            self.constraints.push(Constraint {
+                oid,
+                name: def.pkey_name.clone(),
+                kind: 'p',
+                table_oid,
+                keys: keys.clone(),
+                index_oid,
+                check: None,
+            });
+            let index = Index { table_oid, keys, unique: true, primary: true, constraint: Some(oid) };
+            indexes.push((index_oid, def.pkey_name.clone(), index));
+        }
+        for ix in &def.indexes {
+            let Some(keys) = keys_of(&ix.columns) else { continue };
+            let index_oid = oids::index_oid(table_oid, ix.id);
+            // Storage does not record whether a unique index came from a UNIQUE constraint; those
+            // get PostgreSQL's `<table>_<columns>_key` name, which CREATE INDEX never generates.
+            let constraint = (ix.unique && ix.name.ends_with("_key")).then(|| {
+                let oid = oids::constraint_oid(table_oid, ix.id);
+                self.constraints.push(Constraint {
+                    oid,
+                    name: ix.name.clone(),
+                    kind: 'u',
+                    table_oid,
+                    keys: keys.clone(),
+                    index_oid,
+                    check: None,
+                });
+                oid
+            });
+            indexes.push((index_oid, ix.name.clone(), Index { table_oid, keys, unique: ix.unique, primary: false, constraint }));
+        }
+        for (i, chk) in def.checks.iter().enumerate() {
+            self.constraints.push(Constraint {
+                oid: oids::constraint_oid(table_oid, CHECK_SLOT + u32::try_from(i).unwrap_or(0)),
+                name: chk.name.clone(),
+                kind: 'c',
+                table_oid,
+                keys: Vec::new(),
+                index_oid: 0,
+                check: Some(chk.expr.clone()),
+            });
+        }
+        self.relations.push(Relation {
+            oid: table_oid,
+            namespace: oids::PUBLIC_NAMESPACE,
+            name: def.name.clone(),
+            kind: RelKind::Table,
+            columns: columns.clone(),
+            index: None,
+            view_sql: None,
+            has_index: !indexes.is_empty(),
+            checks: def.checks.len(),
+        });
+        for (oid, name, index) in indexes {
+            let cols = index
+                .keys
+                .iter()
+                .enumerate()
+                .filter_map(|(i, k)| {
+                    let a = columns.iter().find(|a| a.num == *k)?;
+                    Some(Attribute { num: i16::try_from(i + 1).unwrap_or(i16::MAX), default: None, ..a.clone() })
+                })
+                .collect();
+            self.relations.push(Relation {
+                oid,
+                namespace: oids::PUBLIC_NAMESPACE,
+                name,
+                kind: RelKind::Index,
+                columns: cols,
+                index: Some(index),
+                view_sql: None,
+                has_index: false,
+                checks: 0,
+            });
+        }
+    }
+
+    fn add_view(&mut self, id: TableId, name: &str, query: &str, views: &ViewColumns) {
+        let columns = views
+            .get(&id)
+            .map(|cols| {
+                cols.iter()
+                    .enumerate()
+                    .map(|(i, (n, t))| Attribute {
+                        num: i16::try_from(i + 1).unwrap_or(i16::MAX),
+                        name: n.clone(),
+                        type_oid: t.oid(),
+                        typmod: -1,
+                        not_null: false,
+                        default: None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.relations.push(Relation {
+            oid: id,
+            namespace: oids::PUBLIC_NAMESPACE,
+            name: name.to_string(),
+            kind: RelKind::View,
+            columns,
+            index: None,
+            view_sql: Some(query.to_string()),
+            has_index: false,
+            checks: 0,
+        });
+    }
+}
+
+fn system_relation(oid: u32, namespace: u32, name: &str, cols: &[(&str, Col)], kind: RelKind) -> Relation {
+    let columns = cols
+        .iter()
+        .enumerate()
+        .map(|(i, (n, c))| Attribute {
+            num: i16::try_from(i + 1).unwrap_or(i16::MAX),
+            name: n.to_string(),
+            type_oid: col_type_oid(*c),
+            typmod: -1,
+            not_null: false,
+            default: None,
+        })
+        .collect();
+    Relation {
+        oid,
+        namespace,
+        name: name.to_string(),
+        kind,
+        columns,
+        index: None,
+        view_sql: None,
+        has_index: false,
+        checks: 0,
+    }
+}
+
+/// The PostgreSQL type oid of a catalog column kind.
+pub fn col_type_oid(c: Col) -> u32 {
+    match c {
+        Col::Oid => 26,
+        Col::Name => 19,
+        Col::Char => 18,
+        Col::Text => 25,
+        Col::Varchar => 1043,
+        Col::Bool => 16,
+        Col::Int2 => 21,
+        Col::Int4 => 23,
+        Col::Int8 => 20,
+        Col::Float4 => 700,
+        Col::TimestampTz => 1184,
+        Col::OidArray => 1028,
+        Col::Int2Array => 1005,
+        Col::TextArray => 1009,
+        Col::CharArray => 1002,
+        Col::NameArray => 1003,
+    }
+}
+
+/// Shared, immutable: several catalog scans in one query may use one model.
+pub type ModelRef = Arc<Model>;

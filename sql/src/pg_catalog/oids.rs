@@ -1,0 +1,138 @@
+//! OIDs of catalog objects. Tables and views use their object id (from 16384, like PostgreSQL's
+//! user objects); indexes, constraints and column defaults have no id of their own in storage, so
+//! theirs are derived from the table's id in ranges above every object id, and decoded back by the
+//! functions that take them (`pg_get_indexdef`, `pg_get_constraintdef`).
+//!
+//! ```text
+//!   0 ..      16383   built-in (types, namespaces, roles, access methods, functions)
+//!   16384 .. 2^29-1   tables and views (object ids)
+//!   2^29 ..           constraints   2^29 + table·1024 + k  (k: 0 pkey, index id, 512 + check no.)
+//!   2^30 ..           indexes       2^30 + table·1024 + index id (0: the primary key)
+//!   2^30 + 2^29 ..    defaults      2^30 + 2^29 + table·1024 + attnum
+//! ```
+
+use weft_storage::TableId;
+
+pub const PG_CATALOG_NAMESPACE: u32 = 11;
+pub const PUBLIC_NAMESPACE: u32 = 2200;
+/// PostgreSQL's oid varies by installation; this one is free in every release.
+pub const INFORMATION_SCHEMA_NAMESPACE: u32 = 13000;
+pub const PG_TOAST_NAMESPACE: u32 = 99;
+
+/// The one role (the bootstrap superuser's oid in PostgreSQL).
+pub const SUPERUSER_ROLE: u32 = 10;
+pub const DATABASE: u32 = 5;
+pub const TEMPLATE1: u32 = 1;
+pub const DEFAULT_TABLESPACE: u32 = 1663;
+pub const GLOBAL_TABLESPACE: u32 = 1664;
+
+pub const HEAP_AM: u32 = 2;
+pub const BTREE_AM: u32 = 403;
+pub const HASH_AM: u32 = 405;
+
+pub const DEFAULT_COLLATION: u32 = 100;
+pub const C_COLLATION: u32 = 950;
+pub const POSIX_COLLATION: u32 = 951;
+
+/// Oids of the catalog tables themselves (`classoid` columns, `'pg_class'::regclass`).
+pub const SYSTEM_RELATIONS: &[(&str, u32)] = &[
+    ("pg_type", 1247),
+    ("pg_attribute", 1249),
+    ("pg_proc", 1255),
+    ("pg_class", 1259),
+    ("pg_attrdef", 2604),
+    ("pg_constraint", 2606),
+    ("pg_inherits", 2611),
+    ("pg_index", 2610),
+    ("pg_namespace", 2615),
+    ("pg_am", 2601),
+    ("pg_database", 1262),
+    ("pg_authid", 1260),
+    ("pg_description", 2609),
+    ("pg_trigger", 2620),
+    ("pg_rewrite", 2618),
+    ("pg_collation", 3456),
+    ("pg_tablespace", 1213),
+    ("pg_extension", 3079),
+    ("pg_policy", 3256),
+    ("pg_statistic_ext", 3381),
+    ("pg_publication", 6104),
+    ("pg_enum", 3501),
+    ("pg_range", 3541),
+    ("pg_settings", 12000),
+    ("pg_roles", 12001),
+];
+
+/// The oid of a built-in catalog relation by name.
+pub fn system_relation(name: &str) -> Option<u32> {
+    SYSTEM_RELATIONS.iter().find(|(n, _)| *n == name).map(|(_, o)| *o)
+}
+
+const CONSTRAINT_BASE: u32 = 1 << 29;
+const INDEX_BASE: u32 = 1 << 30;
+const DEFAULT_BASE: u32 = (1 << 30) + (1 << 29);
+const PER_TABLE: u32 = 1024;
+/// Check constraints count from here within a table's constraint range.
+pub const CHECK_SLOT: u32 = 512;
+
+fn derived(base: u32, table: TableId, k: u32) -> u32 {
+    base.saturating_add(table.saturating_mul(PER_TABLE)).saturating_add(k % PER_TABLE)
+}
+
+fn decode(base: u32, oid: u32) -> Option<(TableId, u32)> {
+    let rel = oid.checked_sub(base)?;
+    let table = rel / PER_TABLE;
+    (table >= weft_storage::FIRST_OBJECT_ID && base.checked_add((table + 1) * PER_TABLE).is_some())
+        .then_some((table, rel % PER_TABLE))
+}
+
+/// An index's oid; index id 0 is the primary key.
+pub fn index_oid(table: TableId, index_id: u32) -> u32 {
+    derived(INDEX_BASE, table, index_id)
+}
+
+/// The (table, index id) an index oid stands for.
+pub fn decode_index(oid: u32) -> Option<(TableId, u32)> {
+    if oid >= DEFAULT_BASE {
+        return None;
+    }
+    decode(INDEX_BASE, oid)
+}
+
+/// A constraint's oid: slot 0 is the primary key, a unique constraint uses its index id, and
+/// check constraint n uses `CHECK_SLOT + n`.
+pub fn constraint_oid(table: TableId, slot: u32) -> u32 {
+    derived(CONSTRAINT_BASE, table, slot)
+}
+
+pub fn decode_constraint(oid: u32) -> Option<(TableId, u32)> {
+    if oid >= INDEX_BASE {
+        return None;
+    }
+    decode(CONSTRAINT_BASE, oid)
+}
+
+/// The oid of a column default (pg_attrdef).
+pub fn default_oid(table: TableId, attnum: i16) -> u32 {
+    derived(DEFAULT_BASE, table, u32::try_from(attnum).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_oids_round_trip_and_do_not_overlap() {
+        for table in [16384u32, 16385, 20000, 100_000] {
+            for k in [0u32, 1, 7, 511] {
+                assert_eq!(decode_index(index_oid(table, k)), Some((table, k)));
+                assert_eq!(decode_constraint(constraint_oid(table, k)), Some((table, k)));
+                assert_eq!(decode_constraint(index_oid(table, k)), None);
+                assert_eq!(decode_index(constraint_oid(table, k)), None);
+                assert_eq!(decode_index(default_oid(table, 1)), None);
+            }
+        }
+        assert_eq!(decode_index(16384), None);
+        assert_eq!(decode_constraint(16384), None);
+    }
+}
