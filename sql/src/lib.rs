@@ -25,6 +25,7 @@ mod schema;
 mod table;
 mod scan;
 mod functions;
+mod pg_catalog;
 mod eval;
 mod rewrite;
 mod statement;

@@ -22,6 +22,7 @@ use weft_storage::Catalog;
 
 use crate::error::{Error, Result};
 use crate::functions;
+use crate::pg_catalog;
 use crate::naming;
 use crate::pgtype::PgType;
 use crate::schema::{PublicSchema, WeftCatalog, DEFAULT_SCHEMA};
@@ -43,26 +44,36 @@ pub(crate) struct QueryPlan {
 
 /// A DataFusion state for one session, resolving names through the session's transaction.
 pub(crate) fn new_state(shared: &Arc<SessionShared>, database: &str) -> SessionState {
+    let system = pg_catalog::schemas(shared, database);
     let config = SessionConfig::new()
         .with_default_catalog_and_schema(database, DEFAULT_SCHEMA)
         .with_create_default_catalog_and_schema(false)
-        .with_information_schema(true)
+        // PostgreSQL's information_schema (pg_catalog/), not DataFusion's.
+        .with_information_schema(false)
+        .with_extension(Arc::clone(&system.ctx))
         // One partition: point and small queries dominate; repartitioning costs more than it gives.
         .with_target_partitions(1)
         .set_str("datafusion.sql_parser.dialect", "PostgreSQL")
         .set_bool("datafusion.sql_parser.map_string_types_to_utf8view", false)
         .set_bool("datafusion.execution.parquet.schema_force_view_types", false);
-    let public: Arc<dyn SchemaProvider> = Arc::new(PublicSchema::new(Arc::clone(shared)));
-    let catalog = Arc::new(WeftCatalog::new(public, Vec::new()));
+    let public: Arc<dyn SchemaProvider> =
+        Arc::new(PublicSchema::new(Arc::clone(shared)).with_fallback(Arc::clone(&system.pg_catalog)));
+    let others = vec![
+        (pg_catalog::PG_CATALOG.to_string(), system.pg_catalog),
+        (pg_catalog::INFORMATION_SCHEMA.to_string(), system.information_schema),
+    ];
+    let catalog = Arc::new(WeftCatalog::new(public, others));
     let catalogs = Arc::new(MemoryCatalogProviderList::new());
     catalogs.register_catalog(database.to_string(), catalog);
     let mut state = SessionStateBuilder::new()
         .with_config(config)
         .with_default_features()
         .with_catalog_list(catalogs)
+        .with_analyzer_rule(Arc::new(pg_catalog::ScalarSubqueryValue))
         .build();
     functions::register(&mut state, shared);
     functions::register_database(&mut state, database);
+    pg_catalog::register_functions(&mut state, &system.ctx);
     state
 }
 

@@ -17,11 +17,18 @@ pub(crate) const DEFAULT_SCHEMA: &str = "public";
 
 pub(crate) struct PublicSchema {
     shared: Arc<SessionShared>,
+    /// pg_catalog, which PostgreSQL's search path puts before `public`: unqualified catalog
+    /// names (`pg_class`) resolve there first.
+    fallback: Option<Arc<dyn SchemaProvider>>,
 }
 
 impl PublicSchema {
     pub fn new(shared: Arc<SessionShared>) -> Self {
-        PublicSchema { shared }
+        PublicSchema { shared, fallback: None }
+    }
+
+    pub fn with_fallback(self, pg_catalog: Arc<dyn SchemaProvider>) -> Self {
+        PublicSchema { fallback: Some(pg_catalog), ..self }
     }
 }
 
@@ -38,6 +45,11 @@ impl SchemaProvider for PublicSchema {
     }
 
     async fn table(&self, name: &str) -> datafusion::common::Result<Option<Arc<dyn TableProvider>>> {
+        if let Some(system) = &self.fallback {
+            if system.table_exist(name) {
+                return system.table(name).await;
+            }
+        }
         let catalog = self.shared.catalog();
         match catalog.get_by_name(name) {
             Some(CatalogEntry::Table(def)) => {
@@ -67,7 +79,7 @@ impl SchemaProvider for PublicSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.shared.catalog().get_by_name(name).is_some()
+        self.fallback.as_ref().is_some_and(|s| s.table_exist(name)) || self.shared.catalog().get_by_name(name).is_some()
     }
 }
 

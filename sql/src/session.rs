@@ -189,15 +189,22 @@ impl Session {
         self.notices.push(Notice { severity: severity.into(), sqlstate: sqlstate.into(), message: message.into() });
     }
 
-    /// Parses a simple-query string; a syntax error anywhere means none of it runs.
-    pub fn parse_batch(&self, sql: &str) -> Result<Vec<Statement>> {
-        parse(sql)
+    /// Parses a simple-query string; a syntax error anywhere means none of it runs, and inside a
+    /// transaction block it aborts the transaction, as in PostgreSQL.
+    pub fn parse_batch(&mut self, sql: &str) -> Result<Vec<Statement>> {
+        parse(sql).inspect_err(|_| self.fail_block())
+    }
+
+    fn fail_block(&mut self) {
+        if let Some(b) = &mut self.block {
+            b.failed = true;
+        }
     }
 
     /// Parses and prepares one statement (extended protocol Parse). `param_types` are client-declared
     /// OIDs, 0 for "infer".
     pub async fn prepare(&mut self, sql: &str, param_types: &[u32]) -> Result<Arc<Prepared>> {
-        let mut stmts = parse(sql)?;
+        let mut stmts = parse(sql).inspect_err(|_| self.fail_block())?;
         match stmts.len() {
             0 => Ok(Arc::new(Prepared { param_types: Vec::new(), fields: None, stmt: None, plan: None })),
             1 => self.prepare_statement(stmts.remove(0), param_types).await,
@@ -214,6 +221,9 @@ impl Session {
         self.shared.set_read(view);
         let result = self.prepare_inner(stmt, &declared).await;
         self.restore_read_view();
+        if result.is_err() {
+            self.fail_block();
+        }
         result.map(Arc::new)
     }
 

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use datafusion::sql::sqlparser::ast;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::parser::{Parser, ParserError};
+use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Word};
 
 use crate::error::{Error, Result};
 
@@ -24,16 +26,36 @@ impl Statement {
     }
 }
 
+/// PostgreSQL's `ABORT [WORK | TRANSACTION]` is `ROLLBACK`; sqlparser does not know it.
+fn abort_is_rollback(tokens: &mut [TokenWithSpan]) {
+    let mut at_start = true;
+    for t in tokens.iter_mut() {
+        match &t.token {
+            Token::Whitespace(_) => continue,
+            Token::SemiColon => at_start = true,
+            Token::Word(w) if at_start && w.quote_style.is_none() && w.value.eq_ignore_ascii_case("abort") => {
+                t.token = Token::Word(Word { value: "ROLLBACK".into(), quote_style: None, keyword: Keyword::ROLLBACK });
+                at_start = false;
+            }
+            _ => at_start = false,
+        }
+    }
+}
+
 /// Parses a query string into its statements (none for an empty query).
 pub(crate) fn parse(sql: &str) -> Result<Vec<Statement>> {
     if sql.trim().trim_matches(';').trim().is_empty() {
         return Ok(Vec::new());
     }
     let dialect = PostgreSqlDialect {};
+    let mut tokens = Tokenizer::new(&dialect, sql)
+        .tokenize_with_location()
+        .map_err(|e| Error::from(ParserError::from(e)).with_sql_position(sql))?;
+    abort_is_rollback(&mut tokens);
     let statements = Parser::new(&dialect)
         .with_recursion_limit(RECURSION_LIMIT)
-        .try_with_sql(sql)
-        .and_then(|mut p| p.parse_statements())
+        .with_tokens_with_locations(tokens)
+        .parse_statements()
         .map_err(|e| Error::from(e).with_sql_position(sql))?;
     let text: Arc<str> = Arc::from(sql);
     Ok(statements

@@ -139,3 +139,20 @@ async fn defaults_of_every_kind() {
     assert_eq!(r[0], vec!["explicit", "0", "9.99", "true", "true"]);
     assert_eq!(ok(&mut s, "SELECT count(DISTINCT id) FROM items").await, vec![vec!["3"]]);
 }
+
+#[tokio::test]
+async fn errors_and_abort_end_transactions_like_postgres() {
+    let db = db();
+    let mut s = session(&db);
+    ok(&mut s, "CREATE TABLE acct (id int PRIMARY KEY, balance int)").await;
+    ok(&mut s, "INSERT INTO acct VALUES (2, 0)").await;
+    ok(&mut s, "BEGIN").await;
+    ok(&mut s, "UPDATE acct SET balance = 80 WHERE id = 2").await;
+    assert_eq!(ok(&mut s, "ABORT").await, vec![vec!["ROLLBACK"]]);
+    assert_eq!(ok(&mut s, "SELECT balance FROM acct WHERE id = 2").await, vec![vec!["0"]]);
+    ok(&mut s, "BEGIN").await;
+    assert_eq!(err(&mut s, "SELEC 1").await, "42601");
+    assert_eq!(err(&mut s, "SELECT 1").await, "25P02");
+    ok(&mut s, "ROLLBACK").await;
+    assert_eq!(ok(&mut s, "SELECT pg_typeof(balance)::text FROM acct").await, vec![vec!["integer"]]);
+}
