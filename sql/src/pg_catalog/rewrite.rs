@@ -261,8 +261,44 @@ fn array_map(q: &Query) -> Option<Expr> {
     Some(call_with("array_transform", vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(array)), lambda(var, e.clone())], vec![]))
 }
 
+/// `ARRAY(SELECT e FROM … [ORDER BY …])` as `(SELECT array_agg(e ORDER BY …) FROM …)`, if the
+/// subquery is a plain SELECT of one column.
+fn array_agg_inline(q: &Query) -> Option<Expr> {
+    let SetExpr::Select(s) = q.body.as_ref() else { return None };
+    if q.limit_clause.is_some() || q.with.is_some() || !no_grouping(s) || s.distinct.is_some() || has_aggregate(&s.projection) {
+        return None;
+    }
+    let [item] = s.projection.as_slice() else { return None };
+    let e = select_expr(item)?.clone();
+    let order = match &q.order_by {
+        None => vec![],
+        Some(ob) => match &ob.kind {
+            OrderByKind::Expressions(exprs) => exprs
+                .iter()
+                .map(|by| {
+                    let positional = matches!(&by.expr, Expr::Value(v) if v.value == Value::Number("1".into(), false));
+                    ast::OrderByExpr {
+                        expr: if positional { e.clone() } else { by.expr.clone() },
+                        options: by.options.clone(),
+                        with_fill: None,
+                    }
+                })
+                .collect(),
+            OrderByKind::All(_) => return None,
+        },
+    };
+    let clauses = if order.is_empty() { vec![] } else { vec![FunctionArgumentClause::OrderBy(order)] };
+    let agg = call_with("array_agg", vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(e))], clauses);
+    let mut q = q.clone();
+    q.order_by = None;
+    if let SetExpr::Select(s) = q.body.as_mut() {
+        s.projection = vec![SelectItem::UnnamedExpr(agg)];
+    }
+    Some(Expr::Subquery(Box::new(q)))
+}
+
 fn array_subquery(q: &mut Query) -> Expr {
-    if let Some(e) = array_map(q) {
+    if let Some(e) = array_map(q).or_else(|| array_agg_inline(q)) {
         return e;
     }
     let template = "(SELECT array_agg(weft_array.v) FROM (SELECT 1) AS weft_array(v))";
@@ -386,10 +422,12 @@ mod tests {
         let sql = rewritten("SELECT ARRAY(SELECT 'toast.' || x FROM pg_catalog.unnest(tc.reloptions) x)");
         assert_eq!(sql, "SELECT array_transform(tc.reloptions, x -> 'toast.' || x)");
         let sql = rewritten("SELECT ARRAY(SELECT b.rolname FROM r b WHERE b.oid = m.oid ORDER BY 1)");
+        assert_eq!(sql, "SELECT (SELECT array_agg(b.rolname ORDER BY b.rolname) FROM r AS b WHERE b.oid = m.oid)");
+        let sql = rewritten("SELECT ARRAY(SELECT DISTINCT x FROM r ORDER BY 1)");
         assert_eq!(
             sql,
             "SELECT (SELECT array_agg(weft_array.v ORDER BY weft_array.v) FROM \
-             (SELECT b.rolname FROM r AS b WHERE b.oid = m.oid ORDER BY 1) AS weft_array (v))"
+             (SELECT DISTINCT x FROM r ORDER BY 1) AS weft_array (v))"
         );
     }
 

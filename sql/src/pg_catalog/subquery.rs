@@ -1,10 +1,14 @@
-//! Correlated scalar subqueries without an aggregate, such as psql's
-//! `(SELECT pg_get_expr(d.adbin, d.adrelid) FROM pg_attrdef d WHERE d.adrelid = a.attrelid ...)`.
+//! Correlated subqueries DataFusion cannot decorrelate, in the shapes psql sends, such as
+//! `(SELECT pg_get_expr(d.adbin, d.adrelid) FROM pg_attrdef d WHERE d.adrelid = a.attrelid ...
+//! AND a.atthasdef)`:
 //!
-//! DataFusion only decorrelates scalar subqueries that aggregate. PostgreSQL runs any scalar
-//! subquery and fails if it yields more than one row. This analyzer rule wraps the subquery's
-//! one column in `weft_subquery_value`, an aggregate that returns its only input (NULL for none)
-//! and raises PostgreSQL's error for a second row, so DataFusion can decorrelate it as a join.
+//! - DataFusion only decorrelates scalar subqueries that aggregate. PostgreSQL runs any scalar
+//!   subquery and fails if it yields more than one row. This analyzer rule wraps the subquery's
+//!   one column in `weft_subquery_value`, an aggregate that returns its only input (NULL for
+//!   none) and raises PostgreSQL's error for a second row, so DataFusion can decorrelate it.
+//! - Such a subquery's conditions on outer columns alone (`a.atthasdef`) become a CASE around it:
+//!   no rows and a false condition both give NULL.
+//! - `EXISTS (subquery)` outside WHERE becomes `(SELECT count(*) FROM subquery) > 0`.
 
 use std::sync::Arc;
 
@@ -13,7 +17,11 @@ use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, Result as DfResult, ScalarValue};
-use datafusion::logical_expr::expr::AggregateFunction;
+use datafusion::functions_aggregate::count::count_udaf;
+use datafusion::logical_expr::expr::{AggregateFunction, Case, Exists};
+use datafusion::logical_expr::utils::{conjunction, split_conjunction};
+use datafusion::common::Spans;
+use datafusion::logical_expr::{lit, Filter, Operator, Projection};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Expr, LogicalPlan, LogicalPlanBuilder, Signature, Subquery,
@@ -30,10 +38,19 @@ pub struct ScalarSubqueryValue;
 impl AnalyzerRule for ScalarSubqueryValue {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
         plan.transform_up_with_subqueries(|node| {
+            let in_filter = matches!(node, LogicalPlan::Filter(_));
             node.map_expressions(|e| {
                 e.transform_up(|e| match e {
                     Expr::ScalarSubquery(sq) if needs_value_aggregate(&sq) => {
-                        Ok(Transformed::yes(Expr::ScalarSubquery(wrap(sq)?)))
+                        let (condition, sq) = hoist_outer_conditions(sq)?;
+                        let value = Expr::ScalarSubquery(wrap(sq)?);
+                        Ok(Transformed::yes(match condition {
+                            Some(c) => Expr::Case(Case::new(None, vec![(Box::new(c), Box::new(value))], None)),
+                            None => value,
+                        }))
+                    }
+                    Expr::Exists(Exists { subquery, negated }) if !in_filter && !subquery.outer_ref_columns.is_empty() => {
+                        Ok(Transformed::yes(exists_as_count(subquery, negated)?))
                     }
                     other => Ok(Transformed::no(other)),
                 })
@@ -66,6 +83,96 @@ fn needs_value_aggregate(sq: &Subquery) -> bool {
         _ => false,
     };
     !aggregated && !sq.subquery.max_rows().is_some_and(|n| n <= 1)
+}
+
+fn has_outer(e: &Expr) -> bool {
+    e.exists(|x| Ok(matches!(x, Expr::OuterReferenceColumn(..)))).unwrap_or(false)
+}
+
+fn is_outer_only(e: &Expr) -> bool {
+    e.column_refs().is_empty() && has_outer(e)
+}
+
+/// `inner_column = <outer expression>`: what DataFusion can pull above an aggregate.
+fn is_equi_correlation(e: &Expr) -> bool {
+    let column = |e: &Expr| match e {
+        Expr::Column(_) => true,
+        Expr::Cast(c) => matches!(c.expr.as_ref(), Expr::Column(_)),
+        _ => false,
+    };
+    match e {
+        Expr::BinaryExpr(b) if b.op == Operator::Eq => {
+            (column(&b.left) && b.right.column_refs().is_empty()) || (column(&b.right) && b.left.column_refs().is_empty())
+        }
+        _ => false,
+    }
+}
+
+fn subquery_of(plan: LogicalPlan, spans: &Spans) -> Subquery {
+    let mut outer_ref_columns: Vec<Expr> = Vec::new();
+    for e in plan.all_out_ref_exprs() {
+        if !outer_ref_columns.contains(&e) {
+            outer_ref_columns.push(e);
+        }
+    }
+    Subquery { subquery: Arc::new(plan), outer_ref_columns, spans: spans.clone() }
+}
+
+/// Takes the conditions of the subquery's top filter that DataFusion cannot decorrelate out, as
+/// a condition on the outer row: those on outer columns alone as they are, and those comparing
+/// outer with inner columns (`a.attcollation <> t.typcollation`) with each inner column looked up
+/// by a subquery of its own under the remaining conditions.
+fn hoist_outer_conditions(sq: Subquery) -> DfResult<(Option<Expr>, Subquery)> {
+    let (projection, filter) = match sq.subquery.as_ref() {
+        LogicalPlan::Projection(p) => match p.input.as_ref() {
+            LogicalPlan::Filter(f) => (Some(p), f),
+            _ => return Ok((None, sq)),
+        },
+        LogicalPlan::Filter(f) => (None, f),
+        _ => return Ok((None, sq)),
+    };
+    let (mut outer_only, mut mixed, mut keep) = (Vec::new(), Vec::new(), Vec::new());
+    for c in split_conjunction(&filter.predicate) {
+        if is_outer_only(c) {
+            outer_only.push(c.clone());
+        } else if has_outer(c) && !is_equi_correlation(c) {
+            mixed.push(c.clone());
+        } else {
+            keep.push(c.clone());
+        }
+    }
+    if outer_only.is_empty() && mixed.is_empty() {
+        return Ok((None, sq));
+    }
+    let input = match conjunction(keep) {
+        Some(p) => LogicalPlan::Filter(Filter::try_new(p, Arc::clone(&filter.input))?),
+        None => Arc::unwrap_or_clone(Arc::clone(&filter.input)),
+    };
+    let mut conditions = Vec::new();
+    for c in outer_only.into_iter().chain(mixed) {
+        let c = c.transform_up(|x| match x {
+            Expr::OuterReferenceColumn(_, col) => Ok(Transformed::yes(Expr::Column(col))),
+            Expr::Column(col) => {
+                let lookup = LogicalPlanBuilder::from(input.clone()).project(vec![Expr::Column(col)])?.build()?;
+                Ok(Transformed::yes(Expr::ScalarSubquery(wrap(subquery_of(lookup, &sq.spans))?)))
+            }
+            other => Ok(Transformed::no(other)),
+        })?;
+        conditions.push(c.data);
+    }
+    let plan = match projection {
+        Some(p) => LogicalPlan::Projection(Projection::try_new(p.expr.clone(), Arc::new(input))?),
+        None => input,
+    };
+    Ok((conjunction(conditions), subquery_of(plan, &sq.spans)))
+}
+
+fn exists_as_count(sq: Subquery, negated: bool) -> DfResult<Expr> {
+    let plan = Arc::unwrap_or_clone(sq.subquery);
+    let count = count_udaf().call(vec![lit(1i64)]).alias("weft_exists_count");
+    let counted = LogicalPlanBuilder::from(plan).aggregate(Vec::<Expr>::new(), vec![count])?.build()?;
+    let rows = Expr::ScalarSubquery(Subquery { subquery: Arc::new(counted), ..sq });
+    Ok(if negated { rows.eq(lit(0i64)) } else { rows.gt(lit(0i64)) })
 }
 
 fn wrap(sq: Subquery) -> DfResult<Subquery> {
