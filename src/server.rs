@@ -141,7 +141,6 @@ impl Server {
         if let Err(e) = self.accept.await {
             tracing::error!(error = %e, "accept loop failed");
         }
-        eprintln!("DEBUG engine strong={}", Arc::strong_count(&self.engine));
         drop(self.engine);
         close_storage(self.storage).await
     }

@@ -6,6 +6,8 @@
 //!   ../shared/sqllogictest/sqlite/**/*.test ─► sqlite::{simple,extended}::<path>  (label postgresql)
 //!        │
 //!        └─► run::run_trial ─► target::FreshDb (Weft TestServer, or WEFT_SLT_TARGET) ─► db::Conn
+//!                  │
+//!                  └─► each failure judged against known::KnownFailures (sqllogictest/known-failures.txt)
 //! ```
 //!
 //! Environment:
@@ -14,6 +16,12 @@
 //! - `CI` (non-empty): a missing corpus fails its tests instead of reporting them ignored.
 //! - `WEFT_SLT_COMPLETE=1` rewrites the query results of our own `.slt` files with the target's
 //!   output (simple protocol; meant for `WEFT_SLT_TARGET` pointing at PostgreSQL 15).
+//! - `WEFT_SLT_UPDATE_KNOWN=1` rewrites `sqllogictest/known-failures.txt`, the records Weft is
+//!   known to fail, from this run's failures (see `known`). Without it a test fails on any
+//!   failure not listed there, and on any listed record that did not fail. The list applies to
+//!   the in-process Weft only: with `WEFT_SLT_TARGET` or `WEFT_SLT_COMPLETE` every failure counts.
+//! - `WEFT_SLT_RECORD_DEADLINE=<seconds>`: how long one record may run before its file is
+//!   abandoned as hung (default 120), listed or not.
 //!
 //! Filter as with any cargo test: `cargo test --release --test sqllogictest -- slt::simple::types`.
 
@@ -21,6 +29,8 @@
 mod db;
 #[path = "sqllogictest/format.rs"]
 mod format;
+#[path = "sqllogictest/known.rs"]
+mod known;
 #[path = "sqllogictest/pgtext.rs"]
 mod pgtext;
 #[path = "sqllogictest/run.rs"]
@@ -28,12 +38,14 @@ mod run;
 #[path = "sqllogictest/target.rs"]
 mod target;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use libtest_mimic::{Arguments, Completion, Trial};
 
 use crate::db::Protocol;
+use crate::known::{KnownFailures, Mode, LIST, REGENERATE};
 use crate::run::{run_trial, FileSpec};
 use crate::target::Target;
 
@@ -66,33 +78,100 @@ fn main() {
         },
     ];
     let complete = env_flag("WEFT_SLT_COMPLETE");
-    let trials = match Target::from_env() {
-        Ok(target) => {
-            if !args.list {
-                eprintln!("sqllogictest target: {}", target.describe());
-            }
-            let target = Arc::new(target);
-            suites
-                .iter()
-                .flat_map(|suite| suite_trials(suite, &target, complete))
-                .collect()
-        }
-        Err(e) => vec![Trial::test("slt::target", move || Err(e.into()))],
+    let update = env_flag("WEFT_SLT_UPDATE_KNOWN");
+    let target = match Target::from_env() {
+        Ok(target) => target,
+        Err(e) => fail_alone(&args, "slt::target", e),
     };
-    libtest_mimic::run(&args, trials).exit();
+    let mode = match (&target, complete, update) {
+        (Target::Postgres(_), _, true) | (_, true, true) => fail_alone(
+            &args,
+            "known_failures",
+            format!(
+                "WEFT_SLT_UPDATE_KNOWN lists Weft's failures: unset WEFT_SLT_TARGET and \
+                 WEFT_SLT_COMPLETE to use it"
+            ),
+        ),
+        (Target::Postgres(_), _, false) => Mode::Off("the target is WEFT_SLT_TARGET"),
+        (Target::Weft, true, false) => Mode::Off("WEFT_SLT_COMPLETE is rewriting results"),
+        (Target::Weft, false, true) => Mode::Update,
+        (Target::Weft, false, false) => Mode::Check,
+    };
+    let known = match KnownFailures::load(root, mode) {
+        Ok(known) => Arc::new(known),
+        Err(e) => fail_alone(&args, "known_failures", e),
+    };
+    if !args.list {
+        eprintln!("sqllogictest target: {}", target.describe());
+    }
+    let target = Arc::new(target);
+    let mut trials = Vec::new();
+    // Prefixes of suites whose files are missing here: their listed failures cannot be checked.
+    let mut missing = Vec::new();
+    for suite in &suites {
+        match suite_trials(suite, &target, &known, complete) {
+            Ok(suite_trials) => trials.extend(suite_trials),
+            Err(e) => {
+                missing.push(format!("{}::", suite.prefix));
+                trials.extend(missing_suite(suite, e));
+            }
+        }
+    }
+    let names: BTreeSet<String> = trials.iter().map(|t| t.name().to_string()).collect();
+    trials.push(list_trial(&known, &names, &missing));
+    let conclusion = libtest_mimic::run(&args, trials);
+    if !args.list {
+        if known.updating() && known.summary().is_some() {
+            match known.write(&names, &missing) {
+                Ok(n) => println!(
+                    "sqllogictest: wrote {} known failures to {LIST}",
+                    known::thousands(n)
+                ),
+                Err(e) => {
+                    eprintln!("sqllogictest: writing {LIST} failed: {e}");
+                    std::process::exit(101);
+                }
+            }
+        }
+        if let Some(summary) = known.summary() {
+            println!("{summary}");
+        }
+    }
+    conclusion.exit();
 }
 
-fn suite_trials(suite: &Suite, target: &Arc<Target>, complete: bool) -> Vec<Trial> {
-    let mut files = Vec::new();
-    let listed = list_files(&suite.dir, suite.extension, &mut files);
-    if let Err(e) = listed.and_then(|()| {
-        if files.is_empty() {
-            Err("no test files".into())
-        } else {
-            Ok(())
+/// Runs a single failing test that says why nothing else can run.
+fn fail_alone(args: &Arguments, name: &str, why: String) -> ! {
+    libtest_mimic::run(args, vec![Trial::test(name, move || Err(why.into()))]).exit()
+}
+
+/// A test of the list itself: it names no test that does not exist.
+fn list_trial(known: &Arc<KnownFailures>, names: &BTreeSet<String>, missing: &[String]) -> Trial {
+    let unknown = known.unknown_tests(names, missing);
+    let updating = known.updating();
+    Trial::test("known_failures", move || {
+        if unknown.is_empty() || updating {
+            return Ok(());
         }
-    }) {
-        return missing_suite(suite, e);
+        Err(format!(
+            "{LIST} lists failures of {} tests that do not exist ({}); regenerate it: {REGENERATE}",
+            unknown.len(),
+            unknown.join(", ")
+        )
+        .into())
+    })
+}
+
+fn suite_trials(
+    suite: &Suite,
+    target: &Arc<Target>,
+    known: &Arc<KnownFailures>,
+    complete: bool,
+) -> Result<Vec<Trial>, String> {
+    let mut files = Vec::new();
+    list_files(&suite.dir, suite.extension, &mut files)?;
+    if files.is_empty() {
+        return Err("no test files".into());
     }
     files.sort();
     let mut trials = Vec::new();
@@ -113,6 +192,7 @@ fn suite_trials(suite: &Suite, target: &Arc<Target>, complete: bool) -> Vec<Tria
                 complete: complete && suite.prefix == "slt",
             };
             let target = Arc::clone(target);
+            let known = Arc::clone(known);
             let skip = complete && !(spec.complete && protocol == Protocol::Simple);
             trials.push(Trial::ignorable_test(spec.name.clone(), move || {
                 if skip {
@@ -120,11 +200,11 @@ fn suite_trials(suite: &Suite, target: &Arc<Target>, complete: bool) -> Vec<Tria
                         "WEFT_SLT_COMPLETE rewrites slt::simple files only",
                     ));
                 }
-                run_trial(&target, &spec).map(|()| Completion::Completed)
+                run_trial(&target, &spec, &known).map(|()| Completion::Completed)
             }));
         }
     }
-    trials
+    Ok(trials)
 }
 
 /// A suite whose files cannot be found: its tests fail under CI and are ignored elsewhere, never

@@ -51,11 +51,15 @@ pub fn build_array<'a>(t: DataType, values: impl Iterator<Item = &'a Value>) -> 
         DataType::Text | DataType::Varchar(_) | DataType::Char(_) | DataType::Jsonb => {
             build!(StringBuilder::new(), Value::Text(v) => v.as_str())
         }
-        DataType::Uuid => build!(StringBuilder::new(), Value::Uuid(v) => uuid::Uuid::from_bytes(*v).to_string()),
+        DataType::Uuid => {
+            build!(StringBuilder::new(), Value::Uuid(v) => uuid::Uuid::from_bytes(*v).to_string())
+        }
         DataType::Bool => build!(BooleanBuilder::new(), Value::Bool(v) => *v),
         DataType::Bytea => build!(BinaryBuilder::new(), Value::Bytes(v) => v.as_slice()),
         DataType::Date => build!(Date32Builder::new(), Value::Date(v) => *v),
-        DataType::Timestamp => build!(TimestampMicrosecondBuilder::new(), Value::Timestamp(v) => *v),
+        DataType::Timestamp => {
+            build!(TimestampMicrosecondBuilder::new(), Value::Timestamp(v) => *v)
+        }
         DataType::TimestampTz => build!(
             TimestampMicrosecondBuilder::new().with_timezone(UTC),
             Value::TimestampTz(v) => *v
@@ -64,7 +68,9 @@ pub fn build_array<'a>(t: DataType, values: impl Iterator<Item = &'a Value>) -> 
 }
 
 fn mismatch(t: DataType, v: &Value) -> Error {
-    Error::internal(format!("stored value {v:?} does not match column type {t:?}"))
+    Error::internal(format!(
+        "stored value {v:?} does not match column type {t:?}"
+    ))
 }
 
 /// Builds a record batch from rows whose values follow `types`, one per schema field.
@@ -87,7 +93,9 @@ pub fn array_value(array: &ArrayRef, row: usize, target: DataType) -> Result<Val
 /// A stored value as a DataFusion scalar of the column's Arrow type.
 pub fn value_to_scalar(v: &Value, t: DataType) -> ScalarValue {
     match (v, t) {
-        (Value::Null, t) => ScalarValue::try_from(&crate::pgtype::arrow_type(t)).unwrap_or(ScalarValue::Null),
+        (Value::Null, t) => {
+            ScalarValue::try_from(&crate::pgtype::arrow_type(t)).unwrap_or(ScalarValue::Null)
+        }
         (Value::Bool(b), _) => ScalarValue::Boolean(Some(*b)),
         (Value::Int16(i), _) => ScalarValue::Int16(Some(*i)),
         (Value::Int32(i), _) => ScalarValue::Int32(Some(*i)),
@@ -168,8 +176,12 @@ fn scalar_as_i128(s: &ScalarValue, t: DataType) -> Result<Option<i128>> {
         ScalarValue::UInt64(Some(v)) => i128::from(*v),
         ScalarValue::Float32(Some(v)) => float_to_i128(f64::from(*v), t)?,
         ScalarValue::Float64(Some(v)) => float_to_i128(*v, t)?,
-        ScalarValue::Decimal128(Some(v), _, scale) => rescale(*v, *scale, 0).ok_or_else(|| out_of_range(t))?,
-        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => {
+        ScalarValue::Decimal128(Some(v), _, scale) => {
+            rescale(*v, *scale, 0).ok_or_else(|| out_of_range(t))?
+        }
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::LargeUtf8(Some(s))
+        | ScalarValue::Utf8View(Some(s)) => {
             let trimmed = s.trim();
             match trimmed.parse::<i128>() {
                 Ok(v) => v,
@@ -203,7 +215,11 @@ pub fn rescale(v: i128, from: i8, to: i8) -> Option<i128> {
         let div = 10i128.checked_pow(diff.unsigned_abs())?;
         let q = v / div;
         let r = v % div;
-        Some(if r.abs() * 2 >= div { q + v.signum() } else { q })
+        Some(if r.abs() * 2 >= div {
+            q + v.signum()
+        } else {
+            q
+        })
     }
 }
 
@@ -244,7 +260,9 @@ fn decimal_digits(v: i128) -> u32 {
 
 fn scalar_str(s: &ScalarValue) -> Option<&str> {
     match s {
-        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => Some(s),
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::LargeUtf8(Some(s))
+        | ScalarValue::Utf8View(Some(s)) => Some(s),
         _ => None,
     }
 }
@@ -261,16 +279,24 @@ pub fn scalar_to_value(s: &ScalarValue, t: DataType) -> Result<Value> {
             }
             let v = scalar_as_i128(s, t)?.ok_or_else(|| wrong_type(t, s))?;
             match t {
-                DataType::Int16 => i16::try_from(v).map(Value::Int16).map_err(|_| out_of_range(t)),
-                DataType::Int32 => i32::try_from(v).map(Value::Int32).map_err(|_| out_of_range(t)),
-                _ => i64::try_from(v).map(Value::Int64).map_err(|_| out_of_range(t)),
+                DataType::Int16 => i16::try_from(v)
+                    .map(Value::Int16)
+                    .map_err(|_| out_of_range(t)),
+                DataType::Int32 => i32::try_from(v)
+                    .map(Value::Int32)
+                    .map_err(|_| out_of_range(t)),
+                _ => i64::try_from(v)
+                    .map(Value::Int64)
+                    .map_err(|_| out_of_range(t)),
             }
         }
         DataType::Float32 | DataType::Float64 => {
             let v = match s {
                 ScalarValue::Float32(Some(v)) => f64::from(*v),
                 ScalarValue::Float64(Some(v)) => *v,
-                ScalarValue::Decimal128(Some(v), _, scale) => *v as f64 / 10f64.powi(i32::from(*scale)),
+                ScalarValue::Decimal128(Some(v), _, scale) => {
+                    *v as f64 / 10f64.powi(i32::from(*scale))
+                }
                 other => match scalar_str(other) {
                     Some(text) => parse_float(text).ok_or_else(|| bad_input(t, text))?,
                     None => scalar_as_i128(other, t)?.ok_or_else(|| wrong_type(t, other))? as f64,
@@ -301,7 +327,9 @@ pub fn scalar_to_value(s: &ScalarValue, t: DataType) -> Result<Value> {
                     parse_decimal(&format!("{f}"), scale)
                 }
                 other => match scalar_str(other) {
-                    Some(text) => Some(parse_decimal(text, scale).ok_or_else(|| bad_input(t, text))?),
+                    Some(text) => {
+                        Some(parse_decimal(text, scale).ok_or_else(|| bad_input(t, text))?)
+                    }
                     None => {
                         let i = scalar_as_i128(other, t)?.ok_or_else(|| wrong_type(t, other))?;
                         rescale(i, 0, scale)
@@ -322,23 +350,29 @@ pub fn scalar_to_value(s: &ScalarValue, t: DataType) -> Result<Value> {
             string_for_column(text, t).map(Value::Text)
         }
         DataType::Jsonb => {
-            let text = scalar_str(s).map(str::to_string).unwrap_or_else(|| scalar_text(s));
+            let text = scalar_str(s)
+                .map(str::to_string)
+                .unwrap_or_else(|| scalar_text(s));
             json::normalize(&text).map(Value::Text)
         }
         DataType::Bool => match s {
             ScalarValue::Boolean(Some(b)) => Ok(Value::Bool(*b)),
             other => match scalar_str(other) {
-                Some(text) => parse_bool(text).map(Value::Bool).ok_or_else(|| bad_input(t, text)),
+                Some(text) => parse_bool(text)
+                    .map(Value::Bool)
+                    .ok_or_else(|| bad_input(t, text)),
                 None => Err(wrong_type(t, other)),
             },
         },
         DataType::Bytea => match s {
-            ScalarValue::Binary(Some(b)) | ScalarValue::LargeBinary(Some(b)) | ScalarValue::BinaryView(Some(b)) => {
-                Ok(Value::Bytes(b.clone()))
-            }
+            ScalarValue::Binary(Some(b))
+            | ScalarValue::LargeBinary(Some(b))
+            | ScalarValue::BinaryView(Some(b)) => Ok(Value::Bytes(b.clone())),
             ScalarValue::FixedSizeBinary(_, Some(b)) => Ok(Value::Bytes(b.clone())),
             other => match scalar_str(other) {
-                Some(text) => parse_bytea(text).map(Value::Bytes).ok_or_else(|| bad_input(t, text)),
+                Some(text) => parse_bytea(text)
+                    .map(Value::Bytes)
+                    .ok_or_else(|| bad_input(t, text)),
                 None => Err(wrong_type(t, other)),
             },
         },
@@ -363,7 +397,9 @@ pub fn scalar_to_value(s: &ScalarValue, t: DataType) -> Result<Value> {
                     return Ok(Value::Date(us.div_euclid(86_400_000_000) as i32));
                 }
                 match scalar_str(other) {
-                    Some(text) => parse_date(text).map(Value::Date).ok_or_else(|| bad_input(t, text)),
+                    Some(text) => parse_date(text)
+                        .map(Value::Date)
+                        .ok_or_else(|| bad_input(t, text)),
                     None => Err(wrong_type(t, other)),
                 }
             }
@@ -380,7 +416,11 @@ pub fn scalar_to_value(s: &ScalarValue, t: DataType) -> Result<Value> {
                     None => return Err(wrong_type(t, s)),
                 },
             };
-            Ok(if t == DataType::Timestamp { Value::Timestamp(us) } else { Value::TimestampTz(us) })
+            Ok(if t == DataType::Timestamp {
+                Value::Timestamp(us)
+            } else {
+                Value::TimestampTz(us)
+            })
         }
     }
 }
@@ -412,7 +452,9 @@ fn string_for_column(text: String, t: DataType) -> Result<String> {
                 DataType::Char(_) => "character",
                 _ => "character varying",
             };
-            return Err(Error::StringTooLong { message: format!("value too long for type {label}({limit})") });
+            return Err(Error::StringTooLong {
+                message: format!("value too long for type {label}({limit})"),
+            });
         }
     }
     if let DataType::Char(_) = t {
@@ -513,7 +555,11 @@ pub fn parse_date(s: &str) -> Option<i32> {
     let d = NaiveDate::parse_from_str(s, "%Y-%m-%d")
         .or_else(|_| NaiveDate::parse_from_str(s, "%Y%m%d"))
         .ok()
-        .or_else(|| parse_timestamp(s).and_then(|us| DateTime::from_timestamp_micros(us)).map(|d| d.date_naive()))?;
+        .or_else(|| {
+            parse_timestamp(s)
+                .and_then(|us| DateTime::from_timestamp_micros(us))
+                .map(|d| d.date_naive())
+        })?;
     Some(d.num_days_from_ce() - UNIX_EPOCH_DAYS_FROM_CE)
 }
 
@@ -522,13 +568,25 @@ use chrono::Datelike;
 /// Parses timestamp input as PostgreSQL accepts it (ISO forms, optional zone); micros since epoch UTC.
 pub fn parse_timestamp(s: &str) -> Option<i64> {
     let s = s.trim();
-    for fmt in ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f %#z", "%Y-%m-%d %H:%M%#z"] {
+    for fmt in [
+        "%Y-%m-%d %H:%M:%S%.f%#z",
+        "%Y-%m-%dT%H:%M:%S%.f%#z",
+        "%Y-%m-%d %H:%M:%S%.f %#z",
+        "%Y-%m-%d %H:%M%#z",
+    ] {
         if let Ok(d) = DateTime::parse_from_str(s, fmt) {
             return Some(d.timestamp_micros());
         }
     }
-    let s = s.strip_suffix(" UTC").or_else(|| s.strip_suffix('Z')).unwrap_or(s);
-    for fmt in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M"] {
+    let s = s
+        .strip_suffix(" UTC")
+        .or_else(|| s.strip_suffix('Z'))
+        .unwrap_or(s);
+    for fmt in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+    ] {
         if let Ok(d) = NaiveDateTime::parse_from_str(s, fmt) {
             return Some(d.and_utc().timestamp_micros());
         }
@@ -540,7 +598,10 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
 
 /// Arrow type of a column for casting query results before conversion.
 pub fn is_string_type(t: &ArrowType) -> bool {
-    matches!(t, ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View)
+    matches!(
+        t,
+        ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View
+    )
 }
 
 pub fn micros_unit() -> TimeUnit {
@@ -557,21 +618,43 @@ mod tests {
 
     #[test]
     fn integers_are_range_checked() {
-        assert_eq!(scalar_to_value(&ScalarValue::Int64(Some(5)), DataType::Int16).ok(), Some(Value::Int16(5)));
+        assert_eq!(
+            scalar_to_value(&ScalarValue::Int64(Some(5)), DataType::Int16).ok(),
+            Some(Value::Int16(5))
+        );
         let e = scalar_to_value(&ScalarValue::Int64(Some(40_000)), DataType::Int16).unwrap_err();
         assert_eq!(e.sqlstate(), "22003");
-        let e = scalar_to_value(&ScalarValue::Utf8(Some("abc".into())), DataType::Int32).unwrap_err();
+        let e =
+            scalar_to_value(&ScalarValue::Utf8(Some("abc".into())), DataType::Int32).unwrap_err();
         assert_eq!(e.sqlstate(), "22P02");
-        let e = scalar_to_value(&ScalarValue::Utf8(Some("99999999999".into())), DataType::Int32).unwrap_err();
+        let e = scalar_to_value(
+            &ScalarValue::Utf8(Some("99999999999".into())),
+            DataType::Int32,
+        )
+        .unwrap_err();
         assert_eq!(e.sqlstate(), "22003");
     }
 
     #[test]
     fn numeric_rescales_and_checks_precision() {
-        let t = DataType::Numeric { precision: 5, scale: 2 };
-        assert_eq!(scalar_to_value(&ScalarValue::Utf8(Some("12.345".into())), t).ok(), Some(Value::Numeric(1235)));
-        assert_eq!(scalar_to_value(&ScalarValue::Int64(Some(-3)), t).ok(), Some(Value::Numeric(-300)));
-        assert_eq!(scalar_to_value(&ScalarValue::Int64(Some(1000)), t).unwrap_err().sqlstate(), "22003");
+        let t = DataType::Numeric {
+            precision: 5,
+            scale: 2,
+        };
+        assert_eq!(
+            scalar_to_value(&ScalarValue::Utf8(Some("12.345".into())), t).ok(),
+            Some(Value::Numeric(1235))
+        );
+        assert_eq!(
+            scalar_to_value(&ScalarValue::Int64(Some(-3)), t).ok(),
+            Some(Value::Numeric(-300))
+        );
+        assert_eq!(
+            scalar_to_value(&ScalarValue::Int64(Some(1000)), t)
+                .unwrap_err()
+                .sqlstate(),
+            "22003"
+        );
         assert_eq!(format_decimal(-5, 2), "-0.05");
         assert_eq!(format_decimal(12345, 2), "123.45");
     }
@@ -579,8 +662,16 @@ mod tests {
     #[test]
     fn varchar_and_char_lengths() {
         let v = DataType::Varchar(Some(3));
-        assert_eq!(scalar_to_value(&ScalarValue::Utf8(Some("abc  ".into())), v).ok(), Some(Value::Text("abc".into())));
-        assert_eq!(scalar_to_value(&ScalarValue::Utf8(Some("abcd".into())), v).unwrap_err().sqlstate(), "22001");
+        assert_eq!(
+            scalar_to_value(&ScalarValue::Utf8(Some("abc  ".into())), v).ok(),
+            Some(Value::Text("abc".into()))
+        );
+        assert_eq!(
+            scalar_to_value(&ScalarValue::Utf8(Some("abcd".into())), v)
+                .unwrap_err()
+                .sqlstate(),
+            "22001"
+        );
         assert_eq!(
             scalar_to_value(&ScalarValue::Utf8(Some("a".into())), DataType::Char(3)).ok(),
             Some(Value::Text("a  ".into()))

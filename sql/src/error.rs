@@ -12,7 +12,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     #[error("syntax error: {message}")]
-    Syntax { message: String, position: Option<u32> },
+    Syntax {
+        message: String,
+        position: Option<u32>,
+    },
     #[error("{message}")]
     UndefinedTable { message: String },
     #[error("{message}")]
@@ -50,11 +53,20 @@ pub enum Error {
     #[error("{message}")]
     DataException { message: String },
     #[error("{message}")]
-    UniqueViolation { message: String, detail: Option<String> },
+    UniqueViolation {
+        message: String,
+        detail: Option<String>,
+    },
     #[error("{message}")]
-    NotNullViolation { message: String, detail: Option<String> },
+    NotNullViolation {
+        message: String,
+        detail: Option<String>,
+    },
     #[error("{message}")]
-    CheckViolation { message: String, detail: Option<String> },
+    CheckViolation {
+        message: String,
+        detail: Option<String>,
+    },
     #[error("{message}")]
     ActiveTransaction { message: String },
     #[error("{message}")]
@@ -173,11 +185,16 @@ impl Error {
     }
 
     pub fn unsupported(feature: impl Into<String>) -> Self {
-        Error::FeatureNotSupported { feature: feature.into() }
+        Error::FeatureNotSupported {
+            feature: feature.into(),
+        }
     }
 
     pub fn syntax(message: impl Into<String>) -> Self {
-        Error::Syntax { message: message.into(), position: None }
+        Error::Syntax {
+            message: message.into(),
+            position: None,
+        }
     }
 
     pub fn internal(message: impl std::fmt::Display) -> Self {
@@ -187,7 +204,10 @@ impl Error {
     /// Attaches a position computed from sqlparser's "Line: l, Column: c" to a syntax error.
     pub fn with_sql_position(self, sql: &str) -> Self {
         match self {
-            Error::Syntax { message, position: None } => {
+            Error::Syntax {
+                message,
+                position: None,
+            } => {
                 let position = parser_position(&message, sql);
                 let message = strip_location(&message);
                 Error::Syntax { message, position }
@@ -205,7 +225,9 @@ impl From<weft_storage::Error> for Error {
                 message: format!("duplicate key value violates unique constraint \"{constraint}\""),
                 detail: Some(detail),
             },
-            S::SerializationFailure { detail } => Error::SerializationFailure { detail: Some(detail) },
+            S::SerializationFailure { detail } => Error::SerializationFailure {
+                detail: Some(detail),
+            },
             S::ShuttingDown => Error::ShuttingDown,
             other => Error::Internal(other.to_string()),
         }
@@ -218,9 +240,10 @@ impl From<ParserError> for Error {
             ParserError::RecursionLimitExceeded => Error::ProgramLimitExceeded {
                 message: "statement is too deeply nested".to_string(),
             },
-            ParserError::ParserError(m) | ParserError::TokenizerError(m) => {
-                Error::Syntax { message: syntax_message(&m), position: None }
-            }
+            ParserError::ParserError(m) | ParserError::TokenizerError(m) => Error::Syntax {
+                message: syntax_message(&m),
+                position: None,
+            },
         }
     }
 }
@@ -271,10 +294,14 @@ impl From<ArrowError> for Error {
     fn from(e: ArrowError) -> Self {
         match e {
             ArrowError::DivideByZero => Error::DivisionByZero,
-            ArrowError::ArithmeticOverflow(m) => Error::NumericOutOfRange { message: overflow_message(&m) },
+            ArrowError::ArithmeticOverflow(m) => Error::NumericOutOfRange {
+                message: overflow_message(&m),
+            },
             ArrowError::CastError(m) | ArrowError::ParseError(m) => cast_error(&m),
             ArrowError::ComputeError(m) if m.contains("Overflow") || m.contains("overflow") => {
-                Error::NumericOutOfRange { message: overflow_message(&m) }
+                Error::NumericOutOfRange {
+                    message: overflow_message(&m),
+                }
             }
             ArrowError::InvalidArgumentError(m) => Error::InvalidParameterValue { message: m },
             ArrowError::ExternalError(inner) => match inner.downcast::<Error>() {
@@ -300,20 +327,36 @@ fn overflow_message(m: &str) -> String {
 
 fn cast_error(m: &str) -> Error {
     // Arrow: "Cannot cast string 'x' to value of Int32 type" → PostgreSQL's wording.
-    if let (Some(value), Some(t)) = (between(m, "Cannot cast string '", "'"), between(m, "to value of ", " type")) {
+    if let (Some(value), Some(t)) = (
+        between(m, "Cannot cast string '", "'"),
+        between(m, "to value of ", " type"),
+    ) {
         if !m.contains("overflow") {
             return Error::InvalidTextRepresentation {
-                message: format!("invalid input syntax for type {}: \"{value}\"", pg_type_word(t)),
+                message: format!(
+                    "invalid input syntax for type {}: \"{value}\"",
+                    pg_type_word(t)
+                ),
             };
         }
     }
     if m.contains("Can't cast value") {
-        return Error::NumericOutOfRange { message: overflow_message(m) };
+        return Error::NumericOutOfRange {
+            message: overflow_message(m),
+        };
     }
-    if m.contains("overflow") || m.contains("Overflow") || m.contains("too large") || m.contains("out of range") {
-        return Error::NumericOutOfRange { message: overflow_message(m) };
+    if m.contains("overflow")
+        || m.contains("Overflow")
+        || m.contains("too large")
+        || m.contains("out of range")
+    {
+        return Error::NumericOutOfRange {
+            message: overflow_message(m),
+        };
     }
-    Error::InvalidTextRepresentation { message: format!("invalid input syntax: {m}") }
+    Error::InvalidTextRepresentation {
+        message: format!("invalid input syntax: {m}"),
+    }
 }
 
 impl From<DataFusionError> for Error {
@@ -345,8 +388,12 @@ impl From<DataFusionError> for Error {
             },
             DataFusionError::Context(_, inner) => Error::from(*inner),
             DataFusionError::Diagnostic(_, inner) => Error::from(*inner),
-            DataFusionError::Shared(inner) => Error::from(DataFusionError::Execution(inner.to_string())),
-            DataFusionError::Collection(mut errs) if !errs.is_empty() => Error::from(errs.remove(0)),
+            DataFusionError::Shared(inner) => {
+                Error::from(DataFusionError::Execution(inner.to_string()))
+            }
+            DataFusionError::Collection(mut errs) if !errs.is_empty() => {
+                Error::from(errs.remove(0))
+            }
             DataFusionError::ResourcesExhausted(m) => Error::ProgramLimitExceeded { message: m },
             other => Error::Internal(other.to_string()),
         }
@@ -373,7 +420,10 @@ fn plan_error(m: String) -> Error {
     if let Some(rest) = m.strip_prefix("Cannot create filter with non-boolean predicate") {
         let t = rest.rsplit("returning ").next().unwrap_or("").trim();
         return Error::DatatypeMismatch {
-            message: format!("argument of WHERE must be type boolean, not type {}", pg_type_word(t)),
+            message: format!(
+                "argument of WHERE must be type boolean, not type {}",
+                pg_type_word(t)
+            ),
         };
     }
     if m.contains("must appear in the GROUP BY clause") || m.contains("must be in GROUP BY") {
@@ -384,14 +434,20 @@ fn plan_error(m: String) -> Error {
         };
     }
     if m.contains("Cannot coerce arithmetic expression") {
-        return Error::UndefinedFunction { message: format!("operator does not exist: {m}") };
+        return Error::UndefinedFunction {
+            message: format!("operator does not exist: {m}"),
+        };
     }
     if let Some(name) = between(&m, "table '", "' not found") {
         let name = name.rsplit('.').next().unwrap_or(name);
-        return Error::UndefinedTable { message: format!("relation \"{name}\" does not exist") };
+        return Error::UndefinedTable {
+            message: format!("relation \"{name}\" does not exist"),
+        };
     }
     if m.contains("Invalid function") || m.contains("Unknown function") {
-        return Error::UndefinedFunction { message: format!("function does not exist: {m}") };
+        return Error::UndefinedFunction {
+            message: format!("function does not exist: {m}"),
+        };
     }
     if m.contains("Cannot infer common argument type")
         || m.contains("Cannot coerce")
@@ -406,7 +462,10 @@ fn plan_error(m: String) -> Error {
     if m.contains("Divide by zero") {
         return Error::DivisionByZero;
     }
-    Error::Syntax { message: m, position: None }
+    Error::Syntax {
+        message: m,
+        position: None,
+    }
 }
 
 fn execution_error(m: String) -> Error {
@@ -414,7 +473,9 @@ fn execution_error(m: String) -> Error {
         return Error::DivisionByZero;
     }
     if m.contains("overflow") || m.contains("Overflow") {
-        return Error::NumericOutOfRange { message: overflow_message(&m) };
+        return Error::NumericOutOfRange {
+            message: overflow_message(&m),
+        };
     }
     if m.contains("Cast error") || m.contains("Cannot cast") {
         return cast_error(&m);
@@ -451,20 +512,28 @@ mod tests {
 
     #[test]
     fn table_not_found_is_42p01() {
-        let e = Error::from(DataFusionError::Plan("table 'postgres.public.nope' not found".into()));
+        let e = Error::from(DataFusionError::Plan(
+            "table 'postgres.public.nope' not found".into(),
+        ));
         assert_eq!(e.sqlstate(), "42P01");
         assert_eq!(e.message(), "relation \"nope\" does not exist");
     }
 
     #[test]
     fn arrow_divide_by_zero_is_22012() {
-        let e = Error::from(DataFusionError::ArrowError(Box::new(ArrowError::DivideByZero), None));
+        let e = Error::from(DataFusionError::ArrowError(
+            Box::new(ArrowError::DivideByZero),
+            None,
+        ));
         assert_eq!(e.sqlstate(), "22012");
     }
 
     #[test]
     fn our_error_round_trips_through_datafusion() {
-        let e = Error::from(to_df(Error::CheckViolation { message: "x".into(), detail: None }));
+        let e = Error::from(to_df(Error::CheckViolation {
+            message: "x".into(),
+            detail: None,
+        }));
         assert_eq!(e.sqlstate(), "23514");
     }
 

@@ -11,9 +11,9 @@ use datafusion::logical_expr::simplify::SimplifyContext;
 use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::sql::sqlparser::ast;
+use datafusion::sql::sqlparser::ast::ExprWithAlias;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
-use datafusion::sql::sqlparser::ast::ExprWithAlias;
 use weft_storage::{DataType, Row, TableDef};
 
 use crate::convert::{array_value, rows_to_batch};
@@ -35,9 +35,19 @@ pub(crate) fn parse_expr(sql: &str) -> Result<ast::Expr> {
 }
 
 /// Plans an expression against a (possibly multi-qualifier) schema.
-pub(crate) fn compile(state: &SessionState, expr: &ast::Expr, schema: &DFSchema) -> Result<Compiled> {
+pub(crate) fn compile(
+    state: &SessionState,
+    expr: &ast::Expr,
+    schema: &DFSchema,
+) -> Result<Compiled> {
     let logical = state
-        .create_logical_expr_from_sql_expr(ExprWithAlias { expr: expr.clone(), alias: None }, schema)
+        .create_logical_expr_from_sql_expr(
+            ExprWithAlias {
+                expr: expr.clone(),
+                alias: None,
+            },
+            schema,
+        )
         .map_err(Error::from)?;
     // Fold now() and other stable functions to this statement's start, as PostgreSQL does.
     let context = SimplifyContext::builder()
@@ -46,8 +56,13 @@ pub(crate) fn compile(state: &SessionState, expr: &ast::Expr, schema: &DFSchema)
         .with_current_time()
         .build();
     let simplifier = ExprSimplifier::new(context);
-    let logical = simplifier.coerce(logical, schema).and_then(|e| simplifier.simplify(e)).map_err(Error::from)?;
-    let physical = state.create_physical_expr(logical, schema).map_err(Error::from)?;
+    let logical = simplifier
+        .coerce(logical, schema)
+        .and_then(|e| simplifier.simplify(e))
+        .map_err(Error::from)?;
+    let physical = state
+        .create_physical_expr(logical, schema)
+        .map_err(Error::from)?;
     Ok(Compiled { expr: physical })
 }
 
@@ -57,7 +72,10 @@ impl Compiled {
         value.into_array(batch.num_rows()).map_err(Error::from)
     }
 
-    pub fn data_type(&self, schema: &datafusion::arrow::datatypes::Schema) -> Result<datafusion::arrow::datatypes::DataType> {
+    pub fn data_type(
+        &self,
+        schema: &datafusion::arrow::datatypes::Schema,
+    ) -> Result<datafusion::arrow::datatypes::DataType> {
         self.expr.data_type(schema).map_err(Error::from)
     }
 }
@@ -80,12 +98,21 @@ pub(crate) fn table_batch(def: &TableDef, qualifier: &str, rows: &[Row]) -> Resu
 /// An empty-column batch of `n` rows, for evaluating constant or volatile expressions n times.
 pub(crate) fn rows_only(n: usize) -> Result<RecordBatch> {
     let schema = Arc::new(datafusion::arrow::datatypes::Schema::empty());
-    RecordBatch::try_new_with_options(schema, vec![], &RecordBatchOptions::new().with_row_count(Some(n)))
-        .map_err(Error::from)
+    RecordBatch::try_new_with_options(
+        schema,
+        vec![],
+        &RecordBatchOptions::new().with_row_count(Some(n)),
+    )
+    .map_err(Error::from)
 }
 
 /// Evaluates a column's DEFAULT for `n` rows.
-pub(crate) fn default_values(state: &SessionState, def: &TableDef, col: usize, n: usize) -> Result<Vec<weft_storage::Value>> {
+pub(crate) fn default_values(
+    state: &SessionState,
+    def: &TableDef,
+    col: usize,
+    n: usize,
+) -> Result<Vec<weft_storage::Value>> {
     let column = &def.columns[col];
     let Some(sql) = &column.default else {
         return Ok(vec![weft_storage::Value::Null; n]);
@@ -93,5 +120,7 @@ pub(crate) fn default_values(state: &SessionState, def: &TableDef, col: usize, n
     let expr = parse_expr(sql)?;
     let compiled = compile(state, &expr, &DFSchema::empty())?;
     let array = compiled.evaluate(&rows_only(n)?)?;
-    (0..n).map(|i| array_value(&array, i, column.data_type)).collect()
+    (0..n)
+        .map(|i| array_value(&array, i, column.data_type))
+        .collect()
 }

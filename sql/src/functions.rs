@@ -13,7 +13,8 @@ use datafusion::execution::session_state::SessionState;
 use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawBinaryExpr};
 use datafusion::logical_expr::{
-    ColumnarValue, Expr, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, Expr, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    Volatility,
 };
 use datafusion::sql::sqlparser::ast::BinaryOperator;
 
@@ -70,7 +71,11 @@ impl ScalarUDFImpl for Udf {
     fn return_field_from_args(&self, _args: ReturnFieldArgs) -> DfResult<FieldRef> {
         Ok(match self.pg {
             Some(pg) => tagged_utf8_field(self.name, pg),
-            None => Arc::new(datafusion::arrow::datatypes::Field::new(self.name, self.ret.clone(), true)),
+            None => Arc::new(datafusion::arrow::datatypes::Field::new(
+                self.name,
+                self.ret.clone(),
+                true,
+            )),
         })
     }
 
@@ -79,8 +84,20 @@ impl ScalarUDFImpl for Udf {
     }
 }
 
-fn udf(name: &'static str, signature: Signature, ret: DataType, pg: Option<PgType>, body: Arc<Body>) -> Arc<ScalarUDF> {
-    Arc::new(ScalarUDF::new_from_impl(Udf { name, signature, ret, pg, body }))
+fn udf(
+    name: &'static str,
+    signature: Signature,
+    ret: DataType,
+    pg: Option<PgType>,
+    body: Arc<Body>,
+) -> Arc<ScalarUDF> {
+    Arc::new(ScalarUDF::new_from_impl(Udf {
+        name,
+        signature,
+        ret,
+        pg,
+        body,
+    }))
 }
 
 fn constant_text(name: &'static str, value: String) -> Arc<ScalarUDF> {
@@ -89,14 +106,21 @@ fn constant_text(name: &'static str, value: String) -> Arc<ScalarUDF> {
         Signature::nullary(Volatility::Stable),
         DataType::Utf8,
         None,
-        Arc::new(move |_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(value.clone()))))),
+        Arc::new(move |_| {
+            Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(
+                value.clone(),
+            ))))
+        }),
     )
 }
 
 /// Registers Weft's functions and operator planners on a session's state.
 pub(crate) fn register(state: &mut SessionState, shared: &Arc<SessionShared>) {
     let mut fns = vec![
-        constant_text("version", format!("PostgreSQL {SERVER_VERSION} on x86_64-pc-linux-gnu")),
+        constant_text(
+            "version",
+            format!("PostgreSQL {SERVER_VERSION} on x86_64-pc-linux-gnu"),
+        ),
         constant_text("current_schema", "public".to_string()),
         udf(
             "gen_random_uuid",
@@ -104,17 +128,22 @@ pub(crate) fn register(state: &mut SessionState, shared: &Arc<SessionShared>) {
             DataType::Utf8,
             Some(PgType::Uuid),
             Arc::new(|args| {
-                let values: StringArray =
-                    (0..args.number_rows.max(1)).map(|_| Some(uuid::Uuid::new_v4().to_string())).collect();
+                let values: StringArray = (0..args.number_rows.max(1))
+                    .map(|_| Some(uuid::Uuid::new_v4().to_string()))
+                    .collect();
                 Ok(ColumnarValue::Array(Arc::new(values)))
             }),
         ),
         text_fn("weft_uuid", Some(PgType::Uuid), |s| {
-            uuid::Uuid::parse_str(s.trim()).map(|u| Some(u.to_string())).map_err(|_| {
-                crate::Error::InvalidTextRepresentation { message: format!("invalid input syntax for type uuid: \"{s}\"") }
-            })
+            uuid::Uuid::parse_str(s.trim())
+                .map(|u| Some(u.to_string()))
+                .map_err(|_| crate::Error::InvalidTextRepresentation {
+                    message: format!("invalid input syntax for type uuid: \"{s}\""),
+                })
         }),
-        text_fn("weft_jsonb", Some(PgType::Jsonb), |s| json::normalize(s).map(Some)),
+        text_fn("weft_jsonb", Some(PgType::Jsonb), |s| {
+            json::normalize(s).map(Some)
+        }),
         json_op("weft_json_get", Some(PgType::Jsonb), false),
         json_op("weft_json_get_text", None, true),
     ];
@@ -124,8 +153,14 @@ pub(crate) fn register(state: &mut SessionState, shared: &Arc<SessionShared>) {
         DataType::Utf8,
         Some(PgType::RegType),
         Arc::new(|args| {
-            let name = args.arg_fields.first().map(|f| PgType::from_field(f).display_name()).unwrap_or("unknown");
-            Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(name.to_string()))))
+            let name = args
+                .arg_fields
+                .first()
+                .map(|f| PgType::from_field(f).display_name())
+                .unwrap_or("unknown");
+            Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(
+                name.to_string(),
+            ))))
         }),
     ));
     let position_shared = Arc::clone(shared);
@@ -139,7 +174,9 @@ pub(crate) fn register(state: &mut SessionState, shared: &Arc<SessionShared>) {
                 Some(v) => v.position,
                 None => position_shared.storage.last_position(),
             };
-            Ok(ColumnarValue::Scalar(ScalarValue::Int64(Some(i64::try_from(pos).unwrap_or(i64::MAX)))))
+            Ok(ColumnarValue::Scalar(ScalarValue::Int64(Some(
+                i64::try_from(pos).unwrap_or(i64::MAX),
+            ))))
         }),
     ));
     for f in fns {
@@ -206,7 +243,11 @@ fn json_op(name: &'static str, pg: Option<PgType>, as_text: bool) -> Arc<ScalarU
                     }
                     _ => PathStep::Key(text_keys.value(i)),
                 };
-                let r = if as_text { json::get_text(docs.value(i), &step) } else { json::get(docs.value(i), &step) };
+                let r = if as_text {
+                    json::get_text(docs.value(i), &step)
+                } else {
+                    json::get(docs.value(i), &step)
+                };
                 out.push(r.map_err(to_df)?);
             }
             Ok(ColumnarValue::Array(Arc::new(StringArray::from(out))))
@@ -219,7 +260,11 @@ fn json_op(name: &'static str, pg: Option<PgType>, as_text: bool) -> Arc<ScalarU
 struct JsonPlanner;
 
 impl ExprPlanner for JsonPlanner {
-    fn plan_binary_op(&self, expr: RawBinaryExpr, _schema: &DFSchema) -> DfResult<PlannerResult<RawBinaryExpr>> {
+    fn plan_binary_op(
+        &self,
+        expr: RawBinaryExpr,
+        _schema: &DFSchema,
+    ) -> DfResult<PlannerResult<RawBinaryExpr>> {
         let f = match expr.op {
             BinaryOperator::Arrow => json_op("weft_json_get", Some(PgType::Jsonb), false),
             BinaryOperator::LongArrow => json_op("weft_json_get_text", None, true),
@@ -230,4 +275,3 @@ impl ExprPlanner for JsonPlanner {
         )))
     }
 }
-

@@ -24,7 +24,11 @@ fn write(value: &Json, out: &mut String) {
     match value {
         Json::Object(map) => {
             let mut entries: Vec<(&String, &Json)> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.len().cmp(&b.0.len()).then_with(|| a.0.as_bytes().cmp(b.0.as_bytes())));
+            entries.sort_by(|a, b| {
+                a.0.len()
+                    .cmp(&b.0.len())
+                    .then_with(|| a.0.as_bytes().cmp(b.0.as_bytes()))
+            });
             out.push('{');
             for (i, (k, v)) in entries.iter().enumerate() {
                 if i > 0 {
@@ -94,16 +98,36 @@ mod tests {
 
     #[test]
     fn normalizes_like_postgres() {
-        assert_eq!(normalize(r#"{"bb":1,"a":[1,2],"a":{"x":null}}"#).ok().as_deref(), Some(r#"{"a": {"x": null}, "bb": 1}"#));
+        assert_eq!(
+            normalize(r#"{"bb":1,"a":[1,2],"a":{"x":null}}"#)
+                .ok()
+                .as_deref(),
+            Some(r#"{"a": {"x": null}, "bb": 1}"#)
+        );
         assert_eq!(normalize("not json").unwrap_err().sqlstate(), "22P02");
     }
 
     #[test]
     fn arrow_operators() {
         let doc = r#"{"a": {"b": "x"}, "n": [10, 20]}"#;
-        assert_eq!(get(doc, &PathStep::Key("a")).ok().flatten().as_deref(), Some(r#"{"b": "x"}"#));
-        assert_eq!(get_text(r#"{"b": "x"}"#, &PathStep::Key("b")).ok().flatten().as_deref(), Some("x"));
-        assert_eq!(get(r#"[10, 20]"#, &PathStep::Index(-1)).ok().flatten().as_deref(), Some("20"));
+        assert_eq!(
+            get(doc, &PathStep::Key("a")).ok().flatten().as_deref(),
+            Some(r#"{"b": "x"}"#)
+        );
+        assert_eq!(
+            get_text(r#"{"b": "x"}"#, &PathStep::Key("b"))
+                .ok()
+                .flatten()
+                .as_deref(),
+            Some("x")
+        );
+        assert_eq!(
+            get(r#"[10, 20]"#, &PathStep::Index(-1))
+                .ok()
+                .flatten()
+                .as_deref(),
+            Some("20")
+        );
         assert_eq!(get(doc, &PathStep::Key("zz")).ok().flatten(), None);
     }
 }

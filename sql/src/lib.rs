@@ -15,31 +15,33 @@
 //!  Session::execute ───────────────────────────────► table.rs / scan.rs ──► storage TxnReader
 //! ```
 
-pub mod error;
-pub mod pgtype;
 pub mod convert;
-mod json;
-pub mod engine;
-mod shared;
-mod schema;
-mod table;
-mod scan;
-mod functions;
-mod pg_catalog;
-mod eval;
-mod rewrite;
-mod statement;
-mod settings;
-pub mod session;
-mod txn_control;
-mod naming;
-mod query;
 mod ddl;
 mod dml;
+pub mod engine;
+pub mod error;
+mod eval;
+mod functions;
+mod json;
+mod naming;
+mod pg_catalog;
+pub mod pgtype;
+mod query;
+mod rewrite;
+mod scan;
+mod schema;
+pub mod session;
+mod settings;
+mod shared;
+mod statement;
+mod table;
+mod txn_control;
 
 pub use datafusion;
 pub use engine::{Engine, EngineConfig};
 pub use error::{Error, Result};
 pub use pgtype::PgType;
-pub use session::{CancelHandle, FieldInfo, Notice, Prepared, QueryOutput, RowStream, Session, TxStatus};
+pub use session::{
+    CancelHandle, FieldInfo, Notice, Prepared, QueryOutput, RowStream, Session, TxStatus,
+};
 pub use statement::Statement;

@@ -20,7 +20,9 @@ pub(crate) fn figure_name(e: &ast::Expr) -> Option<String> {
         ast::Expr::Identifier(i) => Some(ident(i)),
         ast::Expr::CompoundIdentifier(parts) => parts.last().map(ident),
         ast::Expr::Function(f) => f.name.0.last().and_then(|p| p.as_ident()).map(ident),
-        ast::Expr::Cast { expr, data_type, .. } => figure_name(expr).or_else(|| Some(type_name(data_type))),
+        ast::Expr::Cast {
+            expr, data_type, ..
+        } => figure_name(expr).or_else(|| Some(type_name(data_type))),
         ast::Expr::Nested(e) => figure_name(e),
         ast::Expr::Case { .. } => Some("case".into()),
         ast::Expr::Exists { .. } => Some("exists".into()),
@@ -49,7 +51,9 @@ fn type_name(t: &ast::DataType) -> String {
         T::Varchar(_) | T::CharacterVarying(_) => "varchar".into(),
         T::Char(_) | T::Character(_) => "bpchar".into(),
         T::Bool | T::Boolean => "bool".into(),
-        T::Timestamp(_, ast::TimezoneInfo::WithTimeZone | ast::TimezoneInfo::Tz) => "timestamptz".into(),
+        T::Timestamp(_, ast::TimezoneInfo::WithTimeZone | ast::TimezoneInfo::Tz) => {
+            "timestamptz".into()
+        }
         T::Timestamp(..) => "timestamp".into(),
         other => other.to_string().to_lowercase(),
     }
@@ -68,14 +72,21 @@ fn leftmost_select(body: &mut ast::SetExpr) -> Option<&mut ast::Select> {
 /// PostgreSQL names to restore.
 pub(crate) fn alias_outputs(stmt: &mut ast::Statement) -> Names {
     let mut names = Names::new();
-    let ast::Statement::Query(q) = stmt else { return names };
-    let Some(select) = leftmost_select(&mut q.body) else { return names };
+    let ast::Statement::Query(q) = stmt else {
+        return names;
+    };
+    let Some(select) = leftmost_select(&mut q.body) else {
+        return names;
+    };
     let mut seen: HashSet<String> = HashSet::new();
     for (i, item) in select.projection.iter_mut().enumerate() {
         let internal = format!("{PREFIX}{i}");
         match item {
             ast::SelectItem::UnnamedExpr(e) => {
-                let plain_column = matches!(e, ast::Expr::Identifier(_) | ast::Expr::CompoundIdentifier(_));
+                let plain_column = matches!(
+                    e,
+                    ast::Expr::Identifier(_) | ast::Expr::CompoundIdentifier(_)
+                );
                 let name = figure_name(e).unwrap_or_else(|| "?column?".into());
                 if plain_column && seen.insert(name.clone()) {
                     continue;
@@ -83,7 +94,10 @@ pub(crate) fn alias_outputs(stmt: &mut ast::Statement) -> Names {
                 seen.insert(name.clone());
                 names.insert(internal.clone(), name);
                 let expr = std::mem::replace(e, ast::Expr::value(ast::Value::Null));
-                *item = ast::SelectItem::ExprWithAlias { expr, alias: ast::Ident::new(internal) };
+                *item = ast::SelectItem::ExprWithAlias {
+                    expr,
+                    alias: ast::Ident::new(internal),
+                };
             }
             ast::SelectItem::ExprWithAlias { alias, .. } => {
                 let name = ident(alias);

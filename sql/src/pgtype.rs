@@ -97,10 +97,40 @@ impl PgType {
     pub const ALL: [PgType; 34] = {
         use PgType::*;
         [
-            Bool, Bytea, Char, Name, Int8, Int2, Int4, Text, Oid, Json, Float4, Float8, Unknown,
-            Bpchar, Varchar, Date, Time, Timestamp, TimestampTz, Interval, Numeric, Uuid, Jsonb,
-            RegClass, RegType, BoolArray, Int2Array, Int4Array, Int8Array, TextArray, Float8Array,
-            OidArray, NameArray, CharArray,
+            Bool,
+            Bytea,
+            Char,
+            Name,
+            Int8,
+            Int2,
+            Int4,
+            Text,
+            Oid,
+            Json,
+            Float4,
+            Float8,
+            Unknown,
+            Bpchar,
+            Varchar,
+            Date,
+            Time,
+            Timestamp,
+            TimestampTz,
+            Interval,
+            Numeric,
+            Uuid,
+            Jsonb,
+            RegClass,
+            RegType,
+            BoolArray,
+            Int2Array,
+            Int4Array,
+            Int8Array,
+            TextArray,
+            Float8Array,
+            OidArray,
+            NameArray,
+            CharArray,
         ]
     };
 
@@ -255,7 +285,9 @@ impl PgType {
             Time => ArrowType::Time64(TimeUnit::Microsecond),
             Timestamp => ArrowType::Timestamp(TimeUnit::Microsecond, None),
             TimestampTz => ArrowType::Timestamp(TimeUnit::Microsecond, Some(UTC.into())),
-            Interval => ArrowType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano),
+            Interval => {
+                ArrowType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano)
+            }
             _ => ArrowType::Utf8,
         }
     }
@@ -313,7 +345,9 @@ pub fn arrow_field(name: &str, t: DataType, nullable: bool) -> Field {
         _ => None,
     };
     match pg {
-        Some(name) => field.with_metadata(HashMap::from([(PG_TYPE_KEY.to_string(), name.to_string())])),
+        Some(name) => {
+            field.with_metadata(HashMap::from([(PG_TYPE_KEY.to_string(), name.to_string())]))
+        }
         None => field,
     }
 }
@@ -321,8 +355,12 @@ pub fn arrow_field(name: &str, t: DataType, nullable: bool) -> Field {
 /// pg_attribute.atttypmod of a stored column (-1 where none).
 pub fn type_modifier(t: DataType) -> i32 {
     match t {
-        DataType::Varchar(Some(n)) | DataType::Char(n) => i32::try_from(n).unwrap_or(i32::MAX - 4) + 4,
-        DataType::Numeric { precision, scale } => ((i32::from(precision) << 16) | i32::from(scale as u8)) + 4,
+        DataType::Varchar(Some(n)) | DataType::Char(n) => {
+            i32::try_from(n).unwrap_or(i32::MAX - 4) + 4
+        }
+        DataType::Numeric { precision, scale } => {
+            ((i32::from(precision) << 16) | i32::from(scale as u8)) + 4
+        }
         _ => -1,
     }
 }
@@ -330,8 +368,10 @@ pub fn type_modifier(t: DataType) -> i32 {
 /// A Utf8 field tagged with a PostgreSQL type, for function results such as `->` (jsonb).
 pub fn tagged_utf8_field(name: &str, pg: PgType) -> Arc<Field> {
     Arc::new(
-        Field::new(name, ArrowType::Utf8, true)
-            .with_metadata(HashMap::from([(PG_TYPE_KEY.to_string(), pg.name().to_string())])),
+        Field::new(name, ArrowType::Utf8, true).with_metadata(HashMap::from([(
+            PG_TYPE_KEY.to_string(),
+            pg.name().to_string(),
+        )])),
     )
 }
 
@@ -376,7 +416,13 @@ mod tests {
             (DataType::Jsonb, PgType::Jsonb),
             (DataType::Varchar(Some(3)), PgType::Varchar),
             (DataType::Int32, PgType::Int4),
-            (DataType::Numeric { precision: 10, scale: 2 }, PgType::Numeric),
+            (
+                DataType::Numeric {
+                    precision: 10,
+                    scale: 2,
+                },
+                PgType::Numeric,
+            ),
             (DataType::TimestampTz, PgType::TimestampTz),
         ] {
             assert_eq!(PgType::from_field(&arrow_field("c", t, true)), pg);

@@ -22,8 +22,8 @@ use weft_storage::Catalog;
 
 use crate::error::{Error, Result};
 use crate::functions;
-use crate::pg_catalog;
 use crate::naming;
+use crate::pg_catalog;
 use crate::pgtype::PgType;
 use crate::schema::{PublicSchema, WeftCatalog, DEFAULT_SCHEMA};
 use crate::session::{ExecCtx, FieldInfo, QueryOutput, RowStream};
@@ -55,12 +55,19 @@ pub(crate) fn new_state(shared: &Arc<SessionShared>, database: &str) -> SessionS
         .with_target_partitions(1)
         .set_str("datafusion.sql_parser.dialect", "PostgreSQL")
         .set_bool("datafusion.sql_parser.map_string_types_to_utf8view", false)
-        .set_bool("datafusion.execution.parquet.schema_force_view_types", false);
-    let public: Arc<dyn SchemaProvider> =
-        Arc::new(PublicSchema::new(Arc::clone(shared)).with_fallback(Arc::clone(&system.pg_catalog)));
+        .set_bool(
+            "datafusion.execution.parquet.schema_force_view_types",
+            false,
+        );
+    let public: Arc<dyn SchemaProvider> = Arc::new(
+        PublicSchema::new(Arc::clone(shared)).with_fallback(Arc::clone(&system.pg_catalog)),
+    );
     let others = vec![
         (pg_catalog::PG_CATALOG.to_string(), system.pg_catalog),
-        (pg_catalog::INFORMATION_SCHEMA.to_string(), system.information_schema),
+        (
+            pg_catalog::INFORMATION_SCHEMA.to_string(),
+            system.information_schema,
+        ),
     ];
     let catalog = Arc::new(WeftCatalog::new(public, others));
     let catalogs = Arc::new(MemoryCatalogProviderList::new());
@@ -69,7 +76,7 @@ pub(crate) fn new_state(shared: &Arc<SessionShared>, database: &str) -> SessionS
         .with_config(config)
         .with_default_features()
         .with_catalog_list(catalogs)
-        .with_analyzer_rule(Arc::new(pg_catalog::ScalarSubqueryValue))
+        .with_analyzer_rules(pg_catalog::analyzer_rules())
         .build();
     functions::register(&mut state, shared);
     functions::register_database(&mut state, database);
@@ -78,7 +85,10 @@ pub(crate) fn new_state(shared: &Arc<SessionShared>, database: &str) -> SessionS
 }
 
 pub(crate) fn is_query(stmt: &ast::Statement) -> bool {
-    matches!(stmt, ast::Statement::Query(_) | ast::Statement::Explain { .. })
+    matches!(
+        stmt,
+        ast::Statement::Query(_) | ast::Statement::Explain { .. }
+    )
 }
 
 pub(crate) async fn plan(
@@ -100,7 +110,14 @@ pub(crate) async fn plan(
         f.name = naming::output_name(&names, &f.name).to_string();
     }
     let fields = Arc::new(fields);
-    Ok(QueryPlan { plan: logical, param_types, param_arrow, fields, declared: declared.to_vec(), catalog })
+    Ok(QueryPlan {
+        plan: logical,
+        param_types,
+        param_arrow,
+        fields,
+        declared: declared.to_vec(),
+        catalog,
+    })
 }
 
 /// RowDescription fields of an output schema.
@@ -127,25 +144,38 @@ fn declared_type(id: &str, declared: &[Option<PgType>]) -> Option<PgType> {
 /// DataFusion's inference, else text (PostgreSQL resolves an unknown parameter as text).
 pub(crate) fn infer_params(plan: LogicalPlan, declared: &[Option<PgType>]) -> Result<LogicalPlan> {
     let with_field = |p: Placeholder, t: ArrowType| -> Expr {
-        Expr::Placeholder(Placeholder::new_with_field(p.id.clone(), Some(Arc::new(Field::new(&p.id, t, true)))))
+        Expr::Placeholder(Placeholder::new_with_field(
+            p.id.clone(),
+            Some(Arc::new(Field::new(&p.id, t, true))),
+        ))
     };
     let pass = |plan: LogicalPlan, fallback: bool| -> Result<LogicalPlan> {
         plan.transform_up_with_subqueries(|node| {
             let t = node.map_expressions(|e| {
                 e.transform_up(|e| match e {
                     Expr::Placeholder(p) => match declared_type(&p.id, declared) {
-                        Some(t) if p.field.as_ref().map(|f| f.data_type()) != Some(&t.to_arrow()) => {
+                        Some(t)
+                            if p.field.as_ref().map(|f| f.data_type()) != Some(&t.to_arrow()) =>
+                        {
                             Ok(Transformed::yes(with_field(p, t.to_arrow())))
                         }
-                        None if fallback && p.field.is_none() => Ok(Transformed::yes(with_field(p, ArrowType::Utf8))),
+                        None if fallback && p.field.is_none() => {
+                            Ok(Transformed::yes(with_field(p, ArrowType::Utf8)))
+                        }
                         _ => Ok(Transformed::no(Expr::Placeholder(p))),
                     },
                     Expr::Cast(Cast { expr, field }) => match *expr {
                         Expr::Placeholder(p) if p.field.is_none() => {
                             let inner = with_field(p, field.data_type().clone());
-                            Ok(Transformed::yes(Expr::Cast(Cast { expr: Box::new(inner), field })))
+                            Ok(Transformed::yes(Expr::Cast(Cast {
+                                expr: Box::new(inner),
+                                field,
+                            })))
                         }
-                        other => Ok(Transformed::no(Expr::Cast(Cast { expr: Box::new(other), field }))),
+                        other => Ok(Transformed::no(Expr::Cast(Cast {
+                            expr: Box::new(other),
+                            field,
+                        }))),
                     },
                     other => Ok(Transformed::no(other)),
                 })
@@ -166,16 +196,41 @@ pub(crate) fn infer_params(plan: LogicalPlan, declared: &[Option<PgType>]) -> Re
 fn param_types(plan: &LogicalPlan) -> Result<(Vec<PgType>, Vec<ArrowType>)> {
     let fields = plan.get_parameter_fields().map_err(Error::from)?;
     let mut by_index: HashMap<usize, ArrowType> = HashMap::new();
+    // Parameters compared with an oid column are oids (tokio-postgres binds its u32 only to oid).
+    let mut oids: Vec<usize> = Vec::new();
     for (id, field) in fields {
         let n: usize = id
             .strip_prefix('$')
             .and_then(|n| n.parse().ok())
             .ok_or_else(|| Error::syntax(format!("invalid parameter name {id}")))?;
-        by_index.insert(n, field.map(|f| f.data_type().clone()).unwrap_or(ArrowType::Utf8));
+        if field
+            .as_ref()
+            .is_some_and(|f| PgType::from_field(f) == PgType::Oid)
+        {
+            oids.push(n);
+        }
+        by_index.insert(
+            n,
+            field
+                .map(|f| f.data_type().clone())
+                .unwrap_or(ArrowType::Utf8),
+        );
     }
     let count = by_index.keys().copied().max().unwrap_or(0);
-    let arrow: Vec<ArrowType> = (1..=count).map(|i| by_index.remove(&i).unwrap_or(ArrowType::Utf8)).collect();
-    let pg = arrow.iter().map(PgType::from_arrow).collect();
+    let arrow: Vec<ArrowType> = (1..=count)
+        .map(|i| by_index.remove(&i).unwrap_or(ArrowType::Utf8))
+        .collect();
+    let pg = arrow
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            if oids.contains(&(i + 1)) {
+                PgType::Oid
+            } else {
+                PgType::from_arrow(t)
+            }
+        })
+        .collect();
     Ok((pg, arrow))
 }
 
@@ -196,10 +251,18 @@ fn bind(plan: &QueryPlan, params: Vec<ScalarValue>) -> Result<LogicalPlan> {
         .zip(&plan.param_arrow)
         .map(|(v, t)| cast_param(v, t))
         .collect::<Result<Vec<_>>>()?;
-    plan.plan.clone().with_param_values(ParamValues::from(values)).map_err(Error::from)
+    plan.plan
+        .clone()
+        .with_param_values(ParamValues::from(values))
+        .map_err(Error::from)
 }
 
-pub(crate) async fn execute(ctx: &ExecCtx<'_>, plan: &QueryPlan, stmt: &Statement, params: Vec<ScalarValue>) -> Result<QueryOutput> {
+pub(crate) async fn execute(
+    ctx: &ExecCtx<'_>,
+    plan: &QueryPlan,
+    stmt: &Statement,
+    params: Vec<ScalarValue>,
+) -> Result<QueryOutput> {
     let current = ctx.shared.catalog();
     let fresh;
     let plan = if Arc::ptr_eq(&plan.catalog, &current) || plan.catalog.entries == current.entries {
@@ -214,20 +277,37 @@ pub(crate) async fn execute(ctx: &ExecCtx<'_>, plan: &QueryPlan, stmt: &Statemen
         &fresh
     };
     let logical = bind(plan, params)?;
-    let physical = ctx.state.create_physical_plan(&logical).await.map_err(Error::from)?;
+    let physical = ctx
+        .state
+        .create_physical_plan(&logical)
+        .await
+        .map_err(Error::from)?;
     let stream = execute_stream(physical, ctx.state.task_ctx()).map_err(Error::from)?;
     let stream: RowStream = Box::pin(stream.map(|r| r.map_err(Error::from)));
-    Ok(QueryOutput::Rows { fields: Arc::clone(&plan.fields), stream, command: "SELECT" })
+    Ok(QueryOutput::Rows {
+        fields: Arc::clone(&plan.fields),
+        stream,
+        command: "SELECT",
+    })
 }
 
 pub(crate) fn text_field(name: &str) -> FieldInfo {
-    FieldInfo { name: name.to_string(), pg_type: PgType::Text, table_oid: 0, column_id: 0, type_modifier: -1 }
+    FieldInfo {
+        name: name.to_string(),
+        pg_type: PgType::Text,
+        table_oid: 0,
+        column_id: 0,
+        type_modifier: -1,
+    }
 }
 
 /// A one-row, one-column text result (SHOW).
 pub(crate) fn single_text(name: &str, value: String) -> Result<QueryOutput> {
     let schema = Arc::new(Schema::new(vec![Field::new(name, ArrowType::Utf8, false)]));
-    let batch = RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(StringArray::from(vec![value]))])?;
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![Arc::new(StringArray::from(vec![value]))],
+    )?;
     Ok(rows_output(vec![text_field(name)], vec![batch], "SHOW"))
 }
 
@@ -242,14 +322,33 @@ pub(crate) fn show_all(values: Vec<(String, String)>) -> Result<QueryOutput> {
     let desc: Vec<&str> = values.iter().map(|_| "").collect();
     let batch = RecordBatch::try_new(
         schema,
-        vec![Arc::new(StringArray::from(names)), Arc::new(StringArray::from(settings)), Arc::new(StringArray::from(desc))],
+        vec![
+            Arc::new(StringArray::from(names)),
+            Arc::new(StringArray::from(settings)),
+            Arc::new(StringArray::from(desc)),
+        ],
     )?;
-    Ok(rows_output(vec![text_field("name"), text_field("setting"), text_field("description")], vec![batch], "SHOW"))
+    Ok(rows_output(
+        vec![
+            text_field("name"),
+            text_field("setting"),
+            text_field("description"),
+        ],
+        vec![batch],
+        "SHOW",
+    ))
 }
 
 /// Rows already in memory as a result.
-pub(crate) fn rows_output(fields: Vec<FieldInfo>, batches: Vec<RecordBatch>, command: &'static str) -> QueryOutput {
+pub(crate) fn rows_output(
+    fields: Vec<FieldInfo>,
+    batches: Vec<RecordBatch>,
+    command: &'static str,
+) -> QueryOutput {
     let stream: RowStream = Box::pin(futures::stream::iter(batches.into_iter().map(Ok)));
-    QueryOutput::Rows { fields: Arc::new(fields), stream, command }
+    QueryOutput::Rows {
+        fields: Arc::new(fields),
+        stream,
+        command,
+    }
 }
-

@@ -4,8 +4,8 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    self, visit_expressions_mut, DataType, Expr, FunctionArg, FunctionArgExpr, FunctionArgumentList,
-    FunctionArguments, Ident, ObjectName, VisitMut,
+    self, visit_expressions_mut, DataType, Expr, FunctionArg, FunctionArgExpr,
+    FunctionArgumentList, FunctionArguments, Ident, ObjectName, VisitMut,
 };
 
 fn call(name: &str, arg: Expr) -> Expr {
@@ -29,14 +29,21 @@ fn function_for(t: &DataType) -> Option<&'static str> {
     match t {
         DataType::Uuid => Some("weft_uuid"),
         DataType::JSON | DataType::JSONB => Some("weft_jsonb"),
-        DataType::Custom(name, _) if name.to_string().eq_ignore_ascii_case("jsonb") => Some("weft_jsonb"),
+        DataType::Custom(name, _) if name.to_string().eq_ignore_ascii_case("jsonb") => {
+            Some("weft_jsonb")
+        }
         _ => None,
     }
 }
 
 /// PostgreSQL functions DataFusion has under another name or as an operator.
 fn postgres_function(f: &mut ast::Function) -> Option<Expr> {
-    let name = f.name.0.last().and_then(|p| p.as_ident()).map(|i| i.value.to_lowercase())?;
+    let name = f
+        .name
+        .0
+        .last()
+        .and_then(|p| p.as_ident())
+        .map(|i| i.value.to_lowercase())?;
     let args = match &f.args {
         FunctionArguments::List(l) => l.args.clone(),
         _ => return None,
@@ -67,10 +74,17 @@ pub(crate) fn rewrite<V: VisitMut>(node: &mut V) {
     crate::pg_catalog::rewrite(node);
     let _ = visit_expressions_mut(node, |e: &mut Expr| {
         let replacement = match e {
-            Expr::Cast { expr, data_type, .. } => {
-                function_for(data_type).map(|f| call(f, std::mem::replace(expr.as_mut(), Expr::value(ast::Value::Null))))
+            Expr::Cast {
+                expr, data_type, ..
+            } => function_for(data_type).map(|f| {
+                call(
+                    f,
+                    std::mem::replace(expr.as_mut(), Expr::value(ast::Value::Null)),
+                )
+            }),
+            Expr::TypedString(ts) => {
+                function_for(&ts.data_type).map(|f| call(f, Expr::Value(ts.value.clone())))
             }
-            Expr::TypedString(ts) => function_for(&ts.data_type).map(|f| call(f, Expr::Value(ts.value.clone()))),
             Expr::Function(f) => postgres_function(f),
             _ => None,
         };
@@ -89,8 +103,11 @@ mod tests {
 
     #[test]
     fn casts_to_uuid_and_jsonb_become_calls() {
-        let mut stmts = Parser::parse_sql(&PostgreSqlDialect {}, "SELECT '{}'::jsonb, CAST(x AS uuid), jsonb '[1]'")
-            .unwrap_or_default();
+        let mut stmts = Parser::parse_sql(
+            &PostgreSqlDialect {},
+            "SELECT '{}'::jsonb, CAST(x AS uuid), jsonb '[1]'",
+        )
+        .unwrap_or_default();
         assert_eq!(stmts.len(), 1);
         rewrite(&mut stmts[0]);
         let text = stmts[0].to_string();

@@ -26,7 +26,11 @@ const MAX_RANGES: usize = 1024;
 pub(crate) enum Access {
     Full,
     Pk(Vec<KeyRange>),
-    Index { id: IndexId, name: String, ranges: Vec<KeyRange> },
+    Index {
+        id: IndexId,
+        name: String,
+        ranges: Vec<KeyRange>,
+    },
 }
 
 #[derive(Default, Clone)]
@@ -50,7 +54,14 @@ pub(crate) fn choose_access(def: &TableDef, filters: &[Expr]) -> Access {
     for index in &def.indexes {
         if let Some((score, ranges)) = ranges_for(&index.columns, &bounds) {
             if best.as_ref().is_none_or(|(s, _)| score > *s) {
-                best = Some((score, Access::Index { id: index.id, name: index.name.clone(), ranges }));
+                best = Some((
+                    score,
+                    Access::Index {
+                        id: index.id,
+                        name: index.name.clone(),
+                        ranges,
+                    },
+                ));
             }
         }
     }
@@ -92,7 +103,9 @@ fn collect(def: &TableDef, e: &Expr, bounds: &mut [ColumnBounds]) {
                 },
                 _ => return,
             };
-            let Some(value) = literal_value(def, col, lit) else { return };
+            let Some(value) = literal_value(def, col, lit) else {
+                return;
+            };
             let b = &mut bounds[col];
             match op {
                 Operator::Eq => b.eq = Some(vec![value]),
@@ -104,7 +117,9 @@ fn collect(def: &TableDef, e: &Expr, bounds: &mut [ColumnBounds]) {
             }
         }
         Expr::InList(list) if !list.negated => {
-            let Some(col) = column_of(def, &list.expr) else { return };
+            let Some(col) = column_of(def, &list.expr) else {
+                return;
+            };
             let mut values = Vec::with_capacity(list.list.len());
             for item in &list.list {
                 match item {
@@ -118,10 +133,18 @@ fn collect(def: &TableDef, e: &Expr, bounds: &mut [ColumnBounds]) {
             }
             bounds[col].eq = Some(values);
         }
-        Expr::Between(Between { expr, negated: false, low, high }) => {
-            let Some(col) = column_of(def, expr) else { return };
+        Expr::Between(Between {
+            expr,
+            negated: false,
+            low,
+            high,
+        }) => {
+            let Some(col) = column_of(def, expr) else {
+                return;
+            };
             if let (Expr::Literal(l, _), Expr::Literal(h, _)) = (low.as_ref(), high.as_ref()) {
-                if let (Some(l), Some(h)) = (literal_value(def, col, l), literal_value(def, col, h)) {
+                if let (Some(l), Some(h)) = (literal_value(def, col, l), literal_value(def, col, h))
+                {
                     bounds[col].lower = Some((l, true));
                     bounds[col].upper = Some((h, true));
                 }
@@ -165,15 +188,25 @@ fn ranges_for(key_cols: &[usize], bounds: &[ColumnBounds]) -> Option<(usize, Vec
                     Some((v, inclusive)) => {
                         let mut k = prefix.clone();
                         k.push(v.clone());
-                        if *inclusive { Bound::Included(k) } else { Bound::Excluded(k) }
+                        if *inclusive {
+                            Bound::Included(k)
+                        } else {
+                            Bound::Excluded(k)
+                        }
                     }
                     None if prefix.is_empty() => Bound::Unbounded,
                     None => Bound::Included(prefix.clone()),
                 }
             };
             match range_bounds {
-                Some(b) => KeyRange { lower: bound(&b.lower), upper: bound(&b.upper) },
-                None => KeyRange { lower: Bound::Included(prefix.clone()), upper: Bound::Included(prefix) },
+                Some(b) => KeyRange {
+                    lower: bound(&b.lower),
+                    upper: bound(&b.upper),
+                },
+                None => KeyRange {
+                    lower: Bound::Included(prefix.clone()),
+                    upper: Bound::Included(prefix),
+                },
             }
         })
         .collect();
@@ -224,7 +257,10 @@ impl ScanGenerator {
     }
 
     fn next_rows(&mut self) -> weft_storage::Result<Option<Vec<weft_storage::Row>>> {
-        let full = KeyRange { lower: Bound::Unbounded, upper: Bound::Unbounded };
+        let full = KeyRange {
+            lower: Bound::Unbounded,
+            upper: Bound::Unbounded,
+        };
         loop {
             let want = match self.limit {
                 Some(l) if self.produced >= l => return Ok(None),
@@ -245,8 +281,17 @@ impl ScanGenerator {
             };
             let resume = self.resume.as_deref();
             let batch = match index {
-                None => self.reader.scan(&self.def, range, resume, Some(&self.projection), want)?,
-                Some(id) => self.reader.index_scan(&self.def, id, range, resume, Some(&self.projection), want)?,
+                None => self
+                    .reader
+                    .scan(&self.def, range, resume, Some(&self.projection), want)?,
+                Some(id) => self.reader.index_scan(
+                    &self.def,
+                    id,
+                    range,
+                    resume,
+                    Some(&self.projection),
+                    want,
+                )?,
             };
             match batch.resume {
                 Some(r) => self.resume = Some(r),
@@ -274,10 +319,20 @@ impl fmt::Display for ScanGenerator {
         let table = &self.def.name;
         match &self.access {
             Access::Full => write!(f, "WeftScan: {table} full scan"),
-            Access::Pk(r) if r.iter().all(|r| is_point(r, self.def.primary_key.len())) => write!(f, "WeftScan: {table} primary key point ({} keys)", r.len()),
-            Access::Pk(r) => write!(f, "WeftScan: {table} primary key range ({} ranges)", r.len()),
+            Access::Pk(r) if r.iter().all(|r| is_point(r, self.def.primary_key.len())) => {
+                write!(f, "WeftScan: {table} primary key point ({} keys)", r.len())
+            }
+            Access::Pk(r) => write!(
+                f,
+                "WeftScan: {table} primary key range ({} ranges)",
+                r.len()
+            ),
             Access::Index { name, ranges, .. } => {
-                write!(f, "WeftScan: {table} index {name} range ({} ranges)", ranges.len())
+                write!(
+                    f,
+                    "WeftScan: {table} index {name} range ({} ranges)",
+                    ranges.len()
+                )
             }
         }
     }

@@ -24,11 +24,17 @@ pub(crate) struct PublicSchema {
 
 impl PublicSchema {
     pub fn new(shared: Arc<SessionShared>) -> Self {
-        PublicSchema { shared, fallback: None }
+        PublicSchema {
+            shared,
+            fallback: None,
+        }
     }
 
     pub fn with_fallback(self, pg_catalog: Arc<dyn SchemaProvider>) -> Self {
-        PublicSchema { fallback: Some(pg_catalog), ..self }
+        PublicSchema {
+            fallback: Some(pg_catalog),
+            ..self
+        }
     }
 }
 
@@ -41,10 +47,18 @@ impl fmt::Debug for PublicSchema {
 #[async_trait]
 impl SchemaProvider for PublicSchema {
     fn table_names(&self) -> Vec<String> {
-        self.shared.catalog().entries.values().map(|e| e.name().to_string()).collect()
+        self.shared
+            .catalog()
+            .entries
+            .values()
+            .map(|e| e.name().to_string())
+            .collect()
     }
 
-    async fn table(&self, name: &str) -> datafusion::common::Result<Option<Arc<dyn TableProvider>>> {
+    async fn table(
+        &self,
+        name: &str,
+    ) -> datafusion::common::Result<Option<Arc<dyn TableProvider>>> {
         if let Some(system) = &self.fallback {
             if system.table_exist(name) {
                 return system.table(name).await;
@@ -54,22 +68,27 @@ impl SchemaProvider for PublicSchema {
         match catalog.get_by_name(name) {
             Some(CatalogEntry::Table(def)) => {
                 let hidden = self.shared.dml_target() == Some(def.id);
-                Ok(Some(Arc::new(WeftTable::new(def, hidden, Arc::clone(&self.shared)))))
+                Ok(Some(Arc::new(WeftTable::new(
+                    def,
+                    hidden,
+                    Arc::clone(&self.shared),
+                ))))
             }
             Some(CatalogEntry::View(view)) => {
                 let state = self
                     .shared
-                    .state
-                    .get()
+                    .state()
                     .ok_or_else(|| DataFusionError::Internal("session state not set".into()))?;
                 let plan = state.create_logical_plan(&view.query).await?;
-                Ok(Some(Arc::new(ViewTable::new(plan, Some(view.query.clone())))))
+                Ok(Some(Arc::new(ViewTable::new(
+                    plan,
+                    Some(view.query.clone()),
+                ))))
             }
             Some(CatalogEntry::LiveQuery(lq)) => {
                 let state = self
                     .shared
-                    .state
-                    .get()
+                    .state()
                     .ok_or_else(|| DataFusionError::Internal("session state not set".into()))?;
                 let plan = state.create_logical_plan(&lq.query).await?;
                 Ok(Some(Arc::new(ViewTable::new(plan, Some(lq.query.clone())))))
@@ -79,7 +98,8 @@ impl SchemaProvider for PublicSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.fallback.as_ref().is_some_and(|s| s.table_exist(name)) || self.shared.catalog().get_by_name(name).is_some()
+        self.fallback.as_ref().is_some_and(|s| s.table_exist(name))
+            || self.shared.catalog().get_by_name(name).is_some()
     }
 }
 
@@ -90,7 +110,10 @@ pub(crate) struct WeftCatalog {
 }
 
 impl WeftCatalog {
-    pub fn new(public: Arc<dyn SchemaProvider>, others: Vec<(String, Arc<dyn SchemaProvider>)>) -> Self {
+    pub fn new(
+        public: Arc<dyn SchemaProvider>,
+        others: Vec<(String, Arc<dyn SchemaProvider>)>,
+    ) -> Self {
         WeftCatalog { public, others }
     }
 }
@@ -103,13 +126,18 @@ impl fmt::Debug for WeftCatalog {
 
 impl CatalogProvider for WeftCatalog {
     fn schema_names(&self) -> Vec<String> {
-        std::iter::once(DEFAULT_SCHEMA.to_string()).chain(self.others.iter().map(|(n, _)| n.clone())).collect()
+        std::iter::once(DEFAULT_SCHEMA.to_string())
+            .chain(self.others.iter().map(|(n, _)| n.clone()))
+            .collect()
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
         if name == DEFAULT_SCHEMA {
             return Some(Arc::clone(&self.public));
         }
-        self.others.iter().find(|(n, _)| n == name).map(|(_, s)| Arc::clone(s))
+        self.others
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, s)| Arc::clone(s))
     }
 }

@@ -37,8 +37,14 @@ pub struct FieldInfo {
 /// What executing a statement produced.
 pub enum QueryOutput {
     /// Rows; the front end counts them and builds the tag `"{command} n"` (`INSERT 0 n` for INSERT).
-    Rows { fields: Arc<Vec<FieldInfo>>, stream: RowStream, command: &'static str },
-    Command { tag: String },
+    Rows {
+        fields: Arc<Vec<FieldInfo>>,
+        stream: RowStream,
+        command: &'static str,
+    },
+    Command {
+        tag: String,
+    },
     Empty,
 }
 
@@ -136,11 +142,17 @@ pub struct Session {
 
 impl Session {
     pub(crate) fn new(engine: Arc<Engine>, params: &HashMap<String, String>) -> Session {
-        let user = params.get("user").cloned().unwrap_or_else(|| "postgres".into());
-        let database = params.get("database").cloned().unwrap_or_else(|| user.clone());
+        let user = params
+            .get("user")
+            .cloned()
+            .unwrap_or_else(|| "postgres".into());
+        let database = params
+            .get("database")
+            .cloned()
+            .unwrap_or_else(|| user.clone());
         let shared = SessionShared::new(engine.storage().clone());
         let state = query::new_state(&shared, &database);
-        let _ = shared.state.set(state.clone());
+        shared.set_state(Some(state.clone()));
         let mut settings = Settings::new(&user);
         for (k, v) in params {
             if matches!(k.as_str(), "user" | "database" | "options" | "replication") {
@@ -186,7 +198,11 @@ impl Session {
     }
 
     pub(crate) fn notice(&mut self, severity: &str, sqlstate: &str, message: impl Into<String>) {
-        self.notices.push(Notice { severity: severity.into(), sqlstate: sqlstate.into(), message: message.into() });
+        self.notices.push(Notice {
+            severity: severity.into(),
+            sqlstate: sqlstate.into(),
+            message: message.into(),
+        });
     }
 
     /// Parses a simple-query string; a syntax error anywhere means none of it runs, and inside a
@@ -206,16 +222,36 @@ impl Session {
     pub async fn prepare(&mut self, sql: &str, param_types: &[u32]) -> Result<Arc<Prepared>> {
         let mut stmts = parse(sql).inspect_err(|_| self.fail_block())?;
         match stmts.len() {
-            0 => Ok(Arc::new(Prepared { param_types: Vec::new(), fields: None, stmt: None, plan: None })),
+            0 => Ok(Arc::new(Prepared {
+                param_types: Vec::new(),
+                fields: None,
+                stmt: None,
+                plan: None,
+            })),
             1 => self.prepare_statement(stmts.remove(0), param_types).await,
-            _ => Err(Error::syntax("cannot insert multiple commands into a prepared statement")),
+            _ => Err(Error::syntax(
+                "cannot insert multiple commands into a prepared statement",
+            )),
         }
     }
 
-    pub async fn prepare_statement(&mut self, stmt: Statement, param_types: &[u32]) -> Result<Arc<Prepared>> {
-        let declared: Vec<Option<PgType>> = param_types.iter().map(|&oid| PgType::from_oid(oid)).collect();
-        if let Some(pos) = param_types.iter().zip(&declared).position(|(oid, t)| *oid != 0 && t.is_none()) {
-            return Err(Error::UndefinedObject { message: format!("type with OID {} does not exist", param_types[pos]) });
+    pub async fn prepare_statement(
+        &mut self,
+        stmt: Statement,
+        param_types: &[u32],
+    ) -> Result<Arc<Prepared>> {
+        let declared: Vec<Option<PgType>> = param_types
+            .iter()
+            .map(|&oid| PgType::from_oid(oid))
+            .collect();
+        if let Some(pos) = param_types
+            .iter()
+            .zip(&declared)
+            .position(|(oid, t)| *oid != 0 && t.is_none())
+        {
+            return Err(Error::UndefinedObject {
+                message: format!("type with OID {} does not exist", param_types[pos]),
+            });
         }
         let view = self.read_view_for_planning();
         self.shared.set_read(view);
@@ -227,7 +263,11 @@ impl Session {
         result.map(Arc::new)
     }
 
-    async fn prepare_inner(&mut self, stmt: Statement, declared: &[Option<PgType>]) -> Result<Prepared> {
+    async fn prepare_inner(
+        &mut self,
+        stmt: Statement,
+        declared: &[Option<PgType>],
+    ) -> Result<Prepared> {
         if query::is_query(&stmt.ast) {
             let plan = query::plan(&self.state, &stmt, declared, self.shared.catalog()).await?;
             return Ok(Prepared {
@@ -241,12 +281,21 @@ impl Session {
             ast::Statement::Insert(_) | ast::Statement::Update(_) | ast::Statement::Delete(_) => {
                 dml::describe(self, &stmt, declared).await?
             }
-            ast::Statement::ShowVariable { variable } => {
-                (Vec::new(), Some(Arc::new(vec![query::text_field(&show_name(variable))])))
-            }
-            _ => (declared.iter().map(|t| t.unwrap_or(PgType::Text)).collect(), None),
+            ast::Statement::ShowVariable { variable } => (
+                Vec::new(),
+                Some(Arc::new(vec![query::text_field(&show_name(variable))])),
+            ),
+            _ => (
+                declared.iter().map(|t| t.unwrap_or(PgType::Text)).collect(),
+                None,
+            ),
         };
-        Ok(Prepared { param_types, fields, stmt: Some(stmt), plan: None })
+        Ok(Prepared {
+            param_types,
+            fields,
+            stmt: Some(stmt),
+            plan: None,
+        })
     }
 
     /// A read view for planning: the open transaction's, else none (the latest catalog is used).
@@ -255,7 +304,8 @@ impl Session {
     }
 
     fn restore_read_view(&self) {
-        self.shared.set_read(self.block.as_ref().map(|b| view_of(&b.txn)));
+        self.shared
+            .set_read(self.block.as_ref().map(|b| view_of(&b.txn)));
     }
 
     /// Executes a prepared statement with bound parameter values.
@@ -340,7 +390,11 @@ impl Session {
             self.shared.set_read(Some(view_of(txn)));
             // now() and friends read the statement's start time from here.
             self.state.mark_start_execution();
-            let ctx = ExecCtx { state: &self.state, shared: &self.shared, read_only };
+            let ctx = ExecCtx {
+                state: &self.state,
+                shared: &self.shared,
+                read_only,
+            };
             let out = run_statement(&ctx, txn, stmt, prepared, params).await;
             // DDL and DML change the catalog or data the next statement must see.
             self.shared.set_read(Some(view_of(txn)));
@@ -369,26 +423,50 @@ impl Session {
             ast::Statement::Reset(r) => {
                 match &r.reset {
                     ast::Reset::ALL => self.settings.reset_all(),
-                    ast::Reset::ConfigurationParameter(name) => self.settings.reset(&name.to_string())?,
+                    ast::Reset::ConfigurationParameter(name) => {
+                        self.settings.reset(&name.to_string())?
+                    }
                 }
-                Ok(Some(QueryOutput::Command { tag: "RESET".into() }))
+                Ok(Some(QueryOutput::Command {
+                    tag: "RESET".into(),
+                }))
             }
             ast::Statement::Discard { .. } => {
                 self.settings.reset_all();
-                Ok(Some(QueryOutput::Command { tag: "DISCARD ALL".into() }))
+                Ok(Some(QueryOutput::Command {
+                    tag: "DISCARD ALL".into(),
+                }))
             }
-            ast::Statement::Deallocate { .. } => Ok(Some(QueryOutput::Command { tag: "DEALLOCATE".into() })),
+            ast::Statement::Deallocate { .. } => Ok(Some(QueryOutput::Command {
+                tag: "DEALLOCATE".into(),
+            })),
             _ => Ok(None),
         }
     }
 }
 
 fn show_name(variable: &[ast::Ident]) -> String {
-    variable.iter().map(|i| i.value.clone()).collect::<Vec<_>>().join(" ")
+    variable
+        .iter()
+        .map(|i| i.value.clone())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 pub(crate) fn view_of(txn: &Txn) -> ReadView {
-    ReadView { reader: txn.reader(), catalog: txn.catalog(), position: txn.snapshot_position() }
+    ReadView {
+        reader: txn.reader(),
+        catalog: txn.catalog(),
+        position: txn.snapshot_position(),
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // Break the cycle session state → schema providers → shared → session state.
+        self.shared.set_state(None);
+        self.shared.set_read(None);
+    }
 }
 
 /// What a statement's executor may use besides the transaction.
@@ -425,20 +503,35 @@ async fn run_statement(
 }
 
 fn read_only_error(stmt: &Statement) -> Error {
-    let verb = stmt.sql.split_whitespace().next().unwrap_or("statement").to_ascii_uppercase();
-    Error::ReadOnlyTransaction { message: format!("cannot execute {verb} in a read-only transaction") }
+    let verb = stmt
+        .sql
+        .split_whitespace()
+        .next()
+        .unwrap_or("statement")
+        .to_ascii_uppercase();
+    Error::ReadOnlyTransaction {
+        message: format!("cannot execute {verb} in a read-only transaction"),
+    }
 }
 
 /// Makes a result stream stop with 57014 once the statement is cancelled.
 fn with_cancel(out: QueryOutput, cancel: CancelHandle) -> QueryOutput {
     match out {
-        QueryOutput::Rows { fields, stream, command } => {
+        QueryOutput::Rows {
+            fields,
+            stream,
+            command,
+        } => {
             use futures::StreamExt;
             let stream = stream.map(move |item| {
                 cancel.check()?;
                 item
             });
-            QueryOutput::Rows { fields, stream: Box::pin(stream), command }
+            QueryOutput::Rows {
+                fields,
+                stream: Box::pin(stream),
+                command,
+            }
         }
         other => other,
     }

@@ -45,7 +45,14 @@ const KNOWN: &[(&str, &str, bool)] = &[
     ("weft.read_consistency", "linearizable", false),
 ];
 
-const READ_ONLY: &[&str] = &["server_version", "server_version_num", "server_encoding", "integer_datetimes", "max_identifier_length", "in_hot_standby"];
+const READ_ONLY: &[&str] = &[
+    "server_version",
+    "server_version_num",
+    "server_encoding",
+    "integer_datetimes",
+    "max_identifier_length",
+    "in_hot_standby",
+];
 
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
@@ -54,19 +61,29 @@ pub(crate) struct Settings {
 }
 
 fn canonical(name: &str) -> Option<(&'static str, &'static str, bool)> {
-    KNOWN.iter().copied().find(|(n, _, _)| n.eq_ignore_ascii_case(name))
+    KNOWN
+        .iter()
+        .copied()
+        .find(|(n, _, _)| n.eq_ignore_ascii_case(name))
 }
 
 impl Settings {
     pub fn new(user: &str) -> Settings {
-        let mut values: BTreeMap<String, String> =
-            KNOWN.iter().map(|(n, d, _)| (n.to_ascii_lowercase(), d.to_string())).collect();
+        let mut values: BTreeMap<String, String> = KNOWN
+            .iter()
+            .map(|(n, d, _)| (n.to_ascii_lowercase(), d.to_string()))
+            .collect();
         values.insert("session_authorization".into(), user.to_string());
-        Settings { values, changed: Vec::new() }
+        Settings {
+            values,
+            changed: Vec::new(),
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.values.get(&name.to_ascii_lowercase()).map(String::as_str)
+        self.values
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
     }
 
     /// Sets a parameter; custom names with a dot (`myapp.x`) are accepted as PostgreSQL does.
@@ -118,13 +135,18 @@ impl Settings {
 
     /// `SHOW name`; unknown names are 42704 as in PostgreSQL.
     pub fn show(&self, name: &str) -> Result<String> {
-        self.get(name).map(str::to_string).ok_or_else(|| Error::UnrecognizedParameter {
-            message: format!("unrecognized configuration parameter \"{name}\""),
-        })
+        self.get(name)
+            .map(str::to_string)
+            .ok_or_else(|| Error::UnrecognizedParameter {
+                message: format!("unrecognized configuration parameter \"{name}\""),
+            })
     }
 
     pub fn all(&self) -> Vec<(String, String)> {
-        KNOWN.iter().map(|(n, _, _)| (n.to_string(), self.get(n).unwrap_or_default().to_string())).collect()
+        KNOWN
+            .iter()
+            .map(|(n, _, _)| (n.to_string(), self.get(n).unwrap_or_default().to_string()))
+            .collect()
     }
 
     /// Parameters sent in ParameterStatus at startup.
@@ -142,7 +164,9 @@ impl Settings {
 
     /// statement_timeout in milliseconds (0 = none).
     pub fn statement_timeout_ms(&self) -> u64 {
-        self.get("statement_timeout").and_then(parse_duration_ms).unwrap_or(0)
+        self.get("statement_timeout")
+            .and_then(parse_duration_ms)
+            .unwrap_or(0)
     }
 }
 
@@ -221,13 +245,19 @@ mod tests {
         let mut s = Settings::new("postgres");
         assert!(s.set("application_name", "psql").is_ok());
         assert_eq!(s.show("APPLICATION_NAME").ok().as_deref(), Some("psql"));
-        assert_eq!(s.take_changed(), vec![("application_name".to_string(), "psql".to_string())]);
+        assert_eq!(
+            s.take_changed(),
+            vec![("application_name".to_string(), "psql".to_string())]
+        );
         assert_eq!(s.set("no_such", "1").unwrap_err().sqlstate(), "42704");
         assert!(s.set("myapp.flag", "1").is_ok());
         assert!(s.set("statement_timeout", "2s").is_ok());
         assert_eq!(s.statement_timeout_ms(), 2000);
         assert!(s.reset("statement_timeout").is_ok());
         assert_eq!(s.statement_timeout_ms(), 0);
-        assert_eq!(s.set("server_version", "1").unwrap_err().sqlstate(), "55000");
+        assert_eq!(
+            s.set("server_version", "1").unwrap_err().sqlstate(),
+            "55000"
+        );
     }
 }

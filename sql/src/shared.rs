@@ -1,7 +1,7 @@
 //! State a session shares with the DataFusion objects it registers (schema provider, tables), so
 //! that a cached plan reads through whatever transaction is current when it executes.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use datafusion::execution::session_state::SessionState;
 use parking_lot::RwLock;
@@ -13,8 +13,9 @@ pub(crate) struct SessionShared {
     read: RwLock<Option<ReadView>>,
     /// While planning a DML statement: the target table, whose hidden row id is then visible.
     dml_target: RwLock<Option<TableId>>,
-    /// The session's DataFusion state, for planning view definitions.
-    pub state: OnceLock<SessionState>,
+    /// The session's DataFusion state, for planning view definitions. It refers back to this struct
+    /// through the schema providers, so the session clears it when it ends (else both would leak).
+    state: parking_lot::Mutex<Option<SessionState>>,
 }
 
 #[derive(Clone)]
@@ -30,8 +31,16 @@ impl SessionShared {
             storage,
             read: RwLock::new(None),
             dml_target: RwLock::new(None),
-            state: OnceLock::new(),
+            state: parking_lot::Mutex::new(None),
         })
+    }
+
+    pub fn set_state(&self, state: Option<SessionState>) {
+        *self.state.lock() = state;
+    }
+
+    pub fn state(&self) -> Option<SessionState> {
+        self.state.lock().clone()
     }
 
     pub fn set_read(&self, view: Option<ReadView>) {

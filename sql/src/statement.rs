@@ -33,8 +33,14 @@ fn abort_is_rollback(tokens: &mut [TokenWithSpan]) {
         match &t.token {
             Token::Whitespace(_) => continue,
             Token::SemiColon => at_start = true,
-            Token::Word(w) if at_start && w.quote_style.is_none() && w.value.eq_ignore_ascii_case("abort") => {
-                t.token = Token::Word(Word { value: "ROLLBACK".into(), quote_style: None, keyword: Keyword::ROLLBACK });
+            Token::Word(w)
+                if at_start && w.quote_style.is_none() && w.value.eq_ignore_ascii_case("abort") =>
+            {
+                t.token = Token::Word(Word {
+                    value: "ROLLBACK".into(),
+                    quote_style: None,
+                    keyword: Keyword::ROLLBACK,
+                });
                 at_start = false;
             }
             _ => at_start = false,
@@ -62,7 +68,10 @@ pub(crate) fn parse(sql: &str) -> Result<Vec<Statement>> {
         .into_iter()
         .map(|mut s| {
             crate::rewrite::rewrite(&mut s);
-            Statement { ast: Arc::new(s), sql: Arc::clone(&text) }
+            Statement {
+                ast: Arc::new(s),
+                sql: Arc::clone(&text),
+            }
         })
         .collect())
 }

@@ -31,7 +31,9 @@ pub(crate) struct WeftTable {
 
 impl fmt::Debug for WeftTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WeftTable").field("table", &self.def.name).finish()
+        f.debug_struct("WeftTable")
+            .field("table", &self.def.name)
+            .finish()
     }
 }
 
@@ -46,7 +48,12 @@ impl WeftTable {
             .map(|(i, _)| i)
             .collect();
         let schema = table_schema(def, &columns);
-        WeftTable { def: Arc::new(def.clone()), schema, columns, shared }
+        WeftTable {
+            def: Arc::new(def.clone()),
+            schema,
+            columns,
+            shared,
+        }
     }
 }
 
@@ -87,16 +94,18 @@ impl TableProvider for WeftTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
-        let view = self
-            .shared
-            .read()
-            .ok_or_else(|| DataFusionError::Internal("table scanned outside a transaction".into()))?;
+        let view = self.shared.read().ok_or_else(|| {
+            DataFusionError::Internal("table scanned outside a transaction".into())
+        })?;
         let fields: Vec<usize> = match projection {
             Some(p) => p.clone(),
             None => (0..self.columns.len()).collect(),
         };
         let storage_projection: Vec<usize> = fields.iter().map(|&i| self.columns[i]).collect();
-        let types: Vec<DataType> = storage_projection.iter().map(|&i| self.def.columns[i].data_type).collect();
+        let types: Vec<DataType> = storage_projection
+            .iter()
+            .map(|&i| self.def.columns[i].data_type)
+            .collect();
         let schema = Arc::new(self.schema.project(&fields)?);
         let access = choose_access(&self.def, filters);
         let batch_size = state.config().batch_size();

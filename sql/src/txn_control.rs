@@ -12,23 +12,29 @@ fn tag(t: &str) -> QueryOutput {
 }
 
 /// Runs a transaction-control statement; None if the statement is something else.
-pub(crate) async fn execute(session: &mut Session, stmt: &Statement) -> Result<Option<QueryOutput>> {
+pub(crate) async fn execute(
+    session: &mut Session,
+    stmt: &Statement,
+) -> Result<Option<QueryOutput>> {
     match &*stmt.ast {
         ast::Statement::StartTransaction { modes, .. } => begin(session, modes).map(Some),
         ast::Statement::Commit { chain: false, .. } => commit(session).await.map(Some),
-        ast::Statement::Rollback { chain: false, savepoint: None } => {
+        ast::Statement::Rollback {
+            chain: false,
+            savepoint: None,
+        } => {
             if session.block.take().is_none() {
                 session.notice("WARNING", "25P01", "there is no transaction in progress");
             }
             session.shared.set_read(None);
             Ok(Some(tag("ROLLBACK")))
         }
-        ast::Statement::Rollback { chain: false, savepoint: Some(name) } => {
-            rollback_to(session, &name.value).map(Some)
-        }
-        ast::Statement::Commit { chain: true, .. } | ast::Statement::Rollback { chain: true, .. } => {
-            Err(Error::unsupported("AND CHAIN"))
-        }
+        ast::Statement::Rollback {
+            chain: false,
+            savepoint: Some(name),
+        } => rollback_to(session, &name.value).map(Some),
+        ast::Statement::Commit { chain: true, .. }
+        | ast::Statement::Rollback { chain: true, .. } => Err(Error::unsupported("AND CHAIN")),
         ast::Statement::Savepoint { name } => {
             let block = in_block(session, "SAVEPOINT")?;
             if block.failed {
@@ -52,9 +58,12 @@ pub(crate) async fn execute(session: &mut Session, stmt: &Statement) -> Result<O
 }
 
 fn in_block<'a>(session: &'a mut Session, what: &str) -> Result<&'a mut Block> {
-    session.block.as_mut().ok_or_else(|| Error::NoActiveTransaction {
-        message: format!("{what} can only be used in transaction blocks"),
-    })
+    session
+        .block
+        .as_mut()
+        .ok_or_else(|| Error::NoActiveTransaction {
+            message: format!("{what} can only be used in transaction blocks"),
+        })
 }
 
 fn find_savepoint(block: &Block, name: &str) -> Result<usize> {
@@ -62,7 +71,9 @@ fn find_savepoint(block: &Block, name: &str) -> Result<usize> {
         .savepoints
         .iter()
         .rposition(|(n, _)| n == name)
-        .ok_or_else(|| Error::InvalidSavepoint { message: format!("savepoint \"{name}\" does not exist") })
+        .ok_or_else(|| Error::InvalidSavepoint {
+            message: format!("savepoint \"{name}\" does not exist"),
+        })
 }
 
 fn rollback_to(session: &mut Session, name: &str) -> Result<QueryOutput> {
@@ -79,7 +90,11 @@ fn rollback_to(session: &mut Session, name: &str) -> Result<QueryOutput> {
 
 fn begin(session: &mut Session, modes: &[ast::TransactionMode]) -> Result<QueryOutput> {
     if session.block.is_some() {
-        session.notice("WARNING", "25001", "there is already a transaction in progress");
+        session.notice(
+            "WARNING",
+            "25001",
+            "there is already a transaction in progress",
+        );
         return Ok(tag("BEGIN"));
     }
     let mut read_only = session.settings.get("default_transaction_read_only") == Some("on");
@@ -91,7 +106,12 @@ fn begin(session: &mut Session, modes: &[ast::TransactionMode]) -> Result<QueryO
     }
     let txn = session.engine.storage().begin();
     session.shared.set_read(Some(view_of(&txn)));
-    session.block = Some(Block { txn, failed: false, savepoints: Vec::new(), read_only });
+    session.block = Some(Block {
+        txn,
+        failed: false,
+        savepoints: Vec::new(),
+        read_only,
+    });
     Ok(tag("BEGIN"))
 }
 
@@ -123,19 +143,29 @@ fn set_value_text(e: &ast::Expr) -> String {
 
 pub(crate) fn execute_set(session: &mut Session, set: &ast::Set) -> Result<QueryOutput> {
     match set {
-        ast::Set::SingleAssignment { variable, values, .. } => {
+        ast::Set::SingleAssignment {
+            variable, values, ..
+        } => {
             let name = variable.to_string();
             let is_default = values.len() == 1
                 && matches!(&values[0], ast::Expr::Identifier(i) if i.value.eq_ignore_ascii_case("default"));
             if is_default {
                 session.settings.reset(&name)?;
             } else {
-                let value = values.iter().map(set_value_text).collect::<Vec<_>>().join(", ");
+                let value = values
+                    .iter()
+                    .map(set_value_text)
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 session.settings.set(&name, &value)?;
             }
         }
-        ast::Set::SetTimeZone { value, .. } => session.settings.set("TimeZone", &set_value_text(value))?,
-        ast::Set::SetNames { charset_name, .. } => session.settings.set("client_encoding", &charset_name.value)?,
+        ast::Set::SetTimeZone { value, .. } => {
+            session.settings.set("TimeZone", &set_value_text(value))?
+        }
+        ast::Set::SetNames { charset_name, .. } => session
+            .settings
+            .set("client_encoding", &charset_name.value)?,
         ast::Set::SetTransaction { modes, .. } => {
             for m in modes {
                 if let ast::TransactionMode::AccessMode(a) = m {

@@ -21,7 +21,10 @@ fn db() -> Db {
 }
 
 fn session(db: &Db) -> Session {
-    db.engine.new_session(&HashMap::from([("user".to_string(), "postgres".to_string())]))
+    db.engine.new_session(&HashMap::from([(
+        "user".to_string(),
+        "postgres".to_string(),
+    )]))
 }
 
 /// Runs one statement; rows as text (NULL as "NULL"), or the command tag as a single cell.
@@ -74,13 +77,31 @@ async fn create_insert_select_update_delete() {
     let mut s = session(&db);
     ok(&mut s, "CREATE TABLE t (id int PRIMARY KEY, name text NOT NULL, v numeric(10,2) DEFAULT 1.5, u uuid DEFAULT gen_random_uuid(), j jsonb)").await;
     let r = ok(&mut s, "INSERT INTO t (id, name, j) VALUES (1, 'a', '{\"k\": [1,2]}'), (2, 'b', NULL) RETURNING id, v, j->'k' AS k").await;
-    assert_eq!(r, vec![vec!["1", "1.50", "[1, 2]"], vec!["2", "1.50", "NULL"]]);
-    assert_eq!(ok(&mut s, "SELECT name FROM t WHERE id = 1").await, vec![vec!["a"]]);
-    assert_eq!(ok(&mut s, "UPDATE t SET name = name || 'x' WHERE id = 2").await, vec![vec!["UPDATE 1"]]);
-    assert_eq!(ok(&mut s, "SELECT id, name FROM t ORDER BY id").await, vec![vec!["1", "a"], vec!["2", "bx"]]);
-    assert_eq!(err(&mut s, "INSERT INTO t (id, name) VALUES (1, 'dup')").await, "23505");
+    assert_eq!(
+        r,
+        vec![vec!["1", "1.50", "[1, 2]"], vec!["2", "1.50", "NULL"]]
+    );
+    assert_eq!(
+        ok(&mut s, "SELECT name FROM t WHERE id = 1").await,
+        vec![vec!["a"]]
+    );
+    assert_eq!(
+        ok(&mut s, "UPDATE t SET name = name || 'x' WHERE id = 2").await,
+        vec![vec!["UPDATE 1"]]
+    );
+    assert_eq!(
+        ok(&mut s, "SELECT id, name FROM t ORDER BY id").await,
+        vec![vec!["1", "a"], vec!["2", "bx"]]
+    );
+    assert_eq!(
+        err(&mut s, "INSERT INTO t (id, name) VALUES (1, 'dup')").await,
+        "23505"
+    );
     assert_eq!(err(&mut s, "INSERT INTO t (id) VALUES (3)").await, "23502");
-    assert_eq!(ok(&mut s, "DELETE FROM t WHERE id = 1 RETURNING name").await, vec![vec!["a"]]);
+    assert_eq!(
+        ok(&mut s, "DELETE FROM t WHERE id = 1 RETURNING name").await,
+        vec![vec!["a"]]
+    );
     assert_eq!(ok(&mut s, "SELECT count(*) FROM t").await, vec![vec!["1"]]);
     assert_eq!(err(&mut s, "SELECT * FROM nope").await, "42P01");
     assert_eq!(err(&mut s, "SELECT nope FROM t").await, "42703");
@@ -91,17 +112,37 @@ async fn create_insert_select_update_delete() {
 async fn point_reads_use_the_primary_key() {
     let db = db();
     let mut s = session(&db);
-    ok(&mut s, "CREATE TABLE k (a int, b int, c text, PRIMARY KEY (a, b))").await;
+    ok(
+        &mut s,
+        "CREATE TABLE k (a int, b int, c text, PRIMARY KEY (a, b))",
+    )
+    .await;
     ok(&mut s, "CREATE INDEX k_c ON k (c)").await;
-    ok(&mut s, "INSERT INTO k VALUES (1, 1, 'x'), (1, 2, 'y'), (2, 1, 'x')").await;
+    ok(
+        &mut s,
+        "INSERT INTO k VALUES (1, 1, 'x'), (1, 2, 'y'), (2, 1, 'x')",
+    )
+    .await;
     let plan = ok(&mut s, "EXPLAIN SELECT * FROM k WHERE a = 1 AND b = 2").await;
-    assert!(format!("{plan:?}").contains("primary key point"), "{plan:?}");
+    assert!(
+        format!("{plan:?}").contains("primary key point"),
+        "{plan:?}"
+    );
     let plan = ok(&mut s, "EXPLAIN SELECT * FROM k WHERE a = 1").await;
-    assert!(format!("{plan:?}").contains("primary key range"), "{plan:?}");
+    assert!(
+        format!("{plan:?}").contains("primary key range"),
+        "{plan:?}"
+    );
     let plan = ok(&mut s, "EXPLAIN SELECT * FROM k WHERE c = 'x'").await;
     assert!(format!("{plan:?}").contains("index k_c"), "{plan:?}");
-    assert_eq!(ok(&mut s, "SELECT a, b FROM k WHERE c = 'x' ORDER BY a").await, vec![vec!["1", "1"], vec!["2", "1"]]);
-    assert_eq!(ok(&mut s, "SELECT c FROM k WHERE a = 1 AND b = 2").await, vec![vec!["y"]]);
+    assert_eq!(
+        ok(&mut s, "SELECT a, b FROM k WHERE c = 'x' ORDER BY a").await,
+        vec![vec!["1", "1"], vec!["2", "1"]]
+    );
+    assert_eq!(
+        ok(&mut s, "SELECT c FROM k WHERE a = 1 AND b = 2").await,
+        vec![vec!["y"]]
+    );
 }
 
 #[tokio::test]
@@ -124,7 +165,10 @@ async fn transactions_and_conflicts() {
     assert_eq!(err(&mut a, "INSERT INTO acc VALUES (2, 5)").await, "23505");
     assert_eq!(err(&mut a, "SELECT 1").await, "25P02");
     ok(&mut a, "ROLLBACK TO s").await;
-    assert_eq!(ok(&mut a, "SELECT count(*) FROM acc").await, vec![vec!["1"]]);
+    assert_eq!(
+        ok(&mut a, "SELECT count(*) FROM acc").await,
+        vec![vec!["1"]]
+    );
     ok(&mut a, "COMMIT").await;
 }
 
@@ -133,26 +177,51 @@ async fn defaults_of_every_kind() {
     let db = db();
     let mut s = session(&db);
     ok(&mut s, "CREATE TABLE items (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), name text NOT NULL, qty int DEFAULT 0, price numeric(8,2) DEFAULT 9.99, created timestamptz DEFAULT now(), active boolean NOT NULL DEFAULT true)").await;
-    ok(&mut s, "INSERT INTO items (name) VALUES ('widget'), ('gadget')").await;
-    ok(&mut s, "INSERT INTO items (name, qty) VALUES ('explicit', DEFAULT)").await;
-    let r = ok(&mut s, "SELECT name, qty, price, active, created <= now() FROM items ORDER BY name").await;
+    ok(
+        &mut s,
+        "INSERT INTO items (name) VALUES ('widget'), ('gadget')",
+    )
+    .await;
+    ok(
+        &mut s,
+        "INSERT INTO items (name, qty) VALUES ('explicit', DEFAULT)",
+    )
+    .await;
+    let r = ok(
+        &mut s,
+        "SELECT name, qty, price, active, created <= now() FROM items ORDER BY name",
+    )
+    .await;
     assert_eq!(r[0], vec!["explicit", "0", "9.99", "true", "true"]);
-    assert_eq!(ok(&mut s, "SELECT count(DISTINCT id) FROM items").await, vec![vec!["3"]]);
+    assert_eq!(
+        ok(&mut s, "SELECT count(DISTINCT id) FROM items").await,
+        vec![vec!["3"]]
+    );
 }
 
 #[tokio::test]
 async fn errors_and_abort_end_transactions_like_postgres() {
     let db = db();
     let mut s = session(&db);
-    ok(&mut s, "CREATE TABLE acct (id int PRIMARY KEY, balance int)").await;
+    ok(
+        &mut s,
+        "CREATE TABLE acct (id int PRIMARY KEY, balance int)",
+    )
+    .await;
     ok(&mut s, "INSERT INTO acct VALUES (2, 0)").await;
     ok(&mut s, "BEGIN").await;
     ok(&mut s, "UPDATE acct SET balance = 80 WHERE id = 2").await;
     assert_eq!(ok(&mut s, "ABORT").await, vec![vec!["ROLLBACK"]]);
-    assert_eq!(ok(&mut s, "SELECT balance FROM acct WHERE id = 2").await, vec![vec!["0"]]);
+    assert_eq!(
+        ok(&mut s, "SELECT balance FROM acct WHERE id = 2").await,
+        vec![vec!["0"]]
+    );
     ok(&mut s, "BEGIN").await;
     assert_eq!(err(&mut s, "SELEC 1").await, "42601");
     assert_eq!(err(&mut s, "SELECT 1").await, "25P02");
     ok(&mut s, "ROLLBACK").await;
-    assert_eq!(ok(&mut s, "SELECT pg_typeof(balance)::text FROM acct").await, vec![vec!["integer"]]);
+    assert_eq!(
+        ok(&mut s, "SELECT pg_typeof(balance)::text FROM acct").await,
+        vec![vec!["integer"]]
+    );
 }

@@ -8,15 +8,12 @@ use super::support::{connect, scalar, server, sqlstate};
 async fn syntax_error_has_code_and_position() {
     let srv = server().await;
     let c = connect(&srv).await;
-    let e = c
-        .simple_query("select 1 frm")
-        .await
-        .expect_err("syntax error");
+    let e = c.simple_query("selec 1").await.expect_err("syntax error");
     assert_eq!(sqlstate(&e), "42601");
     let db = e.as_db_error().expect("a server error");
     assert_eq!(db.severity(), "ERROR");
     assert!(
-        matches!(db.position(), Some(ErrorPosition::Original(p)) if *p > 0),
+        matches!(db.position(), Some(ErrorPosition::Original(1))),
         "position: {:?}",
         db.position()
     );

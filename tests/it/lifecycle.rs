@@ -21,6 +21,7 @@ async fn restart_keeps_committed_data() {
     .await
     .expect("writes");
     srv.shutdown().await.expect("shuts down");
+    // Every Storage handle must be gone by now, or the data directory stays locked.
     let srv = weft::server::TestServer::start_in(dir.path())
         .await
         .expect("restarts");

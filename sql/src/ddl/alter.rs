@@ -14,13 +14,25 @@ use crate::session::{ExecCtx, QueryOutput};
 
 const SCAN_BATCH: usize = 1024;
 
-pub(super) async fn execute(ctx: &ExecCtx<'_>, txn: &mut Txn, at: &ast::AlterTable) -> Result<QueryOutput> {
+pub(super) async fn execute(
+    ctx: &ExecCtx<'_>,
+    txn: &mut Txn,
+    at: &ast::AlterTable,
+) -> Result<QueryOutput> {
     let name = object_name(&at.name)?;
     let mut def = match txn.catalog().get_by_name(&name) {
         Some(CatalogEntry::Table(t)) => t.clone(),
-        Some(_) => return Err(Error::WrongObjectType { message: format!("\"{name}\" is not a table") }),
+        Some(_) => {
+            return Err(Error::WrongObjectType {
+                message: format!("\"{name}\" is not a table"),
+            })
+        }
         None if at.if_exists => return Ok(tag("ALTER TABLE")),
-        None => return Err(Error::UndefinedTable { message: format!("relation \"{name}\" does not exist") }),
+        None => {
+            return Err(Error::UndefinedTable {
+                message: format!("relation \"{name}\" does not exist"),
+            })
+        }
     };
     for op in &at.operations {
         def = apply(ctx, txn, def, op)?;
@@ -30,22 +42,36 @@ pub(super) async fn execute(ctx: &ExecCtx<'_>, txn: &mut Txn, at: &ast::AlterTab
 
 fn column_position(def: &TableDef, name: &ast::Ident) -> Result<usize> {
     let n = ident(name);
-    def.column_index(&n).filter(|&i| !def.columns[i].hidden).ok_or_else(|| Error::UndefinedColumn {
-        message: format!("column \"{n}\" of relation \"{}\" does not exist", def.name),
-    })
+    def.column_index(&n)
+        .filter(|&i| !def.columns[i].hidden)
+        .ok_or_else(|| Error::UndefinedColumn {
+            message: format!("column \"{n}\" of relation \"{}\" does not exist", def.name),
+        })
 }
 
-fn apply(ctx: &ExecCtx<'_>, txn: &mut Txn, mut def: TableDef, op: &ast::AlterTableOperation) -> Result<TableDef> {
+fn apply(
+    ctx: &ExecCtx<'_>,
+    txn: &mut Txn,
+    mut def: TableDef,
+    op: &ast::AlterTableOperation,
+) -> Result<TableDef> {
     use ast::AlterTableOperation as Op;
     match op {
-        Op::AddColumn { if_not_exists, column_def, .. } => {
+        Op::AddColumn {
+            if_not_exists,
+            column_def,
+            ..
+        } => {
             let col_name = ident(&column_def.name);
             if def.column_index(&col_name).is_some() {
                 if *if_not_exists {
                     return Ok(def);
                 }
                 return Err(Error::DuplicateColumn {
-                    message: format!("column \"{col_name}\" of relation \"{}\" already exists", def.name),
+                    message: format!(
+                        "column \"{col_name}\" of relation \"{}\" already exists",
+                        def.name
+                    ),
                 });
             }
             let mut col = ColumnDef {
@@ -65,7 +91,9 @@ fn apply(ctx: &ExecCtx<'_>, txn: &mut Txn, mut def: TableDef, op: &ast::AlterTab
                 }
             }
             if def.consistency == weft_storage::Consistency::Lww && !col.nullable {
-                return Err(Error::unsupported("NOT NULL on a non-key column of an lww table"));
+                return Err(Error::unsupported(
+                    "NOT NULL on a non-key column of an lww table",
+                ));
             }
             def.next_column_id += 1;
             def.columns.push(col);
@@ -74,7 +102,11 @@ fn apply(ctx: &ExecCtx<'_>, txn: &mut Txn, mut def: TableDef, op: &ast::AlterTab
             fill_new_column(ctx, txn, &def, pos)?;
             Ok(def)
         }
-        Op::DropColumn { column_names, if_exists, .. } => {
+        Op::DropColumn {
+            column_names,
+            if_exists,
+            ..
+        } => {
             for n in column_names {
                 let pos = match column_position(&def, n) {
                     Ok(p) => p,
@@ -86,13 +118,19 @@ fn apply(ctx: &ExecCtx<'_>, txn: &mut Txn, mut def: TableDef, op: &ast::AlterTab
             txn.put_entry(CatalogEntry::Table(def.clone()))?;
             Ok(def)
         }
-        Op::RenameColumn { old_column_name, new_column_name } => {
+        Op::RenameColumn {
+            old_column_name,
+            new_column_name,
+        } => {
             let pos = column_position(&def, old_column_name)?;
             let old = def.columns[pos].name.clone();
             let new = ident(new_column_name);
             if def.column_index(&new).is_some() {
                 return Err(Error::DuplicateColumn {
-                    message: format!("column \"{new}\" of relation \"{}\" already exists", def.name),
+                    message: format!(
+                        "column \"{new}\" of relation \"{}\" already exists",
+                        def.name
+                    ),
                 });
             }
             def.columns[pos].name = new.clone();
@@ -104,10 +142,14 @@ fn apply(ctx: &ExecCtx<'_>, txn: &mut Txn, mut def: TableDef, op: &ast::AlterTab
         }
         Op::RenameTable { table_name } => {
             let new = match table_name {
-                ast::RenameTableNameKind::As(n) | ast::RenameTableNameKind::To(n) => object_name(n)?,
+                ast::RenameTableNameKind::As(n) | ast::RenameTableNameKind::To(n) => {
+                    object_name(n)?
+                }
             };
             if relation_name_taken(&txn.catalog(), &new) {
-                return Err(Error::DuplicateTable { message: format!("relation \"{new}\" already exists") });
+                return Err(Error::DuplicateTable {
+                    message: format!("relation \"{new}\" already exists"),
+                });
             }
             def.name = new;
             txn.put_entry(CatalogEntry::Table(def.clone()))?;
@@ -116,19 +158,28 @@ fn apply(ctx: &ExecCtx<'_>, txn: &mut Txn, mut def: TableDef, op: &ast::AlterTab
         Op::AlterColumn { column_name, op } => {
             let pos = column_position(&def, column_name)?;
             match op {
-                ast::AlterColumnOperation::SetDefault { value } => def.columns[pos].default = Some(value.to_string()),
+                ast::AlterColumnOperation::SetDefault { value } => {
+                    def.columns[pos].default = Some(value.to_string())
+                }
                 ast::AlterColumnOperation::DropDefault => def.columns[pos].default = None,
                 ast::AlterColumnOperation::DropNotNull => {
                     if def.primary_key.contains(&pos) {
                         return Err(Error::InvalidTableDefinition {
-                            message: format!("column \"{}\" is in a primary key", def.columns[pos].name),
+                            message: format!(
+                                "column \"{}\" is in a primary key",
+                                def.columns[pos].name
+                            ),
                         });
                     }
                     def.columns[pos].nullable = true;
                 }
                 ast::AlterColumnOperation::SetNotNull => {
-                    if def.consistency == weft_storage::Consistency::Lww && !def.primary_key.contains(&pos) {
-                        return Err(Error::unsupported("NOT NULL on a non-key column of an lww table"));
+                    if def.consistency == weft_storage::Consistency::Lww
+                        && !def.primary_key.contains(&pos)
+                    {
+                        return Err(Error::unsupported(
+                            "NOT NULL on a non-key column of an lww table",
+                        ));
                     }
                     check_no_nulls(txn, &def, pos)?;
                     def.columns[pos].nullable = false;
@@ -143,10 +194,16 @@ fn apply(ctx: &ExecCtx<'_>, txn: &mut Txn, mut def: TableDef, op: &ast::AlterTab
 }
 
 /// Visits every row of a table in batches, in key order.
-fn for_each_row(txn: &mut Txn, def: &TableDef, mut f: impl FnMut(&mut Txn, weft_storage::Row) -> Result<()>) -> Result<()> {
+fn for_each_row(
+    txn: &mut Txn,
+    def: &TableDef,
+    mut f: impl FnMut(&mut Txn, weft_storage::Row) -> Result<()>,
+) -> Result<()> {
     let mut resume: Option<Vec<u8>> = None;
     loop {
-        let batch = txn.reader().scan(def, &KeyRange::full(), resume.as_deref(), None, SCAN_BATCH)?;
+        let batch =
+            txn.reader()
+                .scan(def, &KeyRange::full(), resume.as_deref(), None, SCAN_BATCH)?;
         for row in batch.rows {
             f(txn, row)?;
         }
@@ -174,7 +231,10 @@ fn fill_new_column(ctx: &ExecCtx<'_>, txn: &mut Txn, def: &TableDef, pos: usize)
     for (old, value) in rows.into_iter().zip(values) {
         if value.is_null() && !col.nullable {
             return Err(Error::NotNullViolation {
-                message: format!("column \"{}\" of relation \"{}\" contains null values", col.name, def.name),
+                message: format!(
+                    "column \"{}\" of relation \"{}\" contains null values",
+                    col.name, def.name
+                ),
                 detail: None,
             });
         }
@@ -189,7 +249,10 @@ fn check_no_nulls(txn: &mut Txn, def: &TableDef, pos: usize) -> Result<()> {
     for_each_row(txn, def, |_, row| {
         if row.get(pos).is_none_or(Value::is_null) {
             return Err(Error::NotNullViolation {
-                message: format!("column \"{}\" of relation \"{}\" contains null values", def.columns[pos].name, def.name),
+                message: format!(
+                    "column \"{}\" of relation \"{}\" contains null values",
+                    def.columns[pos].name, def.name
+                ),
                 detail: None,
             });
         }
@@ -204,12 +267,19 @@ fn drop_column(txn: &mut Txn, mut def: TableDef, pos: usize) -> Result<TableDef>
             def.columns[pos].name
         )));
     }
-    if def.columns.iter().filter(|c| !c.hidden).count() == 1 && def.primary_key.iter().all(|&k| def.columns[k].hidden) {
+    if def.columns.iter().filter(|c| !c.hidden).count() == 1
+        && def.primary_key.iter().all(|&k| def.columns[k].hidden)
+    {
         // PostgreSQL allows a zero-column table; Weft keeps at least one visible column.
         return Err(Error::unsupported("dropping the last column of a table"));
     }
     let name = def.columns[pos].name.clone();
-    let dropped: Vec<u32> = def.indexes.iter().filter(|i| i.columns.contains(&pos)).map(|i| i.id).collect();
+    let dropped: Vec<u32> = def
+        .indexes
+        .iter()
+        .filter(|i| i.columns.contains(&pos))
+        .map(|i| i.id)
+        .collect();
     for id in dropped {
         txn.drop_index(&def, id)?;
         def.indexes.retain(|i| i.id != id);
@@ -234,7 +304,11 @@ fn expr_mentions(sql: &str, column: &str) -> bool {
     let _ = visit_expressions(&e, |x: &ast::Expr| {
         match x {
             ast::Expr::Identifier(i) if ident(i) == column => found = true,
-            ast::Expr::CompoundIdentifier(parts) if parts.last().is_some_and(|i| ident(i) == column) => found = true,
+            ast::Expr::CompoundIdentifier(parts)
+                if parts.last().is_some_and(|i| ident(i) == column) =>
+            {
+                found = true
+            }
             _ => {}
         }
         ControlFlow::<()>::Continue(())

@@ -3,7 +3,9 @@
 
 use datafusion::common::DFSchema;
 use datafusion::sql::sqlparser::ast;
-use weft_storage::{CatalogEntry, CheckDef, ColumnDef, Consistency, DataType, IndexDef, TableDef, Txn};
+use weft_storage::{
+    CatalogEntry, CheckDef, ColumnDef, Consistency, DataType, IndexDef, TableDef, Txn,
+};
 
 use super::{column_type, ident, object_name, tag};
 use crate::error::{Error, Result};
@@ -14,7 +16,11 @@ use crate::table::table_schema;
 /// The hidden key column of a table declared without a primary key.
 pub(crate) const ROWID: &str = "__weft_rowid";
 
-pub(super) async fn execute(ctx: &ExecCtx<'_>, txn: &mut Txn, ct: &ast::CreateTable) -> Result<QueryOutput> {
+pub(super) async fn execute(
+    ctx: &ExecCtx<'_>,
+    txn: &mut Txn,
+    ct: &ast::CreateTable,
+) -> Result<QueryOutput> {
     let name = object_name(&ct.name)?;
     if ct.query.is_some() {
         return Err(Error::unsupported("CREATE TABLE ... AS"));
@@ -23,7 +29,9 @@ pub(super) async fn execute(ctx: &ExecCtx<'_>, txn: &mut Txn, ct: &ast::CreateTa
         if ct.if_not_exists {
             return Ok(tag("CREATE TABLE"));
         }
-        return Err(Error::DuplicateTable { message: format!("relation \"{name}\" already exists") });
+        return Err(Error::DuplicateTable {
+            message: format!("relation \"{name}\" already exists"),
+        });
     }
     let consistency = consistency_option(&ct.table_options)?;
     let mut columns: Vec<ColumnDef> = Vec::new();
@@ -33,7 +41,9 @@ pub(super) async fn execute(ctx: &ExecCtx<'_>, txn: &mut Txn, ct: &ast::CreateTa
     for c in &ct.columns {
         let col_name = ident(&c.name);
         if columns.iter().any(|x| x.name == col_name) {
-            return Err(Error::DuplicateColumn { message: format!("column \"{col_name}\" specified more than once") });
+            return Err(Error::DuplicateColumn {
+                message: format!("column \"{col_name}\" specified more than once"),
+            });
         }
         let idx = columns.len();
         let mut col = ColumnDef {
@@ -55,10 +65,17 @@ pub(super) async fn execute(ctx: &ExecCtx<'_>, txn: &mut Txn, ct: &ast::CreateTa
                     }
                     pk = Some((opt.name.as_ref().map(ident), vec![idx]));
                 }
-                ast::ColumnOption::Unique(_) => uniques.push((opt.name.as_ref().map(ident), vec![idx])),
-                ast::ColumnOption::Check(chk) => {
-                    checks.push((opt.name.as_ref().map(ident).or(chk.name.as_ref().map(ident)), (*chk.expr).clone(), Some(col_name.clone())))
+                ast::ColumnOption::Unique(_) => {
+                    uniques.push((opt.name.as_ref().map(ident), vec![idx]))
                 }
+                ast::ColumnOption::Check(chk) => checks.push((
+                    opt.name
+                        .as_ref()
+                        .map(ident)
+                        .or(chk.name.as_ref().map(ident)),
+                    (*chk.expr).clone(),
+                    Some(col_name.clone()),
+                )),
                 other => return Err(Error::unsupported(format!("column option {other}"))),
             }
         }
@@ -69,11 +86,16 @@ pub(super) async fn execute(ctx: &ExecCtx<'_>, txn: &mut Txn, ct: &ast::CreateTa
             .map(|ic| {
                 let n = match &ic.column.expr {
                     ast::Expr::Identifier(i) => ident(i),
-                    other => return Err(Error::unsupported(format!("expression {other} in a key"))),
+                    other => {
+                        return Err(Error::unsupported(format!("expression {other} in a key")))
+                    }
                 };
-                columns.iter().position(|c| c.name == n).ok_or_else(|| Error::UndefinedColumn {
-                    message: format!("column \"{n}\" named in key does not exist"),
-                })
+                columns
+                    .iter()
+                    .position(|c| c.name == n)
+                    .ok_or_else(|| Error::UndefinedColumn {
+                        message: format!("column \"{n}\" named in key does not exist"),
+                    })
             })
             .collect()
     };
@@ -85,8 +107,12 @@ pub(super) async fn execute(ctx: &ExecCtx<'_>, txn: &mut Txn, ct: &ast::CreateTa
                 }
                 pk = Some((p.name.as_ref().map(ident), position(&p.columns, &columns)?));
             }
-            ast::TableConstraint::Unique(u) => uniques.push((u.name.as_ref().map(ident), position(&u.columns, &columns)?)),
-            ast::TableConstraint::Check(chk) => checks.push((chk.name.as_ref().map(ident), (*chk.expr).clone(), None)),
+            ast::TableConstraint::Unique(u) => {
+                uniques.push((u.name.as_ref().map(ident), position(&u.columns, &columns)?))
+            }
+            ast::TableConstraint::Check(chk) => {
+                checks.push((chk.name.as_ref().map(ident), (*chk.expr).clone(), None))
+            }
             other => return Err(Error::unsupported(format!("table constraint {other}"))),
         }
     }
@@ -99,7 +125,9 @@ pub(super) async fn execute(ctx: &ExecCtx<'_>, txn: &mut Txn, ct: &ast::CreateTa
         }
         None => {
             if consistency == Consistency::Lww {
-                return Err(Error::unsupported("an lww table without a primary key (rows must be identified on every node)"));
+                return Err(Error::unsupported(
+                    "an lww table without a primary key (rows must be identified on every node)",
+                ));
             }
             columns.push(ColumnDef {
                 id: columns.len() as u32 + 1,
@@ -130,7 +158,12 @@ pub(super) async fn execute(ctx: &ExecCtx<'_>, txn: &mut Txn, ct: &ast::CreateTa
     for (i, (n, cols)) in uniques.into_iter().enumerate() {
         let col_names: Vec<&str> = cols.iter().map(|&c| def.columns[c].name.as_str()).collect();
         let index_name = n.unwrap_or_else(|| format!("{name}_{}_key", col_names.join("_")));
-        def.indexes.push(IndexDef { id: i as u32 + 1, name: index_name, columns: cols, unique: true });
+        def.indexes.push(IndexDef {
+            id: i as u32 + 1,
+            name: index_name,
+            columns: cols,
+            unique: true,
+        });
     }
     let all: Vec<usize> = (0..def.columns.len()).collect();
     let schema = DFSchema::try_from_qualified_schema(name.as_str(), &table_schema(&def, &all))?;
@@ -141,7 +174,10 @@ pub(super) async fn execute(ctx: &ExecCtx<'_>, txn: &mut Txn, ct: &ast::CreateTa
             Some(c) => format!("{name}_{c}_check"),
             None => format!("{name}_check"),
         });
-        def.checks.push(CheckDef { name: check_name, expr: expr.to_string() });
+        def.checks.push(CheckDef {
+            name: check_name,
+            expr: expr.to_string(),
+        });
     }
     for c in &def.columns {
         if let Some(d) = &c.default {
@@ -153,7 +189,9 @@ pub(super) async fn execute(ctx: &ExecCtx<'_>, txn: &mut Txn, ct: &ast::CreateTa
 }
 
 fn multiple_pk(table: &str) -> Error {
-    Error::InvalidTableDefinition { message: format!("multiple primary keys for table \"{table}\" are not allowed") }
+    Error::InvalidTableDefinition {
+        message: format!("multiple primary keys for table \"{table}\" are not allowed"),
+    }
 }
 
 fn consistency_option(options: &ast::CreateTableOptions) -> Result<Consistency> {
@@ -174,18 +212,21 @@ fn consistency_option(options: &ast::CreateTableOptions) -> Result<Consistency> 
                     ast::Expr::Identifier(i) => i.value.to_lowercase(),
                     other => other.to_string(),
                 };
-                consistency = match v.as_str() {
-                    "raft" => Consistency::Raft,
-                    "lww" => Consistency::Lww,
-                    _ => {
-                        return Err(Error::InvalidParameterValue {
-                            message: format!("invalid value for consistency: \"{v}\" (expected 'raft' or 'lww')"),
-                        })
-                    }
-                };
+                consistency =
+                    match v.as_str() {
+                        "raft" => Consistency::Raft,
+                        "lww" => Consistency::Lww,
+                        _ => return Err(Error::InvalidParameterValue {
+                            message: format!(
+                                "invalid value for consistency: \"{v}\" (expected 'raft' or 'lww')"
+                            ),
+                        }),
+                    };
             }
             ast::SqlOption::KeyValue { key, .. } => {
-                return Err(Error::InvalidParameterValue { message: format!("unrecognized parameter \"{}\"", ident(key)) })
+                return Err(Error::InvalidParameterValue {
+                    message: format!("unrecognized parameter \"{}\"", ident(key)),
+                })
             }
             other => return Err(Error::unsupported(format!("table option {other}"))),
         }
@@ -210,7 +251,11 @@ fn lww_restrictions(
             "CHECK constraints on an lww table (a row merged cell by cell from concurrent writes may not satisfy them)",
         ));
     }
-    if let Some(c) = columns.iter().enumerate().find(|(i, c)| !c.nullable && !pk.contains(i)) {
+    if let Some(c) = columns
+        .iter()
+        .enumerate()
+        .find(|(i, c)| !c.nullable && !pk.contains(i))
+    {
         return Err(Error::unsupported(format!(
             "NOT NULL on non-key column \"{}\" of an lww table (a concurrent delete and update can revive a row whose other cells read as NULL)",
             c.1.name

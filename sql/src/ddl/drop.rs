@@ -8,7 +8,12 @@ use super::{object_name, tag};
 use crate::error::{Error, Result};
 use crate::session::QueryOutput;
 
-pub(super) fn execute(txn: &mut Txn, kind: ast::ObjectType, if_exists: bool, names: &[ast::ObjectName]) -> Result<QueryOutput> {
+pub(super) fn execute(
+    txn: &mut Txn,
+    kind: ast::ObjectType,
+    if_exists: bool,
+    names: &[ast::ObjectName],
+) -> Result<QueryOutput> {
     let (label, done) = match kind {
         ast::ObjectType::Table => ("table", "DROP TABLE"),
         ast::ObjectType::View => ("view", "DROP VIEW"),
@@ -23,10 +28,14 @@ pub(super) fn execute(txn: &mut Txn, kind: ast::ObjectType, if_exists: bool, nam
         let found = match kind {
             ast::ObjectType::Index => find_index(&catalog, &name).map(|(t, i)| (t.id, Some(i.id))),
             _ => match catalog.get_by_name(&name) {
-                Some(CatalogEntry::Table(t)) if kind == ast::ObjectType::Table => Some((t.id, None)),
+                Some(CatalogEntry::Table(t)) if kind == ast::ObjectType::Table => {
+                    Some((t.id, None))
+                }
                 Some(CatalogEntry::View(v)) if kind == ast::ObjectType::View => Some((v.id, None)),
                 Some(_) => {
-                    return Err(Error::WrongObjectType { message: format!("\"{name}\" is not a {label}") });
+                    return Err(Error::WrongObjectType {
+                        message: format!("\"{name}\" is not a {label}"),
+                    });
                 }
                 None => None,
             },
@@ -35,7 +44,9 @@ pub(super) fn execute(txn: &mut Txn, kind: ast::ObjectType, if_exists: bool, nam
             Some(f) => plan.push(f),
             None if if_exists => {}
             None => {
-                return Err(Error::UndefinedTable { message: format!("{label} \"{name}\" does not exist") });
+                return Err(Error::UndefinedTable {
+                    message: format!("{label} \"{name}\" does not exist"),
+                });
             }
         }
     }
@@ -63,9 +74,17 @@ pub(super) fn truncate(txn: &mut Txn, t: &ast::Truncate) -> Result<QueryOutput> 
         let name = object_name(&target.name)?;
         match catalog.get_by_name(&name) {
             Some(CatalogEntry::Table(def)) => defs.push(def.clone()),
-            Some(_) => return Err(Error::WrongObjectType { message: format!("\"{name}\" is not a table") }),
+            Some(_) => {
+                return Err(Error::WrongObjectType {
+                    message: format!("\"{name}\" is not a table"),
+                })
+            }
             None if t.if_exists => {}
-            None => return Err(Error::UndefinedTable { message: format!("relation \"{name}\" does not exist") }),
+            None => {
+                return Err(Error::UndefinedTable {
+                    message: format!("relation \"{name}\" does not exist"),
+                })
+            }
         }
     }
     for def in defs {

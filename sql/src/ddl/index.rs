@@ -8,18 +8,27 @@ use crate::error::{Error, Result};
 use crate::session::QueryOutput;
 
 /// The table owning an index of this name, if any.
-pub(super) fn find_index<'a>(catalog: &'a Catalog, name: &str) -> Option<(&'a TableDef, &'a IndexDef)> {
-    catalog.tables().find_map(|t| t.indexes.iter().find(|i| i.name == name).map(|i| (t, i)))
+pub(super) fn find_index<'a>(
+    catalog: &'a Catalog,
+    name: &str,
+) -> Option<(&'a TableDef, &'a IndexDef)> {
+    catalog
+        .tables()
+        .find_map(|t| t.indexes.iter().find(|i| i.name == name).map(|i| (t, i)))
 }
 
 /// Whether a relation-level name (table, view, index, pkey) is taken.
 pub(super) fn relation_name_taken(catalog: &Catalog, name: &str) -> bool {
-    catalog.get_by_name(name).is_some() || find_index(catalog, name).is_some() || catalog.tables().any(|t| t.pkey_name == name)
+    catalog.get_by_name(name).is_some()
+        || find_index(catalog, name).is_some()
+        || catalog.tables().any(|t| t.pkey_name == name)
 }
 
 pub(super) fn create(txn: &mut Txn, ci: &ast::CreateIndex) -> Result<QueryOutput> {
     if ci.predicate.is_some() {
-        return Err(Error::unsupported("partial indexes (CREATE INDEX ... WHERE)"));
+        return Err(Error::unsupported(
+            "partial indexes (CREATE INDEX ... WHERE)",
+        ));
     }
     if !ci.include.is_empty() {
         return Err(Error::unsupported("INCLUDE columns in an index"));
@@ -28,8 +37,16 @@ pub(super) fn create(txn: &mut Txn, ci: &ast::CreateIndex) -> Result<QueryOutput
     let catalog = txn.catalog();
     let mut def = match catalog.get_by_name(&table_name) {
         Some(CatalogEntry::Table(t)) => t.clone(),
-        Some(_) => return Err(Error::WrongObjectType { message: format!("\"{table_name}\" is not a table") }),
-        None => return Err(Error::UndefinedTable { message: format!("relation \"{table_name}\" does not exist") }),
+        Some(_) => {
+            return Err(Error::WrongObjectType {
+                message: format!("\"{table_name}\" is not a table"),
+            })
+        }
+        None => {
+            return Err(Error::UndefinedTable {
+                message: format!("relation \"{table_name}\" does not exist"),
+            })
+        }
     };
     let columns: Vec<usize> = ci
         .columns
@@ -39,12 +56,17 @@ pub(super) fn create(txn: &mut Txn, ci: &ast::CreateIndex) -> Result<QueryOutput
                 let n = ident(i);
                 def.column_index(&n)
                     .filter(|&c| !def.columns[c].hidden)
-                    .ok_or_else(|| Error::UndefinedColumn { message: format!("column \"{n}\" does not exist") })
+                    .ok_or_else(|| Error::UndefinedColumn {
+                        message: format!("column \"{n}\" does not exist"),
+                    })
             }
             other => Err(Error::unsupported(format!("expression indexes ({other})"))),
         })
         .collect::<Result<_>>()?;
-    let col_names: Vec<&str> = columns.iter().map(|&c| def.columns[c].name.as_str()).collect();
+    let col_names: Vec<&str> = columns
+        .iter()
+        .map(|&c| def.columns[c].name.as_str())
+        .collect();
     let name = match &ci.name {
         Some(n) => object_name(n)?,
         None => {
@@ -62,13 +84,22 @@ pub(super) fn create(txn: &mut Txn, ci: &ast::CreateIndex) -> Result<QueryOutput
         if ci.if_not_exists {
             return Ok(tag("CREATE INDEX"));
         }
-        return Err(Error::DuplicateTable { message: format!("relation \"{name}\" already exists") });
+        return Err(Error::DuplicateTable {
+            message: format!("relation \"{name}\" already exists"),
+        });
     }
     if ci.unique && def.consistency == weft_storage::Consistency::Lww {
-        return Err(Error::unsupported("unique indexes on an lww table (only the primary key is unique without coordination)"));
+        return Err(Error::unsupported(
+            "unique indexes on an lww table (only the primary key is unique without coordination)",
+        ));
     }
     let id = def.indexes.iter().map(|i| i.id).max().unwrap_or(0) + 1;
-    let index = IndexDef { id, name, columns, unique: ci.unique };
+    let index = IndexDef {
+        id,
+        name,
+        columns,
+        unique: ci.unique,
+    };
     def.indexes.push(index.clone());
     txn.build_index(&def, &index)?;
     txn.put_entry(CatalogEntry::Table(def))?;

@@ -30,21 +30,36 @@ pub(crate) fn tag(t: &str) -> QueryOutput {
     QueryOutput::Command { tag: t.to_string() }
 }
 
-pub(crate) async fn execute(ctx: &ExecCtx<'_>, txn: &mut Txn, stmt: &Statement) -> Result<QueryOutput> {
+pub(crate) async fn execute(
+    ctx: &ExecCtx<'_>,
+    txn: &mut Txn,
+    stmt: &Statement,
+) -> Result<QueryOutput> {
     match &*stmt.ast {
         ast::Statement::CreateTable(ct) => create_table::execute(ctx, txn, ct).await,
         ast::Statement::CreateIndex(ci) => index::create(txn, ci),
         ast::Statement::CreateView(cv) => view::create(ctx, txn, cv).await,
-        ast::Statement::Drop { object_type, if_exists, names, .. } => drop::execute(txn, *object_type, *if_exists, names),
+        ast::Statement::Drop {
+            object_type,
+            if_exists,
+            names,
+            ..
+        } => drop::execute(txn, *object_type, *if_exists, names),
         ast::Statement::AlterTable(at) => alter::execute(ctx, txn, at).await,
         ast::Statement::Truncate(t) => drop::truncate(txn, t),
-        other => Err(Error::unsupported(format!("statement \"{}\"", statement_kind(other)))),
+        other => Err(Error::unsupported(format!(
+            "statement \"{}\"",
+            statement_kind(other)
+        ))),
     }
 }
 
 fn statement_kind(stmt: &ast::Statement) -> String {
     let text = stmt.to_string();
-    text.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+    text.split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// An identifier as PostgreSQL folds it: unquoted names are lower-cased.
@@ -69,7 +84,9 @@ pub(crate) fn object_name(name: &ast::ObjectName) -> Result<String> {
         [n] => Ok(n.clone()),
         [schema, n] if schema == "public" => Ok(n.clone()),
         [db, schema, n] if schema == "public" && !db.is_empty() => Ok(n.clone()),
-        _ => Err(Error::FeatureNotSupported { feature: format!("schemas other than public (in {name})") }),
+        _ => Err(Error::FeatureNotSupported {
+            feature: format!("schemas other than public (in {name})"),
+        }),
     }
 }
 
@@ -79,10 +96,14 @@ pub(crate) fn column_type(t: &ast::DataType) -> Result<DataType> {
     let char_len = |l: &Option<ast::CharacterLength>| -> Result<Option<u32>> {
         match l {
             None | Some(ast::CharacterLength::Max) => Ok(None),
-            Some(ast::CharacterLength::IntegerLength { length, .. }) => match u32::try_from(*length) {
-                Ok(0) | Err(_) => Err(Error::InvalidParameterValue { message: "length for type varchar must be at least 1".into() }),
-                Ok(n) => Ok(Some(n)),
-            },
+            Some(ast::CharacterLength::IntegerLength { length, .. }) => {
+                match u32::try_from(*length) {
+                    Ok(0) | Err(_) => Err(Error::InvalidParameterValue {
+                        message: "length for type varchar must be at least 1".into(),
+                    }),
+                    Ok(n) => Ok(Some(n)),
+                }
+            }
         }
     };
     Ok(match t {
@@ -102,17 +123,24 @@ pub(crate) fn column_type(t: &ast::DataType) -> Result<DataType> {
                 ast::ExactNumberInfo::PrecisionAndScale(p, s) => (*p, *s),
             };
             if p == 0 || p > 38 {
-                return Err(Error::FeatureNotSupported { feature: format!("numeric precision {p} (Weft supports 1 to 38)") });
+                return Err(Error::FeatureNotSupported {
+                    feature: format!("numeric precision {p} (Weft supports 1 to 38)"),
+                });
             }
             if s < 0 || s > p as i64 {
                 return Err(Error::InvalidParameterValue {
                     message: format!("NUMERIC scale {s} must be between 0 and precision {p}"),
                 });
             }
-            DataType::Numeric { precision: p as u8, scale: s as i8 }
+            DataType::Numeric {
+                precision: p as u8,
+                scale: s as i8,
+            }
         }
         T::Text | T::String(None) => DataType::Text,
-        T::Varchar(l) | T::CharacterVarying(l) | T::CharVarying(l) | T::Nvarchar(l) => DataType::Varchar(char_len(l)?),
+        T::Varchar(l) | T::CharacterVarying(l) | T::CharVarying(l) | T::Nvarchar(l) => {
+            DataType::Varchar(char_len(l)?)
+        }
         T::Char(l) | T::Character(l) => DataType::Char(char_len(l)?.unwrap_or(1)),
         T::Bool | T::Boolean => DataType::Bool,
         T::Bytea => DataType::Bytea,
@@ -128,8 +156,16 @@ pub(crate) fn column_type(t: &ast::DataType) -> Result<DataType> {
             "jsonb" | "json" => DataType::Jsonb,
             "timestamptz" => DataType::TimestampTz,
             "bpchar" => DataType::Char(1),
-            other => return Err(Error::FeatureNotSupported { feature: format!("type {other}") }),
+            other => {
+                return Err(Error::FeatureNotSupported {
+                    feature: format!("type {other}"),
+                })
+            }
         },
-        other => return Err(Error::FeatureNotSupported { feature: format!("type {other}") }),
+        other => {
+            return Err(Error::FeatureNotSupported {
+                feature: format!("type {other}"),
+            })
+        }
     })
 }

@@ -49,7 +49,10 @@ pub(super) fn check(ctx: &ExecCtx<'_>, def: &TableDef, rows: &[Row]) -> Result<(
         // NULL satisfies a CHECK, as in PostgreSQL.
         if let Some(i) = (0..bools.len()).find(|&i| bools.is_valid(i) && !bools.value(i)) {
             return Err(Error::CheckViolation {
-                message: format!("new row for relation \"{}\" violates check constraint \"{}\"", def.name, check.name),
+                message: format!(
+                    "new row for relation \"{}\" violates check constraint \"{}\"",
+                    def.name, check.name
+                ),
                 detail: Some(failing_row(def, &rows[i])),
             });
         }

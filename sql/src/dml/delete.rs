@@ -24,7 +24,11 @@ pub(super) fn target(catalog: &Catalog, d: &ast::Delete) -> Result<(TableDef, St
     }
 }
 
-pub(super) fn source_query(def: &TableDef, qualifier: &str, d: &ast::Delete) -> Result<ast::Statement> {
+pub(super) fn source_query(
+    def: &TableDef,
+    qualifier: &str,
+    d: &ast::Delete,
+) -> Result<ast::Statement> {
     if d.limit.is_some() || !d.order_by.is_empty() {
         return Err(Error::unsupported("DELETE with ORDER BY or LIMIT"));
     }
@@ -32,10 +36,19 @@ pub(super) fn source_query(def: &TableDef, qualifier: &str, d: &ast::Delete) -> 
     if let Some(using) = &d.using {
         from.extend(using.iter().cloned());
     }
-    select::select_stmt(select::all_columns(def, qualifier), from, d.selection.clone())
+    select::select_stmt(
+        select::all_columns(def, qualifier),
+        from,
+        d.selection.clone(),
+    )
 }
 
-pub(super) async fn execute(ctx: &ExecCtx<'_>, txn: &mut Txn, d: &ast::Delete, params: &Params) -> Result<QueryOutput> {
+pub(super) async fn execute(
+    ctx: &ExecCtx<'_>,
+    txn: &mut Txn,
+    d: &ast::Delete,
+    params: &Params,
+) -> Result<QueryOutput> {
     let (def, qualifier) = target(&txn.catalog(), d)?;
     let query = source_query(&def, &qualifier, d)?;
     let batches = select::run(ctx, def.id, &query, params).await?;
@@ -57,6 +70,8 @@ pub(super) async fn execute(ctx: &ExecCtx<'_>, txn: &mut Txn, d: &ast::Delete, p
     }
     match &d.returning {
         Some(list) => returning::output(ctx, &def, &qualifier, list, &rows, "DELETE"),
-        None => Ok(QueryOutput::Command { tag: format!("DELETE {}", rows.len()) }),
+        None => Ok(QueryOutput::Command {
+            tag: format!("DELETE {}", rows.len()),
+        }),
     }
 }

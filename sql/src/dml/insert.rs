@@ -30,7 +30,12 @@ fn target_columns(def: &TableDef, i: &ast::Insert) -> Result<Vec<usize>> {
     for c in &i.columns {
         let p = column_of(def, c)?;
         if out.contains(&p) {
-            return Err(Error::DuplicateColumn { message: format!("column \"{}\" specified more than once", def.columns[p].name) });
+            return Err(Error::DuplicateColumn {
+                message: format!(
+                    "column \"{}\" specified more than once",
+                    def.columns[p].name
+                ),
+            });
         }
         out.push(p);
     }
@@ -47,7 +52,9 @@ fn values_rows(i: &ast::Insert) -> Option<&Vec<ast::Parens<Vec<ast::Expr>>>> {
 /// The source query of an INSERT … SELECT, if it is one.
 pub(super) fn select_source(i: &ast::Insert) -> Option<ast::Statement> {
     match i.source.as_deref() {
-        Some(q) if !matches!(q.body.as_ref(), ast::SetExpr::Values(_)) => Some(ast::Statement::Query(Box::new(q.clone()))),
+        Some(q) if !matches!(q.body.as_ref(), ast::SetExpr::Values(_)) => {
+            Some(ast::Statement::Query(Box::new(q.clone())))
+        }
         _ => None,
     }
 }
@@ -89,14 +96,19 @@ fn simple_value(e: &ast::Expr, params: &Params) -> Result<Option<ScalarValue>> {
             ast::Value::Placeholder(p) => Some(params.get(p)?.clone()),
             ast::Value::Null => Some(ScalarValue::Null),
             ast::Value::Boolean(b) => Some(ScalarValue::Boolean(Some(*b))),
-            ast::Value::SingleQuotedString(s) | ast::Value::EscapedStringLiteral(s) => Some(ScalarValue::Utf8(Some(s.clone()))),
+            ast::Value::SingleQuotedString(s) | ast::Value::EscapedStringLiteral(s) => {
+                Some(ScalarValue::Utf8(Some(s.clone())))
+            }
             ast::Value::Number(n, _) => Some(match n.parse::<i64>() {
                 Ok(i) => ScalarValue::Int64(Some(i)),
                 Err(_) => ScalarValue::Utf8(Some(n.clone())),
             }),
             _ => None,
         },
-        ast::Expr::UnaryOp { op: ast::UnaryOperator::Minus, expr } => match expr.as_ref() {
+        ast::Expr::UnaryOp {
+            op: ast::UnaryOperator::Minus,
+            expr,
+        } => match expr.as_ref() {
             ast::Expr::Value(v) => match &v.value {
                 ast::Value::Number(n, _) => Some(match n.parse::<i64>() {
                     Ok(i) => ScalarValue::Int64(Some(-i)),
@@ -122,10 +134,14 @@ fn rows_from_values(
     for row in rows {
         let row = &row.content;
         if row.len() > cols.len() {
-            return Err(Error::syntax("INSERT has more expressions than target columns"));
+            return Err(Error::syntax(
+                "INSERT has more expressions than target columns",
+            ));
         }
         if row.len() < cols.len() {
-            return Err(Error::syntax("INSERT has more target columns than expressions"));
+            return Err(Error::syntax(
+                "INSERT has more target columns than expressions",
+            ));
         }
         let mut cells = Vec::with_capacity(row.len());
         for (e, &c) in row.iter().zip(cols) {
@@ -170,8 +186,13 @@ fn substitute_params(e: &mut ast::Expr, params: &Params) -> Result<()> {
                         } else {
                             ast::Expr::Cast {
                                 kind: ast::CastKind::DoubleColon,
-                                expr: Box::new(ast::Expr::value(ast::Value::SingleQuotedString(text))),
-                                data_type: ast::DataType::Custom(ast::ObjectName::from(vec![ast::Ident::new(ty)]), vec![]),
+                                expr: Box::new(ast::Expr::value(ast::Value::SingleQuotedString(
+                                    text,
+                                ))),
+                                data_type: ast::DataType::Custom(
+                                    ast::ObjectName::from(vec![ast::Ident::new(ty)]),
+                                    vec![],
+                                ),
                                 array: false,
                                 format: None,
                             }
@@ -186,7 +207,11 @@ fn substitute_params(e: &mut ast::Expr, params: &Params) -> Result<()> {
     err.map_or(Ok(()), Err)
 }
 
-fn rows_from_batches(def: &TableDef, cols: &[usize], batches: &[RecordBatch]) -> Result<Vec<Vec<Option<Value>>>> {
+fn rows_from_batches(
+    def: &TableDef,
+    cols: &[usize],
+    batches: &[RecordBatch],
+) -> Result<Vec<Vec<Option<Value>>>> {
     let mut out = Vec::new();
     for b in batches {
         if b.num_columns() != cols.len() {
@@ -209,7 +234,13 @@ fn rows_from_batches(def: &TableDef, cols: &[usize], batches: &[RecordBatch]) ->
 }
 
 /// Full rows: given values, defaults for the rest, a fresh hidden row id where the table has one.
-fn complete(ctx: &ExecCtx<'_>, txn: &Txn, def: &TableDef, cols: &[usize], partial: Vec<Vec<Option<Value>>>) -> Result<Vec<Row>> {
+fn complete(
+    ctx: &ExecCtx<'_>,
+    txn: &Txn,
+    def: &TableDef,
+    cols: &[usize],
+    partial: Vec<Vec<Option<Value>>>,
+) -> Result<Vec<Row>> {
     let n = partial.len();
     let mut rows: Vec<Row> = vec![vec![Value::Null; def.columns.len()]; n];
     let mut needs_default = vec![vec![false; n]; def.columns.len()];
@@ -230,7 +261,10 @@ fn complete(ctx: &ExecCtx<'_>, txn: &Txn, def: &TableDef, cols: &[usize], partia
             continue;
         }
         let mut values = if col.hidden {
-            (0..count).map(|_| Value::Int64(txn.next_rowid())).collect::<Vec<_>>().into_iter()
+            (0..count)
+                .map(|_| Value::Int64(txn.next_rowid()))
+                .collect::<Vec<_>>()
+                .into_iter()
         } else {
             default_values(ctx.state, def, c, count)?.into_iter()
         };
@@ -243,12 +277,25 @@ fn complete(ctx: &ExecCtx<'_>, txn: &Txn, def: &TableDef, cols: &[usize], partia
     Ok(rows)
 }
 
-pub(super) async fn execute(ctx: &ExecCtx<'_>, txn: &mut Txn, i: &ast::Insert, params: &Params) -> Result<QueryOutput> {
+pub(super) async fn execute(
+    ctx: &ExecCtx<'_>,
+    txn: &mut Txn,
+    i: &ast::Insert,
+    params: &Params,
+) -> Result<QueryOutput> {
     let catalog = txn.catalog();
     let def = target_by_name(&catalog, table_name(i)?)?.clone();
-    let qualifier = i.table_alias.as_ref().map(|a| ident(&a.alias)).unwrap_or_else(|| def.name.clone());
+    let qualifier = i
+        .table_alias
+        .as_ref()
+        .map(|a| ident(&a.alias))
+        .unwrap_or_else(|| def.name.clone());
     // DEFAULT VALUES names no column: every column takes its default.
-    let mut cols = if i.source.is_some() { target_columns(&def, i)? } else { Vec::new() };
+    let mut cols = if i.source.is_some() {
+        target_columns(&def, i)?
+    } else {
+        Vec::new()
+    };
     let partial = match (values_rows(i), select_source(i)) {
         (Some(rows), _) => {
             let width = rows.first().map(|r| r.content.len()).unwrap_or(0);
@@ -276,11 +323,15 @@ pub(super) async fn execute(ctx: &ExecCtx<'_>, txn: &mut Txn, i: &ast::Insert, p
             }
             rows
         }
-        Some(ast::OnInsert::OnConflict(oc)) => super::upsert::execute(ctx, txn, &def, &qualifier, oc, rows, params)?,
+        Some(ast::OnInsert::OnConflict(oc)) => {
+            super::upsert::execute(ctx, txn, &def, &qualifier, oc, rows, params)?
+        }
         Some(other) => return Err(Error::unsupported(format!("INSERT ... {other}"))),
     };
     match &i.returning {
         Some(list) => returning::output(ctx, &def, &qualifier, list, &written, "INSERT"),
-        None => Ok(QueryOutput::Command { tag: format!("INSERT 0 {}", written.len()) }),
+        None => Ok(QueryOutput::Command {
+            tag: format!("INSERT 0 {}", written.len()),
+        }),
     }
 }

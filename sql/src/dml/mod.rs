@@ -44,7 +44,11 @@ pub(crate) async fn describe(
     declared: &[Option<PgType>],
 ) -> Result<(Vec<PgType>, Option<Arc<Vec<FieldInfo>>>)> {
     let catalog = session.shared.catalog();
-    let ctx = ExecCtx { state: &session.state, shared: &session.shared, read_only: false };
+    let ctx = ExecCtx {
+        state: &session.state,
+        shared: &session.shared,
+        read_only: false,
+    };
     let (def, qualifier, returning, hints, query) = match &*stmt.ast {
         ast::Statement::Insert(i) => {
             let def = target_by_name(&catalog, insert::table_name(i)?)?;
@@ -85,9 +89,14 @@ pub(crate) async fn describe(
             }
         }
     }
-    let param_types = types.into_iter().map(|t| t.unwrap_or(PgType::Text)).collect();
+    let param_types = types
+        .into_iter()
+        .map(|t| t.unwrap_or(PgType::Text))
+        .collect();
     let fields = match returning {
-        Some(items) => Some(Arc::new(returning::describe(&ctx, &def, &qualifier, &items)?)),
+        Some(items) => Some(Arc::new(returning::describe(
+            &ctx, &def, &qualifier, &items,
+        )?)),
         None => None,
     };
     Ok((param_types, fields))
@@ -106,7 +115,10 @@ impl Params {
             .zip(types)
             .map(|(v, t)| crate::query::cast_param(v, &t.to_arrow()))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Params { values, types: types.to_vec() })
+        Ok(Params {
+            values,
+            types: types.to_vec(),
+        })
     }
 
     pub fn declared(&self) -> Vec<Option<PgType>> {
@@ -120,24 +132,39 @@ impl Params {
             .and_then(|n| n.parse::<usize>().ok())
             .and_then(|n| n.checked_sub(1))
             .and_then(|i| self.values.get(i))
-            .ok_or_else(|| Error::ProtocolViolation { message: format!("no value for parameter {placeholder}") })
+            .ok_or_else(|| Error::ProtocolViolation {
+                message: format!("no value for parameter {placeholder}"),
+            })
     }
 }
 
-pub(crate) fn target_by_name<'a>(catalog: &'a weft_storage::Catalog, name: String) -> Result<&'a TableDef> {
+pub(crate) fn target_by_name<'a>(
+    catalog: &'a weft_storage::Catalog,
+    name: String,
+) -> Result<&'a TableDef> {
     match catalog.get_by_name(&name) {
         Some(CatalogEntry::Table(t)) => Ok(t),
-        Some(_) => Err(Error::WrongObjectType { message: format!("cannot change relation \"{name}\": not a table") }),
-        None => Err(Error::UndefinedTable { message: format!("relation \"{name}\" does not exist") }),
+        Some(_) => Err(Error::WrongObjectType {
+            message: format!("cannot change relation \"{name}\": not a table"),
+        }),
+        None => Err(Error::UndefinedTable {
+            message: format!("relation \"{name}\" does not exist"),
+        }),
     }
 }
 
 /// The target table of UPDATE/DELETE and the name its columns are qualified by.
-pub(crate) fn table_factor_target(catalog: &weft_storage::Catalog, t: &ast::TableFactor) -> Result<(TableDef, String)> {
+pub(crate) fn table_factor_target(
+    catalog: &weft_storage::Catalog,
+    t: &ast::TableFactor,
+) -> Result<(TableDef, String)> {
     match t {
         ast::TableFactor::Table { name, alias, .. } => {
             let def = target_by_name(catalog, object_name(name)?)?.clone();
-            let qualifier = alias.as_ref().map(|a| ident(&a.name)).unwrap_or_else(|| def.name.clone());
+            let qualifier = alias
+                .as_ref()
+                .map(|a| ident(&a.name))
+                .unwrap_or_else(|| def.name.clone());
             Ok((def, qualifier))
         }
         other => Err(Error::unsupported(format!("DML target {other}"))),
@@ -146,10 +173,18 @@ pub(crate) fn table_factor_target(catalog: &weft_storage::Catalog, t: &ast::Tabl
 
 /// The column an assignment or column list names, by position.
 pub(crate) fn column_of(def: &TableDef, name: &ast::ObjectName) -> Result<usize> {
-    let last = name.0.last().and_then(|p| p.as_ident()).map(ident).unwrap_or_default();
+    let last = name
+        .0
+        .last()
+        .and_then(|p| p.as_ident())
+        .map(ident)
+        .unwrap_or_default();
     def.column_index(&last)
         .filter(|&i| !def.columns[i].hidden)
         .ok_or_else(|| Error::UndefinedColumn {
-            message: format!("column \"{last}\" of relation \"{}\" does not exist", def.name),
+            message: format!(
+                "column \"{last}\" of relation \"{}\" does not exist",
+                def.name
+            ),
         })
 }

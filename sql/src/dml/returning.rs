@@ -36,21 +36,36 @@ fn output_name(e: &ast::Expr) -> String {
     crate::naming::figure_name(e).unwrap_or_else(|| "?column?".to_string())
 }
 
-fn items(ctx: &ExecCtx<'_>, def: &TableDef, schema: &datafusion::common::DFSchema, list: &[ast::SelectItem]) -> Result<Vec<Item>> {
+fn items(
+    ctx: &ExecCtx<'_>,
+    def: &TableDef,
+    schema: &datafusion::common::DFSchema,
+    list: &[ast::SelectItem],
+) -> Result<Vec<Item>> {
     let mut out = Vec::new();
     for item in list {
         match item {
-            ast::SelectItem::UnnamedExpr(e) => {
-                out.push(Item { name: output_name(e), column: bare_column(def, e), expr: compile(ctx.state, e, schema)? })
+            ast::SelectItem::UnnamedExpr(e) => out.push(Item {
+                name: output_name(e),
+                column: bare_column(def, e),
+                expr: compile(ctx.state, e, schema)?,
+            }),
+            ast::SelectItem::ExprWithAlias { expr, alias } => out.push(Item {
+                name: ident(alias),
+                column: bare_column(def, expr),
+                expr: compile(ctx.state, expr, schema)?,
+            }),
+            ast::SelectItem::ExprWithAliases { .. } => {
+                return Err(Error::unsupported("several aliases for one RETURNING item"))
             }
-            ast::SelectItem::ExprWithAlias { expr, alias } => {
-                out.push(Item { name: ident(alias), column: bare_column(def, expr), expr: compile(ctx.state, expr, schema)? })
-            }
-            ast::SelectItem::ExprWithAliases { .. } => return Err(Error::unsupported("several aliases for one RETURNING item")),
             ast::SelectItem::Wildcard(_) | ast::SelectItem::QualifiedWildcard(..) => {
                 for (i, c) in def.visible_columns() {
                     let e = ast::Expr::Identifier(ast::Ident::with_quote('"', &c.name));
-                    out.push(Item { name: c.name.clone(), column: Some(i), expr: compile(ctx.state, &e, schema)? });
+                    out.push(Item {
+                        name: c.name.clone(),
+                        column: Some(i),
+                        expr: compile(ctx.state, &e, schema)?,
+                    });
                 }
             }
         }
@@ -63,13 +78,21 @@ fn field(def: &TableDef, item: &Item, data_type: datafusion::arrow::datatypes::D
     match item.column {
         Some(c) => {
             let pg = PgType::from_storage(def.columns[c].data_type);
-            f.with_metadata(HashMap::from([(PG_TYPE_KEY.to_string(), pg.name().to_string())]))
+            f.with_metadata(HashMap::from([(
+                PG_TYPE_KEY.to_string(),
+                pg.name().to_string(),
+            )]))
         }
         None => f,
     }
 }
 
-pub(super) fn describe(ctx: &ExecCtx<'_>, def: &TableDef, qualifier: &str, list: &[ast::SelectItem]) -> Result<Vec<FieldInfo>> {
+pub(super) fn describe(
+    ctx: &ExecCtx<'_>,
+    def: &TableDef,
+    qualifier: &str,
+    list: &[ast::SelectItem],
+) -> Result<Vec<FieldInfo>> {
     let tb = table_batch(def, qualifier, &[])?;
     let items = items(ctx, def, &tb.schema, list)?;
     let schema = tb.batch.schema();
@@ -91,8 +114,15 @@ pub(super) fn output(
 ) -> Result<QueryOutput> {
     let tb = table_batch(def, qualifier, rows)?;
     let items = items(ctx, def, &tb.schema, list)?;
-    let arrays: Vec<ArrayRef> = items.iter().map(|i| i.expr.evaluate(&tb.batch)).collect::<Result<_>>()?;
-    let fields: Vec<Field> = items.iter().zip(&arrays).map(|(i, a)| field(def, i, a.data_type().clone())).collect();
+    let arrays: Vec<ArrayRef> = items
+        .iter()
+        .map(|i| i.expr.evaluate(&tb.batch))
+        .collect::<Result<_>>()?;
+    let fields: Vec<Field> = items
+        .iter()
+        .zip(&arrays)
+        .map(|(i, a)| field(def, i, a.data_type().clone()))
+        .collect();
     let schema = Arc::new(Schema::new(fields));
     let infos = crate::query::fields_of(&schema);
     let batch = if rows.is_empty() {

@@ -17,7 +17,11 @@ use crate::query::infer_params;
 use crate::session::ExecCtx;
 
 /// `SELECT <projection> FROM <from> WHERE <selection>` as a statement.
-pub(super) fn select_stmt(projection: Vec<ast::SelectItem>, from: Vec<ast::TableWithJoins>, selection: Option<ast::Expr>) -> Result<ast::Statement> {
+pub(super) fn select_stmt(
+    projection: Vec<ast::SelectItem>,
+    from: Vec<ast::TableWithJoins>,
+    selection: Option<ast::Expr>,
+) -> Result<ast::Statement> {
     let mut stmt = Parser::parse_sql(&PostgreSqlDialect {}, "SELECT 1")?
         .pop()
         .ok_or_else(|| Error::internal("template query did not parse"))?;
@@ -46,15 +50,28 @@ pub(super) fn all_columns(def: &TableDef, qualifier: &str) -> Vec<ast::SelectIte
         .collect()
 }
 
-async fn plan(ctx: &ExecCtx<'_>, target: TableId, stmt: &ast::Statement, declared: &[Option<PgType>]) -> Result<datafusion::logical_expr::LogicalPlan> {
+async fn plan(
+    ctx: &ExecCtx<'_>,
+    target: TableId,
+    stmt: &ast::Statement,
+    declared: &[Option<PgType>],
+) -> Result<datafusion::logical_expr::LogicalPlan> {
     ctx.shared.set_dml_target(Some(target));
-    let planned = ctx.state.statement_to_plan(DfStatement::Statement(Box::new(stmt.clone()))).await;
+    let planned = ctx
+        .state
+        .statement_to_plan(DfStatement::Statement(Box::new(stmt.clone())))
+        .await;
     ctx.shared.set_dml_target(None);
     infer_params(planned?, declared)
 }
 
 /// Runs the query and returns all its rows.
-pub(super) async fn run(ctx: &ExecCtx<'_>, target: TableId, stmt: &ast::Statement, params: &Params) -> Result<Vec<RecordBatch>> {
+pub(super) async fn run(
+    ctx: &ExecCtx<'_>,
+    target: TableId,
+    stmt: &ast::Statement,
+    params: &Params,
+) -> Result<Vec<RecordBatch>> {
     let logical = plan(ctx, target, stmt, &params.declared()).await?;
     let logical = if params.values.is_empty() {
         logical
@@ -66,16 +83,29 @@ pub(super) async fn run(ctx: &ExecCtx<'_>, target: TableId, stmt: &ast::Statemen
 }
 
 /// Parameter types DataFusion infers for the query (by position; text where unknown).
-pub(super) async fn param_types(ctx: &ExecCtx<'_>, target: TableId, stmt: &ast::Statement, declared: &[Option<PgType>]) -> Result<Vec<PgType>> {
+pub(super) async fn param_types(
+    ctx: &ExecCtx<'_>,
+    target: TableId,
+    stmt: &ast::Statement,
+    declared: &[Option<PgType>],
+) -> Result<Vec<PgType>> {
     let logical = plan(ctx, target, stmt, declared).await?;
     let fields = logical.get_parameter_fields()?;
     let mut out: Vec<PgType> = Vec::new();
     for (id, field) in fields {
-        let Some(n) = id.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()).filter(|n| *n > 0) else { continue };
+        let Some(n) = id
+            .strip_prefix('$')
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|n| *n > 0)
+        else {
+            continue;
+        };
         if out.len() < n {
             out.resize(n, PgType::Text);
         }
-        out[n - 1] = field.map(|f| PgType::from_arrow(f.data_type())).unwrap_or(PgType::Text);
+        out[n - 1] = field
+            .map(|f| PgType::from_arrow(f.data_type()))
+            .unwrap_or(PgType::Text);
     }
     Ok(out)
 }

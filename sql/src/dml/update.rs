@@ -26,11 +26,18 @@ fn assignments(def: &TableDef, u: &ast::Update) -> Result<Vec<(usize, ast::Expr)
             ast::AssignmentTarget::ColumnName(n) => {
                 let c = column_of(def, n)?;
                 if out.iter().any(|(x, _)| *x == c) {
-                    return Err(Error::syntax(format!("multiple assignments to same column \"{}\"", def.columns[c].name)));
+                    return Err(Error::syntax(format!(
+                        "multiple assignments to same column \"{}\"",
+                        def.columns[c].name
+                    )));
                 }
                 out.push((c, a.value.clone()));
             }
-            ast::AssignmentTarget::Tuple(_) => return Err(Error::unsupported("multi-column assignment (SET (a, b) = ...)")),
+            ast::AssignmentTarget::Tuple(_) => {
+                return Err(Error::unsupported(
+                    "multi-column assignment (SET (a, b) = ...)",
+                ))
+            }
         }
     }
     Ok(out)
@@ -53,20 +60,30 @@ pub(super) fn param_hints(def: &TableDef, u: &ast::Update) -> Result<Vec<(usize,
         .collect())
 }
 
-pub(super) fn source_query(def: &TableDef, qualifier: &str, u: &ast::Update) -> Result<ast::Statement> {
+pub(super) fn source_query(
+    def: &TableDef,
+    qualifier: &str,
+    u: &ast::Update,
+) -> Result<ast::Statement> {
     let mut projection = select::all_columns(def, qualifier);
     for (_, e) in assignments(def, u)? {
         projection.push(ast::SelectItem::UnnamedExpr(e));
     }
     let mut from = vec![u.table.clone()];
     match &u.from {
-        Some(ast::UpdateTableFromKind::BeforeSet(t)) | Some(ast::UpdateTableFromKind::AfterSet(t)) => from.extend(t.iter().cloned()),
+        Some(ast::UpdateTableFromKind::BeforeSet(t))
+        | Some(ast::UpdateTableFromKind::AfterSet(t)) => from.extend(t.iter().cloned()),
         None => {}
     }
     select::select_stmt(projection, from, u.selection.clone())
 }
 
-pub(super) async fn execute(ctx: &ExecCtx<'_>, txn: &mut Txn, u: &ast::Update, params: &Params) -> Result<QueryOutput> {
+pub(super) async fn execute(
+    ctx: &ExecCtx<'_>,
+    txn: &mut Txn,
+    u: &ast::Update,
+    params: &Params,
+) -> Result<QueryOutput> {
     let (def, qualifier) = target(&txn.catalog(), u)?;
     let sets = assignments(&def, u)?;
     let query = source_query(&def, &qualifier, u)?;
@@ -76,7 +93,9 @@ pub(super) async fn execute(ctx: &ExecCtx<'_>, txn: &mut Txn, u: &ast::Update, p
     let mut pairs: Vec<(Row, Row)> = Vec::new();
     for b in &batches {
         for r in 0..b.num_rows() {
-            let old: Row = (0..n).map(|c| array_value(b.column(c), r, def.columns[c].data_type)).collect::<Result<_>>()?;
+            let old: Row = (0..n)
+                .map(|c| array_value(b.column(c), r, def.columns[c].data_type))
+                .collect::<Result<_>>()?;
             // With FROM, one target row may join several rows; PostgreSQL updates it once.
             let key: Vec<Value> = def.primary_key.iter().map(|&c| old[c].clone()).collect();
             if !seen.insert(format!("{key:?}").into_bytes()) {
@@ -96,6 +115,8 @@ pub(super) async fn execute(ctx: &ExecCtx<'_>, txn: &mut Txn, u: &ast::Update, p
     }
     match &u.returning {
         Some(list) => returning::output(ctx, &def, &qualifier, list, &new_rows, "UPDATE"),
-        None => Ok(QueryOutput::Command { tag: format!("UPDATE {}", new_rows.len()) }),
+        None => Ok(QueryOutput::Command {
+            tag: format!("UPDATE {}", new_rows.len()),
+        }),
     }
 }

@@ -22,10 +22,14 @@ type Arbiter = Option<weft_storage::IndexId>;
 
 fn arbiters(def: &TableDef, target: &Option<ast::ConflictTarget>) -> Result<Vec<Arbiter>> {
     let no_match = || Error::InvalidColumnDefinition {
-        message: "there is no unique or exclusion constraint matching the ON CONFLICT specification".into(),
+        message:
+            "there is no unique or exclusion constraint matching the ON CONFLICT specification"
+                .into(),
     };
     Ok(match target {
-        None => std::iter::once(None).chain(def.indexes.iter().filter(|i| i.unique).map(|i| Some(i.id))).collect(),
+        None => std::iter::once(None)
+            .chain(def.indexes.iter().filter(|i| i.unique).map(|i| Some(i.id)))
+            .collect(),
         Some(ast::ConflictTarget::Columns(cols)) => {
             let mut wanted: Vec<usize> = cols
                 .iter()
@@ -40,18 +44,34 @@ fn arbiters(def: &TableDef, target: &Option<ast::ConflictTarget>) -> Result<Vec<
             if same(&def.primary_key) {
                 vec![None]
             } else {
-                let idx = def.indexes.iter().find(|i| i.unique && same(&i.columns)).ok_or_else(no_match)?;
+                let idx = def
+                    .indexes
+                    .iter()
+                    .find(|i| i.unique && same(&i.columns))
+                    .ok_or_else(no_match)?;
                 vec![Some(idx.id)]
             }
         }
         Some(ast::ConflictTarget::OnConstraint(name)) => {
-            let n = name.0.last().and_then(|p| p.as_ident()).map(ident).unwrap_or_default();
+            let n = name
+                .0
+                .last()
+                .and_then(|p| p.as_ident())
+                .map(ident)
+                .unwrap_or_default();
             if n == def.pkey_name {
                 vec![None]
             } else {
-                let idx = def.indexes.iter().find(|i| i.unique && i.name == n).ok_or_else(|| Error::UndefinedObject {
-                    message: format!("constraint \"{n}\" for table \"{}\" does not exist", def.name),
-                })?;
+                let idx = def
+                    .indexes
+                    .iter()
+                    .find(|i| i.unique && i.name == n)
+                    .ok_or_else(|| Error::UndefinedObject {
+                        message: format!(
+                            "constraint \"{n}\" for table \"{}\" does not exist",
+                            def.name
+                        ),
+                    })?;
                 vec![Some(idx.id)]
             }
         }
@@ -65,12 +85,17 @@ fn existing(txn: &Txn, def: &TableDef, arbiter: Arbiter, row: &Row) -> Result<Op
             Ok(txn.get(def, &pk)?)
         }
         Some(id) => {
-            let Some(index) = def.indexes.iter().find(|i| i.id == id) else { return Ok(None) };
+            let Some(index) = def.indexes.iter().find(|i| i.id == id) else {
+                return Ok(None);
+            };
             let key: Vec<Value> = index.columns.iter().map(|&c| row[c].clone()).collect();
             if key.iter().any(Value::is_null) {
                 return Ok(None);
             }
-            let range = KeyRange { lower: Bound::Included(key.clone()), upper: Bound::Included(key) };
+            let range = KeyRange {
+                lower: Bound::Included(key.clone()),
+                upper: Bound::Included(key),
+            };
             let batch = txn.reader().index_scan(def, id, &range, None, None, 1)?;
             Ok(batch.rows.into_iter().next())
         }
@@ -83,17 +108,36 @@ struct DoUpdate {
 }
 
 /// Evaluates DO UPDATE over one (existing, proposed) pair; None if its WHERE rejects the row.
-fn updated_row(def: &TableDef, qualifier: &str, plan: &DoUpdate, old: &Row, proposed: &Row) -> Result<Option<Row>> {
+fn updated_row(
+    def: &TableDef,
+    qualifier: &str,
+    plan: &DoUpdate,
+    old: &Row,
+    proposed: &Row,
+) -> Result<Option<Row>> {
     let a = table_batch(def, qualifier, std::slice::from_ref(old))?;
     let b = table_batch(def, "excluded", std::slice::from_ref(proposed))?;
     let schema = Arc::new(Schema::new(
-        a.batch.schema().fields().iter().chain(b.batch.schema().fields().iter()).cloned().collect::<Vec<_>>(),
+        a.batch
+            .schema()
+            .fields()
+            .iter()
+            .chain(b.batch.schema().fields().iter())
+            .cloned()
+            .collect::<Vec<_>>(),
     ));
-    let columns = a.batch.columns().iter().chain(b.batch.columns()).cloned().collect();
+    let columns = a
+        .batch
+        .columns()
+        .iter()
+        .chain(b.batch.columns())
+        .cloned()
+        .collect();
     let batch = RecordBatch::try_new(schema, columns)?;
     if let Some(f) = &plan.filter {
         let v = f.evaluate(&batch)?;
-        let v = datafusion::arrow::compute::cast(&v, &datafusion::arrow::datatypes::DataType::Boolean)?;
+        let v =
+            datafusion::arrow::compute::cast(&v, &datafusion::arrow::datatypes::DataType::Boolean)?;
         let b = v.as_boolean();
         if b.is_null(0) || !b.value(0) {
             return Ok(None);
@@ -120,7 +164,9 @@ pub(super) fn execute(
         ast::OnConflictAction::DoNothing => None,
         ast::OnConflictAction::DoUpdate(du) => {
             if oc.conflict_target.is_none() {
-                return Err(Error::syntax("ON CONFLICT DO UPDATE requires inference specification or constraint name"));
+                return Err(Error::syntax(
+                    "ON CONFLICT DO UPDATE requires inference specification or constraint name",
+                ));
             }
             let a = table_batch(def, qualifier, &[])?;
             let b = table_batch(def, "excluded", &[])?;
@@ -129,11 +175,19 @@ pub(super) fn execute(
                 .assignments
                 .iter()
                 .map(|asg| match &asg.target {
-                    ast::AssignmentTarget::ColumnName(n) => Ok((column_of(def, n)?, compile(ctx.state, &asg.value, &schema)?)),
-                    ast::AssignmentTarget::Tuple(_) => Err(Error::unsupported("multi-column assignment in ON CONFLICT")),
+                    ast::AssignmentTarget::ColumnName(n) => {
+                        Ok((column_of(def, n)?, compile(ctx.state, &asg.value, &schema)?))
+                    }
+                    ast::AssignmentTarget::Tuple(_) => {
+                        Err(Error::unsupported("multi-column assignment in ON CONFLICT"))
+                    }
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let filter = du.selection.as_ref().map(|e| compile(ctx.state, e, &schema)).transpose()?;
+            let filter = du
+                .selection
+                .as_ref()
+                .map(|e| compile(ctx.state, e, &schema))
+                .transpose()?;
             Some(DoUpdate { sets, filter })
         }
     };

@@ -46,7 +46,11 @@ fn attributes(m: &Model) -> Vec<Row> {
         for a in &r.columns {
             let ti = types::by_oid(a.type_oid);
             let len = ti.map_or(-1, |t| t.len);
-            let collation = if ti.is_some_and(|t| t.collatable) { DEFAULT_COLLATION } else { 0 };
+            let collation = if ti.is_some_and(|t| t.collatable) {
+                DEFAULT_COLLATION
+            } else {
+                0
+            };
             let ndims = i32::from(ti.is_some_and(|t| t.category == 'A'));
             let mut row = pg_row![
                 r.oid,
@@ -86,7 +90,12 @@ fn attributes(m: &Model) -> Vec<Row> {
 
 pub const PG_ATTRDEF: TableDef = TableDef {
     name: "pg_attrdef",
-    columns: &[("oid", Col::Oid), ("adrelid", Col::Oid), ("adnum", Col::Int2), ("adbin", Col::Text)],
+    columns: &[
+        ("oid", Col::Oid),
+        ("adrelid", Col::Oid),
+        ("adnum", Col::Int2),
+        ("adbin", Col::Text),
+    ],
     rows: defaults,
 };
 

@@ -7,7 +7,12 @@ use crate::pg_row;
 
 pub const PG_NAMESPACE: TableDef = TableDef {
     name: "pg_namespace",
-    columns: &[("oid", Col::Oid), ("nspname", Col::Name), ("nspowner", Col::Oid), ("nspacl", Col::TextArray)],
+    columns: &[
+        ("oid", Col::Oid),
+        ("nspname", Col::Name),
+        ("nspowner", Col::Oid),
+        ("nspacl", Col::TextArray),
+    ],
     rows: namespaces,
 };
 
@@ -16,16 +21,41 @@ pub const DATABASE_OWNER_ROLE: u32 = 6171;
 
 fn namespaces(_: &Model) -> Vec<Row> {
     vec![
-        pg_row![PG_CATALOG_NAMESPACE, "pg_catalog", SUPERUSER_ROLE, None::<String>],
-        pg_row![PUBLIC_NAMESPACE, "public", DATABASE_OWNER_ROLE, None::<String>],
-        pg_row![PG_TOAST_NAMESPACE, "pg_toast", SUPERUSER_ROLE, None::<String>],
-        pg_row![INFORMATION_SCHEMA_NAMESPACE, "information_schema", SUPERUSER_ROLE, None::<String>],
+        pg_row![
+            PG_CATALOG_NAMESPACE,
+            "pg_catalog",
+            SUPERUSER_ROLE,
+            None::<String>
+        ],
+        pg_row![
+            PUBLIC_NAMESPACE,
+            "public",
+            DATABASE_OWNER_ROLE,
+            None::<String>
+        ],
+        pg_row![
+            PG_TOAST_NAMESPACE,
+            "pg_toast",
+            SUPERUSER_ROLE,
+            None::<String>
+        ],
+        pg_row![
+            INFORMATION_SCHEMA_NAMESPACE,
+            "information_schema",
+            SUPERUSER_ROLE,
+            None::<String>
+        ],
     ]
 }
 
 pub const PG_AM: TableDef = TableDef {
     name: "pg_am",
-    columns: &[("oid", Col::Oid), ("amname", Col::Name), ("amhandler", Col::Text), ("amtype", Col::Char)],
+    columns: &[
+        ("oid", Col::Oid),
+        ("amname", Col::Name),
+        ("amhandler", Col::Text),
+        ("amtype", Col::Char),
+    ],
     rows: access_methods,
 };
 
@@ -57,9 +87,25 @@ pub const PG_COLLATION: TableDef = TableDef {
 
 fn collations(_: &Model) -> Vec<Row> {
     let row = |oid: u32, name: &str, provider: char, locale: Option<&str>| {
-        pg_row![oid, name, PG_CATALOG_NAMESPACE, SUPERUSER_ROLE, provider, true, -1i32, locale, locale, None::<String>, None::<String>]
+        pg_row![
+            oid,
+            name,
+            PG_CATALOG_NAMESPACE,
+            SUPERUSER_ROLE,
+            provider,
+            true,
+            -1i32,
+            locale,
+            locale,
+            None::<String>,
+            None::<String>
+        ]
     };
-    vec![row(DEFAULT_COLLATION, "default", 'd', None), row(C_COLLATION, "C", 'c', Some("C")), row(POSIX_COLLATION, "POSIX", 'c', Some("POSIX"))]
+    vec![
+        row(DEFAULT_COLLATION, "default", 'd', None),
+        row(C_COLLATION, "C", 'c', Some("C")),
+        row(POSIX_COLLATION, "POSIX", 'c', Some("POSIX")),
+    ]
 }
 
 pub const PG_TABLESPACE: TableDef = TableDef {
@@ -76,7 +122,19 @@ pub const PG_TABLESPACE: TableDef = TableDef {
 
 fn tablespaces(_: &Model) -> Vec<Row> {
     vec![
-        pg_row![DEFAULT_TABLESPACE, "pg_default", SUPERUSER_ROLE, None::<String>, None::<String>],
-        pg_row![GLOBAL_TABLESPACE, "pg_global", SUPERUSER_ROLE, None::<String>, None::<String>],
+        pg_row![
+            DEFAULT_TABLESPACE,
+            "pg_default",
+            SUPERUSER_ROLE,
+            None::<String>,
+            None::<String>
+        ],
+        pg_row![
+            GLOBAL_TABLESPACE,
+            "pg_global",
+            SUPERUSER_ROLE,
+            None::<String>,
+            None::<String>
+        ],
     ]
 }

@@ -62,8 +62,20 @@ fn rows(m: &Model) -> Vec<Row> {
                 0i32,
                 c.kind == 'c',
             ];
-            let keys = if c.keys.is_empty() { Cell::Null } else { Cell::Ints(c.keys.iter().map(|k| i64::from(*k)).collect()) };
-            row.extend([keys, Cell::Null, Cell::Null, Cell::Null, Cell::Null, Cell::Null, Cell::Null]);
+            let keys = if c.keys.is_empty() {
+                Cell::Null
+            } else {
+                Cell::Ints(c.keys.iter().map(|k| i64::from(*k)).collect())
+            };
+            row.extend([
+                keys,
+                Cell::Null,
+                Cell::Null,
+                Cell::Null,
+                Cell::Null,
+                Cell::Null,
+                Cell::Null,
+            ]);
             row.push(Cell::from(c.check.clone()));
             row
         })

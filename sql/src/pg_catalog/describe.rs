@@ -5,20 +5,94 @@ use super::model::{Model, Relation};
 
 /// Reserved words that must be quoted as identifiers (the common ones).
 const RESERVED: &[&str] = &[
-    "all", "analyse", "analyze", "and", "any", "array", "as", "asc", "asymmetric", "both", "case", "cast", "check",
-    "collate", "column", "constraint", "create", "current_catalog", "current_date", "current_role", "current_time",
-    "current_timestamp", "current_user", "default", "deferrable", "desc", "distinct", "do", "else", "end", "except",
-    "false", "fetch", "for", "foreign", "from", "grant", "group", "having", "in", "initially", "intersect", "into",
-    "lateral", "leading", "limit", "localtime", "localtimestamp", "not", "null", "offset", "on", "only", "or",
-    "order", "placing", "primary", "references", "returning", "select", "session_user", "some", "symmetric",
-    "table", "then", "to", "trailing", "true", "union", "unique", "user", "using", "variadic", "when", "where",
-    "window", "with",
+    "all",
+    "analyse",
+    "analyze",
+    "and",
+    "any",
+    "array",
+    "as",
+    "asc",
+    "asymmetric",
+    "both",
+    "case",
+    "cast",
+    "check",
+    "collate",
+    "column",
+    "constraint",
+    "create",
+    "current_catalog",
+    "current_date",
+    "current_role",
+    "current_time",
+    "current_timestamp",
+    "current_user",
+    "default",
+    "deferrable",
+    "desc",
+    "distinct",
+    "do",
+    "else",
+    "end",
+    "except",
+    "false",
+    "fetch",
+    "for",
+    "foreign",
+    "from",
+    "grant",
+    "group",
+    "having",
+    "in",
+    "initially",
+    "intersect",
+    "into",
+    "lateral",
+    "leading",
+    "limit",
+    "localtime",
+    "localtimestamp",
+    "not",
+    "null",
+    "offset",
+    "on",
+    "only",
+    "or",
+    "order",
+    "placing",
+    "primary",
+    "references",
+    "returning",
+    "select",
+    "session_user",
+    "some",
+    "symmetric",
+    "table",
+    "then",
+    "to",
+    "trailing",
+    "true",
+    "union",
+    "unique",
+    "user",
+    "using",
+    "variadic",
+    "when",
+    "where",
+    "window",
+    "with",
 ];
 
 /// PostgreSQL's `quote_ident`: quotes a name unless it is a plain lower-case identifier.
 pub fn quote_ident(name: &str) -> String {
-    let plain = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '$')
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '$')
         && !RESERVED.contains(&name);
     if plain {
         name.to_string()
@@ -29,7 +103,10 @@ pub fn quote_ident(name: &str) -> String {
 
 fn column_list(m: &Model, table: u32, keys: &[i16]) -> String {
     keys.iter()
-        .map(|k| m.attribute(table, *k).map_or_else(|| "?".to_string(), |a| quote_ident(&a.name)))
+        .map(|k| {
+            m.attribute(table, *k)
+                .map_or_else(|| "?".to_string(), |a| quote_ident(&a.name))
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -45,7 +122,9 @@ pub fn index_def(m: &Model, oid: u32, column: i32) -> Option<String> {
     let (r, ix) = index_of(m, oid)?;
     if column > 0 {
         let key = ix.keys.get(usize::try_from(column - 1).ok()?)?;
-        return m.attribute(ix.table_oid, *key).map(|a| quote_ident(&a.name));
+        return m
+            .attribute(ix.table_oid, *key)
+            .map(|a| quote_ident(&a.name));
     }
     let table = m.relation(ix.table_oid)?;
     Some(format!(

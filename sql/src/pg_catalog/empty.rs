@@ -4,18 +4,39 @@
 use super::table::{no_rows, Col, TableDef};
 
 const fn empty(name: &'static str, columns: &'static [(&'static str, Col)]) -> TableDef {
-    TableDef { name, columns, rows: no_rows }
+    TableDef {
+        name,
+        columns,
+        rows: no_rows,
+    }
 }
 
 pub const EMPTY: &[TableDef] = &[
     empty(
         "pg_description",
-        &[("objoid", Col::Oid), ("classoid", Col::Oid), ("objsubid", Col::Int4), ("description", Col::Text)],
+        &[
+            ("objoid", Col::Oid),
+            ("classoid", Col::Oid),
+            ("objsubid", Col::Int4),
+            ("description", Col::Text),
+        ],
     ),
-    empty("pg_shdescription", &[("objoid", Col::Oid), ("classoid", Col::Oid), ("description", Col::Text)]),
+    empty(
+        "pg_shdescription",
+        &[
+            ("objoid", Col::Oid),
+            ("classoid", Col::Oid),
+            ("description", Col::Text),
+        ],
+    ),
     empty(
         "pg_inherits",
-        &[("inhrelid", Col::Oid), ("inhparent", Col::Oid), ("inhseqno", Col::Int4), ("inhdetachpending", Col::Bool)],
+        &[
+            ("inhrelid", Col::Oid),
+            ("inhparent", Col::Oid),
+            ("inhseqno", Col::Int4),
+            ("inhdetachpending", Col::Bool),
+        ],
     ),
     empty(
         "pg_policy",
@@ -91,7 +112,14 @@ pub const EMPTY: &[TableDef] = &[
             ("prattrs", Col::Int2Array),
         ],
     ),
-    empty("pg_publication_namespace", &[("oid", Col::Oid), ("pnpubid", Col::Oid), ("pnnspid", Col::Oid)]),
+    empty(
+        "pg_publication_namespace",
+        &[
+            ("oid", Col::Oid),
+            ("pnpubid", Col::Oid),
+            ("pnnspid", Col::Oid),
+        ],
+    ),
     empty(
         "pg_statistic_ext",
         &[
@@ -147,7 +175,11 @@ pub const EMPTY: &[TableDef] = &[
     ),
     empty(
         "pg_foreign_table",
-        &[("ftrelid", Col::Oid), ("ftserver", Col::Oid), ("ftoptions", Col::TextArray)],
+        &[
+            ("ftrelid", Col::Oid),
+            ("ftserver", Col::Oid),
+            ("ftoptions", Col::TextArray),
+        ],
     ),
     empty(
         "pg_event_trigger",

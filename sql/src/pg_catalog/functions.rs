@@ -13,7 +13,6 @@ use super::roles::{role_name, UTF8_ENCODING};
 use super::types;
 use super::udf::{boolean, int, oid, text, utf8, Call, Registry};
 use crate::error::{to_df, Error};
-use crate::pgtype::PgType;
 
 fn null_text(_: &Call<'_>, _: &[ScalarValue]) -> DfResult<ScalarValue> {
     Ok(ScalarValue::Utf8(None))
@@ -50,17 +49,39 @@ pub fn register_all(r: &mut Registry) {
     ] {
         r.add(name, &[2, 3, 4], DataType::Boolean, None, bool_true);
     }
-    for name in ["pg_function_is_visible", "pg_type_is_visible", "pg_collation_is_visible"] {
+    for name in [
+        "pg_function_is_visible",
+        "pg_type_is_visible",
+        "pg_collation_is_visible",
+    ] {
         r.add(name, &[1], DataType::Boolean, None, bool_true);
     }
-    r.add("pg_relation_is_publishable", &[1], DataType::Boolean, None, |_, _| Ok(ScalarValue::Boolean(Some(false))));
-    r.add("pg_is_in_recovery", &[0], DataType::Boolean, None, |_, _| Ok(ScalarValue::Boolean(Some(false))));
-    r.add("pg_table_is_visible", &[1], DataType::Boolean, None, |c, a| {
-        let visible = oid(arg(a, 0))
-            .and_then(|o| c.model().relation(o))
-            .map(|r| r.namespace != oids::INFORMATION_SCHEMA_NAMESPACE);
-        Ok(ScalarValue::Boolean(visible))
-    });
+    r.add(
+        "pg_relation_is_publishable",
+        &[1],
+        DataType::Boolean,
+        None,
+        |_, _| Ok(ScalarValue::Boolean(Some(false))),
+    );
+    r.add(
+        "pg_is_in_recovery",
+        &[0],
+        DataType::Boolean,
+        None,
+        |_, _| Ok(ScalarValue::Boolean(Some(false))),
+    );
+    r.add(
+        "pg_table_is_visible",
+        &[1],
+        DataType::Boolean,
+        None,
+        |c, a| {
+            let visible = oid(arg(a, 0))
+                .and_then(|o| c.model().relation(o))
+                .map(|r| r.namespace != oids::INFORMATION_SCHEMA_NAMESPACE);
+            Ok(ScalarValue::Boolean(visible))
+        },
+    );
     for name in ["obj_description", "shobj_description"] {
         r.add(name, &[1, 2], DataType::Utf8, None, null_text);
     }
@@ -74,14 +95,33 @@ pub fn register_all(r: &mut Registry) {
     ] {
         r.add(name, &[1, 2], DataType::Utf8, None, null_text);
     }
-    for name in ["pg_get_function_result", "pg_get_function_arguments", "pg_get_function_identity_arguments"] {
+    for name in [
+        "pg_get_function_result",
+        "pg_get_function_arguments",
+        "pg_get_function_identity_arguments",
+    ] {
         r.add(name, &[1], DataType::Utf8, None, |_, _| Ok(utf8(Some(""))));
     }
-    r.add("pg_tablespace_location", &[1], DataType::Utf8, None, |_, _| Ok(utf8(Some(""))));
-    for name in ["pg_relation_size", "pg_total_relation_size", "pg_table_size", "pg_indexes_size"] {
-        r.add(name, &[1, 2], DataType::Int64, None, |_, a| Ok(ScalarValue::Int64(int(arg(a, 0)).map(|_| 0))));
+    r.add(
+        "pg_tablespace_location",
+        &[1],
+        DataType::Utf8,
+        None,
+        |_, _| Ok(utf8(Some(""))),
+    );
+    for name in [
+        "pg_relation_size",
+        "pg_total_relation_size",
+        "pg_table_size",
+        "pg_indexes_size",
+    ] {
+        r.add(name, &[1, 2], DataType::Int64, None, |_, a| {
+            Ok(ScalarValue::Int64(int(arg(a, 0)).map(|_| 0)))
+        });
     }
-    r.add("pg_size_pretty", &[1], DataType::Utf8, None, |_, a| Ok(utf8(int(arg(a, 0)).map(size_pretty))));
+    r.add("pg_size_pretty", &[1], DataType::Utf8, None, |_, a| {
+        Ok(utf8(int(arg(a, 0)).map(size_pretty)))
+    });
     r.add("pg_encoding_to_char", &[1], DataType::Utf8, None, |_, a| {
         Ok(utf8(int(arg(a, 0)).map(|e| match e {
             0 => "SQL_ASCII",
@@ -89,18 +129,46 @@ pub fn register_all(r: &mut Registry) {
             _ => "",
         })))
     });
-    r.add("pg_char_to_encoding", &[1], DataType::Int32, None, |_, a| {
-        Ok(ScalarValue::Int32(text(arg(a, 0)).map(|e| if e.eq_ignore_ascii_case("utf8") { UTF8_ENCODING } else { -1 })))
-    });
-    r.add("pg_get_userbyid", &[1], DataType::Utf8, Some("name"), |c, a| {
-        Ok(utf8(oid(arg(a, 0)).map(|o| role_name(c.model(), o))))
-    });
-    for name in ["current_user", "session_user", "user", "current_role", "getpgusername"] {
-        r.add(name, &[0], DataType::Utf8, Some("name"), |c, _| Ok(utf8(Some(c.ctx().user()))));
+    r.add(
+        "pg_char_to_encoding",
+        &[1],
+        DataType::Int32,
+        None,
+        |_, a| {
+            Ok(ScalarValue::Int32(text(arg(a, 0)).map(|e| {
+                if e.eq_ignore_ascii_case("utf8") {
+                    UTF8_ENCODING
+                } else {
+                    -1
+                }
+            })))
+        },
+    );
+    r.add(
+        "pg_get_userbyid",
+        &[1],
+        DataType::Utf8,
+        Some("name"),
+        |c, a| Ok(utf8(oid(arg(a, 0)).map(|o| role_name(c.model(), o)))),
+    );
+    for name in [
+        "current_user",
+        "session_user",
+        "user",
+        "current_role",
+        "getpgusername",
+    ] {
+        r.add(name, &[0], DataType::Utf8, Some("name"), |c, _| {
+            Ok(utf8(Some(c.ctx().user())))
+        });
     }
-    r.add("pg_backend_pid", &[0], DataType::Int32, None, |c, _| Ok(ScalarValue::Int32(Some(c.ctx().backend_pid))));
+    r.add("pg_backend_pid", &[0], DataType::Int32, None, |c, _| {
+        Ok(ScalarValue::Int32(Some(c.ctx().backend_pid)))
+    });
     r.add("current_setting", &[1, 2], DataType::Utf8, None, |c, a| {
-        let Some(name) = text(arg(a, 0)) else { return Ok(ScalarValue::Utf8(None)) };
+        let Some(name) = text(arg(a, 0)) else {
+            return Ok(ScalarValue::Utf8(None));
+        };
         match c.ctx().setting(name) {
             Some(v) => Ok(utf8(Some(v))),
             None if boolean(arg(a, 1)) == Some(true) => Ok(ScalarValue::Utf8(None)),
@@ -113,32 +181,48 @@ pub fn register_all(r: &mut Registry) {
         let typmod = int(arg(a, 1)).and_then(|m| i32::try_from(m).ok());
         Ok(utf8(oid(arg(a, 0)).map(|o| types::format_type(o, typmod))))
     });
-    r.add("pg_typeof", &[1], DataType::Utf8, None, |c, _| {
-        let t = c.arg_fields.first().map_or(PgType::Unknown, |f| PgType::from_field(f));
-        Ok(utf8(Some(types::format_type(t.oid(), None))))
+    r.add("pg_get_expr", &[2, 3], DataType::Utf8, None, |_, a| {
+        Ok(utf8(text(arg(a, 0))))
     });
-    r.add("pg_get_expr", &[2, 3], DataType::Utf8, None, |_, a| Ok(utf8(text(arg(a, 0)))));
     r.add("pg_get_indexdef", &[1, 3], DataType::Utf8, None, |c, a| {
-        let column = int(arg(a, 1)).and_then(|k| i32::try_from(k).ok()).unwrap_or(0);
-        Ok(utf8(oid(arg(a, 0)).and_then(|o| describe::index_def(c.model(), o, column))))
+        let column = int(arg(a, 1))
+            .and_then(|k| i32::try_from(k).ok())
+            .unwrap_or(0);
+        Ok(utf8(
+            oid(arg(a, 0)).and_then(|o| describe::index_def(c.model(), o, column)),
+        ))
     });
-    r.add("pg_get_constraintdef", &[1, 2], DataType::Utf8, None, |c, a| {
-        Ok(utf8(oid(arg(a, 0)).and_then(|o| describe::constraint_def(c.model(), o))))
-    });
+    r.add(
+        "pg_get_constraintdef",
+        &[1, 2],
+        DataType::Utf8,
+        None,
+        |c, a| {
+            Ok(utf8(
+                oid(arg(a, 0)).and_then(|o| describe::constraint_def(c.model(), o)),
+            ))
+        },
+    );
     r.add("pg_get_viewdef", &[1, 2], DataType::Utf8, None, |c, a| {
         let m = c.model();
         let rel = match arg(a, 0) {
             v @ (ScalarValue::Utf8(_) | ScalarValue::LargeUtf8(_) | ScalarValue::Utf8View(_))
                 if int(v).is_none() =>
             {
-                text(v).and_then(|n| super::reg::lookup_relation(m, n)).map(|r| r.oid)
+                text(v)
+                    .and_then(|n| super::reg::lookup_relation(m, n))
+                    .map(|r| r.oid)
             }
             v => oid(v),
         };
         Ok(utf8(rel.and_then(|o| describe::view_def(m, o))))
     });
-    r.add("quote_ident", &[1], DataType::Utf8, None, |_, a| Ok(utf8(text(arg(a, 0)).map(describe::quote_ident))));
-    r.add("array_upper", &[2], DataType::Int32, None, |_, a| Ok(ScalarValue::Int32(array_len(arg(a, 0)))));
+    r.add("quote_ident", &[1], DataType::Utf8, None, |_, a| {
+        Ok(utf8(text(arg(a, 0)).map(describe::quote_ident)))
+    });
+    r.add("array_upper", &[2], DataType::Int32, None, |_, a| {
+        Ok(ScalarValue::Int32(array_len(arg(a, 0))))
+    });
     r.add("array_lower", &[2], DataType::Int32, None, |_, a| {
         Ok(ScalarValue::Int32(array_len(arg(a, 0)).map(|_| 1)))
     });
@@ -149,7 +233,10 @@ pub fn register_all(r: &mut Registry) {
             schemas.push(utf8(Some("pg_catalog")));
         }
         schemas.push(utf8(Some("public")));
-        Ok(ScalarValue::List(ScalarValue::new_list_nullable(&schemas, &DataType::Utf8)))
+        Ok(ScalarValue::List(ScalarValue::new_list_nullable(
+            &schemas,
+            &DataType::Utf8,
+        )))
     });
 }
 
@@ -157,7 +244,9 @@ pub fn register_all(r: &mut Registry) {
 fn array_len(v: &ScalarValue) -> Option<i32> {
     let n = match v {
         ScalarValue::List(l) => (!l.is_null(0)).then(|| l.value_length(0)),
-        ScalarValue::LargeList(l) => (!l.is_null(0)).then(|| i32::try_from(l.value_length(0)).unwrap_or(i32::MAX)),
+        ScalarValue::LargeList(l) => {
+            (!l.is_null(0)).then(|| i32::try_from(l.value_length(0)).unwrap_or(i32::MAX))
+        }
         _ => None,
     }?;
     (n > 0).then_some(n)

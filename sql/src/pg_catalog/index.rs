@@ -42,7 +42,13 @@ fn rows(m: &Model) -> Vec<Row> {
             let collations: Vec<i64> = r
                 .columns
                 .iter()
-                .map(|a| if types::by_oid(a.type_oid).is_some_and(|t| t.collatable) { i64::from(DEFAULT_COLLATION) } else { 0 })
+                .map(|a| {
+                    if types::by_oid(a.type_oid).is_some_and(|t| t.collatable) {
+                        i64::from(DEFAULT_COLLATION)
+                    } else {
+                        0
+                    }
+                })
                 .collect();
             let n = ix.keys.len();
             let mut row = pg_row![

@@ -60,7 +60,14 @@ pub const COLUMNS: TableDef = TableDef {
 
 /// The size columns: (character_maximum_length, character_octet_length, numeric_precision,
 /// numeric_precision_radix, numeric_scale, datetime_precision).
-type Sizes = (Option<i32>, Option<i32>, Option<i32>, Option<i32>, Option<i32>, Option<i32>);
+type Sizes = (
+    Option<i32>,
+    Option<i32>,
+    Option<i32>,
+    Option<i32>,
+    Option<i32>,
+    Option<i32>,
+);
 
 fn sizes(a: &Attribute) -> Sizes {
     let modifier = (a.typmod >= 4).then_some(a.typmod - 4);
@@ -70,14 +77,28 @@ fn sizes(a: &Attribute) -> Sizes {
         20 => (None, None, Some(64), Some(2), Some(0), None),
         700 => (None, None, Some(24), Some(2), None, None),
         701 => (None, None, Some(53), Some(2), None, None),
-        1700 => (None, None, modifier.map(|m| (m >> 16) & 0xffff), Some(10), modifier.map(|m| m & 0xffff), None),
+        1700 => (
+            None,
+            None,
+            modifier.map(|m| (m >> 16) & 0xffff),
+            Some(10),
+            modifier.map(|m| m & 0xffff),
+            None,
+        ),
         // Text types: PostgreSQL's maximum octet length is 1 GB; four bytes per character in UTF8.
         25 | 1043 | 1042 => match modifier {
             Some(n) => (Some(n), Some(n.saturating_mul(4)), None, None, None, None),
             None => (None, Some(1_073_741_824), None, None, None, None),
         },
         1082 => (None, None, None, None, None, Some(0)),
-        1083 | 1114 | 1184 | 1186 => (None, None, None, None, None, Some(if a.typmod >= 0 { a.typmod } else { 6 })),
+        1083 | 1114 | 1184 | 1186 => (
+            None,
+            None,
+            None,
+            None,
+            None,
+            Some(if a.typmod >= 0 { a.typmod } else { 6 }),
+        ),
         _ => (None, None, None, None, None, None),
     }
 }

@@ -23,7 +23,15 @@ fn all(m: &Model) -> Vec<Info<'_>> {
     let mut out = Vec::new();
     for r in m.user_relations().filter(|r| r.kind == RelKind::Table) {
         let names = |c: &Constraint| -> Vec<&str> {
-            c.keys.iter().filter_map(|k| r.columns.iter().find(|a| a.num == *k).map(|a| a.name.as_str())).collect()
+            c.keys
+                .iter()
+                .filter_map(|k| {
+                    r.columns
+                        .iter()
+                        .find(|a| a.num == *k)
+                        .map(|a| a.name.as_str())
+                })
+                .collect()
         };
         for c in m.constraints.iter().filter(|c| c.table_oid == r.oid) {
             let kind = match c.kind {
@@ -76,7 +84,19 @@ fn table_constraints(m: &Model) -> Vec<Row> {
         .into_iter()
         .map(|c| {
             let nulls_distinct = (c.kind == "UNIQUE" || c.kind == "PRIMARY KEY").then_some("YES");
-            pg_row![db, "public", c.name, db, "public", c.table, c.kind, "NO", "NO", "YES", nulls_distinct]
+            pg_row![
+                db,
+                "public",
+                c.name,
+                db,
+                "public",
+                c.table,
+                c.kind,
+                "NO",
+                "NO",
+                "YES",
+                nulls_distinct
+            ]
         })
         .collect()
 }
@@ -102,7 +122,17 @@ fn key_column_usage(m: &Model) -> Vec<Row> {
     let mut out = Vec::new();
     for c in all(m).into_iter().filter(|c| c.kind != "CHECK") {
         for (i, col) in c.columns.iter().enumerate() {
-            out.push(pg_row![db, "public", c.name.as_str(), db, "public", c.table, *col, i + 1, None::<i32>]);
+            out.push(pg_row![
+                db,
+                "public",
+                c.name.as_str(),
+                db,
+                "public",
+                c.table,
+                *col,
+                i + 1,
+                None::<i32>
+            ]);
         }
     }
     out
@@ -149,7 +179,15 @@ fn constraint_column_usage(m: &Model) -> Vec<Row> {
     // constraints only by the columns their expression uses, which Weft does not track).
     for c in all(m).into_iter().filter(|c| c.kind != "CHECK") {
         for col in &c.columns {
-            out.push(pg_row![db, "public", c.table, *col, db, "public", c.name.as_str()]);
+            out.push(pg_row![
+                db,
+                "public",
+                c.table,
+                *col,
+                db,
+                "public",
+                c.name.as_str()
+            ]);
         }
     }
     out

@@ -3,7 +3,7 @@
 //! is integer), which is what PostgreSQL sends in RowDescription.
 
 use super::describe;
-use super::model::{Model, Relation, RelKind};
+use super::model::{Model, RelKind, Relation};
 use super::table::{Col, Row, TableDef};
 use super::views::namespace_name;
 use crate::pg_row;
@@ -36,10 +36,26 @@ pub const SCHEMATA: TableDef = TableDef {
 };
 
 fn schemata(m: &Model) -> Vec<Row> {
-    let owner = |s: &str| if s == "public" { "pg_database_owner".to_string() } else { m.user.clone() };
+    let owner = |s: &str| {
+        if s == "public" {
+            "pg_database_owner".to_string()
+        } else {
+            m.user.clone()
+        }
+    };
     ["pg_catalog", "public", "pg_toast", "information_schema"]
         .iter()
-        .map(|s| pg_row![m.database.as_str(), *s, owner(s), None::<String>, None::<String>, None::<String>, None::<String>])
+        .map(|s| {
+            pg_row![
+                m.database.as_str(),
+                *s,
+                owner(s),
+                None::<String>,
+                None::<String>,
+                None::<String>,
+                None::<String>
+            ]
+        })
         .collect()
 }
 
@@ -74,7 +90,14 @@ fn tables(m: &Model) -> Vec<Row> {
                 None::<String>,
                 None::<String>,
             ];
-            row.extend(pg_row![None::<String>, None::<String>, None::<String>, yes_no(table), "NO", None::<String>]);
+            row.extend(pg_row![
+                None::<String>,
+                None::<String>,
+                None::<String>,
+                yes_no(table),
+                "NO",
+                None::<String>
+            ]);
             row
         })
         .collect()

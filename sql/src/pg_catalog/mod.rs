@@ -15,6 +15,7 @@
 
 pub(crate) mod table;
 
+mod array_literal;
 mod attribute;
 mod builtin;
 mod class;
@@ -48,6 +49,8 @@ use datafusion::catalog::SchemaProvider;
 use datafusion::datasource::TableProvider;
 use datafusion::execution::session_state::SessionState;
 use datafusion::execution::FunctionRegistry;
+use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::optimizer::{Analyzer, AnalyzerRule};
 use parking_lot::RwLock;
 use weft_storage::{Catalog, CatalogEntry};
 
@@ -57,7 +60,16 @@ use crate::pgtype::PgType;
 use crate::shared::SessionShared;
 
 pub(crate) use self::rewrite::rewrite;
-pub(crate) use self::subquery::ScalarSubqueryValue;
+
+/// DataFusion's analyzer rules with Weft's around them: array literals are typed before type
+/// coercion, subqueries reshaped after it.
+pub(crate) fn analyzer_rules() -> Vec<Arc<dyn AnalyzerRule + Send + Sync>> {
+    let mut rules: Vec<Arc<dyn AnalyzerRule + Send + Sync>> =
+        vec![Arc::new(array_literal::ArrayLiterals)];
+    rules.extend(Analyzer::new().rules);
+    rules.push(Arc::new(subquery::ScalarSubqueryValue));
+    rules
+}
 
 pub(crate) const PG_CATALOG: &str = "pg_catalog";
 pub(crate) const INFORMATION_SCHEMA: &str = "information_schema";
@@ -89,7 +101,16 @@ fn pg_catalog_tables() -> Vec<(TableDef, RelKind)> {
         (views::PG_VIEWS, V),
         (views::PG_INDEXES, V),
     ];
-    tables.extend(empty::EMPTY.iter().map(|t| (*t, if matches!(t.name, "pg_matviews" | "pg_sequences") { V } else { T })));
+    tables.extend(empty::EMPTY.iter().map(|t| {
+        (
+            *t,
+            if matches!(t.name, "pg_matviews" | "pg_sequences") {
+                V
+            } else {
+                T
+            },
+        )
+    }));
     tables
 }
 
@@ -120,7 +141,12 @@ pub(crate) struct PgContext {
     settings: RwLock<Vec<(String, String)>>,
     /// What `pg_backend_pid()` returns: a per-session number.
     pub backend_pid: i32,
-    system: Vec<(u32, &'static str, &'static [(&'static str, table::Col)], RelKind)>,
+    system: Vec<(
+        u32,
+        &'static str,
+        &'static [(&'static str, table::Col)],
+        RelKind,
+    )>,
 }
 
 impl fmt::Debug for PgContext {
@@ -138,7 +164,12 @@ impl PgContext {
             system.push((oids::PG_CATALOG_NAMESPACE, def.name, def.columns, kind));
         }
         for (def, kind) in information_schema_tables() {
-            system.push((oids::INFORMATION_SCHEMA_NAMESPACE, def.name, def.columns, kind));
+            system.push((
+                oids::INFORMATION_SCHEMA_NAMESPACE,
+                def.name,
+                def.columns,
+                kind,
+            ));
         }
         PgContext {
             shared: Arc::downgrade(shared),
@@ -170,18 +201,25 @@ impl PgContext {
     }
 
     pub fn setting(&self, name: &str) -> Option<String> {
-        self.settings.read().iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone())
+        self.settings
+            .read()
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
     }
 
     fn catalog(&self) -> Arc<Catalog> {
-        self.shared.upgrade().map(|s| s.catalog()).unwrap_or_default()
+        self.shared
+            .upgrade()
+            .map(|s| s.catalog())
+            .unwrap_or_default()
     }
 
     fn build(&self, catalog: &Catalog, views: &ViewColumns) -> Model {
         let system: &SystemRelations = &self.system;
         let mut m = Model::build(catalog, system, views, self.database.clone(), self.user());
         m.settings = self.settings.read().clone();
-        if let Some(state) = self.shared.upgrade().and_then(|s| s.state.get().cloned()) {
+        if let Some(state) = self.shared.upgrade().and_then(|s| s.state()) {
             let mut fns: Vec<(String, char)> = state.udfs().into_iter().map(|n| (n, 'f')).collect();
             fns.extend(state.udafs().into_iter().map(|n| (n, 'a')));
             fns.extend(state.udwfs().into_iter().map(|n| (n, 'w')));
@@ -201,7 +239,7 @@ impl PgContext {
     pub async fn model(&self) -> ModelRef {
         let catalog = self.catalog();
         let mut views = ViewColumns::new();
-        let state = self.shared.upgrade().and_then(|s| s.state.get().cloned());
+        let state = self.shared.upgrade().and_then(|s| s.state());
         if let Some(state) = state {
             for entry in catalog.entries.values() {
                 let (id, query, names) = match entry {
@@ -209,14 +247,20 @@ impl PgContext {
                     CatalogEntry::LiveQuery(l) => (l.id, &l.query, Vec::new()),
                     CatalogEntry::Table(_) => continue,
                 };
-                let Ok(plan) = state.create_logical_plan(query).await else { continue };
+                let Ok(plan) = state.create_logical_plan(query).await else {
+                    continue;
+                };
                 let fields = plan.schema().fields();
                 let cols = fields
                     .iter()
                     .enumerate()
                     .map(|(i, f)| {
                         let name = names.get(i).cloned().unwrap_or_else(|| f.name().clone());
-                        (name, PgType::from_field(f))
+                        (
+                            name,
+                            PgType::from_field(f),
+                            view_column_typmod(&catalog, &plan, i),
+                        )
                     })
                     .collect();
                 views.insert(id, cols);
@@ -224,6 +268,22 @@ impl PgContext {
         }
         Arc::new(self.build(&catalog, &views))
     }
+}
+
+/// The type modifier of a view's output column that is a table's column (`varchar(20)`), else -1.
+fn view_column_typmod(catalog: &Catalog, plan: &LogicalPlan, i: usize) -> i32 {
+    let LogicalPlan::Projection(p) = plan else {
+        return -1;
+    };
+    let mut e = p.expr.get(i);
+    while let Some(Expr::Alias(a)) = e {
+        e = Some(a.expr.as_ref());
+    }
+    let Some(Expr::Column(c)) = e else { return -1 };
+    let table = c.relation.as_ref().and_then(|r| catalog.table(r.table()));
+    table
+        .and_then(|t| t.columns.iter().find(|col| col.name == c.name))
+        .map_or(-1, |col| crate::pgtype::type_modifier(col.data_type))
 }
 
 /// `pg_catalog` or `information_schema` as a DataFusion schema.
@@ -244,12 +304,13 @@ impl SchemaProvider for PgSchema {
         self.tables.iter().map(|t| t.name.to_string()).collect()
     }
 
-    async fn table(&self, name: &str) -> datafusion::common::Result<Option<Arc<dyn TableProvider>>> {
-        Ok(self
-            .tables
-            .iter()
-            .find(|t| t.name == name)
-            .map(|t| Arc::new(SystemTable::new(*t, Arc::clone(&self.ctx))) as Arc<dyn TableProvider>))
+    async fn table(
+        &self,
+        name: &str,
+    ) -> datafusion::common::Result<Option<Arc<dyn TableProvider>>> {
+        Ok(self.tables.iter().find(|t| t.name == name).map(|t| {
+            Arc::new(SystemTable::new(*t, Arc::clone(&self.ctx))) as Arc<dyn TableProvider>
+        }))
     }
 
     fn table_exist(&self, name: &str) -> bool {
@@ -267,7 +328,10 @@ pub(crate) struct SystemSchemas {
 pub(crate) fn schemas(shared: &Arc<SessionShared>, database: &str) -> SystemSchemas {
     let ctx = Arc::new(PgContext::new(shared, database));
     let schema = |tables: Vec<(TableDef, RelKind)>| -> Arc<dyn SchemaProvider> {
-        Arc::new(PgSchema { tables: tables.into_iter().map(|(t, _)| t).collect(), ctx: Arc::clone(&ctx) })
+        Arc::new(PgSchema {
+            tables: tables.into_iter().map(|(t, _)| t).collect(),
+            ctx: Arc::clone(&ctx),
+        })
     };
     SystemSchemas {
         pg_catalog: schema(pg_catalog_tables()),

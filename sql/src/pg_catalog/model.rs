@@ -78,8 +78,8 @@ pub struct Constraint {
     pub check: Option<String>,
 }
 
-/// The column names and types of a view, from planning its query.
-pub type ViewColumns = HashMap<TableId, Vec<(String, PgType)>>;
+/// The column names, types and type modifiers of a view, from planning its query.
+pub type ViewColumns = HashMap<TableId, Vec<(String, PgType, i32)>>;
 
 /// Catalog tables this model lists as relations: (namespace, name, columns).
 pub type SystemRelations = [(u32, &'static str, &'static [(&'static str, Col)], RelKind)];
@@ -115,7 +115,8 @@ impl Model {
         };
         for (i, (ns, name, cols, kind)) in system.iter().enumerate() {
             let oid = oids::system_relation(name).unwrap_or(12100 + u32::try_from(i).unwrap_or(0));
-            m.relations.push(system_relation(oid, *ns, name, cols, *kind));
+            m.relations
+                .push(system_relation(oid, *ns, name, cols, *kind));
         }
         for entry in catalog.entries.values() {
             match entry {
@@ -124,7 +125,12 @@ impl Model {
                 CatalogEntry::LiveQuery(l) => m.add_view(l.id, &l.name, &l.query, views),
             }
         }
-        m.by_oid = m.relations.iter().enumerate().map(|(i, r)| (r.oid, i)).collect();
+        m.by_oid = m
+            .relations
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.oid, i))
+            .collect();
         m
     }
 
@@ -159,7 +165,9 @@ impl Model {
 
     /// User tables and views (not indexes, not the system catalogs).
     pub fn user_relations(&self) -> impl Iterator<Item = &Relation> {
-        self.relations.iter().filter(|r| r.namespace == oids::PUBLIC_NAMESPACE)
+        self.relations
+            .iter()
+            .filter(|r| r.namespace == oids::PUBLIC_NAMESPACE)
     }
 
     pub fn attribute(&self, rel: u32, num: i16) -> Option<&Attribute> {
@@ -187,7 +195,10 @@ impl Model {
             });
         }
         let keys_of = |positions: &[usize]| -> Option<Vec<i16>> {
-            positions.iter().map(|&p| attnum.get(p).copied().flatten()).collect()
+            positions
+                .iter()
+                .map(|&p| attnum.get(p).copied().flatten())
+                .collect()
         };
         let table_oid = def.id;
         let mut indexes: Vec<(u32, String, Index)> = Vec::new();
@@ -203,11 +214,19 @@ impl Model {
                 index_oid,
                 check: None,
             });
-            let index = Index { table_oid, keys, unique: true, primary: true, constraint: Some(oid) };
+            let index = Index {
+                table_oid,
+                keys,
+                unique: true,
+                primary: true,
+                constraint: Some(oid),
+            };
             indexes.push((index_oid, def.pkey_name.clone(), index));
         }
         for ix in &def.indexes {
-            let Some(keys) = keys_of(&ix.columns) else { continue };
+            let Some(keys) = keys_of(&ix.columns) else {
+                continue;
+            };
             let index_oid = oids::index_oid(table_oid, ix.id);
             // Storage does not record whether a unique index came from a UNIQUE constraint; those
             // get PostgreSQL's `<table>_<columns>_key` name, which CREATE INDEX never generates.
@@ -224,7 +243,17 @@ impl Model {
                 });
                 oid
             });
-            indexes.push((index_oid, ix.name.clone(), Index { table_oid, keys, unique: ix.unique, primary: false, constraint }));
+            indexes.push((
+                index_oid,
+                ix.name.clone(),
+                Index {
+                    table_oid,
+                    keys,
+                    unique: ix.unique,
+                    primary: false,
+                    constraint,
+                },
+            ));
         }
         for (i, chk) in def.checks.iter().enumerate() {
             self.constraints.push(Constraint {
@@ -255,7 +284,11 @@ impl Model {
                 .enumerate()
                 .filter_map(|(i, k)| {
                     let a = columns.iter().find(|a| a.num == *k)?;
-                    Some(Attribute { num: i16::try_from(i + 1).unwrap_or(i16::MAX), default: None, ..a.clone() })
+                    Some(Attribute {
+                        num: i16::try_from(i + 1).unwrap_or(i16::MAX),
+                        default: None,
+                        ..a.clone()
+                    })
                 })
                 .collect();
             self.relations.push(Relation {
@@ -278,11 +311,11 @@ impl Model {
             .map(|cols| {
                 cols.iter()
                     .enumerate()
-                    .map(|(i, (n, t))| Attribute {
+                    .map(|(i, (n, t, typmod))| Attribute {
                         num: i16::try_from(i + 1).unwrap_or(i16::MAX),
                         name: n.clone(),
                         type_oid: t.oid(),
-                        typmod: -1,
+                        typmod: *typmod,
                         not_null: false,
                         default: None,
                     })
@@ -303,7 +336,13 @@ impl Model {
     }
 }
 
-fn system_relation(oid: u32, namespace: u32, name: &str, cols: &[(&str, Col)], kind: RelKind) -> Relation {
+fn system_relation(
+    oid: u32,
+    namespace: u32,
+    name: &str,
+    cols: &[(&str, Col)],
+    kind: RelKind,
+) -> Relation {
     let columns = cols
         .iter()
         .enumerate()

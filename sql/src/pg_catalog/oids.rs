@@ -65,7 +65,10 @@ pub const SYSTEM_RELATIONS: &[(&str, u32)] = &[
 
 /// The oid of a built-in catalog relation by name.
 pub fn system_relation(name: &str) -> Option<u32> {
-    SYSTEM_RELATIONS.iter().find(|(n, _)| *n == name).map(|(_, o)| *o)
+    SYSTEM_RELATIONS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, o)| *o)
 }
 
 const CONSTRAINT_BASE: u32 = 1 << 29;
@@ -76,7 +79,8 @@ const PER_TABLE: u32 = 1024;
 pub const CHECK_SLOT: u32 = 512;
 
 fn derived(base: u32, table: TableId, k: u32) -> u32 {
-    base.saturating_add(table.saturating_mul(PER_TABLE)).saturating_add(k % PER_TABLE)
+    base.saturating_add(table.saturating_mul(PER_TABLE))
+        .saturating_add(k % PER_TABLE)
 }
 
 fn decode(base: u32, oid: u32) -> Option<(TableId, u32)> {
@@ -126,7 +130,10 @@ mod tests {
         for table in [16384u32, 16385, 20000, 100_000] {
             for k in [0u32, 1, 7, 511] {
                 assert_eq!(decode_index(index_oid(table, k)), Some((table, k)));
-                assert_eq!(decode_constraint(constraint_oid(table, k)), Some((table, k)));
+                assert_eq!(
+                    decode_constraint(constraint_oid(table, k)),
+                    Some((table, k))
+                );
                 assert_eq!(decode_constraint(index_oid(table, k)), None);
                 assert_eq!(decode_index(constraint_oid(table, k)), None);
                 assert_eq!(decode_index(default_oid(table, 1)), None);

@@ -77,8 +77,20 @@ fn rows(m: &Model) -> Vec<Row> {
                 25u32,
             ];
             row.extend([Cell::Ints(Vec::new())]);
-            row.extend(pg_row![None::<String>, None::<String>, None::<String>, None::<String>, None::<String>]);
-            row.extend(pg_row![name.as_str(), None::<String>, None::<String>, None::<String>, None::<String>]);
+            row.extend(pg_row![
+                None::<String>,
+                None::<String>,
+                None::<String>,
+                None::<String>,
+                None::<String>
+            ]);
+            row.extend(pg_row![
+                name.as_str(),
+                None::<String>,
+                None::<String>,
+                None::<String>,
+                None::<String>
+            ]);
             row
         })
         .collect()

@@ -24,7 +24,9 @@ fn split_name(name: &str) -> (Option<String>, String) {
         }
     };
     match name.split_once('.') {
-        Some((s, n)) if !name.starts_with('"') || name.find("\".").is_some() => (Some(fold(s)), fold(n)),
+        Some((s, n)) if !name.starts_with('"') || name.find("\".").is_some() => {
+            (Some(fold(s)), fold(n))
+        }
         _ => (None, fold(name)),
     }
 }
@@ -37,7 +39,9 @@ pub fn lookup_relation<'a>(m: &'a Model, name: &str) -> Option<&'a Relation> {
 /// regclass output: the name, schema-qualified when not on the search path.
 fn relation_name(m: &Model, oid: u32) -> String {
     match m.relation(oid) {
-        Some(r) if r.namespace == oids::INFORMATION_SCHEMA_NAMESPACE => format!("information_schema.{}", r.name),
+        Some(r) if r.namespace == oids::INFORMATION_SCHEMA_NAMESPACE => {
+            format!("information_schema.{}", r.name)
+        }
         Some(r) => super::describe::quote_ident(&r.name),
         None => oid.to_string(),
     }
@@ -56,7 +60,9 @@ fn namespace_oid(name: &str) -> Option<u32> {
 /// Text that is a number stands for the oid itself, as PostgreSQL's reg* input functions accept.
 fn numeric(v: &ScalarValue) -> Option<Option<u32>> {
     match text(v) {
-        Some(s) if s.trim().chars().all(|c| c.is_ascii_digit()) && !s.trim().is_empty() => Some(oid(v)),
+        Some(s) if s.trim().chars().all(|c| c.is_ascii_digit()) && !s.trim().is_empty() => {
+            Some(oid(v))
+        }
         Some(_) => None,
         None => Some(oid(v)),
     }
@@ -64,64 +70,115 @@ fn numeric(v: &ScalarValue) -> Option<Option<u32>> {
 
 pub fn register_all(r: &mut Registry) {
     let oid_type = DataType::Int64;
-    r.add("weft_oid", &[1], oid_type.clone(), Some("oid"), |_, a| Ok(ScalarValue::Int64(a.first().and_then(oid).map(i64::from))));
-    r.add("weft_to_regclass", &[1], oid_type.clone(), Some("oid"), |c, a| {
-        let v = a.first().unwrap_or(&ScalarValue::Null);
-        if let Some(o) = numeric(v) {
-            return Ok(ScalarValue::Int64(o.map(i64::from)));
-        }
-        let name = text(v).unwrap_or_default();
-        match lookup_relation(c.model(), name) {
-            Some(r) => Ok(ScalarValue::Int64(Some(i64::from(r.oid)))),
-            None => Err(to_df(Error::UndefinedTable { message: format!("relation \"{name}\" does not exist") })),
-        }
+    r.add("weft_oid", &[1], oid_type.clone(), Some("oid"), |_, a| {
+        Ok(ScalarValue::Int64(a.first().and_then(oid).map(i64::from)))
     });
-    r.add("to_regclass", &[1], oid_type.clone(), Some("oid"), |c, a| {
-        let found = a.first().and_then(text).and_then(|n| lookup_relation(c.model(), n));
-        Ok(ScalarValue::Int64(found.map(|r| i64::from(r.oid))))
-    });
+    r.add(
+        "weft_to_regclass",
+        &[1],
+        oid_type.clone(),
+        Some("oid"),
+        |c, a| {
+            let v = a.first().unwrap_or(&ScalarValue::Null);
+            if let Some(o) = numeric(v) {
+                return Ok(ScalarValue::Int64(o.map(i64::from)));
+            }
+            let name = text(v).unwrap_or_default();
+            match lookup_relation(c.model(), name) {
+                Some(r) => Ok(ScalarValue::Int64(Some(i64::from(r.oid)))),
+                None => Err(to_df(Error::UndefinedTable {
+                    message: format!("relation \"{name}\" does not exist"),
+                })),
+            }
+        },
+    );
+    r.add(
+        "to_regclass",
+        &[1],
+        oid_type.clone(),
+        Some("oid"),
+        |c, a| {
+            let found = a
+                .first()
+                .and_then(text)
+                .and_then(|n| lookup_relation(c.model(), n));
+            Ok(ScalarValue::Int64(found.map(|r| i64::from(r.oid))))
+        },
+    );
     r.add("weft_regclass_name", &[1], DataType::Utf8, None, |c, a| {
-        Ok(utf8(a.first().and_then(oid).map(|o| relation_name(c.model(), o))))
+        Ok(utf8(
+            a.first().and_then(oid).map(|o| relation_name(c.model(), o)),
+        ))
     });
-    r.add("weft_to_regtype", &[1], oid_type.clone(), Some("oid"), |_, a| {
-        let v = a.first().unwrap_or(&ScalarValue::Null);
-        if let Some(o) = numeric(v) {
-            return Ok(ScalarValue::Int64(o.map(i64::from)));
-        }
-        let name = text(v).unwrap_or_default();
-        match types::by_name(name) {
-            Some(t) => Ok(ScalarValue::Int64(Some(i64::from(t.oid)))),
-            None => Err(to_df(Error::UndefinedObject { message: format!("type \"{name}\" does not exist") })),
-        }
-    });
+    r.add(
+        "weft_to_regtype",
+        &[1],
+        oid_type.clone(),
+        Some("oid"),
+        |_, a| {
+            let v = a.first().unwrap_or(&ScalarValue::Null);
+            if let Some(o) = numeric(v) {
+                return Ok(ScalarValue::Int64(o.map(i64::from)));
+            }
+            let name = text(v).unwrap_or_default();
+            match types::by_name(name) {
+                Some(t) => Ok(ScalarValue::Int64(Some(i64::from(t.oid)))),
+                None => Err(to_df(Error::UndefinedObject {
+                    message: format!("type \"{name}\" does not exist"),
+                })),
+            }
+        },
+    );
     r.add("to_regtype", &[1], oid_type.clone(), Some("oid"), |_, a| {
-        Ok(ScalarValue::Int64(a.first().and_then(text).and_then(types::by_name).map(|t| i64::from(t.oid))))
+        Ok(ScalarValue::Int64(
+            a.first()
+                .and_then(text)
+                .and_then(types::by_name)
+                .map(|t| i64::from(t.oid)),
+        ))
     });
     r.add("weft_regtype_name", &[1], DataType::Utf8, None, |_, a| {
-        Ok(utf8(a.first().and_then(oid).map(|o| match types::by_oid(o) {
-            Some(_) => types::format_type(o, None),
-            None => o.to_string(),
-        })))
-    });
-    r.add("weft_to_regnamespace", &[1], oid_type.clone(), Some("oid"), |_, a| {
-        let v = a.first().unwrap_or(&ScalarValue::Null);
-        if let Some(o) = numeric(v) {
-            return Ok(ScalarValue::Int64(o.map(i64::from)));
-        }
-        let name = text(v).unwrap_or_default();
-        match namespace_oid(name) {
-            Some(o) => Ok(ScalarValue::Int64(Some(i64::from(o)))),
-            None => Err(to_df(Error::UndefinedObject { message: format!("schema \"{name}\" does not exist") })),
-        }
-    });
-    r.add("weft_regnamespace_name", &[1], DataType::Utf8, None, |_, a| {
-        Ok(utf8(a.first().and_then(oid).map(|o| match o {
-            oids::PG_CATALOG_NAMESPACE | oids::PUBLIC_NAMESPACE | oids::INFORMATION_SCHEMA_NAMESPACE | oids::PG_TOAST_NAMESPACE => {
-                namespace_name(o).to_string()
+        Ok(utf8(a.first().and_then(oid).map(|o| {
+            match types::by_oid(o) {
+                Some(_) => types::format_type(o, None),
+                None => o.to_string(),
             }
-            other => other.to_string(),
         })))
     });
+    r.add(
+        "weft_to_regnamespace",
+        &[1],
+        oid_type.clone(),
+        Some("oid"),
+        |_, a| {
+            let v = a.first().unwrap_or(&ScalarValue::Null);
+            if let Some(o) = numeric(v) {
+                return Ok(ScalarValue::Int64(o.map(i64::from)));
+            }
+            let name = text(v).unwrap_or_default();
+            match namespace_oid(name) {
+                Some(o) => Ok(ScalarValue::Int64(Some(i64::from(o)))),
+                None => Err(to_df(Error::UndefinedObject {
+                    message: format!("schema \"{name}\" does not exist"),
+                })),
+            }
+        },
+    );
+    r.add(
+        "weft_regnamespace_name",
+        &[1],
+        DataType::Utf8,
+        None,
+        |_, a| {
+            Ok(utf8(a.first().and_then(oid).map(|o| match o {
+                oids::PG_CATALOG_NAMESPACE
+                | oids::PUBLIC_NAMESPACE
+                | oids::INFORMATION_SCHEMA_NAMESPACE
+                | oids::PG_TOAST_NAMESPACE => namespace_name(o).to_string(),
+                other => other.to_string(),
+            })))
+        },
+    );
     r.add("weft_to_regproc", &[1], oid_type, Some("oid"), |c, a| {
         let v = a.first().unwrap_or(&ScalarValue::Null);
         if let Some(o) = numeric(v) {
@@ -131,7 +188,9 @@ pub fn register_all(r: &mut Registry) {
         let (_, bare) = split_name(name.split('(').next().unwrap_or(name));
         match proc::proc_oid(c.model(), &bare) {
             Some(o) => Ok(ScalarValue::Int64(Some(i64::from(o)))),
-            None => Err(to_df(Error::UndefinedFunction { message: format!("function \"{name}\" does not exist") })),
+            None => Err(to_df(Error::UndefinedFunction {
+                message: format!("function \"{name}\" does not exist"),
+            })),
         }
     });
     r.add("weft_regproc_name", &[1], DataType::Utf8, None, |c, a| {
@@ -149,8 +208,14 @@ mod tests {
     #[test]
     fn names_split_and_fold() {
         assert_eq!(split_name("T"), (None, "t".to_string()));
-        assert_eq!(split_name("public.T"), (Some("public".to_string()), "t".to_string()));
+        assert_eq!(
+            split_name("public.T"),
+            (Some("public".to_string()), "t".to_string())
+        );
         assert_eq!(split_name("\"T\""), (None, "T".to_string()));
-        assert_eq!(split_name("pg_catalog.pg_class"), (Some("pg_catalog".to_string()), "pg_class".to_string()));
+        assert_eq!(
+            split_name("pg_catalog.pg_class"),
+            (Some("pg_catalog".to_string()), "pg_class".to_string())
+        );
     }
 }

@@ -16,10 +16,10 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    self, BinaryOperator, DataType, Expr, FunctionArg, FunctionArgExpr, FunctionArgumentClause, FunctionArgumentList,
-    FunctionArguments, GroupByExpr, Ident, JoinOperator, LambdaFunction, LambdaFunctionParameter, LambdaSyntax,
-    ObjectName, OneOrManyWithParens, OrderByKind, Query, Select, SelectItem, SetExpr, TableAliasColumnDef,
-    TableFactor, Value, VisitMut, VisitorMut,
+    self, BinaryOperator, DataType, Expr, FunctionArg, FunctionArgExpr, FunctionArgumentClause,
+    FunctionArgumentList, FunctionArguments, GroupByExpr, Ident, JoinOperator, LambdaFunction,
+    LambdaFunctionParameter, LambdaSyntax, ObjectName, OneOrManyWithParens, OrderByKind, Query,
+    Select, SelectItem, SetExpr, TableAliasColumnDef, TableFactor, Value, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -42,11 +42,20 @@ impl VisitorMut for Rewriter {
     }
 
     fn pre_visit_table_factor(&mut self, tf: &mut TableFactor) -> ControlFlow<()> {
-        if let TableFactor::Table { name, args: Some(_), alias, .. } = tf {
+        if let TableFactor::Table {
+            name,
+            args: Some(_),
+            alias,
+            ..
+        } = tf
+        {
             strip_pg_catalog(name);
             if let Some(alias) = alias {
                 if alias.columns.is_empty() && is_single_column_srf(name) {
-                    alias.columns.push(TableAliasColumnDef { name: alias.name.clone(), data_type: None });
+                    alias.columns.push(TableAliasColumnDef {
+                        name: alias.name.clone(),
+                        data_type: None,
+                    });
                 }
             }
         }
@@ -70,19 +79,31 @@ fn replacement(e: &mut Expr) -> Option<Expr> {
         Expr::Function(f) => {
             strip_pg_catalog(&mut f.name);
             match &mut f.args {
-                FunctionArguments::Subquery(q) if last_name(&f.name) == "array" => Some(array_subquery(q)),
+                FunctionArguments::Subquery(q) if last_name(&f.name) == "array" => {
+                    Some(array_subquery(q))
+                }
                 _ => None,
             }
         }
-        Expr::BinaryOp { op: BinaryOperator::PGCustomBinaryOperator(parts), left, right } => {
+        Expr::BinaryOp {
+            op: BinaryOperator::PGCustomBinaryOperator(parts),
+            left,
+            right,
+        } => {
             let op = standard_operator(parts.last()?)?;
-            Some(Expr::BinaryOp { left: Box::new(take(left)), op, right: Box::new(take(right)) })
+            Some(Expr::BinaryOp {
+                left: Box::new(take(left)),
+                op,
+                right: Box::new(take(right)),
+            })
         }
         Expr::Collate { expr, collation } => {
             let c = last_name(collation);
             matches!(c.as_str(), "default" | "c" | "posix" | "ucs_basic").then(|| take(expr))
         }
-        Expr::Cast { expr, data_type, .. } => {
+        Expr::Cast {
+            expr, data_type, ..
+        } => {
             if let Some((lookup, show)) = reg_functions(data_type) {
                 let literal = matches!(**expr, Expr::Value(_)) || is_placeholder(expr);
                 return Some(call(if literal { lookup } else { show }, vec![take(expr)]));
@@ -101,7 +122,14 @@ fn is_placeholder(e: &Expr) -> bool {
 }
 
 fn ident_parts(name: &ObjectName) -> Vec<String> {
-    name.0.iter().map(|p| p.as_ident().map(|i| i.value.to_ascii_lowercase()).unwrap_or_default()).collect()
+    name.0
+        .iter()
+        .map(|p| {
+            p.as_ident()
+                .map(|i| i.value.to_ascii_lowercase())
+                .unwrap_or_default()
+        })
+        .collect()
 }
 
 fn last_name(name: &ObjectName) -> String {
@@ -118,7 +146,11 @@ fn is_single_column_srf(name: &ObjectName) -> bool {
     name.0.len() == 1
         && matches!(
             last_name(name).as_str(),
-            "generate_series" | "unnest" | "generate_subscripts" | "regexp_split_to_table" | "string_to_table"
+            "generate_series"
+                | "unnest"
+                | "generate_subscripts"
+                | "regexp_split_to_table"
+                | "string_to_table"
         )
 }
 
@@ -181,23 +213,43 @@ fn reg_functions(t: &DataType) -> Option<(&'static str, &'static str)> {
 fn plain_type(t: &DataType) -> Option<DataType> {
     if let DataType::Array(ast::ArrayElemTypeDef::SquareBracket(inner, size)) = t {
         let inner = plain_type(inner)?;
-        return Some(DataType::Array(ast::ArrayElemTypeDef::SquareBracket(Box::new(inner), *size)));
+        return Some(DataType::Array(ast::ArrayElemTypeDef::SquareBracket(
+            Box::new(inner),
+            *size,
+        )));
     }
     let name = custom_name(t)?;
     match name.as_str() {
         "name" | "char" | "bpchar" | "regconfig" => Some(DataType::Text),
-        "oid" | "regclass" | "regtype" | "regnamespace" | "regproc" | "regprocedure" => Some(DataType::BigInt(None)),
-        "int2vector" => Some(DataType::Array(ast::ArrayElemTypeDef::SquareBracket(Box::new(DataType::SmallInt(None)), None))),
-        "oidvector" => Some(DataType::Array(ast::ArrayElemTypeDef::SquareBracket(Box::new(DataType::BigInt(None)), None))),
+        "oid" | "regclass" | "regtype" | "regnamespace" | "regproc" | "regprocedure" => {
+            Some(DataType::BigInt(None))
+        }
+        "int2vector" => Some(DataType::Array(ast::ArrayElemTypeDef::SquareBracket(
+            Box::new(DataType::SmallInt(None)),
+            None,
+        ))),
+        "oidvector" => Some(DataType::Array(ast::ArrayElemTypeDef::SquareBracket(
+            Box::new(DataType::BigInt(None)),
+            None,
+        ))),
         _ if matches!(t, DataType::Custom(n, _) if n.0.len() == 2) => {
-            Parser::new(&PostgreSqlDialect {}).try_with_sql(&name).and_then(|mut p| p.parse_data_type()).ok()
+            Parser::new(&PostgreSqlDialect {})
+                .try_with_sql(&name)
+                .and_then(|mut p| p.parse_data_type())
+                .ok()
         }
         _ => None,
     }
 }
 
 fn call(name: &str, args: Vec<Expr>) -> Expr {
-    call_with(name, args.into_iter().map(|a| FunctionArg::Unnamed(FunctionArgExpr::Expr(a))).collect(), vec![])
+    call_with(
+        name,
+        args.into_iter()
+            .map(|a| FunctionArg::Unnamed(FunctionArgExpr::Expr(a)))
+            .collect(),
+        vec![],
+    )
 }
 
 fn call_with(name: &str, args: Vec<FunctionArg>, clauses: Vec<FunctionArgumentClause>) -> Expr {
@@ -205,7 +257,11 @@ fn call_with(name: &str, args: Vec<FunctionArg>, clauses: Vec<FunctionArgumentCl
         name: ObjectName::from(vec![Ident::new(name)]),
         uses_odbc_syntax: false,
         parameters: FunctionArguments::None,
-        args: FunctionArguments::List(FunctionArgumentList { duplicate_treatment: None, args, clauses }),
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args,
+            clauses,
+        }),
         filter: None,
         null_treatment: None,
         over: None,
@@ -215,14 +271,18 @@ fn call_with(name: &str, args: Vec<FunctionArg>, clauses: Vec<FunctionArgumentCl
 
 fn lambda(param: &Ident, body: Expr) -> FunctionArg {
     FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Lambda(LambdaFunction {
-        params: OneOrManyWithParens::One(LambdaFunctionParameter { name: param.clone(), data_type: None }),
+        params: OneOrManyWithParens::One(LambdaFunctionParameter {
+            name: param.clone(),
+            data_type: None,
+        }),
         body: Box::new(body),
         syntax: LambdaSyntax::Arrow,
     })))
 }
 
 fn no_grouping(s: &Select) -> bool {
-    matches!(&s.group_by, GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty()) && s.having.is_none()
+    matches!(&s.group_by, GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty())
+        && s.having.is_none()
 }
 
 fn select_expr(item: &SelectItem) -> Option<&Expr> {
@@ -234,17 +294,38 @@ fn select_expr(item: &SelectItem) -> Option<&Expr> {
 
 /// `ARRAY(SELECT e FROM unnest(a) x [WHERE p])` as array functions, if the subquery has that shape.
 fn array_map(q: &Query) -> Option<Expr> {
-    let SetExpr::Select(s) = q.body.as_ref() else { return None };
-    if q.order_by.is_some() || q.limit_clause.is_some() || q.with.is_some() || !no_grouping(s) || s.distinct.is_some() {
+    let SetExpr::Select(s) = q.body.as_ref() else {
+        return None;
+    };
+    if q.order_by.is_some()
+        || q.limit_clause.is_some()
+        || q.with.is_some()
+        || !no_grouping(s)
+        || s.distinct.is_some()
+    {
         return None;
     }
-    let [item] = s.projection.as_slice() else { return None };
-    let [from] = s.from.as_slice() else { return None };
-    let TableFactor::Table { name, args: Some(args), alias: Some(alias), .. } = &from.relation else { return None };
+    let [item] = s.projection.as_slice() else {
+        return None;
+    };
+    let [from] = s.from.as_slice() else {
+        return None;
+    };
+    let TableFactor::Table {
+        name,
+        args: Some(args),
+        alias: Some(alias),
+        ..
+    } = &from.relation
+    else {
+        return None;
+    };
     if !from.joins.is_empty() || last_name(name) != "unnest" || name.0.len() != 1 {
         return None;
     }
-    let [FunctionArg::Unnamed(FunctionArgExpr::Expr(array))] = args.args.as_slice() else { return None };
+    let [FunctionArg::Unnamed(FunctionArgExpr::Expr(array))] = args.args.as_slice() else {
+        return None;
+    };
     let var = match alias.columns.as_slice() {
         [] => &alias.name,
         [c] => &c.name,
@@ -252,23 +333,46 @@ fn array_map(q: &Query) -> Option<Expr> {
     };
     let mut array = array.clone();
     if let Some(p) = &s.selection {
-        array = call_with("array_filter", vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(array)), lambda(var, p.clone())], vec![]);
+        array = call_with(
+            "array_filter",
+            vec![
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(array)),
+                lambda(var, p.clone()),
+            ],
+            vec![],
+        );
     }
     let e = select_expr(item)?;
     if matches!(e, Expr::Identifier(i) if i.value == var.value) {
         return Some(array);
     }
-    Some(call_with("array_transform", vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(array)), lambda(var, e.clone())], vec![]))
+    Some(call_with(
+        "array_transform",
+        vec![
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(array)),
+            lambda(var, e.clone()),
+        ],
+        vec![],
+    ))
 }
 
 /// `ARRAY(SELECT e FROM … [ORDER BY …])` as `(SELECT array_agg(e ORDER BY …) FROM …)`, if the
 /// subquery is a plain SELECT of one column.
 fn array_agg_inline(q: &Query) -> Option<Expr> {
-    let SetExpr::Select(s) = q.body.as_ref() else { return None };
-    if q.limit_clause.is_some() || q.with.is_some() || !no_grouping(s) || s.distinct.is_some() || has_aggregate(&s.projection) {
+    let SetExpr::Select(s) = q.body.as_ref() else {
+        return None;
+    };
+    if q.limit_clause.is_some()
+        || q.with.is_some()
+        || !no_grouping(s)
+        || s.distinct.is_some()
+        || has_aggregate(&s.projection)
+    {
         return None;
     }
-    let [item] = s.projection.as_slice() else { return None };
+    let [item] = s.projection.as_slice() else {
+        return None;
+    };
     let e = select_expr(item)?.clone();
     let order = match &q.order_by {
         None => vec![],
@@ -287,12 +391,25 @@ fn array_agg_inline(q: &Query) -> Option<Expr> {
             OrderByKind::All(_) => return None,
         },
     };
-    let clauses = if order.is_empty() { vec![] } else { vec![FunctionArgumentClause::OrderBy(order)] };
-    let agg = call_with("array_agg", vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(e))], clauses);
+    let clauses = if order.is_empty() {
+        vec![]
+    } else {
+        vec![FunctionArgumentClause::OrderBy(order)]
+    };
+    let agg = call_with(
+        "array_agg",
+        vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(e))],
+        clauses,
+    );
+    // ARRAY() of no rows is an empty array, array_agg of none is NULL.
+    let agg = call("coalesce", vec![agg, call("make_array", vec![])]);
     let mut q = q.clone();
     q.order_by = None;
     if let SetExpr::Select(s) = q.body.as_mut() {
-        s.projection = vec![SelectItem::UnnamedExpr(agg)];
+        s.projection = vec![SelectItem::ExprWithAlias {
+            expr: agg,
+            alias: Ident::new("array"),
+        }];
     }
     Some(Expr::Subquery(Box::new(q)))
 }
@@ -302,7 +419,10 @@ fn array_subquery(q: &mut Query) -> Expr {
         return e;
     }
     let template = "(SELECT array_agg(weft_array.v) FROM (SELECT 1) AS weft_array(v))";
-    let Ok(mut expr) = Parser::new(&PostgreSqlDialect {}).try_with_sql(template).and_then(|mut p| p.parse_expr()) else {
+    let Ok(mut expr) = Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(template)
+        .and_then(|mut p| p.parse_expr())
+    else {
         return Expr::value(Value::Null);
     };
     // ORDER BY the one output column (PostgreSQL's `ORDER BY 1`) carries into the aggregate.
@@ -325,12 +445,16 @@ fn array_subquery(q: &mut Query) -> Expr {
     };
     if let Expr::Subquery(outer) = &mut expr {
         if let SetExpr::Select(s) = outer.body.as_mut() {
-            if let (Some(o), Some(SelectItem::UnnamedExpr(Expr::Function(f)))) = (order, s.projection.first_mut()) {
+            if let (Some(o), Some(SelectItem::UnnamedExpr(Expr::Function(f)))) =
+                (order, s.projection.first_mut())
+            {
                 if let FunctionArguments::List(l) = &mut f.args {
                     l.clauses.push(FunctionArgumentClause::OrderBy(vec![o]));
                 }
             }
-            if let Some(TableFactor::Derived { subquery, .. }) = s.from.first_mut().map(|f| &mut f.relation) {
+            if let Some(TableFactor::Derived { subquery, .. }) =
+                s.from.first_mut().map(|f| &mut f.relation)
+            {
                 *subquery = Box::new(q.clone());
             }
         }
@@ -341,7 +465,9 @@ fn array_subquery(q: &mut Query) -> Expr {
 /// The catalog a FROM item names, if it is an always-empty one.
 fn empty_catalog(tf: &TableFactor) -> bool {
     match tf {
-        TableFactor::Table { name, args: None, .. } => {
+        TableFactor::Table {
+            name, args: None, ..
+        } => {
             let parts = ident_parts(name);
             match parts.as_slice() {
                 [n] | [_, n] if parts.len() == 1 || parts[0] == "pg_catalog" => is_empty_table(n),
@@ -352,12 +478,26 @@ fn empty_catalog(tf: &TableFactor) -> bool {
     }
 }
 
-const AGGREGATES: &[&str] =
-    &["count", "sum", "min", "max", "avg", "array_agg", "string_agg", "bool_and", "bool_or", "every", "json_agg", "jsonb_agg"];
+const AGGREGATES: &[&str] = &[
+    "count",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "array_agg",
+    "string_agg",
+    "bool_and",
+    "bool_or",
+    "every",
+    "json_agg",
+    "jsonb_agg",
+];
 
+/// Whether the items call an aggregate (outside subqueries).
 fn has_aggregate(items: &[SelectItem]) -> bool {
     let mut found = false;
     let mut items = items.to_vec();
+    let _ = ast::visit_expressions_mut(&mut items, null_subqueries);
     let _ = ast::visit_expressions_mut(&mut items, |e: &mut Expr| {
         if let Expr::Function(f) = e {
             found |= AGGREGATES.contains(&last_name(&f.name).as_str());
@@ -367,24 +507,40 @@ fn has_aggregate(items: &[SelectItem]) -> bool {
     found
 }
 
+fn null_subqueries(e: &mut Expr) -> ControlFlow<()> {
+    match e {
+        Expr::Subquery(_) => *e = Expr::value(Value::Null),
+        Expr::Function(f) if matches!(f.args, FunctionArguments::Subquery(_)) => {
+            *e = Expr::value(Value::Null)
+        }
+        Expr::Exists { .. } | Expr::InSubquery { .. } => *e = Expr::value(Value::Boolean(false)),
+        _ => {}
+    }
+    ControlFlow::Continue(())
+}
+
 /// A SELECT inner-joining an always-empty catalog yields no rows: its subqueries become NULL.
 fn prune_empty_join(s: &mut Select) {
     let inner_only = s.from.iter().all(|t| {
-        t.joins.iter().all(|j| matches!(j.join_operator, JoinOperator::Join(_) | JoinOperator::Inner(_) | JoinOperator::CrossJoin(_)))
+        t.joins.iter().all(|j| {
+            matches!(
+                j.join_operator,
+                JoinOperator::Join(_) | JoinOperator::Inner(_) | JoinOperator::CrossJoin(_)
+            )
+        })
     });
-    let reads_empty =
-        s.from.iter().any(|t| empty_catalog(&t.relation) || t.joins.iter().any(|j| empty_catalog(&j.relation)));
-    if s.from.is_empty() || !inner_only || !reads_empty || !no_grouping(s) || has_aggregate(&s.projection) {
+    let reads_empty = s
+        .from
+        .iter()
+        .any(|t| empty_catalog(&t.relation) || t.joins.iter().any(|j| empty_catalog(&j.relation)));
+    if s.from.is_empty()
+        || !inner_only
+        || !reads_empty
+        || !no_grouping(s)
+        || has_aggregate(&s.projection)
+    {
         return;
     }
-    let null_subqueries = |e: &mut Expr| {
-        match e {
-            Expr::Subquery(_) => *e = Expr::value(Value::Null),
-            Expr::Exists { .. } | Expr::InSubquery { .. } => *e = Expr::value(Value::Boolean(false)),
-            _ => {}
-        }
-        ControlFlow::<()>::Continue(())
-    };
     let _ = ast::visit_expressions_mut(&mut s.projection, null_subqueries);
     let _ = ast::visit_expressions_mut(&mut s.selection, null_subqueries);
 }
@@ -406,23 +562,36 @@ mod tests {
             "SELECT pg_catalog.format_type(a, b) FROM pg_catalog.pg_class c \
              WHERE c.relname OPERATOR(pg_catalog.~) '^(t)$' COLLATE pg_catalog.default",
         );
-        assert_eq!(sql, "SELECT format_type(a, b) FROM pg_catalog.pg_class AS c WHERE c.relname ~ '^(t)$'");
+        assert_eq!(
+            sql,
+            "SELECT format_type(a, b) FROM pg_catalog.pg_class AS c WHERE c.relname ~ '^(t)$'"
+        );
     }
 
     #[test]
     fn casts_to_oid_types_become_functions() {
         let sql = rewritten("SELECT c.oid::pg_catalog.regclass, 'pg_class'::regclass, '5'::oid, x::pg_catalog.text, y::name");
         assert_eq!(sql, "SELECT weft_regclass_name(c.oid), weft_to_regclass('pg_class'), weft_oid('5'), x::TEXT, y::TEXT");
-        let sql = rewritten("SELECT t.typ::pg_catalog.regtype::pg_catalog.text, a::pg_catalog.int2[]");
+        let sql =
+            rewritten("SELECT t.typ::pg_catalog.regtype::pg_catalog.text, a::pg_catalog.int2[]");
         assert_eq!(sql, "SELECT weft_regtype_name(t.typ)::TEXT, a::INT2[]");
     }
 
     #[test]
     fn array_subqueries() {
-        let sql = rewritten("SELECT ARRAY(SELECT 'toast.' || x FROM pg_catalog.unnest(tc.reloptions) x)");
-        assert_eq!(sql, "SELECT array_transform(tc.reloptions, x -> 'toast.' || x)");
-        let sql = rewritten("SELECT ARRAY(SELECT b.rolname FROM r b WHERE b.oid = m.oid ORDER BY 1)");
-        assert_eq!(sql, "SELECT (SELECT array_agg(b.rolname ORDER BY b.rolname) FROM r AS b WHERE b.oid = m.oid)");
+        let sql =
+            rewritten("SELECT ARRAY(SELECT 'toast.' || x FROM pg_catalog.unnest(tc.reloptions) x)");
+        assert_eq!(
+            sql,
+            "SELECT array_transform(tc.reloptions, x -> 'toast.' || x)"
+        );
+        let sql =
+            rewritten("SELECT ARRAY(SELECT b.rolname FROM r b WHERE b.oid = m.oid ORDER BY 1)");
+        assert_eq!(
+            sql,
+            "SELECT (SELECT coalesce(array_agg(b.rolname ORDER BY b.rolname), make_array()) AS array \
+             FROM r AS b WHERE b.oid = m.oid)"
+        );
         let sql = rewritten("SELECT ARRAY(SELECT DISTINCT x FROM r ORDER BY 1)");
         assert_eq!(
             sql,
@@ -439,9 +608,17 @@ mod tests {
 
     #[test]
     fn subqueries_over_empty_catalogs_are_dropped() {
-        let sql = rewritten("SELECT p.x, (SELECT 1 FROM t) FROM pg_catalog.pg_publication p JOIN q ON true");
-        assert_eq!(sql, "SELECT p.x, NULL FROM pg_catalog.pg_publication AS p JOIN q ON true");
+        let sql = rewritten(
+            "SELECT p.x, (SELECT 1 FROM t) FROM pg_catalog.pg_publication p JOIN q ON true",
+        );
+        assert_eq!(
+            sql,
+            "SELECT p.x, NULL FROM pg_catalog.pg_publication AS p JOIN q ON true"
+        );
         let kept = rewritten("SELECT count(*), (SELECT 1) FROM pg_catalog.pg_publication p");
         assert!(kept.contains("(SELECT 1)"), "{kept}");
+        let sql =
+            rewritten("SELECT (SELECT string_agg(a, ',') FROM t) FROM pg_catalog.pg_publication p");
+        assert_eq!(sql, "SELECT NULL FROM pg_catalog.pg_publication AS p");
     }
 }

@@ -56,7 +56,10 @@ fn databases(m: &Model) -> Vec<Row> {
 
 /// (oid, name, superuser, can log in)
 fn roles(m: &Model) -> [(u32, &str, bool, bool); 2] {
-    [(SUPERUSER_ROLE, m.user.as_str(), true, true), (DATABASE_OWNER_ROLE, "pg_database_owner", false, false)]
+    [
+        (SUPERUSER_ROLE, m.user.as_str(), true, true),
+        (DATABASE_OWNER_ROLE, "pg_database_owner", false, false),
+    ]
 }
 
 /// `pg_get_userbyid`.
@@ -91,7 +94,21 @@ fn pg_roles(m: &Model) -> Vec<Row> {
     roles(m)
         .iter()
         .map(|&(oid, name, sup, login)| {
-            pg_row![name, sup, true, sup, sup, login, sup, -1i32, "********", None::<i64>, sup, None::<String>, oid]
+            pg_row![
+                name,
+                sup,
+                true,
+                sup,
+                sup,
+                login,
+                sup,
+                -1i32,
+                "********",
+                None::<i64>,
+                sup,
+                None::<String>,
+                oid
+            ]
         })
         .collect()
 }
@@ -118,7 +135,22 @@ pub const PG_AUTHID: TableDef = TableDef {
 fn authid(m: &Model) -> Vec<Row> {
     roles(m)
         .iter()
-        .map(|&(oid, name, sup, login)| pg_row![oid, name, sup, true, sup, sup, login, sup, sup, -1i32, None::<String>, None::<i64>])
+        .map(|&(oid, name, sup, login)| {
+            pg_row![
+                oid,
+                name,
+                sup,
+                true,
+                sup,
+                sup,
+                login,
+                sup,
+                sup,
+                -1i32,
+                None::<String>,
+                None::<i64>
+            ]
+        })
         .collect()
 }
 
@@ -139,11 +171,26 @@ pub const PG_USER: TableDef = TableDef {
 };
 
 fn users(m: &Model) -> Vec<Row> {
-    vec![pg_row![m.user.as_str(), SUPERUSER_ROLE, true, true, true, true, "********", None::<i64>, None::<String>]]
+    vec![pg_row![
+        m.user.as_str(),
+        SUPERUSER_ROLE,
+        true,
+        true,
+        true,
+        true,
+        "********",
+        None::<i64>,
+        None::<String>
+    ]]
 }
 
 pub const PG_AUTH_MEMBERS: TableDef = TableDef {
     name: "pg_auth_members",
-    columns: &[("roleid", Col::Oid), ("member", Col::Oid), ("grantor", Col::Oid), ("admin_option", Col::Bool)],
+    columns: &[
+        ("roleid", Col::Oid),
+        ("member", Col::Oid),
+        ("grantor", Col::Oid),
+        ("admin_option", Col::Bool),
+    ],
     rows: no_rows,
 };

@@ -46,7 +46,10 @@ fn rows(m: &Model) -> Vec<Row> {
         .iter()
         .map(|(name, value)| {
             let unit = (name.ends_with("timeout")).then_some("ms");
-            let context = if matches!(name.as_str(), "server_version" | "server_version_num" | "server_encoding") {
+            let context = if matches!(
+                name.as_str(),
+                "server_version" | "server_version_num" | "server_encoding"
+            ) {
                 "internal"
             } else {
                 "user"
@@ -65,7 +68,13 @@ fn rows(m: &Model) -> Vec<Row> {
                 None::<String>,
                 None::<String>,
             ];
-            row.extend(pg_row![value.as_str(), value.as_str(), None::<String>, None::<i32>, false]);
+            row.extend(pg_row![
+                value.as_str(),
+                value.as_str(),
+                None::<String>,
+                None::<i32>,
+                false
+            ]);
             row
         })
         .collect()

@@ -16,16 +16,16 @@ use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::Spans;
 use datafusion::common::{Column, Result as DfResult, ScalarValue};
 use datafusion::functions_aggregate::count::count_udaf;
 use datafusion::logical_expr::expr::{AggregateFunction, Case, Exists};
-use datafusion::logical_expr::utils::{conjunction, split_conjunction};
-use datafusion::common::Spans;
-use datafusion::logical_expr::{lit, Filter, Operator, Projection};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::utils::{conjunction, split_conjunction};
+use datafusion::logical_expr::{lit, Filter, Operator, Projection};
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, Expr, LogicalPlan, LogicalPlanBuilder, Signature, Subquery,
-    Volatility,
+    Accumulator, AggregateUDF, AggregateUDFImpl, Expr, LogicalPlan, LogicalPlanBuilder, Signature,
+    Subquery, Volatility,
 };
 use datafusion::optimizer::AnalyzerRule;
 
@@ -45,11 +45,17 @@ impl AnalyzerRule for ScalarSubqueryValue {
                         let (condition, sq) = hoist_outer_conditions(sq)?;
                         let value = Expr::ScalarSubquery(wrap(sq)?);
                         Ok(Transformed::yes(match condition {
-                            Some(c) => Expr::Case(Case::new(None, vec![(Box::new(c), Box::new(value))], None)),
+                            Some(c) => Expr::Case(Case::new(
+                                None,
+                                vec![(Box::new(c), Box::new(value))],
+                                None,
+                            )),
                             None => value,
                         }))
                     }
-                    Expr::Exists(Exists { subquery, negated }) if !in_filter && !subquery.outer_ref_columns.is_empty() => {
+                    Expr::Exists(Exists { subquery, negated })
+                        if !in_filter && !subquery.outer_ref_columns.is_empty() =>
+                    {
                         Ok(Transformed::yes(exists_as_count(subquery, negated)?))
                     }
                     other => Ok(Transformed::no(other)),
@@ -86,7 +92,8 @@ fn needs_value_aggregate(sq: &Subquery) -> bool {
 }
 
 fn has_outer(e: &Expr) -> bool {
-    e.exists(|x| Ok(matches!(x, Expr::OuterReferenceColumn(..)))).unwrap_or(false)
+    e.exists(|x| Ok(matches!(x, Expr::OuterReferenceColumn(..))))
+        .unwrap_or(false)
 }
 
 fn is_outer_only(e: &Expr) -> bool {
@@ -102,7 +109,8 @@ fn is_equi_correlation(e: &Expr) -> bool {
     };
     match e {
         Expr::BinaryExpr(b) if b.op == Operator::Eq => {
-            (column(&b.left) && b.right.column_refs().is_empty()) || (column(&b.right) && b.left.column_refs().is_empty())
+            (column(&b.left) && b.right.column_refs().is_empty())
+                || (column(&b.right) && b.left.column_refs().is_empty())
         }
         _ => false,
     }
@@ -115,7 +123,11 @@ fn subquery_of(plan: LogicalPlan, spans: &Spans) -> Subquery {
             outer_ref_columns.push(e);
         }
     }
-    Subquery { subquery: Arc::new(plan), outer_ref_columns, spans: spans.clone() }
+    Subquery {
+        subquery: Arc::new(plan),
+        outer_ref_columns,
+        spans: spans.clone(),
+    }
 }
 
 /// Takes the conditions of the subquery's top filter that DataFusion cannot decorrelate out, as
@@ -153,8 +165,12 @@ fn hoist_outer_conditions(sq: Subquery) -> DfResult<(Option<Expr>, Subquery)> {
         let c = c.transform_up(|x| match x {
             Expr::OuterReferenceColumn(_, col) => Ok(Transformed::yes(Expr::Column(col))),
             Expr::Column(col) => {
-                let lookup = LogicalPlanBuilder::from(input.clone()).project(vec![Expr::Column(col)])?.build()?;
-                Ok(Transformed::yes(Expr::ScalarSubquery(wrap(subquery_of(lookup, &sq.spans))?)))
+                let lookup = LogicalPlanBuilder::from(input.clone())
+                    .project(vec![Expr::Column(col)])?
+                    .build()?;
+                Ok(Transformed::yes(Expr::ScalarSubquery(wrap(subquery_of(
+                    lookup, &sq.spans,
+                ))?)))
             }
             other => Ok(Transformed::no(other)),
         })?;
@@ -169,10 +185,21 @@ fn hoist_outer_conditions(sq: Subquery) -> DfResult<(Option<Expr>, Subquery)> {
 
 fn exists_as_count(sq: Subquery, negated: bool) -> DfResult<Expr> {
     let plan = Arc::unwrap_or_clone(sq.subquery);
-    let count = count_udaf().call(vec![lit(1i64)]).alias("weft_exists_count");
-    let counted = LogicalPlanBuilder::from(plan).aggregate(Vec::<Expr>::new(), vec![count])?.build()?;
-    let rows = Expr::ScalarSubquery(Subquery { subquery: Arc::new(counted), ..sq });
-    Ok(if negated { rows.eq(lit(0i64)) } else { rows.gt(lit(0i64)) })
+    let count = count_udaf()
+        .call(vec![lit(1i64)])
+        .alias("weft_exists_count");
+    let counted = LogicalPlanBuilder::from(plan)
+        .aggregate(Vec::<Expr>::new(), vec![count])?
+        .build()?;
+    let rows = Expr::ScalarSubquery(Subquery {
+        subquery: Arc::new(counted),
+        ..sq
+    });
+    Ok(if negated {
+        rows.eq(lit(0i64))
+    } else {
+        rows.gt(lit(0i64))
+    })
 }
 
 fn wrap(sq: Subquery) -> DfResult<Subquery> {
@@ -180,16 +207,31 @@ fn wrap(sq: Subquery) -> DfResult<Subquery> {
     let (qualifier, field) = plan.schema().qualified_field(0);
     let name = field.name().clone();
     let column = Expr::Column(Column::new(qualifier.cloned(), name.clone()));
-    let value = Expr::AggregateFunction(AggregateFunction::new_udf(value_aggregate(), vec![column], false, None, vec![], None));
+    let value = Expr::AggregateFunction(AggregateFunction::new_udf(
+        value_aggregate(),
+        vec![column],
+        false,
+        None,
+        vec![],
+        None,
+    ));
     let wrapped = LogicalPlanBuilder::from(plan)
         .aggregate(Vec::<Expr>::new(), vec![value.clone()])?
-        .project(vec![Expr::Column(Column::from_name(value.schema_name().to_string())).alias(name)])?
+        .project(vec![Expr::Column(Column::from_name(
+            value.schema_name().to_string(),
+        ))
+        .alias(name)])?
         .build()?;
-    Ok(Subquery { subquery: Arc::new(wrapped), ..sq })
+    Ok(Subquery {
+        subquery: Arc::new(wrapped),
+        ..sq
+    })
 }
 
 fn value_aggregate() -> Arc<AggregateUDF> {
-    Arc::new(AggregateUDF::new_from_impl(SubqueryValue { signature: Signature::any(1, Volatility::Immutable) }))
+    Arc::new(AggregateUDF::new_from_impl(SubqueryValue {
+        signature: Signature::any(1, Volatility::Immutable),
+    }))
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -213,19 +255,35 @@ impl AggregateUDFImpl for SubqueryValue {
     /// Keeps the input field's metadata (the PostgreSQL type of a uuid or oid column).
     fn return_field(&self, arg_fields: &[FieldRef]) -> DfResult<FieldRef> {
         Ok(match arg_fields.first() {
-            Some(f) => Arc::new(f.as_ref().clone().with_name(self.name()).with_nullable(true)),
+            Some(f) => Arc::new(
+                f.as_ref()
+                    .clone()
+                    .with_name(self.name())
+                    .with_nullable(true),
+            ),
             None => Arc::new(Field::new(self.name(), DataType::Null, true)),
         })
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {
-        Ok(Box::new(ValueAccumulator { value: ScalarValue::try_from(args.return_field.data_type())?, rows: 0 }))
+        Ok(Box::new(ValueAccumulator {
+            value: ScalarValue::try_from(args.return_field.data_type())?,
+            rows: 0,
+        }))
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> DfResult<Vec<FieldRef>> {
         Ok(vec![
-            Arc::new(Field::new(format!("{}_value", args.name), args.return_field.data_type().clone(), true)),
-            Arc::new(Field::new(format!("{}_rows", args.name), DataType::Int64, true)),
+            Arc::new(Field::new(
+                format!("{}_value", args.name),
+                args.return_field.data_type().clone(),
+                true,
+            )),
+            Arc::new(Field::new(
+                format!("{}_rows", args.name),
+                DataType::Int64,
+                true,
+            )),
         ])
     }
 }
@@ -254,7 +312,9 @@ impl ValueAccumulator {
 
 impl Accumulator for ValueAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> DfResult<()> {
-        let Some(values) = values.first() else { return Ok(()) };
+        let Some(values) = values.first() else {
+            return Ok(());
+        };
         for i in 0..values.len() {
             self.add(1, || ScalarValue::try_from_array(values, i))?;
         }
@@ -270,11 +330,16 @@ impl Accumulator for ValueAccumulator {
     }
 
     fn state(&mut self) -> DfResult<Vec<ScalarValue>> {
-        Ok(vec![self.value.clone(), ScalarValue::Int64(Some(self.rows))])
+        Ok(vec![
+            self.value.clone(),
+            ScalarValue::Int64(Some(self.rows)),
+        ])
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> DfResult<()> {
-        let (Some(values), Some(rows)) = (states.first(), states.get(1)) else { return Ok(()) };
+        let (Some(values), Some(rows)) = (states.first(), states.get(1)) else {
+            return Ok(());
+        };
         for i in 0..values.len() {
             let n = match ScalarValue::try_from_array(rows, i)? {
                 ScalarValue::Int64(Some(n)) => n,

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{
-    ArrayRef, BooleanBuilder, Float32Builder, Int16Builder, Int32Builder, Int64Builder, ListBuilder, StringBuilder,
-    TimestampMicrosecondBuilder,
+    ArrayRef, BooleanBuilder, Float32Builder, Int16Builder, Int32Builder, Int64Builder,
+    ListBuilder, StringBuilder, TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -59,7 +59,10 @@ impl Col {
             Col::Int4 => (ArrowType::Int32, None),
             Col::Int8 => (ArrowType::Int64, None),
             Col::Float4 => (ArrowType::Float32, None),
-            Col::TimestampTz => (ArrowType::Timestamp(TimeUnit::Microsecond, Some(UTC.into())), None),
+            Col::TimestampTz => (
+                ArrowType::Timestamp(TimeUnit::Microsecond, Some(UTC.into())),
+                None,
+            ),
             Col::OidArray => (ArrowType::List(item(ArrowType::Int64)), Some("_oid")),
             Col::Int2Array => (ArrowType::List(item(ArrowType::Int16)), None),
             Col::TextArray => (ArrowType::List(item(ArrowType::Utf8)), None),
@@ -68,7 +71,9 @@ impl Col {
         };
         let field = Field::new(name, t, true);
         match pg {
-            Some(pg) => field.with_metadata(HashMap::from([(PG_TYPE_KEY.to_string(), pg.to_string())])),
+            Some(pg) => {
+                field.with_metadata(HashMap::from([(PG_TYPE_KEY.to_string(), pg.to_string())]))
+            }
             None => field,
         }
     }
@@ -152,7 +157,12 @@ pub struct TableDef {
 
 impl TableDef {
     pub fn schema(&self) -> SchemaRef {
-        Arc::new(Schema::new(self.columns.iter().map(|(n, c)| c.field(n)).collect::<Vec<_>>()))
+        Arc::new(Schema::new(
+            self.columns
+                .iter()
+                .map(|(n, c)| c.field(n))
+                .collect::<Vec<_>>(),
+        ))
     }
 }
 
@@ -169,7 +179,11 @@ pub(crate) struct SystemTable {
 
 impl SystemTable {
     pub fn new(def: TableDef, ctx: Arc<PgContext>) -> Self {
-        SystemTable { schema: def.schema(), def, ctx }
+        SystemTable {
+            schema: def.schema(),
+            def,
+            ctx,
+        }
     }
 }
 
@@ -205,9 +219,16 @@ impl TableProvider for SystemTable {
 }
 
 /// Rows into one record batch; a value of the wrong kind for its column becomes NULL.
-pub fn to_batch(schema: &SchemaRef, columns: &[(&str, Col)], rows: &[Row]) -> datafusion::common::Result<RecordBatch> {
-    let arrays: Vec<ArrayRef> =
-        columns.iter().enumerate().map(|(i, (_, col))| column(*col, rows.iter().map(|r| r.get(i)))).collect();
+pub fn to_batch(
+    schema: &SchemaRef,
+    columns: &[(&str, Col)],
+    rows: &[Row],
+) -> datafusion::common::Result<RecordBatch> {
+    let arrays: Vec<ArrayRef> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, (_, col))| column(*col, rows.iter().map(|r| r.get(i))))
+        .collect();
     Ok(RecordBatch::try_new(Arc::clone(schema), arrays)?)
 }
 

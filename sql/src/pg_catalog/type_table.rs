@@ -59,12 +59,20 @@ fn rows(_: &Model) -> Vec<Row> {
         .iter()
         .map(|t| {
             let byval = matches!(t.len, 1 | 2 | 4 | 8);
-            let subscript = if t.elem != 0 { "array_subscript_handler" } else { "-" };
+            let subscript = if t.elem != 0 {
+                "array_subscript_handler"
+            } else {
+                "-"
+            };
             let typmod_fns = match t.name {
-                "varchar" | "bpchar" => (format!("{}typmodin", t.name), format!("{}typmodout", t.name)),
-                "numeric" | "timestamp" | "timestamptz" | "time" | "interval" => {
-                    (format!("{}typmodin", t.name), format!("{}typmodout", t.name))
-                }
+                "varchar" | "bpchar" => (
+                    format!("{}typmodin", t.name),
+                    format!("{}typmodout", t.name),
+                ),
+                "numeric" | "timestamp" | "timestamptz" | "time" | "interval" => (
+                    format!("{}typmodin", t.name),
+                    format!("{}typmodout", t.name),
+                ),
                 _ => ("-".to_string(), "-".to_string()),
             };
             let collation = if t.collatable { DEFAULT_COLLATION } else { 0 };
@@ -111,7 +119,12 @@ fn rows(_: &Model) -> Vec<Row> {
 
 pub const PG_ENUM: TableDef = TableDef {
     name: "pg_enum",
-    columns: &[("oid", Col::Oid), ("enumtypid", Col::Oid), ("enumsortorder", Col::Float4), ("enumlabel", Col::Name)],
+    columns: &[
+        ("oid", Col::Oid),
+        ("enumtypid", Col::Oid),
+        ("enumsortorder", Col::Float4),
+        ("enumlabel", Col::Name),
+    ],
     rows: no_rows,
 };
 

@@ -26,7 +26,14 @@ pub struct TypeInfo {
     pub kind: char,
 }
 
-const fn t(oid: u32, name: &'static str, len: i16, category: char, array: u32, sql_name: &'static str) -> TypeInfo {
+const fn t(
+    oid: u32,
+    name: &'static str,
+    len: i16,
+    category: char,
+    array: u32,
+    sql_name: &'static str,
+) -> TypeInfo {
     let align = match len {
         1 | 64 => 'c',
         2 => 's',
@@ -70,7 +77,13 @@ const fn pseudo(mut ti: TypeInfo) -> TypeInfo {
     ti
 }
 
-const fn array(oid: u32, name: &'static str, elem: u32, align: char, sql_name: &'static str) -> TypeInfo {
+const fn array(
+    oid: u32,
+    name: &'static str,
+    elem: u32,
+    align: char,
+    sql_name: &'static str,
+) -> TypeInfo {
     TypeInfo {
         oid,
         name,
@@ -111,8 +124,22 @@ pub const TYPES: &[TypeInfo] = &[
     collatable(t(1043, "varchar", -1, 'S', 1015, "character varying")),
     t(1082, "date", 4, 'D', 1182, "date"),
     t(1083, "time", 8, 'D', 1183, "time without time zone"),
-    t(1114, "timestamp", 8, 'D', 1115, "timestamp without time zone"),
-    preferred(t(1184, "timestamptz", 8, 'D', 1185, "timestamp with time zone")),
+    t(
+        1114,
+        "timestamp",
+        8,
+        'D',
+        1115,
+        "timestamp without time zone",
+    ),
+    preferred(t(
+        1184,
+        "timestamptz",
+        8,
+        'D',
+        1185,
+        "timestamp with time zone",
+    )),
     preferred(t(1186, "interval", 16, 'T', 1187, "interval")),
     aligned(t(1700, "numeric", -1, 'N', 1231, "numeric"), 'i', 'm'),
     t(2205, "regclass", 4, 'N', 2210, "regclass"),
@@ -142,10 +169,22 @@ pub const TYPES: &[TypeInfo] = &[
     array(1022, "_float8", 701, 'd', "double precision[]"),
     array(1028, "_oid", 26, 'i', "oid[]"),
     array(1034, "_aclitem", 1033, 'i', "aclitem[]"),
-    array(1115, "_timestamp", 1114, 'd', "timestamp without time zone[]"),
+    array(
+        1115,
+        "_timestamp",
+        1114,
+        'd',
+        "timestamp without time zone[]",
+    ),
     array(1182, "_date", 1082, 'i', "date[]"),
     array(1183, "_time", 1083, 'd', "time without time zone[]"),
-    array(1185, "_timestamptz", 1184, 'd', "timestamp with time zone[]"),
+    array(
+        1185,
+        "_timestamptz",
+        1184,
+        'd',
+        "timestamp with time zone[]",
+    ),
     array(1187, "_interval", 1186, 'd', "interval[]"),
     array(1231, "_numeric", 1700, 'i', "numeric[]"),
     array(1263, "_cstring", 2275, 'i', "cstring[]"),
@@ -190,7 +229,9 @@ pub fn by_name(name: &str) -> Option<&'static TypeInfo> {
         "time without time zone" => "time",
         other => other,
     };
-    TYPES.iter().find(|t| t.name == alias || t.sql_name == alias)
+    TYPES
+        .iter()
+        .find(|t| t.name == alias || t.sql_name == alias)
 }
 
 /// PostgreSQL's `format_type(oid, typmod)`.
@@ -244,7 +285,12 @@ mod tests {
     #[test]
     fn arrays_point_at_their_elements() {
         for ti in TYPES.iter().filter(|t| t.array != 0) {
-            assert_eq!(by_oid(ti.array).map(|a| a.elem), Some(ti.oid), "{}", ti.name);
+            assert_eq!(
+                by_oid(ti.array).map(|a| a.elem),
+                Some(ti.oid),
+                "{}",
+                ti.name
+            );
         }
     }
 

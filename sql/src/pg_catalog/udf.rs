@@ -11,7 +11,8 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{Result as DfResult, ScalarValue};
 use datafusion::logical_expr::{
-    ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature, Volatility,
+    ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    TypeSignature, Volatility,
 };
 
 use super::model::Model;
@@ -84,13 +85,19 @@ impl ScalarUDFImpl for PgFn {
     fn return_field_from_args(&self, _args: ReturnFieldArgs) -> DfResult<FieldRef> {
         let field = Field::new(self.name, self.ret.clone(), true);
         Ok(Arc::new(match self.pg {
-            Some(pg) => field.with_metadata(HashMap::from([(PG_TYPE_KEY.to_string(), pg.to_string())])),
+            Some(pg) => {
+                field.with_metadata(HashMap::from([(PG_TYPE_KEY.to_string(), pg.to_string())]))
+            }
             None => field,
         }))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let call = Call { ctx: &self.ctx, model: OnceCell::new(), arg_fields: &args.arg_fields };
+        let call = Call {
+            ctx: &self.ctx,
+            model: OnceCell::new(),
+            arg_fields: &args.arg_fields,
+        };
         let typed = |v: ScalarValue| -> DfResult<ScalarValue> {
             if v.is_null() {
                 return ScalarValue::try_from(&self.ret);
@@ -101,7 +108,11 @@ impl ScalarUDFImpl for PgFn {
                 v.cast_to(&self.ret)
             }
         };
-        if args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
+        if args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)))
+        {
             let values: Vec<ScalarValue> = args
                 .args
                 .iter()
@@ -112,10 +123,17 @@ impl ScalarUDFImpl for PgFn {
                 .collect();
             return Ok(ColumnarValue::Scalar(typed((self.body)(&call, &values)?)?));
         }
-        let arrays = args.args.iter().map(|a| a.clone().into_array(args.number_rows)).collect::<DfResult<Vec<_>>>()?;
+        let arrays = args
+            .args
+            .iter()
+            .map(|a| a.clone().into_array(args.number_rows))
+            .collect::<DfResult<Vec<_>>>()?;
         let mut out = Vec::with_capacity(args.number_rows);
         for row in 0..args.number_rows {
-            let values = arrays.iter().map(|a| ScalarValue::try_from_array(a, row)).collect::<DfResult<Vec<_>>>()?;
+            let values = arrays
+                .iter()
+                .map(|a| ScalarValue::try_from_array(a, row))
+                .collect::<DfResult<Vec<_>>>()?;
             out.push(typed((self.body)(&call, &values)?)?);
         }
         Ok(ColumnarValue::Array(ScalarValue::iter_to_array(out)?))
@@ -124,7 +142,16 @@ impl ScalarUDFImpl for PgFn {
 
 /// Accepts any of the given argument counts, of any types.
 pub fn arity(counts: &[usize], volatility: Volatility) -> Signature {
-    let sigs = counts.iter().map(|&n| if n == 0 { TypeSignature::Nullary } else { TypeSignature::Any(n) }).collect();
+    let sigs = counts
+        .iter()
+        .map(|&n| {
+            if n == 0 {
+                TypeSignature::Nullary
+            } else {
+                TypeSignature::Any(n)
+            }
+        })
+        .collect();
     Signature::one_of(sigs, volatility)
 }
 
@@ -136,7 +163,10 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(ctx: Arc<PgContext>) -> Self {
-        Registry { ctx, fns: Vec::new() }
+        Registry {
+            ctx,
+            fns: Vec::new(),
+        }
     }
 
     pub fn add(
@@ -180,7 +210,9 @@ pub fn oid(v: &ScalarValue) -> Option<u32> {
 
 pub fn text(v: &ScalarValue) -> Option<&str> {
     match v {
-        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => Some(s),
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::LargeUtf8(Some(s))
+        | ScalarValue::Utf8View(Some(s)) => Some(s),
         _ => None,
     }
 }

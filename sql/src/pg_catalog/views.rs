@@ -1,7 +1,7 @@
 //! The convenience views over pg_class: pg_tables, pg_views, pg_indexes.
 
 use super::describe;
-use super::model::{Model, Relation, RelKind};
+use super::model::{Model, RelKind, Relation};
 use super::oids;
 use super::table::{Col, Row, TableDef};
 use crate::pg_row;
@@ -37,20 +37,41 @@ pub const PG_TABLES: TableDef = TableDef {
 fn tables(m: &Model) -> Vec<Row> {
     of_kind(m, RelKind::Table)
         .map(|r| {
-            pg_row![namespace_name(r.namespace), r.name.as_str(), m.user.as_str(), None::<String>, r.has_index, false, false, false]
+            pg_row![
+                namespace_name(r.namespace),
+                r.name.as_str(),
+                m.user.as_str(),
+                None::<String>,
+                r.has_index,
+                false,
+                false,
+                false
+            ]
         })
         .collect()
 }
 
 pub const PG_VIEWS: TableDef = TableDef {
     name: "pg_views",
-    columns: &[("schemaname", Col::Name), ("viewname", Col::Name), ("viewowner", Col::Name), ("definition", Col::Text)],
+    columns: &[
+        ("schemaname", Col::Name),
+        ("viewname", Col::Name),
+        ("viewowner", Col::Name),
+        ("definition", Col::Text),
+    ],
     rows: views,
 };
 
 fn views(m: &Model) -> Vec<Row> {
     of_kind(m, RelKind::View)
-        .map(|r| pg_row![namespace_name(r.namespace), r.name.as_str(), m.user.as_str(), describe::view_def(m, r.oid)])
+        .map(|r| {
+            pg_row![
+                namespace_name(r.namespace),
+                r.name.as_str(),
+                m.user.as_str(),
+                describe::view_def(m, r.oid)
+            ]
+        })
         .collect()
 }
 

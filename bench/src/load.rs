@@ -1,0 +1,133 @@
+//! The untimed setup phase: create the tables and fill them with batched multi-row INSERTs.
+//!
+//! ```text
+//!   kv(k int PK, v bigint)    rows      point-select, update
+//!   big(id int PK, v bigint)  big_rows  scan-agg
+//!   ins(id bigint PK, v bigint)  empty, recreated before each insert run
+//! ```
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_postgres::Client;
+
+use crate::runner::connect;
+use crate::workload::describe;
+
+/// How the data is loaded.
+#[derive(Clone, Debug)]
+pub struct LoadConfig {
+    pub rows: u64,
+    pub big_rows: u64,
+    /// Rows per INSERT statement.
+    pub batch: u64,
+    /// Connections loading in parallel.
+    pub conns: usize,
+    pub connect_timeout: Duration,
+}
+
+/// Runs one statement, naming it in the error.
+async fn exec(client: &Client, sql: &str) -> Result<(), String> {
+    client
+        .batch_execute(sql)
+        .await
+        .map_err(|e| format!("{sql}: {}", describe(&e)))
+}
+
+/// Creates and fills `kv` and `big`; returns notes worth reporting (timings, skipped steps).
+pub async fn load(url: &str, cfg: &LoadConfig) -> Result<Vec<String>, String> {
+    let admin = connect(url, cfg.connect_timeout).await?;
+    let mut notes = Vec::new();
+    for table in ["kv", "big", "ins"] {
+        exec(&admin, &format!("DROP TABLE IF EXISTS {table}")).await?;
+    }
+    exec(
+        &admin,
+        "CREATE TABLE kv (k int PRIMARY KEY, v bigint NOT NULL)",
+    )
+    .await?;
+    exec(
+        &admin,
+        "CREATE TABLE big (id int PRIMARY KEY, v bigint NOT NULL)",
+    )
+    .await?;
+    recreate_ins(&admin).await?;
+
+    for (table, key, n) in [("kv", "k", cfg.rows), ("big", "id", cfg.big_rows)] {
+        let t0 = Instant::now();
+        fill(url, table, key, n, cfg).await?;
+        let secs = t0.elapsed().as_secs_f64();
+        let counted: i64 = admin
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .and_then(|row| row.try_get(0))
+            .map_err(|e| format!("count {table}: {}", describe(&e)))?;
+        if counted as u64 != n {
+            return Err(format!(
+                "{table}: loaded {n} rows but count(*) says {counted}"
+            ));
+        }
+        notes.push(format!(
+            "loaded {n} rows into {table} in {secs:.1} s ({:.0} rows/s)",
+            n as f64 / secs
+        ));
+    }
+
+    // What a PostgreSQL user does after a bulk load; a server without these statements skips
+    // them (the error is reported, not fatal).
+    for sql in ["VACUUM ANALYZE kv", "VACUUM ANALYZE big", "CHECKPOINT"] {
+        if let Err(e) = exec(&admin, sql).await {
+            notes.push(format!("after load, skipped: {e}"));
+        }
+    }
+    Ok(notes)
+}
+
+/// Drops and recreates the empty `ins` table, so every insert run starts alike.
+pub async fn recreate_ins(client: &Client) -> Result<(), String> {
+    exec(client, "DROP TABLE IF EXISTS ins").await?;
+    exec(
+        client,
+        "CREATE TABLE ins (id bigint PRIMARY KEY, v bigint NOT NULL)",
+    )
+    .await
+}
+
+/// Inserts keys `1..=n` with `v = key % 1000`, `cfg.conns` connections taking batches in turn.
+async fn fill(url: &str, table: &str, key: &str, n: u64, cfg: &LoadConfig) -> Result<(), String> {
+    let next = Arc::new(AtomicU64::new(1));
+    let mut tasks = Vec::new();
+    for _ in 0..cfg.conns.max(1) {
+        let client = connect(url, cfg.connect_timeout).await?;
+        let next = Arc::clone(&next);
+        let (table, key, batch) = (table.to_string(), key.to_string(), cfg.batch.max(1));
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let first = next.fetch_add(batch, Ordering::Relaxed);
+                if first > n {
+                    return Ok::<(), String>(());
+                }
+                let last = (first + batch - 1).min(n);
+                let mut sql = format!("INSERT INTO {table} ({key}, v) VALUES ");
+                for k in first..=last {
+                    if k > first {
+                        sql.push(',');
+                    }
+                    let _ = write!(sql, "({k},{})", k % 1000);
+                }
+                client.batch_execute(&sql).await.map_err(|e| {
+                    format!(
+                        "INSERT INTO {table} rows {first}..={last}: {}",
+                        describe(&e)
+                    )
+                })?;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.map_err(|e| format!("loader task: {e}"))??;
+    }
+    Ok(())
+}
