@@ -87,10 +87,9 @@ fn main() {
         (Target::Postgres(_), _, true) | (_, true, true) => fail_alone(
             &args,
             "known_failures",
-            format!(
-                "WEFT_SLT_UPDATE_KNOWN lists Weft's failures: unset WEFT_SLT_TARGET and \
-                 WEFT_SLT_COMPLETE to use it"
-            ),
+            "WEFT_SLT_UPDATE_KNOWN lists Weft's failures: unset WEFT_SLT_TARGET and \
+             WEFT_SLT_COMPLETE to use it"
+                .to_string(),
         ),
         (Target::Postgres(_), _, false) => Mode::Off("the target is WEFT_SLT_TARGET"),
         (Target::Weft, true, false) => Mode::Off("WEFT_SLT_COMPLETE is rewriting results"),

@@ -523,9 +523,13 @@ fn with_cancel(out: QueryOutput, cancel: CancelHandle) -> QueryOutput {
             command,
         } => {
             use futures::StreamExt;
-            let stream = stream.map(move |item| {
-                cancel.check()?;
-                item
+            // Race every batch against the cancel signal, so a long scan or aggregate stops at once.
+            let stream = futures::stream::unfold(Some((stream, cancel)), |state| async move {
+                let (mut stream, cancel) = state?;
+                tokio::select! {
+                    item = stream.next() => item.map(|i| (i, Some((stream, cancel)))),
+                    e = cancel.cancelled() => Some((Err(e), None)),
+                }
             });
             QueryOutput::Rows {
                 fields,

@@ -212,16 +212,17 @@ fn consistency_option(options: &ast::CreateTableOptions) -> Result<Consistency> 
                     ast::Expr::Identifier(i) => i.value.to_lowercase(),
                     other => other.to_string(),
                 };
-                consistency =
-                    match v.as_str() {
-                        "raft" => Consistency::Raft,
-                        "lww" => Consistency::Lww,
-                        _ => return Err(Error::InvalidParameterValue {
+                consistency = match v.as_str() {
+                    "raft" => Consistency::Raft,
+                    "lww" => Consistency::Lww,
+                    _ => {
+                        return Err(Error::InvalidParameterValue {
                             message: format!(
                                 "invalid value for consistency: \"{v}\" (expected 'raft' or 'lww')"
                             ),
-                        }),
-                    };
+                        })
+                    }
+                };
             }
             ast::SqlOption::KeyValue { key, .. } => {
                 return Err(Error::InvalidParameterValue {

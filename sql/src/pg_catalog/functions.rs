@@ -220,11 +220,13 @@ pub fn register_all(r: &mut Registry) {
     r.add("quote_ident", &[1], DataType::Utf8, None, |_, a| {
         Ok(utf8(text(arg(a, 0)).map(describe::quote_ident)))
     });
-    r.add("array_upper", &[2], DataType::Int32, None, |_, a| {
-        Ok(ScalarValue::Int32(array_len(arg(a, 0))))
+    // int8 where PostgreSQL says int4: DataFusion's generate_series takes only int8 bounds, and
+    // `generate_series(1, array_upper(a, 1))` is how drivers walk an array.
+    r.add("array_upper", &[2], DataType::Int64, None, |_, a| {
+        Ok(ScalarValue::Int64(array_len(arg(a, 0)).map(i64::from)))
     });
-    r.add("array_lower", &[2], DataType::Int32, None, |_, a| {
-        Ok(ScalarValue::Int32(array_len(arg(a, 0)).map(|_| 1)))
+    r.add("array_lower", &[2], DataType::Int64, None, |_, a| {
+        Ok(ScalarValue::Int64(array_len(arg(a, 0)).map(|_| 1)))
     });
     let list = DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)));
     r.add("current_schemas", &[1], list, None, |_, a| {

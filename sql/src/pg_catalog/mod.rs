@@ -182,16 +182,19 @@ impl PgContext {
     }
 
     /// The context registered on a session's state.
+    #[allow(dead_code)] // for the session: it knows the user and settings, the catalog does not
     pub fn of(state: &SessionState) -> Option<Arc<PgContext>> {
         state.config().get_extension::<PgContext>()
     }
 
     /// The session's user, shown by `current_user`, pg_roles and as every object's owner.
+    #[allow(dead_code)] // for the session: it knows the user and settings, the catalog does not
     pub fn set_user(&self, user: &str) {
         *self.user.write() = user.to_string();
     }
 
     /// The session's parameters as pg_settings and `current_setting` show them.
+    #[allow(dead_code)] // for the session: it knows the user and settings, the catalog does not
     pub fn set_settings(&self, settings: Vec<(String, String)>) {
         *self.settings.write() = settings;
     }

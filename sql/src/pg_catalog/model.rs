@@ -47,8 +47,6 @@ pub struct Index {
     pub keys: Vec<i16>,
     pub unique: bool,
     pub primary: bool,
-    /// The constraint this index backs, if any.
-    pub constraint: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -219,7 +217,6 @@ impl Model {
                 keys,
                 unique: true,
                 primary: true,
-                constraint: Some(oid),
             };
             indexes.push((index_oid, def.pkey_name.clone(), index));
         }
@@ -230,10 +227,9 @@ impl Model {
             let index_oid = oids::index_oid(table_oid, ix.id);
             // Storage does not record whether a unique index came from a UNIQUE constraint; those
             // get PostgreSQL's `<table>_<columns>_key` name, which CREATE INDEX never generates.
-            let constraint = (ix.unique && ix.name.ends_with("_key")).then(|| {
-                let oid = oids::constraint_oid(table_oid, ix.id);
+            if ix.unique && ix.name.ends_with("_key") {
                 self.constraints.push(Constraint {
-                    oid,
+                    oid: oids::constraint_oid(table_oid, ix.id),
                     name: ix.name.clone(),
                     kind: 'u',
                     table_oid,
@@ -241,8 +237,7 @@ impl Model {
                     index_oid,
                     check: None,
                 });
-                oid
-            });
+            }
             indexes.push((
                 index_oid,
                 ix.name.clone(),
@@ -251,7 +246,6 @@ impl Model {
                     keys,
                     unique: ix.unique,
                     primary: false,
-                    constraint,
                 },
             ));
         }
@@ -386,7 +380,6 @@ pub fn col_type_oid(c: Col) -> u32 {
         Col::Int2Array => 1005,
         Col::TextArray => 1009,
         Col::CharArray => 1002,
-        Col::NameArray => 1003,
     }
 }
 

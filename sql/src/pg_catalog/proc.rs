@@ -96,12 +96,7 @@ fn rows(m: &Model) -> Vec<Row> {
         .collect()
 }
 
-/// The oid pg_proc gives a function name, for `'name'::regproc`.
-pub fn proc_oid(m: &Model, name: &str) -> Option<u32> {
-    let i = m.functions.iter().position(|(n, _)| n == name)?;
-    Some(FIRST_PROC_OID + u32::try_from(i).ok()?)
-}
-
+/// The function a pg_proc oid stands for (regproc output).
 pub fn proc_name(m: &Model, oid: u32) -> Option<&str> {
     let i = usize::try_from(oid.checked_sub(FIRST_PROC_OID)?).ok()?;
     m.functions.get(i).map(|(n, _)| n.as_str())

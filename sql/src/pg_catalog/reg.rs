@@ -179,22 +179,20 @@ pub fn register_all(r: &mut Registry) {
             })))
         },
     );
-    r.add("weft_to_regproc", &[1], oid_type, Some("oid"), |c, a| {
+    // regproc columns (pg_type.typinput, …) hold names here, so a regproc literal stays a name:
+    // `typinput = 'pg_catalog.array_in'::regproc` compares names.
+    r.add("weft_to_regproc", &[1], DataType::Utf8, None, |_, a| {
         let v = a.first().unwrap_or(&ScalarValue::Null);
-        if let Some(o) = numeric(v) {
-            return Ok(ScalarValue::Int64(o.map(i64::from)));
-        }
-        let name = text(v).unwrap_or_default();
-        let (_, bare) = split_name(name.split('(').next().unwrap_or(name));
-        match proc::proc_oid(c.model(), &bare) {
-            Some(o) => Ok(ScalarValue::Int64(Some(i64::from(o)))),
-            None => Err(to_df(Error::UndefinedFunction {
-                message: format!("function \"{name}\" does not exist"),
-            })),
-        }
+        Ok(utf8(text(v).map(|name| {
+            split_name(name.split('(').next().unwrap_or(name)).1
+        })))
     });
     r.add("weft_regproc_name", &[1], DataType::Utf8, None, |c, a| {
-        Ok(utf8(a.first().and_then(oid).map(|o| match o {
+        let v = a.first().unwrap_or(&ScalarValue::Null);
+        if numeric(v).is_none() {
+            return Ok(utf8(text(v)));
+        }
+        Ok(utf8(oid(v).map(|o| match o {
             0 => "-".to_string(),
             o => proc::proc_name(c.model(), o).map_or_else(|| o.to_string(), str::to_string),
         })))

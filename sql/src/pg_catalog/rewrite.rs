@@ -80,10 +80,18 @@ fn replacement(e: &mut Expr) -> Option<Expr> {
             strip_pg_catalog(&mut f.name);
             match &mut f.args {
                 FunctionArguments::Subquery(q) if last_name(&f.name) == "array" => {
-                    Some(array_subquery(q))
+                    Some(if yields_no_rows(q) {
+                        call("make_array", vec![])
+                    } else {
+                        array_subquery(q)
+                    })
                 }
                 _ => None,
             }
+        }
+        Expr::Subquery(q) if yields_no_rows(q) => Some(Expr::value(Value::Null)),
+        Expr::Exists { subquery, negated } if yields_no_rows(subquery) => {
+            Some(Expr::value(Value::Boolean(*negated)))
         }
         Expr::BinaryOp {
             op: BinaryOperator::PGCustomBinaryOperator(parts),
@@ -519,8 +527,9 @@ fn null_subqueries(e: &mut Expr) -> ControlFlow<()> {
     ControlFlow::Continue(())
 }
 
-/// A SELECT inner-joining an always-empty catalog yields no rows: its subqueries become NULL.
-fn prune_empty_join(s: &mut Select) {
+/// Whether a SELECT inner-joins an always-empty catalog (and does not aggregate, which would
+/// make a row of nothing).
+fn select_is_empty(s: &Select) -> bool {
     let inner_only = s.from.iter().all(|t| {
         t.joins.iter().all(|j| {
             matches!(
@@ -533,12 +542,20 @@ fn prune_empty_join(s: &mut Select) {
         .from
         .iter()
         .any(|t| empty_catalog(&t.relation) || t.joins.iter().any(|j| empty_catalog(&j.relation)));
-    if s.from.is_empty()
-        || !inner_only
-        || !reads_empty
-        || !no_grouping(s)
-        || has_aggregate(&s.projection)
-    {
+    !s.from.is_empty()
+        && inner_only
+        && reads_empty
+        && no_grouping(s)
+        && !has_aggregate(&s.projection)
+}
+
+fn yields_no_rows(q: &Query) -> bool {
+    matches!(q.body.as_ref(), SetExpr::Select(s) if select_is_empty(s))
+}
+
+/// A SELECT inner-joining an always-empty catalog yields no rows: its subqueries become NULL.
+fn prune_empty_join(s: &mut Select) {
+    if !select_is_empty(s) {
         return;
     }
     let _ = ast::visit_expressions_mut(&mut s.projection, null_subqueries);

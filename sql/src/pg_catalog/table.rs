@@ -42,7 +42,6 @@ pub enum Col {
     Int2Array,
     TextArray,
     CharArray,
-    NameArray,
 }
 
 impl Col {
@@ -67,7 +66,6 @@ impl Col {
             Col::Int2Array => (ArrowType::List(item(ArrowType::Int16)), None),
             Col::TextArray => (ArrowType::List(item(ArrowType::Utf8)), None),
             Col::CharArray => (ArrowType::List(item(ArrowType::Utf8)), Some("_char")),
-            Col::NameArray => (ArrowType::List(item(ArrowType::Utf8)), Some("_name")),
         };
         let field = Field::new(name, t, true);
         match pg {
@@ -88,7 +86,6 @@ pub enum Cell {
     Bool(bool),
     Float(f64),
     Ints(Vec<i64>),
-    Texts(Vec<String>),
 }
 
 impl From<&str> for Cell {
@@ -312,14 +309,10 @@ fn column<'a>(col: Col, cells: impl Iterator<Item = Option<&'a Cell>>) -> ArrayR
             }
             Arc::new(b.finish())
         }
-        Col::TextArray | Col::CharArray | Col::NameArray => {
+        // Text arrays (ACLs, options) are always NULL in Weft's catalogs.
+        Col::TextArray | Col::CharArray => {
             let mut b = ListBuilder::new(StringBuilder::new());
-            for c in cells {
-                match c {
-                    Some(Cell::Texts(v)) => b.append_value(v.iter().map(|s| Some(s.as_str()))),
-                    _ => b.append_null(),
-                }
-            }
+            cells.for_each(|_| b.append_null());
             Arc::new(b.finish())
         }
     }

@@ -23,7 +23,6 @@ use crate::pgtype::PG_TYPE_KEY;
 pub struct Call<'a> {
     ctx: &'a PgContext,
     model: OnceCell<Model>,
-    pub arg_fields: &'a [FieldRef],
 }
 
 impl Call<'_> {
@@ -96,7 +95,6 @@ impl ScalarUDFImpl for PgFn {
         let call = Call {
             ctx: &self.ctx,
             model: OnceCell::new(),
-            arg_fields: &args.arg_fields,
         };
         let typed = |v: ScalarValue| -> DfResult<ScalarValue> {
             if v.is_null() {
