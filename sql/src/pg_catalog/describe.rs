@@ -118,7 +118,7 @@ fn index_of(m: &Model, oid: u32) -> Option<(&Relation, &super::model::Index)> {
 
 /// `pg_get_indexdef(oid, column, pretty)`: the CREATE INDEX statement, or with `column > 0`
 /// that key column's name.
-pub fn index_def(m: &Model, oid: u32, column: i32) -> Option<String> {
+pub fn index_def(m: &Model, oid: u32, column: i32, pretty: bool) -> Option<String> {
     let (r, ix) = index_of(m, oid)?;
     if column > 0 {
         let key = ix.keys.get(usize::try_from(column - 1).ok()?)?;
@@ -127,8 +127,10 @@ pub fn index_def(m: &Model, oid: u32, column: i32) -> Option<String> {
             .map(|a| quote_ident(&a.name));
     }
     let table = m.relation(ix.table_oid)?;
+    // Pretty output leaves out the schema of a table on the search path, as PostgreSQL does.
+    let schema = if pretty { "" } else { "public." };
     Some(format!(
-        "CREATE {}INDEX {} ON public.{} USING btree ({})",
+        "CREATE {}INDEX {} ON {schema}{} USING btree ({})",
         if ix.unique { "UNIQUE " } else { "" },
         quote_ident(&r.name),
         quote_ident(&table.name),

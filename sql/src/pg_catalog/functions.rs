@@ -188,9 +188,9 @@ pub fn register_all(r: &mut Registry) {
         let column = int(arg(a, 1))
             .and_then(|k| i32::try_from(k).ok())
             .unwrap_or(0);
-        Ok(utf8(
-            oid(arg(a, 0)).and_then(|o| describe::index_def(c.model(), o, column)),
-        ))
+        Ok(utf8(oid(arg(a, 0)).and_then(|o| {
+            describe::index_def(c.model(), o, column, boolean(arg(a, 2)) == Some(true))
+        })))
     });
     r.add(
         "pg_get_constraintdef",

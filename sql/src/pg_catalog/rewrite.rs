@@ -119,10 +119,28 @@ fn replacement(e: &mut Expr) -> Option<Expr> {
             if let Some(t) = plain_type(data_type) {
                 *data_type = t;
             }
+            // `'t'::regclass::text` is the name, not the oid.
+            if matches!(data_type, DataType::Text | DataType::Varchar(_)) {
+                if let Expr::Function(f) = expr.as_ref() {
+                    if let Some(show) = name_function(&last_name(&f.name)) {
+                        **expr = call(show, vec![take(expr)]);
+                    }
+                }
+            }
             None
         }
         _ => None,
     }
+}
+
+/// The function showing an oid found by a reg* lookup function as its name.
+fn name_function(lookup: &str) -> Option<&'static str> {
+    Some(match lookup {
+        "weft_to_regclass" => "weft_regclass_name",
+        "weft_to_regtype" => "weft_regtype_name",
+        "weft_to_regnamespace" => "weft_regnamespace_name",
+        _ => return None,
+    })
 }
 
 fn is_placeholder(e: &Expr) -> bool {
@@ -589,6 +607,11 @@ mod tests {
     fn casts_to_oid_types_become_functions() {
         let sql = rewritten("SELECT c.oid::pg_catalog.regclass, 'pg_class'::regclass, '5'::oid, x::pg_catalog.text, y::name");
         assert_eq!(sql, "SELECT weft_regclass_name(c.oid), weft_to_regclass('pg_class'), weft_oid('5'), x::TEXT, y::TEXT");
+        let sql = rewritten("SELECT 'int4'::regtype::text");
+        assert_eq!(
+            sql,
+            "SELECT weft_regtype_name(weft_to_regtype('int4'))::TEXT"
+        );
         let sql =
             rewritten("SELECT t.typ::pg_catalog.regtype::pg_catalog.text, a::pg_catalog.int2[]");
         assert_eq!(sql, "SELECT weft_regtype_name(t.typ)::TEXT, a::INT2[]");

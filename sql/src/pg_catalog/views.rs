@@ -96,7 +96,7 @@ fn indexes(m: &Model) -> Vec<Row> {
                 table.name.as_str(),
                 r.name.as_str(),
                 None::<String>,
-                describe::index_def(m, r.oid, 0)
+                describe::index_def(m, r.oid, 0, false)
             ])
         })
         .collect()
