@@ -599,7 +599,7 @@ mod tests {
         );
         assert_eq!(
             sql,
-            "SELECT format_type(a, b) FROM pg_catalog.pg_class AS c WHERE c.relname ~ '^(t)$'"
+            "SELECT format_type(a, b) FROM pg_catalog.pg_class c WHERE c.relname ~ '^(t)$'"
         );
     }
 
@@ -630,7 +630,7 @@ mod tests {
         assert_eq!(
             sql,
             "SELECT (SELECT coalesce(array_agg(b.rolname ORDER BY b.rolname), make_array()) AS array \
-             FROM r AS b WHERE b.oid = m.oid)"
+             FROM r b WHERE b.oid = m.oid)"
         );
         let sql = rewritten("SELECT ARRAY(SELECT DISTINCT x FROM r ORDER BY 1)");
         assert_eq!(
@@ -643,7 +643,7 @@ mod tests {
     #[test]
     fn set_returning_functions_name_their_column_after_the_alias() {
         let sql = rewritten("SELECT s FROM pg_catalog.generate_series(1, 3) s");
-        assert_eq!(sql, "SELECT s FROM generate_series(1, 3) AS s (s)");
+        assert_eq!(sql, "SELECT s FROM generate_series(1, 3) s (s)");
     }
 
     #[test]
@@ -653,12 +653,12 @@ mod tests {
         );
         assert_eq!(
             sql,
-            "SELECT p.x, NULL FROM pg_catalog.pg_publication AS p JOIN q ON true"
+            "SELECT p.x, NULL FROM pg_catalog.pg_publication p JOIN q ON true"
         );
         let kept = rewritten("SELECT count(*), (SELECT 1) FROM pg_catalog.pg_publication p");
         assert!(kept.contains("(SELECT 1)"), "{kept}");
         let sql =
             rewritten("SELECT (SELECT string_agg(a, ',') FROM t) FROM pg_catalog.pg_publication p");
-        assert_eq!(sql, "SELECT NULL FROM pg_catalog.pg_publication AS p");
+        assert_eq!(sql, "SELECT NULL FROM pg_catalog.pg_publication p");
     }
 }
