@@ -138,13 +138,22 @@ pub fn index_def(m: &Model, oid: u32, column: i32, pretty: bool) -> Option<Strin
     ))
 }
 
-/// `pg_get_constraintdef(oid)`.
-pub fn constraint_def(m: &Model, oid: u32) -> Option<String> {
+/// `pg_get_constraintdef(oid, pretty)`.
+/// Pretty output shows a check's expression as written; plain output parenthesizes it again, as
+/// PostgreSQL's deparser does.
+pub fn constraint_def(m: &Model, oid: u32, pretty: bool) -> Option<String> {
     let c = m.constraint(oid)?;
     Some(match c.kind {
         'p' => format!("PRIMARY KEY ({})", column_list(m, c.table_oid, &c.keys)),
         'u' => format!("UNIQUE ({})", column_list(m, c.table_oid, &c.keys)),
-        _ => format!("CHECK ({})", c.check.as_deref().unwrap_or("true")),
+        _ => {
+            let expr = c.check.as_deref().unwrap_or("true");
+            if pretty {
+                format!("CHECK ({expr})")
+            } else {
+                format!("CHECK (({expr}))")
+            }
+        }
     })
 }
 

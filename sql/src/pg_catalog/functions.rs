@@ -198,9 +198,9 @@ pub fn register_all(r: &mut Registry) {
         DataType::Utf8,
         None,
         |c, a| {
-            Ok(utf8(
-                oid(arg(a, 0)).and_then(|o| describe::constraint_def(c.model(), o)),
-            ))
+            Ok(utf8(oid(arg(a, 0)).and_then(|o| {
+                describe::constraint_def(c.model(), o, boolean(arg(a, 1)) == Some(true))
+            })))
         },
     );
     r.add("pg_get_viewdef", &[1, 2], DataType::Utf8, None, |c, a| {

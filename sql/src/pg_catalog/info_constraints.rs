@@ -44,7 +44,8 @@ fn all(m: &Model) -> Vec<Info<'_>> {
                 kind,
                 table: &r.name,
                 columns: names(c),
-                clause: c.check.clone(),
+                // PostgreSQL deparses a check's expression with two sets of parentheses.
+                clause: c.check.as_ref().map(|e| format!("(({e}))")),
             });
         }
         for a in r.columns.iter().filter(|a| a.not_null) {

@@ -141,12 +141,7 @@ pub(crate) struct PgContext {
     settings: RwLock<Vec<(String, String)>>,
     /// What `pg_backend_pid()` returns: a per-session number.
     pub backend_pid: i32,
-    system: Vec<(
-        u32,
-        &'static str,
-        &'static [(&'static str, table::Col)],
-        RelKind,
-    )>,
+    system: Box<SystemRelations>,
 }
 
 impl fmt::Debug for PgContext {
@@ -177,7 +172,7 @@ impl PgContext {
             settings: RwLock::new(crate::settings::Settings::new(&user).all()),
             user: RwLock::new(user),
             backend_pid: NEXT_PID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            system,
+            system: system.into_boxed_slice(),
         }
     }
 

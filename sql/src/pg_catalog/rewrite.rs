@@ -409,7 +409,7 @@ fn array_agg_inline(q: &Query) -> Option<Expr> {
                     let positional = matches!(&by.expr, Expr::Value(v) if v.value == Value::Number("1".into(), false));
                     ast::OrderByExpr {
                         expr: if positional { e.clone() } else { by.expr.clone() },
-                        options: by.options.clone(),
+                        options: by.options,
                         with_fill: None,
                     }
                 })
@@ -461,7 +461,7 @@ fn array_subquery(q: &mut Query) -> Expr {
                     || Some(&by.expr) == first;
                 same.then(|| ast::OrderByExpr {
                     expr: Expr::CompoundIdentifier(vec![Ident::new("weft_array"), Ident::new("v")]),
-                    options: by.options.clone(),
+                    options: by.options,
                     with_fill: None,
                 })
             }
@@ -481,7 +481,7 @@ fn array_subquery(q: &mut Query) -> Expr {
             if let Some(TableFactor::Derived { subquery, .. }) =
                 s.from.first_mut().map(|f| &mut f.relation)
             {
-                *subquery = Box::new(q.clone());
+                **subquery = q.clone();
             }
         }
     }

@@ -88,7 +88,7 @@ fn needs_value_aggregate(sq: &Subquery) -> bool {
         LogicalPlan::Filter(f) => matches!(f.input.as_ref(), LogicalPlan::Aggregate(_)),
         _ => false,
     };
-    !aggregated && !sq.subquery.max_rows().is_some_and(|n| n <= 1)
+    !aggregated && sq.subquery.max_rows().is_none_or(|n| n > 1)
 }
 
 fn has_outer(e: &Expr) -> bool {
