@@ -16,5 +16,7 @@
 pub mod config;
 /// One client connection: startup, the query protocols, Arrow <-> PostgreSQL values.
 pub mod conn;
+/// Fan-out of commits (NOTIFY, live-query changes) to listening connections.
+pub mod push;
 /// Listener, connection tasks, graceful shutdown; `TestServer` for tests.
 pub mod server;

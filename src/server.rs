@@ -102,7 +102,13 @@ impl Server {
             auth: Arc::new(TrustAuth),
             pids: Arc::new(RandomPidSecretKeyGenerator::default()),
             shutdown: stopped.clone(),
+            hub: crate::push::Hub::start(Arc::clone(&engine), stopped.clone()),
         });
+        tokio::spawn(retention_loop(
+            storage.clone(),
+            config.change_retention,
+            stopped.clone(),
+        ));
         let accept = tokio::spawn(accept_loop(listener, ctx, stopped, config.shutdown_timeout));
         tracing::info!(%addr, data_dir = %config.data_dir.display(), node_id, "weft is ready");
         Ok(Server {
@@ -143,6 +149,29 @@ impl Server {
         }
         drop(self.engine);
         close_storage(self.storage).await
+    }
+}
+
+/// Purges change records older than `retention`, checking every `retention / 10` (between 50 ms
+/// and one minute), until the server stops.
+async fn retention_loop(storage: Storage, retention: Duration, mut stopped: watch::Receiver<bool>) {
+    let every = (retention / 10).clamp(Duration::from_millis(50), Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            () = conn::shutting_down(&mut stopped) => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let cutoff_ms =
+            now_ms.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
+        let cutoff = weft_storage::hlc_from_unix_millis(cutoff_ms);
+        let s = storage.clone();
+        match tokio::task::spawn_blocking(move || s.purge_changes(cutoff)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::debug!(purged = n, "change log retention"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "purging the change log failed"),
+            Err(e) => tracing::warn!(error = %e, "the change log purge task failed"),
+        }
     }
 }
 
@@ -226,12 +255,21 @@ impl TestServer {
 
     /// Starts a server on `dir` (kept afterwards), e.g. to restart on the same data.
     pub async fn start_in(dir: impl AsRef<Path>) -> Result<TestServer, ServerError> {
-        let config = Config {
+        TestServer::start_with(dir, |_| {}).await
+    }
+
+    /// Starts a server on `dir` with the test defaults changed by `adjust`.
+    pub async fn start_with(
+        dir: impl AsRef<Path>,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Result<TestServer, ServerError> {
+        let mut config = Config {
             data_dir: dir.as_ref().to_path_buf(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             shutdown_timeout: Duration::from_secs(5),
             ..Config::default()
         };
+        adjust(&mut config);
         let server = Server::start(&config).await?;
         Ok(TestServer {
             server: Some(server),

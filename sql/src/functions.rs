@@ -179,9 +179,52 @@ pub(crate) fn register(state: &mut SessionState, shared: &Arc<SessionShared>) {
             ))))
         }),
     ));
+    let notify_shared = Arc::clone(shared);
+    fns.push(udf(
+        "pg_notify",
+        Signature::exact(vec![DataType::Utf8, DataType::Utf8], Volatility::Volatile),
+        DataType::Utf8,
+        None,
+        Arc::new(move |args| {
+            let n = args.number_rows.max(1);
+            let arrays = args
+                .args
+                .iter()
+                .map(|a| a.clone().into_array(n))
+                .collect::<DfResult<Vec<_>>>()?;
+            let (Some(channels), Some(payloads)) = (arrays.first(), arrays.get(1)) else {
+                return Err(datafusion::common::DataFusionError::Internal(
+                    "pg_notify takes two arguments".into(),
+                ));
+            };
+            let (channels, payloads) = (channels.as_string::<i32>(), payloads.as_string::<i32>());
+            for i in 0..n {
+                let channel = if channels.is_null(i) {
+                    ""
+                } else {
+                    channels.value(i)
+                };
+                let payload = if payloads.is_null(i) {
+                    ""
+                } else {
+                    payloads.value(i)
+                };
+                crate::push::check_notify(channel, payload).map_err(crate::error::to_df)?;
+                notify_shared.push_notify(channel.to_string(), payload.to_string());
+            }
+            let empty: StringArray = (0..n).map(|_| Some("")).collect();
+            Ok(ColumnarValue::Array(Arc::new(empty)))
+        }),
+    ));
     for f in fns {
         let _ = state.register_udf(f);
     }
+    state.register_udtf(
+        crate::push::changes::FUNCTION,
+        Arc::new(crate::push::changes::ChangesFunction {
+            shared: Arc::clone(shared),
+        }),
+    );
     let _ = state.register_expr_planner(Arc::new(JsonPlanner));
 }
 

@@ -26,6 +26,7 @@ mod json;
 mod naming;
 mod pg_catalog;
 pub mod pgtype;
+pub mod push;
 mod query;
 mod rewrite;
 mod scan;

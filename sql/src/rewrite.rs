@@ -72,6 +72,7 @@ fn postgres_function(f: &mut ast::Function) -> Option<Expr> {
 /// Rewrites every expression of a statement (or of an expression) in place.
 pub(crate) fn rewrite<V: VisitMut>(node: &mut V) {
     crate::pg_catalog::rewrite(node);
+    crate::push::changes::rewrite(node);
     let _ = visit_expressions_mut(node, |e: &mut Expr| {
         let replacement = match e {
             Expr::Cast {

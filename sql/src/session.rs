@@ -17,6 +17,7 @@ use weft_storage::{Savepoint, Txn};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::pgtype::PgType;
+use crate::push::{self, ListenChange};
 use crate::settings::Settings;
 use crate::shared::{ReadView, SessionShared};
 use crate::statement::{parse, Statement};
@@ -138,6 +139,12 @@ pub struct Session {
     pub(crate) block: Option<Block>,
     pub(crate) notices: Vec<Notice>,
     cancel: CancelHandle,
+    /// LISTEN/UNLISTEN of the open transaction block, applied when it commits.
+    pub(crate) listen_pending: Vec<ListenChange>,
+    /// LISTEN/UNLISTEN committed, for the front end to apply (`take_listen_changes`).
+    pub(crate) listen_ready: Vec<ListenChange>,
+    /// The backend pid the front end gave this session (the sender pid of its notifications).
+    pub(crate) pid: u32,
 }
 
 impl Session {
@@ -170,6 +177,9 @@ impl Session {
             block: None,
             notices: Vec::new(),
             cancel: CancelHandle::default(),
+            listen_pending: Vec::new(),
+            listen_ready: Vec::new(),
+            pid: 0,
         }
     }
 
@@ -179,6 +189,16 @@ impl Session {
 
     pub fn take_parameter_changes(&mut self) -> Vec<(String, String)> {
         self.settings.take_changed()
+    }
+
+    /// Sets the backend pid notifications from this session carry.
+    pub fn set_backend_pid(&mut self, pid: i32) {
+        self.pid = u32::try_from(pid).unwrap_or(0);
+    }
+
+    /// LISTEN/UNLISTEN changes that took effect (their transaction committed) since the last call.
+    pub fn take_listen_changes(&mut self) -> Vec<ListenChange> {
+        std::mem::take(&mut self.listen_ready)
     }
 
     pub fn take_notices(&mut self) -> Vec<Notice> {
@@ -281,6 +301,15 @@ impl Session {
             ast::Statement::Insert(_) | ast::Statement::Update(_) | ast::Statement::Delete(_) => {
                 dml::describe(self, &stmt, declared).await?
             }
+            ast::Statement::ShowVariable { variable } if is_show_live(variable) => (
+                Vec::new(),
+                Some(Arc::new(
+                    ["name", "table", "query"]
+                        .iter()
+                        .map(|n| query::text_field(n))
+                        .collect(),
+                )),
+            ),
             ast::Statement::ShowVariable { variable } => (
                 Vec::new(),
                 Some(Arc::new(vec![query::text_field(&show_name(variable))])),
@@ -367,6 +396,9 @@ impl Session {
         if let Some(out) = self.execute_setting(stmt)? {
             return Ok(out);
         }
+        if let Some(out) = self.execute_listen(stmt) {
+            return Ok(out);
+        }
         self.execute_in_txn(stmt, prepared, params).await
     }
 
@@ -395,22 +427,58 @@ impl Session {
                 shared: &self.shared,
                 read_only,
             };
-            let out = run_statement(&ctx, txn, stmt, prepared, params).await;
+            self.shared.take_notifies();
+            let mut out = run_statement(&ctx, txn, stmt, prepared, params).await;
+            // pg_notify() runs while rows are produced: produce them now, inside the transaction.
+            if out.is_ok() && calls_pg_notify(stmt) {
+                out = collect_rows(out?).await;
+            }
+            for (channel, payload) in self.shared.take_notifies() {
+                txn.notify(&channel, &payload);
+            }
             // DDL and DML change the catalog or data the next statement must see.
             self.shared.set_read(Some(view_of(txn)));
             out?
         };
-        if let Some(txn) = auto {
+        if let Some(mut txn) = auto {
             self.shared.set_read(None);
             if txn.has_writes() {
+                txn.set_origin(self.pid);
                 txn.commit().await?;
             }
         }
         Ok(output)
     }
 
+    /// LISTEN and UNLISTEN: take effect when the transaction commits (at once in autocommit).
+    fn execute_listen(&mut self, stmt: &Statement) -> Option<QueryOutput> {
+        let (change, tag) = match &*stmt.ast {
+            ast::Statement::LISTEN { channel } => {
+                (ListenChange::Listen(push::channel_name(channel)), "LISTEN")
+            }
+            ast::Statement::UNLISTEN { channel }
+                if channel.value == "*" && channel.quote_style.is_none() =>
+            {
+                (ListenChange::UnlistenAll, "UNLISTEN")
+            }
+            ast::Statement::UNLISTEN { channel } => (
+                ListenChange::Unlisten(push::channel_name(channel)),
+                "UNLISTEN",
+            ),
+            _ => return None,
+        };
+        match self.block {
+            Some(_) => self.listen_pending.push(change),
+            None => self.listen_ready.push(change),
+        }
+        Some(QueryOutput::Command { tag: tag.into() })
+    }
+
     fn execute_setting(&mut self, stmt: &Statement) -> Result<Option<QueryOutput>> {
         match &*stmt.ast {
+            ast::Statement::ShowVariable { variable } if is_show_live(variable) => {
+                push::show(&self.shared.catalog()).map(Some)
+            }
             ast::Statement::Set(set) => crate::txn_control::execute_set(self, set).map(Some),
             ast::Statement::ShowVariable { variable } => {
                 let name = show_name(variable);
@@ -443,6 +511,11 @@ impl Session {
             _ => Ok(None),
         }
     }
+}
+
+/// `SHOW LIVE QUERIES`.
+fn is_show_live(variable: &[ast::Ident]) -> bool {
+    matches!(variable, [a, b] if a.value.eq_ignore_ascii_case("live") && b.value.eq_ignore_ascii_case("queries"))
 }
 
 fn show_name(variable: &[ast::Ident]) -> String {
@@ -487,6 +560,9 @@ async fn run_statement(
         return query::execute(ctx, plan, stmt, params).await;
     }
     match &*stmt.ast {
+        ast::Statement::NOTIFY { channel, payload } => {
+            push::notify(txn, channel, payload.as_deref())
+        }
         ast::Statement::Insert(_) | ast::Statement::Update(_) | ast::Statement::Delete(_) => {
             if ctx.read_only {
                 return Err(read_only_error(stmt));
@@ -511,6 +587,31 @@ fn read_only_error(stmt: &Statement) -> Error {
         .to_ascii_uppercase();
     Error::ReadOnlyTransaction {
         message: format!("cannot execute {verb} in a read-only transaction"),
+    }
+}
+
+fn calls_pg_notify(stmt: &Statement) -> bool {
+    stmt.sql.to_ascii_lowercase().contains("pg_notify")
+}
+
+/// Runs a result stream to its end, keeping the rows in memory.
+async fn collect_rows(out: QueryOutput) -> Result<QueryOutput> {
+    use futures::TryStreamExt;
+    match out {
+        QueryOutput::Rows {
+            fields,
+            stream,
+            command,
+        } => {
+            let batches: Vec<RecordBatch> = stream.try_collect().await?;
+            let stream: RowStream = Box::pin(futures::stream::iter(batches.into_iter().map(Ok)));
+            Ok(QueryOutput::Rows {
+                fields,
+                stream,
+                command,
+            })
+        }
+        other => Ok(other),
     }
 }
 

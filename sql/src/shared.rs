@@ -16,6 +16,8 @@ pub(crate) struct SessionShared {
     /// The session's DataFusion state, for planning view definitions. It refers back to this struct
     /// through the schema providers, so the session clears it when it ends (else both would leak).
     state: parking_lot::Mutex<Option<SessionState>>,
+    /// `pg_notify()` calls of the running statement, moved into its transaction when it ends.
+    notifies: parking_lot::Mutex<Vec<(String, String)>>,
 }
 
 #[derive(Clone)]
@@ -32,7 +34,16 @@ impl SessionShared {
             read: RwLock::new(None),
             dml_target: RwLock::new(None),
             state: parking_lot::Mutex::new(None),
+            notifies: parking_lot::Mutex::new(Vec::new()),
         })
+    }
+
+    pub fn push_notify(&self, channel: String, payload: String) {
+        self.notifies.lock().push((channel, payload));
+    }
+
+    pub fn take_notifies(&self) -> Vec<(String, String)> {
+        std::mem::take(&mut *self.notifies.lock())
     }
 
     pub fn set_state(&self, state: Option<SessionState>) {

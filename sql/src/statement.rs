@@ -18,6 +18,9 @@ const RECURSION_LIMIT: usize = 200;
 pub struct Statement {
     pub(crate) ast: Arc<ast::Statement>,
     pub(crate) sql: Arc<str>,
+    /// Written as `CREATE LIVE QUERY` / `DROP LIVE QUERY`: parsed as the materialized-view
+    /// form of the same statement (which Weft does not otherwise support), marked live here.
+    pub(crate) live: bool,
 }
 
 impl Statement {
@@ -48,6 +51,57 @@ fn abort_is_rollback(tokens: &mut [TokenWithSpan]) {
     }
 }
 
+/// Rewrites `CREATE LIVE QUERY` and `DROP LIVE QUERY` at the start of a statement into
+/// `CREATE MATERIALIZED VIEW` / `DROP MATERIALIZED VIEW`, which sqlparser knows; returns, for
+/// each non-empty statement in order, whether it was rewritten.
+fn live_query_is_materialized_view(tokens: &mut [TokenWithSpan]) -> Vec<bool> {
+    let mut live = Vec::new();
+    let mut i = 0;
+    let mut started = false;
+    while i < tokens.len() {
+        match &tokens[i].token {
+            Token::Whitespace(_) => {}
+            Token::SemiColon => started = false,
+            _ if started => {}
+            _ => {
+                started = true;
+                live.push(rewrite_live(tokens, i));
+            }
+        }
+        i += 1;
+    }
+    live
+}
+
+/// At statement start `i`: `CREATE|DROP LIVE QUERY` becomes `CREATE|DROP MATERIALIZED VIEW`.
+fn rewrite_live(tokens: &mut [TokenWithSpan], i: usize) -> bool {
+    let word = |t: &TokenWithSpan, w: &str| matches!(&t.token, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w));
+    if !(word(&tokens[i], "create") || word(&tokens[i], "drop")) {
+        return false;
+    }
+    let next: Vec<usize> = (i + 1..tokens.len())
+        .filter(|&j| !matches!(tokens[j].token, Token::Whitespace(_)))
+        .take(2)
+        .collect();
+    let [a, b] = next[..] else {
+        return false;
+    };
+    if !(word(&tokens[a], "live") && word(&tokens[b], "query")) {
+        return false;
+    }
+    tokens[a].token = Token::Word(Word {
+        value: "MATERIALIZED".into(),
+        quote_style: None,
+        keyword: Keyword::MATERIALIZED,
+    });
+    tokens[b].token = Token::Word(Word {
+        value: "VIEW".into(),
+        quote_style: None,
+        keyword: Keyword::VIEW,
+    });
+    true
+}
+
 /// Parses a query string into its statements (none for an empty query).
 pub(crate) fn parse(sql: &str) -> Result<Vec<Statement>> {
     if sql.trim().trim_matches(';').trim().is_empty() {
@@ -58,6 +112,7 @@ pub(crate) fn parse(sql: &str) -> Result<Vec<Statement>> {
         .tokenize_with_location()
         .map_err(|e| Error::from(ParserError::from(e)).with_sql_position(sql))?;
     abort_is_rollback(&mut tokens);
+    let live = live_query_is_materialized_view(&mut tokens);
     let statements = Parser::new(&dialect)
         .with_recursion_limit(RECURSION_LIMIT)
         .with_tokens_with_locations(tokens)
@@ -66,11 +121,18 @@ pub(crate) fn parse(sql: &str) -> Result<Vec<Statement>> {
     let text: Arc<str> = Arc::from(sql);
     Ok(statements
         .into_iter()
-        .map(|mut s| {
+        .enumerate()
+        .map(|(i, mut s)| {
             crate::rewrite::rewrite(&mut s);
+            let live = live.get(i).copied().unwrap_or(false)
+                && matches!(
+                    &s,
+                    ast::Statement::CreateView(_) | ast::Statement::Drop { .. }
+                );
             Statement {
                 ast: Arc::new(s),
                 sql: Arc::clone(&text),
+                live,
             }
         })
         .collect())

@@ -26,6 +26,7 @@ pub(crate) async fn execute(
             if session.block.take().is_none() {
                 session.notice("WARNING", "25P01", "there is no transaction in progress");
             }
+            session.listen_pending.clear();
             session.shared.set_read(None);
             Ok(Some(tag("ROLLBACK")))
         }
@@ -122,9 +123,15 @@ async fn commit(session: &mut Session) -> Result<QueryOutput> {
             session.notice("WARNING", "25P01", "there is no transaction in progress");
             Ok(tag("COMMIT"))
         }
-        Some(b) if b.failed => Ok(tag("ROLLBACK")),
-        Some(b) => {
+        Some(b) if b.failed => {
+            session.listen_pending.clear();
+            Ok(tag("ROLLBACK"))
+        }
+        Some(mut b) => {
+            b.txn.set_origin(session.pid);
+            let pending = std::mem::take(&mut session.listen_pending);
             b.txn.commit().await?;
+            session.listen_ready.extend(pending);
             Ok(tag("COMMIT"))
         }
     }

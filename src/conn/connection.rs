@@ -17,15 +17,17 @@ use pgwire::messages::response::{ReadyForQuery, TransactionStatus};
 use pgwire::messages::startup::ParameterStatus;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use pgwire::tokio::server::MaybeTls;
-use tokio::sync::{mpsc, watch};
+use std::sync::Arc;
+
+use tokio::sync::watch;
 use tokio_util::codec::Framed;
 use weft_sql::{Session, TxStatus};
 
 use super::codec::{Frontend, FrontendCodec};
 use super::error::{notice, Fail, SqlError};
 use super::extended::{self, Portal, PreparedStatement};
-use super::registry::Notification;
 use super::simple;
+use crate::push::{Delivery, Hub, Mailbox};
 
 pub type Socket = Framed<MaybeTls, FrontendCodec>;
 
@@ -40,13 +42,15 @@ pub struct Connection {
     skipping: bool,
     /// ReadyForQuery was the last message sent and nothing has arrived since.
     idle: bool,
-    notifications: Option<mpsc::Receiver<Notification>>,
+    mailbox: Arc<Mailbox>,
+    hub: Arc<Hub>,
+    pid: i32,
     shutdown: watch::Receiver<bool>,
 }
 
 enum Event {
     Message(Option<io::Result<Frontend>>),
-    Notification(Option<Notification>),
+    Delivery(Delivery),
     Shutdown,
 }
 
@@ -59,7 +63,7 @@ impl Connection {
     pub fn new(
         socket: Socket,
         session: Session,
-        notifications: mpsc::Receiver<Notification>,
+        (pid, mailbox, hub): (i32, Arc<Mailbox>, Arc<Hub>),
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         Connection {
@@ -69,7 +73,9 @@ impl Connection {
             portals: HashMap::new(),
             skipping: false,
             idle: true,
-            notifications: Some(notifications),
+            mailbox,
+            hub,
+            pid,
             shutdown,
         }
     }
@@ -79,6 +85,7 @@ impl Connection {
         if let Err(e) = self.serve().await {
             tracing::debug!(error = %e, "connection closed on I/O error");
         }
+        self.hub.disconnect(self.pid);
         let _ = self.socket.close().await;
     }
 
@@ -88,7 +95,7 @@ impl Connection {
             let event = tokio::select! {
                 biased;
                 () = super::shutting_down(&mut self.shutdown) => Event::Shutdown,
-                n = recv(&mut self.notifications), if deliver => Event::Notification(n),
+                d = self.mailbox.pop(), if deliver => Event::Delivery(d),
                 m = self.socket.next() => Event::Message(m),
             };
             match event {
@@ -99,11 +106,14 @@ impl Connection {
                     );
                     return self.send_error(&e).await;
                 }
-                Event::Notification(Some(n)) => {
-                    self.send(notification(n)).await?;
+                Event::Delivery(d) => {
+                    // Send everything queued with one flush: under fan-out load this batches.
+                    self.send(delivery(d)).await?;
+                    while let Some(d) = self.mailbox.try_pop() {
+                        self.send(delivery(d)).await?;
+                    }
                     self.socket.flush().await?;
                 }
-                Event::Notification(None) => self.notifications = None,
                 Event::Message(None) => return Ok(()),
                 Event::Message(Some(Err(e))) => {
                     if e.kind() == io::ErrorKind::InvalidData {
@@ -211,8 +221,12 @@ impl Connection {
         Ok(())
     }
 
-    /// Notices and changed parameters the session produced since the last call.
+    /// Notices and changed parameters the session produced since the last call; committed
+    /// LISTEN/UNLISTEN take effect here.
     pub async fn send_session_messages(&mut self) -> io::Result<()> {
+        for change in self.session.take_listen_changes() {
+            self.hub.apply(self.pid, change, &self.mailbox);
+        }
         for n in self.session.take_notices() {
             self.send(PgWireBackendMessage::NoticeResponse(notice(&n)))
                 .await?;
@@ -232,12 +246,8 @@ impl Connection {
         let status = self.session.tx_status();
         if matches!(status, TxStatus::Idle) {
             self.portals.clear();
-            while let Some(n) = self
-                .notifications
-                .as_mut()
-                .and_then(|rx| rx.try_recv().ok())
-            {
-                self.send(notification(n)).await?;
+            while let Some(d) = self.mailbox.try_pop() {
+                self.send(delivery(d)).await?;
             }
         }
         let status = match status {
@@ -255,17 +265,23 @@ impl Connection {
     }
 }
 
-async fn recv(rx: &mut Option<mpsc::Receiver<Notification>>) -> Option<Notification> {
-    match rx {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
+fn delivery(d: Delivery) -> PgWireBackendMessage {
+    match d {
+        Delivery::Notification(n) => PgWireBackendMessage::NotificationResponse(
+            pgwire::messages::response::NotificationResponse::new(
+                n.pid,
+                n.channel.clone(),
+                n.payload.clone(),
+            ),
+        ),
+        Delivery::Notice(message) => {
+            PgWireBackendMessage::NoticeResponse(notice(&weft_sql::Notice {
+                severity: "WARNING".into(),
+                sqlstate: "01000".into(),
+                message,
+            }))
+        }
     }
-}
-
-fn notification(n: Notification) -> PgWireBackendMessage {
-    PgWireBackendMessage::NotificationResponse(
-        pgwire::messages::response::NotificationResponse::new(n.pid, n.channel, n.payload),
-    )
 }
 
 fn kind_name(m: &PgWireFrontendMessage) -> &'static str {

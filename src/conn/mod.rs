@@ -59,6 +59,8 @@ pub struct ConnContext {
     pub pids: Arc<dyn PidSecretKeyGenerator>,
     /// Becomes true when the server shuts down.
     pub shutdown: watch::Receiver<bool>,
+    /// LISTEN subscriptions and the fan-out of commits to them.
+    pub hub: Arc<crate::push::Hub>,
 }
 
 /// Serves one client connection to the end. Never panics on client input; errors are logged.
@@ -128,7 +130,9 @@ async fn serve_inner(tcp: TcpStream, ctx: &ConnContext) -> io::Result<()> {
         return Ok(());
     };
     let (pid, secret) = socket.pid_and_secret_key();
-    let (registration, notifications) = ctx.registry.register(pid, secret, session.cancel_handle());
+    let mut session = session;
+    session.set_backend_pid(pid);
+    let (registration, mailbox) = ctx.registry.register(pid, secret, session.cancel_handle());
     tracing::debug!(pid, "connection ready");
 
     // From here on our own codec frames messages; it keeps pgwire's for the message bodies.
@@ -137,9 +141,14 @@ async fn serve_inner(tcp: TcpStream, ctx: &ConnContext) -> io::Result<()> {
     new_parts.read_buf = parts.read_buf;
     new_parts.write_buf = parts.write_buf;
     let socket = Framed::from_parts(new_parts);
-    Connection::new(socket, session, notifications, ctx.shutdown.clone())
-        .run()
-        .await;
+    Connection::new(
+        socket,
+        session,
+        (pid, mailbox, Arc::clone(&ctx.hub)),
+        ctx.shutdown.clone(),
+    )
+    .run()
+    .await;
     drop(registration);
     Ok(())
 }

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!   CancelRequest(pid, secret) --> Registry::cancel --> session's CancelHandle::cancel()
-//!   NOTIFY fan-out (issue 3)   --> Registry::notify(pid) --> mpsc --> connection loop
+//!   tests, admin              --> Registry::notify(pid) --> Mailbox --> connection loop
 //!                                                   (sent as NotificationResponse when idle)
 //! ```
 
@@ -12,25 +12,14 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use pgwire::messages::startup::SecretKey;
-use tokio::sync::mpsc;
 use weft_sql::CancelHandle;
 
-/// How many notifications may wait for one client before senders see it as full.
-pub const NOTIFICATION_QUEUE: usize = 1024;
-
-/// An asynchronous notification for a client (`NotificationResponse`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Notification {
-    /// Backend pid of the notifying session.
-    pub pid: i32,
-    pub channel: String,
-    pub payload: String,
-}
+pub use crate::push::{Mailbox, Notification, MAILBOX_CAPACITY as NOTIFICATION_QUEUE};
 
 struct Entry {
     secret: SecretKey,
     cancel: CancelHandle,
-    notify: mpsc::Sender<Notification>,
+    mailbox: Arc<Mailbox>,
 }
 
 /// All connections that finished startup.
@@ -64,28 +53,27 @@ impl Registry {
         Arc::new(Registry::default())
     }
 
-    /// Registers a connection; returns the guard that unregisters it and the receiving end of
-    /// its notification queue.
+    /// Registers a connection; returns the guard that unregisters it and its mailbox.
     pub fn register(
         self: &Arc<Self>,
         pid: i32,
         secret: SecretKey,
         cancel: CancelHandle,
-    ) -> (Registration, mpsc::Receiver<Notification>) {
-        let (notify, rx) = mpsc::channel(NOTIFICATION_QUEUE);
+    ) -> (Registration, Arc<Mailbox>) {
+        let mailbox = Mailbox::new(NOTIFICATION_QUEUE);
         self.conns.lock().insert(
             pid,
             Entry {
                 secret,
                 cancel,
-                notify,
+                mailbox: Arc::clone(&mailbox),
             },
         );
         let registration = Registration {
             registry: Arc::clone(self),
             pid,
         };
-        (registration, rx)
+        (registration, mailbox)
     }
 
     /// Cancels the running statement of `pid` if `secret` matches; false if nothing matched.
@@ -102,14 +90,14 @@ impl Registry {
     }
 
     /// The queue that delivers notifications to `pid`'s client.
-    pub fn notifier(&self, pid: i32) -> Option<mpsc::Sender<Notification>> {
-        self.conns.lock().get(&pid).map(|e| e.notify.clone())
+    pub fn mailbox(&self, pid: i32) -> Option<Arc<Mailbox>> {
+        self.conns.lock().get(&pid).map(|e| Arc::clone(&e.mailbox))
     }
 
     /// Queues a notification for `pid`; false if the connection is gone or its queue is full.
     pub fn notify(&self, pid: i32, notification: Notification) -> bool {
-        self.notifier(pid)
-            .is_some_and(|tx| tx.try_send(notification).is_ok())
+        self.mailbox(pid)
+            .is_some_and(|m| m.push(Arc::new(notification), None))
     }
 
     /// Backend pids of all registered connections.

@@ -45,6 +45,10 @@ pub struct WriteSet {
     pub catalog_changed: bool,
     /// Highest hidden-row-id counter value the transaction handed out (0: none).
     pub max_rowid: u64,
+    /// Who committed it on the origin node (the backend pid of the session), for the sender pid
+    /// of notifications; 0 when unknown.
+    #[serde(default)]
+    pub origin: u32,
 }
 
 impl WriteSet {

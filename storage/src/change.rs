@@ -43,6 +43,8 @@ pub struct CommitEvent {
     /// `(channel, payload)` of `NOTIFY`, deduplicated, in the order first sent.
     pub notifications: Vec<(String, String)>,
     pub catalog_changed: bool,
+    /// `WriteSet::origin`: the backend pid of the committing session, 0 if unknown.
+    pub origin: u32,
 }
 
 /// A change as it travels in a write set: rows already encoded by column id.
@@ -52,6 +54,20 @@ pub struct EncodedChange {
     pub op: ChangeOp,
     pub old: Option<Vec<u8>>,
     pub new: Option<Vec<u8>>,
+}
+
+/// Unix milliseconds of an HLC commit timestamp (`None` if `ts` is not a valid HLC value).
+pub fn hlc_unix_millis(ts: u64) -> Option<i64> {
+    hlc_gen::HlcTimestamp::try_from(ts)
+        .ok()
+        .map(|t| t.timestamp())
+}
+
+/// The smallest HLC timestamp at Unix milliseconds `ms` (clamped to the HLC epoch).
+pub fn hlc_from_unix_millis(ms: i64) -> u64 {
+    // hlc-gen counts from 2024-01-01T00:00:00Z; it does not export the constant.
+    const HLC_EPOCH_MS: i64 = 1_704_067_200_000;
+    hlc_gen::HlcTimestamp::from_parts(ms.max(HLC_EPOCH_MS), 0).map_or(0, |t| t.as_u64())
 }
 
 const HAS_OLD: u8 = 1;

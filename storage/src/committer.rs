@@ -170,6 +170,7 @@ impl Committer {
             changes: records,
             notifications: ws.notifications,
             catalog_changed: ws.catalog_changed,
+            origin: ws.origin,
         };
         // No subscribers is fine: the durable log has everything.
         let _ = self.events.send(Arc::new(event));

@@ -67,8 +67,11 @@ mod engine;
 
 pub use apply::{apply, Applied, ApplyBatch, CommitState, WriteSet};
 pub use catalog::*;
-pub use change::{ChangeOp, ChangeRecord, CommitEvent, EncodedChange};
+pub use change::{
+    hlc_from_unix_millis, hlc_unix_millis, ChangeOp, ChangeRecord, CommitEvent, EncodedChange,
+};
 pub use ddl::FIRST_OBJECT_ID;
+pub use display::format_value;
 pub use error::{Error, Result};
 pub use reader::{KeyRange, ScanBatch, TxnReader};
 pub use storage::{CommitInfo, Storage, StorageOptions};

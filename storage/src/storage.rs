@@ -191,6 +191,59 @@ impl Storage {
         Ok(out)
     }
 
+    /// Position of the oldest change record still in the log (`last_position() + 1` when the log
+    /// is empty). Positions are dense, so every position from here to `last_position()` is there.
+    pub fn oldest_position(&self) -> Result<u64> {
+        let engine = &self.inner.engine;
+        let cf = engine.cf(CF_CHANGES)?;
+        // Read the last position first: a commit racing with us only appends above it.
+        let last = self.last_position();
+        let mut iter = engine.db.iterator_cf(&cf, IteratorMode::Start);
+        match iter.next() {
+            Some(item) => {
+                let (key, _) = item.map_err(engine_err)?;
+                Ok(layout::decode_u64(&key)?.min(last + 1))
+            }
+            None => Ok(last + 1),
+        }
+    }
+
+    /// Deletes the change records committed before the HLC timestamp `before_ts` (the retention
+    /// window's start); returns how many were deleted. Records are in commit order, so the
+    /// deleted ones are a prefix of the log.
+    pub fn purge_changes(&self, before_ts: u64) -> Result<u64> {
+        let engine = &self.inner.engine;
+        let cf = engine.cf(CF_CHANGES)?;
+        let mut first = None;
+        let mut end = None;
+        for item in engine.db.iterator_cf(&cf, IteratorMode::Start) {
+            let (key, value) = item.map_err(engine_err)?;
+            let position = layout::decode_u64(&key)?;
+            first.get_or_insert(position);
+            let ts = value
+                .get(..8)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes)
+                .ok_or_else(|| Error::Corruption("change record without a timestamp".into()))?;
+            if ts >= before_ts {
+                end = Some(position);
+                break;
+            }
+            end = Some(position + 1);
+        }
+        let (Some(first), Some(end)) = (first, end) else {
+            return Ok(0);
+        };
+        if end <= first {
+            return Ok(0);
+        }
+        engine
+            .db
+            .delete_range_cf(&cf, first.to_be_bytes(), end.to_be_bytes())
+            .map_err(engine_err)?;
+        Ok(end - first)
+    }
+
     /// Position of the last durable change record (0 if none).
     pub fn last_position(&self) -> u64 {
         self.inner.last_position.load(Ordering::Acquire)

@@ -47,6 +47,7 @@ pub struct Txn {
     records: Vec<ChangeRecord>,
     notifications: Vec<(String, String)>,
     max_rowid: AtomicU64,
+    origin: u32,
 }
 
 impl Txn {
@@ -91,6 +92,7 @@ impl Txn {
             records: Vec::new(),
             notifications: Vec::new(),
             max_rowid: AtomicU64::new(0),
+            origin: 0,
         }
     }
 
@@ -134,6 +136,11 @@ impl Txn {
         }
     }
 
+    /// Tags the commit with the committing session's backend pid (`CommitEvent::origin`).
+    pub fn set_origin(&mut self, pid: u32) {
+        self.origin = pid;
+    }
+
     pub fn savepoint(&mut self) -> Savepoint {
         Savepoint {
             undo: self.undo.len(),
@@ -165,9 +172,12 @@ impl Txn {
         }
     }
 
-    /// Whether the transaction has written anything (rows, index entries, catalog, counters).
+    /// Whether the transaction has anything to commit (rows, index entries, catalog, counters,
+    /// notifications).
     pub fn has_writes(&self) -> bool {
-        !self.reader.buf.read().is_empty() || !self.changes.is_empty()
+        !self.reader.buf.read().is_empty()
+            || !self.changes.is_empty()
+            || !self.notifications.is_empty()
     }
 
     /// Commits: hands the write set to the committer and waits until it is durable.
@@ -200,6 +210,7 @@ impl Txn {
             notifications: self.notifications,
             catalog_changed,
             max_rowid: self.max_rowid.load(Ordering::Relaxed),
+            origin: self.origin,
         };
         submit(&self.inner.commit_tx, ws, self.records).await
     }

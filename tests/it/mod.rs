@@ -5,6 +5,7 @@ mod lifecycle;
 mod notify;
 mod protocol;
 mod psql;
+mod push;
 mod simple;
 mod support;
 mod types;

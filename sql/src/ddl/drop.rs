@@ -50,6 +50,18 @@ pub(super) fn execute(
             }
         }
     }
+    for (id, index) in &plan {
+        let live = crate::push::dependents(&catalog, *id);
+        if index.is_none() && !live.is_empty() {
+            return Err(Error::DependentObjects {
+                message: format!(
+                    "cannot drop {label} {} because other objects depend on it (live query {}); drop the live queries first",
+                    catalog.entries.get(id).map(|e| e.name().to_string()).unwrap_or_default(),
+                    live.join(", ")
+                ),
+            });
+        }
+    }
     for (id, index) in plan {
         match index {
             None => txn.drop_entry(id)?,

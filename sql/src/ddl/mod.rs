@@ -38,7 +38,11 @@ pub(crate) async fn execute(
     match &*stmt.ast {
         ast::Statement::CreateTable(ct) => create_table::execute(ctx, txn, ct).await,
         ast::Statement::CreateIndex(ci) => index::create(txn, ci),
+        ast::Statement::CreateView(cv) if stmt.live => crate::push::create(ctx, txn, cv).await,
         ast::Statement::CreateView(cv) => view::create(ctx, txn, cv).await,
+        ast::Statement::Drop {
+            if_exists, names, ..
+        } if stmt.live => crate::push::drop(txn, *if_exists, names),
         ast::Statement::Drop {
             object_type,
             if_exists,
