@@ -169,6 +169,9 @@ impl Session {
             let _ = settings.set(k, v);
         }
         settings.take_changed();
+        if let Some(ctx) = crate::pg_catalog::PgContext::of(&state) {
+            ctx.set_user(&user);
+        }
         Session {
             engine,
             shared,
@@ -194,6 +197,9 @@ impl Session {
     /// Sets the backend pid notifications from this session carry.
     pub fn set_backend_pid(&mut self, pid: i32) {
         self.pid = u32::try_from(pid).unwrap_or(0);
+        if let Some(ctx) = crate::pg_catalog::PgContext::of(&self.state) {
+            ctx.set_backend_pid(pid);
+        }
     }
 
     /// LISTEN/UNLISTEN changes that took effect (their transaction committed) since the last call.

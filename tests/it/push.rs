@@ -571,7 +571,7 @@ async fn positions_older_than_the_retention_window_are_55000() {
         .await
         .expect("nothing missed after the current position");
     assert!(r.is_empty());
-    srv.shutdown().await;
+    srv.shutdown().await.expect("shuts down");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -606,17 +606,14 @@ async fn overflow_sends_a_notice_and_delivery_resumes() {
     }
     listener.batch_execute("COMMIT").await.expect("commits");
     let mut delivered = 0;
-    let mut notice = None;
-    loop {
+    let notice = loop {
         let (channel, payload) = next(&mut rx).await;
         if channel == "NOTICE" {
-            notice = Some(payload);
-            break;
+            break payload;
         }
         delivered += 1;
-    }
+    };
     assert_eq!(delivered, weft::conn::NOTIFICATION_QUEUE);
-    let notice = notice.expect("an overflow notice");
     assert!(notice.contains("channel \"big\" from position"), "{notice}");
     // Delivery resumes after the notice.
     c.batch_execute("INSERT INTO items VALUES (-1, 'resumed', 100, 1)")
@@ -636,7 +633,7 @@ async fn live_queries_and_the_change_log_survive_a_restart() {
         .await
         .expect("inserts");
     drop(c);
-    srv.shutdown().await;
+    srv.shutdown().await.expect("shuts down");
 
     let srv = TestServer::start_in(dir.path()).await.expect("restarts");
     let c = connect(&srv).await;
@@ -656,7 +653,7 @@ async fn live_queries_and_the_change_log_survive_a_restart() {
     let p = json(&next(&mut rx).await.1);
     assert_eq!(p["op"], "update");
     assert_eq!(p["row"], serde_json::json!({"name": "b", "qty": 99}));
-    srv.shutdown().await;
+    srv.shutdown().await.expect("shuts down");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -680,4 +677,23 @@ async fn listening_before_the_live_query_exists() {
     let p = json(&next(&mut rx).await.1);
     assert_eq!(p["row"], serde_json::json!({"v": null}));
     assert_eq!(p["key"], serde_json::json!({"id": 3}));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn notifications_carry_the_sender_backend_pid() {
+    let srv = server().await;
+    let (listener, mut rx) = connect_with_messages(&srv).await;
+    listener.batch_execute("LISTEN ch").await.expect("listens");
+    let c = connect(&srv).await;
+    let pid: i32 = c
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("pid")
+        .get(0);
+    assert!(srv.registry().pids().contains(&pid), "pg_backend_pid is the wire pid");
+    c.batch_execute("NOTIFY ch, 'x'").await.expect("notifies");
+    match recv_within(&mut rx, DEADLINE).await {
+        Some(AsyncMessage::Notification(n)) => assert_eq!(n.process_id(), pid),
+        other => panic!("expected a notification, got {other:?}"),
+    }
 }

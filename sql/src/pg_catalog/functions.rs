@@ -163,7 +163,11 @@ pub fn register_all(r: &mut Registry) {
         });
     }
     r.add("pg_backend_pid", &[0], DataType::Int32, None, |c, _| {
-        Ok(ScalarValue::Int32(Some(c.ctx().backend_pid)))
+        Ok(ScalarValue::Int32(Some(
+            c.ctx()
+                .backend_pid
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )))
     });
     r.add("current_setting", &[1, 2], DataType::Utf8, None, |c, a| {
         let Some(name) = text(arg(a, 0)) else {

@@ -139,8 +139,8 @@ pub(crate) struct PgContext {
     database: String,
     user: RwLock<String>,
     settings: RwLock<Vec<(String, String)>>,
-    /// What `pg_backend_pid()` returns: a per-session number.
-    pub backend_pid: i32,
+    /// What `pg_backend_pid()` returns: the pid the front end sent in BackendKeyData.
+    pub backend_pid: std::sync::atomic::AtomicI32,
     system: Box<SystemRelations>,
 }
 
@@ -171,19 +171,24 @@ impl PgContext {
             database: database.to_string(),
             settings: RwLock::new(crate::settings::Settings::new(&user).all()),
             user: RwLock::new(user),
-            backend_pid: NEXT_PID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            backend_pid: std::sync::atomic::AtomicI32::new(
+                NEXT_PID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            ),
             system: system.into_boxed_slice(),
         }
     }
 
     /// The context registered on a session's state.
-    #[allow(dead_code)] // for the session: it knows the user and settings, the catalog does not
     pub fn of(state: &SessionState) -> Option<Arc<PgContext>> {
         state.config().get_extension::<PgContext>()
     }
 
+    pub fn set_backend_pid(&self, pid: i32) {
+        self.backend_pid
+            .store(pid, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// The session's user, shown by `current_user`, pg_roles and as every object's owner.
-    #[allow(dead_code)] // for the session: it knows the user and settings, the catalog does not
     pub fn set_user(&self, user: &str) {
         *self.user.write() = user.to_string();
     }
