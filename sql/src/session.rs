@@ -171,6 +171,7 @@ impl Session {
         settings.take_changed();
         if let Some(ctx) = crate::pg_catalog::PgContext::of(&state) {
             ctx.set_user(&user);
+            ctx.set_settings(settings.all());
         }
         Session {
             engine,
@@ -400,6 +401,10 @@ impl Session {
             return Err(Error::InFailedTransaction);
         }
         if let Some(out) = self.execute_setting(stmt)? {
+            // current_setting() and pg_settings read the session's values.
+            if let Some(ctx) = crate::pg_catalog::PgContext::of(&self.state) {
+                ctx.set_settings(self.settings.all());
+            }
             return Ok(out);
         }
         if let Some(out) = self.execute_listen(stmt) {

@@ -194,7 +194,6 @@ impl PgContext {
     }
 
     /// The session's parameters as pg_settings and `current_setting` show them.
-    #[allow(dead_code)] // for the session: it knows the user and settings, the catalog does not
     pub fn set_settings(&self, settings: Vec<(String, String)>) {
         *self.settings.write() = settings;
     }
