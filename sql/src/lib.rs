@@ -26,6 +26,8 @@ mod json;
 mod naming;
 mod pg_catalog;
 pub mod pgtype;
+/// The primary-key point fast path: one `Txn::get` instead of a DataFusion plan.
+mod point;
 mod query;
 mod rewrite;
 mod scan;

@@ -35,7 +35,7 @@ use crate::statement::Statement;
 pub(crate) struct QueryPlan {
     pub plan: LogicalPlan,
     pub param_types: Vec<PgType>,
-    param_arrow: Vec<ArrowType>,
+    pub param_arrow: Vec<ArrowType>,
     pub fields: Arc<Vec<FieldInfo>>,
     declared: Vec<Option<PgType>>,
     /// The catalog the plan was made against; a changed catalog means planning again.

@@ -1,6 +1,7 @@
 //! State a session shares with the DataFusion objects it registers (schema provider, tables), so
 //! that a cached plan reads through whatever transaction is current when it executes.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use datafusion::execution::session_state::SessionState;
@@ -16,6 +17,8 @@ pub(crate) struct SessionShared {
     /// The session's DataFusion state, for planning view definitions. It refers back to this struct
     /// through the schema providers, so the session clears it when it ends (else both would leak).
     state: parking_lot::Mutex<Option<SessionState>>,
+    /// Statements answered by the point fast path (`point.rs`), for tests and diagnostics.
+    pub point_hits: AtomicU64,
 }
 
 #[derive(Clone)]
@@ -32,6 +35,7 @@ impl SessionShared {
             read: RwLock::new(None),
             dml_target: RwLock::new(None),
             state: parking_lot::Mutex::new(None),
+            point_hits: AtomicU64::new(0),
         })
     }
 
