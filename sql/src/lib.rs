@@ -27,6 +27,8 @@ mod naming;
 mod pg_catalog;
 pub mod pgtype;
 pub mod push;
+/// The primary-key point fast path: one `Txn::get` instead of a DataFusion plan.
+mod point;
 mod query;
 mod rewrite;
 mod scan;

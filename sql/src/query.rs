@@ -8,12 +8,14 @@ use datafusion::arrow::array::StringArray;
 use datafusion::arrow::datatypes::{DataType as ArrowType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{CatalogProviderList, MemoryCatalogProviderList, SchemaProvider};
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::expr::{Cast, Placeholder};
-use datafusion::logical_expr::{Expr, LogicalPlan};
-use datafusion::physical_plan::execute_stream;
+use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
+use datafusion::optimizer::simplify_expressions::SimplifyExpressions;
+use datafusion::optimizer::Optimizer;
+use datafusion::physical_plan::{execute_stream, ExecutionPlan};
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast;
@@ -34,8 +36,12 @@ use crate::statement::Statement;
 #[derive(Clone)]
 pub(crate) struct QueryPlan {
     pub plan: LogicalPlan,
+    /// `plan` analyzed and optimized with its parameters unbound; Execute binds the values,
+    /// simplifies once more and plans it physically. None when the optimizer must see the
+    /// statement itself (see [`reusable`]) or failed here (Execute then reports the error).
+    optimized: Option<LogicalPlan>,
     pub param_types: Vec<PgType>,
-    param_arrow: Vec<ArrowType>,
+    pub param_arrow: Vec<ArrowType>,
     pub fields: Arc<Vec<FieldInfo>>,
     declared: Vec<Option<PgType>>,
     /// The catalog the plan was made against; a changed catalog means planning again.
@@ -110,7 +116,13 @@ pub(crate) async fn plan(
         f.name = naming::output_name(&names, &f.name).to_string();
     }
     let fields = Arc::new(fields);
+    let optimized = if reusable(&logical) {
+        state.optimize(&logical).ok()
+    } else {
+        None
+    };
     Ok(QueryPlan {
+        optimized,
         plan: logical,
         param_types,
         param_arrow,
@@ -118,6 +130,46 @@ pub(crate) async fn plan(
         declared: declared.to_vec(),
         catalog,
     })
+}
+
+/// Whether a plan may be optimized once for all its executions: not when it has functions that
+/// are not immutable (the optimizer folds now() to the statement's start), subqueries (rewritten
+/// by our analyzer rules, better seen with values), or is an EXPLAIN (which shows the planning).
+fn reusable(plan: &LogicalPlan) -> bool {
+    if matches!(plan, LogicalPlan::Explain(_) | LogicalPlan::Analyze(_)) {
+        return false;
+    }
+    let mut ok = true;
+    let walked = plan.apply_with_subqueries(|node| {
+        if matches!(node, LogicalPlan::Subquery(_)) {
+            ok = false;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        node.apply_expressions(|e| {
+            e.apply(|e| {
+                let fixed = match e {
+                    Expr::ScalarFunction(f) => {
+                        f.func.signature().volatility == Volatility::Immutable
+                    }
+                    Expr::AggregateFunction(f) => {
+                        f.func.signature().volatility == Volatility::Immutable
+                    }
+                    Expr::ScalarSubquery(_)
+                    | Expr::Exists(_)
+                    | Expr::InSubquery(_)
+                    | Expr::OuterReferenceColumn(..) => false,
+                    _ => true,
+                };
+                ok &= fixed;
+                Ok(if fixed {
+                    TreeNodeRecursion::Continue
+                } else {
+                    TreeNodeRecursion::Stop
+                })
+            })
+        })
+    });
+    walked.is_ok() && ok
 }
 
 /// RowDescription fields of an output schema.
@@ -242,19 +294,51 @@ pub(crate) fn cast_param(v: ScalarValue, t: &ArrowType) -> Result<ScalarValue> {
     v.cast_to(t).map_err(Error::from)
 }
 
-fn bind(plan: &QueryPlan, params: Vec<ScalarValue>) -> Result<LogicalPlan> {
+fn bind(
+    logical: &LogicalPlan,
+    types: &[ArrowType],
+    params: Vec<ScalarValue>,
+) -> Result<LogicalPlan> {
     if params.is_empty() {
-        return Ok(plan.plan.clone());
+        return Ok(logical.clone());
     }
     let values = params
         .into_iter()
-        .zip(&plan.param_arrow)
+        .zip(types)
         .map(|(v, t)| cast_param(v, t))
         .collect::<Result<Vec<_>>>()?;
-    plan.plan
+    logical
         .clone()
         .with_param_values(ParamValues::from(values))
         .map_err(Error::from)
+}
+
+/// The physical plan for one execution: from the prepared optimized plan when there is one
+/// (binding, then simplifying so that `CAST(k AS bigint) = 5` becomes a key lookup again),
+/// else through DataFusion's whole optimizer.
+async fn physical_plan(
+    state: &SessionState,
+    plan: &QueryPlan,
+    params: Vec<ScalarValue>,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let Some(optimized) = &plan.optimized else {
+        let logical = bind(&plan.plan, &plan.param_arrow, params)?;
+        return Ok(state.create_physical_plan(&logical).await?);
+    };
+    let logical = if params.is_empty() {
+        optimized.clone()
+    } else {
+        let bound = bind(optimized, &plan.param_arrow, params)?;
+        Optimizer::with_rules(vec![Arc::new(SimplifyExpressions::new())]).optimize(
+            bound,
+            state,
+            |_, _| {},
+        )?
+    };
+    Ok(state
+        .query_planner()
+        .create_physical_plan(&logical, state)
+        .await?)
 }
 
 pub(crate) async fn execute(
@@ -276,12 +360,7 @@ pub(crate) async fn execute(
         }
         &fresh
     };
-    let logical = bind(plan, params)?;
-    let physical = ctx
-        .state
-        .create_physical_plan(&logical)
-        .await
-        .map_err(Error::from)?;
+    let physical = physical_plan(ctx.state, plan, params).await?;
     let stream = execute_stream(physical, ctx.state.task_ctx()).map_err(Error::from)?;
     let stream: RowStream = Box::pin(stream.map(|r| r.map_err(Error::from)));
     Ok(QueryOutput::Rows {

@@ -21,7 +21,7 @@ use crate::push::{self, ListenChange};
 use crate::settings::Settings;
 use crate::shared::{ReadView, SessionShared};
 use crate::statement::{parse, Statement};
-use crate::{ddl, dml, query, txn_control};
+use crate::{ddl, dml, point, query, txn_control};
 
 pub type RowStream = Pin<Box<dyn Stream<Item = Result<RecordBatch>> + Send>>;
 
@@ -121,6 +121,8 @@ pub struct Prepared {
     /// None for an empty query.
     pub(crate) stmt: Option<Statement>,
     pub(crate) plan: Option<query::QueryPlan>,
+    /// The primary-key point fast path, when the statement fits it.
+    pub(crate) point: Option<point::PointPlan>,
 }
 
 /// An explicit transaction block.
@@ -220,6 +222,11 @@ impl Session {
         }
     }
 
+    /// How many statements this session answered by the primary-key point fast path.
+    pub fn point_path_hits(&self) -> u64 {
+        self.shared.point_hits.load(Ordering::Relaxed)
+    }
+
     pub fn cancel_handle(&self) -> CancelHandle {
         self.cancel.clone()
     }
@@ -254,6 +261,7 @@ impl Session {
                 fields: None,
                 stmt: None,
                 plan: None,
+                point: None,
             })),
             1 => self.prepare_statement(stmts.remove(0), param_types).await,
             _ => Err(Error::syntax(
@@ -296,17 +304,29 @@ impl Session {
         declared: &[Option<PgType>],
     ) -> Result<Prepared> {
         if query::is_query(&stmt.ast) {
-            let plan = query::plan(&self.state, &stmt, declared, self.shared.catalog()).await?;
+            let catalog = self.shared.catalog();
+            let plan = query::plan(&self.state, &stmt, declared, Arc::clone(&catalog)).await?;
             return Ok(Prepared {
                 param_types: plan.param_types.clone(),
                 fields: Some(Arc::clone(&plan.fields)),
                 stmt: Some(stmt),
+                point: point::for_query(&plan, catalog),
                 plan: Some(plan),
             });
         }
+        let mut point = None;
         let (param_types, fields) = match &*stmt.ast {
-            ast::Statement::Insert(_) | ast::Statement::Update(_) | ast::Statement::Delete(_) => {
-                dml::describe(self, &stmt, declared).await?
+            ast::Statement::Insert(_) => dml::describe(self, &stmt, declared).await?,
+            ast::Statement::Update(_) | ast::Statement::Delete(_) => {
+                let (param_types, fields) = dml::describe(self, &stmt, declared).await?;
+                let ctx = ExecCtx {
+                    state: &self.state,
+                    shared: &self.shared,
+                    read_only: false,
+                    point_path: true,
+                };
+                point = dml::point::prepare(&ctx, &stmt, &param_types).await;
+                (param_types, fields)
             }
             ast::Statement::ShowVariable { variable } if is_show_live(variable) => (
                 Vec::new(),
@@ -331,6 +351,7 @@ impl Session {
             fields,
             stmt: Some(stmt),
             plan: None,
+            point,
         })
     }
 
@@ -437,6 +458,7 @@ impl Session {
                 state: &self.state,
                 shared: &self.shared,
                 read_only,
+                point_path: self.settings.point_fast_path(),
             };
             self.shared.take_notifies();
             let mut out = run_statement(&ctx, txn, stmt, prepared, params).await;
@@ -558,6 +580,8 @@ pub(crate) struct ExecCtx<'a> {
     pub state: &'a SessionState,
     pub shared: &'a Arc<SessionShared>,
     pub read_only: bool,
+    /// Whether the point fast path may answer (`SET weft.point_fast_path = off` disables it).
+    pub point_path: bool,
 }
 
 async fn run_statement(
@@ -567,6 +591,18 @@ async fn run_statement(
     prepared: &Arc<Prepared>,
     params: Vec<datafusion::scalar::ScalarValue>,
 ) -> Result<QueryOutput> {
+    let is_write = matches!(
+        &*stmt.ast,
+        ast::Statement::Insert(_) | ast::Statement::Update(_) | ast::Statement::Delete(_)
+    );
+    if is_write && ctx.read_only {
+        return Err(read_only_error(stmt));
+    }
+    if let (Some(p), true) = (&prepared.point, ctx.point_path) {
+        if let Some(out) = point::execute(ctx, txn, p, stmt, &params)? {
+            return Ok(out);
+        }
+    }
     if let Some(plan) = &prepared.plan {
         return query::execute(ctx, plan, stmt, params).await;
     }
@@ -575,9 +611,6 @@ async fn run_statement(
             push::notify(txn, channel, payload.as_deref())
         }
         ast::Statement::Insert(_) | ast::Statement::Update(_) | ast::Statement::Delete(_) => {
-            if ctx.read_only {
-                return Err(read_only_error(stmt));
-            }
             dml::execute(ctx, txn, stmt, &prepared.param_types, params).await
         }
         _ => {

@@ -42,6 +42,7 @@ const KNOWN: &[(&str, &str, bool)] = &[
     ("TimeZone", "UTC", true),
     ("transaction_isolation", "repeatable read", false),
     ("transaction_read_only", "off", false),
+    ("weft.point_fast_path", "on", false),
     ("weft.read_consistency", "linearizable", false),
 ];
 
@@ -162,6 +163,11 @@ impl Settings {
         std::mem::take(&mut self.changed)
     }
 
+    /// Whether prepared primary-key point statements may skip DataFusion (`point.rs`).
+    pub fn point_fast_path(&self) -> bool {
+        self.get("weft.point_fast_path") != Some("off")
+    }
+
     /// statement_timeout in milliseconds (0 = none).
     pub fn statement_timeout_ms(&self) -> u64 {
         self.get("statement_timeout")
@@ -204,6 +210,15 @@ fn normalize(key: &str, value: &str) -> Result<String> {
             _ => {
                 return Err(Error::InvalidParameterValue {
                     message: format!("invalid value for parameter \"extra_float_digits\": \"{value}\""),
+                })
+            }
+        },
+        "weft.point_fast_path" => match crate::convert::parse_bool(value) {
+            Some(true) => "on".into(),
+            Some(false) => "off".into(),
+            None => {
+                return Err(Error::InvalidParameterValue {
+                    message: "parameter \"weft.point_fast_path\" requires a Boolean value".into(),
                 })
             }
         },

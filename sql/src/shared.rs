@@ -1,6 +1,7 @@
 //! State a session shares with the DataFusion objects it registers (schema provider, tables), so
 //! that a cached plan reads through whatever transaction is current when it executes.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use datafusion::execution::session_state::SessionState;
@@ -18,6 +19,8 @@ pub(crate) struct SessionShared {
     state: parking_lot::Mutex<Option<SessionState>>,
     /// `pg_notify()` calls of the running statement, moved into its transaction when it ends.
     notifies: parking_lot::Mutex<Vec<(String, String)>>,
+    /// Statements answered by the point fast path (`point.rs`), for tests and diagnostics.
+    pub point_hits: AtomicU64,
 }
 
 #[derive(Clone)]
@@ -35,6 +38,7 @@ impl SessionShared {
             dml_target: RwLock::new(None),
             state: parking_lot::Mutex::new(None),
             notifies: parking_lot::Mutex::new(Vec::new()),
+            point_hits: AtomicU64::new(0),
         })
     }
 

@@ -55,6 +55,15 @@ impl WeftTable {
             shared,
         }
     }
+
+    pub fn def(&self) -> &Arc<TableDef> {
+        &self.def
+    }
+
+    /// Positions into `def().columns` of each schema field.
+    pub fn columns(&self) -> &[usize] {
+        &self.columns
+    }
 }
 
 /// The Arrow schema of the given columns of a table.

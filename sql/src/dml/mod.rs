@@ -4,6 +4,7 @@
 mod constraints;
 mod delete;
 mod insert;
+pub(crate) mod point;
 mod returning;
 mod select;
 mod update;
@@ -48,6 +49,7 @@ pub(crate) async fn describe(
         state: &session.state,
         shared: &session.shared,
         read_only: false,
+        point_path: false,
     };
     let (def, qualifier, returning, hints, query) = match &*stmt.ast {
         ast::Statement::Insert(i) => {

@@ -50,7 +50,7 @@ pub(super) fn all_columns(def: &TableDef, qualifier: &str) -> Vec<ast::SelectIte
         .collect()
 }
 
-async fn plan(
+pub(super) async fn plan(
     ctx: &ExecCtx<'_>,
     target: TableId,
     stmt: &ast::Statement,

@@ -19,7 +19,7 @@ pub(super) fn target(catalog: &Catalog, u: &ast::Update) -> Result<(TableDef, St
     table_factor_target(catalog, &u.table.relation)
 }
 
-fn assignments(def: &TableDef, u: &ast::Update) -> Result<Vec<(usize, ast::Expr)>> {
+pub(super) fn assignments(def: &TableDef, u: &ast::Update) -> Result<Vec<(usize, ast::Expr)>> {
     let mut out: Vec<(usize, ast::Expr)> = Vec::new();
     for a in &u.assignments {
         match &a.target {
