@@ -15,8 +15,9 @@
 //! The left join keeps every domain row, so a key no inner row matches still forms a group:
 //! `count(*)` gives 0 and other aggregates NULL there, as in PostgreSQL (the "count bug"); a
 //! HAVING that rejects the group leaves the value NULL. Shapes outside this one (a LIMIT, a
-//! correlated join, a correlation through a nested subquery) are left as they are: DataFusion then
-//! reports them as not supported (0A000), never a wrong answer.
+//! correlated join, a correlation through a nested subquery, an input with volatile functions,
+//! which would be read twice) are left as they are: DataFusion then reports them as not
+//! supported (0A000), never a wrong answer.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,7 +50,7 @@ impl AnalyzerRule for Decorrelate {
     }
 }
 
-/// Names unique within a statement: plans of different statements never meet.
+/// Makes the names of the columns this rule adds unique (one counter for all sessions).
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
 fn rewrite_node(node: LogicalPlan) -> DfResult<Transformed<LogicalPlan>> {
@@ -69,7 +70,8 @@ fn rewrite_node(node: LogicalPlan) -> DfResult<Transformed<LogicalPlan>> {
             Ok(TreeNodeRecursion::Continue)
         })?;
     }
-    if found.is_empty() {
+    // The input is read twice, for the domain and for the rows: volatile values would not meet.
+    if found.is_empty() || volatile(&input) {
         return Ok(Transformed::no(node));
     }
     let mut joined = LogicalPlanBuilder::from(Arc::unwrap_or_clone(Arc::clone(&input)));
@@ -366,6 +368,21 @@ fn deeply_correlated(plan: &LogicalPlan) -> bool {
                 return Ok(TreeNodeRecursion::Stop);
             }
             Ok(TreeNodeRecursion::Continue)
+        })
+    });
+    found
+}
+
+fn volatile(plan: &LogicalPlan) -> bool {
+    let mut found = false;
+    let _ = plan.apply_with_subqueries(|n| {
+        n.apply_expressions(|e| {
+            found |= e.is_volatile();
+            Ok(if found {
+                TreeNodeRecursion::Stop
+            } else {
+                TreeNodeRecursion::Continue
+            })
         })
     });
     found
