@@ -52,6 +52,8 @@ pub enum Error {
     DivisionByZero,
     #[error("{message}")]
     DataException { message: String },
+    #[error("more than one row returned by a subquery used as an expression")]
+    CardinalityViolation,
     #[error("{message}")]
     UniqueViolation {
         message: String,
@@ -126,6 +128,7 @@ impl Error {
             Error::StringTooLong { .. } => "22001",
             Error::DivisionByZero => "22012",
             Error::DataException { .. } => "22000",
+            Error::CardinalityViolation => "21000",
             Error::UniqueViolation { .. } => "23505",
             Error::NotNullViolation { .. } => "23502",
             Error::CheckViolation { .. } => "23514",
@@ -417,6 +420,11 @@ fn pg_type_word(arrow: &str) -> &'static str {
 }
 
 fn plan_error(m: String) -> Error {
+    if m.contains("subquery can only be used in") {
+        return Error::FeatureNotSupported {
+            feature: "a correlated subquery outside the select list, WHERE and HAVING".into(),
+        };
+    }
     if let Some(rest) = m.strip_prefix("Cannot create filter with non-boolean predicate") {
         let t = rest.rsplit("returning ").next().unwrap_or("").trim();
         return Error::DatatypeMismatch {
@@ -469,6 +477,12 @@ fn plan_error(m: String) -> Error {
 }
 
 fn execution_error(m: String) -> Error {
+    // Ours (`weft_subquery_value`) and DataFusion's, also after a trip through a shared join side.
+    if m.contains("more than one row returned by a subquery")
+        || m.contains("Scalar subquery returned more than one row")
+    {
+        return Error::CardinalityViolation;
+    }
     if m.contains("Divide by zero") || m.contains("division by zero") {
         return Error::DivisionByZero;
     }
@@ -535,6 +549,18 @@ mod tests {
             detail: None,
         }));
         assert_eq!(e.sqlstate(), "23514");
+    }
+
+    #[test]
+    fn subquery_rows_are_21000() {
+        let e = Error::from(DataFusionError::Execution(
+            "Scalar subquery returned more than one row".into(),
+        ));
+        assert_eq!(e.sqlstate(), "21000");
+        let e = Error::from(DataFusionError::Shared(std::sync::Arc::new(to_df(
+            Error::CardinalityViolation,
+        ))));
+        assert_eq!(e.sqlstate(), "21000");
     }
 
     #[test]

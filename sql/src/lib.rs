@@ -17,6 +17,7 @@
 
 pub mod convert;
 mod ddl;
+mod decorrelate;
 mod dml;
 pub mod engine;
 pub mod error;

@@ -62,12 +62,14 @@ use crate::shared::SessionShared;
 pub(crate) use self::rewrite::rewrite;
 
 /// DataFusion's analyzer rules with Weft's around them: array literals are typed before type
-/// coercion, subqueries reshaped after it.
+/// coercion, subqueries reshaped and the aggregates DataFusion cannot decorrelate decorrelated
+/// after it.
 pub(crate) fn analyzer_rules() -> Vec<Arc<dyn AnalyzerRule + Send + Sync>> {
     let mut rules: Vec<Arc<dyn AnalyzerRule + Send + Sync>> =
         vec![Arc::new(array_literal::ArrayLiterals)];
     rules.extend(Analyzer::new().rules);
     rules.push(Arc::new(subquery::ScalarSubqueryValue));
+    rules.push(Arc::new(crate::decorrelate::Decorrelate));
     rules
 }
 

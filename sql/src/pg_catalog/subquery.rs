@@ -7,8 +7,10 @@
 //!   one column in `weft_subquery_value`, an aggregate that returns its only input (NULL for
 //!   none) and raises PostgreSQL's error for a second row, so DataFusion can decorrelate it.
 //! - Such a subquery's conditions on outer columns alone (`a.atthasdef`) become a CASE around it:
-//!   no rows and a false condition both give NULL.
-//! - `EXISTS (subquery)` outside WHERE becomes `(SELECT count(*) FROM subquery) > 0`.
+//!   no rows and a false condition both give NULL. Other correlation than by equality
+//!   (`a.attcollation <> t.typcollation`) is left to `crate::decorrelate`.
+//! - `EXISTS (subquery)` outside WHERE becomes `(SELECT count(*) FROM subquery) > 0`, which
+//!   DataFusion (or `crate::decorrelate`) can plan.
 
 use std::sync::Arc;
 
@@ -22,7 +24,7 @@ use datafusion::functions_aggregate::count::count_udaf;
 use datafusion::logical_expr::expr::{AggregateFunction, Case, Exists};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::{conjunction, split_conjunction};
-use datafusion::logical_expr::{lit, Filter, Operator, Projection};
+use datafusion::logical_expr::{lit, Filter, Projection};
 use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Expr, LogicalPlan, LogicalPlanBuilder, Signature,
     Subquery, Volatility,
@@ -53,9 +55,7 @@ impl AnalyzerRule for ScalarSubqueryValue {
                             None => value,
                         }))
                     }
-                    Expr::Exists(Exists { subquery, negated })
-                        if !in_filter && !subquery.outer_ref_columns.is_empty() =>
-                    {
+                    Expr::Exists(Exists { subquery, negated }) if !in_filter => {
                         Ok(Transformed::yes(exists_as_count(subquery, negated)?))
                     }
                     other => Ok(Transformed::no(other)),
@@ -100,22 +100,6 @@ fn is_outer_only(e: &Expr) -> bool {
     e.column_refs().is_empty() && has_outer(e)
 }
 
-/// `inner_column = <outer expression>`: what DataFusion can pull above an aggregate.
-fn is_equi_correlation(e: &Expr) -> bool {
-    let column = |e: &Expr| match e {
-        Expr::Column(_) => true,
-        Expr::Cast(c) => matches!(c.expr.as_ref(), Expr::Column(_)),
-        _ => false,
-    };
-    match e {
-        Expr::BinaryExpr(b) if b.op == Operator::Eq => {
-            (column(&b.left) && b.right.column_refs().is_empty())
-                || (column(&b.right) && b.left.column_refs().is_empty())
-        }
-        _ => false,
-    }
-}
-
 fn subquery_of(plan: LogicalPlan, spans: &Spans) -> Subquery {
     let mut outer_ref_columns: Vec<Expr> = Vec::new();
     for e in plan.all_out_ref_exprs() {
@@ -130,10 +114,9 @@ fn subquery_of(plan: LogicalPlan, spans: &Spans) -> Subquery {
     }
 }
 
-/// Takes the conditions of the subquery's top filter that DataFusion cannot decorrelate out, as
-/// a condition on the outer row: those on outer columns alone as they are, and those comparing
-/// outer with inner columns (`a.attcollation <> t.typcollation`) with each inner column looked up
-/// by a subquery of its own under the remaining conditions.
+/// Takes the conditions of the subquery's top filter on outer columns alone out, as a condition
+/// on the outer row. Those comparing outer with inner columns other than by equality stay:
+/// `crate::decorrelate` joins them per distinct outer value.
 fn hoist_outer_conditions(sq: Subquery) -> DfResult<(Option<Expr>, Subquery)> {
     let (projection, filter) = match sq.subquery.as_ref() {
         LogicalPlan::Projection(p) => match p.input.as_ref() {
@@ -143,35 +126,20 @@ fn hoist_outer_conditions(sq: Subquery) -> DfResult<(Option<Expr>, Subquery)> {
         LogicalPlan::Filter(f) => (None, f),
         _ => return Ok((None, sq)),
     };
-    let (mut outer_only, mut mixed, mut keep) = (Vec::new(), Vec::new(), Vec::new());
-    for c in split_conjunction(&filter.predicate) {
-        if is_outer_only(c) {
-            outer_only.push(c.clone());
-        } else if has_outer(c) && !is_equi_correlation(c) {
-            mixed.push(c.clone());
-        } else {
-            keep.push(c.clone());
-        }
-    }
-    if outer_only.is_empty() && mixed.is_empty() {
+    let (outer_only, keep): (Vec<&Expr>, Vec<&Expr>) = split_conjunction(&filter.predicate)
+        .into_iter()
+        .partition(|c| is_outer_only(c));
+    if outer_only.is_empty() {
         return Ok((None, sq));
     }
-    let input = match conjunction(keep) {
+    let input = match conjunction(keep.into_iter().cloned()) {
         Some(p) => LogicalPlan::Filter(Filter::try_new(p, Arc::clone(&filter.input))?),
         None => Arc::unwrap_or_clone(Arc::clone(&filter.input)),
     };
     let mut conditions = Vec::new();
-    for c in outer_only.into_iter().chain(mixed) {
-        let c = c.transform_up(|x| match x {
+    for c in outer_only {
+        let c = c.clone().transform_up(|x| match x {
             Expr::OuterReferenceColumn(_, col) => Ok(Transformed::yes(Expr::Column(col))),
-            Expr::Column(col) => {
-                let lookup = LogicalPlanBuilder::from(input.clone())
-                    .project(vec![Expr::Column(col)])?
-                    .build()?;
-                Ok(Transformed::yes(Expr::ScalarSubquery(wrap(subquery_of(
-                    lookup, &sq.spans,
-                ))?)))
-            }
             other => Ok(Transformed::no(other)),
         })?;
         conditions.push(c.data);
@@ -184,7 +152,11 @@ fn hoist_outer_conditions(sq: Subquery) -> DfResult<(Option<Expr>, Subquery)> {
 }
 
 fn exists_as_count(sq: Subquery, negated: bool) -> DfResult<Expr> {
-    let plan = Arc::unwrap_or_clone(sq.subquery);
+    let mut plan = Arc::unwrap_or_clone(sq.subquery);
+    if sq.outer_ref_columns.is_empty() {
+        // Uncorrelated: one row answers it.
+        plan = LogicalPlanBuilder::from(plan).limit(0, Some(1))?.build()?;
+    }
     let count = count_udaf()
         .call(vec![lit(1i64)])
         .alias("weft_exists_count");
@@ -301,9 +273,7 @@ impl ValueAccumulator {
         }
         self.rows += rows;
         if self.rows > 1 {
-            return Err(to_df(Error::DataException {
-                message: "more than one row returned by a subquery used as an expression".into(),
-            }));
+            return Err(to_df(Error::CardinalityViolation));
         }
         self.value = value()?;
         Ok(())
