@@ -53,6 +53,14 @@ pub enum Error {
     #[error("{message}")]
     DataException { message: String },
     #[error("{message}")]
+    InvalidDatetimeFormat { message: String },
+    #[error("more than one row returned by a subquery used as an expression")]
+    CardinalityViolation,
+    #[error("{message}")]
+    InvalidArgumentForLog { message: String },
+    #[error("{message}")]
+    InvalidArgumentForPower { message: String },
+    #[error("{message}")]
     UniqueViolation {
         message: String,
         detail: Option<String>,
@@ -126,6 +134,10 @@ impl Error {
             Error::StringTooLong { .. } => "22001",
             Error::DivisionByZero => "22012",
             Error::DataException { .. } => "22000",
+            Error::CardinalityViolation => "21000",
+            Error::InvalidDatetimeFormat { .. } => "22007",
+            Error::InvalidArgumentForLog { .. } => "2201E",
+            Error::InvalidArgumentForPower { .. } => "2201F",
             Error::UniqueViolation { .. } => "23505",
             Error::NotNullViolation { .. } => "23502",
             Error::CheckViolation { .. } => "23514",
@@ -469,6 +481,9 @@ fn plan_error(m: String) -> Error {
 }
 
 fn execution_error(m: String) -> Error {
+    if m.contains("Scalar subquery returned more than one row") {
+        return Error::CardinalityViolation;
+    }
     if m.contains("Divide by zero") || m.contains("division by zero") {
         return Error::DivisionByZero;
     }

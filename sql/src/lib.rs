@@ -15,12 +15,14 @@
 //!  Session::execute ───────────────────────────────► table.rs / scan.rs ──► storage TxnReader
 //! ```
 
+mod arith;
 pub mod convert;
 mod ddl;
 mod dml;
 pub mod engine;
 pub mod error;
 mod eval;
+mod format;
 mod functions;
 mod json;
 mod naming;

@@ -76,7 +76,7 @@ pub(crate) fn new_state(shared: &Arc<SessionShared>, database: &str) -> SessionS
         .with_config(config)
         .with_default_features()
         .with_catalog_list(catalogs)
-        .with_analyzer_rules(pg_catalog::analyzer_rules())
+        .with_analyzer_rules(crate::arith::analyzer_rules(pg_catalog::analyzer_rules()))
         .build();
     functions::register(&mut state, shared);
     functions::register_database(&mut state, database);

@@ -301,9 +301,7 @@ impl ValueAccumulator {
         }
         self.rows += rows;
         if self.rows > 1 {
-            return Err(to_df(Error::DataException {
-                message: "more than one row returned by a subquery used as an expression".into(),
-            }));
+            return Err(to_df(Error::CardinalityViolation));
         }
         self.value = value()?;
         Ok(())
