@@ -7,7 +7,9 @@ use std::sync::Arc;
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::common::{Result as DfResult, ScalarValue};
-use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, Signature, Volatility};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, Signature, Volatility,
+};
 
 use crate::error::{to_df, Error};
 
@@ -50,9 +52,9 @@ fn rowwise(
 fn text_of(v: &ScalarValue) -> Option<String> {
     match v {
         _ if v.is_null() => None,
-        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => {
-            Some(s.clone())
-        }
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::LargeUtf8(Some(s))
+        | ScalarValue::Utf8View(Some(s)) => Some(s.clone()),
         ScalarValue::Boolean(Some(b)) => Some(if *b { "t" } else { "f" }.into()),
         other => Some(other.to_string()),
     }
@@ -118,7 +120,9 @@ fn format(args: &[ScalarValue]) -> crate::Result<ScalarValue> {
             Some((n, rest)) => {
                 let n: usize = n.parse().map_err(|_| bad("invalid format() position"))?;
                 if n == 0 {
-                    return Err(bad("format specifies argument 0, but arguments are numbered from 1"));
+                    return Err(bad(
+                        "format specifies argument 0, but arguments are numbered from 1",
+                    ));
                 }
                 (n - 1, rest.to_string())
             }
@@ -167,8 +171,7 @@ fn quote_ident(s: &str) -> String {
         .chars()
         .next()
         .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if plain {
         s.to_string()
@@ -194,9 +197,11 @@ fn decimal_of(v: &ScalarValue) -> crate::Result<Option<(i128, i8)>> {
             let text = text_of(v).unwrap_or_default();
             let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
             let digits = format!("{int}{frac}");
-            let n: i128 = digits.parse().map_err(|_| Error::InvalidTextRepresentation {
-                message: format!("invalid input syntax for type numeric: \"{text}\""),
-            })?;
+            let n: i128 = digits
+                .parse()
+                .map_err(|_| Error::InvalidTextRepresentation {
+                    message: format!("invalid input syntax for type numeric: \"{text}\""),
+                })?;
             Some((n, i8::try_from(frac.len()).unwrap_or(i8::MAX)))
         }
         other => {
@@ -393,7 +398,11 @@ fn number_template(n: i128, scale: i8, fmt: &str) -> String {
         (digits, String::new())
     };
     let int_slots = int_pat.chars().filter(|c| matches!(c, '9' | '0')).count();
-    let int_digits = if int_digits == "0" { String::new() } else { int_digits };
+    let int_digits = if int_digits == "0" {
+        String::new()
+    } else {
+        int_digits
+    };
     if int_digits.len() > int_slots {
         let hashes: String = body
             .chars()
@@ -420,7 +429,10 @@ fn number_template(n: i128, scale: i8, fmt: &str) -> String {
                 match digit_iter.next() {
                     Some(d) => int_out.push(d),
                     None if first_zero.is_some_and(|z| slot_index >= z) => int_out.push('0'),
-                    None if frac_digits == 0 && slot_index + 1 == int_slots && int_out.is_empty() => {
+                    None if frac_digits == 0
+                        && slot_index + 1 == int_slots
+                        && int_out.is_empty() =>
+                    {
                         int_out.push('0')
                     }
                     None => {
@@ -491,12 +503,18 @@ mod tests {
 
     #[test]
     fn format_specifiers() {
-        let r = format(&[s("%s has %s items, %I %L %%"), s("cart"), ScalarValue::Int32(Some(3)), s("Tab"), s("it's")]);
+        let r = format(&[
+            s("%s has %s items, %I %L %%"),
+            s("cart"),
+            ScalarValue::Int32(Some(3)),
+            s("Tab"),
+            s("it's"),
+        ]);
+        assert_eq!(r.ok(), Some(s("cart has 3 items, \"Tab\" 'it''s' %")));
         assert_eq!(
-            r.ok(),
-            Some(s("cart has 3 items, \"Tab\" 'it''s' %"))
+            format(&[s("%2$s %1$s|%-3s|"), s("a"), s("b")]).ok(),
+            Some(s("b a|b  |"))
         );
-        assert_eq!(format(&[s("%2$s %1$s|%-3s|"), s("a"), s("b")]).ok(), Some(s("b a|b  |")));
     }
 
     #[test]
@@ -511,6 +529,9 @@ mod tests {
     #[test]
     fn date_templates() {
         assert_eq!(chrono_template("YYYY/MM/DD"), "%Y/%m/%d");
-        assert_eq!(chrono_template("FMDD \"of\" Month HH24:MI"), "%-d of %B %H:%M");
+        assert_eq!(
+            chrono_template("FMDD \"of\" Month HH24:MI"),
+            "%-d of %B %H:%M"
+        );
     }
 }

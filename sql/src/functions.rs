@@ -195,6 +195,7 @@ pub(crate) fn register(state: &mut SessionState, shared: &Arc<SessionShared>) {
         }),
     ));
     fns.extend(crate::format::udfs());
+    fns.push(crate::numeric_div::unconstrained_cast());
     for f in fns {
         let _ = state.register_udf(f);
     }
@@ -295,7 +296,9 @@ pub(crate) fn parse_bytea(s: &str) -> crate::Result<Vec<u8>> {
             i += 2;
         } else {
             let oct = b.get(i + 1..i + 4).ok_or_else(bad)?;
-            if !(b'0'..=b'3').contains(&oct[0]) || !oct[1..].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            if !(b'0'..=b'3').contains(&oct[0])
+                || !oct[1..].iter().all(|c| (b'0'..=b'7').contains(c))
+            {
                 return Err(bad());
             }
             out.push((oct[0] - b'0') * 64 + (oct[1] - b'0') * 8 + (oct[2] - b'0'));

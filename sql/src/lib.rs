@@ -26,6 +26,7 @@ mod format;
 mod functions;
 mod json;
 mod naming;
+mod numeric_div;
 mod pg_catalog;
 pub mod pgtype;
 mod query;

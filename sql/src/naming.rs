@@ -65,6 +65,7 @@ fn cast_type_of(function: &str) -> Option<&'static str> {
         "weft_json" => "json",
         "weft_jsonb" => "jsonb",
         "weft_bytea" => "bytea",
+        "weft_numeric" => "numeric",
         "weft_to_regclass" | "weft_regclass_name" => "regclass",
         "weft_to_regtype" | "weft_regtype_name" => "regtype",
         "weft_oid" => "oid",

@@ -372,12 +372,10 @@ pub fn tagged_utf8_field(name: &str, pg: PgType) -> Arc<Field> {
 
 /// A field of Arrow type `t` tagged with a PostgreSQL type (`regtype` held as an `Int64` oid).
 pub fn tagged_field(name: &str, t: ArrowType, pg: PgType) -> Arc<Field> {
-    Arc::new(
-        Field::new(name, t, true).with_metadata(HashMap::from([(
-            PG_TYPE_KEY.to_string(),
-            pg.name().to_string(),
-        )])),
-    )
+    Arc::new(Field::new(name, t, true).with_metadata(HashMap::from([(
+        PG_TYPE_KEY.to_string(),
+        pg.name().to_string(),
+    )])))
 }
 
 /// The text form of a `regtype` value: the type's SQL name, or the number for an unknown oid.

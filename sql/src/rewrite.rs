@@ -12,13 +12,44 @@ use datafusion::sql::sqlparser::ast::{
 };
 
 fn call(name: &str, arg: Expr) -> Expr {
+    call_with(name, vec![arg])
+}
+
+/// The scale a numeric literal (`1.50`, `'2.5e-3'`, `-0.5`) has as PostgreSQL numeric input.
+fn literal_scale(e: &Expr) -> Option<u32> {
+    let text = match e {
+        Expr::Value(v) => match &v.value {
+            ast::Value::Number(n, _) => n.clone(),
+            ast::Value::SingleQuotedString(s) => s.trim().to_string(),
+            _ => return None,
+        },
+        Expr::UnaryOp { expr, .. } => return literal_scale(expr),
+        Expr::Nested(e) => return literal_scale(e),
+        _ => return None,
+    };
+    let text = text.trim_start_matches(['+', '-']);
+    let (mantissa, exp) = match text.find(['e', 'E']) {
+        Some(i) => (&text[..i], text[i + 1..].parse::<i64>().ok()?),
+        None => (text, 0),
+    };
+    let frac = mantissa.split_once('.').map_or("", |(_, f)| f);
+    if !mantissa.chars().all(|c| c.is_ascii_digit() || c == '.') || mantissa.is_empty() {
+        return None;
+    }
+    u32::try_from((i64::try_from(frac.len()).ok()? - exp).max(0)).ok()
+}
+
+fn call_with(name: &str, args: Vec<Expr>) -> Expr {
     Expr::Function(ast::Function {
         name: ObjectName::from(vec![Ident::new(name)]),
         uses_odbc_syntax: false,
         parameters: FunctionArguments::None,
         args: FunctionArguments::List(FunctionArgumentList {
             duplicate_treatment: None,
-            args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))],
+            args: args
+                .into_iter()
+                .map(|a| FunctionArg::Unnamed(FunctionArgExpr::Expr(a)))
+                .collect(),
             clauses: vec![],
         }),
         filter: None,
@@ -84,7 +115,12 @@ fn fetch_as_limit(q: &mut Query) {
         .unwrap_or_else(|| Expr::value(ast::Value::Number("1".into(), false)));
     match &mut q.limit_clause {
         Some(LimitClause::LimitOffset { limit, .. }) if limit.is_none() => *limit = Some(n),
-        Some(_) => q.fetch = Some(ast::Fetch { quantity: Some(n), ..fetch }),
+        Some(_) => {
+            q.fetch = Some(ast::Fetch {
+                quantity: Some(n),
+                ..fetch
+            })
+        }
         None => {
             q.limit_clause = Some(LimitClause::LimitOffset {
                 limit: Some(n),
@@ -162,6 +198,20 @@ pub(crate) fn rewrite<V: VisitMut>(node: &mut V) {
     crate::pg_catalog::rewrite(node);
     let _ = visit_expressions_mut(node, |e: &mut Expr| {
         let replacement = match e {
+            Expr::Cast {
+                expr,
+                data_type:
+                    DataType::Numeric(ast::ExactNumberInfo::None)
+                    | DataType::Decimal(ast::ExactNumberInfo::None),
+                ..
+            } => {
+                let operand = std::mem::replace(expr.as_mut(), Expr::value(ast::Value::Null));
+                let mut args = vec![operand];
+                if let Some(scale) = literal_scale(&args[0]) {
+                    args.push(Expr::value(ast::Value::Number(scale.to_string(), false)));
+                }
+                Some(call_with("weft_numeric", args))
+            }
             Expr::Cast {
                 expr, data_type, ..
             } => function_for(data_type).map(|f| {

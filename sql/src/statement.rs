@@ -170,10 +170,7 @@ mod tests {
     fn maintenance_commands_are_noops() {
         let stmts = parse("VACUUM (VERBOSE) t; analyze t (a); CHECKPOINT; VACUUM ANALYZE")
             .unwrap_or_default();
-        let commands: Vec<_> = stmts
-            .iter()
-            .map(|s| maintenance_command(&s.ast))
-            .collect();
+        let commands: Vec<_> = stmts.iter().map(|s| maintenance_command(&s.ast)).collect();
         assert_eq!(
             commands,
             ["VACUUM", "ANALYZE", "CHECKPOINT", "VACUUM"].map(|c| Some(c.to_string()))
