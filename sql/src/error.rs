@@ -55,6 +55,12 @@ pub enum Error {
     #[error("more than one row returned by a subquery used as an expression")]
     CardinalityViolation,
     #[error("{message}")]
+    InvalidDatetimeFormat { message: String },
+    #[error("{message}")]
+    InvalidArgumentForLog { message: String },
+    #[error("{message}")]
+    InvalidArgumentForPower { message: String },
+    #[error("{message}")]
     UniqueViolation {
         message: String,
         detail: Option<String>,
@@ -129,6 +135,9 @@ impl Error {
             Error::DivisionByZero => "22012",
             Error::DataException { .. } => "22000",
             Error::CardinalityViolation => "21000",
+            Error::InvalidDatetimeFormat { .. } => "22007",
+            Error::InvalidArgumentForLog { .. } => "2201E",
+            Error::InvalidArgumentForPower { .. } => "2201F",
             Error::UniqueViolation { .. } => "23505",
             Error::NotNullViolation { .. } => "23502",
             Error::CheckViolation { .. } => "23514",

@@ -6,7 +6,7 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array, StringArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryArray, Int64Array, StringArray};
 use datafusion::arrow::datatypes::{DataType, FieldRef};
 use datafusion::common::{DFSchema, Result as DfResult, ScalarValue};
 use datafusion::execution::session_state::SessionState;
@@ -20,7 +20,7 @@ use datafusion::sql::sqlparser::ast::BinaryOperator;
 
 use crate::error::to_df;
 use crate::json::{self, PathStep};
-use crate::pgtype::{tagged_utf8_field, PgType};
+use crate::pgtype::{tagged_field, PgType};
 use crate::settings::SERVER_VERSION;
 use crate::shared::SessionShared;
 
@@ -70,7 +70,7 @@ impl ScalarUDFImpl for Udf {
 
     fn return_field_from_args(&self, _args: ReturnFieldArgs) -> DfResult<FieldRef> {
         Ok(match self.pg {
-            Some(pg) => tagged_utf8_field(self.name, pg),
+            Some(pg) => tagged_field(self.name, self.ret.clone(), pg),
             None => Arc::new(datafusion::arrow::datatypes::Field::new(
                 self.name,
                 self.ret.clone(),
@@ -98,6 +98,16 @@ fn udf(
         pg,
         body,
     }))
+}
+
+/// A function of any result type, registered as is.
+pub(crate) fn udf_any(
+    name: &'static str,
+    signature: Signature,
+    ret: DataType,
+    body: Arc<Body>,
+) -> Arc<ScalarUDF> {
+    udf(name, signature, ret, None, body)
 }
 
 fn constant_text(name: &'static str, value: String) -> Arc<ScalarUDF> {
@@ -144,23 +154,28 @@ pub(crate) fn register(state: &mut SessionState, shared: &Arc<SessionShared>) {
         text_fn("weft_jsonb", Some(PgType::Jsonb), |s| {
             json::normalize(s).map(Some)
         }),
+        text_fn("weft_json", Some(PgType::Json), |s| {
+            json::normalize(s).map(|_| Some(s.to_string()))
+        }),
+        bytea_input(),
         json_op("weft_json_get", Some(PgType::Jsonb), false),
         json_op("weft_json_get_text", None, true),
     ];
+    // regtype is an oid (as in reg.rs); its text form is the type's name (pgtype::regtype_name).
     fns.push(udf(
         "pg_typeof",
         Signature::any(1, Volatility::Immutable),
-        DataType::Utf8,
+        DataType::Int64,
         Some(PgType::RegType),
         Arc::new(|args| {
-            let name = args
+            let oid = args
                 .arg_fields
                 .first()
-                .map(|f| PgType::from_field(f).display_name())
-                .unwrap_or("unknown");
-            Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(
-                name.to_string(),
-            ))))
+                .map(|f| PgType::from_field(f).oid())
+                .unwrap_or(PgType::Unknown.oid());
+            Ok(ColumnarValue::Scalar(ScalarValue::Int64(Some(i64::from(
+                oid,
+            )))))
         }),
     ));
     let position_shared = Arc::clone(shared);
@@ -216,6 +231,8 @@ pub(crate) fn register(state: &mut SessionState, shared: &Arc<SessionShared>) {
             Ok(ColumnarValue::Array(Arc::new(empty)))
         }),
     ));
+    fns.extend(crate::format::udfs());
+    fns.push(crate::numeric_div::unconstrained_cast());
     for f in fns {
         let _ = state.register_udf(f);
     }
@@ -256,6 +273,82 @@ fn text_fn(
             Ok(ColumnarValue::Array(Arc::new(out)))
         }),
     )
+}
+
+/// A cast to bytea: text is read as PostgreSQL's bytea input (`\\x` hex or the escape format);
+/// binary values pass through.
+fn bytea_input() -> Arc<ScalarUDF> {
+    udf(
+        "weft_bytea",
+        Signature::any(1, Volatility::Immutable),
+        DataType::Binary,
+        None,
+        Arc::new(|args| {
+            let input = args.args[0].clone().into_array(args.number_rows)?;
+            if matches!(input.data_type(), DataType::Binary) {
+                return Ok(ColumnarValue::Array(input));
+            }
+            let input = datafusion::arrow::compute::cast(&input, &DataType::Utf8)?;
+            let out = input
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.map(parse_bytea).transpose())
+                .collect::<crate::Result<BinaryArray>>()
+                .map_err(to_df)?;
+            Ok(ColumnarValue::Array(Arc::new(out)))
+        }),
+    )
+}
+
+/// PostgreSQL's byteain.
+pub(crate) fn parse_bytea(s: &str) -> crate::Result<Vec<u8>> {
+    let bad = || crate::Error::InvalidTextRepresentation {
+        message: "invalid input syntax for type bytea".into(),
+    };
+    if let Some(hex) = s.strip_prefix("\\x").or_else(|| s.strip_prefix("\\X")) {
+        let digits: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+        if digits.len() % 2 != 0 {
+            return Err(crate::Error::InvalidParameterValue {
+                message: "invalid hexadecimal data: odd number of digits".into(),
+            });
+        }
+        return digits
+            .chunks(2)
+            .map(|p| {
+                std::str::from_utf8(p)
+                    .ok()
+                    .and_then(|p| u8::from_str_radix(p, 16).ok())
+                    .ok_or_else(|| crate::Error::InvalidParameterValue {
+                        message: format!(
+                            "invalid hexadecimal digit: \"{}\"",
+                            String::from_utf8_lossy(p)
+                        ),
+                    })
+            })
+            .collect();
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'\\' {
+            out.push(b[i]);
+            i += 1;
+        } else if b.get(i + 1) == Some(&b'\\') {
+            out.push(b'\\');
+            i += 2;
+        } else {
+            let oct = b.get(i + 1..i + 4).ok_or_else(bad)?;
+            if !(b'0'..=b'3').contains(&oct[0])
+                || !oct[1..].iter().all(|c| (b'0'..=b'7').contains(c))
+            {
+                return Err(bad());
+            }
+            out.push((oct[0] - b'0') * 64 + (oct[1] - b'0') * 8 + (oct[2] - b'0'));
+            i += 4;
+        }
+    }
+    Ok(out)
 }
 
 fn json_op(name: &'static str, pg: Option<PgType>, as_text: bool) -> Arc<ScalarUDF> {

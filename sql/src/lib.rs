@@ -15,6 +15,7 @@
 //!  Session::execute ───────────────────────────────► table.rs / scan.rs ──► storage TxnReader
 //! ```
 
+mod arith;
 pub mod convert;
 mod ddl;
 mod decorrelate;
@@ -22,9 +23,11 @@ mod dml;
 pub mod engine;
 pub mod error;
 mod eval;
+mod format;
 mod functions;
 mod json;
 mod naming;
+mod numeric_div;
 mod pg_catalog;
 pub mod pgtype;
 pub mod push;

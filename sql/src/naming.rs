@@ -16,22 +16,67 @@ pub(crate) type Names = HashMap<String, String>;
 
 /// PostgreSQL's FigureColname: the name an unaliased select-list expression gets.
 pub(crate) fn figure_name(e: &ast::Expr) -> Option<String> {
+    figure(e).map(|(name, _)| name)
+}
+
+/// A name and whether it is strong (a column or function name) rather than a cast's type name,
+/// which an enclosing cast overrides (`'1'::int4::text` is `text`, `x::int4::text` is `x`).
+fn figure(e: &ast::Expr) -> Option<(String, bool)> {
     match e {
-        ast::Expr::Identifier(i) => Some(ident(i)),
-        ast::Expr::CompoundIdentifier(parts) => parts.last().map(ident),
-        ast::Expr::Function(f) => f.name.0.last().and_then(|p| p.as_ident()).map(ident),
+        ast::Expr::Identifier(i) => Some((ident(i), true)),
+        ast::Expr::CompoundIdentifier(parts) => parts.last().map(|p| (ident(p), true)),
+        ast::Expr::Function(f) => {
+            let name = f.name.0.last().and_then(|p| p.as_ident()).map(ident)?;
+            match cast_type_of(&name) {
+                // A cast rewritten into a call (rewrite.rs) is named like the cast.
+                Some(t) => Some(cast_name(first_arg(f), t.into())),
+                None => Some((name, true)),
+            }
+        }
         ast::Expr::Cast {
             expr, data_type, ..
-        } => figure_name(expr).or_else(|| Some(type_name(data_type))),
-        ast::Expr::Nested(e) => figure_name(e),
-        ast::Expr::Case { .. } => Some("case".into()),
-        ast::Expr::Exists { .. } => Some("exists".into()),
+        } => Some(cast_name(Some(expr), type_name(data_type))),
+        ast::Expr::Nested(e) => figure(e),
+        ast::Expr::Case { .. } => Some(("case".into(), false)),
+        ast::Expr::Exists { .. } => Some(("exists".into(), true)),
         ast::Expr::Subquery(q) => match q.body.as_ref() {
             ast::SetExpr::Select(s) => s.projection.first().and_then(|item| match item {
-                ast::SelectItem::UnnamedExpr(e) => figure_name(e),
-                ast::SelectItem::ExprWithAlias { alias, .. } => Some(ident(alias)),
+                ast::SelectItem::UnnamedExpr(e) => figure(e),
+                ast::SelectItem::ExprWithAlias { alias, .. } => Some((ident(alias), true)),
                 _ => None,
             }),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn cast_name(operand: Option<&ast::Expr>, type_name: String) -> (String, bool) {
+    match operand.and_then(figure) {
+        Some((name, true)) => (name, true),
+        _ => (type_name, false),
+    }
+}
+
+/// The type a cast rewritten into a call of `function` (rewrite.rs, pg_catalog/rewrite.rs) casts to.
+fn cast_type_of(function: &str) -> Option<&'static str> {
+    Some(match function {
+        "weft_uuid" => "uuid",
+        "weft_json" => "json",
+        "weft_jsonb" => "jsonb",
+        "weft_bytea" => "bytea",
+        "weft_numeric" => "numeric",
+        "weft_to_regclass" | "weft_regclass_name" => "regclass",
+        "weft_to_regtype" | "weft_regtype_name" => "regtype",
+        "weft_oid" => "oid",
+        _ => return None,
+    })
+}
+
+fn first_arg(f: &ast::Function) -> Option<&ast::Expr> {
+    match &f.args {
+        ast::FunctionArguments::List(l) => match l.args.first()? {
+            ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => Some(e),
             _ => None,
         },
         _ => None,

@@ -367,12 +367,20 @@ pub fn type_modifier(t: DataType) -> i32 {
 
 /// A Utf8 field tagged with a PostgreSQL type, for function results such as `->` (jsonb).
 pub fn tagged_utf8_field(name: &str, pg: PgType) -> Arc<Field> {
-    Arc::new(
-        Field::new(name, ArrowType::Utf8, true).with_metadata(HashMap::from([(
-            PG_TYPE_KEY.to_string(),
-            pg.name().to_string(),
-        )])),
-    )
+    tagged_field(name, ArrowType::Utf8, pg)
+}
+
+/// A field of Arrow type `t` tagged with a PostgreSQL type (`regtype` held as an `Int64` oid).
+pub fn tagged_field(name: &str, t: ArrowType, pg: PgType) -> Arc<Field> {
+    Arc::new(Field::new(name, t, true).with_metadata(HashMap::from([(
+        PG_TYPE_KEY.to_string(),
+        pg.name().to_string(),
+    )])))
+}
+
+/// The text form of a `regtype` value: the type's SQL name, or the number for an unknown oid.
+pub fn regtype_name(oid: u32) -> String {
+    crate::pg_catalog::regtype_name(oid)
 }
 
 /// SQL spelling of a stored type, as `format_type` and `information_schema` show it.

@@ -60,6 +60,8 @@ pub(crate) fn new_state(shared: &Arc<SessionShared>, database: &str) -> SessionS
         // One partition: point and small queries dominate; repartitioning costs more than it gives.
         .with_target_partitions(1)
         .set_str("datafusion.sql_parser.dialect", "PostgreSQL")
+        // `timestamptz` plans as a zoned timestamp (OID 1184); sessions are UTC.
+        .set_str("datafusion.execution.time_zone", crate::pgtype::UTC)
         .set_bool("datafusion.sql_parser.map_string_types_to_utf8view", false)
         .set_bool(
             "datafusion.execution.parquet.schema_force_view_types",
@@ -82,7 +84,7 @@ pub(crate) fn new_state(shared: &Arc<SessionShared>, database: &str) -> SessionS
         .with_config(config)
         .with_default_features()
         .with_catalog_list(catalogs)
-        .with_analyzer_rules(pg_catalog::analyzer_rules())
+        .with_analyzer_rules(crate::arith::analyzer_rules(pg_catalog::analyzer_rules()))
         .build();
     functions::register(&mut state, shared);
     functions::register_database(&mut state, database);

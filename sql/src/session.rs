@@ -541,7 +541,7 @@ impl Session {
             ast::Statement::Deallocate { .. } => Ok(Some(QueryOutput::Command {
                 tag: "DEALLOCATE".into(),
             })),
-            _ => Ok(None),
+            other => crate::statement::maintenance(other, self.block.is_some()),
         }
     }
 }

@@ -6,7 +6,7 @@ use datafusion::sql::sqlparser::ast;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
-use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Word};
+use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Whitespace, Word};
 
 use crate::error::{Error, Result};
 
@@ -100,6 +100,89 @@ fn rewrite_live(tokens: &mut [TokenWithSpan], i: usize) -> bool {
         keyword: Keyword::VIEW,
     });
     true
+/// The table name a maintenance statement is parsed as (`VACUUM "weft:<command>"`); see
+/// [`maintenance_command`].
+const MAINTENANCE_PREFIX: &str = "weft:";
+
+/// `VACUUM`, `ANALYZE` and `CHECKPOINT` have nothing to do in Weft (RocksDB compacts and keeps no
+/// planner statistics) but users run them after a bulk load: each statement becomes `VACUUM`
+/// with its command as a marker table name, whatever options and tables it named.
+fn maintenance_as_vacuum(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    let mut out = Vec::with_capacity(tokens.len());
+    let mut at_start = true;
+    let mut skipping = false;
+    for t in tokens {
+        match &t.token {
+            Token::SemiColon => {
+                at_start = true;
+                skipping = false;
+            }
+            _ if skipping => continue,
+            Token::Whitespace(_) => {}
+            Token::Word(w) if at_start && w.quote_style.is_none() => {
+                at_start = false;
+                let command = match w.value.to_ascii_lowercase().as_str() {
+                    "vacuum" => "vacuum",
+                    "analyze" | "analyse" => "analyze",
+                    "checkpoint" => "checkpoint",
+                    _ => {
+                        out.push(t);
+                        continue;
+                    }
+                };
+                let word = |value: String, quote_style, keyword| TokenWithSpan {
+                    token: Token::Word(Word {
+                        value,
+                        quote_style,
+                        keyword,
+                    }),
+                    span: t.span,
+                };
+                out.push(word("VACUUM".into(), None, Keyword::VACUUM));
+                out.push(TokenWithSpan {
+                    token: Token::Whitespace(Whitespace::Space),
+                    span: t.span,
+                });
+                out.push(word(
+                    format!("{MAINTENANCE_PREFIX}{command}"),
+                    Some('"'),
+                    Keyword::NoKeyword,
+                ));
+                skipping = true;
+                continue;
+            }
+            _ => at_start = false,
+        }
+        out.push(t);
+    }
+    out
+}
+
+/// The command (`VACUUM`, `ANALYZE`, `CHECKPOINT`) of a statement that is a maintenance no-op.
+pub(crate) fn maintenance_command(stmt: &ast::Statement) -> Option<String> {
+    let ast::Statement::Vacuum(v) = stmt else {
+        return None;
+    };
+    let name = v.table_name.as_ref()?.0.first()?.as_ident()?;
+    name.value
+        .strip_prefix(MAINTENANCE_PREFIX)
+        .map(str::to_ascii_uppercase)
+}
+
+/// Runs a maintenance statement: nothing to do but answer with its tag.
+pub(crate) fn maintenance(
+    stmt: &ast::Statement,
+    in_block: bool,
+) -> Result<Option<crate::session::QueryOutput>> {
+    let Some(tag) = maintenance_command(stmt) else {
+        return Ok(None);
+    };
+    if in_block && tag == "VACUUM" {
+        return Err(Error::ActiveTransaction {
+            message: "VACUUM cannot run inside a transaction block".into(),
+        });
+    }
+    Ok(Some(crate::session::QueryOutput::Command { tag }))
 }
 
 /// Parses a query string into its statements (none for an empty query).
@@ -112,6 +195,7 @@ pub(crate) fn parse(sql: &str) -> Result<Vec<Statement>> {
         .tokenize_with_location()
         .map_err(|e| Error::from(ParserError::from(e)).with_sql_position(sql))?;
     abort_is_rollback(&mut tokens);
+    let mut tokens = maintenance_as_vacuum(tokens);
     let live = live_query_is_materialized_view(&mut tokens);
     let statements = Parser::new(&dialect)
         .with_recursion_limit(RECURSION_LIMIT)
@@ -141,6 +225,17 @@ pub(crate) fn parse(sql: &str) -> Result<Vec<Statement>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn maintenance_commands_are_noops() {
+        let stmts = parse("VACUUM (VERBOSE) t; analyze t (a); CHECKPOINT; VACUUM ANALYZE")
+            .unwrap_or_default();
+        let commands: Vec<_> = stmts.iter().map(|s| maintenance_command(&s.ast)).collect();
+        assert_eq!(
+            commands,
+            ["VACUUM", "ANALYZE", "CHECKPOINT", "VACUUM"].map(|c| Some(c.to_string()))
+        );
+    }
 
     #[test]
     fn empty_and_multi() {

@@ -260,6 +260,13 @@ pub(super) fn put_text(
         }
         DataType::Int16 => s = prim!(array, Int16Type, row).to_string(),
         DataType::Int32 => s = prim!(array, Int32Type, row).to_string(),
+        DataType::Int64 if oid == oid::REGTYPE => {
+            let v = prim!(array, Int64Type, row);
+            s = match u32::try_from(v) {
+                Ok(o) => weft_sql::pgtype::regtype_name(o),
+                Err(_) => v.to_string(),
+            }
+        }
         DataType::Int64 => s = prim!(array, Int64Type, row).to_string(),
         DataType::Float32 => s = float::float4(prim!(array, Float32Type, row)),
         DataType::Float64 => s = float::float8(prim!(array, Float64Type, row)),

@@ -61,6 +61,14 @@ use crate::shared::SessionShared;
 
 pub(crate) use self::rewrite::rewrite;
 
+/// The text form of a `regtype` value: the type's SQL name, or the number for an unknown oid.
+pub(crate) fn regtype_name(oid: u32) -> String {
+    match types::by_oid(oid) {
+        Some(_) => types::format_type(oid, None),
+        None => oid.to_string(),
+    }
+}
+
 /// DataFusion's analyzer rules with Weft's around them: array literals are typed before type
 /// coercion, subqueries reshaped and the aggregates DataFusion cannot decorrelate decorrelated
 /// after it.

@@ -137,7 +137,7 @@ fn replacement(e: &mut Expr) -> Option<Expr> {
 fn name_function(lookup: &str) -> Option<&'static str> {
     Some(match lookup {
         "weft_to_regclass" => "weft_regclass_name",
-        "weft_to_regtype" => "weft_regtype_name",
+        "weft_to_regtype" | "pg_typeof" => "weft_regtype_name",
         "weft_to_regnamespace" => "weft_regnamespace_name",
         _ => return None,
     })

@@ -1,0 +1,352 @@
+//! PostgreSQL's integer semantics on DataFusion plans, as two analyzer rules around DataFusion's:
+//!
+//! ```text
+//!   IntLiterals ─► DataFusion's rules (type coercion, …) ─► CheckedArithmetic
+//! ```
+//!
+//! - An integer literal that fits in 32 bits is `int4`, as in PostgreSQL (DataFusion makes every
+//!   integer literal `Int64`): `SELECT 1` is int4, `SELECT 2147483648` int8.
+//! - `+`, `-` and `*` on integers fail with 22003 (`integer out of range`) instead of wrapping.
+//! - A cast of a numeric or float to an integer rounds (half away from zero) instead of truncating.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::compute::kernels::numeric;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{DFSchema, Result as DfResult, ScalarValue};
+use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::utils::merge_schema;
+use datafusion::logical_expr::{
+    BinaryExpr, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs,
+    ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+use datafusion::optimizer::AnalyzerRule;
+
+use crate::error::{to_df, Error};
+
+type Rule = Arc<dyn AnalyzerRule + Send + Sync>;
+
+/// `rules` (DataFusion's and the catalogs') with Weft's integer rules around them.
+pub(crate) fn analyzer_rules(rules: Vec<Rule>) -> Vec<Rule> {
+    let mut out: Vec<Rule> = vec![Arc::new(IntLiterals)];
+    out.extend(rules);
+    out.push(Arc::new(CheckedArithmetic));
+    out
+}
+
+/// Rewrites the expressions of every node (subqueries included), keeping output names.
+fn rewrite_plan(
+    plan: LogicalPlan,
+    f: &dyn Fn(Expr, &DFSchema) -> DfResult<Transformed<Expr>>,
+) -> DfResult<LogicalPlan> {
+    plan.transform_up_with_subqueries(|node| {
+        // A LIMIT's count must stay Int64; VALUES keeps the schema it was planned with.
+        // Types below may have changed: every node's schema is recomputed.
+        if matches!(node, LogicalPlan::Limit(_) | LogicalPlan::Values(_)) {
+            return node.recompute_schema().map(Transformed::yes);
+        }
+        let preserver = NamePreserver::new(&node);
+        let mut schema = merge_schema(&node.inputs());
+        if let LogicalPlan::TableScan(ts) = &node {
+            if let Ok(source) =
+                DFSchema::try_from_qualified_schema(ts.table_name.clone(), &ts.source.schema())
+            {
+                schema.merge(&source);
+            }
+        }
+        let t = node.map_expressions(|e| {
+            let name = preserver.save(&e);
+            e.transform_up(|e| f(e, &schema))
+                .map(|t| t.update_data(|e| name.restore(e)))
+        })?;
+        t.map_data(|p| p.recompute_schema())
+    })
+    .map(|t| t.data)
+}
+
+#[derive(Debug)]
+struct IntLiterals;
+
+impl AnalyzerRule for IntLiterals {
+    fn name(&self) -> &str {
+        "weft_int_literals"
+    }
+
+    fn analyze(&self, plan: LogicalPlan, _: &ConfigOptions) -> DfResult<LogicalPlan> {
+        // A recursive CTE's work table keeps the types it was planned with: leave it as it is.
+        let mut recursive = false;
+        plan.apply_with_subqueries(|p| {
+            recursive |= matches!(p, LogicalPlan::RecursiveQuery(_));
+            Ok(if recursive {
+                TreeNodeRecursion::Stop
+            } else {
+                TreeNodeRecursion::Continue
+            })
+        })?;
+        if recursive {
+            return Ok(plan);
+        }
+        rewrite_plan(plan, &|e, _| match e {
+            Expr::Literal(ScalarValue::Int64(Some(v)), meta) => match i32::try_from(v) {
+                Ok(v) => Ok(Transformed::yes(Expr::Literal(
+                    ScalarValue::Int32(Some(v)),
+                    meta,
+                ))),
+                Err(_) => Ok(Transformed::no(Expr::Literal(
+                    ScalarValue::Int64(Some(v)),
+                    meta,
+                ))),
+            },
+            other => Ok(Transformed::no(other)),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct CheckedArithmetic;
+
+impl AnalyzerRule for CheckedArithmetic {
+    fn name(&self) -> &str {
+        "weft_checked_arithmetic"
+    }
+
+    fn analyze(&self, plan: LogicalPlan, _: &ConfigOptions) -> DfResult<LogicalPlan> {
+        rewrite_plan(plan, &|e, schema| {
+            let e = match e {
+                Expr::Cast(c) if is_int(c.field.data_type()) => {
+                    let from = c.expr.get_type(schema).ok();
+                    return Ok(if from.as_ref().is_some_and(is_fractional) {
+                        Transformed::yes(Expr::Cast(datafusion::logical_expr::expr::Cast {
+                            expr: Box::new(Expr::ScalarFunction(ScalarFunction::new_udf(
+                                Arc::new(ScalarUDF::new_from_impl(RoundToInteger {
+                                    signature: Signature::any(1, Volatility::Immutable),
+                                })),
+                                vec![*c.expr],
+                            ))),
+                            field: c.field,
+                        }))
+                    } else {
+                        Transformed::no(Expr::Cast(c))
+                    });
+                }
+                other => other,
+            };
+            let Expr::BinaryExpr(BinaryExpr { left, op, right }) = e else {
+                return Ok(Transformed::no(e));
+            };
+            let types = (left.get_type(schema).ok(), right.get_type(schema).ok());
+            if op == Operator::Divide {
+                if let (Some(l), Some(r)) = &types {
+                    let decimal = |t: &DataType| matches!(t, DataType::Decimal128(..));
+                    if (decimal(l) || decimal(r))
+                        && (decimal(l) || is_int(l))
+                        && (decimal(r) || is_int(r))
+                    {
+                        let as_decimal = |e: Expr, t: &DataType| {
+                            if decimal(t) {
+                                e
+                            } else {
+                                e.cast_to(&DataType::Decimal128(20, 0), schema)
+                                    .unwrap_or_else(|_| e_null())
+                            }
+                        };
+                        let dec = |t: &DataType| {
+                            if decimal(t) {
+                                t.clone()
+                            } else {
+                                DataType::Decimal128(20, 0)
+                            }
+                        };
+                        return Ok(Transformed::yes(crate::numeric_div::call(
+                            as_decimal(*left, l),
+                            &dec(l),
+                            as_decimal(*right, r),
+                            &dec(r),
+                        )));
+                    }
+                }
+            }
+            let checked = match op {
+                Operator::Plus => Some(Op::Add),
+                Operator::Minus => Some(Op::Sub),
+                Operator::Multiply => Some(Op::Mul),
+                _ => None,
+            };
+            match (checked, types) {
+                (Some(op), (Some(l), Some(r))) if is_int(&l) && l == r => Ok(Transformed::yes(
+                    Expr::ScalarFunction(ScalarFunction::new_udf(op.udf(), vec![*left, *right])),
+                )),
+                _ => Ok(Transformed::no(Expr::BinaryExpr(BinaryExpr {
+                    left,
+                    op,
+                    right,
+                }))),
+            }
+        })
+    }
+}
+
+fn e_null() -> Expr {
+    Expr::Literal(ScalarValue::Decimal128(None, 20, 0), None)
+}
+
+fn is_fractional(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Float32 | DataType::Float64 | DataType::Decimal128(..)
+    )
+}
+
+/// Rounds half away from zero to an integral value of the same type (PostgreSQL's numeric to
+/// integer cast).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct RoundToInteger {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for RoundToInteger {
+    fn name(&self) -> &str {
+        "weft_round_to_integer"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(arg_types.first().cloned().unwrap_or(DataType::Float64))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        use datafusion::arrow::array::{AsArray, Decimal128Array};
+        use datafusion::arrow::datatypes::{Decimal128Type, Float32Type, Float64Type};
+        let Some(arg) = args.args.first() else {
+            return Err(to_df(Error::internal("round without an operand")));
+        };
+        let scalar = matches!(arg, ColumnarValue::Scalar(_));
+        let a = arg.clone().into_array(args.number_rows)?;
+        let out: ArrayRef = match a.data_type() {
+            DataType::Float64 => Arc::new(
+                a.as_primitive::<Float64Type>()
+                    .unary::<_, Float64Type>(f64::round),
+            ) as ArrayRef,
+            DataType::Float32 => Arc::new(
+                a.as_primitive::<Float32Type>()
+                    .unary::<_, Float32Type>(f32::round),
+            ),
+            DataType::Decimal128(p, s) if *s > 0 => {
+                let unit = 10i128.pow(u32::from(s.unsigned_abs()));
+                let rounded: Decimal128Array = a
+                    .as_primitive::<Decimal128Type>()
+                    .unary::<_, Decimal128Type>(|v| {
+                        let q = v / unit;
+                        let r = v % unit;
+                        let q = if r.abs() * 2 >= unit {
+                            q + v.signum()
+                        } else {
+                            q
+                        };
+                        q.saturating_mul(unit)
+                    });
+                Arc::new(rounded.with_precision_and_scale(*p, *s)?)
+            }
+            _ => a,
+        };
+        if scalar {
+            Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?))
+        } else {
+            Ok(ColumnarValue::Array(out))
+        }
+    }
+}
+
+fn is_int(t: &DataType) -> bool {
+    matches!(t, DataType::Int16 | DataType::Int32 | DataType::Int64)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Op {
+    Add,
+    Sub,
+    Mul,
+}
+
+impl Op {
+    fn udf(self) -> Arc<ScalarUDF> {
+        Arc::new(ScalarUDF::new_from_impl(Checked {
+            op: self,
+            signature: Signature::any(2, Volatility::Immutable),
+        }))
+    }
+}
+
+/// Integer `+`, `-`, `*` that fail on overflow.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Checked {
+    op: Op,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for Checked {
+    fn name(&self) -> &str {
+        match self.op {
+            Op::Add => "weft_int_add",
+            Op::Sub => "weft_int_sub",
+            Op::Mul => "weft_int_mul",
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(arg_types.first().cloned().unwrap_or(DataType::Int64))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let scalar = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let [l, r] = args.args.as_slice() else {
+            return Err(to_df(Error::internal(
+                "integer operator without two operands",
+            )));
+        };
+        let (l, r): (ArrayRef, ArrayRef) = (
+            l.clone().into_array(args.number_rows)?,
+            r.clone().into_array(args.number_rows)?,
+        );
+        let out = match self.op {
+            Op::Add => numeric::add(&l, &r),
+            Op::Sub => numeric::sub(&l, &r),
+            Op::Mul => numeric::mul(&l, &r),
+        }
+        .map_err(|e| match e {
+            datafusion::arrow::error::ArrowError::ArithmeticOverflow(_) => {
+                to_df(Error::NumericOutOfRange {
+                    message: format!("{} out of range", int_name(l.data_type())),
+                })
+            }
+            other => other.into(),
+        })?;
+        if scalar {
+            Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?))
+        } else {
+            Ok(ColumnarValue::Array(out))
+        }
+    }
+}
+
+fn int_name(t: &DataType) -> &'static str {
+    match t {
+        DataType::Int16 => "smallint",
+        DataType::Int32 => "integer",
+        _ => "bigint",
+    }
+}
