@@ -100,6 +100,8 @@ fn rewrite_live(tokens: &mut [TokenWithSpan], i: usize) -> bool {
         keyword: Keyword::VIEW,
     });
     true
+}
+
 /// The table name a maintenance statement is parsed as (`VACUUM "weft:<command>"`); see
 /// [`maintenance_command`].
 const MAINTENANCE_PREFIX: &str = "weft:";
