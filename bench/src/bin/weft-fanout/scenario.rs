@@ -96,6 +96,10 @@ pub struct Outcome {
     pub rss_end_mb: Option<f64>,
     pub notices: u64,
     pub unparsed: u64,
+    /// CPU µs per delivery from the writer's start to the end of the drain: the server's
+    /// (PostgreSQL: all its processes) and this client's (listeners and writer).
+    pub server_us_per_delivery: Option<f64>,
+    pub client_us_per_delivery: Option<f64>,
     pub loadavg: Option<f64>,
     pub error: Option<String>,
 }
@@ -170,6 +174,31 @@ pub fn rss_mb(pid: u32, tree: bool) -> Option<f64> {
     Some(total / 1024.0)
 }
 
+/// CPU seconds (user + system) used so far by the process, or by it and its children.
+pub fn cpu_s(pid: u32, tree: bool) -> Option<f64> {
+    let tick = 100.0; // USER_HZ on Linux
+    let read = |p: u32| -> Option<(u32, f64)> {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+        let f: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ppid = f.get(1)?.parse().ok()?;
+        let t: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+        Some((ppid, t / tick))
+    };
+    let mut total = read(pid)?.1;
+    if tree {
+        for e in std::fs::read_dir("/proc").ok()?.flatten() {
+            if let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) {
+                if let Some((ppid, t)) = read(p) {
+                    if ppid == pid {
+                        total += t;
+                    }
+                }
+            }
+        }
+    }
+    Some(total)
+}
+
 fn kb_field(s: &str, key: &str) -> Option<f64> {
     s.lines()
         .find(|l| l.starts_with(key))?
@@ -200,12 +229,6 @@ pub async fn run(t: &Target, s: Scenario, shape: &Shape, next_id: &mut i64) -> O
 }
 
 async fn run_inner(t: &Target, s: Scenario, shape: &Shape, next_id: &mut i64) -> Result<Outcome, String> {
-    let writer = client(&t.url).await?;
-    let insert = writer
-        .prepare("INSERT INTO fan (id, sent_at) VALUES ($1, $2)")
-        .await
-        .map_err(|e| format!("prepare: {e}"))?;
-
     // Listeners: bounded parallel connects (PostgreSQL forks a backend for each).
     let gate = Arc::new(Semaphore::new(64));
     let mut pending = Vec::with_capacity(shape.listeners);
@@ -235,6 +258,24 @@ async fn run_inner(t: &Target, s: Scenario, shape: &Shape, next_id: &mut i64) ->
     }
     let rss_idle_mb = t.pid.and_then(|p| rss_mb(p, t.tree));
 
+    // The writer has its own thread and runtime, as a separate client would: on the listeners'
+    // runtime its next commit would wait behind every listener's wake-up.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<Window>();
+    let (url, first_id) = (t.url.clone(), *next_id);
+    let writer = std::thread::spawn(move || -> Writes {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                let _ = ready_tx.send(Err(format!("writer runtime: {e}")));
+                return Writes::default();
+            }
+        };
+        rt.block_on(write(url, s, first_id, ready_tx, go_rx))
+    });
+    ready_rx
+        .recv()
+        .map_err(|_| "the writer thread ended early".to_string())??;
     let start_us = now_us();
     let from_us = start_us + shape.warmup.as_micros() as u64;
     let window = Window {
@@ -247,44 +288,14 @@ async fn run_inner(t: &Target, s: Scenario, shape: &Shape, next_id: &mut i64) ->
         .into_iter()
         .map(|l| tokio::spawn(l.receive(window, stop_rx.clone(), Arc::clone(&received))))
         .collect();
-
-    // The writer: one change per transaction (autocommit), back to back.
-    let started = Instant::now();
-    let end = started + shape.warmup + shape.duration;
-    let (mut commits, mut in_window) = (0u64, 0u64);
-    let mut write_error = None;
-    while Instant::now() < end {
-        let sent = now_us();
-        let r = if s.inserts() {
-            *next_id += 1;
-            timeout(Duration::from_secs(30), writer.execute(&insert, &[&*next_id, &(sent as i64)]))
-                .await
-                .map(|r| r.map(|_| ()))
-        } else {
-            let channel = if s.delivers() { "fanc" } else { "busyc" };
-            let sql = format!("NOTIFY {channel}, '{{\"sent_at\": {sent}}}'");
-            timeout(Duration::from_secs(30), writer.simple_query(&sql))
-                .await
-                .map(|r| r.map(|_| ()))
-        };
-        match r {
-            Ok(Ok(())) => {
-                commits += 1;
-                let done = now_us();
-                if done >= window.from_us && done < window.to_us {
-                    in_window += 1;
-                }
-            }
-            Ok(Err(e)) => {
-                write_error = Some(format!("writer: {e}"));
-                break;
-            }
-            Err(_) => {
-                write_error = Some("writer: a commit took over 30 s".into());
-                break;
-            }
-        }
-    }
+    let cpu_before = (t.pid.and_then(|p| cpu_s(p, t.tree)), cpu_s(std::process::id(), false));
+    let _ = go_tx.send(window);
+    let w = tokio::task::spawn_blocking(move || writer.join())
+        .await
+        .map_err(|e| format!("writer join: {e}"))?
+        .map_err(|_| "the writer thread panicked".to_string())?;
+    *next_id = w.next_id;
+    let (commits, in_window, write_error) = (w.commits, w.in_window, w.error);
     // Drain: until every listener has every commit, or the time-out.
     let expected = if s.delivers() { commits * shape.listeners as u64 } else { 0 };
     let drain_end = Instant::now() + shape.drain;
@@ -292,6 +303,14 @@ async fn run_inner(t: &Target, s: Scenario, shape: &Shape, next_id: &mut i64) ->
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let rss_end_mb = t.pid.and_then(|p| rss_mb(p, t.tree));
+    let cpu_after = (t.pid.and_then(|p| cpu_s(p, t.tree)), cpu_s(std::process::id(), false));
+    let all = received.load(Ordering::Relaxed);
+    let per = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if all > 0 => Some((b - a) * 1e6 / all as f64),
+        _ => None,
+    };
+    let server_us_per_delivery = per(cpu_before.0, cpu_after.0);
+    let client_us_per_delivery = per(cpu_before.1, cpu_after.1);
     let _ = stop_tx.send(true);
 
     let mut lat: Vec<u32> = Vec::new();
@@ -329,7 +348,87 @@ async fn run_inner(t: &Target, s: Scenario, shape: &Shape, next_id: &mut i64) ->
         rss_end_mb,
         notices,
         unparsed,
+        server_us_per_delivery,
+        client_us_per_delivery,
         loadavg: loadavg(),
         error: write_error.or(listen_error),
     })
+}
+
+#[derive(Debug, Default)]
+struct Writes {
+    commits: u64,
+    in_window: u64,
+    error: Option<String>,
+    next_id: i64,
+}
+
+/// One change per transaction (autocommit), back to back, until the window ends.
+async fn write(
+    url: String,
+    s: Scenario,
+    mut next_id: i64,
+    ready: std::sync::mpsc::Sender<Result<(), String>>,
+    go: std::sync::mpsc::Receiver<Window>,
+) -> Writes {
+    let prepared = async {
+        let c = client(&url).await?;
+        let insert = c
+            .prepare("INSERT INTO fan (id, sent_at) VALUES ($1, $2)")
+            .await
+            .map_err(|e| format!("prepare: {e}"))?;
+        Ok::<_, String>((c, insert))
+    }
+    .await;
+    let (writer, insert) = match prepared {
+        Ok(p) => {
+            let _ = ready.send(Ok(()));
+            p
+        }
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return Writes::default();
+        }
+    };
+    let Ok(window) = go.recv() else {
+        return Writes::default();
+    };
+    let mut w = Writes::default();
+    while now_us() < window.to_us {
+        let sent = now_us();
+        let r = if s.inserts() {
+            next_id += 1;
+            timeout(
+                Duration::from_secs(30),
+                writer.execute(&insert, &[&next_id, &(sent as i64)]),
+            )
+            .await
+            .map(|r| r.map(|_| ()))
+        } else {
+            let channel = if s.delivers() { "fanc" } else { "busyc" };
+            let sql = format!("NOTIFY {channel}, '{{\"sent_at\": {sent}}}'");
+            timeout(Duration::from_secs(30), writer.simple_query(&sql))
+                .await
+                .map(|r| r.map(|_| ()))
+        };
+        match r {
+            Ok(Ok(())) => {
+                w.commits += 1;
+                let done = now_us();
+                if done >= window.from_us && done < window.to_us {
+                    w.in_window += 1;
+                }
+            }
+            Ok(Err(e)) => {
+                w.error = Some(format!("writer: {e}"));
+                break;
+            }
+            Err(_) => {
+                w.error = Some("writer: a commit took over 30 s".into());
+                break;
+            }
+        }
+    }
+    w.next_id = next_id;
+    w
 }
