@@ -10,7 +10,9 @@ use tokio::process::Command;
 use super::support::{server, DEADLINE};
 
 async fn python(script: &str, conninfo: &str) -> std::process::Output {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python").join(script);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(script);
     let mut cmd = Command::new("python3");
     cmd.arg(&path).arg(conninfo).kill_on_drop(true);
     tokio::time::timeout(DEADLINE * 2, cmd.output())

@@ -102,7 +102,10 @@ impl Listener {
         }
         let n = self.stream.read_buf(&mut self.buf).await?;
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "server closed the connection"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "server closed the connection",
+            ));
         }
         Ok(n)
     }
@@ -203,7 +206,10 @@ mod tests {
 
     #[test]
     fn parses_both_servers_payloads() {
-        assert_eq!(sent_at(br#"{"op": "insert", "row": {"id": 1, "sent_at": 42}}"#), Some(42));
+        assert_eq!(
+            sent_at(br#"{"op": "insert", "row": {"id": 1, "sent_at": 42}}"#),
+            Some(42)
+        );
         assert_eq!(sent_at(br#"{"id":1,"sent_at":1234567}"#), Some(1_234_567));
         assert_eq!(sent_at(b"nothing"), None);
     }

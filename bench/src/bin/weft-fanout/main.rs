@@ -23,7 +23,10 @@ use clap::Parser;
 use crate::scenario::{Outcome, Scenario, Shape, Target};
 
 #[derive(Debug, Parser)]
-#[command(name = "weft-fanout", about = "Push fan-out benchmark: Weft vs PostgreSQL")]
+#[command(
+    name = "weft-fanout",
+    about = "Push fan-out benchmark: Weft vs PostgreSQL"
+)]
 struct Cli {
     /// Weft's URL, e.g. postgres://postgres@127.0.0.1:5433/postgres.
     #[arg(long)]
@@ -78,7 +81,10 @@ fn target(url: &str, pid: Option<u32>, tree: bool) -> Result<Target, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("weft-fanout: cannot start the runtime: {e}");
@@ -101,8 +107,16 @@ struct Row {
 }
 
 async fn bench(cli: Cli) -> Result<(), String> {
-    let weft = cli.weft.as_deref().map(|u| target(u, cli.weft_pid, false)).transpose()?;
-    let pg = cli.pg.as_deref().map(|u| target(u, cli.pg_pid, true)).transpose()?;
+    let weft = cli
+        .weft
+        .as_deref()
+        .map(|u| target(u, cli.weft_pid, false))
+        .transpose()?;
+    let pg = cli
+        .pg
+        .as_deref()
+        .map(|u| target(u, cli.pg_pid, true))
+        .transpose()?;
     if let Some(t) = &weft {
         scenario::setup(t, true).await?;
     }
@@ -129,7 +143,11 @@ async fn bench(cli: Cli) -> Result<(), String> {
             }
             plan.sort_by_key(|s| order(*s));
             for s in plan {
-                let t = if s.is_weft() { weft.as_ref() } else { pg.as_ref() };
+                let t = if s.is_weft() {
+                    weft.as_ref()
+                } else {
+                    pg.as_ref()
+                };
                 let Some(t) = t else { continue };
                 let o = scenario::run(t, s, &shape(l), &mut next_id).await;
                 eprintln!("run {run} L={l} {}: {}", s.name(), line(&o));
@@ -167,7 +185,10 @@ fn order(s: Scenario) -> u8 {
 }
 
 fn push(rows: &mut Vec<Row>, scenario: Scenario, listeners: usize, o: Outcome) {
-    match rows.iter_mut().find(|r| r.scenario == scenario && r.listeners == listeners) {
+    match rows
+        .iter_mut()
+        .find(|r| r.scenario == scenario && r.listeners == listeners)
+    {
         Some(r) => r.runs.push(o),
         None => rows.push(Row {
             scenario,
@@ -209,13 +230,21 @@ fn mb(v: Option<f64>) -> String {
 
 /// Median of the runs that did not fail, per figure.
 fn median(runs: &[Outcome], f: impl Fn(&Outcome) -> Option<f64>) -> Option<f64> {
-    let mut v: Vec<f64> = runs.iter().filter(|o| o.error.is_none()).filter_map(f).collect();
+    let mut v: Vec<f64> = runs
+        .iter()
+        .filter(|o| o.error.is_none())
+        .filter_map(f)
+        .collect();
     if v.is_empty() {
         return None;
     }
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
 }
 
 fn report(cli: &Cli, rows: &[Row], idle: &[Row]) -> String {
@@ -231,7 +260,10 @@ fn report(cli: &Cli, rows: &[Row], idle: &[Row]) -> String {
         s,
         "| mechanism | listeners | deliveries/s | p50 ms | p99 ms | commits/s | delivered by end | server memory MB (idle → end) | CPU µs/delivery server, client | failed runs |"
     );
-    let _ = writeln!(s, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
+    let _ = writeln!(
+        s,
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+    );
     for r in rows {
         let failed: Vec<String> = r.runs.iter().filter_map(|o| o.error.clone()).collect();
         let _ = writeln!(
@@ -248,7 +280,11 @@ fn report(cli: &Cli, rows: &[Row], idle: &[Row]) -> String {
             mb(median(&r.runs, |o| o.rss_end_mb)),
             ms(median(&r.runs, |o| o.server_us_per_delivery)),
             ms(median(&r.runs, |o| o.client_us_per_delivery)),
-            if failed.is_empty() { "0".to_string() } else { format!("{}: {}", failed.len(), failed[0]) },
+            if failed.is_empty() {
+                "0".to_string()
+            } else {
+                format!("{}: {}", failed.len(), failed[0])
+            },
         );
     }
     // Ratios at each L: Weft live query / PostgreSQL trigger, Weft NOTIFY / PostgreSQL NOTIFY.
@@ -257,7 +293,10 @@ fn report(cli: &Cli, rows: &[Row], idle: &[Row]) -> String {
             .find(|r| r.scenario == sc && r.listeners == l)
             .and_then(|r| median(&r.runs, |o| Some(o.deliveries_per_s)))
     };
-    let _ = writeln!(s, "\n| listeners | live query / trigger (deliveries/s) | NOTIFY / NOTIFY (deliveries/s) |");
+    let _ = writeln!(
+        s,
+        "\n| listeners | live query / trigger (deliveries/s) | NOTIFY / NOTIFY (deliveries/s) |"
+    );
     let _ = writeln!(s, "| ---: | ---: | ---: |");
     for &l in &cli.listeners {
         let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
@@ -279,14 +318,19 @@ fn report(cli: &Cli, rows: &[Row], idle: &[Row]) -> String {
             let runs: Vec<String> = r
                 .runs
                 .iter()
-                .map(|o| o.error.as_ref().map_or(format!("{:.0}", o.commits_per_s), |_| "failed".into()))
+                .map(|o| {
+                    o.error
+                        .as_ref()
+                        .map_or(format!("{:.0}", o.commits_per_s), |_| "failed".into())
+                })
                 .collect();
             let _ = writeln!(
                 s,
                 "| {} | {} | {} | {} |",
                 r.scenario.name(),
                 r.listeners,
-                median(&r.runs, |o| Some(o.commits_per_s)).map_or("-".into(), |v| format!("{v:.0}")),
+                median(&r.runs, |o| Some(o.commits_per_s))
+                    .map_or("-".into(), |v| format!("{v:.0}")),
                 runs.join(", ")
             );
         }
