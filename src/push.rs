@@ -460,7 +460,7 @@ mod tests {
             channel: "ch".into(),
             payload: "hi".into(),
         };
-        let mut expected = vec![b'A', 0, 0, 0, 15, 0, 0, 0, 7];
+        let mut expected = vec![b'A', 0, 0, 0, 14, 0, 0, 0, 7];
         expected.extend_from_slice(b"ch\0hi\0");
         assert_eq!(&n.encode()[..], &expected[..]);
         // Overflow accounting is per channel for encoded deliveries too.

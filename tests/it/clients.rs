@@ -1,7 +1,8 @@
 //! Real client libraries other than tokio-postgres, driven as their users would: psycopg 3
-//! (`conn.notifies()`). The script under tests/python asserts; here it runs under a deadline and
-//! its output is shown on failure. A missing python3 or psycopg fails the test with what to
-//! install (scripts/install-deps installs both); it is never skipped.
+//! (`conn.notifies()`) and node-postgres (`notification` events). The scripts under tests/python
+//! and tests/node assert; here each runs under a deadline and its output is shown on failure.
+//! A missing python3, psycopg, node or node-postgres fails the test with what to install
+//! (scripts/install-deps installs them); it is never skipped.
 
 use std::path::Path;
 
@@ -48,6 +49,35 @@ async fn psycopg3_receives_notify_and_live_query_changes() {
     assert!(
         out.status.success() && stdout.trim_end().ends_with("OK"),
         "psycopg script failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn node_postgres_receives_notify_and_live_query_changes() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node");
+    assert!(
+        dir.join("node_modules/pg").is_dir(),
+        "node-postgres is not installed in tests/node: run scripts/install-deps"
+    );
+    let srv = server().await;
+    let mut cmd = Command::new("node");
+    cmd.arg(dir.join("notify_pg.js"))
+        .arg(srv.addr().port().to_string())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(DEADLINE * 2, cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("notify_pg.js did not finish within {:?}", DEADLINE * 2))
+        .unwrap_or_else(|e| {
+            panic!("cannot run node ({e}); install it, or run scripts/install-deps as root")
+        });
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success() && stdout.trim_end().ends_with("OK"),
+        "node-postgres script failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
         out.status
     );
 }
