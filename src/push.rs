@@ -17,6 +17,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
+use bytes::{BufMut, Bytes, BytesMut};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::Notify;
@@ -39,10 +40,30 @@ pub struct Notification {
     pub payload: String,
 }
 
+impl Notification {
+    /// The NotificationResponse message as it goes on the wire: 'A', length, pid, channel,
+    /// payload. The hub encodes it once and every listener's connection copies the bytes.
+    pub fn encode(&self) -> Bytes {
+        let len = 4 + 4 + self.channel.len() + 1 + self.payload.len() + 1;
+        let mut b = BytesMut::with_capacity(1 + len);
+        b.put_u8(b'A');
+        // A payload is at most a commit's worth of text; u32 overflow would need 4 GiB.
+        b.put_u32(u32::try_from(len).unwrap_or(u32::MAX));
+        b.put_i32(self.pid);
+        b.put_slice(self.channel.as_bytes());
+        b.put_u8(0);
+        b.put_slice(self.payload.as_bytes());
+        b.put_u8(0);
+        b.freeze()
+    }
+}
+
 /// What a connection sends its client when idle.
 #[derive(Debug, Clone)]
 pub enum Delivery {
     Notification(Arc<Notification>),
+    /// An encoded NotificationResponse (see `Notification::encode`), shared by all listeners.
+    Encoded(Bytes),
     /// An asynchronous NoticeResponse (e.g. the overflow report).
     Notice(String),
 }
@@ -81,10 +102,20 @@ impl Mailbox {
 
     /// Queues `n`; false if it did not fit (it is then reported by the next overflow notice).
     pub fn push(&self, n: Arc<Notification>, position: Option<u64>) -> bool {
+        let channel = n.channel.clone();
+        self.push_delivery(&channel, Delivery::Notification(n), position)
+    }
+
+    /// Queues a notification on `channel` already encoded; false if it did not fit.
+    pub fn push_encoded(&self, channel: &str, wire: Bytes, position: Option<u64>) -> bool {
+        self.push_delivery(channel, Delivery::Encoded(wire), position)
+    }
+
+    fn push_delivery(&self, channel: &str, d: Delivery, position: Option<u64>) -> bool {
         let mut s = self.state.lock();
         if s.queue.len() >= self.capacity {
-            if !s.missed.iter().any(|(c, _)| *c == n.channel) {
-                s.missed.push((n.channel.clone(), position));
+            if !s.missed.iter().any(|(c, _)| c == channel) {
+                s.missed.push((channel.to_string(), position));
             }
             return false;
         }
@@ -92,7 +123,7 @@ impl Mailbox {
             let notice = overflow_notice(&std::mem::take(&mut s.missed));
             s.queue.push_back(Delivery::Notice(notice));
         }
-        s.queue.push_back(Delivery::Notification(n));
+        s.queue.push_back(d);
         drop(s);
         self.ready.notify_one();
         true
@@ -297,13 +328,14 @@ impl Hub {
             let Some(targets) = listeners.by_channel.get(channel) else {
                 continue;
             };
-            let n = Arc::new(Notification {
+            let wire = Notification {
                 pid,
                 channel: channel.clone(),
                 payload: payload.clone(),
-            });
+            }
+            .encode();
             for mailbox in targets.values() {
-                mailbox.push(Arc::clone(&n), None);
+                mailbox.push_encoded(channel, wire.clone(), None);
             }
         }
     }
@@ -332,13 +364,14 @@ impl Hub {
             let Some(targets) = listeners.by_channel.get(&q.name) else {
                 continue;
             };
-            let n = Arc::new(Notification {
+            let wire = Notification {
                 pid,
                 channel: q.name.clone(),
                 payload: change.payload(),
-            });
+            }
+            .encode();
             for mailbox in targets.values() {
-                mailbox.push(Arc::clone(&n), Some(record.position));
+                mailbox.push_encoded(&q.name, wire.clone(), Some(record.position));
             }
         }
     }
@@ -407,6 +440,7 @@ mod tests {
         while let Some(d) = m.try_pop() {
             got.push(match d {
                 Delivery::Notification(n) => n.payload.clone(),
+                Delivery::Encoded(b) => format!("{b:?}"),
                 Delivery::Notice(s) => s,
             });
         }
@@ -417,6 +451,24 @@ mod tests {
         // After the report, deliveries resume.
         assert!(m.push(note(5), Some(5)));
         assert!(matches!(m.try_pop(), Some(Delivery::Notification(n)) if n.payload == "5"));
+    }
+
+    #[test]
+    fn encodes_a_notification_response() {
+        let n = Notification {
+            pid: 7,
+            channel: "ch".into(),
+            payload: "hi".into(),
+        };
+        let mut expected = vec![b'A', 0, 0, 0, 14, 0, 0, 0, 7];
+        expected.extend_from_slice(b"ch\0hi\0");
+        assert_eq!(&n.encode()[..], &expected[..]);
+        // Overflow accounting is per channel for encoded deliveries too.
+        let m = Mailbox::new(1);
+        assert!(m.push_encoded("ch", n.encode(), Some(1)));
+        assert!(!m.push_encoded("ch", n.encode(), Some(2)));
+        assert!(matches!(m.try_pop(), Some(Delivery::Encoded(b)) if b == n.encode()));
+        assert!(matches!(m.try_pop(), Some(Delivery::Notice(s)) if s.contains("position 2")));
     }
 
     #[test]

@@ -108,9 +108,9 @@ impl Connection {
                 }
                 Event::Delivery(d) => {
                     // Send everything queued with one flush: under fan-out load this batches.
-                    self.send(delivery(d)).await?;
+                    self.deliver(d).await?;
                     while let Some(d) = self.mailbox.try_pop() {
-                        self.send(delivery(d)).await?;
+                        self.deliver(d).await?;
                     }
                     self.socket.flush().await?;
                 }
@@ -208,6 +208,38 @@ impl Connection {
         Ok(())
     }
 
+    /// Queues one delivery for the next flush. Encoded notifications are copied into the write
+    /// buffer as they are (encoded once by the hub for all listeners); the buffer is flushed
+    /// when it grows past the codec's usual bound.
+    async fn deliver(&mut self, d: Delivery) -> io::Result<()> {
+        match d {
+            Delivery::Encoded(wire) => {
+                self.socket.write_buffer_mut().extend_from_slice(&wire);
+                if self.socket.write_buffer().len() >= WRITE_FLUSH_BYTES {
+                    self.socket.flush().await?;
+                }
+                Ok(())
+            }
+            Delivery::Notification(n) => {
+                let m = pgwire::messages::response::NotificationResponse::new(
+                    n.pid,
+                    n.channel.clone(),
+                    n.payload.clone(),
+                );
+                self.send(PgWireBackendMessage::NotificationResponse(m))
+                    .await
+            }
+            Delivery::Notice(message) => {
+                let n = notice(&weft_sql::Notice {
+                    severity: "WARNING".into(),
+                    sqlstate: "01000".into(),
+                    message,
+                });
+                self.send(PgWireBackendMessage::NoticeResponse(n)).await
+            }
+        }
+    }
+
     pub async fn send(&mut self, message: PgWireBackendMessage) -> io::Result<()> {
         self.socket.feed(message).await
     }
@@ -247,7 +279,7 @@ impl Connection {
         if matches!(status, TxStatus::Idle) {
             self.portals.clear();
             while let Some(d) = self.mailbox.try_pop() {
-                self.send(delivery(d)).await?;
+                self.deliver(d).await?;
             }
         }
         let status = match status {
@@ -265,24 +297,8 @@ impl Connection {
     }
 }
 
-fn delivery(d: Delivery) -> PgWireBackendMessage {
-    match d {
-        Delivery::Notification(n) => PgWireBackendMessage::NotificationResponse(
-            pgwire::messages::response::NotificationResponse::new(
-                n.pid,
-                n.channel.clone(),
-                n.payload.clone(),
-            ),
-        ),
-        Delivery::Notice(message) => {
-            PgWireBackendMessage::NoticeResponse(notice(&weft_sql::Notice {
-                severity: "WARNING".into(),
-                sqlstate: "01000".into(),
-                message,
-            }))
-        }
-    }
-}
+/// Encoded notifications written straight into the write buffer flush beyond this.
+const WRITE_FLUSH_BYTES: usize = 64 * 1024;
 
 fn kind_name(m: &PgWireFrontendMessage) -> &'static str {
     match m {

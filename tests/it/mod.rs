@@ -1,4 +1,5 @@
 mod cancel;
+mod clients;
 mod errors;
 mod extended;
 mod lifecycle;
