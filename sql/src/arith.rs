@@ -115,78 +115,85 @@ impl AnalyzerRule for CheckedArithmetic {
     }
 
     fn analyze(&self, plan: LogicalPlan, _: &ConfigOptions) -> DfResult<LogicalPlan> {
-        rewrite_plan(plan, &|e, schema| {
-            let e = match e {
-                Expr::Cast(c) if is_int(c.field.data_type()) => {
-                    let from = c.expr.get_type(schema).ok();
-                    return Ok(if from.as_ref().is_some_and(is_fractional) {
-                        Transformed::yes(Expr::Cast(datafusion::logical_expr::expr::Cast {
-                            expr: Box::new(Expr::ScalarFunction(ScalarFunction::new_udf(
-                                Arc::new(ScalarUDF::new_from_impl(RoundToInteger {
-                                    signature: Signature::any(1, Volatility::Immutable),
-                                })),
-                                vec![*c.expr],
-                            ))),
-                            field: c.field,
-                        }))
+        rewrite_plan(plan, &checked_node)
+    }
+}
+
+/// Applies PostgreSQL's integer rules to a whole expression already coerced against `schema` (the
+/// point fast path plans its SET expressions outside the analyzer).
+pub(crate) fn checked_expr(e: Expr, schema: &DFSchema) -> DfResult<Expr> {
+    e.transform_up(|x| checked_node(x, schema)).map(|t| t.data)
+}
+
+/// One node of `CheckedArithmetic`: rounding integer casts, numeric division, checked `+ - *`.
+fn checked_node(e: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
+    let e = match e {
+        Expr::Cast(c) if is_int(c.field.data_type()) => {
+            let from = c.expr.get_type(schema).ok();
+            return Ok(if from.as_ref().is_some_and(is_fractional) {
+                Transformed::yes(Expr::Cast(datafusion::logical_expr::expr::Cast {
+                    expr: Box::new(Expr::ScalarFunction(ScalarFunction::new_udf(
+                        Arc::new(ScalarUDF::new_from_impl(RoundToInteger {
+                            signature: Signature::any(1, Volatility::Immutable),
+                        })),
+                        vec![*c.expr],
+                    ))),
+                    field: c.field,
+                }))
+            } else {
+                Transformed::no(Expr::Cast(c))
+            });
+        }
+        other => other,
+    };
+    let Expr::BinaryExpr(BinaryExpr { left, op, right }) = e else {
+        return Ok(Transformed::no(e));
+    };
+    let types = (left.get_type(schema).ok(), right.get_type(schema).ok());
+    if op == Operator::Divide {
+        if let (Some(l), Some(r)) = &types {
+            let decimal = |t: &DataType| matches!(t, DataType::Decimal128(..));
+            if (decimal(l) || decimal(r)) && (decimal(l) || is_int(l)) && (decimal(r) || is_int(r))
+            {
+                let as_decimal = |e: Expr, t: &DataType| {
+                    if decimal(t) {
+                        e
                     } else {
-                        Transformed::no(Expr::Cast(c))
-                    });
-                }
-                other => other,
-            };
-            let Expr::BinaryExpr(BinaryExpr { left, op, right }) = e else {
-                return Ok(Transformed::no(e));
-            };
-            let types = (left.get_type(schema).ok(), right.get_type(schema).ok());
-            if op == Operator::Divide {
-                if let (Some(l), Some(r)) = &types {
-                    let decimal = |t: &DataType| matches!(t, DataType::Decimal128(..));
-                    if (decimal(l) || decimal(r))
-                        && (decimal(l) || is_int(l))
-                        && (decimal(r) || is_int(r))
-                    {
-                        let as_decimal = |e: Expr, t: &DataType| {
-                            if decimal(t) {
-                                e
-                            } else {
-                                e.cast_to(&DataType::Decimal128(20, 0), schema)
-                                    .unwrap_or_else(|_| e_null())
-                            }
-                        };
-                        let dec = |t: &DataType| {
-                            if decimal(t) {
-                                t.clone()
-                            } else {
-                                DataType::Decimal128(20, 0)
-                            }
-                        };
-                        return Ok(Transformed::yes(crate::numeric_div::call(
-                            as_decimal(*left, l),
-                            &dec(l),
-                            as_decimal(*right, r),
-                            &dec(r),
-                        )));
+                        e.cast_to(&DataType::Decimal128(20, 0), schema)
+                            .unwrap_or_else(|_| e_null())
                     }
-                }
+                };
+                let dec = |t: &DataType| {
+                    if decimal(t) {
+                        t.clone()
+                    } else {
+                        DataType::Decimal128(20, 0)
+                    }
+                };
+                return Ok(Transformed::yes(crate::numeric_div::call(
+                    as_decimal(*left, l),
+                    &dec(l),
+                    as_decimal(*right, r),
+                    &dec(r),
+                )));
             }
-            let checked = match op {
-                Operator::Plus => Some(Op::Add),
-                Operator::Minus => Some(Op::Sub),
-                Operator::Multiply => Some(Op::Mul),
-                _ => None,
-            };
-            match (checked, types) {
-                (Some(op), (Some(l), Some(r))) if is_int(&l) && l == r => Ok(Transformed::yes(
-                    Expr::ScalarFunction(ScalarFunction::new_udf(op.udf(), vec![*left, *right])),
-                )),
-                _ => Ok(Transformed::no(Expr::BinaryExpr(BinaryExpr {
-                    left,
-                    op,
-                    right,
-                }))),
-            }
-        })
+        }
+    }
+    let checked = match op {
+        Operator::Plus => Some(Op::Add),
+        Operator::Minus => Some(Op::Sub),
+        Operator::Multiply => Some(Op::Mul),
+        _ => None,
+    };
+    match (checked, types) {
+        (Some(op), (Some(l), Some(r))) if is_int(&l) && l == r => Ok(Transformed::yes(
+            Expr::ScalarFunction(ScalarFunction::new_udf(op.udf(), vec![*left, *right])),
+        )),
+        _ => Ok(Transformed::no(Expr::BinaryExpr(BinaryExpr {
+            left,
+            op,
+            right,
+        }))),
     }
 }
 

@@ -30,9 +30,9 @@ mod naming;
 mod numeric_div;
 mod pg_catalog;
 pub mod pgtype;
-pub mod push;
 /// The primary-key point fast path: one `Txn::get` instead of a DataFusion plan.
 mod point;
+pub mod push;
 mod query;
 mod rewrite;
 mod scan;

@@ -690,7 +690,10 @@ async fn notifications_carry_the_sender_backend_pid() {
         .await
         .expect("pid")
         .get(0);
-    assert!(srv.registry().pids().contains(&pid), "pg_backend_pid is the wire pid");
+    assert!(
+        srv.registry().pids().contains(&pid),
+        "pg_backend_pid is the wire pid"
+    );
     c.batch_execute("NOTIFY ch, 'x'").await.expect("notifies");
     match recv_within(&mut rx, DEADLINE).await {
         Some(AsyncMessage::Notification(n)) => assert_eq!(n.process_id(), pid),

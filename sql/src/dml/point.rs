@@ -169,6 +169,7 @@ fn compile(ctx: &ExecCtx<'_>, e: &Expr, input: &DFSchema) -> Option<Arc<dyn Phys
     let e = simplifier
         .coerce(e, input)
         .and_then(|e| simplifier.simplify(e))
+        .and_then(|e| crate::arith::checked_expr(e, input))
         .ok()?;
     ctx.state.create_physical_expr(e, input).ok()
 }
