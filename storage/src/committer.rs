@@ -100,8 +100,15 @@ impl Committer {
             outcomes.push(apply(&mut batch, &req.ws, version, ts));
         }
         let any_applied = outcomes.iter().any(Result::is_ok);
+        // A group of NOTIFY-only transactions changes no data: like PostgreSQL, which writes no
+        // commit record for a transaction without an XID, it is not worth an fsync. Its counters
+        // are made durable by the next synced group (or the flush at shutdown).
+        let durable = reqs
+            .iter()
+            .zip(&outcomes)
+            .any(|(r, o)| o.is_ok() && !(r.ws.writes.is_empty() && r.ws.changes.is_empty()));
         if any_applied {
-            match batch.write(self.sync) {
+            match batch.write(self.sync && durable) {
                 Ok(state) => self.state = state,
                 Err(e) => {
                     error!(error = %e, "writing a commit batch failed");
