@@ -634,8 +634,13 @@ fn read_only_error(stmt: &Statement) -> Error {
     }
 }
 
+/// Whether the statement's text mentions `pg_notify` (any case), without allocating: this runs
+/// for every statement, the point fast path's included.
 fn calls_pg_notify(stmt: &Statement) -> bool {
-    stmt.sql.to_ascii_lowercase().contains("pg_notify")
+    stmt.sql
+        .as_bytes()
+        .windows(9)
+        .any(|w| w.eq_ignore_ascii_case(b"pg_notify"))
 }
 
 /// Runs a result stream to its end, keeping the rows in memory.

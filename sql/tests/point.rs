@@ -2,33 +2,13 @@
 //! same statements run against two databases, one with `weft.point_fast_path = off`, and every
 //! result, error and final table is compared.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+mod common;
 
-use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::scalar::ScalarValue;
 use weft_sql::datafusion;
-use weft_sql::{Engine, EngineConfig, QueryOutput, Session};
-use weft_storage::{Storage, StorageOptions};
+use weft_sql::{QueryOutput, Session};
 
-struct Db {
-    _dir: tempfile::TempDir,
-    engine: Arc<Engine>,
-}
-
-fn db() -> Db {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let storage = Storage::open(dir.path(), StorageOptions::default()).expect("open");
-    let engine = Engine::new(storage, EngineConfig::default()).expect("engine");
-    Db { _dir: dir, engine }
-}
-
-fn session(db: &Db) -> Session {
-    db.engine.new_session(&HashMap::from([(
-        "user".to_string(),
-        "postgres".to_string(),
-    )]))
-}
+use common::{db, session};
 
 /// Rows as text, or the command tag, or the SQLSTATE of the error; plus the RowDescription.
 #[derive(Debug, PartialEq)]
@@ -63,19 +43,7 @@ async fn run(s: &mut Session, sql: &str, params: Vec<ScalarValue>) -> Outcome {
                     Ok(b) => b,
                     Err(e) => return Outcome::Error(e.sqlstate().to_string()),
                 };
-                for r in 0..b.num_rows() {
-                    out.push(
-                        (0..b.num_columns())
-                            .map(|c| {
-                                if b.column(c).is_null(r) {
-                                    "NULL".to_string()
-                                } else {
-                                    array_value_to_string(b.column(c), r).unwrap_or_default()
-                                }
-                            })
-                            .collect(),
-                    );
-                }
+                out.extend(common::batch_rows(&b));
             }
             Outcome::Rows(fields, out)
         }

@@ -1,31 +1,10 @@
 //! The SQL layer end to end without the wire: a session over a real storage directory.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+mod common;
 
-use datafusion::arrow::util::display::array_value_to_string;
-use weft_sql::datafusion;
-use weft_sql::{Engine, EngineConfig, QueryOutput, Session};
-use weft_storage::{Storage, StorageOptions};
+use weft_sql::{QueryOutput, Session};
 
-struct Db {
-    _dir: tempfile::TempDir,
-    engine: Arc<Engine>,
-}
-
-fn db() -> Db {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let storage = Storage::open(dir.path(), StorageOptions::default()).expect("open");
-    let engine = Engine::new(storage, EngineConfig::default()).expect("engine");
-    Db { _dir: dir, engine }
-}
-
-fn session(db: &Db) -> Session {
-    db.engine.new_session(&HashMap::from([(
-        "user".to_string(),
-        "postgres".to_string(),
-    )]))
-}
+use common::{db, session};
 
 /// Runs one statement; rows as text (NULL as "NULL"), or the command tag as a single cell.
 async fn run(s: &mut Session, sql: &str) -> Result<Vec<Vec<String>>, weft_sql::Error> {
@@ -36,19 +15,7 @@ async fn run(s: &mut Session, sql: &str) -> Result<Vec<Vec<String>>, weft_sql::E
             let mut out = Vec::new();
             while let Some(b) = stream.next().await {
                 let b = b?;
-                for r in 0..b.num_rows() {
-                    out.push(
-                        (0..b.num_columns())
-                            .map(|c| {
-                                if b.column(c).is_null(r) {
-                                    "NULL".to_string()
-                                } else {
-                                    array_value_to_string(b.column(c), r).unwrap_or_default()
-                                }
-                            })
-                            .collect(),
-                    );
-                }
+                out.extend(common::batch_rows(&b));
             }
             Ok(out)
         }

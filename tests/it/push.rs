@@ -387,8 +387,7 @@ async fn snapshot_then_stream_has_no_gap_and_no_duplicate() {
         .batch_execute("LISTEN all_kv_done")
         .await
         .expect("listens");
-    let tx = reader.simple_query("BEGIN").await.expect("begins");
-    drop(tx);
+    reader.batch_execute("BEGIN").await.expect("begins");
     let snapshot = rows(
         &reader
             .simple_query("SELECT k, v FROM all_kv")
