@@ -1,1 +1,18 @@
-//! placeholder
+//! `weft-consensus`: Raft for Weft's `raft` tables, through openraft.
+//!
+//! ```text
+//!   Txn::commit ─▶ Replicator (node.rs) ─▶ leader? Raft::client_write : forward over peer RPC
+//!                                              │
+//!                    log store (store.rs, `raft_log` CF) ◀── openraft ──▶ peers (network.rs)
+//!                                              │ committed
+//!                    state machine (store.rs) ─▶ Storage::apply_replicated (one RocksDB batch
+//!                                                 with last_applied and membership)
+//! ```
+
+/// openraft type configuration and the entry and response types.
+pub mod types;
+
+/// Log store and state machine over `weft-storage`.
+pub mod store;
+
+pub use types::{PeerNode, Request, Response, TypeConfig};

@@ -156,6 +156,15 @@ impl<'a> ApplyBatch<'a> {
         Ok(self.state)
     }
 
+    /// Stages `key → value` (a replication layer's state, an applied request id), stamped with
+    /// the batch's current version.
+    pub(crate) fn stage_meta(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        let data = self.engine.cf(CF_DATA)?;
+        let stored = layout::encode_value(self.state.version, Some(value));
+        self.batch.put_cf(&data, key, stored);
+        Ok(())
+    }
+
     fn current_version(&self, key: &[u8]) -> Result<Option<u64>> {
         if let Some(v) = self.staged.get(key) {
             return Ok(Some(*v));

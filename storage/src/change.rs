@@ -45,6 +45,9 @@ pub struct CommitEvent {
     pub catalog_changed: bool,
     /// `WriteSet::origin`: the backend pid of the committing session, 0 if unknown.
     pub origin: u32,
+    /// The database was replaced by a snapshot from another node: positions before this event
+    /// are gone and subscribers must start over (live queries push `{"op":"reset"}`).
+    pub reset: bool,
 }
 
 /// A change as it travels in a write set: rows already encoded by column id.

@@ -11,20 +11,27 @@
 //!  Txn::commit ◀──────── oneshot reply ─────────┘
 //! ```
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
-use hlc_gen::HlcGenerator;
+use hlc_gen::{HlcGenerator, HlcTimestamp};
 use parking_lot::RwLock;
+use rocksdb::{WriteBatch, WriteOptions};
 use tokio::sync::{broadcast, oneshot};
 use tracing::{error, warn};
 
 use crate::apply::{apply, Applied, ApplyBatch, CommitState, WriteSet};
-use crate::change::{ChangeRecord, CommitEvent};
+use crate::catalog::Catalog;
+use crate::change::{decode_record, encode_record, ChangeRecord, CommitEvent};
 use crate::engine::{load_catalog_latest, Engine, CF_CHANGES, CF_DATA};
 use crate::error::{engine, Error, Result};
-use crate::storage::{CatalogState, CommitInfo};
+use crate::replica::{
+    decode_outcome, dedup_key, encode_outcome, parse_export, read_meta, ApplyOutcome, RequestId,
+    ReplicatedWrite, DATA_KEY_END,
+};
+use crate::storage::{read_commit_state, CatalogState, CommitInfo};
 
 /// Most write sets put into one batch; bounds latency for the first of a large burst.
 const MAX_BATCH: usize = 512;
@@ -36,8 +43,19 @@ pub(crate) struct CommitRequest {
     pub reply: oneshot::Sender<Result<CommitInfo>>,
 }
 
+/// Write sets committed by a replication layer, applied in log order.
+pub(crate) struct ReplicatedRequest {
+    pub writes: Vec<ReplicatedWrite>,
+    /// Replication layer state written in the same batch (`replica_meta_key` → value).
+    pub meta: Vec<(Vec<u8>, Vec<u8>)>,
+    pub reply: oneshot::Sender<Result<Vec<ApplyOutcome>>>,
+}
+
 pub(crate) enum Msg {
     Commit(Box<CommitRequest>),
+    Replicated(Box<ReplicatedRequest>),
+    /// Replace the whole `data` CF with an exported snapshot; empty the change log.
+    Install(Vec<u8>, oneshot::Sender<Result<()>>),
     Shutdown,
 }
 
@@ -61,6 +79,19 @@ impl Committer {
             while let Some(msg) = next.take() {
                 match msg {
                     Msg::Commit(req) => reqs.push(*req),
+                    Msg::Replicated(req) => {
+                        // Keep commit order: what was queued before goes first.
+                        if !reqs.is_empty() {
+                            self.commit_group(std::mem::take(&mut reqs));
+                        }
+                        self.apply_replicated(*req);
+                    }
+                    Msg::Install(data, reply) => {
+                        if !reqs.is_empty() {
+                            self.commit_group(std::mem::take(&mut reqs));
+                        }
+                        let _ = reply.send(self.install(&data));
+                    }
                     Msg::Shutdown => {
                         stop = true;
                         break;
@@ -178,9 +209,155 @@ impl Committer {
             notifications: ws.notifications,
             catalog_changed: ws.catalog_changed,
             origin: ws.origin,
+            reset: false,
         };
         // No subscribers is fine: the durable log has everything.
         let _ = self.events.send(Arc::new(event));
+    }
+}
+
+impl Committer {
+    /// Applies replicated write sets in log order into one batch, with the replication layer's
+    /// state and the applied request ids, so that the data and `last_applied` never disagree.
+    /// The batch is not synced: the replicated log is durable and is replayed after a crash
+    /// (`Storage::export_snapshot` syncs before a snapshot lets the log be purged).
+    fn apply_replicated(&mut self, req: ReplicatedRequest) {
+        let result = self.apply_replicated_batch(&req.writes, &req.meta);
+        let reply = match result {
+            Ok(done) => {
+                self.last_position
+                    .store(self.state.position, Ordering::Release);
+                let catalog_changed = req
+                    .writes
+                    .iter()
+                    .zip(&done)
+                    .any(|(w, (_, fresh))| *fresh && w.ws.catalog_changed);
+                if catalog_changed {
+                    if let Err(e) = self.refresh_catalog() {
+                        error!(error = %e, "reloading the catalog after DDL failed");
+                    }
+                }
+                let catalog = self.catalog.read().catalog.clone();
+                let mut outcomes = Vec::with_capacity(done.len());
+                for (w, (outcome, fresh)) in req.writes.into_iter().zip(done) {
+                    if let (Ok(info), true) = (&outcome, fresh) {
+                        self.publish_replicated(w, info, &catalog);
+                    }
+                    outcomes.push(outcome);
+                }
+                Ok(outcomes)
+            }
+            Err(e) => {
+                error!(error = %e, "applying replicated commits failed");
+                Err(e)
+            }
+        };
+        let _ = req.reply.send(reply);
+    }
+
+    /// `(outcome, applied now)` per write; a write whose request id was applied before gets
+    /// the outcome recorded then and changes nothing.
+    fn apply_replicated_batch(
+        &mut self,
+        writes: &[ReplicatedWrite],
+        meta: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<Vec<(ApplyOutcome, bool)>> {
+        let mut batch = ApplyBatch::new(&self.engine, self.state);
+        let mut seen: HashMap<RequestId, ApplyOutcome> = HashMap::new();
+        let mut done = Vec::with_capacity(writes.len());
+        for w in writes {
+            if let Some(o) = seen.get(&w.id) {
+                done.push((o.clone(), false));
+                continue;
+            }
+            let key = dedup_key(&w.id);
+            if let Some(stored) = read_meta(&self.engine, &key)? {
+                done.push((decode_outcome(&stored)?, false));
+                continue;
+            }
+            let version = batch.state().version + 1;
+            let ts = w.ts.max(batch.state().ts + 1);
+            let outcome = match apply(&mut batch, &w.ws, version, ts) {
+                Ok(a) => Ok(CommitInfo {
+                    version: a.version,
+                    ts: a.ts,
+                    first_position: a.first_position,
+                    last_position: a.last_position,
+                }),
+                // A conflict is decided by the data, the same on every replica.
+                Err(e @ Error::SerializationFailure { .. }) => Err(e),
+                // Anything else (a disk error) is not deterministic: stop applying.
+                Err(e) => return Err(e),
+            };
+            batch.stage_meta(&key, &encode_outcome(&outcome))?;
+            seen.insert(w.id, outcome.clone());
+            done.push((outcome, true));
+        }
+        for (k, v) in meta {
+            batch.stage_meta(k, v)?;
+        }
+        self.state = batch.write(false)?;
+        if let Ok(ts) = HlcTimestamp::try_from(self.state.ts) {
+            // Keeps locally proposed timestamps ahead of what was applied.
+            let _ = self.hlc.update(&ts);
+        }
+        Ok(done)
+    }
+
+    fn publish_replicated(&self, w: ReplicatedWrite, info: &CommitInfo, catalog: &Catalog) {
+        let mut records = Vec::with_capacity(w.ws.changes.len());
+        for (i, c) in w.ws.changes.iter().enumerate() {
+            let position = info.first_position + i as u64;
+            match decode_record(position, &encode_record(info.ts, c), catalog) {
+                Ok(r) => records.push(r),
+                Err(e) => warn!(error = %e, position, "cannot decode a replicated change"),
+            }
+        }
+        let event = CommitEvent {
+            version: info.version,
+            ts: info.ts,
+            changes: records,
+            notifications: w.ws.notifications,
+            catalog_changed: w.ws.catalog_changed,
+            origin: w.ws.origin,
+            reset: false,
+        };
+        let _ = self.events.send(Arc::new(event));
+    }
+
+    /// Replaces the database contents with an exported snapshot and empties the change log,
+    /// then tells subscribers that what they had is reset.
+    fn install(&mut self, data: &[u8]) -> Result<()> {
+        let pairs = parse_export(data)?;
+        let data_cf = self.engine.cf(CF_DATA)?;
+        let changes_cf = self.engine.cf(CF_CHANGES)?;
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(&data_cf, [0u8].as_slice(), DATA_KEY_END);
+        batch.delete_range_cf(&changes_cf, 0u64.to_be_bytes(), u64::MAX.to_be_bytes());
+        for (k, v) in pairs {
+            batch.put_cf(&data_cf, k, v);
+        }
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        self.engine.db.write_opt(batch, &opts).map_err(engine)?;
+        self.state = read_commit_state(&self.engine)?;
+        self.last_position
+            .store(self.state.position, Ordering::Release);
+        if let Ok(ts) = HlcTimestamp::try_from(self.state.ts) {
+            let _ = self.hlc.update(&ts);
+        }
+        self.refresh_catalog()?;
+        let event = CommitEvent {
+            version: self.state.version,
+            ts: self.state.ts,
+            changes: Vec::new(),
+            notifications: Vec::new(),
+            catalog_changed: true,
+            origin: 0,
+            reset: true,
+        };
+        let _ = self.events.send(Arc::new(event));
+        Ok(())
     }
 }
 

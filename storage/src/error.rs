@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 /// Everything that can go wrong in `weft-storage`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum Error {
     /// Another process (or another `Storage` in this one) holds the directory's lock file.
     #[error("data directory {} is locked by another process", path.display())]
@@ -35,6 +35,15 @@ pub enum Error {
     /// A file-system operation outside RocksDB failed (creating the directory, the lock file).
     #[error("I/O error on {}: {message}", path.display())]
     Io { path: PathBuf, message: String },
+
+    /// The cluster could not take the commit or the read (no leader, no majority, a peer gone
+    /// mid-call). `maybe_committed`: the commit may have been proposed, so its outcome is unknown
+    /// (SQLSTATE 40003); otherwise it surely did not commit (40001).
+    #[error("{message}")]
+    Unavailable {
+        message: String,
+        maybe_committed: bool,
+    },
 
     /// A caller passed something storage cannot act on (an unknown index, a foreign scan cursor).
     #[error("invalid storage request: {0}")]

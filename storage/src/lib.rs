@@ -62,6 +62,9 @@ mod committer;
 /// Change records and commit events.
 mod change;
 
+/// The hooks a replication layer uses: commit takeover, replicated apply, snapshots, Raft log.
+mod replica;
+
 /// RocksDB setup and owned snapshots.
 mod engine;
 
@@ -74,6 +77,9 @@ pub use ddl::FIRST_OBJECT_ID;
 pub use display::format_value;
 pub use error::{Error, Result};
 pub use reader::{KeyRange, ScanBatch, TxnReader};
+pub use replica::{
+    replica_meta_key, ApplyOutcome, RaftLog, ReplicatedWrite, Replicator, RequestId,
+};
 pub use storage::{CommitInfo, Storage, StorageOptions};
 pub use txn::{Savepoint, Txn};
 pub use types::{DataType, Row, Value};

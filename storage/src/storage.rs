@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 
 use hlc_gen::{HlcGenerator, HlcTimestamp};
@@ -17,7 +17,10 @@ use crate::apply::CommitState;
 use crate::catalog::Catalog;
 use crate::change::{decode_record, ChangeRecord, CommitEvent};
 use crate::codec::layout::{self, META_COMMIT, META_ROWID};
-use crate::committer::{Committer, Msg};
+use crate::committer::{Committer, Msg, ReplicatedRequest};
+use crate::replica::{
+    export_data, read_meta, replica_meta_key, ApplyOutcome, RaftLog, ReplicatedWrite, Replicator,
+};
 use crate::engine::{load_catalog_latest, Engine, OwnedSnapshot, CF_CHANGES};
 use crate::error::{engine, Error, Result};
 use crate::txn::Txn;
@@ -44,7 +47,7 @@ impl Default for StorageOptions {
 }
 
 /// What a commit was given.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CommitInfo {
     pub version: u64,
     /// HLC timestamp.
@@ -79,6 +82,8 @@ pub(crate) struct Inner {
     pub events: broadcast::Sender<Arc<CommitEvent>>,
     pub commit_tx: mpsc::Sender<Msg>,
     pub shutting_down: AtomicBool,
+    /// Set in a cluster: commits are replicated through it instead of going to the committer.
+    pub replicator: OnceLock<Arc<dyn Replicator>>,
     committer: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -87,18 +92,7 @@ impl Storage {
     /// has it open. After a crash RocksDB replays its WAL, so every acknowledged commit is back.
     pub fn open(dir: &Path, opts: StorageOptions) -> Result<Storage> {
         let engine = Arc::new(Engine::open(dir)?);
-        let mut state = match engine.get_latest(META_COMMIT)? {
-            Some(stored) => match layout::decode_value(&stored)? {
-                (_, Some(payload)) => CommitState::decode(payload)?,
-                (_, None) => return Err(Error::Corruption("commit state is a tombstone".into())),
-            },
-            None => CommitState::default(),
-        };
-        if let Some(stored) = engine.get_latest(META_ROWID)? {
-            if let (_, Some(payload)) = layout::decode_value(&stored)? {
-                state.rowid = layout::decode_u64(payload)?;
-            }
-        }
+        let state = read_commit_state(&engine)?;
         let catalog = load_catalog_latest(&engine)?;
         info!(
             dir = %dir.display(),
@@ -147,6 +141,7 @@ impl Storage {
                 events,
                 commit_tx,
                 shutting_down: AtomicBool::new(false),
+                replicator: OnceLock::new(),
                 committer: Mutex::new(Some(handle)),
             }),
         })
@@ -244,6 +239,88 @@ impl Storage {
         Ok(end - first)
     }
 
+    /// Hands commits to `r` from now on (a cluster's replication layer). Only the first call
+    /// takes effect.
+    pub fn set_replicator(&self, r: Arc<dyn Replicator>) {
+        let _ = self.inner.replicator.set(r);
+    }
+
+    /// Waits until this node has applied every commit acknowledged anywhere in the cluster
+    /// before the call (a linearizable read starts after it). Immediate on a single node.
+    pub async fn read_barrier(&self) -> Result<()> {
+        match self.inner.replicator.get() {
+            Some(r) => r.read_barrier().await,
+            None => Ok(()),
+        }
+    }
+
+    /// A fresh HLC timestamp (for a proposer to stamp a replicated write).
+    pub fn now(&self) -> u64 {
+        self.inner.hlc.next_timestamp().map_or(0, |t| t.as_u64())
+    }
+
+    /// Applies replicated writes in order, with `meta` (`replica_meta_key` → value) in the same
+    /// atomic write. Fails only if the disk does; conflicts are per-write outcomes.
+    pub async fn apply_replicated(
+        &self,
+        writes: Vec<ReplicatedWrite>,
+        meta: Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<Vec<ApplyOutcome>> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let req = ReplicatedRequest {
+            writes,
+            meta,
+            reply,
+        };
+        self.inner
+            .commit_tx
+            .send(Msg::Replicated(Box::new(req)))
+            .map_err(|_| Error::ShuttingDown)?;
+        rx.await.map_err(|_| Error::ShuttingDown)?
+    }
+
+    /// A replica meta value as last applied (`None` if never written).
+    pub fn replica_meta(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        read_meta(&self.inner.engine, &replica_meta_key(name))
+    }
+
+    /// The whole `data` column family as of now, after making everything applied so far
+    /// durable, with the replica meta values `names` read from the same snapshot.
+    pub fn export_snapshot(&self, names: &[&str]) -> Result<(Vec<u8>, Vec<Option<Vec<u8>>>)> {
+        self.inner.engine.db.flush_wal(true).map_err(engine)?;
+        let snap = OwnedSnapshot::take(self.inner.engine.clone());
+        let mut metas = Vec::with_capacity(names.len());
+        for name in names {
+            let value = match snap.get(&replica_meta_key(name))? {
+                Some(stored) => layout::decode_value(&stored)?.1.map(<[u8]>::to_vec),
+                None => None,
+            };
+            metas.push(value);
+        }
+        Ok((export_data(&snap)?, metas))
+    }
+
+    /// Replaces the database with an exported snapshot (durably), empties the change log and
+    /// publishes a `reset` event.
+    pub async fn install_snapshot(&self, data: Vec<u8>) -> Result<()> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.inner
+            .commit_tx
+            .send(Msg::Install(data, reply))
+            .map_err(|_| Error::ShuttingDown)?;
+        rx.await.map_err(|_| Error::ShuttingDown)??;
+        let rowid = read_commit_state(&self.inner.engine)?.rowid;
+        self.inner.rowid_counter.fetch_max(rowid, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The Raft log and Raft metadata column families.
+    pub fn raft_log(&self) -> RaftLog {
+        RaftLog {
+            engine: self.inner.engine.clone(),
+        }
+    }
+
     /// Position of the last durable change record (0 if none).
     pub fn last_position(&self) -> u64 {
         self.inner.last_position.load(Ordering::Acquire)
@@ -254,6 +331,23 @@ impl Storage {
     pub fn shutdown(&self) {
         self.inner.shutdown();
     }
+}
+
+/// The commit counters (and the hidden row id counter) as last written.
+pub(crate) fn read_commit_state(engine: &Engine) -> Result<CommitState> {
+    let mut state = match engine.get_latest(META_COMMIT)? {
+        Some(stored) => match layout::decode_value(&stored)? {
+            (_, Some(payload)) => CommitState::decode(payload)?,
+            (_, None) => return Err(Error::Corruption("commit state is a tombstone".into())),
+        },
+        None => CommitState::default(),
+    };
+    if let Some(stored) = engine.get_latest(META_ROWID)? {
+        if let (_, Some(payload)) = layout::decode_value(&stored)? {
+            state.rowid = layout::decode_u64(payload)?;
+        }
+    }
+    Ok(state)
 }
 
 fn engine_err(e: rocksdb::Error) -> Error {

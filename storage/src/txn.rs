@@ -212,6 +212,10 @@ impl Txn {
             max_rowid: self.max_rowid.load(Ordering::Relaxed),
             origin: self.origin,
         };
+        if let Some(r) = self.inner.replicator.get() {
+            // Every replica decodes the change records itself when it applies the write set.
+            return r.commit(ws).await;
+        }
         submit(&self.inner.commit_tx, ws, self.records).await
     }
 
