@@ -21,10 +21,14 @@ pub struct Config {
     pub listen: SocketAddr,
     /// This node's id; also the high 16 bits of hidden row ids.
     pub node_id: u16,
-    /// Address for peer (Raft) traffic; unused until the cluster issue.
+    /// Address for peer (Raft) traffic; given, the node runs Raft (a cluster of one at first).
     pub peer_listen: Option<SocketAddr>,
-    /// Peers to join at startup; unused until the cluster issue.
+    /// Members to join when the data directory is not part of a cluster yet.
     pub join: Vec<String>,
+    /// Lets SQL partition and delay this node's peer traffic (`weft_fault`), for tests.
+    pub fault_injection: bool,
+    /// Raft builds a snapshot (and purges the log before it) every this many entries.
+    pub raft_snapshot_logs: u64,
     /// How long the durable change log keeps records.
     pub change_retention: Duration,
     /// How long a statement waits for Raft before failing.
@@ -43,6 +47,8 @@ impl Default for Config {
             node_id: 1,
             peer_listen: None,
             join: Vec::new(),
+            fault_injection: false,
+            raft_snapshot_logs: 10_000,
             change_retention: Duration::from_secs(24 * 3600),
             raft_timeout: Duration::from_secs(10),
             max_clock_offset: Duration::from_millis(500),
@@ -101,9 +107,16 @@ pub struct StartArgs {
     /// Peer listen address (cluster mode)
     #[arg(long, value_name = "ADDR")]
     pub peer_listen: Option<SocketAddr>,
-    /// Peer address to join (cluster mode); may be repeated
-    #[arg(long, value_name = "ADDR")]
+    /// Members' peer addresses to join (cluster mode); comma-separated or repeated. Ignored
+    /// once the data directory belongs to a cluster.
+    #[arg(long, value_name = "ADDR", value_delimiter = ',')]
     pub join: Vec<String>,
+    /// Allow `SELECT weft_fault(...)` to partition or delay this node (tests only)
+    #[arg(long)]
+    pub fault_injection: bool,
+    /// Raft snapshot interval in log entries [default: 10000]
+    #[arg(long, value_name = "N")]
+    pub raft_snapshot_logs: Option<u64>,
     /// How long the change log is kept, e.g. 24h [default: 24h]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub change_retention: Option<Duration>,
@@ -170,6 +183,12 @@ impl StartArgs {
         }
         if !self.join.is_empty() {
             config.join = self.join.clone();
+        }
+        if self.fault_injection {
+            config.fault_injection = true;
+        }
+        if let Some(v) = self.raft_snapshot_logs {
+            config.raft_snapshot_logs = v.max(1);
         }
         if let Some(v) = self.change_retention {
             config.change_retention = v;

@@ -12,6 +12,8 @@
 //!                                                 weft_sql --> weft_storage
 //! ```
 
+/// The Raft node behind `--peer-listen`, as SQL sees it.
+pub mod cluster;
 /// Command-line flags and the TOML config file.
 pub mod config;
 /// One client connection: startup, the query protocols, Arrow <-> PostgreSQL values.

@@ -57,6 +57,11 @@ async fn run(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // One machine-readable line on stdout: tools and tests started on port 0 read the ports here.
+    match server.peer_addr() {
+        Some(peer) => println!("weft ready pg={} peer={peer}", server.local_addr()),
+        None => println!("weft ready pg={}", server.local_addr()),
+    }
     let signal = wait_for_signal().await;
     tracing::info!(signal, "shutting down");
     match server.shutdown().await {

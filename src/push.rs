@@ -310,6 +310,11 @@ impl Hub {
         if event.catalog_changed {
             self.reload_live_queries();
         }
+        if event.reset {
+            self.push_reset_all(event);
+            *position = self.engine.storage().last_position();
+            return;
+        }
         let pid = i32::try_from(event.origin).unwrap_or(0);
         let live = Arc::clone(&self.live.read());
         if !live.is_empty() {
@@ -336,6 +341,36 @@ impl Hub {
             .encode();
             for mailbox in targets.values() {
                 mailbox.push_encoded(channel, wire.clone(), None);
+            }
+        }
+    }
+
+    /// The node installed a snapshot: the changes in between are not in its log, so every live
+    /// query's listeners are told to re-read.
+    fn push_reset_all(&self, event: &CommitEvent) {
+        let position = self.engine.storage().last_position();
+        let live = Arc::clone(&self.live.read());
+        let listeners = self.listeners.read();
+        for q in live.values().flatten() {
+            let Some(targets) = listeners.by_channel.get(&q.name) else {
+                continue;
+            };
+            let change = LiveChange {
+                op: weft_sql::push::LiveOp::Reset,
+                position,
+                ts: event.ts,
+                key: None,
+                row: None,
+                old: None,
+            };
+            let wire = Notification {
+                pid: 0,
+                channel: q.name.clone(),
+                payload: change.payload(),
+            }
+            .encode();
+            for mailbox in targets.values() {
+                mailbox.push_encoded(&q.name, wire.clone(), Some(position));
             }
         }
     }

@@ -18,6 +18,7 @@ use pgwire::api::RandomPidSecretKeyGenerator;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
+use weft_consensus::{Cluster, ClusterConfig};
 use weft_sql::{Engine, EngineConfig};
 use weft_storage::{Storage, StorageOptions};
 
@@ -33,6 +34,8 @@ pub enum ServerError {
     Engine(#[from] weft_sql::Error),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: io::Error },
+    #[error("cluster: {0}")]
+    Cluster(String),
     #[error(transparent)]
     Io(#[from] io::Error),
 }
@@ -50,6 +53,7 @@ impl ServerError {
 /// A running server.
 pub struct Server {
     addr: SocketAddr,
+    cluster: Option<Cluster>,
     engine: Arc<Engine>,
     storage: Storage,
     registry: Arc<Registry>,
@@ -85,7 +89,6 @@ impl Server {
 
     async fn serve(config: &Config, storage: Storage) -> Result<Server, ServerError> {
         let node_id = config.node_id;
-        let engine = Engine::new(storage.clone(), EngineConfig { node_id })?;
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -94,6 +97,11 @@ impl Server {
                     source,
                 })?;
         let addr = listener.local_addr()?;
+        let cluster = start_cluster(config, &storage, addr).await?;
+        let engine = Engine::new(storage.clone(), EngineConfig { node_id })?;
+        if let Some(c) = &cluster {
+            engine.set_cluster(crate::cluster::admin(c.clone(), config.fault_injection));
+        }
         let registry = Registry::new();
         let (stop, stopped) = watch::channel(false);
         let ctx = Arc::new(ConnContext {
@@ -110,9 +118,11 @@ impl Server {
             stopped.clone(),
         ));
         let accept = tokio::spawn(accept_loop(listener, ctx, stopped, config.shutdown_timeout));
-        tracing::info!(%addr, data_dir = %config.data_dir.display(), node_id, "weft is ready");
+        let peer_addr = cluster.as_ref().map(|c| c.peer_addr().to_string());
+        tracing::info!(%addr, ?peer_addr, data_dir = %config.data_dir.display(), node_id, "weft is ready");
         Ok(Server {
             addr,
+            cluster,
             engine,
             storage,
             registry,
@@ -147,9 +157,47 @@ impl Server {
         if let Err(e) = self.accept.await {
             tracing::error!(error = %e, "accept loop failed");
         }
+        if let Some(c) = &self.cluster {
+            c.shutdown().await;
+        }
         drop(self.engine);
         close_storage(self.storage).await
     }
+
+    /// The peer (Raft) address, when the node runs in a cluster.
+    pub fn peer_addr(&self) -> Option<&str> {
+        self.cluster.as_ref().map(Cluster::peer_addr)
+    }
+}
+
+/// With `--peer-listen`: starts Raft over `storage` (bootstrap or join). Without it, refuses a
+/// data directory that belongs to a cluster (commits would bypass Raft and diverge).
+async fn start_cluster(
+    config: &Config,
+    storage: &Storage,
+    pg_addr: SocketAddr,
+) -> Result<Option<Cluster>, ServerError> {
+    let Some(peer_listen) = config.peer_listen else {
+        if storage.replica_meta(weft_consensus::store::APPLIED_META)?.is_some() {
+            return Err(ServerError::Cluster(format!(
+                "data directory {} belongs to a cluster: start it with --peer-listen",
+                config.data_dir.display()
+            )));
+        }
+        return Ok(None);
+    };
+    let cfg = ClusterConfig {
+        node_id: u64::from(config.node_id),
+        pg_addr: pg_addr.to_string(),
+        peer_listen,
+        join: config.join.clone(),
+        raft_timeout: config.raft_timeout,
+        snapshot_logs: config.raft_snapshot_logs,
+    };
+    Cluster::start(storage.clone(), cfg)
+        .await
+        .map(Some)
+        .map_err(|e| ServerError::Cluster(e.to_string()))
 }
 
 /// Purges change records older than `retention`, checking every `retention / 10` (between 50 ms

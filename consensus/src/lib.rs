@@ -16,3 +16,12 @@ pub mod types;
 pub mod store;
 
 pub use types::{PeerNode, Request, Response, TypeConfig};
+
+/// Peer RPC (tarpc), openraft's network, fault injection for tests.
+pub mod network;
+
+/// A cluster member: Raft, the peer service, join/remove, the storage `Replicator`.
+pub mod node;
+
+pub use network::Faults;
+pub use node::{Cluster, ClusterConfig, ClusterError, NodeRow};

@@ -1,10 +1,11 @@
 //! The engine: shared by every session of a node; owns the storage handle and node settings.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use weft_storage::Storage;
 
+use crate::cluster::ClusterAdmin;
 use crate::error::Result;
 use crate::session::Session;
 
@@ -23,11 +24,25 @@ impl Default for EngineConfig {
 pub struct Engine {
     storage: Storage,
     config: EngineConfig,
+    cluster: OnceLock<Arc<dyn ClusterAdmin>>,
 }
 
 impl Engine {
     pub fn new(storage: Storage, config: EngineConfig) -> Result<Arc<Engine>> {
-        Ok(Arc::new(Engine { storage, config }))
+        Ok(Arc::new(Engine {
+            storage,
+            config,
+            cluster: OnceLock::new(),
+        }))
+    }
+
+    /// Makes `weft_nodes` and the cluster functions of sessions opened from now on use `c`.
+    pub fn set_cluster(&self, c: Arc<dyn ClusterAdmin>) {
+        let _ = self.cluster.set(c);
+    }
+
+    pub fn cluster(&self) -> Option<Arc<dyn ClusterAdmin>> {
+        self.cluster.get().cloned()
     }
 
     pub fn storage(&self) -> &Storage {

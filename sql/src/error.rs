@@ -107,6 +107,12 @@ pub enum Error {
     DependentObjects { message: String },
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// The cluster could not take the statement and it surely had no effect (retry it).
+    #[error("{message}")]
+    ClusterUnavailable { message: String },
+    /// The cluster may or may not have committed the transaction (SQLSTATE 40003).
+    #[error("{message}")]
+    CompletionUnknown { message: String },
     /// A bug or an engine failure; the message is not shown to clients.
     #[error("internal error: {0}")]
     Internal(String),
@@ -156,6 +162,8 @@ impl Error {
             Error::WrongObjectType { .. } => "42809",
             Error::DependentObjects { .. } => "2BP01",
             Error::ShuttingDown => "57P01",
+            Error::ClusterUnavailable { .. } => "40001",
+            Error::CompletionUnknown { .. } => "40003",
             Error::Internal(_) => "XX000",
         }
     }
@@ -181,9 +189,12 @@ impl Error {
 
     pub fn hint(&self) -> Option<String> {
         match self {
-            Error::SerializationFailure { .. } => {
+            Error::SerializationFailure { .. } | Error::ClusterUnavailable { .. } => {
                 Some("The transaction might succeed if retried.".to_string())
             }
+            Error::CompletionUnknown { .. } => Some(
+                "The transaction may have committed: check before retrying it.".to_string(),
+            ),
             _ => None,
         }
     }
@@ -241,6 +252,14 @@ impl From<weft_storage::Error> for Error {
                 detail: Some(detail),
             },
             S::ShuttingDown => Error::ShuttingDown,
+            S::Unavailable {
+                message,
+                maybe_committed: false,
+            } => Error::ClusterUnavailable { message },
+            S::Unavailable {
+                message,
+                maybe_committed: true,
+            } => Error::CompletionUnknown { message },
             other => Error::Internal(other.to_string()),
         }
     }

@@ -232,6 +232,7 @@ pub(crate) fn register(state: &mut SessionState, shared: &Arc<SessionShared>) {
         }),
     ));
     fns.extend(crate::format::udfs());
+    fns.extend(crate::cluster::udfs(shared));
     fns.push(crate::numeric_div::unconstrained_cast());
     for f in fns {
         let _ = state.register_udf(f);

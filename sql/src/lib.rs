@@ -16,6 +16,7 @@
 //! ```
 
 mod arith;
+pub mod cluster;
 pub mod convert;
 mod ddl;
 mod decorrelate;
@@ -45,6 +46,7 @@ mod table;
 mod txn_control;
 
 pub use datafusion;
+pub use cluster::{ClusterAdmin, NodeInfo};
 pub use engine::{Engine, EngineConfig};
 pub use error::{Error, Result};
 pub use pgtype::PgType;

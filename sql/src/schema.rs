@@ -65,6 +65,11 @@ impl SchemaProvider for PublicSchema {
             }
         }
         let catalog = self.shared.catalog();
+        if name == crate::cluster::NODES_TABLE && catalog.get_by_name(name).is_none() {
+            return Ok(Some(Arc::new(crate::cluster::NodesTable {
+                shared: Arc::clone(&self.shared),
+            })));
+        }
         match catalog.get_by_name(name) {
             Some(CatalogEntry::Table(def)) => {
                 let hidden = self.shared.dml_target() == Some(def.id);
@@ -100,6 +105,7 @@ impl SchemaProvider for PublicSchema {
     fn table_exist(&self, name: &str) -> bool {
         self.fallback.as_ref().is_some_and(|s| s.table_exist(name))
             || self.shared.catalog().get_by_name(name).is_some()
+            || name == crate::cluster::NODES_TABLE
     }
 }
 

@@ -159,7 +159,11 @@ impl Session {
             .get("database")
             .cloned()
             .unwrap_or_else(|| user.clone());
-        let shared = SessionShared::new(engine.storage().clone());
+        let shared = SessionShared::new(
+            engine.storage().clone(),
+            engine.config().node_id,
+            engine.cluster(),
+        );
         let state = query::new_state(&shared, &database);
         shared.set_state(Some(state.clone()));
         let mut settings = Settings::new(&user);
@@ -187,6 +191,15 @@ impl Session {
             listen_ready: Vec::new(),
             pid: 0,
         }
+    }
+
+    /// In a cluster, waits until this node has applied every commit acknowledged before now,
+    /// unless the session chose `weft.read_consistency = 'local'`.
+    pub(crate) async fn read_barrier(&self) -> Result<()> {
+        if self.settings.get("weft.read_consistency") == Some("local") {
+            return Ok(());
+        }
+        Ok(self.engine.storage().read_barrier().await?)
     }
 
     pub fn parameter_status(&self) -> Vec<(String, String)> {
@@ -443,7 +456,10 @@ impl Session {
     ) -> Result<QueryOutput> {
         let mut auto = match self.block {
             Some(_) => None,
-            None => Some(self.engine.storage().begin()),
+            None => {
+                self.read_barrier().await?;
+                Some(self.engine.storage().begin())
+            }
         };
         let output = {
             let (txn, read_only) = match (&mut self.block, &mut auto) {

@@ -8,8 +8,14 @@ use datafusion::execution::session_state::SessionState;
 use parking_lot::RwLock;
 use weft_storage::{Catalog, Storage, TableId, TxnReader};
 
+use crate::cluster::ClusterAdmin;
+
 pub(crate) struct SessionShared {
     pub storage: Storage,
+    /// This node's id (for `weft_nodes` on a standalone node).
+    pub node_id: u16,
+    /// The cluster this node belongs to, if any.
+    cluster: Option<Arc<dyn ClusterAdmin>>,
     /// The read view of the current transaction, if one is open.
     read: RwLock<Option<ReadView>>,
     /// While planning a DML statement: the target table, whose hidden row id is then visible.
@@ -31,9 +37,19 @@ pub(crate) struct ReadView {
 }
 
 impl SessionShared {
-    pub fn new(storage: Storage) -> Arc<Self> {
+    pub fn cluster(&self) -> Option<&Arc<dyn ClusterAdmin>> {
+        self.cluster.as_ref()
+    }
+
+    pub fn new(
+        storage: Storage,
+        node_id: u16,
+        cluster: Option<Arc<dyn ClusterAdmin>>,
+    ) -> Arc<Self> {
         Arc::new(SessionShared {
             storage,
+            node_id,
+            cluster,
             read: RwLock::new(None),
             dml_target: RwLock::new(None),
             state: parking_lot::Mutex::new(None),

@@ -17,7 +17,7 @@ pub(crate) async fn execute(
     stmt: &Statement,
 ) -> Result<Option<QueryOutput>> {
     match &*stmt.ast {
-        ast::Statement::StartTransaction { modes, .. } => begin(session, modes).map(Some),
+        ast::Statement::StartTransaction { modes, .. } => begin(session, modes).await.map(Some),
         ast::Statement::Commit { chain: false, .. } => commit(session).await.map(Some),
         ast::Statement::Rollback {
             chain: false,
@@ -89,7 +89,7 @@ fn rollback_to(session: &mut Session, name: &str) -> Result<QueryOutput> {
     Ok(tag("ROLLBACK"))
 }
 
-fn begin(session: &mut Session, modes: &[ast::TransactionMode]) -> Result<QueryOutput> {
+async fn begin(session: &mut Session, modes: &[ast::TransactionMode]) -> Result<QueryOutput> {
     if session.block.is_some() {
         session.notice(
             "WARNING",
@@ -105,6 +105,7 @@ fn begin(session: &mut Session, modes: &[ast::TransactionMode]) -> Result<QueryO
         }
         // Every isolation level runs as snapshot isolation (documented in the README).
     }
+    session.read_barrier().await?;
     let txn = session.engine.storage().begin();
     session.shared.set_read(Some(view_of(&txn)));
     session.block = Some(Block {

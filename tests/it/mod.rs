@@ -1,5 +1,6 @@
 mod cancel;
 mod clients;
+mod cluster;
 mod errors;
 mod extended;
 mod lifecycle;

@@ -1,0 +1,884 @@
+//! One cluster member: the Raft instance, the peer service, joining, and the `Replicator` that
+//! storage hands every commit to.
+//!
+//! ```text
+//!   COMMIT on any node ─▶ ClusterReplicator::commit(ws) ── id = (node, incarnation, seq)
+//!        │ leader here?  yes ─▶ Raft::client_write ─▶ majority ─▶ state machine applies ─▶ outcome
+//!        │               no  ─▶ propose RPC to the leader (same id; retried until the deadline,
+//!        │                      the state machine applies an id at most once)
+//!   read ─▶ read_barrier: leader: read index (heartbeat to a quorum);
+//!                         follower: the leader's read index, then wait until applied locally
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
+use openraft::type_config::alias::{SnapshotMetaOf, VoteOf};
+use openraft::{ChangeMembers, ReadPolicy, ServerState, Snapshot};
+use parking_lot::Mutex;
+use tarpc::server::{BaseChannel, Channel};
+use tarpc::tokio_serde::formats::Bincode;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+use weft_storage::{
+    ApplyOutcome, CommitInfo, Error as StorageError, ReplicatedWrite, Replicator, RequestId,
+    Storage, WriteSet,
+};
+
+use crate::network::{
+    unavailable, Faults, Network, Peer, PeerError, PeerStatus, Peers, MAX_FRAME,
+};
+use crate::store::{self, StateMachine};
+use crate::types::{PeerNode, Request, Response, TypeConfig};
+
+pub type WeftRaft = openraft::Raft<TypeConfig, StateMachine>;
+
+/// How a node joins the cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub node_id: u64,
+    /// The PostgreSQL address clients use (shown in `weft_nodes`).
+    pub pg_addr: String,
+    pub peer_listen: SocketAddr,
+    /// Members to contact when this data directory is not yet part of a cluster.
+    pub join: Vec<String>,
+    /// Longest a statement waits for the cluster.
+    pub raft_timeout: Duration,
+    /// Build a snapshot every this many log entries (the log before it is then purged).
+    pub snapshot_logs: u64,
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cannot listen for peers on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error("storage: {0}")]
+    Storage(#[from] std::io::Error),
+}
+
+/// A row of `weft_nodes`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRow {
+    pub node_id: u64,
+    pub pg_addr: String,
+    pub peer_addr: String,
+    pub role: &'static str,
+    pub voter: bool,
+    pub last_applied: Option<u64>,
+    pub status: String,
+}
+
+/// A running cluster member.
+#[derive(Clone)]
+pub struct Cluster {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    id: u64,
+    node: PeerNode,
+    storage: Storage,
+    raft: WeftRaft,
+    peers: Arc<Peers>,
+    incarnation: u64,
+    seq: AtomicU64,
+    raft_timeout: Duration,
+    /// Snapshots being received, by snapshot id.
+    incoming: Mutex<HashMap<String, Vec<u8>>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Cluster {
+    /// Opens the Raft state in `storage`, listens for peers, and bootstraps a one-node cluster
+    /// or joins one when the data directory is not part of a cluster yet. Commits on `storage`
+    /// go through Raft from now on.
+    pub async fn start(storage: Storage, cfg: ClusterConfig) -> Result<Cluster, ClusterError> {
+        let (log, sm) = store::open(storage.clone()).await?;
+        let raft_config = openraft::Config {
+            cluster_name: "weft".into(),
+            heartbeat_interval: 100,
+            election_timeout_min: 400,
+            election_timeout_max: 800,
+            install_snapshot_timeout: 30_000,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.snapshot_logs),
+            max_in_snapshot_log_to_keep: (cfg.snapshot_logs / 10).min(1_000),
+            purge_batch_size: 1,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| ClusterError::Raft(e.to_string()))?;
+
+        let mut listener =
+            tarpc::serde_transport::tcp::listen(cfg.peer_listen, Bincode::default)
+                .await
+                .map_err(|source| ClusterError::Bind {
+                    addr: cfg.peer_listen,
+                    source,
+                })?;
+        listener.config_mut().max_frame_length(MAX_FRAME);
+        let peer_addr = listener.local_addr();
+
+        let faults = Arc::new(Faults::default());
+        let peers = Peers::new(cfg.node_id, faults);
+        let network = Network {
+            peers: peers.clone(),
+        };
+        let raft = WeftRaft::new(cfg.node_id, Arc::new(raft_config), network, log, sm)
+            .await
+            .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        let node = PeerNode {
+            pg_addr: cfg.pg_addr.clone(),
+            peer_addr: peer_addr.to_string(),
+        };
+        let inner = Arc::new(Inner {
+            id: cfg.node_id,
+            node: node.clone(),
+            storage: storage.clone(),
+            raft: raft.clone(),
+            peers,
+            incarnation: incarnation(),
+            seq: AtomicU64::new(0),
+            raft_timeout: cfg.raft_timeout,
+            incoming: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(Vec::new()),
+        });
+
+        let service = PeerService {
+            inner: inner.clone(),
+        };
+        let server = tokio::spawn(async move {
+            while let Some(conn) = listener.next().await {
+                let Ok(transport) = conn else { continue };
+                let _ = transport.get_ref().set_nodelay(true);
+                let channel = BaseChannel::with_defaults(transport);
+                let svc = service.clone();
+                tokio::spawn(
+                    channel
+                        .execute(svc.serve())
+                        .for_each_concurrent(None, |fut| fut),
+                );
+            }
+        });
+        inner.tasks.lock().push(server);
+
+        let initialized = raft
+            .is_initialized()
+            .await
+            .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        let has_data = !storage.catalog().entries.is_empty();
+        if !initialized {
+            if cfg.join.is_empty() {
+                let members = BTreeMap::from([(cfg.node_id, node)]);
+                raft.initialize(members)
+                    .await
+                    .map_err(|e| ClusterError::Raft(e.to_string()))?;
+                info!(node_id = cfg.node_id, %peer_addr, "bootstrapped a one-node cluster");
+                if has_data {
+                    // The rows written before Raft are in no log entry: snapshot and purge so
+                    // that nodes joining later receive them as a snapshot.
+                    snapshot_and_purge(&raft, cfg.raft_timeout).await?;
+                }
+            } else if has_data {
+                return Err(ClusterError::Raft(
+                    "this data directory already holds tables: a node can only join a cluster \
+                     with an empty data directory"
+                        .into(),
+                ));
+            } else {
+                let task = tokio::spawn(join_loop(inner.clone(), cfg.join.clone()));
+                inner.tasks.lock().push(task);
+            }
+        } else if !cfg.join.is_empty() {
+            info!("data directory is already part of a cluster: --join ignored");
+        }
+
+        let cluster = Cluster { inner };
+        storage.set_replicator(Arc::new(ClusterReplicator {
+            inner: cluster.inner.clone(),
+        }));
+        Ok(cluster)
+    }
+
+    pub fn node_id(&self) -> u64 {
+        self.inner.id
+    }
+
+    pub fn peer_addr(&self) -> &str {
+        &self.inner.node.peer_addr
+    }
+
+    pub fn raft(&self) -> &WeftRaft {
+        &self.inner.raft
+    }
+
+    pub fn faults(&self) -> &Arc<Faults> {
+        self.inner.peers.faults()
+    }
+
+    /// Every member as this node sees it; other nodes are asked for their applied index.
+    pub async fn nodes(&self) -> Vec<NodeRow> {
+        let inner = &self.inner;
+        let metrics = inner.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership().clone();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        let mut rows = Vec::new();
+        for (id, node) in membership.nodes() {
+            let id = *id;
+            let voter = voters.contains(&id);
+            let role = if metrics.current_leader == Some(id) {
+                "leader"
+            } else if voter {
+                "follower"
+            } else {
+                "learner"
+            };
+            let (last_applied, status) = if id == inner.id {
+                (metrics.last_applied.as_ref().map(|l| l.index), "ok".into())
+            } else {
+                let r = inner
+                    .peers
+                    .call(id, &node.peer_addr, Duration::from_secs(1), |c, ctx| {
+                        c.status(ctx, inner.id)
+                    })
+                    .await;
+                match r {
+                    Ok(Ok(s)) if s.node_id == id => (Some(s.last_applied), "ok".into()),
+                    Ok(Ok(s)) => (
+                        None,
+                        format!("refused: address answers as node {}", s.node_id),
+                    ),
+                    Ok(Err(e)) => (None, format!("refused: {e}")),
+                    Err(_) => (None, "unreachable".into()),
+                }
+            };
+            rows.push(NodeRow {
+                node_id: id,
+                pg_addr: node.pg_addr.clone(),
+                peer_addr: node.peer_addr.clone(),
+                role,
+                voter,
+                last_applied,
+                status,
+            });
+        }
+        rows
+    }
+
+    /// Removes node `id` (through the leader; a leader being removed hands over first).
+    pub async fn remove_node(&self, id: u64) -> Result<(), String> {
+        self.inner
+            .remove(id)
+            .await
+            .map_err(|e| format!("cannot remove node {id}: {e}"))
+    }
+
+    /// Stops Raft and the peer service.
+    pub async fn shutdown(&self) {
+        for t in self.inner.tasks.lock().drain(..) {
+            t.abort();
+        }
+        if let Err(e) = self.inner.raft.shutdown().await {
+            warn!(error = %e, "raft shutdown");
+        }
+    }
+}
+
+/// Builds a snapshot of everything applied and purges the log it covers.
+async fn snapshot_and_purge(raft: &WeftRaft, timeout: Duration) -> Result<(), ClusterError> {
+    let err = |e: String| ClusterError::Raft(format!("initial snapshot: {e}"));
+    let m = raft
+        .wait(Some(timeout))
+        .metrics(|m| m.state == ServerState::Leader, "leader of a one-node cluster")
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    let applied = m.last_applied.as_ref().map_or(0, |l| l.index);
+    raft.trigger()
+        .snapshot()
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    raft.wait(Some(timeout))
+        .metrics(
+            |m| m.snapshot.as_ref().is_some_and(|s| s.index >= applied),
+            "initial snapshot",
+        )
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    raft.trigger()
+        .purge_log(applied)
+        .await
+        .map_err(|e| err(e.to_string()))
+}
+
+/// A number that differs between two runs of the same node (request ids must not repeat after
+/// a restart).
+fn incarnation() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 32)
+}
+
+/// Asks the `join` addresses, in turn, to add this node, until one accepts.
+async fn join_loop(inner: Arc<Inner>, join: Vec<String>) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        for addr in &join {
+            let r = inner
+                .peers
+                .call(0, addr, Duration::from_secs(60), |c, ctx| {
+                    c.join(ctx, inner.id, inner.id, inner.node.clone())
+                })
+                .await;
+            match r {
+                Ok(Ok(())) => {
+                    info!(node_id = inner.id, via = %addr, "joined the cluster");
+                    return;
+                }
+                Ok(Err(e)) => warn!(via = %addr, error = %e, "join refused; retrying"),
+                Err(e) => warn!(via = %addr, error = %e, "join failed; retrying"),
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+impl Inner {
+    fn leader(&self) -> Option<u64> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    fn node_of(&self, id: u64) -> Option<PeerNode> {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .cloned()
+    }
+
+    /// True when this node is the only voter and the leader: every acknowledged commit was
+    /// applied here first, so reads need no barrier.
+    fn alone(&self) -> bool {
+        let rx = self.raft.metrics();
+        let m = rx.borrow();
+        let mut voters = m.membership_config.membership().voter_ids();
+        m.current_leader == Some(self.id)
+            && m.state == ServerState::Leader
+            && voters.next() == Some(self.id)
+            && voters.next().is_none()
+    }
+
+    /// Waits (until `deadline`) for a known leader.
+    async fn wait_leader(&self, deadline: Instant) -> Option<u64> {
+        let mut rx = self.raft.metrics();
+        loop {
+            if let Some(l) = rx.borrow().current_leader {
+                return Some(l);
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            if tokio::time::timeout(left, rx.changed()).await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    /// Proposes on this node, which believes it is the leader.
+    async fn propose_local(&self, req: Request) -> Result<ApplyOutcome, PeerError> {
+        match self.raft.client_write(req).await {
+            Ok(resp) => match resp.data {
+                Response(Some(outcome)) => Ok(outcome),
+                Response(None) => Err(PeerError::Failed {
+                    message: "the commit entry produced no outcome".into(),
+                    maybe_proposed: true,
+                }),
+            },
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(PeerError::NotLeader {
+                    leader: f.leader_id,
+                })
+            }
+            Err(e) => Err(PeerError::Failed {
+                message: e.to_string(),
+                maybe_proposed: true,
+            }),
+        }
+    }
+
+    /// Commits `ws` through the leader, retrying with the same request id until `raft_timeout`.
+    async fn commit(&self, ws: WriteSet, ts: u64) -> Result<CommitInfo, StorageError> {
+        let id = RequestId {
+            node: self.id,
+            incarnation: self.incarnation,
+            seq: self.seq.fetch_add(1, Ordering::Relaxed),
+        };
+        let req = Request(ReplicatedWrite { id, ts, ws });
+        let deadline = Instant::now() + self.raft_timeout;
+        let mut maybe_proposed = false;
+        let mut last_error = String::from("no leader");
+        loop {
+            let Some(leader) = self.wait_leader(deadline).await else {
+                return Err(unavailable(
+                    timeout_message(self.raft_timeout, &last_error),
+                    maybe_proposed,
+                ));
+            };
+            let attempt = if leader == self.id {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match tokio::time::timeout(left, self.propose_local(req.clone())).await {
+                    Ok(r) => r,
+                    Err(_) => Err(PeerError::Failed {
+                        message: "timed out waiting for a majority".into(),
+                        maybe_proposed: true,
+                    }),
+                }
+            } else {
+                self.forward(leader, req.clone(), deadline).await
+            };
+            match attempt {
+                Ok(outcome) => return outcome,
+                Err(PeerError::NotLeader { .. }) => {
+                    last_error = format!("node {leader} is no longer the leader");
+                    // Let the metrics catch up with the new leader.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(PeerError::Partitioned(_)) => {
+                    last_error = format!("node {leader} is partitioned away");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(PeerError::Failed {
+                    message,
+                    maybe_proposed: m,
+                }) => {
+                    maybe_proposed |= m;
+                    last_error = message;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(unavailable(
+                    timeout_message(self.raft_timeout, &last_error),
+                    maybe_proposed,
+                ));
+            }
+        }
+    }
+
+    async fn forward(
+        &self,
+        leader: u64,
+        req: Request,
+        deadline: Instant,
+    ) -> Result<ApplyOutcome, PeerError> {
+        let Some(node) = self.node_of(leader) else {
+            return Err(PeerError::NotLeader { leader: None });
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        let r = self
+            .peers
+            .call(leader, &node.peer_addr, left, |c, ctx| {
+                c.propose(ctx, self.id, req)
+            })
+            .await;
+        match r {
+            Ok(r) => r,
+            Err(e) => Err(PeerError::Failed {
+                maybe_proposed: !e.surely_not_sent(),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// Returns once this node has applied everything committed before the call.
+    async fn read_barrier(&self) -> Result<(), StorageError> {
+        if self.alone() {
+            return Ok(());
+        }
+        let deadline = Instant::now() + self.raft_timeout;
+        let fail = |m: String| {
+            unavailable(
+                format!("cannot confirm that this read sees the latest commits: {m}"),
+                false,
+            )
+        };
+        let mut last_error = String::from("no leader");
+        loop {
+            let Some(leader) = self.wait_leader(deadline).await else {
+                return Err(fail(timeout_message(self.raft_timeout, &last_error)));
+            };
+            let index = if leader == self.id {
+                self.local_read_index().await
+            } else {
+                match self.node_of(leader) {
+                    Some(node) => {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        match self
+                            .peers
+                            .call(leader, &node.peer_addr, left, |c, ctx| {
+                                c.read_index(ctx, self.id)
+                            })
+                            .await
+                        {
+                            Ok(r) => r,
+                            Err(e) => Err(PeerError::Failed {
+                                message: e.to_string(),
+                                maybe_proposed: false,
+                            }),
+                        }
+                    }
+                    None => Err(PeerError::NotLeader { leader: None }),
+                }
+            };
+            match index {
+                Ok(index) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    return self
+                        .raft
+                        .wait(Some(left))
+                        .applied_index_at_least(Some(index), "read barrier")
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| fail(e.to_string()));
+                }
+                Err(e) => last_error = e.to_string(),
+            }
+            if Instant::now() >= deadline {
+                return Err(fail(timeout_message(self.raft_timeout, &last_error)));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn local_read_index(&self) -> Result<u64, PeerError> {
+        match self.raft.get_read_linearizer(ReadPolicy::ReadIndex).await {
+            Ok(l) => Ok(l.read_log_id().index()),
+            Err(e) => match e.forward_to_leader() {
+                Some(f) => Err(PeerError::NotLeader {
+                    leader: f.leader_id,
+                }),
+                None => Err(PeerError::Failed {
+                    message: e.to_string(),
+                    maybe_proposed: false,
+                }),
+            },
+        }
+    }
+
+    /// Forwards a membership request to the leader when this node is not it.
+    async fn on_leader<F, Fut>(&self, local: F, remote: RemoteOp) -> Result<(), PeerError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(), PeerError>>,
+    {
+        let deadline = Instant::now() + self.raft_timeout;
+        let leader = self
+            .wait_leader(deadline)
+            .await
+            .ok_or(PeerError::NotLeader { leader: None })?;
+        if leader == self.id {
+            return local().await;
+        }
+        let node = self
+            .node_of(leader)
+            .ok_or(PeerError::NotLeader { leader: None })?;
+        let r = self
+            .peers
+            .call(leader, &node.peer_addr, Duration::from_secs(60), |c, ctx| async move {
+                match remote {
+                    RemoteOp::Join(id, n) => c.join(ctx, self.id, id, n).await,
+                    RemoteOp::Remove(id) => c.remove(ctx, self.id, id).await,
+                }
+            })
+            .await;
+        match r {
+            Ok(r) => r,
+            Err(e) => Err(PeerError::Failed {
+                message: e.to_string(),
+                maybe_proposed: !e.surely_not_sent(),
+            }),
+        }
+    }
+
+    async fn join(&self, id: u64, node: PeerNode) -> Result<(), PeerError> {
+        let n = node.clone();
+        self.on_leader(|| self.join_here(id, n), RemoteOp::Join(id, node))
+            .await
+    }
+
+    async fn join_here(&self, id: u64, node: PeerNode) -> Result<(), PeerError> {
+        let failed = |e: String| PeerError::Failed {
+            message: e,
+            maybe_proposed: true,
+        };
+        let membership = self.raft.metrics().borrow().membership_config.clone();
+        if membership.membership().voter_ids().any(|v| v == id) {
+            return Ok(());
+        }
+        info!(node_id = id, peer = %node.peer_addr, "adding a learner");
+        self.raft
+            .add_learner(id, node, true)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        info!(node_id = id, "promoting to voter");
+        self.raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        Ok(())
+    }
+
+    async fn remove(&self, id: u64) -> Result<(), PeerError> {
+        self.on_leader(|| self.remove_here(id), RemoteOp::Remove(id))
+            .await
+    }
+
+    async fn remove_here(&self, id: u64) -> Result<(), PeerError> {
+        let failed = |e: String| PeerError::Failed {
+            message: e,
+            maybe_proposed: true,
+        };
+        let membership = self.raft.metrics().borrow().membership_config.clone();
+        let m = membership.membership();
+        if m.get_node(&id).is_none() {
+            return Err(failed(format!("node {id} is not a member")));
+        }
+        if id == self.id {
+            // Hand leadership to another voter, then ask it to remove us.
+            let Some(to) = m.voter_ids().find(|v| *v != id) else {
+                return Err(failed("cannot remove the only voter".into()));
+            };
+            self.raft
+                .trigger()
+                .transfer_leader(to)
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+            let deadline = Instant::now() + self.raft_timeout;
+            loop {
+                match self.leader() {
+                    Some(l) if l != self.id => break,
+                    _ if Instant::now() >= deadline => {
+                        return Err(failed("leadership transfer did not finish".into()))
+                    }
+                    _ => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+            return Box::pin(self.remove(id)).await;
+        }
+        let change = if m.voter_ids().any(|v| v == id) {
+            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+        } else {
+            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+        };
+        self.raft
+            .change_membership(change, false)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        Ok(())
+    }
+}
+
+enum RemoteOp {
+    Join(u64, PeerNode),
+    Remove(u64),
+}
+
+fn timeout_message(timeout: Duration, last: &str) -> String {
+    format!(
+        "the cluster did not answer within the raft timeout ({}): {last}",
+        humantime_secs(timeout)
+    )
+}
+
+fn humantime_secs(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// The storage hook: commits and reads on this node go through the cluster.
+struct ClusterReplicator {
+    inner: Arc<Inner>,
+}
+
+impl Replicator for ClusterReplicator {
+    fn commit(
+        &self,
+        ws: WriteSet,
+    ) -> Pin<Box<dyn Future<Output = Result<CommitInfo, StorageError>> + Send>> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let ts = inner.raft_ts();
+            inner.commit(ws, ts).await
+        })
+    }
+
+    fn read_barrier(&self) -> Pin<Box<dyn Future<Output = Result<(), StorageError>> + Send>> {
+        let inner = self.inner.clone();
+        Box::pin(async move { inner.read_barrier().await })
+    }
+}
+
+impl Inner {
+    /// The proposer's HLC timestamp for a commit (apply keeps them increasing).
+    fn raft_ts(&self) -> u64 {
+        self.storage.now()
+    }
+}
+
+/// The peer service's handlers.
+#[derive(Clone)]
+struct PeerService {
+    inner: Arc<Inner>,
+}
+
+impl PeerService {
+    fn check(&self, from: u64) -> Result<(), PeerError> {
+        if self.inner.peers.faults().is_blocked(from) {
+            return Err(PeerError::Partitioned(self.inner.id));
+        }
+        Ok(())
+    }
+}
+
+fn failed(e: impl std::fmt::Display) -> PeerError {
+    PeerError::Failed {
+        message: e.to_string(),
+        maybe_proposed: false,
+    }
+}
+
+impl Peer for PeerService {
+    async fn append_entries(
+        self,
+        _: tarpc::context::Context,
+        from: u64,
+        req: AppendEntriesRequest<TypeConfig>,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, PeerError> {
+        self.check(from)?;
+        self.inner.raft.append_entries(req).await.map_err(failed)
+    }
+
+    async fn vote(
+        self,
+        _: tarpc::context::Context,
+        from: u64,
+        req: VoteRequest<TypeConfig>,
+    ) -> Result<VoteResponse<TypeConfig>, PeerError> {
+        self.check(from)?;
+        self.inner.raft.vote(req).await.map_err(failed)
+    }
+
+    async fn snapshot_chunk(
+        self,
+        _: tarpc::context::Context,
+        from: u64,
+        vote: VoteOf<TypeConfig>,
+        meta: SnapshotMetaOf<TypeConfig>,
+        offset: u64,
+        data: Vec<u8>,
+        done: bool,
+    ) -> Result<Option<SnapshotResponse<TypeConfig>>, PeerError> {
+        self.check(from)?;
+        let id = meta.snapshot_id.clone();
+        let whole = {
+            let mut incoming = self.inner.incoming.lock();
+            if offset == 0 {
+                // A new transfer replaces any unfinished one.
+                incoming.clear();
+                incoming.insert(id.clone(), Vec::new());
+            }
+            let buf = incoming
+                .get_mut(&id)
+                .ok_or_else(|| failed(format!("snapshot {id}: chunk at {offset} without a start")))?;
+            if buf.len() as u64 != offset {
+                let have = buf.len();
+                incoming.remove(&id);
+                return Err(failed(format!(
+                    "snapshot {id}: chunk at {offset}, expected {have}"
+                )));
+            }
+            buf.extend_from_slice(&data);
+            if done {
+                incoming.remove(&id)
+            } else {
+                None
+            }
+        };
+        let Some(whole) = whole else { return Ok(None) };
+        let snapshot = Snapshot {
+            meta,
+            snapshot: whole,
+        };
+        let resp = self
+            .inner
+            .raft
+            .install_full_snapshot(vote, snapshot)
+            .await
+            .map_err(failed)?;
+        Ok(Some(resp))
+    }
+
+    async fn propose(
+        self,
+        _: tarpc::context::Context,
+        from: u64,
+        req: Request,
+    ) -> Result<ApplyOutcome, PeerError> {
+        self.check(from)?;
+        self.inner.propose_local(req).await
+    }
+
+    async fn read_index(self, _: tarpc::context::Context, from: u64) -> Result<u64, PeerError> {
+        self.check(from)?;
+        self.inner.local_read_index().await
+    }
+
+    async fn join(
+        self,
+        _: tarpc::context::Context,
+        from: u64,
+        id: u64,
+        node: PeerNode,
+    ) -> Result<(), PeerError> {
+        self.check(from)?;
+        self.inner.join(id, node).await
+    }
+
+    async fn remove(
+        self,
+        _: tarpc::context::Context,
+        from: u64,
+        id: u64,
+    ) -> Result<(), PeerError> {
+        self.check(from)?;
+        self.inner.remove(id).await
+    }
+
+    async fn status(self, _: tarpc::context::Context, from: u64) -> Result<PeerStatus, PeerError> {
+        self.check(from)?;
+        let m = self.inner.raft.metrics().borrow().clone();
+        Ok(PeerStatus {
+            node_id: self.inner.id,
+            last_applied: m.last_applied.map_or(0, |l| l.index),
+        })
+    }
+}

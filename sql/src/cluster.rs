@@ -1,0 +1,217 @@
+//! What SQL sees of the cluster: the `weft_nodes` table, `weft_remove_node(n)` and the test hook
+//! `weft_fault(action, arg)`. The binary implements `ClusterAdmin` over the Raft node; a
+//! standalone node has none, and `weft_nodes` shows it alone.
+
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{ArrayRef, BooleanArray, Int64Array, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{MemTable, Session as DfSession, TableProvider};
+use datafusion::common::{DataFusionError, Result as DfResult, ScalarValue};
+use datafusion::logical_expr::{ColumnarValue, Expr, Signature, TableType, Volatility};
+use datafusion::physical_plan::ExecutionPlan;
+
+use crate::error::Error;
+use crate::shared::SessionShared;
+
+/// Name of the membership table.
+pub const NODES_TABLE: &str = "weft_nodes";
+
+/// A member as `weft_nodes` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub node_id: u64,
+    pub pg_addr: String,
+    pub peer_addr: Option<String>,
+    /// `leader`, `follower` or `learner`.
+    pub role: String,
+    pub voter: bool,
+    pub last_applied: Option<u64>,
+    /// `ok`, `unreachable`, or why the peer is refused.
+    pub status: String,
+}
+
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// The cluster operations SQL can call.
+pub trait ClusterAdmin: Send + Sync + 'static {
+    fn nodes(&self) -> BoxFuture<Vec<NodeInfo>>;
+    fn remove_node(&self, id: u64) -> BoxFuture<Result<(), String>>;
+    /// Test hook; `Err` with a message when the node was not started with fault injection.
+    fn fault(&self, action: &str, arg: &str) -> Result<String, String>;
+}
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("node_id", DataType::Int64, false),
+        Field::new("pg_addr", DataType::Utf8, true),
+        Field::new("peer_addr", DataType::Utf8, true),
+        Field::new("role", DataType::Utf8, false),
+        Field::new("voter", DataType::Boolean, false),
+        Field::new("last_applied", DataType::Int64, true),
+        Field::new("status", DataType::Utf8, false),
+    ]))
+}
+
+/// `weft_nodes`: asks the cluster when scanned (each scan is current).
+pub(crate) struct NodesTable {
+    pub shared: Arc<SessionShared>,
+}
+
+impl std::fmt::Debug for NodesTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NodesTable")
+    }
+}
+
+impl NodesTable {
+    async fn rows(&self) -> Vec<NodeInfo> {
+        match self.shared.cluster() {
+            Some(c) => c.nodes().await,
+            None => vec![NodeInfo {
+                node_id: u64::from(self.shared.node_id),
+                pg_addr: String::new(),
+                peer_addr: None,
+                role: "leader".into(),
+                voter: true,
+                last_applied: None,
+                status: "ok".into(),
+            }],
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for NodesTable {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn schema(&self) -> SchemaRef {
+        schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn DfSession,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let rows = self.rows().await;
+        let i64_of = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from_iter_values(
+                rows.iter().map(|r| i64_of(r.node_id)),
+            )),
+            Arc::new(StringArray::from_iter(
+                rows.iter()
+                    .map(|r| (!r.pg_addr.is_empty()).then_some(r.pg_addr.as_str())),
+            )),
+            Arc::new(StringArray::from_iter(
+                rows.iter().map(|r| r.peer_addr.as_deref()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.role.as_str()),
+            )),
+            Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.voter)))),
+            Arc::new(Int64Array::from_iter(
+                rows.iter().map(|r| r.last_applied.map(i64_of)),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.status.as_str()),
+            )),
+        ];
+        let batch = RecordBatch::try_new(schema(), columns)?;
+        let mem = MemTable::try_new(schema(), vec![vec![batch]])?;
+        mem.scan(state, projection, filters, limit).await
+    }
+}
+
+/// Runs `fut` to completion from inside a (synchronous) scalar function.
+fn block_on<T>(fut: impl Future<Output = T>) -> Result<T, Error> {
+    let handle = tokio::runtime::Handle::try_current()
+        .map_err(|_| Error::internal("no async runtime for a cluster function"))?;
+    if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+        return Err(Error::internal(
+            "cluster functions need the multi-threaded runtime",
+        ));
+    }
+    Ok(tokio::task::block_in_place(|| handle.block_on(fut)))
+}
+
+fn scalar_arg(args: &[ColumnarValue], i: usize) -> Option<ScalarValue> {
+    match args.get(i)? {
+        ColumnarValue::Scalar(s) => Some(s.clone()),
+        ColumnarValue::Array(a) if a.len() == 1 => ScalarValue::try_from_array(a, 0).ok(),
+        ColumnarValue::Array(_) => None,
+    }
+}
+
+fn not_clustered() -> Error {
+    Error::ObjectNotInPrerequisiteState {
+        message: "this node is not part of a cluster (start it with --peer-listen)".into(),
+    }
+}
+
+/// `weft_remove_node(bigint)` and `weft_fault(text, text)`.
+pub(crate) fn udfs(shared: &Arc<SessionShared>) -> Vec<Arc<datafusion::logical_expr::ScalarUDF>> {
+    let remove_shared = Arc::clone(shared);
+    let fault_shared = Arc::clone(shared);
+    vec![
+        crate::functions::udf_any(
+            "weft_remove_node",
+            Signature::exact(vec![DataType::Int64], Volatility::Volatile),
+            DataType::Boolean,
+            Arc::new(move |args| {
+                let id = match scalar_arg(&args.args, 0) {
+                    Some(ScalarValue::Int64(Some(v))) if v > 0 => v as u64,
+                    _ => {
+                        return Err(crate::error::to_df(Error::InvalidParameterValue {
+                            message: "weft_remove_node takes one positive node id".into(),
+                        }))
+                    }
+                };
+                let cluster = remove_shared
+                    .cluster()
+                    .ok_or_else(|| crate::error::to_df(not_clustered()))?;
+                block_on(cluster.remove_node(id))
+                    .map_err(crate::error::to_df)?
+                    .map_err(|m| {
+                        crate::error::to_df(Error::ObjectNotInPrerequisiteState { message: m })
+                    })?;
+                Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))))
+            }),
+        ),
+        crate::functions::udf_any(
+            "weft_fault",
+            Signature::exact(vec![DataType::Utf8, DataType::Utf8], Volatility::Volatile),
+            DataType::Utf8,
+            Arc::new(move |args| {
+                let text = |i| match scalar_arg(&args.args, i) {
+                    Some(ScalarValue::Utf8(Some(s))) => Ok(s),
+                    _ => Err(DataFusionError::Plan(
+                        "weft_fault takes two text arguments".into(),
+                    )),
+                };
+                let (action, arg) = (text(0)?, text(1)?);
+                let cluster = fault_shared
+                    .cluster()
+                    .ok_or_else(|| crate::error::to_df(not_clustered()))?;
+                let out = cluster.fault(&action, &arg).map_err(|m| {
+                    crate::error::to_df(Error::ObjectNotInPrerequisiteState { message: m })
+                })?;
+                Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(out))))
+            }),
+        ),
+    ]
+}

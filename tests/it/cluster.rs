@@ -1,0 +1,557 @@
+//! Cluster tests: real `weft` processes on port 0 with `--fault-injection`, so a test can kill
+//! (-9) a node, restart it on its ports and data directory, and partition or heal it through
+//! `SELECT weft_fault(...)`. Every wait is a condition under a deadline.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio_postgres::{Client, NoTls};
+
+use super::support::{rows, DEADLINE};
+
+/// Raft timeout the nodes run with: statements that cannot reach a majority fail this fast.
+const RAFT_TIMEOUT: &str = "3s";
+
+struct Node {
+    id: u64,
+    child: Option<Child>,
+    pg: String,
+    peer: String,
+    dir: PathBuf,
+    log: PathBuf,
+}
+
+struct TestCluster {
+    tmp: tempfile::TempDir,
+    nodes: BTreeMap<u64, Node>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.start_kill();
+        }
+    }
+}
+
+/// Starts `weft` and reads its ready line (`weft ready pg=… peer=…`).
+async fn spawn(
+    id: u64,
+    dir: &PathBuf,
+    log: &PathBuf,
+    pg: &str,
+    peer: &str,
+    join: Option<&str>,
+    extra: &[&str],
+) -> (Child, String, String) {
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_weft"));
+    cmd.args(["start", "--node-id", &id.to_string()])
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--listen", pg, "--peer-listen", peer])
+        .args(["--raft-timeout", RAFT_TIMEOUT, "--fault-injection"])
+        .args(extra)
+        .env("RUST_LOG", "info,openraft=warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log_file))
+        .kill_on_drop(true);
+    if let Some(j) = join {
+        cmd.args(["--join", j]);
+    }
+    let mut child = cmd.spawn().expect("weft starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(DEADLINE, lines.next_line())
+        .await
+        .unwrap_or_else(|_| panic!("node {id} not ready within {DEADLINE:?}; log: {}", read_log(log)))
+        .expect("reads stdout")
+        .unwrap_or_else(|| panic!("node {id} exited before ready; log: {}", read_log(log)));
+    let mut pg_addr = None;
+    let mut peer_addr = None;
+    for part in line.split_whitespace() {
+        if let Some(v) = part.strip_prefix("pg=") {
+            pg_addr = Some(v.to_string());
+        }
+        if let Some(v) = part.strip_prefix("peer=") {
+            peer_addr = Some(v.to_string());
+        }
+    }
+    // Keep draining stdout so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (
+        child,
+        pg_addr.expect("pg address in the ready line"),
+        peer_addr.expect("peer address in the ready line"),
+    )
+}
+
+fn read_log(path: &PathBuf) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(40).collect();
+    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+}
+
+impl TestCluster {
+    /// Node 1 bootstraps; nodes 2..=n join through it; returns once all are voters.
+    async fn start(n: u64, extra: &[&str]) -> TestCluster {
+        let tmp = tempfile::Builder::new()
+            .prefix("weft-cluster-")
+            .tempdir()
+            .expect("tempdir");
+        let mut c = TestCluster {
+            tmp,
+            nodes: BTreeMap::new(),
+        };
+        c.add(1, None, extra).await;
+        let seed = c.nodes[&1].peer.clone();
+        for id in 2..=n {
+            c.add(id, Some(&seed), extra).await;
+        }
+        c.wait_voters(n as usize).await;
+        c
+    }
+
+    async fn add(&mut self, id: u64, join: Option<&str>, extra: &[&str]) {
+        let dir = self.tmp.path().join(format!("node{id}"));
+        let log = self.tmp.path().join(format!("node{id}.log"));
+        let (child, pg, peer) = spawn(
+            id,
+            &dir,
+            &log,
+            "127.0.0.1:0",
+            "127.0.0.1:0",
+            join,
+            extra,
+        )
+        .await;
+        self.nodes.insert(
+            id,
+            Node {
+                id,
+                child: Some(child),
+                pg,
+                peer,
+                dir,
+                log,
+            },
+        );
+    }
+
+    /// kill -9.
+    async fn kill(&mut self, id: u64) {
+        let node = self.nodes.get_mut(&id).expect("node");
+        if let Some(mut c) = node.child.take() {
+            c.kill().await.expect("kill -9");
+        }
+    }
+
+    /// Restarts a killed node with the same command line (ports, data directory, --join).
+    async fn restart(&mut self, id: u64, extra: &[&str]) {
+        let seed = self.nodes[&1].peer.clone();
+        let node = self.nodes.get_mut(&id).expect("node");
+        assert!(node.child.is_none(), "node {id} is running");
+        let join = (id != 1).then_some(seed);
+        let (child, _, _) = spawn(
+            id,
+            &node.dir,
+            &node.log,
+            &node.pg.clone(),
+            &node.peer.clone(),
+            join.as_deref(),
+            extra,
+        )
+        .await;
+        node.child = Some(child);
+    }
+
+    fn running(&self) -> Vec<u64> {
+        self.nodes
+            .values()
+            .filter(|n| n.child.is_some())
+            .map(|n| n.id)
+            .collect()
+    }
+
+    async fn client(&self, id: u64) -> Client {
+        let node = &self.nodes[&id];
+        let conn = format!(
+            "host={} port={} user=postgres",
+            node.pg.split(':').next().expect("host"),
+            node.pg.rsplit(':').next().expect("port")
+        );
+        let (client, connection) = tokio::time::timeout(DEADLINE, tokio_postgres::connect(&conn, NoTls))
+            .await
+            .expect("connect in time")
+            .unwrap_or_else(|e| panic!("connect to node {id}: {e}; log: {}", read_log(&node.log)));
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        client
+    }
+
+    /// `weft_nodes` as node `id` sees it: node_id -> (role, voter, status).
+    async fn members(&self, id: u64) -> BTreeMap<u64, (String, bool, String)> {
+        let c = self.client(id).await;
+        let msgs = c
+            .simple_query("SELECT node_id, role, voter, status FROM weft_nodes ORDER BY node_id")
+            .await
+            .expect("weft_nodes");
+        rows(&msgs)
+            .into_iter()
+            .map(|r| {
+                let v = |i: usize| r[i].clone().unwrap_or_default();
+                (v(0).parse().expect("id"), (v(1), v(2) == "t", v(3)))
+            })
+            .collect()
+    }
+
+    async fn wait_voters(&self, n: usize) {
+        let deadline = Instant::now() + DEADLINE * 2;
+        loop {
+            let m = self.members(1).await;
+            let ok = m.values().filter(|(_, voter, status)| *voter && status == "ok").count();
+            if ok == n && m.values().filter(|(role, ..)| role == "leader").count() == 1 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "cluster did not reach {n} voters: {m:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The leader as node `via` sees it.
+    async fn leader(&self, via: u64) -> Option<u64> {
+        self.members(via)
+            .await
+            .into_iter()
+            .find(|(_, (role, ..))| role == "leader")
+            .map(|(id, _)| id)
+    }
+
+    async fn wait_leader_among(&self, among: &[u64]) -> u64 {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            for via in among {
+                if let Some(l) = self.leader(*via).await {
+                    if among.contains(&l) {
+                        return l;
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "no leader among {among:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Runs `sql` until it succeeds (retrying 40001/40003 and broken connections) or the deadline.
+async fn exec_retry(c: &TestCluster, id: u64, sql: &str) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let client = c.client(id).await;
+        match client.batch_execute(sql).await {
+            Ok(()) => return,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "{sql} on node {id}: {e:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn count(client: &Client, sql: &str) -> i64 {
+    let row = client.query_one(sql, &[]).await.expect(sql);
+    row.get::<_, i64>(0)
+}
+
+fn code(e: &tokio_postgres::Error) -> String {
+    e.code().map(|c| c.code().to_string()).unwrap_or_else(|| "none".into())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bootstrap_join_ddl_everywhere_and_follower_reads_are_linearizable() {
+    let c = TestCluster::start(3, &[]).await;
+    // Every node sees the same three voters and one leader.
+    for id in 1..=3 {
+        let m = c.members(id).await;
+        assert_eq!(m.len(), 3, "{m:?}");
+        assert_eq!(m.values().filter(|(r, ..)| r == "leader").count(), 1, "{m:?}");
+    }
+    let leader = c.leader(1).await.expect("leader");
+    let followers: Vec<u64> = (1..=3).filter(|i| *i != leader).collect();
+    let (f1, f2) = (followers[0], followers[1]);
+
+    // DDL on a follower exists on every node at once.
+    let a = c.client(f1).await;
+    a.batch_execute("CREATE TABLE acct (id int PRIMARY KEY, balance int NOT NULL)")
+        .await
+        .expect("create on a follower");
+    for id in 1..=3 {
+        let cl = c.client(id).await;
+        assert_eq!(count(&cl, "SELECT count(*) FROM acct").await, 0);
+    }
+    // A write on one follower is visible on the other follower immediately.
+    let b = c.client(f2).await;
+    for i in 0..20 {
+        a.execute("INSERT INTO acct VALUES ($1, 100)", &[&i])
+            .await
+            .expect("insert on a follower");
+        let seen = count(&b, &format!("SELECT count(*) FROM acct WHERE id = {i}")).await;
+        assert_eq!(seen, 1, "row {i} written on node {f1} not seen on node {f2}");
+    }
+    // Conflicts are decided by the state machine: one of two concurrent updates fails 40001.
+    let t1 = c.client(f1).await;
+    let t2 = c.client(f2).await;
+    t1.batch_execute("BEGIN; UPDATE acct SET balance = 1 WHERE id = 0").await.expect("t1");
+    t2.batch_execute("BEGIN; UPDATE acct SET balance = 2 WHERE id = 0").await.expect("t2");
+    t1.batch_execute("COMMIT").await.expect("first committer wins");
+    let e = t2.batch_execute("COMMIT").await.expect_err("second committer loses");
+    assert_eq!(code(&e), "40001", "{e:?}");
+    assert_eq!(count(&c.client(leader).await, "SELECT balance::bigint FROM acct WHERE id = 0").await, 1);
+    // local reads are allowed and see the row too (it is applied everywhere by now or soon).
+    let l = c.client(f2).await;
+    l.batch_execute("SET weft.read_consistency = 'local'").await.expect("set local");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn leader_killed_under_writes_then_restarted_loses_nothing() {
+    let mut c = TestCluster::start(3, &[]).await;
+    exec_retry(&c, 1, "CREATE TABLE t (id bigint PRIMARY KEY, node int)").await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let next = Arc::new(AtomicU64::new(1));
+    let acked = Arc::new(parking_lot::Mutex::new(Vec::<i64>::new()));
+    let mut writers = Vec::new();
+    for id in 1..=3u64 {
+        let node = &c.nodes[&id];
+        let conn = format!(
+            "host=127.0.0.1 port={} user=postgres",
+            node.pg.rsplit(':').next().expect("port")
+        );
+        let (stop, next, acked) = (stop.clone(), next.clone(), acked.clone());
+        writers.push(tokio::spawn(async move {
+            let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
+            while !stop.load(Ordering::Relaxed) {
+                let Ok((client, conn)) = tokio_postgres::connect(&conn, NoTls).await else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                while !stop.load(Ordering::Relaxed) {
+                    let k = next.fetch_add(1, Ordering::Relaxed) as i64;
+                    match client
+                        .execute("INSERT INTO t VALUES ($1, $2)", &[&k, &(id as i32)])
+                        .await
+                    {
+                        Ok(_) => acked.lock().push(k),
+                        Err(e) if e.is_closed() => break,
+                        Err(e) => *outcomes.entry(code(&e)).or_default() += 1,
+                    }
+                }
+            }
+            outcomes
+        }));
+    }
+    // Let some writes land, then kill the leader.
+    let deadline = Instant::now() + DEADLINE;
+    while acked.lock().len() < 50 {
+        assert!(Instant::now() < deadline, "no writes were acknowledged");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let old = c.leader(1).await.expect("leader");
+    c.kill(old).await;
+    let survivors: Vec<u64> = c.running();
+    let new = c.wait_leader_among(&survivors).await;
+    assert_ne!(new, old);
+    // Writes go on through the survivors.
+    let before = acked.lock().len();
+    let deadline = Instant::now() + DEADLINE;
+    while acked.lock().len() < before + 50 {
+        assert!(Instant::now() < deadline, "writes did not resume after the leader died");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    c.restart(old, &[]).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        let outcomes = w.await.expect("writer");
+        for code in outcomes.keys() {
+            assert!(
+                ["40001", "40003", "57P01"].contains(&code.as_str()),
+                "unexpected error {code} during failover: {outcomes:?}"
+            );
+        }
+    }
+    // Every acknowledged insert is on every node, including the restarted one.
+    let acked: Vec<i64> = acked.lock().clone();
+    for id in 1..=3 {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let client = c.client(id).await;
+            match client.query("SELECT id FROM t", &[]).await {
+                Ok(rows) => {
+                    let have: std::collections::HashSet<i64> =
+                        rows.iter().map(|r| r.get::<_, i64>(0)).collect();
+                    let missing: Vec<&i64> = acked.iter().filter(|k| !have.contains(k)).collect();
+                    if missing.is_empty() {
+                        break;
+                    }
+                    assert!(Instant::now() < deadline, "node {id} misses acknowledged rows {missing:?}");
+                }
+                Err(e) => assert!(Instant::now() < deadline, "node {id}: {e:?}"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn partitioned_leader_cannot_commit_and_the_majority_goes_on() {
+    let c = TestCluster::start(3, &[]).await;
+    exec_retry(&c, 1, "CREATE TABLE p (id int PRIMARY KEY)").await;
+    let old = c.leader(1).await.expect("leader");
+    let others: Vec<u64> = (1..=3).filter(|i| *i != old).collect();
+    let on_old = c.client(old).await;
+    let list = others.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    on_old
+        .batch_execute(&format!("SELECT weft_fault('partition', '{list}')"))
+        .await
+        .expect("partition the leader");
+    for id in &others {
+        c.client(*id)
+            .await
+            .batch_execute(&format!("SELECT weft_fault('partition', '{old}')"))
+            .await
+            .expect("partition from the leader");
+    }
+    // The old leader cannot commit: it fails within the raft timeout, it does not hang.
+    let started = Instant::now();
+    let e = on_old
+        .batch_execute("INSERT INTO p VALUES (1)")
+        .await
+        .expect_err("a minority must not commit");
+    assert!(["40001", "40003"].contains(&code(&e).as_str()), "{e:?}");
+    assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
+    // The majority elects a leader and accepts writes.
+    let new = c.wait_leader_among(&others).await;
+    exec_retry(&c, new, "INSERT INTO p VALUES (2)").await;
+    // Heal: everyone converges on the majority's history; the minority's write is not there.
+    for id in 1..=3 {
+        c.client(id)
+            .await
+            .batch_execute("SELECT weft_fault('heal', '')")
+            .await
+            .expect("heal");
+    }
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let client = c.client(old).await;
+        match client.query("SELECT id FROM p ORDER BY id", &[]).await {
+            Ok(rows) => {
+                let ids: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
+                if ids == [2] || (code_of_insert_1_maybe(&ids)) {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "old leader has {ids:?}");
+            }
+            Err(e) => assert!(Instant::now() < deadline, "{e:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The minority's insert answered 40001 or 40003: with 40003 it may still commit after healing
+/// (it was in the old leader's log); both outcomes are legal, but then it is everywhere.
+fn code_of_insert_1_maybe(ids: &[i32]) -> bool {
+    ids == [1, 2]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fourth_node_joins_by_snapshot_and_a_node_is_removed() {
+    let extra = ["--raft-snapshot-logs", "20"];
+    let mut c = TestCluster::start(3, &extra).await;
+    exec_retry(&c, 1, "CREATE TABLE s (id int PRIMARY KEY, v text)").await;
+    let writer = c.client(1).await;
+    for i in 0..200 {
+        writer
+            .execute("INSERT INTO s VALUES ($1, 'x')", &[&i])
+            .await
+            .expect("insert");
+    }
+    // Node 4 joins after the log was snapshotted and purged: it must install a snapshot.
+    let seed = c.nodes[&1].peer.clone();
+    c.add(4, Some(&seed), &extra).await;
+    c.wait_voters(4).await;
+    let four = c.client(4).await;
+    assert_eq!(count(&four, "SELECT count(*) FROM s").await, 200);
+    // Remove node 2 (or the leader: it hands over first).
+    let leader = c.leader(1).await.expect("leader");
+    let via = (1..=4).find(|i| *i != leader).expect("a follower");
+    c.client(via)
+        .await
+        .batch_execute(&format!("SELECT weft_remove_node({leader})"))
+        .await
+        .expect("remove the leader");
+    let remaining: Vec<u64> = (1..=4).filter(|i| *i != leader).collect();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let m = c.members(remaining[0]).await;
+        if !m.contains_key(&leader) && m.len() == 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node {leader} still a member: {m:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    exec_retry(&c, remaining[1], "INSERT INTO s VALUES (1000, 'after')").await;
+    c.kill(leader).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn listen_on_one_node_sees_live_query_changes_committed_through_another() {
+    let c = TestCluster::start(3, &[]).await;
+    exec_retry(&c, 1, "CREATE TABLE lq (id int PRIMARY KEY, v text)").await;
+    exec_retry(&c, 2, "CREATE LIVE QUERY lq_all AS SELECT id, v FROM lq").await;
+    let node3 = &c.nodes[&3];
+    let conn = format!(
+        "host=127.0.0.1 port={} user=postgres",
+        node3.pg.rsplit(':').next().expect("port")
+    );
+    let (listener, mut connection) = tokio_postgres::connect(&conn, NoTls).await.expect("connect");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        use futures::StreamExt;
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(m)) = messages.next().await {
+            let _ = tx.send(m);
+        }
+    });
+    listener.batch_execute("LISTEN lq_all").await.expect("listen");
+    let writer = c.client(1).await;
+    writer
+        .batch_execute("INSERT INTO lq VALUES (1, 'a'); UPDATE lq SET v = 'b' WHERE id = 1")
+        .await
+        .expect("writes on node 1");
+    let mut ops = Vec::new();
+    while ops.len() < 2 {
+        let m = tokio::time::timeout(DEADLINE, rx.recv())
+            .await
+            .expect("a notification within the deadline")
+            .expect("connection open");
+        if let tokio_postgres::AsyncMessage::Notification(n) = m {
+            assert_eq!(n.channel(), "lq_all");
+            let v: serde_json::Value = serde_json::from_str(n.payload()).expect("json");
+            ops.push(v["op"].as_str().unwrap_or_default().to_string());
+        }
+    }
+    assert_eq!(ops, ["insert", "update"]);
+}
