@@ -308,8 +308,8 @@ impl RaftNetworkV2<TypeConfig> for PeerConn {
         let me = self.peers.me();
         let r = self
             .peers
-            .call(self.target, &self.addr, option.hard_ttl(), |c, ctx| {
-                c.append_entries(ctx, me, rpc)
+            .call(self.target, &self.addr, option.hard_ttl(), |c, ctx| async move {
+                c.append_entries(ctx, me, rpc).await
             })
             .await
             .map_err(|e| self.rpc_err(e))?;
@@ -324,8 +324,8 @@ impl RaftNetworkV2<TypeConfig> for PeerConn {
         let me = self.peers.me();
         let r = self
             .peers
-            .call(self.target, &self.addr, option.hard_ttl(), |c, ctx| {
-                c.vote(ctx, me, rpc)
+            .call(self.target, &self.addr, option.hard_ttl(), |c, ctx| async move {
+                c.vote(ctx, me, rpc).await
             })
             .await
             .map_err(|e| self.rpc_err(e))?;
@@ -352,8 +352,8 @@ impl RaftNetworkV2<TypeConfig> for PeerConn {
                 let at = offset as u64;
                 let r = self
                     .peers
-                    .call(self.target, &self.addr, option.hard_ttl(), |c, ctx| {
-                        c.snapshot_chunk(ctx, me, v, m, at, chunk, done)
+                    .call(self.target, &self.addr, option.hard_ttl(), |c, ctx| async move {
+                        c.snapshot_chunk(ctx, me, v, m, at, chunk, done).await
                     })
                     .await
                     .map_err(|e| StreamingError::Unreachable(Unreachable::new(&e)))?;

@@ -24,6 +24,7 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
 };
 use openraft::type_config::alias::{SnapshotMetaOf, VoteOf};
+use openraft::async_runtime::watch::WatchReceiver;
 use openraft::{ChangeMembers, ReadPolicy, ServerState, Snapshot};
 use parking_lot::Mutex;
 use tarpc::server::{BaseChannel, Channel};
@@ -234,7 +235,7 @@ impl Cluster {
     /// Every member as this node sees it; other nodes are asked for their applied index.
     pub async fn nodes(&self) -> Vec<NodeRow> {
         let inner = &self.inner;
-        let metrics = inner.raft.metrics().borrow().clone();
+        let metrics = inner.raft.metrics().borrow_watched().clone();
         let membership = metrics.membership_config.membership().clone();
         let voters: BTreeSet<u64> = membership.voter_ids().collect();
         let mut rows = Vec::new();
@@ -253,8 +254,8 @@ impl Cluster {
             } else {
                 let r = inner
                     .peers
-                    .call(id, &node.peer_addr, Duration::from_secs(1), |c, ctx| {
-                        c.status(ctx, inner.id)
+                    .call(id, &node.peer_addr, Duration::from_secs(1), |c, ctx| async move {
+                        c.status(ctx, inner.id).await
                     })
                     .await;
                 match r {
@@ -342,7 +343,8 @@ async fn join_loop(inner: Arc<Inner>, join: Vec<String>) {
             let r = inner
                 .peers
                 .call(0, addr, Duration::from_secs(60), |c, ctx| {
-                    c.join(ctx, inner.id, inner.id, inner.node.clone())
+                    let (id, node) = (inner.id, inner.node.clone());
+                    async move { c.join(ctx, id, id, node).await }
                 })
                 .await;
             match r {
@@ -361,13 +363,13 @@ async fn join_loop(inner: Arc<Inner>, join: Vec<String>) {
 
 impl Inner {
     fn leader(&self) -> Option<u64> {
-        self.raft.metrics().borrow().current_leader
+        self.raft.metrics().borrow_watched().current_leader
     }
 
     fn node_of(&self, id: u64) -> Option<PeerNode> {
         self.raft
             .metrics()
-            .borrow()
+            .borrow_watched()
             .membership_config
             .membership()
             .get_node(&id)
@@ -378,7 +380,7 @@ impl Inner {
     /// applied here first, so reads need no barrier.
     fn alone(&self) -> bool {
         let rx = self.raft.metrics();
-        let m = rx.borrow();
+        let m = rx.borrow_watched();
         let mut voters = m.membership_config.membership().voter_ids();
         m.current_leader == Some(self.id)
             && m.state == ServerState::Leader
@@ -390,7 +392,7 @@ impl Inner {
     async fn wait_leader(&self, deadline: Instant) -> Option<u64> {
         let mut rx = self.raft.metrics();
         loop {
-            if let Some(l) = rx.borrow().current_leader {
+            if let Some(l) = rx.borrow_watched().current_leader {
                 return Some(l);
             }
             let left = deadline.checked_duration_since(Instant::now())?;
@@ -493,8 +495,8 @@ impl Inner {
         let left = deadline.saturating_duration_since(Instant::now());
         let r = self
             .peers
-            .call(leader, &node.peer_addr, left, |c, ctx| {
-                c.propose(ctx, self.id, req)
+            .call(leader, &node.peer_addr, left, |c, ctx| async move {
+                c.propose(ctx, self.id, req).await
             })
             .await;
         match r {
@@ -531,8 +533,8 @@ impl Inner {
                         let left = deadline.saturating_duration_since(Instant::now());
                         match self
                             .peers
-                            .call(leader, &node.peer_addr, left, |c, ctx| {
-                                c.read_index(ctx, self.id)
+                            .call(leader, &node.peer_addr, left, |c, ctx| async move {
+                                c.read_index(ctx, self.id).await
                             })
                             .await
                         {
@@ -627,7 +629,7 @@ impl Inner {
             message: e,
             maybe_proposed: true,
         };
-        let membership = self.raft.metrics().borrow().membership_config.clone();
+        let membership = self.raft.metrics().borrow_watched().membership_config.clone();
         if membership.membership().voter_ids().any(|v| v == id) {
             return Ok(());
         }
@@ -654,7 +656,7 @@ impl Inner {
             message: e,
             maybe_proposed: true,
         };
-        let membership = self.raft.metrics().borrow().membership_config.clone();
+        let membership = self.raft.metrics().borrow_watched().membership_config.clone();
         let m = membership.membership();
         if m.get_node(&id).is_none() {
             return Err(failed(format!("node {id} is not a member")));
@@ -798,7 +800,7 @@ impl Peer for PeerService {
         done: bool,
     ) -> Result<Option<SnapshotResponse<TypeConfig>>, PeerError> {
         self.check(from)?;
-        let id = meta.snapshot_id.clone();
+        let id = format!("{:?}", meta.last_log_id);
         let whole = {
             let mut incoming = self.inner.incoming.lock();
             if offset == 0 {
@@ -875,7 +877,7 @@ impl Peer for PeerService {
 
     async fn status(self, _: tarpc::context::Context, from: u64) -> Result<PeerStatus, PeerError> {
         self.check(from)?;
-        let m = self.inner.raft.metrics().borrow().clone();
+        let m = self.inner.raft.metrics().borrow_watched().clone();
         Ok(PeerStatus {
             node_id: self.inner.id,
             last_applied: m.last_applied.map_or(0, |l| l.index),

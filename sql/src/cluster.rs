@@ -2,7 +2,6 @@
 //! `weft_fault(action, arg)`. The binary implements `ClusterAdmin` over the Raft node; a
 //! standalone node has none, and `weft_nodes` shows it alone.
 
-use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -88,10 +87,6 @@ impl NodesTable {
 
 #[async_trait]
 impl TableProvider for NodesTable {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
     fn schema(&self) -> SchemaRef {
         schema()
     }
@@ -135,6 +130,28 @@ impl TableProvider for NodesTable {
         let mem = MemTable::try_new(schema(), vec![vec![batch]])?;
         mem.scan(state, projection, filters, limit).await
     }
+}
+
+/// Whether `stmt` reads no table but `weft_nodes` (e.g. `SELECT weft_fault(...)`,
+/// `SELECT * FROM weft_nodes`): such a statement runs without the read barrier, so that a node
+/// cut off from the leader can still be inspected and healed.
+pub(crate) fn reads_only_membership(stmt: &crate::Statement) -> bool {
+    use datafusion::sql::sqlparser::ast::{visit_relations, SetExpr, Statement as Ast};
+    use std::ops::ControlFlow;
+    if !matches!(&*stmt.ast, Ast::Query(q) if matches!(&*q.body, SetExpr::Select(_)))
+        || stmt.live
+    {
+        return false;
+    }
+    let other = visit_relations(&*stmt.ast, |name| {
+        let last = name.0.last().and_then(|p| p.as_ident()).map(|i| i.value.as_str());
+        if name.0.len() == 1 && last == Some(NODES_TABLE) {
+            ControlFlow::Continue(())
+        } else {
+            ControlFlow::Break(())
+        }
+    });
+    other.is_continue()
 }
 
 /// Runs `fut` to completion from inside a (synchronous) scalar function.

@@ -457,7 +457,9 @@ impl Session {
         let mut auto = match self.block {
             Some(_) => None,
             None => {
-                self.read_barrier().await?;
+                if !crate::cluster::reads_only_membership(stmt) {
+                    self.read_barrier().await?;
+                }
                 Some(self.engine.storage().begin())
             }
         };
