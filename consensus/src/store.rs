@@ -303,6 +303,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let applied = read_applied(&self.storage)?;
         self.applied_tx.send_replace(index_of(&applied));
         self.has_snapshot.store(true, Ordering::Release);
+        tracing::info!(last_log_id = ?applied, "installed a snapshot from the leader");
         if applied != meta.last_log_id {
             return Err(io::Error::other(format!(
                 "snapshot data was applied up to {applied:?}, its meta says {:?}",
