@@ -303,7 +303,19 @@ impl Session {
         }
         let view = self.read_view_for_planning();
         self.shared.set_read(view);
-        let result = self.prepare_inner(stmt, &declared).await;
+        let mut result = self.prepare_inner(stmt.clone(), &declared).await;
+        if self.block.is_none()
+            && self.engine.cluster().is_some()
+            && matches!(
+                result,
+                Err(Error::UndefinedTable { .. } | Error::UndefinedColumn { .. })
+            )
+        {
+            // Planned against this node's latest catalog, which may lag a DDL acknowledged on
+            // another node: catch up as a read would, then plan again.
+            self.read_barrier().await?;
+            result = self.prepare_inner(stmt, &declared).await;
+        }
         self.restore_read_view();
         if result.is_err() {
             self.fail_block();

@@ -99,6 +99,18 @@ async fn spawn(
     )
 }
 
+/// Waits until a node's log has a line containing `text`.
+async fn wait_log(path: &PathBuf, text: &str) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if std::fs::read_to_string(path).unwrap_or_default().contains(text) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no \"{text}\" in the log: {}", read_log(path));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn read_log(path: &PathBuf) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let tail: Vec<&str> = text.lines().rev().take(40).collect();
@@ -508,13 +520,11 @@ async fn fourth_node_joins_by_snapshot_and_a_node_is_removed() {
     c.add(4, Some(&seed), &extra).await;
     c.wait_voters(4).await;
     let four = c.client(4).await;
-    assert_eq!(count(&four, "SELECT count(*) FROM s").await, 200);
-    let log = std::fs::read_to_string(&c.nodes[&4].log).unwrap_or_default();
-    assert!(
-        log.contains("installed a snapshot"),
-        "node 4 caught up without a snapshot; log: {}",
-        read_log(&c.nodes[&4].log)
-    );
+    match four.query_one("SELECT count(*) FROM s", &[]).await {
+        Ok(r) => assert_eq!(r.get::<_, i64>(0), 200),
+        Err(e) => panic!("{e:?}; node 4 log: {}", read_log(&c.nodes[&4].log)),
+    }
+    wait_log(&c.nodes[&4].log, "installed a snapshot").await;
     // Remove node 2 (or the leader: it hands over first).
     let leader = c.leader(1).await.expect("leader");
     let via = (1..=4).find(|i| *i != leader).expect("a follower");
@@ -636,8 +646,7 @@ async fn snapshot_install_pushes_reset_and_old_positions_are_gone() {
             }
         }
     }
-    let log = std::fs::read_to_string(&c.nodes[&4].log).unwrap_or_default();
-    assert!(log.contains("installed a snapshot"), "{}", read_log(&c.nodes[&4].log));
+    wait_log(&c.nodes[&4].log, "installed a snapshot").await;
     assert_eq!(count(&listener, "SELECT count(*) FROM r").await, 100);
     let e = listener
         .query("SELECT * FROM weft_changes('r_all', 0)", &[])
