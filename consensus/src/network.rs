@@ -27,7 +27,8 @@ use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use tarpc::tokio_serde::formats::Bincode;
 use tarpc::{client, context};
-use weft_storage::{ApplyOutcome, Error as StorageError};
+use tokio::io::AsyncReadExt;
+use weft_storage::{ApplyOutcome, Error as StorageError, SnapshotFile};
 
 use crate::types::{PeerNode, Request, TypeConfig};
 
@@ -298,7 +299,7 @@ impl PeerConn {
 }
 
 impl RaftNetworkV2<TypeConfig> for PeerConn {
-    type SnapshotData = Vec<u8>;
+    type SnapshotData = SnapshotFile;
 
     async fn append_entries(
         &mut self,
@@ -335,21 +336,37 @@ impl RaftNetworkV2<TypeConfig> for PeerConn {
     async fn full_snapshot(
         &mut self,
         vote: VoteOf<TypeConfig>,
-        snapshot: SnapshotOf<TypeConfig, Vec<u8>>,
+        snapshot: SnapshotOf<TypeConfig, SnapshotFile>,
         cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
         let send = async {
             let me = self.peers.me();
-            let data = snapshot.snapshot;
-            let total = data.len();
-            let mut offset = 0usize;
+            let unreachable = |e: &dyn std::fmt::Display| {
+                StreamingError::Unreachable(Unreachable::from_string(e.to_string()))
+            };
+            let mut file = tokio::fs::File::open(snapshot.snapshot.path())
+                .await
+                .map_err(|e| unreachable(&e))?;
+            let total = file.metadata().await.map_err(|e| unreachable(&e))?.len();
+            let mut offset = 0u64;
             loop {
-                let end = (offset + SNAPSHOT_CHUNK).min(total);
-                let chunk = data[offset..end].to_vec();
-                let done = end == total;
+                let mut chunk = vec![0u8; SNAPSHOT_CHUNK];
+                let mut filled = 0;
+                while filled < chunk.len() {
+                    let n = file
+                        .read(&mut chunk[filled..])
+                        .await
+                        .map_err(|e| unreachable(&e))?;
+                    if n == 0 {
+                        break;
+                    }
+                    filled += n;
+                }
+                chunk.truncate(filled);
+                let done = offset + filled as u64 >= total;
                 let (v, m) = (vote.clone(), snapshot.meta.clone());
-                let at = offset as u64;
+                let at = offset;
                 let r = self
                     .peers
                     .call(self.target, &self.addr, option.hard_ttl(), |c, ctx| async move {
@@ -357,9 +374,10 @@ impl RaftNetworkV2<TypeConfig> for PeerConn {
                     })
                     .await
                     .map_err(|e| StreamingError::Unreachable(Unreachable::new(&e)))?;
+                offset += filled as u64;
                 match r {
                     Ok(Some(resp)) if done => return Ok(resp),
-                    Ok(_) if !done => offset = end,
+                    Ok(_) if !done => {}
                     Ok(_) => {
                         return Err(StreamingError::Unreachable(Unreachable::from_string(
                             "peer did not answer the last snapshot chunk",

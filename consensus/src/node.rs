@@ -10,7 +10,7 @@
 //!                         follower: the leader's read index, then wait until applied locally
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -31,9 +31,10 @@ use tarpc::server::{BaseChannel, Channel};
 use tarpc::tokio_serde::formats::Bincode;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
+use tokio::io::AsyncWriteExt;
 use weft_storage::{
     ApplyOutcome, CommitInfo, Error as StorageError, ReplicatedWrite, Replicator, RequestId,
-    Storage, WriteSet,
+    SnapshotFile, Storage, WriteSet,
 };
 
 use crate::network::{
@@ -100,8 +101,8 @@ struct Inner {
     incarnation: u64,
     seq: AtomicU64,
     raft_timeout: Duration,
-    /// Snapshots being received, by snapshot id.
-    incoming: Mutex<HashMap<String, Vec<u8>>>,
+    /// The snapshot being received, if any.
+    incoming: tokio::sync::Mutex<Option<Incoming>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -156,7 +157,7 @@ impl Cluster {
             incarnation: incarnation(),
             seq: AtomicU64::new(0),
             raft_timeout: cfg.raft_timeout,
-            incoming: Mutex::new(HashMap::new()),
+            incoming: tokio::sync::Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
         });
 
@@ -696,6 +697,14 @@ impl Inner {
     }
 }
 
+/// A snapshot arriving in chunks.
+struct Incoming {
+    /// The snapshot's last log id, as text.
+    id: String,
+    file: SnapshotFile,
+    len: u64,
+}
+
 enum RemoteOp {
     Join(u64, PeerNode),
     Remove(u64),
@@ -801,34 +810,44 @@ impl Peer for PeerService {
     ) -> Result<Option<SnapshotResponse<TypeConfig>>, PeerError> {
         self.check(from)?;
         let id = format!("{:?}", meta.last_log_id);
-        let whole = {
-            let mut incoming = self.inner.incoming.lock();
-            if offset == 0 {
-                // A new transfer replaces any unfinished one.
-                incoming.clear();
-                incoming.insert(id.clone(), Vec::new());
-            }
-            let buf = incoming
-                .get_mut(&id)
-                .ok_or_else(|| failed(format!("snapshot {id}: chunk at {offset} without a start")))?;
-            if buf.len() as u64 != offset {
-                let have = buf.len();
-                incoming.remove(&id);
-                return Err(failed(format!(
-                    "snapshot {id}: chunk at {offset}, expected {have}"
-                )));
-            }
-            buf.extend_from_slice(&data);
-            if done {
-                incoming.remove(&id)
-            } else {
-                None
-            }
+        let mut incoming = self.inner.incoming.lock().await;
+        if offset == 0 {
+            // A new transfer replaces any unfinished one (its file is deleted on drop).
+            *incoming = Some(Incoming {
+                id: id.clone(),
+                file: SnapshotFile::new_in(self.inner.storage.snapshot_dir()),
+                len: 0,
+            });
+        }
+        let Some(cur) = incoming.as_mut().filter(|c| c.id == id) else {
+            return Err(failed(format!("snapshot {id}: chunk at {offset} without a start")));
         };
-        let Some(whole) = whole else { return Ok(None) };
+        if cur.len != offset {
+            let have = cur.len;
+            *incoming = None;
+            return Err(failed(format!("snapshot {id}: chunk at {offset}, expected {have}")));
+        }
+        let mut f = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(cur.file.path())
+            .await
+            .map_err(failed)?;
+        f.write_all(&data).await.map_err(failed)?;
+        if done {
+            f.sync_all().await.map_err(failed)?;
+        }
+        cur.len += data.len() as u64;
+        if !done {
+            return Ok(None);
+        }
+        let Some(whole) = incoming.take() else {
+            return Err(failed("snapshot transfer vanished"));
+        };
+        drop(incoming);
         let snapshot = Snapshot {
             meta,
-            snapshot: whole,
+            snapshot: whole.file,
         };
         let resp = self
             .inner

@@ -10,11 +10,13 @@
 //!                                              ├─▶ responders, in log order
 //!                                              └─▶ applied_watch (last applied index) ─▶ read barrier
 //!
-//!   snapshot = Storage::export_snapshot: the whole `data` CF, `applied` and `membership` included
+//!   snapshot = Storage::export_snapshot: an SST file of the whole `data` CF (`applied` and
+//!              `membership` included), streamed by the network in chunks, ingested on install
 //! ```
 //!
-//! The state machine is persistent (its `last_applied` lives in the same batch as the data), so a
-//! snapshot needs no file of its own: the current snapshot is an export of the current state.
+//! The state machine is persistent (its `last_applied` lives in the same batch as the data), so
+//! the current snapshot is an export of the current state, written when asked for; the file is
+//! deleted when openraft drops the snapshot.
 
 use std::fmt::Debug;
 use std::io;
@@ -34,7 +36,7 @@ use openraft::{EntryPayload, OptionalSend, StoredMembership};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::watch;
-use weft_storage::{replica_meta_key, RaftLog, ReplicatedWrite, Storage};
+use weft_storage::{replica_meta_key, RaftLog, ReplicatedWrite, SnapshotFile, Storage};
 
 use crate::types::{Request, Response, TypeConfig};
 
@@ -43,8 +45,8 @@ type LogId = LogIdOf<TypeConfig>;
 type Vote = VoteOf<TypeConfig>;
 type Membership = StoredMembershipOf<TypeConfig>;
 type SnapshotMeta = SnapshotMetaOf<TypeConfig>;
-/// A snapshot as openraft hands it around: the meta and an exported `data` column family.
-pub type Snapshot = SnapshotOf<TypeConfig, Vec<u8>>;
+/// A snapshot as openraft hands it around: the meta and an SST file of the `data` column family.
+pub type Snapshot = SnapshotOf<TypeConfig, SnapshotFile>;
 
 /// `raft_meta` keys.
 const VOTE: &str = "vote";
@@ -221,7 +223,7 @@ impl StateMachine {
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
-    type SnapshotData = Vec<u8>;
+    type SnapshotData = SnapshotFile;
     type SnapshotBuilder = SnapshotBuilder;
 
     async fn applied_state(&mut self) -> io::Result<(Option<LogId>, Membership)> {
@@ -295,9 +297,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Vec<u8>) -> io::Result<()> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: SnapshotFile,
+    ) -> io::Result<()> {
         self.storage
-            .install_snapshot(snapshot)
+            .install_snapshot(&snapshot)
             .await
             .map_err(io::Error::other)?;
         let applied = read_applied(&self.storage)?;
@@ -330,7 +336,7 @@ pub struct SnapshotBuilder {
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
-    type SnapshotData = Vec<u8>;
+    type SnapshotData = SnapshotFile;
 
     async fn build_snapshot(&mut self) -> io::Result<Snapshot> {
         let snapshot = export(&self.storage).await?;

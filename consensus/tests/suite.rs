@@ -81,7 +81,7 @@ impl RaftNetworkFactory<TypeConfig> for NoPeers {
 }
 
 impl RaftNetworkV2<TypeConfig> for NoPeers {
-    type SnapshotData = Vec<u8>;
+    type SnapshotData = weft_storage::SnapshotFile;
 
     async fn append_entries(
         &mut self,

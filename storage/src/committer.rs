@@ -12,13 +12,14 @@
 //! ```
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
 use hlc_gen::{HlcGenerator, HlcTimestamp};
 use parking_lot::RwLock;
-use rocksdb::{WriteBatch, WriteOptions};
+use rocksdb::{IngestExternalFileOptions, WriteBatch, WriteOptions};
 use tokio::sync::{broadcast, oneshot};
 use tracing::{error, warn};
 
@@ -28,8 +29,8 @@ use crate::change::{decode_record, encode_record, ChangeRecord, CommitEvent};
 use crate::engine::{load_catalog_latest, Engine, CF_CHANGES, CF_DATA};
 use crate::error::{engine, Error, Result};
 use crate::replica::{
-    decode_outcome, dedup_key, encode_outcome, parse_export, read_meta, ApplyOutcome, RequestId,
-    ReplicatedWrite, DATA_KEY_END,
+    decode_outcome, dedup_key, encode_outcome, read_meta, ApplyOutcome, ReplicatedWrite,
+    RequestId,
 };
 use crate::storage::{read_commit_state, CatalogState, CommitInfo};
 
@@ -54,8 +55,8 @@ pub(crate) struct ReplicatedRequest {
 pub(crate) enum Msg {
     Commit(Box<CommitRequest>),
     Replicated(Box<ReplicatedRequest>),
-    /// Replace the whole `data` CF with an exported snapshot; empty the change log.
-    Install(Vec<u8>, oneshot::Sender<Result<()>>),
+    /// Replace the whole `data` CF with a snapshot file; empty the change log.
+    Install(PathBuf, oneshot::Sender<Result<()>>),
     Shutdown,
 }
 
@@ -325,21 +326,26 @@ impl Committer {
         let _ = self.events.send(Arc::new(event));
     }
 
-    /// Replaces the database contents with an exported snapshot and empties the change log,
-    /// then tells subscribers that what they had is reset.
-    fn install(&mut self, data: &[u8]) -> Result<()> {
-        let pairs = parse_export(data)?;
+    /// Replaces the database contents with a snapshot file and empties the change log, then
+    /// tells subscribers that what they had is reset.
+    fn install(&mut self, path: &Path) -> Result<()> {
         let data_cf = self.engine.cf(CF_DATA)?;
         let changes_cf = self.engine.cf(CF_CHANGES)?;
+        // The change log first: a crash between the two leaves the old data with an empty log,
+        // which readers of the log see as "everything before is gone" (55000), never as records
+        // that do not match the data.
         let mut batch = WriteBatch::default();
-        batch.delete_range_cf(&data_cf, [0u8].as_slice(), DATA_KEY_END);
         batch.delete_range_cf(&changes_cf, 0u64.to_be_bytes(), u64::MAX.to_be_bytes());
-        for (k, v) in pairs {
-            batch.put_cf(&data_cf, k, v);
-        }
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
         self.engine.db.write_opt(batch, &opts).map_err(engine)?;
+        // One ingestion replaces every `data` key atomically (the file's range deletion).
+        let mut ingest = IngestExternalFileOptions::default();
+        ingest.set_move_files(false);
+        self.engine
+            .db
+            .ingest_external_file_cf_opts(&data_cf, &ingest, vec![path])
+            .map_err(engine)?;
         self.state = read_commit_state(&self.engine)?;
         self.last_position
             .store(self.state.position, Ordering::Release);

@@ -78,7 +78,7 @@ pub use display::format_value;
 pub use error::{Error, Result};
 pub use reader::{KeyRange, ScanBatch, TxnReader};
 pub use replica::{
-    replica_meta_key, ApplyOutcome, RaftLog, ReplicatedWrite, Replicator, RequestId,
+    replica_meta_key, ApplyOutcome, RaftLog, ReplicatedWrite, Replicator, RequestId, SnapshotFile,
 };
 pub use storage::{CommitInfo, Storage, StorageOptions};
 pub use txn::{Savepoint, Txn};

@@ -17,7 +17,10 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rocksdb::{Direction, IteratorMode, Options, SstFileWriter, WriteBatch, WriteOptions};
 use serde::{Deserialize, Serialize};
 
 use crate::apply::WriteSet;
@@ -99,47 +102,58 @@ pub(crate) fn read_meta(engine: &Engine, key: &[u8]) -> Result<Option<Vec<u8>>> 
     }
 }
 
-/// A whole-database snapshot: every `data` key and stored value, as of one RocksDB snapshot.
-/// Format: repeated `len(key):u32be key len(value):u32be value`.
-pub(crate) fn export_data(snap: &OwnedSnapshot) -> Result<Vec<u8>> {
+/// A snapshot of the whole `data` column family as one SST file: a range deletion over every
+/// `data` key, then every key and stored value of one RocksDB snapshot. Ingesting it replaces the
+/// column family's contents atomically (point keys override a range deletion in the same file).
+/// The file is deleted when this value is dropped.
+#[derive(Debug)]
+pub struct SnapshotFile {
+    path: PathBuf,
+}
+
+static SNAPSHOT_SEQ: AtomicU64 = AtomicU64::new(0);
+
+impl SnapshotFile {
+    /// A new, not yet written, file name in `dir`.
+    pub fn new_in(dir: &Path) -> SnapshotFile {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let seq = SNAPSHOT_SEQ.fetch_add(1, Ordering::Relaxed);
+        SnapshotFile {
+            path: dir.join(format!("snap-{nanos}-{seq}.sst")),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for SnapshotFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Writes every `data` key of `snap` into `file` (see `SnapshotFile`).
+pub(crate) fn export_sst(snap: &OwnedSnapshot, file: &SnapshotFile) -> Result<()> {
+    let opts = Options::default();
+    let mut writer = SstFileWriter::create(&opts);
+    writer.open(file.path()).map_err(engine)?;
+    writer
+        .delete_range([0u8].as_slice(), DATA_KEY_END)
+        .map_err(engine)?;
     snap.with_iter(&[], DATA_KEY_END, |it| {
-        let mut out = Vec::new();
         while it.valid() {
             if let (Some(k), Some(v)) = (it.key(), it.value()) {
-                put_chunk(&mut out, k);
-                put_chunk(&mut out, v);
+                writer.put(k, v).map_err(engine)?;
             }
             it.next();
         }
-        it.status().map_err(engine)?;
-        Ok(out)
-    })
-}
-
-fn put_chunk(out: &mut Vec<u8>, b: &[u8]) {
-    out.extend_from_slice(&(b.len() as u32).to_be_bytes());
-    out.extend_from_slice(b);
-}
-
-/// Splits an exported snapshot into `(key, stored value)` pairs.
-pub(crate) fn parse_export(mut b: &[u8]) -> Result<Vec<(&[u8], &[u8])>> {
-    let mut out = Vec::new();
-    while !b.is_empty() {
-        let k = take_chunk(&mut b)?;
-        let v = take_chunk(&mut b)?;
-        out.push((k, v));
-    }
-    Ok(out)
-}
-
-fn take_chunk<'a>(b: &mut &'a [u8]) -> Result<&'a [u8]> {
-    let short = || Error::Corruption("truncated snapshot".into());
-    let len = b.get(..4).ok_or_else(short)?;
-    let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
-    let rest = &b[4..];
-    let chunk = rest.get(..len).ok_or_else(short)?;
-    *b = &rest[len..];
-    Ok(chunk)
+        it.status().map_err(engine)
+    })?;
+    writer.finish().map_err(engine)
 }
 
 /// The Raft log and Raft's own metadata (vote, committed id), in their own column families.

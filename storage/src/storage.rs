@@ -1,7 +1,7 @@
 //! `Storage`: opening the database, recovering counters and catalog, starting the committer, and
 //! handing out transactions, the change log and the change stream.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
@@ -19,7 +19,8 @@ use crate::change::{decode_record, ChangeRecord, CommitEvent};
 use crate::codec::layout::{self, META_COMMIT, META_ROWID};
 use crate::committer::{Committer, Msg, ReplicatedRequest};
 use crate::replica::{
-    export_data, read_meta, replica_meta_key, ApplyOutcome, RaftLog, ReplicatedWrite, Replicator,
+    export_sst, read_meta, replica_meta_key, ApplyOutcome, RaftLog, ReplicatedWrite, Replicator,
+    SnapshotFile,
 };
 use crate::engine::{load_catalog_latest, Engine, OwnedSnapshot, CF_CHANGES};
 use crate::error::{engine, Error, Result};
@@ -82,6 +83,8 @@ pub(crate) struct Inner {
     pub events: broadcast::Sender<Arc<CommitEvent>>,
     pub commit_tx: mpsc::Sender<Msg>,
     pub shutting_down: AtomicBool,
+    /// Snapshot files of a replication layer.
+    pub snapshot_dir: PathBuf,
     /// Set in a cluster: commits are replicated through it instead of going to the committer.
     pub replicator: OnceLock<Arc<dyn Replicator>>,
     committer: Mutex<Option<JoinHandle<()>>>,
@@ -93,6 +96,13 @@ impl Storage {
     pub fn open(dir: &Path, opts: StorageOptions) -> Result<Storage> {
         let engine = Arc::new(Engine::open(dir)?);
         let state = read_commit_state(&engine)?;
+        // Snapshot files left by a crash are of no use: start the directory empty.
+        let snapshot_dir = dir.join("snapshots");
+        let _ = std::fs::remove_dir_all(&snapshot_dir);
+        std::fs::create_dir_all(&snapshot_dir).map_err(|e| Error::Io {
+            path: snapshot_dir.clone(),
+            message: e.to_string(),
+        })?;
         let catalog = load_catalog_latest(&engine)?;
         info!(
             dir = %dir.display(),
@@ -142,6 +152,7 @@ impl Storage {
                 commit_tx,
                 shutting_down: AtomicBool::new(false),
                 replicator: OnceLock::new(),
+                snapshot_dir,
                 committer: Mutex::new(Some(handle)),
             }),
         })
@@ -284,9 +295,15 @@ impl Storage {
         read_meta(&self.inner.engine, &replica_meta_key(name))
     }
 
-    /// The whole `data` column family as of now, after making everything applied so far
-    /// durable, with the replica meta values `names` read from the same snapshot.
-    pub fn export_snapshot(&self, names: &[&str]) -> Result<(Vec<u8>, Vec<Option<Vec<u8>>>)> {
+    /// Where snapshot files are written and received (`<data dir>/snapshots`).
+    pub fn snapshot_dir(&self) -> &Path {
+        &self.inner.snapshot_dir
+    }
+
+    /// Writes the whole `data` column family as of now into a new snapshot file, after making
+    /// everything applied so far durable, with the replica meta values `names` read from the same
+    /// RocksDB snapshot.
+    pub fn export_snapshot(&self, names: &[&str]) -> Result<(SnapshotFile, Vec<Option<Vec<u8>>>)> {
         self.inner.engine.db.flush_wal(true).map_err(engine)?;
         let snap = OwnedSnapshot::take(self.inner.engine.clone());
         let mut metas = Vec::with_capacity(names.len());
@@ -297,16 +314,18 @@ impl Storage {
             };
             metas.push(value);
         }
-        Ok((export_data(&snap)?, metas))
+        let file = SnapshotFile::new_in(&self.inner.snapshot_dir);
+        export_sst(&snap, &file)?;
+        Ok((file, metas))
     }
 
-    /// Replaces the database with an exported snapshot (durably), empties the change log and
+    /// Replaces the database with a snapshot file (durably), empties the change log and
     /// publishes a `reset` event.
-    pub async fn install_snapshot(&self, data: Vec<u8>) -> Result<()> {
+    pub async fn install_snapshot(&self, file: &SnapshotFile) -> Result<()> {
         let (reply, rx) = tokio::sync::oneshot::channel();
         self.inner
             .commit_tx
-            .send(Msg::Install(data, reply))
+            .send(Msg::Install(file.path().to_path_buf(), reply))
             .map_err(|_| Error::ShuttingDown)?;
         rx.await.map_err(|_| Error::ShuttingDown)??;
         let rowid = read_commit_state(&self.inner.engine)?.rowid;
