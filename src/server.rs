@@ -178,7 +178,10 @@ async fn start_cluster(
     pg_addr: SocketAddr,
 ) -> Result<Option<Cluster>, ServerError> {
     let Some(peer_listen) = config.peer_listen else {
-        if storage.replica_meta(weft_consensus::store::APPLIED_META)?.is_some() {
+        if storage
+            .replica_meta(weft_consensus::store::APPLIED_META)?
+            .is_some()
+        {
             return Err(ServerError::Cluster(format!(
                 "data directory {} belongs to a cluster: start it with --peer-listen",
                 config.data_dir.display()

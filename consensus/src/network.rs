@@ -113,8 +113,10 @@ impl Faults {
     }
 
     pub fn set_delay(&self, d: Duration) {
-        self.delay_ms
-            .store(d.as_millis().try_into().unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.delay_ms.store(
+            d.as_millis().try_into().unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
     }
 
     pub fn is_blocked(&self, peer: u64) -> bool {
@@ -309,9 +311,12 @@ impl RaftNetworkV2<TypeConfig> for PeerConn {
         let me = self.peers.me();
         let r = self
             .peers
-            .call(self.target, &self.addr, option.hard_ttl(), |c, ctx| async move {
-                c.append_entries(ctx, me, rpc).await
-            })
+            .call(
+                self.target,
+                &self.addr,
+                option.hard_ttl(),
+                |c, ctx| async move { c.append_entries(ctx, me, rpc).await },
+            )
             .await
             .map_err(|e| self.rpc_err(e))?;
         r.map_err(|e| self.remote_err(e))
@@ -325,9 +330,12 @@ impl RaftNetworkV2<TypeConfig> for PeerConn {
         let me = self.peers.me();
         let r = self
             .peers
-            .call(self.target, &self.addr, option.hard_ttl(), |c, ctx| async move {
-                c.vote(ctx, me, rpc).await
-            })
+            .call(
+                self.target,
+                &self.addr,
+                option.hard_ttl(),
+                |c, ctx| async move { c.vote(ctx, me, rpc).await },
+            )
             .await
             .map_err(|e| self.rpc_err(e))?;
         r.map_err(|e| self.remote_err(e))
@@ -367,13 +375,18 @@ impl RaftNetworkV2<TypeConfig> for PeerConn {
                 let done = offset + filled as u64 >= total;
                 let (v, m) = (vote.clone(), snapshot.meta.clone());
                 let at = offset;
-                let r = self
-                    .peers
-                    .call(self.target, &self.addr, option.hard_ttl(), |c, ctx| async move {
-                        c.snapshot_chunk(ctx, me, v, m, at, chunk, done).await
-                    })
-                    .await
-                    .map_err(|e| StreamingError::Unreachable(Unreachable::new(&e)))?;
+                let r =
+                    self.peers
+                        .call(
+                            self.target,
+                            &self.addr,
+                            option.hard_ttl(),
+                            |c, ctx| async move {
+                                c.snapshot_chunk(ctx, me, v, m, at, chunk, done).await
+                            },
+                        )
+                        .await
+                        .map_err(|e| StreamingError::Unreachable(Unreachable::new(&e)))?;
                 offset += filled as u64;
                 match r {
                     Ok(Some(resp)) if done => return Ok(resp),

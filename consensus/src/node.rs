@@ -19,27 +19,25 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use openraft::async_runtime::watch::WatchReceiver;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
 };
 use openraft::type_config::alias::{SnapshotMetaOf, VoteOf};
-use openraft::async_runtime::watch::WatchReceiver;
 use openraft::{ChangeMembers, ReadPolicy, ServerState, Snapshot};
 use parking_lot::Mutex;
 use tarpc::server::{BaseChannel, Channel};
 use tarpc::tokio_serde::formats::Bincode;
+use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
-use tokio::io::AsyncWriteExt;
 use weft_storage::{
     ApplyOutcome, CommitInfo, Error as StorageError, ReplicatedWrite, Replicator, RequestId,
     SnapshotFile, Storage, WriteSet,
 };
 
-use crate::network::{
-    unavailable, Faults, Network, Peer, PeerError, PeerStatus, Peers, MAX_FRAME,
-};
+use crate::network::{unavailable, Faults, Network, Peer, PeerError, PeerStatus, Peers, MAX_FRAME};
 use crate::store::{self, StateMachine};
 use crate::types::{PeerNode, Request, Response, TypeConfig};
 
@@ -126,13 +124,12 @@ impl Cluster {
         .validate()
         .map_err(|e| ClusterError::Raft(e.to_string()))?;
 
-        let mut listener =
-            tarpc::serde_transport::tcp::listen(cfg.peer_listen, Bincode::default)
-                .await
-                .map_err(|source| ClusterError::Bind {
-                    addr: cfg.peer_listen,
-                    source,
-                })?;
+        let mut listener = tarpc::serde_transport::tcp::listen(cfg.peer_listen, Bincode::default)
+            .await
+            .map_err(|source| ClusterError::Bind {
+                addr: cfg.peer_listen,
+                source,
+            })?;
         listener.config_mut().max_frame_length(MAX_FRAME);
         let peer_addr = listener.local_addr();
 
@@ -255,9 +252,12 @@ impl Cluster {
             } else {
                 let r = inner
                     .peers
-                    .call(id, &node.peer_addr, Duration::from_secs(1), |c, ctx| async move {
-                        c.status(ctx, inner.id).await
-                    })
+                    .call(
+                        id,
+                        &node.peer_addr,
+                        Duration::from_secs(1),
+                        |c, ctx| async move { c.status(ctx, inner.id).await },
+                    )
                     .await;
                 match r {
                     Ok(Ok(s)) if s.node_id == id => (Some(s.last_applied), "ok".into()),
@@ -306,7 +306,10 @@ async fn snapshot_and_purge(raft: &WeftRaft, timeout: Duration) -> Result<(), Cl
     let err = |e: String| ClusterError::Raft(format!("initial snapshot: {e}"));
     let m = raft
         .wait(Some(timeout))
-        .metrics(|m| m.state == ServerState::Leader, "leader of a one-node cluster")
+        .metrics(
+            |m| m.state == ServerState::Leader,
+            "leader of a one-node cluster",
+        )
         .await
         .map_err(|e| err(e.to_string()))?;
     let applied = m.last_applied.as_ref().map_or(0, |l| l.index);
@@ -603,12 +606,17 @@ impl Inner {
             .ok_or(PeerError::NotLeader { leader: None })?;
         let r = self
             .peers
-            .call(leader, &node.peer_addr, Duration::from_secs(60), |c, ctx| async move {
-                match remote {
-                    RemoteOp::Join(id, n) => c.join(ctx, self.id, id, n).await,
-                    RemoteOp::Remove(id) => c.remove(ctx, self.id, id).await,
-                }
-            })
+            .call(
+                leader,
+                &node.peer_addr,
+                Duration::from_secs(60),
+                |c, ctx| async move {
+                    match remote {
+                        RemoteOp::Join(id, n) => c.join(ctx, self.id, id, n).await,
+                        RemoteOp::Remove(id) => c.remove(ctx, self.id, id).await,
+                    }
+                },
+            )
             .await;
         match r {
             Ok(r) => r,
@@ -630,7 +638,12 @@ impl Inner {
             message: e,
             maybe_proposed: true,
         };
-        let membership = self.raft.metrics().borrow_watched().membership_config.clone();
+        let membership = self
+            .raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .clone();
         if membership.membership().voter_ids().any(|v| v == id) {
             return Ok(());
         }
@@ -657,7 +670,12 @@ impl Inner {
             message: e,
             maybe_proposed: true,
         };
-        let membership = self.raft.metrics().borrow_watched().membership_config.clone();
+        let membership = self
+            .raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .clone();
         let m = membership.membership();
         if m.get_node(&id).is_none() {
             return Err(failed(format!("node {id} is not a member")));
@@ -820,12 +838,16 @@ impl Peer for PeerService {
             });
         }
         let Some(cur) = incoming.as_mut().filter(|c| c.id == id) else {
-            return Err(failed(format!("snapshot {id}: chunk at {offset} without a start")));
+            return Err(failed(format!(
+                "snapshot {id}: chunk at {offset} without a start"
+            )));
         };
         if cur.len != offset {
             let have = cur.len;
             *incoming = None;
-            return Err(failed(format!("snapshot {id}: chunk at {offset}, expected {have}")));
+            return Err(failed(format!(
+                "snapshot {id}: chunk at {offset}, expected {have}"
+            )));
         }
         let mut f = tokio::fs::OpenOptions::new()
             .create(true)
@@ -884,12 +906,7 @@ impl Peer for PeerService {
         self.inner.join(id, node).await
     }
 
-    async fn remove(
-        self,
-        _: tarpc::context::Context,
-        from: u64,
-        id: u64,
-    ) -> Result<(), PeerError> {
+    async fn remove(self, _: tarpc::context::Context, from: u64, id: u64) -> Result<(), PeerError> {
         self.check(from)?;
         self.inner.remove(id).await
     }

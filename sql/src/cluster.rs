@@ -138,13 +138,15 @@ impl TableProvider for NodesTable {
 pub(crate) fn reads_only_membership(stmt: &crate::Statement) -> bool {
     use datafusion::sql::sqlparser::ast::{visit_relations, SetExpr, Statement as Ast};
     use std::ops::ControlFlow;
-    if !matches!(&*stmt.ast, Ast::Query(q) if matches!(&*q.body, SetExpr::Select(_)))
-        || stmt.live
-    {
+    if !matches!(&*stmt.ast, Ast::Query(q) if matches!(&*q.body, SetExpr::Select(_))) || stmt.live {
         return false;
     }
     let other = visit_relations(&*stmt.ast, |name| {
-        let last = name.0.last().and_then(|p| p.as_ident()).map(|i| i.value.as_str());
+        let last = name
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .map(|i| i.value.as_str());
         if name.0.len() == 1 && last == Some(NODES_TABLE) {
             ControlFlow::Continue(())
         } else {

@@ -192,9 +192,9 @@ impl Error {
             Error::SerializationFailure { .. } | Error::ClusterUnavailable { .. } => {
                 Some("The transaction might succeed if retried.".to_string())
             }
-            Error::CompletionUnknown { .. } => Some(
-                "The transaction may have committed: check before retrying it.".to_string(),
-            ),
+            Error::CompletionUnknown { .. } => {
+                Some("The transaction may have committed: check before retrying it.".to_string())
+            }
             _ => None,
         }
     }

@@ -45,8 +45,8 @@ mod statement;
 mod table;
 mod txn_control;
 
-pub use datafusion;
 pub use cluster::{ClusterAdmin, NodeInfo};
+pub use datafusion;
 pub use engine::{Engine, EngineConfig};
 pub use error::{Error, Result};
 pub use pgtype::PgType;

@@ -29,8 +29,7 @@ use crate::change::{decode_record, encode_record, ChangeRecord, CommitEvent};
 use crate::engine::{load_catalog_latest, Engine, CF_CHANGES, CF_DATA};
 use crate::error::{engine, Error, Result};
 use crate::replica::{
-    decode_outcome, dedup_key, encode_outcome, read_meta, ApplyOutcome, ReplicatedWrite,
-    RequestId,
+    decode_outcome, dedup_key, encode_outcome, read_meta, ApplyOutcome, ReplicatedWrite, RequestId,
 };
 use crate::storage::{read_commit_state, CatalogState, CommitInfo};
 

@@ -18,12 +18,12 @@ use crate::catalog::Catalog;
 use crate::change::{decode_record, ChangeRecord, CommitEvent};
 use crate::codec::layout::{self, META_COMMIT, META_ROWID};
 use crate::committer::{Committer, Msg, ReplicatedRequest};
+use crate::engine::{load_catalog_latest, Engine, OwnedSnapshot, CF_CHANGES};
+use crate::error::{engine, Error, Result};
 use crate::replica::{
     export_sst, read_meta, replica_meta_key, ApplyOutcome, RaftLog, ReplicatedWrite, Replicator,
     SnapshotFile,
 };
-use crate::engine::{load_catalog_latest, Engine, OwnedSnapshot, CF_CHANGES};
-use crate::error::{engine, Error, Result};
 use crate::txn::Txn;
 
 /// Capacity of the change stream; a subscriber that falls further behind gets `Lagged` and

@@ -77,7 +77,12 @@ async fn spawn(
     let mut lines = BufReader::new(stdout).lines();
     let line = tokio::time::timeout(DEADLINE, lines.next_line())
         .await
-        .unwrap_or_else(|_| panic!("node {id} not ready within {DEADLINE:?}; log: {}", read_log(log)))
+        .unwrap_or_else(|_| {
+            panic!(
+                "node {id} not ready within {DEADLINE:?}; log: {}",
+                read_log(log)
+            )
+        })
         .expect("reads stdout")
         .unwrap_or_else(|| panic!("node {id} exited before ready; log: {}", read_log(log)));
     let mut pg_addr = None;
@@ -103,10 +108,17 @@ async fn spawn(
 async fn wait_log(path: &PathBuf, text: &str) {
     let deadline = Instant::now() + DEADLINE;
     loop {
-        if std::fs::read_to_string(path).unwrap_or_default().contains(text) {
+        if std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .contains(text)
+        {
             return;
         }
-        assert!(Instant::now() < deadline, "no \"{text}\" in the log: {}", read_log(path));
+        assert!(
+            Instant::now() < deadline,
+            "no \"{text}\" in the log: {}",
+            read_log(path)
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -140,16 +152,8 @@ impl TestCluster {
     async fn add(&mut self, id: u64, join: Option<&str>, extra: &[&str]) {
         let dir = self.tmp.path().join(format!("node{id}"));
         let log = self.tmp.path().join(format!("node{id}.log"));
-        let (child, pg, peer) = spawn(
-            id,
-            &dir,
-            &log,
-            "127.0.0.1:0",
-            "127.0.0.1:0",
-            join,
-            extra,
-        )
-        .await;
+        let (child, pg, peer) =
+            spawn(id, &dir, &log, "127.0.0.1:0", "127.0.0.1:0", join, extra).await;
         self.nodes.insert(
             id,
             Node {
@@ -205,10 +209,13 @@ impl TestCluster {
             node.pg.split(':').next().expect("host"),
             node.pg.rsplit(':').next().expect("port")
         );
-        let (client, connection) = tokio::time::timeout(DEADLINE, tokio_postgres::connect(&conn, NoTls))
-            .await
-            .expect("connect in time")
-            .unwrap_or_else(|e| panic!("connect to node {id}: {e}; log: {}", read_log(&node.log)));
+        let (client, connection) =
+            tokio::time::timeout(DEADLINE, tokio_postgres::connect(&conn, NoTls))
+                .await
+                .expect("connect in time")
+                .unwrap_or_else(|e| {
+                    panic!("connect to node {id}: {e}; log: {}", read_log(&node.log))
+                });
         tokio::spawn(async move {
             let _ = connection.await;
         });
@@ -235,11 +242,17 @@ impl TestCluster {
         let deadline = Instant::now() + DEADLINE * 2;
         loop {
             let m = self.members(1).await;
-            let ok = m.values().filter(|(_, voter, status)| *voter && status == "ok").count();
+            let ok = m
+                .values()
+                .filter(|(_, voter, status)| *voter && status == "ok")
+                .count();
             if ok == n && m.values().filter(|(role, ..)| role == "leader").count() == 1 {
                 return;
             }
-            assert!(Instant::now() < deadline, "cluster did not reach {n} voters: {m:?}");
+            assert!(
+                Instant::now() < deadline,
+                "cluster did not reach {n} voters: {m:?}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -290,7 +303,9 @@ async fn count(client: &Client, sql: &str) -> i64 {
 }
 
 fn code(e: &tokio_postgres::Error) -> String {
-    e.code().map(|c| c.code().to_string()).unwrap_or_else(|| "none".into())
+    e.code()
+        .map(|c| c.code().to_string())
+        .unwrap_or_else(|| "none".into())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -300,7 +315,11 @@ async fn bootstrap_join_ddl_everywhere_and_follower_reads_are_linearizable() {
     for id in 1..=3 {
         let m = c.members(id).await;
         assert_eq!(m.len(), 3, "{m:?}");
-        assert_eq!(m.values().filter(|(r, ..)| r == "leader").count(), 1, "{m:?}");
+        assert_eq!(
+            m.values().filter(|(r, ..)| r == "leader").count(),
+            1,
+            "{m:?}"
+        );
     }
     let leader = c.leader(1).await.expect("leader");
     let followers: Vec<u64> = (1..=3).filter(|i| *i != leader).collect();
@@ -322,20 +341,41 @@ async fn bootstrap_join_ddl_everywhere_and_follower_reads_are_linearizable() {
             .await
             .expect("insert on a follower");
         let seen = count(&b, &format!("SELECT count(*) FROM acct WHERE id = {i}")).await;
-        assert_eq!(seen, 1, "row {i} written on node {f1} not seen on node {f2}");
+        assert_eq!(
+            seen, 1,
+            "row {i} written on node {f1} not seen on node {f2}"
+        );
     }
     // Conflicts are decided by the state machine: one of two concurrent updates fails 40001.
     let t1 = c.client(f1).await;
     let t2 = c.client(f2).await;
-    t1.batch_execute("BEGIN; UPDATE acct SET balance = 1 WHERE id = 0").await.expect("t1");
-    t2.batch_execute("BEGIN; UPDATE acct SET balance = 2 WHERE id = 0").await.expect("t2");
-    t1.batch_execute("COMMIT").await.expect("first committer wins");
-    let e = t2.batch_execute("COMMIT").await.expect_err("second committer loses");
+    t1.batch_execute("BEGIN; UPDATE acct SET balance = 1 WHERE id = 0")
+        .await
+        .expect("t1");
+    t2.batch_execute("BEGIN; UPDATE acct SET balance = 2 WHERE id = 0")
+        .await
+        .expect("t2");
+    t1.batch_execute("COMMIT")
+        .await
+        .expect("first committer wins");
+    let e = t2
+        .batch_execute("COMMIT")
+        .await
+        .expect_err("second committer loses");
     assert_eq!(code(&e), "40001", "{e:?}");
-    assert_eq!(count(&c.client(leader).await, "SELECT balance::bigint FROM acct WHERE id = 0").await, 1);
+    assert_eq!(
+        count(
+            &c.client(leader).await,
+            "SELECT balance::bigint FROM acct WHERE id = 0"
+        )
+        .await,
+        1
+    );
     // local reads are allowed and see the row too (it is applied everywhere by now or soon).
     let l = c.client(f2).await;
-    l.batch_execute("SET weft.read_consistency = 'local'").await.expect("set local");
+    l.batch_execute("SET weft.read_consistency = 'local'")
+        .await
+        .expect("set local");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -393,7 +433,10 @@ async fn leader_killed_under_writes_then_restarted_loses_nothing() {
     let before = acked.lock().len();
     let deadline = Instant::now() + DEADLINE;
     while acked.lock().len() < before + 50 {
-        assert!(Instant::now() < deadline, "writes did not resume after the leader died");
+        assert!(
+            Instant::now() < deadline,
+            "writes did not resume after the leader died"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     c.restart(old, &[]).await;
@@ -421,7 +464,10 @@ async fn leader_killed_under_writes_then_restarted_loses_nothing() {
                     if missing.is_empty() {
                         break;
                     }
-                    assert!(Instant::now() < deadline, "node {id} misses acknowledged rows {missing:?}");
+                    assert!(
+                        Instant::now() < deadline,
+                        "node {id} misses acknowledged rows {missing:?}"
+                    );
                 }
                 Err(e) => assert!(Instant::now() < deadline, "node {id}: {e:?}"),
             }
@@ -437,7 +483,11 @@ async fn partitioned_leader_cannot_commit_and_the_majority_goes_on() {
     let old = c.leader(1).await.expect("leader");
     let others: Vec<u64> = (1..=3).filter(|i| *i != old).collect();
     let on_old = c.client(old).await;
-    let list = others.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    let list = others
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
     on_old
         .batch_execute(&format!("SELECT weft_fault('partition', '{list}')"))
         .await
@@ -456,7 +506,11 @@ async fn partitioned_leader_cannot_commit_and_the_majority_goes_on() {
         .await
         .expect_err("a minority must not commit");
     assert!(["40001", "40003"].contains(&code(&e).as_str()), "{e:?}");
-    assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
     // An explicit statement_timeout ends the wait first, as in PostgreSQL.
     on_old
         .batch_execute("SET statement_timeout = '300ms'")
@@ -485,7 +539,12 @@ async fn partitioned_leader_cannot_commit_and_the_majority_goes_on() {
     loop {
         let mut seen = Vec::new();
         for id in 1..=3 {
-            match c.client(id).await.query("SELECT id FROM p ORDER BY id", &[]).await {
+            match c
+                .client(id)
+                .await
+                .query("SELECT id FROM p ORDER BY id", &[])
+                .await
+            {
                 Ok(rows) => seen.push(rows.iter().map(|r| r.get::<_, i32>(0)).collect::<Vec<_>>()),
                 Err(e) => seen.push(vec![-1, code(&e).len() as i32]),
             }
@@ -498,7 +557,10 @@ async fn partitioned_leader_cannot_commit_and_the_majority_goes_on() {
         if converged {
             break;
         }
-        assert!(Instant::now() < deadline, "nodes did not converge: {seen:?}");
+        assert!(
+            Instant::now() < deadline,
+            "nodes did not converge: {seen:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -540,7 +602,10 @@ async fn fourth_node_joins_by_snapshot_and_a_node_is_removed() {
         if !m.contains_key(&leader) && m.len() == 3 {
             break;
         }
-        assert!(Instant::now() < deadline, "node {leader} still a member: {m:?}");
+        assert!(
+            Instant::now() < deadline,
+            "node {leader} still a member: {m:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     exec_retry(&c, remaining[1], "INSERT INTO s VALUES (1000, 'after')").await;
@@ -557,7 +622,9 @@ async fn listen_on_one_node_sees_live_query_changes_committed_through_another() 
         "host=127.0.0.1 port={} user=postgres",
         node3.pg.rsplit(':').next().expect("port")
     );
-    let (listener, mut connection) = tokio_postgres::connect(&conn, NoTls).await.expect("connect");
+    let (listener, mut connection) = tokio_postgres::connect(&conn, NoTls)
+        .await
+        .expect("connect");
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         use futures::StreamExt;
@@ -566,7 +633,10 @@ async fn listen_on_one_node_sees_live_query_changes_committed_through_another() 
             let _ = tx.send(m);
         }
     });
-    listener.batch_execute("LISTEN lq_all").await.expect("listen");
+    listener
+        .batch_execute("LISTEN lq_all")
+        .await
+        .expect("listen");
     let writer = c.client(1).await;
     writer
         .batch_execute("INSERT INTO lq VALUES (1, 'a'); UPDATE lq SET v = 'b' WHERE id = 1")
@@ -598,7 +668,9 @@ async fn snapshot_install_pushes_reset_and_old_positions_are_gone() {
     exec_retry(&c, 1, "CREATE LIVE QUERY r_all AS SELECT id FROM r").await;
     let w = c.client(1).await;
     for i in 1..=100 {
-        w.execute("INSERT INTO r VALUES ($1)", &[&i]).await.expect("insert");
+        w.execute("INSERT INTO r VALUES ($1)", &[&i])
+            .await
+            .expect("insert");
     }
     // Members refuse node 4 until its listener is in place.
     for id in 1..=3 {
@@ -615,7 +687,9 @@ async fn snapshot_install_pushes_reset_and_old_positions_are_gone() {
         "host=127.0.0.1 port={} user=postgres",
         node.pg.rsplit(':').next().expect("port")
     );
-    let (listener, mut connection) = tokio_postgres::connect(&conn, NoTls).await.expect("connect");
+    let (listener, mut connection) = tokio_postgres::connect(&conn, NoTls)
+        .await
+        .expect("connect");
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         use futures::StreamExt;
@@ -624,7 +698,10 @@ async fn snapshot_install_pushes_reset_and_old_positions_are_gone() {
             let _ = tx.send(m);
         }
     });
-    listener.batch_execute("LISTEN r_all").await.expect("listen");
+    listener
+        .batch_execute("LISTEN r_all")
+        .await
+        .expect("listen");
     for id in 1..=3 {
         c.client(id)
             .await
@@ -654,7 +731,9 @@ async fn snapshot_install_pushes_reset_and_old_positions_are_gone() {
         .expect_err("positions before the snapshot are gone");
     assert_eq!(code(&e), "55000", "{e:?}");
     // Changes after the snapshot are pushed as usual.
-    w.execute("INSERT INTO r VALUES (101)", &[]).await.expect("insert");
+    w.execute("INSERT INTO r VALUES (101)", &[])
+        .await
+        .expect("insert");
     loop {
         let m = tokio::time::timeout(DEADLINE, rx.recv())
             .await
@@ -688,7 +767,12 @@ async fn bank_transfers_survive_kills_and_partitions() {
     for i in 0..ACCOUNTS {
         values.push(format!("({i}, 1000)"));
     }
-    exec_retry(&c, 1, &format!("INSERT INTO bank VALUES {}", values.join(","))).await;
+    exec_retry(
+        &c,
+        1,
+        &format!("INSERT INTO bank VALUES {}", values.join(",")),
+    )
+    .await;
     let total = i64::from(ACCOUNTS) * 1000;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -696,7 +780,12 @@ async fn bank_transfers_survive_kills_and_partitions() {
     let acked = Arc::new(parking_lot::Mutex::new(Vec::<i64>::new()));
     let mut workers = Vec::new();
     for id in 1..=3u64 {
-        let port = c.nodes[&id].pg.rsplit(':').next().expect("port").to_string();
+        let port = c.nodes[&id]
+            .pg
+            .rsplit(':')
+            .next()
+            .expect("port")
+            .to_string();
         let (stop, next, acked) = (stop.clone(), next.clone(), acked.clone());
         workers.push(tokio::spawn(async move {
             let conn = format!("host=127.0.0.1 port={port} user=postgres");
@@ -711,7 +800,9 @@ async fn bank_transfers_survive_kills_and_partitions() {
                     let _ = conn.await;
                 });
                 while !stop.load(Ordering::Relaxed) {
-                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
                     let src = ((seed >> 33) % ACCOUNTS as u64) as i32;
                     let dst = ((seed >> 40) % ACCOUNTS as u64) as i32;
                     let amount = ((seed >> 50) % 50) as i64 + 1;
@@ -758,10 +849,16 @@ async fn bank_transfers_survive_kills_and_partitions() {
     // Partition a follower away, go on, heal.
     let leader = c.wait_leader_among(&[1, 2, 3]).await;
     let cut = (1..=3).find(|i| *i != leader).expect("a follower");
-    let others: Vec<String> = (1..=3).filter(|i| *i != cut).map(|i| i.to_string()).collect();
+    let others: Vec<String> = (1..=3)
+        .filter(|i| *i != cut)
+        .map(|i| i.to_string())
+        .collect();
     c.client(cut)
         .await
-        .batch_execute(&format!("SELECT weft_fault('partition', '{}')", others.join(",")))
+        .batch_execute(&format!(
+            "SELECT weft_fault('partition', '{}')",
+            others.join(",")
+        ))
         .await
         .expect("partition");
     for id in (1..=3).filter(|i| *i != cut) {
@@ -801,11 +898,14 @@ async fn bank_transfers_survive_kills_and_partitions() {
                 .query_one("SELECT sum(balance)::bigint FROM bank", &[])
                 .await
                 .map(|r| r.get::<_, i64>(0));
-            let have = client.query("SELECT id FROM transfers", &[]).await.map(|rows| {
-                rows.iter()
-                    .map(|r| r.get::<_, i64>(0))
-                    .collect::<std::collections::HashSet<i64>>()
-            });
+            let have = client
+                .query("SELECT id FROM transfers", &[])
+                .await
+                .map(|rows| {
+                    rows.iter()
+                        .map(|r| r.get::<_, i64>(0))
+                        .collect::<std::collections::HashSet<i64>>()
+                });
             if let (Ok(sum), Ok(have)) = (&sum, &have) {
                 assert_eq!(*sum, total, "node {id}: the total changed");
                 let missing: Vec<&i64> = acked.iter().filter(|t| !have.contains(t)).collect();
@@ -823,13 +923,24 @@ async fn bank_transfers_survive_kills_and_partitions() {
                         .expect("reconcile");
                     for r in rows {
                         let off: i64 = r.get(1);
-                        assert!(off == 0, "node {id}: account {} is off by {off}", r.get::<_, i32>(0));
+                        assert!(
+                            off == 0,
+                            "node {id}: account {} is off by {off}",
+                            r.get::<_, i32>(0)
+                        );
                     }
                     break;
                 }
-                assert!(Instant::now() < deadline, "node {id} misses transfers {missing:?}");
+                assert!(
+                    Instant::now() < deadline,
+                    "node {id} misses transfers {missing:?}"
+                );
             } else {
-                assert!(Instant::now() < deadline, "node {id}: {sum:?} {:?}", have.err());
+                assert!(
+                    Instant::now() < deadline,
+                    "node {id}: {sum:?} {:?}",
+                    have.err()
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
