@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use openraft::async_runtime::watch::WatchReceiver;
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
 };
@@ -627,6 +627,31 @@ impl Inner {
         }
     }
 
+    /// `change_membership`, retried while another membership change is still being committed
+    /// (e.g. the second, uniform step of a join), until the raft timeout.
+    async fn change_membership(
+        &self,
+        change: ChangeMembers<u64, PeerNode>,
+    ) -> Result<(), PeerError> {
+        let deadline = Instant::now() + self.raft_timeout;
+        loop {
+            match self.raft.change_membership(change.clone(), false).await {
+                Ok(_) => return Ok(()),
+                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                    ChangeMembershipError::InProgress(_),
+                ))) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => {
+                    return Err(PeerError::Failed {
+                        message: e.to_string(),
+                        maybe_proposed: true,
+                    })
+                }
+            }
+        }
+    }
+
     async fn join(&self, id: u64, node: PeerNode) -> Result<(), PeerError> {
         let n = node.clone();
         self.on_leader(|| self.join_here(id, n), RemoteOp::Join(id, node))
@@ -653,11 +678,8 @@ impl Inner {
             .await
             .map_err(|e| failed(e.to_string()))?;
         info!(node_id = id, "promoting to voter");
-        self.raft
-            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+        self.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])))
             .await
-            .map_err(|e| failed(e.to_string()))?;
-        Ok(())
     }
 
     async fn remove(&self, id: u64) -> Result<(), PeerError> {
@@ -707,11 +729,7 @@ impl Inner {
         } else {
             ChangeMembers::RemoveNodes(BTreeSet::from([id]))
         };
-        self.raft
-            .change_membership(change, false)
-            .await
-            .map_err(|e| failed(e.to_string()))?;
-        Ok(())
+        self.change_membership(change).await
     }
 }
 
