@@ -5,6 +5,8 @@
 //!   big(id int PK, v bigint)  big_rows  scan-agg
 //!   ins(id bigint PK, v bigint)  empty, recreated before each insert run
 //! ```
+//!
+//! A table no chosen workload reads is dropped and not created again.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +21,10 @@ use crate::workload::describe;
 /// How the data is loaded.
 #[derive(Clone, Debug)]
 pub struct LoadConfig {
+    /// Create and fill `kv`.
+    pub kv: bool,
+    /// Create and fill `big`.
+    pub big: bool,
     pub rows: u64,
     pub big_rows: u64,
     /// Rows per INSERT statement.
@@ -36,26 +42,31 @@ async fn exec(client: &Client, sql: &str) -> Result<(), String> {
         .map_err(|e| format!("{sql}: {}", describe(&e)))
 }
 
-/// Creates and fills `kv` and `big`; returns notes worth reporting (timings, skipped steps).
+/// Creates and fills `kv` and `big` as `cfg` asks; returns notes worth reporting (timings,
+/// skipped steps).
 pub async fn load(url: &str, cfg: &LoadConfig) -> Result<Vec<String>, String> {
     let admin = connect(url, cfg.connect_timeout).await?;
     let mut notes = Vec::new();
     for table in ["kv", "big", "ins"] {
         exec(&admin, &format!("DROP TABLE IF EXISTS {table}")).await?;
     }
-    exec(
-        &admin,
-        "CREATE TABLE kv (k int PRIMARY KEY, v bigint NOT NULL)",
-    )
-    .await?;
-    exec(
-        &admin,
-        "CREATE TABLE big (id int PRIMARY KEY, v bigint NOT NULL)",
-    )
-    .await?;
+    let mut tables = Vec::new();
+    if cfg.kv {
+        tables.push(("kv", "k", cfg.rows));
+    }
+    if cfg.big {
+        tables.push(("big", "id", cfg.big_rows));
+    }
+    for &(table, key, _) in &tables {
+        exec(
+            &admin,
+            &format!("CREATE TABLE {table} ({key} int PRIMARY KEY, v bigint NOT NULL)"),
+        )
+        .await?;
+    }
     recreate_ins(&admin).await?;
 
-    for (table, key, n) in [("kv", "k", cfg.rows), ("big", "id", cfg.big_rows)] {
+    for &(table, key, n) in &tables {
         let t0 = Instant::now();
         fill(url, table, key, n, cfg).await?;
         let secs = t0.elapsed().as_secs_f64();
@@ -77,7 +88,12 @@ pub async fn load(url: &str, cfg: &LoadConfig) -> Result<Vec<String>, String> {
 
     // What a PostgreSQL user does after a bulk load; a server without these statements skips
     // them (the error is reported, not fatal).
-    for sql in ["VACUUM ANALYZE kv", "VACUUM ANALYZE big", "CHECKPOINT"] {
+    let mut after: Vec<String> = tables
+        .iter()
+        .map(|(table, _, _)| format!("VACUUM ANALYZE {table}"))
+        .collect();
+    after.push("CHECKPOINT".into());
+    for sql in &after {
         if let Err(e) = exec(&admin, sql).await {
             notes.push(format!("after load, skipped: {e}"));
         }
@@ -130,4 +146,40 @@ async fn fill(url: &str, table: &str, key: &str, n: u64, cfg: &LoadConfig) -> Re
         task.await.map_err(|e| format!("loader task: {e}"))??;
     }
     Ok(())
+}
+
+/// Waits until every server in `urls` reads `table`, for at most `within`: a cluster node may
+/// apply a CREATE TABLE after the node that ran it has answered, and a client preparing a
+/// statement there first would fail. Returns the failed attempts (0 when all saw it at once).
+pub async fn wait_visible(
+    urls: &[String],
+    table: &str,
+    within: Duration,
+    connect_timeout: Duration,
+) -> Result<u32, String> {
+    let deadline = Instant::now() + within;
+    let sql = format!("SELECT count(*) FROM {table}");
+    let mut failed = 0;
+    for url in urls {
+        let client = connect(url, connect_timeout).await?;
+        loop {
+            match client.query_one(&sql, &[]).await {
+                Ok(_) => break,
+                Err(e) if Instant::now() < deadline => {
+                    failed += 1;
+                    if failed == 1 {
+                        eprintln!("{url}: {sql}: {}; retrying", describe(&e));
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "{url}: {table} not readable within {within:?}: {}",
+                        describe(&e)
+                    ))
+                }
+            }
+        }
+    }
+    Ok(failed)
 }

@@ -29,9 +29,10 @@ use crate::workload::Workload;
 #[command(name = "weft-bench", version, about = "PostgreSQL-wire load generator")]
 struct Cli {
     /// A server as NAME=URL, e.g. weft=postgres://postgres@127.0.0.1:5433/postgres; repeat it.
-    /// Ratios are the first target over the second.
+    /// Ratios are the first target over the second. URL may list the nodes of a cluster as
+    /// URL1|URL2|...: client i connects to URL i mod n, loading uses URL1.
     #[arg(long = "target", value_name = "NAME=URL", required = true, value_parser = parse_target)]
-    targets: Vec<(String, String)>,
+    targets: Vec<(String, Vec<String>)>,
     /// Workloads to run, in this order.
     #[arg(long, value_delimiter = ',', default_values = ["point-select", "update", "insert", "scan-agg"])]
     workloads: Vec<Workload>,
@@ -71,17 +72,27 @@ struct Cli {
     /// Loading one target longer than this fails that target.
     #[arg(long, default_value = "20m", value_parser = humantime::parse_duration)]
     load_timeout: Duration,
+    /// SQL every client runs after connecting, before preparing its statement, e.g.
+    /// "SET weft.read_consistency = 'local'". Not run by the loader.
+    #[arg(long, value_name = "SQL")]
+    session_sql: Option<String>,
     /// Also write the summary as Markdown to this file.
     #[arg(long, value_name = "FILE")]
     markdown: Option<std::path::PathBuf>,
 }
 
-fn parse_target(s: &str) -> Result<(String, String), String> {
+fn parse_target(s: &str) -> Result<(String, Vec<String>), String> {
     match s.split_once('=') {
-        Some((name, url)) if !name.is_empty() && !url.is_empty() => {
-            Ok((name.to_string(), url.to_string()))
+        Some((name, urls)) if !name.is_empty() && !urls.is_empty() => {
+            let urls: Vec<String> = urls.split('|').map(str::to_string).collect();
+            if urls.iter().any(String::is_empty) {
+                return Err(format!("empty URL in {s:?} (URL1|URL2|...)"));
+            }
+            Ok((name.to_string(), urls))
         }
-        _ => Err(format!("expected NAME=URL, got {s:?}")),
+        _ => Err(format!(
+            "expected NAME=URL or NAME=URL1|URL2|..., got {s:?}"
+        )),
     }
 }
 
@@ -111,8 +122,15 @@ async fn bench(cli: Cli) -> ExitCode {
         connect_timeout: Duration::from_secs(10),
         rows: cli.rows,
         big_rows: cli.big_rows,
+        session_sql: cli.session_sql.clone(),
     };
     let load_cfg = LoadConfig {
+        // Only the tables the chosen workloads read: loading `big` takes minutes.
+        kv: cli
+            .workloads
+            .iter()
+            .any(|w| matches!(w, Workload::PointSelect | Workload::Update)),
+        big: cli.workloads.contains(&Workload::ScanAgg),
         rows: cli.rows,
         big_rows: cli.big_rows,
         batch: cli.batch,
@@ -122,14 +140,47 @@ async fn bench(cli: Cli) -> ExitCode {
 
     let mut notes = Vec::new();
     let mut usable = vec![true; cli.targets.len()];
-    for (i, (name, url)) in cli.targets.iter().enumerate() {
-        notes.push(format!("{name}: {}", server_version(url, &run_cfg).await));
+    for (i, (name, urls)) in cli.targets.iter().enumerate() {
+        let mut versions: Vec<String> = Vec::new();
+        for url in urls {
+            let v = server_version(url, &run_cfg).await;
+            if !versions.contains(&v) {
+                versions.push(v);
+            }
+        }
+        notes.extend(versions.into_iter().map(|v| format!("{name}: {v}")));
+        if urls.len() > 1 {
+            notes.push(format!(
+                "{name}: {} servers; client i connects to server i mod {}",
+                urls.len(),
+                urls.len()
+            ));
+        }
         if cli.skip_load {
             continue;
         }
         eprintln!("loading {name} ...");
-        match tokio::time::timeout(cli.load_timeout, load::load(url, &load_cfg)).await {
-            Ok(Ok(n)) => notes.extend(n.into_iter().map(|n| format!("{name}: {n}"))),
+        match tokio::time::timeout(cli.load_timeout, load::load(&urls[0], &load_cfg)).await {
+            Ok(Ok(n)) => {
+                notes.extend(n.into_iter().map(|n| format!("{name}: {n}")));
+                let tables = if load_cfg.kv {
+                    &["kv", "ins"][..]
+                } else {
+                    &["ins"]
+                };
+                for table in tables {
+                    match visible(urls, table, &run_cfg).await {
+                        Ok(0) => {}
+                        Ok(n) => notes.push(format!(
+                            "{name}: after loading, {n} reads of {table} failed before every node saw it"
+                        )),
+                        Err(e) => {
+                            usable[i] = false;
+                            notes.push(format!("{name}: LOAD FAILED: {e}"));
+                        }
+                    }
+                }
+            }
             Ok(Err(e)) => {
                 usable[i] = false;
                 notes.push(format!("{name}: LOAD FAILED: {e}"));
@@ -153,11 +204,11 @@ async fn bench(cli: Cli) -> ExitCode {
         .collect();
     for run in 1..=cli.runs {
         for (w, &workload) in cli.workloads.iter().enumerate() {
-            for (t, (name, url)) in cli.targets.iter().enumerate() {
+            for (t, (name, urls)) in cli.targets.iter().enumerate() {
                 let r = if !usable[t] {
                     RunResult::failed("not loaded".into())
                 } else {
-                    run_one(url, workload, &run_cfg, run as u64).await
+                    run_one(urls, workload, &run_cfg, run as u64).await
                 };
                 let mut r = r;
                 r.loadavg = loadavg();
@@ -202,6 +253,9 @@ async fn bench(cli: Cli) -> ExitCode {
         "\n{} client(s), {:?} per run (+{:?} warm-up), {} run(s); medians over runs",
         run_cfg.clients, run_cfg.duration, run_cfg.warmup, cli.runs
     );
+    if let Some(sql) = &cli.session_sql {
+        println!("every client ran first: {sql}");
+    }
     println!("{}", report::text_table(&names, &cli.workloads, &cells));
     for n in &notes {
         println!("note: {n}");
@@ -233,23 +287,36 @@ async fn bench(cli: Cli) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn run_one(url: &str, workload: Workload, cfg: &RunConfig, run: u64) -> RunResult {
+async fn run_one(urls: &[String], workload: Workload, cfg: &RunConfig, run: u64) -> RunResult {
     if workload == Workload::Insert {
         // Untimed: every insert run starts from an empty table.
-        let prepared = match runner::connect(url, cfg.connect_timeout).await {
+        let prepared = match runner::connect(&urls[0], cfg.connect_timeout).await {
             Ok(c) => load::recreate_ins(&c).await,
             Err(e) => Err(e),
         };
         if let Err(e) = prepared {
             return RunResult::failed(format!("recreating ins: {e}"));
         }
+        match visible(urls, "ins", cfg).await {
+            Ok(0) => {}
+            Ok(n) => eprintln!("    {n} reads of the new ins failed before every node saw it"),
+            Err(e) => return RunResult::failed(format!("recreating ins: {e}")),
+        }
     }
     // Bounded even if a server stops answering: clients stop themselves after op_timeout.
     let limit = cfg.warmup + cfg.duration + cfg.op_timeout * 2 + cfg.connect_timeout * 2;
-    match tokio::time::timeout(limit, runner::run(url, workload, cfg, run)).await {
+    match tokio::time::timeout(limit, runner::run(urls, workload, cfg, run)).await {
         Ok(r) => r,
         Err(_) => RunResult::failed(format!("run did not finish within {limit:?}")),
     }
+}
+
+/// Waits until every server of a target reads `table` (at once with one server).
+async fn visible(urls: &[String], table: &str, cfg: &RunConfig) -> Result<u32, String> {
+    if urls.len() < 2 {
+        return Ok(0);
+    }
+    load::wait_visible(urls, table, cfg.op_timeout, cfg.connect_timeout).await
 }
 
 fn run_brief(r: &RunResult) -> String {

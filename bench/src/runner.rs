@@ -34,6 +34,8 @@ pub struct RunConfig {
     pub connect_timeout: Duration,
     pub rows: u64,
     pub big_rows: u64,
+    /// Run by every client after connecting, before preparing (e.g. a `SET`).
+    pub session_sql: Option<String>,
 }
 
 /// What one run measured.
@@ -110,14 +112,24 @@ struct ClientOutcome {
     last_counted: Instant,
 }
 
-/// Runs `workload` against `url` once.
-pub async fn run(url: &str, workload: Workload, cfg: &RunConfig, seed: u64) -> RunResult {
+/// Runs `workload` once against the servers at `urls`: client `c` connects to `urls[c % n]`.
+pub async fn run(urls: &[String], workload: Workload, cfg: &RunConfig, seed: u64) -> RunResult {
     let mut sessions = Vec::with_capacity(cfg.clients);
     for c in 0..cfg.clients {
+        let url = &urls[c % urls.len()];
         let client = match connect(url, cfg.connect_timeout).await {
             Ok(client) => client,
             Err(e) => return RunResult::failed(format!("client {c}: {e}")),
         };
+        if let Some(sql) = &cfg.session_sql {
+            match timeout(cfg.op_timeout, client.batch_execute(sql)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    return RunResult::failed(format!("client {c}: {sql:?}: {}", describe(&e)))
+                }
+                Err(_) => return RunResult::failed(format!("client {c}: {sql:?} timed out")),
+            }
+        }
         let stmt = match timeout(cfg.op_timeout, client.prepare(workload.sql())).await {
             Ok(Ok(stmt)) => stmt,
             Ok(Err(e)) => {
