@@ -119,6 +119,9 @@ impl Cluster {
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.snapshot_logs),
             max_in_snapshot_log_to_keep: (cfg.snapshot_logs / 10).min(1_000),
             purge_batch_size: 1,
+            // Followers receive entries while the leader's own WAL sync runs (store.rs syncs
+            // appends on a thread of its own).
+            broadcast_submitted_on_append: Some(true),
             ..Default::default()
         }
         .validate()

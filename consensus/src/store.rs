@@ -63,6 +63,7 @@ const MEMBERSHIP: &str = "membership";
 pub async fn open(storage: Storage) -> io::Result<(LogStore, StateMachine)> {
     let log = LogStore {
         log: storage.raft_log(),
+        syncer: Arc::new(Syncer::start(storage.raft_log())?),
     };
     let applied = read_applied(&storage)?;
     let (applied_tx, _) = watch::channel(index_of(&applied));
@@ -79,6 +80,38 @@ pub async fn open(storage: Storage) -> io::Result<(LogStore, StateMachine)> {
 #[derive(Clone)]
 pub struct LogStore {
     log: RaftLog,
+    syncer: Arc<Syncer>,
+}
+
+/// Syncs the WAL for appended entries on its own thread and then tells openraft, in append
+/// order; every callback waiting when a sync starts is answered by that one sync.
+struct Syncer {
+    tx: std::sync::mpsc::Sender<IOFlushed<TypeConfig>>,
+}
+
+impl Syncer {
+    fn start(log: RaftLog) -> io::Result<Syncer> {
+        let (tx, rx) = std::sync::mpsc::channel::<IOFlushed<TypeConfig>>();
+        std::thread::Builder::new()
+            .name("weft-raft-sync".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut waiting = vec![first];
+                    waiting.extend(rx.try_iter());
+                    let result = log.sync().map_err(|e| e.to_string());
+                    for cb in waiting {
+                        cb.io_completed(result.clone().map_err(io::Error::other));
+                    }
+                }
+            })?;
+        Ok(Syncer { tx })
+    }
+
+    fn submit(&self, callback: IOFlushed<TypeConfig>) {
+        if let Err(std::sync::mpsc::SendError(cb)) = self.tx.send(callback) {
+            cb.io_completed(Err(io::Error::other("the raft log sync thread stopped")));
+        }
+    }
 }
 
 impl LogStore {
@@ -173,18 +206,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         for entry in entries {
             batch.push((entry.log_id.index, encode(&entry)?));
         }
-        let log = self.log.clone();
-        // Synced: openraft counts these entries toward a commit quorum once the callback fires.
-        match blocking(move || log.append(&batch, true)).await {
-            Ok(()) => {
-                callback.io_completed(Ok(()));
-                Ok(())
-            }
-            Err(e) => {
-                callback.io_completed(Err(io::Error::other(e.to_string())));
-                Err(e)
-            }
+        // Written now, synced by the syncer thread: openraft counts these entries toward a
+        // commit quorum only once the callback fires, after the WAL sync. Returning before the
+        // sync lets the leader send them to followers while its own disk syncs, and lets many
+        // appends share one sync.
+        if let Err(e) = self.log.append(&batch, false) {
+            callback.io_completed(Err(io::Error::other(e.to_string())));
+            return Err(io::Error::other(e));
         }
+        self.syncer.submit(callback);
+        Ok(())
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> io::Result<()> {

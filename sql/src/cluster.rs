@@ -156,6 +156,28 @@ pub(crate) fn reads_only_membership(stmt: &crate::Statement) -> bool {
     other.is_continue()
 }
 
+/// Whether `stmt` is an `INSERT … VALUES` without subqueries: it reads nothing but the keys it
+/// writes (its unique checks), and a stale read of those fails the commit (the state machine
+/// finds the keys changed since the snapshot), so it needs no read barrier to be linearizable.
+pub(crate) fn is_blind_insert(stmt: &crate::Statement) -> bool {
+    use datafusion::sql::sqlparser::ast::{visit_expressions, Expr, SetExpr, Statement as Ast};
+    use std::ops::ControlFlow;
+    let Ast::Insert(insert) = &*stmt.ast else {
+        return false;
+    };
+    let Some(source) = &insert.source else {
+        return false;
+    };
+    if !matches!(&*source.body, SetExpr::Values(_)) || source.with.is_some() {
+        return false;
+    }
+    let subquery = visit_expressions(&*stmt.ast, |e| match e {
+        Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => ControlFlow::Break(()),
+        _ => ControlFlow::Continue(()),
+    });
+    subquery.is_continue()
+}
+
 /// Runs `fut` to completion from inside a (synchronous) scalar function.
 fn block_on<T>(fut: impl Future<Output = T>) -> Result<T, Error> {
     let handle = tokio::runtime::Handle::try_current()
