@@ -148,6 +148,10 @@ struct FileConfig {
     peer_listen: Option<String>,
     #[serde(default)]
     join: Vec<String>,
+    #[serde(alias = "fault_injection")]
+    fault_injection: Option<bool>,
+    #[serde(alias = "raft_snapshot_logs")]
+    raft_snapshot_logs: Option<u64>,
     #[serde(alias = "change_retention")]
     change_retention: Option<String>,
     #[serde(alias = "raft_timeout")]
@@ -231,6 +235,12 @@ fn apply_file(config: &mut Config, text: &str, path: &Path) -> Result<(), Config
     }
     if !file.join.is_empty() {
         config.join = file.join;
+    }
+    if let Some(v) = file.fault_injection {
+        config.fault_injection = v;
+    }
+    if let Some(v) = file.raft_snapshot_logs {
+        config.raft_snapshot_logs = v.max(1);
     }
     let durations = [
         (
@@ -336,6 +346,45 @@ mod tests {
         assert_eq!(config.listen.port(), 7000);
         assert_eq!(config.node_id, 4);
         assert_eq!(config.raft_timeout, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn cluster_flags_and_file_keys() {
+        let config = args(&[
+            "start",
+            "--peer-listen",
+            "127.0.0.1:6433",
+            "--join",
+            "a:1,b:2",
+            "--fault-injection",
+            "--raft-snapshot-logs",
+            "20",
+        ])
+        .resolve()
+        .expect("resolves");
+        assert_eq!(config.peer_listen.map(|a| a.port()), Some(6433));
+        assert_eq!(config.join, vec!["a:1".to_string(), "b:2".to_string()]);
+        assert!(config.fault_injection);
+        assert_eq!(config.raft_snapshot_logs, 20);
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("weft.toml");
+        std::fs::write(
+            &path,
+            "fault-injection = true
+raft-snapshot-logs = 0
+",
+        )
+        .expect("write");
+        let path_str = path.to_str().expect("utf8 path");
+        let config = args(&["start", "--config", path_str])
+            .resolve()
+            .expect("resolves");
+        assert!(config.fault_injection);
+        assert_eq!(
+            config.raft_snapshot_logs, 1,
+            "at least one entry per snapshot"
+        );
     }
 
     #[test]
