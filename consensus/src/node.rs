@@ -575,7 +575,13 @@ impl Inner {
         }
     }
 
+    /// The read index on the leader: by lease while the leader's quorum lease is fresh (no
+    /// network round trip; assumes the clocks' rates on the nodes agree, as openraft's lease
+    /// does), else by a heartbeat round to a quorum (ReadIndex).
     async fn local_read_index(&self) -> Result<u64, PeerError> {
+        if let Ok(l) = self.raft.get_read_linearizer(ReadPolicy::LeaseRead).await {
+            return Ok(l.read_log_id().index());
+        }
         match self.raft.get_read_linearizer(ReadPolicy::ReadIndex).await {
             Ok(l) => Ok(l.read_log_id().index()),
             Err(e) => match e.forward_to_leader() {
