@@ -288,15 +288,23 @@ pub struct PeerConn {
 }
 
 impl PeerConn {
-    fn rpc_err<E: std::error::Error>(&self, e: CallError) -> RPCError<TypeConfig, E> {
-        match e {
-            CallError::Unreachable { .. } => RPCError::Unreachable(Unreachable::new(&e)),
-            CallError::Failed { .. } => RPCError::Network(NetworkError::new(&e)),
-        }
-    }
-
-    fn remote_err<E: std::error::Error>(&self, e: PeerError) -> RPCError<TypeConfig, E> {
-        RPCError::Unreachable(Unreachable::new(&e))
+    /// One Raft RPC to the target: a failed call becomes Unreachable (never sent) or Network
+    /// (maybe sent); a peer's refusal becomes Unreachable (openraft backs off).
+    async fn raft_call<T, F, Fut>(&self, ttl: Duration, f: F) -> Result<T, RPCError<TypeConfig>>
+    where
+        F: FnOnce(PeerClient, context::Context, u64) -> Fut,
+        Fut: Future<Output = Result<Result<T, PeerError>, tarpc::client::RpcError>>,
+    {
+        let me = self.peers.me();
+        let r = self
+            .peers
+            .call(self.target, &self.addr, ttl, |c, ctx| f(c, ctx, me))
+            .await
+            .map_err(|e| match e {
+                CallError::Unreachable { .. } => RPCError::Unreachable(Unreachable::new(&e)),
+                CallError::Failed { .. } => RPCError::Network(NetworkError::new(&e)),
+            })?;
+        r.map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))
     }
 }
 
@@ -308,18 +316,10 @@ impl RaftNetworkV2<TypeConfig> for PeerConn {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        let me = self.peers.me();
-        let r = self
-            .peers
-            .call(
-                self.target,
-                &self.addr,
-                option.hard_ttl(),
-                |c, ctx| async move { c.append_entries(ctx, me, rpc).await },
-            )
-            .await
-            .map_err(|e| self.rpc_err(e))?;
-        r.map_err(|e| self.remote_err(e))
+        self.raft_call(option.hard_ttl(), |c, ctx, me| async move {
+            c.append_entries(ctx, me, rpc).await
+        })
+        .await
     }
 
     async fn vote(
@@ -327,18 +327,10 @@ impl RaftNetworkV2<TypeConfig> for PeerConn {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        let me = self.peers.me();
-        let r = self
-            .peers
-            .call(
-                self.target,
-                &self.addr,
-                option.hard_ttl(),
-                |c, ctx| async move { c.vote(ctx, me, rpc).await },
-            )
-            .await
-            .map_err(|e| self.rpc_err(e))?;
-        r.map_err(|e| self.remote_err(e))
+        self.raft_call(option.hard_ttl(), |c, ctx, me| async move {
+            c.vote(ctx, me, rpc).await
+        })
+        .await
     }
 
     async fn full_snapshot(

@@ -15,7 +15,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -212,7 +212,7 @@ impl Cluster {
 
         let cluster = Cluster { inner };
         storage.set_replicator(Arc::new(ClusterReplicator {
-            inner: cluster.inner.clone(),
+            inner: Arc::downgrade(&cluster.inner),
         }));
         Ok(cluster)
     }
@@ -239,50 +239,35 @@ impl Cluster {
         let metrics = inner.raft.metrics().borrow_watched().clone();
         let membership = metrics.membership_config.membership().clone();
         let voters: BTreeSet<u64> = membership.voter_ids().collect();
-        let mut rows = Vec::new();
-        for (id, node) in membership.nodes() {
-            let id = *id;
-            let voter = voters.contains(&id);
-            let role = if metrics.current_leader == Some(id) {
-                "leader"
-            } else if voter {
-                "follower"
-            } else {
-                "learner"
-            };
-            let (last_applied, status) = if id == inner.id {
-                (metrics.last_applied.as_ref().map(|l| l.index), "ok".into())
-            } else {
-                let r = inner
-                    .peers
-                    .call(
-                        id,
-                        &node.peer_addr,
-                        Duration::from_secs(1),
-                        |c, ctx| async move { c.status(ctx, inner.id).await },
-                    )
-                    .await;
-                match r {
-                    Ok(Ok(s)) if s.node_id == id => (Some(s.last_applied), "ok".into()),
-                    Ok(Ok(s)) => (
-                        None,
-                        format!("refused: address answers as node {}", s.node_id),
-                    ),
-                    Ok(Err(e)) => (None, format!("refused: {e}")),
-                    Err(_) => (None, "unreachable".into()),
+        // Every peer is asked at once: an unreachable one costs one timeout, not one each.
+        let rows = membership.nodes().map(|(id, node)| {
+            let (id, metrics, voters) = (*id, &metrics, &voters);
+            async move {
+                let voter = voters.contains(&id);
+                let role = if metrics.current_leader == Some(id) {
+                    "leader"
+                } else if voter {
+                    "follower"
+                } else {
+                    "learner"
+                };
+                let (last_applied, status) = if id == inner.id {
+                    (metrics.last_applied.as_ref().map(|l| l.index), "ok".into())
+                } else {
+                    peer_status(inner, id, &node.peer_addr).await
+                };
+                NodeRow {
+                    node_id: id,
+                    pg_addr: node.pg_addr.clone(),
+                    peer_addr: node.peer_addr.clone(),
+                    role,
+                    voter,
+                    last_applied,
+                    status,
                 }
-            };
-            rows.push(NodeRow {
-                node_id: id,
-                pg_addr: node.pg_addr.clone(),
-                peer_addr: node.peer_addr.clone(),
-                role,
-                voter,
-                last_applied,
-                status,
-            });
-        }
-        rows
+            }
+        });
+        futures::future::join_all(rows).await
     }
 
     /// Removes node `id` (through the leader; a leader being removed hands over first).
@@ -331,6 +316,25 @@ async fn snapshot_and_purge(raft: &WeftRaft, timeout: Duration) -> Result<(), Cl
         .purge_log(applied)
         .await
         .map_err(|e| err(e.to_string()))
+}
+
+/// A peer's applied index and `weft_nodes.status` as it answers (or does not) within a second.
+async fn peer_status(inner: &Inner, id: u64, addr: &str) -> (Option<u64>, String) {
+    let r = inner
+        .peers
+        .call(id, addr, Duration::from_secs(1), |c, ctx| async move {
+            c.status(ctx, inner.id).await
+        })
+        .await;
+    match r {
+        Ok(Ok(s)) if s.node_id == id => (Some(s.last_applied), "ok".into()),
+        Ok(Ok(s)) => (
+            None,
+            format!("refused: address answers as node {}", s.node_id),
+        ),
+        Ok(Err(e)) => (None, format!("refused: {e}")),
+        Err(_) => (None, "unreachable".into()),
+    }
 }
 
 /// A number that differs between two runs of the same node (request ids must not repeat after
@@ -770,9 +774,17 @@ fn humantime_secs(d: Duration) -> String {
     }
 }
 
-/// The storage hook: commits and reads on this node go through the cluster.
+/// The storage hook: commits and reads on this node go through the cluster. Weak: the cluster
+/// holds the storage, so a strong reference back would keep both alive (and the data directory
+/// locked) after shutdown.
 struct ClusterReplicator {
-    inner: Arc<Inner>,
+    inner: Weak<Inner>,
+}
+
+impl ClusterReplicator {
+    fn cluster(&self) -> Result<Arc<Inner>, StorageError> {
+        self.inner.upgrade().ok_or(StorageError::ShuttingDown)
+    }
 }
 
 impl Replicator for ClusterReplicator {
@@ -780,16 +792,17 @@ impl Replicator for ClusterReplicator {
         &self,
         ws: WriteSet,
     ) -> Pin<Box<dyn Future<Output = Result<CommitInfo, StorageError>> + Send>> {
-        let inner = self.inner.clone();
+        let inner = self.cluster();
         Box::pin(async move {
+            let inner = inner?;
             let ts = inner.raft_ts();
             inner.commit(ws, ts).await
         })
     }
 
     fn read_barrier(&self) -> Pin<Box<dyn Future<Output = Result<(), StorageError>> + Send>> {
-        let inner = self.inner.clone();
-        Box::pin(async move { inner.read_barrier().await })
+        let inner = self.cluster();
+        Box::pin(async move { inner?.read_barrier().await })
     }
 }
 

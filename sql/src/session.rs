@@ -469,7 +469,9 @@ impl Session {
         let mut auto = match self.block {
             Some(_) => None,
             None => {
-                if !crate::cluster::reads_only_membership(stmt)
+                // Only a cluster needs the barrier; the statement checks cost an AST walk.
+                if self.engine.cluster().is_some()
+                    && !crate::cluster::reads_only_membership(stmt)
                     && !crate::cluster::is_blind_insert(stmt)
                 {
                     self.read_barrier().await?;

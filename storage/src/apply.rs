@@ -165,6 +165,13 @@ impl<'a> ApplyBatch<'a> {
         Ok(())
     }
 
+    /// Stages the deletion of `data` keys in `[from, to)`.
+    pub(crate) fn stage_delete_range(&mut self, from: &[u8], to: &[u8]) -> Result<()> {
+        let data = self.engine.cf(CF_DATA)?;
+        self.batch.delete_range_cf(&data, from, to);
+        Ok(())
+    }
+
     fn current_version(&self, key: &[u8]) -> Result<Option<u64>> {
         if let Some(v) = self.staged.get(key) {
             return Ok(Some(*v));

@@ -29,7 +29,8 @@ use crate::change::{decode_record, encode_record, ChangeRecord, CommitEvent};
 use crate::engine::{load_catalog_latest, Engine, CF_CHANGES, CF_DATA};
 use crate::error::{engine, Error, Result};
 use crate::replica::{
-    decode_outcome, dedup_key, encode_outcome, read_meta, ApplyOutcome, ReplicatedWrite, RequestId,
+    decode_outcome, dedup_bound, dedup_key, encode_outcome, read_meta, ApplyOutcome,
+    ReplicatedWrite, RequestId, DEDUP_WINDOW,
 };
 use crate::storage::{read_commit_state, CatalogState, CommitInfo};
 
@@ -270,9 +271,22 @@ impl Committer {
                 done.push((o.clone(), false));
                 continue;
             }
-            let key = dedup_key(&w.id);
+            let key = dedup_key(w);
             if let Some(stored) = read_meta(&self.engine, &key)? {
                 done.push((decode_outcome(&stored)?, false));
+                continue;
+            }
+            if w.ts.saturating_add(DEDUP_WINDOW) < batch.state().ts {
+                // Its id may have been forgotten already: applying it could apply it twice.
+                // Decided from replicated state only, so every replica refuses it alike.
+                done.push((
+                    Err(Error::Unavailable {
+                        message: "the commit reached the state machine after its retry window"
+                            .into(),
+                        maybe_committed: true,
+                    }),
+                    false,
+                ));
                 continue;
             }
             let version = batch.state().version + 1;
@@ -295,6 +309,14 @@ impl Committer {
         }
         for (k, v) in meta {
             batch.stage_meta(k, v)?;
+        }
+        // Forget request ids older than the window, about once a minute of commit time (the
+        // bucket is a function of the replicated timestamps, so every replica does it at the
+        // same entry; one range deletion per minute keeps range tombstones few).
+        let (before, after) = (self.state.ts >> 38, batch.state().ts >> 38);
+        if before != after && batch.state().ts > DEDUP_WINDOW {
+            let horizon = batch.state().ts - DEDUP_WINDOW;
+            batch.stage_delete_range(&dedup_bound(0), &dedup_bound(horizon))?;
         }
         self.state = batch.write(false)?;
         if let Ok(ts) = HlcTimestamp::try_from(self.state.ts) {

@@ -29,7 +29,7 @@ use crate::engine::{Engine, OwnedSnapshot, CF_RAFT_LOG, CF_RAFT_META};
 use crate::error::{engine, Error, Result};
 use crate::storage::CommitInfo;
 
-/// Prefix of the `data` keys that remember applied request ids (`m q node inc seq`).
+/// Prefix of the `data` keys that remember applied request ids (`m q ts node inc seq`).
 pub(crate) const DEDUP_PREFIX: &[u8] = b"mq";
 /// Prefix of the `data` keys a replication layer stores with each apply (`m x name`).
 pub const REPLICA_META_PREFIX: &[u8] = b"mx";
@@ -49,16 +49,6 @@ pub struct RequestId {
     pub node: u64,
     pub incarnation: u64,
     pub seq: u64,
-}
-
-impl RequestId {
-    fn key(&self) -> Vec<u8> {
-        let mut k = DEDUP_PREFIX.to_vec();
-        for n in [self.node, self.incarnation, self.seq] {
-            k.extend_from_slice(&n.to_be_bytes());
-        }
-        k
-    }
 }
 
 /// One replicated commit: what the state machine applies on every replica.
@@ -83,8 +73,26 @@ pub(crate) fn decode_outcome(b: &[u8]) -> Result<ApplyOutcome> {
     serde_json::from_slice(b).map_err(|e| Error::Corruption(format!("stored outcome: {e}")))
 }
 
-pub(crate) fn dedup_key(id: &RequestId) -> Vec<u8> {
-    id.key()
+/// How long an applied request id is remembered, in HLC units (10 minutes of wall time): far
+/// longer than any proposer retries (`--raft-timeout`). A write whose proposer timestamp is older
+/// than this when it is applied is refused instead (its id may have been forgotten).
+pub(crate) const DEDUP_WINDOW: u64 = (10 * 60 * 1000) << 22;
+
+/// `m q ts id`: the proposer's timestamp first, so that forgetting old ids is one range deletion.
+/// A retry carries the same `ReplicatedWrite`, hence the same timestamp and key.
+pub(crate) fn dedup_key(w: &ReplicatedWrite) -> Vec<u8> {
+    let mut k = DEDUP_PREFIX.to_vec();
+    for n in [w.ts, w.id.node, w.id.incarnation, w.id.seq] {
+        k.extend_from_slice(&n.to_be_bytes());
+    }
+    k
+}
+
+/// The first dedup key not older than `ts`.
+pub(crate) fn dedup_bound(ts: u64) -> Vec<u8> {
+    let mut k = DEDUP_PREFIX.to_vec();
+    k.extend_from_slice(&ts.to_be_bytes());
+    k
 }
 
 /// `data` key for a replication layer's state named `name` (e.g. the last applied log id).

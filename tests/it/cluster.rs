@@ -13,7 +13,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio_postgres::{Client, NoTls};
 
-use super::support::{rows, DEADLINE};
+use super::support::{connect_str_with_messages, rows, DEADLINE};
 
 /// Raft timeout the nodes run with: statements that cannot reach a majority fail this fast.
 const RAFT_TIMEOUT: &str = "3s";
@@ -30,6 +30,13 @@ struct Node {
 struct TestCluster {
     tmp: tempfile::TempDir,
     nodes: BTreeMap<u64, Node>,
+}
+
+impl Node {
+    fn conn_string(&self) -> String {
+        let port = self.pg.rsplit(':').next().expect("port");
+        format!("host=127.0.0.1 port={port} user=postgres")
+    }
 }
 
 impl Drop for Node {
@@ -204,11 +211,7 @@ impl TestCluster {
 
     async fn client(&self, id: u64) -> Client {
         let node = &self.nodes[&id];
-        let conn = format!(
-            "host={} port={} user=postgres",
-            node.pg.split(':').next().expect("host"),
-            node.pg.rsplit(':').next().expect("port")
-        );
+        let conn = node.conn_string();
         let (client, connection) =
             tokio::time::timeout(DEADLINE, tokio_postgres::connect(&conn, NoTls))
                 .await
@@ -297,6 +300,23 @@ async fn exec_retry(c: &TestCluster, id: u64, sql: &str) {
     }
 }
 
+/// The next notification's channel and JSON payload (notices are skipped).
+async fn next_payload(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::AsyncMessage>,
+    what: &str,
+) -> (String, serde_json::Value) {
+    loop {
+        let m = tokio::time::timeout(DEADLINE, rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no notification within {DEADLINE:?}: expected {what}"))
+            .expect("connection open");
+        if let tokio_postgres::AsyncMessage::Notification(n) = m {
+            let v = serde_json::from_str(n.payload()).expect("json payload");
+            return (n.channel().to_string(), v);
+        }
+    }
+}
+
 async fn count(client: &Client, sql: &str) -> i64 {
     let row = client.query_one(sql, &[]).await.expect(sql);
     row.get::<_, i64>(0)
@@ -371,11 +391,89 @@ async fn bootstrap_join_ddl_everywhere_and_follower_reads_are_linearizable() {
         .await,
         1
     );
-    // local reads are allowed and see the row too (it is applied everywhere by now or soon).
+    // A local read skips the barrier: it sees the update once this replica has applied it.
     let l = c.client(f2).await;
     l.batch_execute("SET weft.read_consistency = 'local'")
         .await
         .expect("set local");
+    let deadline = Instant::now() + DEADLINE;
+    while count(&l, "SELECT balance::bigint FROM acct WHERE id = 0").await != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the local replica never applied the update"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let e = l
+        .batch_execute("SET weft.read_consistency = 'sometimes'")
+        .await
+        .expect_err("not a read consistency");
+    assert_eq!(code(&e), "22023", "{e:?}");
+
+    // Bad cluster-function input gets a clear error, and the connection stays usable.
+    for (sql, want) in [
+        ("SELECT weft_fault('bogus', '')", "55000"),
+        ("SELECT weft_fault('partition', 'two')", "55000"),
+        ("SELECT weft_remove_node(9)", "55000"),
+        ("SELECT weft_remove_node(0)", "22023"),
+    ] {
+        let e = a.batch_execute(sql).await.expect_err(sql);
+        assert_eq!(code(&e), want, "{sql}: {e:?}");
+    }
+    assert_eq!(count(&a, "SELECT count(*) FROM weft_nodes").await, 3);
+}
+
+/// In-process nodes: a standalone node shows itself alone in `weft_nodes` and refuses the
+/// cluster functions; a one-node cluster without `--fault-injection` refuses `weft_fault`; a data
+/// directory that belongs to a cluster does not start standalone.
+#[tokio::test(flavor = "multi_thread")]
+async fn cluster_functions_outside_a_cluster_and_a_cluster_directory_started_standalone() {
+    let standalone = weft::server::TestServer::start().await.expect("starts");
+    let s = super::support::connect(&standalone).await;
+    let rows = rows(
+        &s.simple_query("SELECT node_id, role, voter, status FROM weft_nodes")
+            .await
+            .expect("weft_nodes"),
+    );
+    let one = |v: &str| Some(v.to_string());
+    assert_eq!(
+        rows,
+        vec![vec![one("1"), one("leader"), one("t"), one("ok")]]
+    );
+    for sql in [
+        "SELECT weft_remove_node(2)",
+        "SELECT weft_fault('heal', '')",
+    ] {
+        let e = s.batch_execute(sql).await.expect_err(sql);
+        assert_eq!(code(&e), "55000", "{sql}: {e:?}");
+    }
+    standalone.shutdown().await.expect("shutdown");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = weft::server::TestServer::start_with(dir.path(), |c| {
+        c.peer_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    })
+    .await
+    .expect("a one-node cluster starts");
+    let n = super::support::connect(&node).await;
+    n.batch_execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)")
+        .await
+        .expect("writes through Raft");
+    let e = n
+        .batch_execute("SELECT weft_fault('heal', '')")
+        .await
+        .expect_err("fault injection is off");
+    assert_eq!(code(&e), "55000", "{e:?}");
+    assert!(
+        e.to_string().contains("--fault-injection")
+            || format!("{e:?}").contains("--fault-injection"),
+        "{e:?}"
+    );
+    node.shutdown().await.expect("shutdown");
+    match weft::server::TestServer::start_in(dir.path()).await {
+        Ok(_) => panic!("a cluster data directory started without --peer-listen"),
+        Err(e) => assert!(e.to_string().contains("--peer-listen"), "{e}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -387,11 +485,7 @@ async fn leader_killed_under_writes_then_restarted_loses_nothing() {
     let acked = Arc::new(parking_lot::Mutex::new(Vec::<i64>::new()));
     let mut writers = Vec::new();
     for id in 1..=3u64 {
-        let node = &c.nodes[&id];
-        let conn = format!(
-            "host=127.0.0.1 port={} user=postgres",
-            node.pg.rsplit(':').next().expect("port")
-        );
+        let conn = c.nodes[&id].conn_string();
         let (stop, next, acked) = (stop.clone(), next.clone(), acked.clone());
         writers.push(tokio::spawn(async move {
             let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
@@ -617,22 +711,7 @@ async fn listen_on_one_node_sees_live_query_changes_committed_through_another() 
     let c = TestCluster::start(3, &[]).await;
     exec_retry(&c, 1, "CREATE TABLE lq (id int PRIMARY KEY, v text)").await;
     exec_retry(&c, 2, "CREATE LIVE QUERY lq_all AS SELECT id, v FROM lq").await;
-    let node3 = &c.nodes[&3];
-    let conn = format!(
-        "host=127.0.0.1 port={} user=postgres",
-        node3.pg.rsplit(':').next().expect("port")
-    );
-    let (listener, mut connection) = tokio_postgres::connect(&conn, NoTls)
-        .await
-        .expect("connect");
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        use futures::StreamExt;
-        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(Ok(m)) = messages.next().await {
-            let _ = tx.send(m);
-        }
-    });
+    let (listener, mut rx) = connect_str_with_messages(&c.nodes[&3].conn_string()).await;
     listener
         .batch_execute("LISTEN lq_all")
         .await
@@ -643,16 +722,10 @@ async fn listen_on_one_node_sees_live_query_changes_committed_through_another() 
         .await
         .expect("writes on node 1");
     let mut ops = Vec::new();
-    while ops.len() < 2 {
-        let m = tokio::time::timeout(DEADLINE, rx.recv())
-            .await
-            .expect("a notification within the deadline")
-            .expect("connection open");
-        if let tokio_postgres::AsyncMessage::Notification(n) = m {
-            assert_eq!(n.channel(), "lq_all");
-            let v: serde_json::Value = serde_json::from_str(n.payload()).expect("json");
-            ops.push(v["op"].as_str().unwrap_or_default().to_string());
-        }
+    for _ in 0..2 {
+        let (channel, v) = next_payload(&mut rx, "a live query change").await;
+        assert_eq!(channel, "lq_all");
+        ops.push(v["op"].as_str().unwrap_or_default().to_string());
     }
     assert_eq!(ops, ["insert", "update"]);
 }
@@ -682,22 +755,7 @@ async fn snapshot_install_pushes_reset_and_old_positions_are_gone() {
     }
     let seed = c.nodes[&1].peer.clone();
     c.add(4, Some(&seed), &extra).await;
-    let node = &c.nodes[&4];
-    let conn = format!(
-        "host=127.0.0.1 port={} user=postgres",
-        node.pg.rsplit(':').next().expect("port")
-    );
-    let (listener, mut connection) = tokio_postgres::connect(&conn, NoTls)
-        .await
-        .expect("connect");
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        use futures::StreamExt;
-        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(Ok(m)) = messages.next().await {
-            let _ = tx.send(m);
-        }
-    });
+    let (listener, mut rx) = connect_str_with_messages(&c.nodes[&4].conn_string()).await;
     listener
         .batch_execute("LISTEN r_all")
         .await
@@ -709,20 +767,8 @@ async fn snapshot_install_pushes_reset_and_old_positions_are_gone() {
             .await
             .expect("heal");
     }
-    let deadline = Instant::now() + DEADLINE * 2;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let m = tokio::time::timeout(left, rx.recv())
-            .await
-            .unwrap_or_else(|_| panic!("no reset; log: {}", read_log(&c.nodes[&4].log)))
-            .expect("connection open");
-        if let tokio_postgres::AsyncMessage::Notification(n) = m {
-            let v: serde_json::Value = serde_json::from_str(n.payload()).expect("json");
-            if v["op"] == "reset" {
-                break;
-            }
-        }
-    }
+    // Notifications before the reset (none are expected) are skipped.
+    while next_payload(&mut rx, "a reset").await.1["op"] != "reset" {}
     wait_log(&c.nodes[&4].log, "installed a snapshot").await;
     assert_eq!(count(&listener, "SELECT count(*) FROM r").await, 100);
     let e = listener
@@ -734,19 +780,9 @@ async fn snapshot_install_pushes_reset_and_old_positions_are_gone() {
     w.execute("INSERT INTO r VALUES (101)", &[])
         .await
         .expect("insert");
-    loop {
-        let m = tokio::time::timeout(DEADLINE, rx.recv())
-            .await
-            .expect("the insert is pushed")
-            .expect("connection open");
-        if let tokio_postgres::AsyncMessage::Notification(n) = m {
-            let v: serde_json::Value = serde_json::from_str(n.payload()).expect("json");
-            if v["op"] == "insert" {
-                assert_eq!(v["row"]["id"], 101);
-                break;
-            }
-        }
-    }
+    let (_, v) = next_payload(&mut rx, "the insert after the snapshot").await;
+    assert_eq!(v["op"], "insert", "{v}");
+    assert_eq!(v["row"]["id"], 101, "{v}");
 }
 
 /// Transfers between accounts from every node while the leader is killed and restarted and a
@@ -780,15 +816,9 @@ async fn bank_transfers_survive_kills_and_partitions() {
     let acked = Arc::new(parking_lot::Mutex::new(Vec::<i64>::new()));
     let mut workers = Vec::new();
     for id in 1..=3u64 {
-        let port = c.nodes[&id]
-            .pg
-            .rsplit(':')
-            .next()
-            .expect("port")
-            .to_string();
+        let conn = c.nodes[&id].conn_string();
         let (stop, next, acked) = (stop.clone(), next.clone(), acked.clone());
         workers.push(tokio::spawn(async move {
-            let conn = format!("host=127.0.0.1 port={port} user=postgres");
             let mut errors: BTreeMap<String, u64> = BTreeMap::new();
             let mut seed = id;
             while !stop.load(Ordering::Relaxed) {

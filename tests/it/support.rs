@@ -28,7 +28,14 @@ pub async fn connect(server: &TestServer) -> Client {
 pub async fn connect_with_messages(
     server: &TestServer,
 ) -> (Client, mpsc::UnboundedReceiver<AsyncMessage>) {
-    let (client, mut connection) = tokio_postgres::connect(&server.conn_string(), NoTls)
+    connect_str_with_messages(&server.conn_string()).await
+}
+
+/// `connect_with_messages` for any connection string (a cluster node).
+pub async fn connect_str_with_messages(
+    conn: &str,
+) -> (Client, mpsc::UnboundedReceiver<AsyncMessage>) {
+    let (client, mut connection) = tokio_postgres::connect(conn, NoTls)
         .await
         .expect("connects");
     let (tx, rx) = mpsc::unbounded_channel();
