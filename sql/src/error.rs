@@ -260,6 +260,7 @@ impl From<weft_storage::Error> for Error {
                 message,
                 maybe_committed: true,
             } => Error::CompletionUnknown { message },
+            S::Unsupported { feature } => Error::FeatureNotSupported { feature },
             other => Error::Internal(other.to_string()),
         }
     }

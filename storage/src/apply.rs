@@ -114,8 +114,10 @@ pub struct ApplyBatch<'a> {
     batch: WriteBatch,
     /// Versions of keys staged earlier in this batch; they shadow the database.
     staged: HashMap<Vec<u8>, u64>,
-    state: CommitState,
+    pub(crate) state: CommitState,
     rowid_dirty: bool,
+    /// LWW row states staged earlier in this batch, by `data` key; they shadow the `lww` CF.
+    pub(crate) lww: HashMap<Vec<u8>, crate::lww::RowState>,
 }
 
 impl<'a> ApplyBatch<'a> {
@@ -126,6 +128,7 @@ impl<'a> ApplyBatch<'a> {
             staged: HashMap::new(),
             state,
             rowid_dirty: false,
+            lww: HashMap::new(),
         }
     }
 
@@ -172,6 +175,27 @@ impl<'a> ApplyBatch<'a> {
         Ok(())
     }
 
+    /// Stages change records at the next positions; returns the first one.
+    pub(crate) fn stage_changes(&mut self, ts: u64, changes: &[EncodedChange]) -> Result<u64> {
+        let cf = self.engine.cf(CF_CHANGES)?;
+        let first_position = self.state.position + 1;
+        for (i, change) in changes.iter().enumerate() {
+            let position = first_position + i as u64;
+            self.batch
+                .put_cf(&cf, position.to_be_bytes(), encode_record(ts, change));
+        }
+        self.state.position += changes.len() as u64;
+        Ok(first_position)
+    }
+
+    pub(crate) fn engine(&self) -> &'a Engine {
+        self.engine
+    }
+
+    pub(crate) fn raw(&mut self) -> &mut WriteBatch {
+        &mut self.batch
+    }
+
     fn current_version(&self, key: &[u8]) -> Result<Option<u64>> {
         if let Some(v) = self.staged.get(key) {
             return Ok(Some(*v));
@@ -208,7 +232,6 @@ pub fn apply(batch: &mut ApplyBatch<'_>, ws: &WriteSet, version: u64, ts: u64) -
     }
 
     let data = batch.engine.cf(CF_DATA)?;
-    let changes = batch.engine.cf(CF_CHANGES)?;
     for (key, payload) in &ws.writes {
         let stored = layout::encode_value(version, payload.as_deref());
         batch.batch.put_cf(&data, key, stored);
@@ -220,14 +243,7 @@ pub fn apply(batch: &mut ApplyBatch<'_>, ws: &WriteSet, version: u64, ts: u64) -
             .put_cf(&data, key, layout::encode_value(version, Some(&[])));
         batch.staged.insert(key.clone(), version);
     }
-    let first_position = batch.state.position + 1;
-    for (i, change) in ws.changes.iter().enumerate() {
-        let position = first_position + i as u64;
-        batch
-            .batch
-            .put_cf(&changes, position.to_be_bytes(), encode_record(ts, change));
-    }
-    batch.state.position += ws.changes.len() as u64;
+    let first_position = batch.stage_changes(ts, &ws.changes)?;
     batch.state.version = version;
     batch.state.ts = batch.state.ts.max(ts);
     if ws.catalog_changed {

@@ -28,11 +28,15 @@ use crate::catalog::Catalog;
 use crate::change::{decode_record, encode_record, ChangeRecord, CommitEvent};
 use crate::engine::{load_catalog_latest, Engine, CF_CHANGES, CF_DATA};
 use crate::error::{engine, Error, Result};
+use crate::lww_apply::{LwwApplied, LwwClock, LwwMergeRequest, LwwRemoteRequest, LwwRequest};
 use crate::replica::{
     decode_outcome, dedup_bound, dedup_key, encode_outcome, read_meta, ApplyOutcome,
     ReplicatedWrite, RequestId, DEDUP_WINDOW,
 };
 use crate::storage::{read_commit_state, CatalogState, CommitInfo};
+
+/// `lww` CF key: the lowest change position the next commit may take after a snapshot install.
+pub(crate) const POSITION_FLOOR: &[u8] = b"f";
 
 /// Most write sets put into one batch; bounds latency for the first of a large burst.
 const MAX_BATCH: usize = 512;
@@ -54,6 +58,14 @@ pub(crate) struct ReplicatedRequest {
 
 pub(crate) enum Msg {
     Commit(Box<CommitRequest>),
+    /// A local commit to lww tables (grouped with `Commit`s into one synced batch).
+    Lww(Box<LwwRequest>),
+    /// Entries of another node's LWW log.
+    LwwRemote(Box<LwwRemoteRequest>),
+    /// Rows of a full LWW sync.
+    LwwMerge(Box<LwwMergeRequest>),
+    /// Work that must not interleave with commits (e.g. purging LWW tombstones).
+    Run(Box<dyn FnOnce(&mut Committer) + Send>),
     Replicated(Box<ReplicatedRequest>),
     /// Replace the whole `data` CF with a snapshot file; empty the change log.
     Install(PathBuf, oneshot::Sender<Result<()>>),
@@ -68,6 +80,13 @@ pub(crate) struct Committer {
     pub events: broadcast::Sender<Arc<CommitEvent>>,
     pub sync: bool,
     pub state: CommitState,
+    pub lww: LwwClock,
+}
+
+/// A local commit waiting in the committer's queue.
+pub(crate) enum Pending {
+    Raft(CommitRequest),
+    Lww(LwwRequest),
 }
 
 impl Committer {
@@ -79,7 +98,26 @@ impl Committer {
             let mut next = Some(first);
             while let Some(msg) = next.take() {
                 match msg {
-                    Msg::Commit(req) => reqs.push(*req),
+                    Msg::Commit(req) => reqs.push(Pending::Raft(*req)),
+                    Msg::Lww(req) => reqs.push(Pending::Lww(*req)),
+                    Msg::LwwRemote(req) => {
+                        if !reqs.is_empty() {
+                            self.commit_group(std::mem::take(&mut reqs));
+                        }
+                        self.apply_lww_remote(*req);
+                    }
+                    Msg::Run(job) => {
+                        if !reqs.is_empty() {
+                            self.commit_group(std::mem::take(&mut reqs));
+                        }
+                        job(&mut self);
+                    }
+                    Msg::LwwMerge(req) => {
+                        if !reqs.is_empty() {
+                            self.commit_group(std::mem::take(&mut reqs));
+                        }
+                        self.merge_lww_rows(*req);
+                    }
                     Msg::Replicated(req) => {
                         // Keep commit order: what was queued before goes first.
                         if !reqs.is_empty() {
@@ -123,22 +161,34 @@ impl Committer {
         }
     }
 
-    fn commit_group(&mut self, reqs: Vec<CommitRequest>) {
-        let mut batch = ApplyBatch::new(&self.engine, self.state);
-        let mut outcomes: Vec<Result<Applied>> = Vec::with_capacity(reqs.len());
-        for req in &reqs {
-            let version = batch.state().version + 1;
-            let ts = self.next_ts(batch.state().ts);
-            outcomes.push(apply(&mut batch, &req.ws, version, ts));
+    fn commit_group(&mut self, mut reqs: Vec<Pending>) {
+        let catalog = self.catalog.read().catalog.clone();
+        let engine = self.engine.clone();
+        let mut batch = ApplyBatch::new(&engine, self.state);
+        let mut outcomes: Vec<Result<Staged>> = Vec::with_capacity(reqs.len());
+        for req in &mut reqs {
+            outcomes.push(match req {
+                Pending::Raft(r) => {
+                    let version = batch.state().version + 1;
+                    let ts = self.next_ts(batch.state().ts);
+                    apply(&mut batch, &r.ws, version, ts).map(Staged::Raft)
+                }
+                Pending::Lww(r) => self
+                    .stage_local_lww(&mut batch, &catalog, r)
+                    .map(Staged::Lww),
+            });
         }
         let any_applied = outcomes.iter().any(Result::is_ok);
         // A group of NOTIFY-only transactions changes no data: like PostgreSQL, which writes no
         // commit record for a transaction without an XID, it is not worth an fsync. Its counters
         // are made durable by the next synced group (or the flush at shutdown).
-        let durable = reqs
-            .iter()
-            .zip(&outcomes)
-            .any(|(r, o)| o.is_ok() && !(r.ws.writes.is_empty() && r.ws.changes.is_empty()));
+        let durable = reqs.iter().zip(&outcomes).any(|(r, o)| {
+            o.is_ok()
+                && match r {
+                    Pending::Raft(r) => !(r.ws.writes.is_empty() && r.ws.changes.is_empty()),
+                    Pending::Lww(_) => true,
+                }
+        });
         if any_applied {
             match batch.write(self.sync && durable) {
                 Ok(state) => self.state = state,
@@ -147,16 +197,21 @@ impl Committer {
                     for o in outcomes.iter_mut().filter(|o| o.is_ok()) {
                         *o = Err(e.clone());
                     }
+                    // The origin log's head did not move on disk: take it back in memory.
+                    if let Ok((head, _)) = crate::lww_apply::read_head(&self.engine) {
+                        self.lww.head = head;
+                    }
                 }
             }
         }
         self.last_position
             .store(self.state.position, Ordering::Release);
+        self.lww_published();
 
         let catalog_changed = reqs
             .iter()
             .zip(&outcomes)
-            .any(|(r, o)| o.is_ok() && r.ws.catalog_changed);
+            .any(|(r, o)| o.is_ok() && matches!(r, Pending::Raft(r) if r.ws.catalog_changed));
         if catalog_changed {
             if let Err(e) = self.refresh_catalog() {
                 // Transactions fall back to loading the catalog from their snapshot when the
@@ -166,20 +221,44 @@ impl Committer {
         }
 
         for (req, outcome) in reqs.into_iter().zip(outcomes) {
-            let reply = match outcome {
-                Ok(applied) => {
+            match (req, outcome) {
+                (Pending::Raft(req), Ok(Staged::Raft(applied))) => {
                     self.publish(req.ws, req.records, &applied);
-                    Ok(CommitInfo {
+                    let _ = req.reply.send(Ok(CommitInfo {
                         version: applied.version,
                         ts: applied.ts,
                         first_position: applied.first_position,
                         last_position: applied.last_position,
-                    })
+                    }));
                 }
-                Err(e) => Err(e),
-            };
-            // The transaction may have been dropped while waiting; nothing to tell then.
-            let _ = req.reply.send(reply);
+                (Pending::Lww(req), Ok(Staged::Lww(applied))) => {
+                    let info = CommitInfo {
+                        version: self.state.version,
+                        ts: applied.ts,
+                        first_position: applied.first_position,
+                        last_position: applied.first_position + applied.changes.len() as u64 - 1,
+                    };
+                    self.publish_lww(applied, &catalog);
+                    let _ = req.reply.send(Ok(info));
+                }
+                // The transaction may have been dropped while waiting; nothing to tell then.
+                (Pending::Raft(req), Err(e)) => {
+                    let _ = req.reply.send(Err(e));
+                }
+                (Pending::Lww(req), Err(e)) => {
+                    let _ = req.reply.send(Err(e));
+                }
+                (Pending::Raft(req), Ok(_)) => {
+                    let _ = req
+                        .reply
+                        .send(Err(Error::Engine("commit outcome mismatch".into())));
+                }
+                (Pending::Lww(req), Ok(_)) => {
+                    let _ = req
+                        .reply
+                        .send(Err(Error::Engine("commit outcome mismatch".into())));
+                }
+            }
         }
     }
 
@@ -190,11 +269,17 @@ impl Committer {
     }
 
     fn refresh_catalog(&self) -> Result<()> {
-        let catalog = load_catalog_latest(&self.engine)?;
-        *self.catalog.write() = CatalogState {
-            version: self.state.catalog_version,
-            catalog: Arc::new(catalog),
-        };
+        let catalog = Arc::new(load_catalog_latest(&self.engine)?);
+        let old = std::mem::replace(
+            &mut *self.catalog.write(),
+            CatalogState {
+                version: self.state.catalog_version,
+                catalog: catalog.clone(),
+            },
+        );
+        if let Err(e) = crate::lww_apply::reconcile_lww(&self.engine, &old.catalog, &catalog) {
+            error!(error = %e, "updating lww tables after a schema change failed");
+        }
         Ok(())
     }
 
@@ -357,6 +442,10 @@ impl Committer {
         // that do not match the data.
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(&changes_cf, 0u64.to_be_bytes(), u64::MAX.to_be_bytes());
+        // Change positions never go back, though local lww commits may have taken this node's
+        // past the snapshot's: remember the floor with the emptied log.
+        let lww_cf = self.engine.cf(crate::engine::CF_LWW)?;
+        batch.put_cf(&lww_cf, POSITION_FLOOR, self.state.position.to_be_bytes());
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
         self.engine.db.write_opt(batch, &opts).map_err(engine)?;
@@ -388,6 +477,12 @@ impl Committer {
     }
 }
 
+/// What a pending commit staged.
+pub(crate) enum Staged {
+    Raft(Applied),
+    Lww(LwwApplied),
+}
+
 /// Sends `req` to the committer and waits for its answer.
 pub(crate) async fn submit(
     tx: &std::sync::mpsc::Sender<Msg>,
@@ -396,6 +491,25 @@ pub(crate) async fn submit(
 ) -> Result<CommitInfo> {
     let (reply, rx) = oneshot::channel();
     tx.send(Msg::Commit(Box::new(CommitRequest { ws, records, reply })))
+        .map_err(|_| Error::ShuttingDown)?;
+    rx.await.map_err(|_| Error::ShuttingDown)?
+}
+
+/// Sends a local commit to lww tables to the committer and waits until it is durable.
+pub(crate) async fn submit_lww(
+    tx: &std::sync::mpsc::Sender<Msg>,
+    rows: Vec<crate::lww::RowWrite>,
+    notifications: Vec<(String, String)>,
+    pid: u32,
+) -> Result<CommitInfo> {
+    let (reply, rx) = oneshot::channel();
+    let req = LwwRequest {
+        rows,
+        notifications,
+        pid,
+        reply,
+    };
+    tx.send(Msg::Lww(Box::new(req)))
         .map_err(|_| Error::ShuttingDown)?;
     rx.await.map_err(|_| Error::ShuttingDown)?
 }

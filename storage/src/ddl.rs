@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use crate::catalog::{CatalogEntry, IndexDef, IndexId, TableDef, TableId};
+use crate::catalog::{CatalogEntry, Consistency, IndexDef, IndexId, TableDef, TableId};
 use crate::change::{ChangeOp, ChangeRecord, EncodedChange};
 use crate::codec::layout::{self, META_NEXT_ID};
 use crate::codec::row::RowDecoder;
@@ -55,9 +55,13 @@ impl Txn {
             .entries
             .get(&id)
             .ok_or_else(|| Error::InvalidArgument(format!("no catalog object with id {id}")))?;
-        if let CatalogEntry::Table(_) = entry {
-            let prefix = layout::table_prefix(id);
-            self.delete_range(&prefix)?;
+        if let CatalogEntry::Table(t) = entry {
+            // The rows of an lww table differ from node to node: each node deletes its own when
+            // it applies the catalog change (`Committer::reconcile_lww`).
+            if t.consistency != Consistency::Lww {
+                let prefix = layout::table_prefix(id);
+                self.delete_range(&prefix)?;
+            }
             self.note_table_ddl(id);
         }
         self.write(layout::catalog_key(id), None);

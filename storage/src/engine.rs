@@ -18,6 +18,9 @@ pub const CF_DATA: &str = "data";
 pub const CF_CHANGES: &str = "changes";
 pub const CF_RAFT_LOG: &str = "raft_log";
 pub const CF_RAFT_META: &str = "raft_meta";
+/// LWW row states, this node's LWW origin log, per-origin positions (`lww.rs`). Never part of a
+/// Raft snapshot: it holds what this node committed or received outside Raft.
+pub const CF_LWW: &str = "lww";
 
 const LOCK_FILE: &str = "weft.lock";
 const DB_DIR: &str = "db";
@@ -59,6 +62,7 @@ impl Engine {
             ColumnFamilyDescriptor::new(CF_CHANGES, log_cf_options(&cache)),
             ColumnFamilyDescriptor::new(CF_RAFT_LOG, log_cf_options(&cache)),
             ColumnFamilyDescriptor::new(CF_RAFT_META, Options::default()),
+            ColumnFamilyDescriptor::new(CF_LWW, data_cf_options(&cache)),
         ];
         let db_path = dir.join(DB_DIR);
         let db = DB::open_cf_descriptors(&db_opts, &db_path, cfs).map_err(engine)?;

@@ -45,6 +45,20 @@ pub enum Error {
         maybe_committed: bool,
     },
 
+    /// Something storage does not do (SQLSTATE 0A000), e.g. a transaction writing both raft and
+    /// lww tables.
+    #[error("{feature} is not supported")]
+    Unsupported { feature: String },
+
+    /// Changes from an LWW peer carry timestamps further ahead of this node's clock than
+    /// `--max-clock-offset`; none of them was applied.
+    #[error("node {node}'s clock is {ahead_ms} ms ahead of this node's (more than the {max_ms} ms allowed)")]
+    ClockAhead {
+        node: u64,
+        ahead_ms: i64,
+        max_ms: u64,
+    },
+
     /// A caller passed something storage cannot act on (an unknown index, a foreign scan cursor).
     #[error("invalid storage request: {0}")]
     InvalidArgument(String),

@@ -62,6 +62,15 @@ mod committer;
 /// Change records and commit events.
 mod change;
 
+/// LWW tables: row states, the merge rule, origin log entries.
+pub mod lww;
+
+/// Applying LWW commits and peers' LWW log entries on the committer thread.
+mod lww_apply;
+
+/// What LWW replication between nodes needs from storage (logs, positions, full sync).
+mod lww_sync;
+
 /// The hooks a replication layer uses: commit takeover, replicated apply, snapshots, Raft log.
 mod replica;
 
@@ -76,6 +85,7 @@ pub use change::{
 pub use ddl::FIRST_OBJECT_ID;
 pub use display::format_value;
 pub use error::{Error, Result};
+pub use lww::{LogRead, LwwEntry, NodeId, RowState, Version, SYNC_BUCKETS};
 pub use reader::{KeyRange, ScanBatch, TxnReader};
 pub use replica::{
     replica_meta_key, ApplyOutcome, RaftLog, ReplicatedWrite, Replicator, RequestId, SnapshotFile,

@@ -24,8 +24,9 @@ use rocksdb::{Direction, IteratorMode, Options, SstFileWriter, WriteBatch, Write
 use serde::{Deserialize, Serialize};
 
 use crate::apply::WriteSet;
+use crate::catalog::Consistency;
 use crate::codec::layout;
-use crate::engine::{Engine, OwnedSnapshot, CF_RAFT_LOG, CF_RAFT_META};
+use crate::engine::{load_catalog_at, Engine, OwnedSnapshot, CF_RAFT_LOG, CF_RAFT_META};
 use crate::error::{engine, Error, Result};
 use crate::storage::CommitInfo;
 
@@ -144,18 +145,41 @@ impl Drop for SnapshotFile {
     }
 }
 
-/// Writes every `data` key of `snap` into `file` (see `SnapshotFile`).
+/// Writes every `data` key of `snap` into `file` (see `SnapshotFile`), except the rows and index
+/// entries of lww tables: those are not replicated by Raft (each node has its own, merged by the
+/// LWW replication), so the file neither carries nor deletes them.
 pub(crate) fn export_sst(snap: &OwnedSnapshot, file: &SnapshotFile) -> Result<()> {
+    let catalog = load_catalog_at(snap)?;
+    let mut lww: Vec<Vec<u8>> = catalog
+        .tables()
+        .filter(|t| t.consistency == Consistency::Lww)
+        .map(|t| layout::table_prefix(t.id))
+        .collect();
+    lww.sort();
     let opts = Options::default();
     let mut writer = SstFileWriter::create(&opts);
     writer.open(file.path()).map_err(engine)?;
-    writer
-        .delete_range([0u8].as_slice(), DATA_KEY_END)
-        .map_err(engine)?;
+    // Range deletions over every `data` key outside the lww tables' prefixes.
+    let mut from = vec![0u8];
+    for prefix in &lww {
+        if from.as_slice() < prefix.as_slice() {
+            writer
+                .delete_range(&from[..], &prefix[..])
+                .map_err(engine)?;
+        }
+        from = layout::prefix_end(prefix).unwrap_or_else(|| DATA_KEY_END.to_vec());
+    }
+    if from.as_slice() < DATA_KEY_END {
+        writer
+            .delete_range(&from[..], DATA_KEY_END)
+            .map_err(engine)?;
+    }
     snap.with_iter(&[], DATA_KEY_END, |it| {
         while it.valid() {
             if let (Some(k), Some(v)) = (it.key(), it.value()) {
-                writer.put(k, v).map_err(engine)?;
+                if !lww.iter().any(|p| k.starts_with(p)) {
+                    writer.put(k, v).map_err(engine)?;
+                }
             }
             it.next();
         }

@@ -2,7 +2,7 @@
 //! handing out transactions, the change log and the change stream.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
@@ -20,6 +20,7 @@ use crate::codec::layout::{self, META_COMMIT, META_ROWID};
 use crate::committer::{Committer, Msg, ReplicatedRequest};
 use crate::engine::{load_catalog_latest, Engine, OwnedSnapshot, CF_CHANGES};
 use crate::error::{engine, Error, Result};
+use crate::lww_apply::{read_head, LwwClock};
 use crate::replica::{
     export_sst, read_meta, replica_meta_key, ApplyOutcome, RaftLog, ReplicatedWrite, Replicator,
     SnapshotFile,
@@ -87,6 +88,12 @@ pub(crate) struct Inner {
     pub snapshot_dir: PathBuf,
     /// Set in a cluster: commits are replicated through it instead of going to the committer.
     pub replicator: OnceLock<Arc<dyn Replicator>>,
+    /// Last seq of this node's LWW origin log, published after each write.
+    pub lww_head: tokio::sync::watch::Receiver<u64>,
+    /// Timestamp of this node's last LWW commit.
+    pub lww_ts: Arc<AtomicU64>,
+    /// Test hook: milliseconds this node's clock runs ahead for LWW commits.
+    pub skew_ms: Arc<AtomicI64>,
     committer: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -125,6 +132,21 @@ impl Storage {
         }));
         let last_position = Arc::new(AtomicU64::new(state.position));
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let (lww_head, lww_ts) = read_head(&engine)?;
+        if let Ok(last) = HlcTimestamp::try_from(lww_ts) {
+            let _ = hlc.update(&last);
+        }
+        let (head_tx, lww_head_rx) = tokio::sync::watch::channel(lww_head);
+        let skew_ms = Arc::new(AtomicI64::new(0));
+        let lww_ts = Arc::new(AtomicU64::new(lww_ts));
+        let lww = LwwClock {
+            node: u64::from(opts.node_id),
+            head: lww_head,
+            last_ts: lww_ts.load(Ordering::Relaxed),
+            skew_ms: skew_ms.clone(),
+            head_tx,
+            published_ts: lww_ts.clone(),
+        };
         let (commit_tx, commit_rx) = mpsc::channel();
         let committer = Committer {
             engine: engine.clone(),
@@ -134,6 +156,7 @@ impl Storage {
             events: events.clone(),
             sync: opts.sync,
             state,
+            lww,
         };
         let handle = std::thread::Builder::new()
             .name("weft-committer".into())
@@ -153,6 +176,9 @@ impl Storage {
                 shutting_down: AtomicBool::new(false),
                 replicator: OnceLock::new(),
                 snapshot_dir,
+                lww_head: lww_head_rx,
+                lww_ts,
+                skew_ms,
                 committer: Mutex::new(Some(handle)),
             }),
         })
@@ -361,6 +387,14 @@ pub(crate) fn read_commit_state(engine: &Engine) -> Result<CommitState> {
         },
         None => CommitState::default(),
     };
+    let lww = engine.cf(crate::engine::CF_LWW)?;
+    if let Some(b) = engine
+        .db
+        .get_cf(&lww, crate::committer::POSITION_FLOOR)
+        .map_err(engine_err)?
+    {
+        state.position = state.position.max(layout::decode_u64(&b)?);
+    }
     if let Some(stored) = engine.get_latest(META_ROWID)? {
         if let (_, Some(payload)) = layout::decode_value(&stored)? {
             state.rowid = layout::decode_u64(payload)?;

@@ -9,14 +9,20 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use crate::apply::{CommitState, WriteSet};
+use crate::catalog::Consistency;
 use crate::catalog::{Catalog, CatalogEntry, TableId};
 use crate::change::{ChangeRecord, EncodedChange};
+use crate::codec::layout::TABLE_TAG;
 use crate::codec::layout::{self, CATALOG_TAG, META_COMMIT};
-use crate::committer::submit;
+use crate::committer::{submit, submit_lww};
 use crate::engine::{load_catalog_at, OwnedSnapshot};
 use crate::error::{Error, Result};
+use crate::lww::{row_op, RowWrite};
 use crate::reader::{Buffer, TxnReader};
 use crate::storage::{CommitInfo, Inner};
+
+/// A buffered write: `data` key and payload (`None`: delete).
+type BufferedWrite = (Vec<u8>, Option<Vec<u8>>);
 
 /// `(key, previous buffer entry)`; the previous entry is `None` when the key was not buffered.
 type UndoEntry = (Vec<u8>, Option<Option<Vec<u8>>>);
@@ -201,6 +207,26 @@ impl Txn {
             return Err(Error::ShuttingDown);
         }
         let catalog_changed = writes.iter().any(|(k, _)| k.first() == Some(&CATALOG_TAG));
+        let (lww, writes) = split_lww(&self.catalog, writes);
+        if !lww.is_empty() {
+            if !writes.is_empty() || catalog_changed {
+                return Err(Error::Unsupported {
+                    feature: "a transaction that writes both lww tables and raft tables (or \
+                              changes the schema)"
+                        .into(),
+                });
+            }
+            let rows = lww_rows(&self.reader, &self.catalog, lww)?;
+            if rows.is_empty() && self.notifications.is_empty() {
+                return Ok(CommitInfo {
+                    version: self.read_version,
+                    ts: self.inner.hlc.timestamp().as_u64(),
+                    first_position: self.snapshot_position + 1,
+                    last_position: self.snapshot_position,
+                });
+            }
+            return submit_lww(&self.inner.commit_tx, rows, self.notifications, self.origin).await;
+        }
         let ws = WriteSet {
             read_version: self.read_version,
             writes,
@@ -281,6 +307,57 @@ impl Txn {
     pub(crate) fn set_catalog(&mut self, catalog: Catalog) {
         self.catalog = Arc::new(catalog);
     }
+}
+
+/// Splits a transaction's writes into rows of lww tables and the rest. Index entries of lww
+/// tables are dropped: every node derives them from its merged rows.
+fn split_lww(
+    catalog: &Catalog,
+    writes: Vec<BufferedWrite>,
+) -> (Vec<BufferedWrite>, Vec<BufferedWrite>) {
+    if !catalog.tables().any(|t| t.consistency == Consistency::Lww) {
+        return (Vec::new(), writes);
+    }
+    let mut lww = Vec::new();
+    let mut rest = Vec::new();
+    for (key, value) in writes {
+        let table = (key.first() == Some(&TABLE_TAG))
+            .then(|| key.get(1..5).and_then(|b| <[u8; 4]>::try_from(b).ok()))
+            .flatten()
+            .map(u32::from_be_bytes)
+            .and_then(|id| catalog.table_by_id(id))
+            .filter(|t| t.consistency == Consistency::Lww);
+        match table {
+            Some(_) if key.get(5..9) == Some(&[0, 0, 0, 0][..]) => lww.push((key, value)),
+            Some(_) => {}
+            None => rest.push((key, value)),
+        }
+    }
+    (lww, rest)
+}
+
+/// The row operations of a transaction's lww rows, each against the row in its snapshot.
+fn lww_rows(
+    reader: &TxnReader,
+    catalog: &Catalog,
+    writes: Vec<BufferedWrite>,
+) -> Result<Vec<RowWrite>> {
+    let mut rows = Vec::with_capacity(writes.len());
+    for (key, new) in writes {
+        let id = u32::from_be_bytes([key[1], key[2], key[3], key[4]]);
+        let Some(table) = catalog.table_by_id(id) else {
+            continue;
+        };
+        let stored = reader.snap.get(&key)?;
+        let old = match &stored {
+            Some(s) => layout::decode_value(s)?.1,
+            None => None,
+        };
+        if let Some(op) = row_op(table, old, new.as_deref())? {
+            rows.push(RowWrite { table: id, key, op });
+        }
+    }
+    Ok(rows)
 }
 
 /// The commit counters as of the snapshot.

@@ -299,3 +299,33 @@ fn array<const N: usize>(b: &[u8]) -> Result<[u8; N]> {
     b.try_into()
         .map_err(|_| Error::Corruption("field has the wrong width".into()))
 }
+
+/// The fields of an encoded row, each with its column id and its encoded bytes (head included),
+/// so that a row can be taken apart and put together again cell by cell (`join_fields`).
+pub fn split_fields(bytes: &[u8]) -> Result<Vec<(ColumnId, Vec<u8>)>> {
+    let mut buf = bytes;
+    match take(&mut buf, 1)?[0] {
+        FORMAT_V1 => {}
+        f => return Err(Error::Corruption(format!("unknown row format {f}"))),
+    }
+    let mut out = Vec::new();
+    while !buf.is_empty() {
+        let start = buf;
+        let head = get_varint(&mut buf)?;
+        decode_payload(&mut buf, (head & 0xF) as u8)?;
+        let id = ColumnId::try_from(head >> 4)
+            .map_err(|_| Error::Corruption(format!("column id {} too large", head >> 4)))?;
+        let len = start.len() - buf.len();
+        out.push((id, start[..len].to_vec()));
+    }
+    Ok(out)
+}
+
+/// A row payload made of encoded fields (as `split_fields` returns them).
+pub fn join_fields<'a>(fields: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut out = vec![FORMAT_V1];
+    for f in fields {
+        out.extend_from_slice(f);
+    }
+    out
+}
