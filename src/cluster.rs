@@ -59,13 +59,29 @@ impl ClusterAdmin for Admin {
                 faults.heal();
                 Ok("healed".into())
             }
+            "clock_skew" => {
+                // `'2s'` ahead, `'-2s'` behind, `'0'` back to the real clock.
+                let (neg, d) = match arg.strip_prefix('-') {
+                    Some(rest) => (true, rest),
+                    None => (false, arg),
+                };
+                let ms = if d.trim() == "0" {
+                    0
+                } else {
+                    humantime::parse_duration(d)
+                        .map_err(|e| e.to_string())?
+                        .as_millis() as i64
+                };
+                self.cluster.set_clock_skew(if neg { -ms } else { ms });
+                Ok(format!("clock skew {arg}"))
+            }
             "delay" => {
                 let d: Duration = humantime::parse_duration(arg).map_err(|e| e.to_string())?;
                 faults.set_delay(d);
                 Ok(format!("delay {arg}"))
             }
             other => Err(format!(
-                "unknown fault action \"{other}\" (partition, heal, delay)"
+                "unknown fault action \"{other}\" (partition, heal, delay, clock_skew)"
             )),
         }
     }

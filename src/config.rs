@@ -35,6 +35,9 @@ pub struct Config {
     pub raft_timeout: Duration,
     /// Largest clock offset to a peer that is tolerated.
     pub max_clock_offset: Duration,
+    /// Most LWW origin log entries kept for a peer that has not pulled them (it then gets a
+    /// full sync).
+    pub lww_log_retain: u64,
     /// How long shutdown waits for in-flight statements before closing their connections.
     pub shutdown_timeout: Duration,
 }
@@ -52,6 +55,7 @@ impl Default for Config {
             change_retention: Duration::from_secs(24 * 3600),
             raft_timeout: Duration::from_secs(10),
             max_clock_offset: Duration::from_millis(500),
+            lww_log_retain: 1_000_000,
             shutdown_timeout: Duration::from_secs(10),
         }
     }
@@ -126,6 +130,9 @@ pub struct StartArgs {
     /// Largest tolerated clock offset to a peer [default: 500ms]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub max_clock_offset: Option<Duration>,
+    /// LWW log entries kept for a lagging peer before it needs a full sync [default: 1000000]
+    #[arg(long, value_name = "N")]
+    pub lww_log_retain: Option<u64>,
     /// Grace period for in-flight statements at shutdown [default: 10s]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub shutdown_timeout: Option<Duration>,
@@ -158,6 +165,8 @@ struct FileConfig {
     raft_timeout: Option<String>,
     #[serde(alias = "max_clock_offset")]
     max_clock_offset: Option<String>,
+    #[serde(alias = "lww_log_retain")]
+    lww_log_retain: Option<u64>,
     #[serde(alias = "shutdown_timeout")]
     shutdown_timeout: Option<String>,
 }
@@ -203,6 +212,9 @@ impl StartArgs {
         if let Some(v) = self.max_clock_offset {
             config.max_clock_offset = v;
         }
+        if let Some(v) = self.lww_log_retain {
+            config.lww_log_retain = v;
+        }
         if let Some(v) = self.shutdown_timeout {
             config.shutdown_timeout = v;
         }
@@ -241,6 +253,9 @@ fn apply_file(config: &mut Config, text: &str, path: &Path) -> Result<(), Config
     }
     if let Some(v) = file.raft_snapshot_logs {
         config.raft_snapshot_logs = v.max(1);
+    }
+    if let Some(v) = file.lww_log_retain {
+        config.lww_log_retain = v;
     }
     let durations = [
         (

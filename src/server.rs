@@ -196,6 +196,10 @@ async fn start_cluster(
         join: config.join.clone(),
         raft_timeout: config.raft_timeout,
         snapshot_logs: config.raft_snapshot_logs,
+        lww: weft_consensus::LwwConfig {
+            max_clock_offset: config.max_clock_offset,
+            log_retain: config.lww_log_retain,
+        },
     };
     Cluster::start(storage.clone(), cfg)
         .await

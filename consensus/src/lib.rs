@@ -7,6 +7,8 @@
 //!                                              │ committed
 //!                    state machine (store.rs) ─▶ Storage::apply_replicated (one RocksDB batch
 //!                                                 with last_applied and membership)
+//!
+//!   lww tables: commit locally ─▶ origin log ◀── pulled by every peer (lww.rs) ─▶ merged there
 //! ```
 
 /// openraft type configuration and the entry and response types.
@@ -23,5 +25,9 @@ pub mod network;
 /// A cluster member: Raft, the peer service, join/remove, the storage `Replicator`.
 pub mod node;
 
+/// LWW replication: pulling peers' origin logs, full sync, log and tombstone purge.
+pub mod lww;
+
+pub use lww::LwwConfig;
 pub use network::Faults;
 pub use node::{Cluster, ClusterConfig, ClusterError, NodeRow};

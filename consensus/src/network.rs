@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use tarpc::tokio_serde::formats::Bincode;
 use tarpc::{client, context};
 use tokio::io::AsyncReadExt;
-use weft_storage::{ApplyOutcome, Error as StorageError, SnapshotFile};
+use weft_storage::{ApplyOutcome, Error as StorageError, LogRead, RowState, SnapshotFile};
 
 use crate::types::{PeerNode, Request, TypeConfig};
 
@@ -91,6 +91,23 @@ pub trait Peer {
     /// Removes node `id` from the cluster (leader hands over first if it is `id`).
     async fn remove(from: u64, id: u64) -> Result<(), PeerError>;
     async fn status(from: u64) -> Result<PeerStatus, PeerError>;
+    /// Entries of the callee's LWW origin log after `after` (held open up to `wait_ms` until
+    /// there are some). `stable`: the caller's LWW frontier (for tombstone purge).
+    async fn lww_pull(
+        from: u64,
+        after: u64,
+        max: u32,
+        wait_ms: u64,
+        stable: u64,
+    ) -> Result<LogRead, PeerError>;
+    /// Range checksums of an lww table (full sync).
+    async fn lww_checksums(from: u64, table: u32) -> Result<Vec<u64>, PeerError>;
+    /// Row states of an lww table in the given buckets (full sync).
+    async fn lww_rows(
+        from: u64,
+        table: u32,
+        buckets: Vec<u32>,
+    ) -> Result<Vec<(Vec<u8>, RowState)>, PeerError>;
 }
 
 /// Test hooks: peers this node refuses to talk to, and a delay added to every outgoing call.

@@ -33,9 +33,11 @@ use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 use weft_storage::{
-    ApplyOutcome, CommitInfo, Error as StorageError, ReplicatedWrite, Replicator, RequestId,
-    SnapshotFile, Storage, WriteSet,
+    ApplyOutcome, CommitInfo, Error as StorageError, LogRead, ReplicatedWrite, Replicator,
+    RequestId, RowState, SnapshotFile, Storage, WriteSet,
 };
+
+use crate::lww::{LwwConfig, LwwCtx, LwwState};
 
 use crate::network::{unavailable, Faults, Network, Peer, PeerError, PeerStatus, Peers, MAX_FRAME};
 use crate::store::{self, StateMachine};
@@ -56,6 +58,8 @@ pub struct ClusterConfig {
     pub raft_timeout: Duration,
     /// Build a snapshot every this many log entries (the log before it is then purged).
     pub snapshot_logs: u64,
+    /// LWW replication settings.
+    pub lww: LwwConfig,
 }
 
 /// Why a node could not start.
@@ -102,6 +106,7 @@ struct Inner {
     /// The snapshot being received, if any.
     incoming: tokio::sync::Mutex<Option<Incoming>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    lww: Arc<LwwState>,
 }
 
 impl Cluster {
@@ -159,6 +164,7 @@ impl Cluster {
             raft_timeout: cfg.raft_timeout,
             incoming: tokio::sync::Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
+            lww: LwwState::new(cfg.lww.clone()),
         });
 
         let service = PeerService {
@@ -210,6 +216,15 @@ impl Cluster {
             info!("data directory is already part of a cluster: --join ignored");
         }
 
+        let lww = tokio::spawn(crate::lww::supervise(LwwCtx {
+            me: inner.id,
+            storage: storage.clone(),
+            raft: inner.raft.clone(),
+            peers: inner.peers.clone(),
+            state: inner.lww.clone(),
+        }));
+        inner.tasks.lock().push(lww);
+
         let cluster = Cluster { inner };
         storage.set_replicator(Arc::new(ClusterReplicator {
             inner: Arc::downgrade(&cluster.inner),
@@ -227,6 +242,11 @@ impl Cluster {
 
     pub fn raft(&self) -> &WeftRaft {
         &self.inner.raft
+    }
+
+    /// Test hook: this node's LWW commits take timestamps `ms` ahead of its clock.
+    pub fn set_clock_skew(&self, ms: i64) {
+        self.inner.storage.set_clock_skew(ms);
     }
 
     pub fn faults(&self) -> &Arc<Faults> {
@@ -254,7 +274,8 @@ impl Cluster {
                 let (last_applied, status) = if id == inner.id {
                     (metrics.last_applied.as_ref().map(|l| l.index), "ok".into())
                 } else {
-                    peer_status(inner, id, &node.peer_addr).await
+                    let (applied, status) = peer_status(inner, id, &node.peer_addr).await;
+                    (applied, inner.lww.refusal(id).unwrap_or(status))
                 };
                 NodeRow {
                     node_id: id,
@@ -283,6 +304,7 @@ impl Cluster {
         for t in self.inner.tasks.lock().drain(..) {
             t.abort();
         }
+        self.inner.lww.stop();
         if let Err(e) = self.inner.raft.shutdown().await {
             warn!(error = %e, "raft shutdown");
         }
@@ -949,6 +971,54 @@ impl Peer for PeerService {
     async fn remove(self, _: tarpc::context::Context, from: u64, id: u64) -> Result<(), PeerError> {
         self.check(from)?;
         self.inner.remove(id).await
+    }
+
+    async fn lww_pull(
+        self,
+        _: tarpc::context::Context,
+        from: u64,
+        after: u64,
+        max: u32,
+        wait_ms: u64,
+        stable: u64,
+    ) -> Result<LogRead, PeerError> {
+        self.check(from)?;
+        let storage = &self.inner.storage;
+        self.inner.lww.on_pull(from, after, stable);
+        if storage.lww_head() <= after {
+            let wait = Duration::from_millis(wait_ms.min(5_000));
+            storage.lww_log_wait(after, wait).await;
+        }
+        storage.lww_log_read(after, max as usize).map_err(failed)
+    }
+
+    async fn lww_checksums(
+        self,
+        _: tarpc::context::Context,
+        from: u64,
+        table: u32,
+    ) -> Result<Vec<u64>, PeerError> {
+        self.check(from)?;
+        let storage = self.inner.storage.clone();
+        tokio::task::spawn_blocking(move || storage.lww_bucket_checksums(table))
+            .await
+            .map_err(failed)?
+            .map_err(failed)
+    }
+
+    async fn lww_rows(
+        self,
+        _: tarpc::context::Context,
+        from: u64,
+        table: u32,
+        buckets: Vec<u32>,
+    ) -> Result<Vec<(Vec<u8>, RowState)>, PeerError> {
+        self.check(from)?;
+        let storage = self.inner.storage.clone();
+        tokio::task::spawn_blocking(move || storage.lww_bucket_rows(table, &buckets))
+            .await
+            .map_err(failed)?
+            .map_err(failed)
     }
 
     async fn status(self, _: tarpc::context::Context, from: u64) -> Result<PeerStatus, PeerError> {

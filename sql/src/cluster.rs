@@ -156,6 +156,42 @@ pub(crate) fn reads_only_membership(stmt: &crate::Statement) -> bool {
     other.is_continue()
 }
 
+/// Whether every table `stmt` names is an lww table (or `weft_nodes`), and it names one: its
+/// reads are local by design, so it needs no read barrier, and it works on a node cut off from
+/// the others.
+pub(crate) fn only_lww_tables(stmt: &crate::Statement, catalog: &weft_storage::Catalog) -> bool {
+    use datafusion::sql::sqlparser::ast::visit_relations;
+    use std::ops::ControlFlow;
+    if stmt.live
+        || !catalog
+            .tables()
+            .any(|t| t.consistency == weft_storage::Consistency::Lww)
+    {
+        return false;
+    }
+    let mut any = false;
+    let other = visit_relations(&*stmt.ast, |name| {
+        let Some(ident) = name.0.last().and_then(|p| p.as_ident()) else {
+            return ControlFlow::Break(());
+        };
+        let folded = match ident.quote_style {
+            Some(_) => ident.value.clone(),
+            None => ident.value.to_lowercase(),
+        };
+        if name.0.len() == 1 && folded == NODES_TABLE {
+            return ControlFlow::Continue(());
+        }
+        match catalog.table(&folded) {
+            Some(t) if t.consistency == weft_storage::Consistency::Lww => {
+                any = true;
+                ControlFlow::Continue(())
+            }
+            _ => ControlFlow::Break(()),
+        }
+    });
+    any && other.is_continue()
+}
+
 /// Whether `stmt` is an `INSERT … VALUES` without subqueries: it reads nothing but the keys it
 /// writes (its unique checks), and a stale read of those fails the commit (the state machine
 /// finds the keys changed since the snapshot), so it needs no read barrier to be linearizable.
@@ -204,11 +240,41 @@ fn not_clustered() -> Error {
     }
 }
 
-/// `weft_remove_node(bigint)` and `weft_fault(text, text)`.
+/// `weft_remove_node(bigint)`, `weft_fault(text, text)` and `weft_table_checksum(text)` (an
+/// order-independent digest of a table's rows; for an lww table with their cell versions).
 pub(crate) fn udfs(shared: &Arc<SessionShared>) -> Vec<Arc<datafusion::logical_expr::ScalarUDF>> {
     let remove_shared = Arc::clone(shared);
     let fault_shared = Arc::clone(shared);
+    let checksum_shared = Arc::clone(shared);
     vec![
+        crate::functions::udf_any(
+            "weft_table_checksum",
+            Signature::exact(vec![DataType::Utf8], Volatility::Volatile),
+            DataType::Utf8,
+            Arc::new(move |args| {
+                let name = match scalar_arg(&args.args, 0) {
+                    Some(ScalarValue::Utf8(Some(s))) => s,
+                    _ => {
+                        return Err(crate::error::to_df(Error::InvalidParameterValue {
+                            message: "weft_table_checksum takes one table name".into(),
+                        }))
+                    }
+                };
+                let catalog = checksum_shared.catalog();
+                let table = catalog.table(&name).ok_or_else(|| {
+                    crate::error::to_df(Error::UndefinedTable {
+                        message: format!("relation \"{name}\" does not exist"),
+                    })
+                })?;
+                let sum = checksum_shared
+                    .storage
+                    .table_checksum(table.id)
+                    .map_err(|e| crate::error::to_df(e.into()))?;
+                Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(format!(
+                    "{sum:016x}"
+                )))))
+            }),
+        ),
         crate::functions::udf_any(
             "weft_remove_node",
             Signature::exact(vec![DataType::Int64], Volatility::Volatile),

@@ -131,6 +131,21 @@ pub(crate) struct Block {
     pub failed: bool,
     pub savepoints: Vec<(String, Savepoint)>,
     pub read_only: bool,
+    pub barrier: BlockBarrier,
+}
+
+/// Where a transaction block stands with the cluster's read barrier. Like PostgreSQL, which
+/// takes a transaction's snapshot at its first statement, the barrier waits for the first
+/// statement that reads raft tables, so that a block touching only lww tables works on a node
+/// cut off from the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BlockBarrier {
+    /// Passed (or not needed: a single node).
+    Done,
+    /// No statement has run yet: the first one that needs it runs it and takes a new snapshot.
+    Pending,
+    /// Statements ran on the local snapshot (lww tables only).
+    Local,
 }
 
 pub struct Session {
@@ -200,6 +215,55 @@ impl Session {
             return Ok(());
         }
         Ok(self.engine.storage().read_barrier().await?)
+    }
+
+    /// Whether `stmt` must see every commit acknowledged before it (see `read_barrier`): not if
+    /// it reads only `weft_nodes`, only lww tables (local by design), or is a blind insert.
+    fn needs_barrier(&self, stmt: &Statement) -> bool {
+        !crate::cluster::reads_only_membership(stmt)
+            && !crate::cluster::is_blind_insert(stmt)
+            && !crate::cluster::only_lww_tables(stmt, &self.engine.storage().catalog())
+    }
+
+    /// The read barrier of a transaction block, at its first statement that needs it.
+    async fn block_barrier(&mut self, stmt: &Statement) -> Result<()> {
+        let needed = self.needs_barrier(stmt);
+        let Some(block) = &mut self.block else {
+            return Ok(());
+        };
+        match (block.barrier, needed) {
+            (BlockBarrier::Done, _) => {}
+            (BlockBarrier::Pending, false) => block.barrier = BlockBarrier::Local,
+            (BlockBarrier::Local, false) => {}
+            (BlockBarrier::Pending, true) => {
+                self.read_barrier().await?;
+                let Some(block) = &mut self.block else {
+                    return Ok(());
+                };
+                // Nothing ran on the old snapshot: take one that sees the barrier.
+                block.txn = self.engine.storage().begin();
+                block.barrier = BlockBarrier::Done;
+                let view = view_of(&block.txn);
+                self.shared.set_read(Some(view));
+            }
+            (BlockBarrier::Local, true) => {
+                let read_version = block.txn.read_version();
+                self.read_barrier().await?;
+                if self.engine.storage().begin().read_version() != read_version {
+                    return Err(Error::SerializationFailure {
+                        detail: Some(
+                            "the transaction's snapshot, taken by a statement on lww tables, \
+                             predates raft commits this statement must see"
+                                .into(),
+                        ),
+                    });
+                }
+                if let Some(block) = &mut self.block {
+                    block.barrier = BlockBarrier::Done;
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn parameter_status(&self) -> Vec<(String, String)> {
@@ -466,14 +530,16 @@ impl Session {
         prepared: &Arc<Prepared>,
         params: Vec<datafusion::scalar::ScalarValue>,
     ) -> Result<QueryOutput> {
+        if let Some(block) = &self.block {
+            if block.barrier != BlockBarrier::Done {
+                self.block_barrier(stmt).await?;
+            }
+        }
         let mut auto = match self.block {
             Some(_) => None,
             None => {
                 // Only a cluster needs the barrier; the statement checks cost an AST walk.
-                if self.engine.cluster().is_some()
-                    && !crate::cluster::reads_only_membership(stmt)
-                    && !crate::cluster::is_blind_insert(stmt)
-                {
+                if self.engine.cluster().is_some() && self.needs_barrier(stmt) {
                     self.read_barrier().await?;
                 }
                 Some(self.engine.storage().begin())

@@ -4,7 +4,7 @@
 use datafusion::sql::sqlparser::ast;
 
 use crate::error::{Error, Result};
-use crate::session::{view_of, Block, QueryOutput, Session};
+use crate::session::{view_of, Block, BlockBarrier, QueryOutput, Session};
 use crate::statement::Statement;
 
 fn tag(t: &str) -> QueryOutput {
@@ -105,7 +105,14 @@ async fn begin(session: &mut Session, modes: &[ast::TransactionMode]) -> Result<
         }
         // Every isolation level runs as snapshot isolation (documented in the README).
     }
-    session.read_barrier().await?;
+    // In a cluster the read barrier waits for the block's first statement that needs it.
+    let barrier = if session.engine.cluster().is_some()
+        && session.settings.get("weft.read_consistency") != Some("local")
+    {
+        BlockBarrier::Pending
+    } else {
+        BlockBarrier::Done
+    };
     let txn = session.engine.storage().begin();
     session.shared.set_read(Some(view_of(&txn)));
     session.block = Some(Block {
@@ -113,6 +120,7 @@ async fn begin(session: &mut Session, modes: &[ast::TransactionMode]) -> Result<
         failed: false,
         savepoints: Vec::new(),
         read_only,
+        barrier,
     });
     Ok(tag("BEGIN"))
 }
