@@ -248,6 +248,11 @@ pub fn apply(batch: &mut ApplyBatch<'_>, ws: &WriteSet, version: u64, ts: u64) -
     batch.state.ts = batch.state.ts.max(ts);
     if ws.catalog_changed {
         batch.state.catalog_version = version;
+        // Until the lww data is brought in line with the new catalog (`reconcile_lww`).
+        let lww = batch.engine.cf(crate::engine::CF_LWW)?;
+        batch
+            .batch
+            .put_cf(&lww, crate::lww_apply::RECONCILE_MARK, []);
     }
     if ws.max_rowid > batch.state.rowid {
         batch.state.rowid = ws.max_rowid;

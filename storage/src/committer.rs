@@ -136,7 +136,10 @@ impl Committer {
                         break;
                     }
                 }
-                if reqs.len() >= MAX_BATCH {
+                // A schema change ends the group: lww commits after it must merge with the new
+                // table definitions (e.g. maintain a new index).
+                let ddl = matches!(reqs.last(), Some(Pending::Raft(r)) if r.ws.catalog_changed);
+                if reqs.len() >= MAX_BATCH || ddl {
                     break;
                 }
                 // Empty: the batch is complete. Disconnected: handled by the next recv().

@@ -474,6 +474,10 @@ pub(crate) fn chrono_now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// `lww` CF key written with every catalog change and deleted once the lww data was brought in
+/// line with it: found at startup, a crash came in between, and `reconcile_all` runs.
+pub(crate) const RECONCILE_MARK: &[u8] = b"n";
+
 /// Brings this node's lww data in line with a catalog change (replicated by Raft, so every node
 /// does it for its own rows): a dropped lww table's rows, states and index entries are deleted,
 /// a new index is built from the rows, a dropped index's entries are deleted. Synced.
@@ -481,23 +485,15 @@ pub(crate) fn reconcile_lww(engine: &Engine, old: &Catalog, new: &Catalog) -> Re
     let data = engine.cf(CF_DATA)?;
     let lww = engine.cf(CF_LWW)?;
     let mut batch = rocksdb::WriteBatch::default();
-    let mut dirty = false;
     for before in old.tables().filter(|t| t.consistency == Consistency::Lww) {
-        let prefix = layout::table_prefix(before.id);
-        let end = layout::prefix_end(&prefix).unwrap_or_default();
         match new.table_by_id(before.id) {
-            None => {
-                batch.delete_range_cf(&data, &prefix, &end);
-                batch.delete_range_cf(&lww, row_state_key(&prefix), row_state_key(&end));
-                dirty = true;
-            }
+            None => delete_table(&mut batch, engine, before.id)?,
             Some(after) => {
                 for idx in &before.indexes {
                     if !after.indexes.iter().any(|i| i.id == idx.id) {
                         let p = layout::index_prefix(before.id, idx.id);
                         let e = layout::prefix_end(&p).unwrap_or_default();
                         batch.delete_range_cf(&data, &p, &e);
-                        dirty = true;
                     }
                 }
             }
@@ -513,36 +509,113 @@ pub(crate) fn reconcile_lww(engine: &Engine, old: &Catalog, new: &Catalog) -> Re
             .iter()
             .filter(|i| !known.contains(&i.id))
             .collect();
-        if added.is_empty() {
-            continue;
+        build_indexes(&mut batch, engine, after, &added)?;
+    }
+    batch.delete_cf(&lww, RECONCILE_MARK);
+    let mut opts = rocksdb::WriteOptions::default();
+    opts.set_sync(true);
+    engine.db.write_opt(batch, &opts).map_err(engine_err)
+}
+
+/// After a crash between a catalog change and its `reconcile_lww`: rebuilds every index of every
+/// lww table and deletes the rows of lww tables that are gone.
+pub(crate) fn reconcile_all(engine: &Engine, catalog: &Catalog) -> Result<()> {
+    let lww = engine.cf(CF_LWW)?;
+    if engine
+        .db
+        .get_cf(&lww, RECONCILE_MARK)
+        .map_err(engine_err)?
+        .is_none()
+    {
+        return Ok(());
+    }
+    let data = engine.cf(CF_DATA)?;
+    let mut batch = rocksdb::WriteBatch::default();
+    // Tables with lww row states that are no longer lww tables.
+    let mut seen = std::collections::BTreeSet::new();
+    let mut it = engine.db.raw_iterator_cf(&lww);
+    it.seek(row_state_key(&[layout::TABLE_TAG]));
+    while it.valid() {
+        let Some(k) = it.key() else { break };
+        if k.len() < 6 || k[0] != crate::lww::TAG_ROW || k[1] != layout::TABLE_TAG {
+            break;
         }
-        let decoder = RowDecoder::new(after, None)?;
-        let prefix = layout::index_prefix(after.id, 0);
-        let end = layout::prefix_end(&prefix).unwrap_or_default();
-        let mut opts = rocksdb::ReadOptions::default();
-        opts.set_iterate_upper_bound(end);
-        let mut it = engine.db.raw_iterator_cf_opt(&data, opts);
-        it.seek(&prefix);
-        while it.valid() {
-            if let (Some(k), Some(v)) = (it.key(), it.value()) {
-                if let (version, Some(payload)) = layout::decode_value(v)? {
-                    let row = decoder.decode(payload)?;
-                    let pk = &k[layout::INDEX_PREFIX_LEN..];
-                    for idx in &added {
-                        let e = crate::index::entry(after, idx, &row, pk)?;
-                        batch.put_cf(&data, &e.key, layout::encode_value(version, Some(&e.value)));
-                        dirty = true;
-                    }
+        let id = u32::from_be_bytes([k[2], k[3], k[4], k[5]]);
+        seen.insert(id);
+        // Skip to the next table.
+        it.seek(row_state_key(
+            &layout::prefix_end(&layout::table_prefix(id)).unwrap_or_default(),
+        ));
+    }
+    it.status().map_err(engine_err)?;
+    drop(it);
+    for id in seen {
+        let lww_table = catalog
+            .table_by_id(id)
+            .is_some_and(|t| t.consistency == Consistency::Lww);
+        if !lww_table {
+            delete_table(&mut batch, engine, id)?;
+        }
+    }
+    for t in catalog
+        .tables()
+        .filter(|t| t.consistency == Consistency::Lww)
+    {
+        for idx in &t.indexes {
+            let p = layout::index_prefix(t.id, idx.id);
+            let e = layout::prefix_end(&p).unwrap_or_default();
+            batch.delete_range_cf(&data, &p, &e);
+        }
+        let all: Vec<_> = t.indexes.iter().collect();
+        build_indexes(&mut batch, engine, t, &all)?;
+    }
+    batch.delete_cf(&lww, RECONCILE_MARK);
+    let mut opts = rocksdb::WriteOptions::default();
+    opts.set_sync(true);
+    engine.db.write_opt(batch, &opts).map_err(engine_err)
+}
+
+/// Stages the deletion of an lww table's rows, index entries and row states.
+fn delete_table(batch: &mut rocksdb::WriteBatch, engine: &Engine, id: TableId) -> Result<()> {
+    let data = engine.cf(CF_DATA)?;
+    let lww = engine.cf(CF_LWW)?;
+    let prefix = layout::table_prefix(id);
+    let end = layout::prefix_end(&prefix).unwrap_or_default();
+    batch.delete_range_cf(&data, &prefix, &end);
+    batch.delete_range_cf(&lww, row_state_key(&prefix), row_state_key(&end));
+    Ok(())
+}
+
+/// Stages the entries of `indexes` for every row of `table` as stored now.
+fn build_indexes(
+    batch: &mut rocksdb::WriteBatch,
+    engine: &Engine,
+    table: &TableDef,
+    indexes: &[&crate::catalog::IndexDef],
+) -> Result<()> {
+    if indexes.is_empty() {
+        return Ok(());
+    }
+    let data = engine.cf(CF_DATA)?;
+    let decoder = RowDecoder::new(table, None)?;
+    let prefix = layout::index_prefix(table.id, 0);
+    let end = layout::prefix_end(&prefix).unwrap_or_default();
+    let mut opts = rocksdb::ReadOptions::default();
+    opts.set_iterate_upper_bound(end);
+    let mut it = engine.db.raw_iterator_cf_opt(&data, opts);
+    it.seek(&prefix);
+    while it.valid() {
+        if let (Some(k), Some(v)) = (it.key(), it.value()) {
+            if let (version, Some(payload)) = layout::decode_value(v)? {
+                let row = decoder.decode(payload)?;
+                let pk = &k[layout::INDEX_PREFIX_LEN..];
+                for idx in indexes {
+                    let e = crate::index::entry(table, idx, &row, pk)?;
+                    batch.put_cf(&data, &e.key, layout::encode_value(version, Some(&e.value)));
                 }
             }
-            it.next();
         }
-        it.status().map_err(engine_err)?;
+        it.next();
     }
-    if dirty {
-        let mut opts = rocksdb::WriteOptions::default();
-        opts.set_sync(true);
-        engine.db.write_opt(batch, &opts).map_err(engine_err)?;
-    }
-    Ok(())
+    it.status().map_err(engine_err)
 }

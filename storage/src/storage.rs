@@ -111,6 +111,7 @@ impl Storage {
             message: e.to_string(),
         })?;
         let catalog = load_catalog_latest(&engine)?;
+        crate::lww_apply::reconcile_all(&engine, &catalog)?;
         info!(
             dir = %dir.display(),
             version = state.version,
