@@ -212,6 +212,18 @@ fn purge_log(ctx: &LwwCtx, members: &BTreeSet<u64>) {
     if upto >= oldest {
         if let Err(e) = ctx.storage.lww_log_purge(upto) {
             warn!(error = %e, "purging the lww log failed");
+            return;
+        }
+        // A member that had not pulled the purged entries will need a full sync: said once,
+        // by the purge that first passes its position.
+        for id in members {
+            let acked = progress.get(id).map_or(0, |p| p.acked);
+            if acked < upto && acked + 1 >= oldest {
+                info!(
+                    peer = id,
+                    acked, upto, "lww log purged past a lagging peer's position: full sync ahead"
+                );
+            }
         }
     }
 }

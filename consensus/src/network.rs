@@ -256,6 +256,13 @@ impl Peers {
         let mut ctx = context::current();
         ctx.deadline = Instant::now() + timeout;
         match f(client, ctx).await {
+            // A partition cuts calls in flight too: an answer (a long poll's, say) that arrives
+            // after it is lost, as on a real network.
+            Ok(_) if self.faults.is_blocked(node) => Err(CallError::Failed {
+                node,
+                addr: addr.to_string(),
+                message: "partitioned (fault injection) while the call was in flight".into(),
+            }),
             Ok(v) => Ok(v),
             Err(e) => {
                 if matches!(e, tarpc::client::RpcError::Shutdown) {

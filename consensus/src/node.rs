@@ -988,6 +988,8 @@ impl Peer for PeerService {
         if storage.lww_head() <= after {
             let wait = Duration::from_millis(wait_ms.min(5_000));
             storage.lww_log_wait(after, wait).await;
+            // A partition made during the wait refuses the answer too.
+            self.check(from)?;
         }
         storage.lww_log_read(after, max as usize).map_err(failed)
     }

@@ -4,6 +4,8 @@ mod cluster;
 mod errors;
 mod extended;
 mod lifecycle;
+mod lww;
+mod nodes;
 mod notify;
 mod protocol;
 mod psql;

@@ -66,8 +66,13 @@ pub(super) fn source_query(
     u: &ast::Update,
 ) -> Result<ast::Statement> {
     let mut projection = select::all_columns(def, qualifier);
-    for (_, e) in assignments(def, u)? {
-        projection.push(ast::SelectItem::UnnamedExpr(e));
+    for (i, (_, e)) in assignments(def, u)?.into_iter().enumerate() {
+        // Named apart: a projection's names must be unique, and two SET expressions may be the
+        // same (`SET a = 'x', b = 'x'`) or name a column listed above (`SET a = b`).
+        projection.push(ast::SelectItem::ExprWithAlias {
+            expr: e,
+            alias: ast::Ident::new(format!("weft_set_{i}")),
+        });
     }
     let mut from = vec![u.table.clone()];
     match &u.from {
