@@ -26,7 +26,7 @@ use crate::engine::{Engine, CF_DATA, CF_LWW};
 use crate::error::{engine, Error, Result};
 use crate::lww::{
     log_key, position_key, row_state_key, tomb_key, LwwEntry, NodeId, RowState, RowWrite, Version,
-    KEY_HEAD,
+    KEY_HEAD, TAG_POSITION,
 };
 use crate::storage::CommitInfo;
 
@@ -105,6 +105,25 @@ pub(crate) fn read_position(engine: &Engine, origin: NodeId) -> Result<(u64, u64
         Some(b) => decode_pair(&b),
         None => Ok((0, 0)),
     }
+}
+
+/// Highest timestamp applied from any peer's log (each position records its origin's). The HLC
+/// restarts above it, so a local write after a restart still outranks what was received before.
+pub(crate) fn read_received_ts(engine: &Engine) -> Result<u64> {
+    let cf = engine.cf(CF_LWW)?;
+    let mut opts = rocksdb::ReadOptions::default();
+    opts.set_iterate_upper_bound(vec![TAG_POSITION + 1]);
+    let mut it = engine.db.raw_iterator_cf_opt(&cf, opts);
+    it.seek([TAG_POSITION]);
+    let mut max = 0;
+    while it.valid() {
+        if let Some(v) = it.value() {
+            max = max.max(decode_pair(v)?.1);
+        }
+        it.next();
+    }
+    it.status().map_err(engine_err)?;
+    Ok(max)
 }
 
 fn engine_err(e: rocksdb::Error) -> Error {

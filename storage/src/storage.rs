@@ -20,7 +20,7 @@ use crate::codec::layout::{self, META_COMMIT, META_ROWID};
 use crate::committer::{Committer, Msg, ReplicatedRequest};
 use crate::engine::{load_catalog_latest, Engine, OwnedSnapshot, CF_CHANGES};
 use crate::error::{engine, Error, Result};
-use crate::lww_apply::{read_head, LwwClock};
+use crate::lww_apply::{read_head, read_received_ts, LwwClock};
 use crate::replica::{
     export_sst, read_meta, replica_meta_key, ApplyOutcome, RaftLog, ReplicatedWrite, Replicator,
     SnapshotFile,
@@ -133,8 +133,10 @@ impl Storage {
         let last_position = Arc::new(AtomicU64::new(state.position));
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let (lww_head, lww_ts) = read_head(&engine)?;
-        if let Ok(last) = HlcTimestamp::try_from(lww_ts) {
-            let _ = hlc.update(&last);
+        for ts in [lww_ts, read_received_ts(&engine)?] {
+            if let Ok(last) = HlcTimestamp::try_from(ts) {
+                let _ = hlc.update(&last);
+            }
         }
         let (head_tx, lww_head_rx) = tokio::sync::watch::channel(lww_head);
         let skew_ms = Arc::new(AtomicI64::new(0));
