@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 use tracing::{error, warn};
 
 use crate::apply::ApplyBatch;
-use crate::catalog::{Catalog, Consistency, TableDef, TableId};
+use crate::catalog::{Catalog, ColumnId, Consistency, IndexDef, IndexId, TableDef, TableId};
 use crate::change::{decode_record, encode_record, ChangeOp, CommitEvent, EncodedChange};
 use crate::codec::layout;
 use crate::codec::row::RowDecoder;
@@ -493,6 +493,18 @@ pub(crate) fn chrono_now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// What an index's entries are made of: its id, the ids of its columns (positions shift when an
+/// earlier column is dropped, ids do not) and uniqueness. Index ids are reused (`max + 1`), so
+/// one transaction may drop an index and create another under its id.
+fn index_shape(table: &TableDef, index: &IndexDef) -> (IndexId, Vec<Option<ColumnId>>, bool) {
+    let columns = index
+        .columns
+        .iter()
+        .map(|&p| table.columns.get(p).map(|c| c.id))
+        .collect();
+    (index.id, columns, index.unique)
+}
+
 /// Brings this node's lww data in line with a catalog change (replicated by Raft, so every node
 /// does it for its own rows): a dropped lww table's rows, states and index entries are deleted,
 /// a new index is built from the rows, a dropped index's entries are deleted. Synced.
@@ -512,7 +524,8 @@ pub(crate) fn reconcile_lww(engine: &Engine, old: &Catalog, new: &Catalog) -> Re
             }
             Some(after) => {
                 for idx in &before.indexes {
-                    if !after.indexes.iter().any(|i| i.id == idx.id) {
+                    let shape = index_shape(before, idx);
+                    if !after.indexes.iter().any(|i| index_shape(after, i) == shape) {
                         let p = layout::index_prefix(before.id, idx.id);
                         let e = layout::prefix_end(&p).unwrap_or_default();
                         batch.delete_range_cf(&data, &p, &e);
@@ -525,12 +538,12 @@ pub(crate) fn reconcile_lww(engine: &Engine, old: &Catalog, new: &Catalog) -> Re
     for after in new.tables().filter(|t| t.consistency == Consistency::Lww) {
         let known: Vec<_> = old
             .table_by_id(after.id)
-            .map(|t| t.indexes.iter().map(|i| i.id).collect())
+            .map(|t| t.indexes.iter().map(|i| index_shape(t, i)).collect())
             .unwrap_or_default();
         let added: Vec<_> = after
             .indexes
             .iter()
-            .filter(|i| !known.contains(&i.id))
+            .filter(|i| !known.contains(&index_shape(after, i)))
             .collect();
         if added.is_empty() {
             continue;
