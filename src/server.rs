@@ -115,6 +115,7 @@ impl Server {
         tokio::spawn(retention_loop(
             storage.clone(),
             config.change_retention,
+            cluster.is_some(),
             stopped.clone(),
         ));
         let accept = tokio::spawn(accept_loop(listener, ctx, stopped, config.shutdown_timeout));
@@ -208,8 +209,13 @@ async fn start_cluster(
 }
 
 /// Purges change records older than `retention`, checking every `retention / 10` (between 50 ms
-/// and one minute), until the server stops.
-async fn retention_loop(storage: Storage, retention: Duration, mut stopped: watch::Receiver<bool>) {
+/// and one minute), until the server stops. A standalone node (`clustered == false`) also purges its lww log and tombstones.
+async fn retention_loop(
+    storage: Storage,
+    retention: Duration,
+    clustered: bool,
+    mut stopped: watch::Receiver<bool>,
+) {
     let every = (retention / 10).clamp(Duration::from_millis(50), Duration::from_secs(60));
     loop {
         tokio::select! {
@@ -226,6 +232,15 @@ async fn retention_loop(storage: Storage, retention: Duration, mut stopped: watc
             Ok(Ok(n)) => tracing::debug!(purged = n, "change log retention"),
             Ok(Err(e)) => tracing::warn!(error = %e, "purging the change log failed"),
             Err(e) => tracing::warn!(error = %e, "the change log purge task failed"),
+        }
+        if !clustered {
+            // No peer will ever pull this node's lww log or need its tombstones.
+            if let Err(e) = storage.lww_log_purge(u64::MAX) {
+                tracing::warn!(error = %e, "purging the lww log failed");
+            }
+            if let Err(e) = storage.lww_purge_tombstones(storage.now()).await {
+                tracing::warn!(error = %e, "purging lww tombstones failed");
+            }
         }
     }
 }

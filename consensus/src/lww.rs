@@ -30,6 +30,8 @@ pub const PULL_WAIT: Duration = Duration::from_millis(1000);
 const PULL_MAX: u32 = 1024;
 /// How often the supervisor looks at the membership, purges the log and tombstones.
 const HOUSEKEEPING: Duration = Duration::from_millis(500);
+/// Fewest acknowledged origin log entries worth one purge.
+const PURGE_STEP: u64 = 1024;
 /// An origin that committed nothing for this long commits an empty entry, so that peers' view
 /// of how far it has sent (and with it, tombstone purge) moves on.
 const TICK_AFTER: Duration = Duration::from_secs(5);
@@ -209,7 +211,9 @@ fn purge_log(ctx: &LwwCtx, members: &BTreeSet<u64>) {
         .unwrap_or(head);
     let beyond_retention = head.saturating_sub(ctx.state.cfg.log_retain);
     let upto = acked_by_all.max(beyond_retention);
-    if upto >= oldest {
+    // Each purge is a range deletion every later read of the CF must account for: purge in
+    // steps of PURGE_STEP entries, unless the retention bound demands it.
+    if upto >= oldest && (upto + 1 - oldest >= PURGE_STEP || beyond_retention >= oldest) {
         if let Err(e) = ctx.storage.lww_log_purge(upto) {
             warn!(error = %e, "purging the lww log failed");
             return;
@@ -367,6 +371,7 @@ async fn full_sync(ctx: &LwwCtx, origin: u64, addr: &str, head: u64) -> Result<(
     }
     ctx.storage
         .lww_set_position(origin, head, 0)
+        .await
         .map_err(|e| e.to_string())?;
     info!(origin, head, rows = shipped, "lww full sync done");
     Ok(())

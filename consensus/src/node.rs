@@ -677,6 +677,13 @@ impl Inner {
                 ))) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
+                // Leadership moved (or is being elected): nothing was proposed; the caller asks
+                // the new leader.
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                    return Err(PeerError::NotLeader {
+                        leader: f.leader_id,
+                    })
+                }
                 Err(e) => {
                     return Err(PeerError::Failed {
                         message: e.to_string(),
@@ -718,8 +725,19 @@ impl Inner {
     }
 
     async fn remove(&self, id: u64) -> Result<(), PeerError> {
-        self.on_leader(|| self.remove_here(id), RemoteOp::Remove(id))
-            .await
+        let deadline = Instant::now() + self.raft_timeout;
+        loop {
+            match self
+                .on_leader(|| self.remove_here(id), RemoteOp::Remove(id))
+                .await
+            {
+                // Leadership moved between finding the leader and proposing: ask again.
+                Err(PeerError::NotLeader { .. }) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                r => return r,
+            }
+        }
     }
 
     async fn remove_here(&self, id: u64) -> Result<(), PeerError> {

@@ -161,8 +161,15 @@ pub(crate) fn reads_only_membership(stmt: &crate::Statement) -> bool {
 /// the others.
 pub(crate) fn only_lww_tables(stmt: &crate::Statement, catalog: &weft_storage::Catalog) -> bool {
     use datafusion::sql::sqlparser::ast::visit_relations;
+    use datafusion::sql::sqlparser::ast::Statement as Ast;
     use std::ops::ControlFlow;
-    if stmt.live
+    // DML and queries only: DDL naming an lww table changes the Raft-replicated catalog.
+    let dml = matches!(
+        &*stmt.ast,
+        Ast::Query(_) | Ast::Insert(_) | Ast::Update(_) | Ast::Delete(_)
+    );
+    if !dml
+        || stmt.live
         || !catalog
             .tables()
             .any(|t| t.consistency == weft_storage::Consistency::Lww)

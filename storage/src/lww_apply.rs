@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 use tracing::{error, warn};
 
 use crate::apply::ApplyBatch;
-use crate::catalog::{Catalog, Consistency, TableDef, TableId};
+use crate::catalog::{Catalog, ColumnId, Consistency, IndexDef, IndexId, TableDef, TableId};
 use crate::change::{decode_record, encode_record, ChangeOp, CommitEvent, EncodedChange};
 use crate::codec::layout;
 use crate::codec::row::RowDecoder;
@@ -26,7 +26,7 @@ use crate::engine::{Engine, CF_DATA, CF_LWW};
 use crate::error::{engine, Error, Result};
 use crate::lww::{
     log_key, position_key, row_state_key, tomb_key, LwwEntry, NodeId, RowState, RowWrite, Version,
-    KEY_HEAD,
+    KEY_HEAD, TAG_POSITION,
 };
 use crate::storage::CommitInfo;
 
@@ -105,6 +105,25 @@ pub(crate) fn read_position(engine: &Engine, origin: NodeId) -> Result<(u64, u64
         Some(b) => decode_pair(&b),
         None => Ok((0, 0)),
     }
+}
+
+/// Highest timestamp applied from any peer's log (each position records its origin's). The HLC
+/// restarts above it, so a local write after a restart still outranks what was received before.
+pub(crate) fn read_received_ts(engine: &Engine) -> Result<u64> {
+    let cf = engine.cf(CF_LWW)?;
+    let mut opts = rocksdb::ReadOptions::default();
+    opts.set_iterate_upper_bound(vec![TAG_POSITION + 1]);
+    let mut it = engine.db.raw_iterator_cf_opt(&cf, opts);
+    it.seek([TAG_POSITION]);
+    let mut max = 0;
+    while it.valid() {
+        if let Some(v) = it.value() {
+            max = max.max(decode_pair(v)?.1);
+        }
+        it.next();
+    }
+    it.status().map_err(engine_err)?;
+    Ok(max)
 }
 
 fn engine_err(e: rocksdb::Error) -> Error {
@@ -478,6 +497,18 @@ pub(crate) fn chrono_now_ms() -> i64 {
 /// line with it: found at startup, a crash came in between, and `reconcile_all` runs.
 pub(crate) const RECONCILE_MARK: &[u8] = b"n";
 
+/// What an index's entries are made of: its id, the ids of its columns (positions shift when an
+/// earlier column is dropped, ids do not) and uniqueness. Index ids are reused (`max + 1`), so
+/// one transaction may drop an index and create another under its id.
+fn index_shape(table: &TableDef, index: &IndexDef) -> (IndexId, Vec<Option<ColumnId>>, bool) {
+    let columns = index
+        .columns
+        .iter()
+        .map(|&p| table.columns.get(p).map(|c| c.id))
+        .collect();
+    (index.id, columns, index.unique)
+}
+
 /// Brings this node's lww data in line with a catalog change (replicated by Raft, so every node
 /// does it for its own rows): a dropped lww table's rows, states and index entries are deleted,
 /// a new index is built from the rows, a dropped index's entries are deleted. Synced.
@@ -490,7 +521,8 @@ pub(crate) fn reconcile_lww(engine: &Engine, old: &Catalog, new: &Catalog) -> Re
             None => delete_table(&mut batch, engine, before.id)?,
             Some(after) => {
                 for idx in &before.indexes {
-                    if !after.indexes.iter().any(|i| i.id == idx.id) {
+                    let shape = index_shape(before, idx);
+                    if !after.indexes.iter().any(|i| index_shape(after, i) == shape) {
                         let p = layout::index_prefix(before.id, idx.id);
                         let e = layout::prefix_end(&p).unwrap_or_default();
                         batch.delete_range_cf(&data, &p, &e);
@@ -502,12 +534,12 @@ pub(crate) fn reconcile_lww(engine: &Engine, old: &Catalog, new: &Catalog) -> Re
     for after in new.tables().filter(|t| t.consistency == Consistency::Lww) {
         let known: Vec<_> = old
             .table_by_id(after.id)
-            .map(|t| t.indexes.iter().map(|i| i.id).collect())
+            .map(|t| t.indexes.iter().map(|i| index_shape(t, i)).collect())
             .unwrap_or_default();
         let added: Vec<_> = after
             .indexes
             .iter()
-            .filter(|i| !known.contains(&i.id))
+            .filter(|i| !known.contains(&index_shape(after, i)))
             .collect();
         build_indexes(&mut batch, engine, after, &added)?;
     }

@@ -94,6 +94,12 @@ impl Storage {
     /// every entry was purged.
     pub fn lww_log_bounds(&self) -> Result<(u64, u64)> {
         let head = self.lww_head();
+        // Kept in memory: seeking to the log's start steps over every purged entry still in the
+        // memtable, which made each peer's pull cost more the longer a node ran.
+        let known = self.inner.lww_oldest.load(Ordering::Acquire);
+        if known != u64::MAX {
+            return Ok((known.min(head + 1), head));
+        }
         let engine = &self.inner.engine;
         let cf = engine.cf(CF_LWW)?;
         let mut opts = ReadOptions::default();
@@ -105,6 +111,13 @@ impl Storage {
             _ => head + 1,
         };
         it.status().map_err(engine_err)?;
+        // Only the first reader fills it in; a purge meanwhile has stored a later value.
+        let _ = self.inner.lww_oldest.compare_exchange(
+            u64::MAX,
+            oldest,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
         Ok((oldest.min(head + 1), head))
     }
 
@@ -112,12 +125,20 @@ impl Storage {
     /// successors). Peers that still needed them get a full sync.
     pub fn lww_log_purge(&self, upto: u64) -> Result<()> {
         let upto = upto.min(self.lww_head());
+        let (oldest, _) = self.lww_log_bounds()?;
+        if upto < oldest {
+            return Ok(());
+        }
         let engine = &self.inner.engine;
         let cf = engine.cf(CF_LWW)?;
         engine
             .db
             .delete_range_cf(&cf, log_key(0), log_key(upto.saturating_add(1)))
-            .map_err(engine_err)
+            .map_err(engine_err)?;
+        self.inner
+            .lww_oldest
+            .fetch_max(upto.saturating_add(1), Ordering::AcqRel);
+        Ok(())
     }
 
     /// `origin → (seq, ts)` of the last entry applied from each origin's log.
@@ -165,28 +186,17 @@ impl Storage {
 
     /// After a full sync from `origin` that covered its log up to `seq` (whose last timestamp
     /// was `ts`): later entries are applied from there. Never moves a position back.
-    pub fn lww_set_position(&self, origin: NodeId, seq: u64, ts: u64) -> Result<()> {
-        let engine = &self.inner.engine;
-        let cf = engine.cf(CF_LWW)?;
-        let current = match engine
-            .db
-            .get_cf(&cf, position_key(origin))
-            .map_err(engine_err)?
-        {
-            Some(b) => decode_pair(&b)?,
-            None => (0, 0),
+    pub async fn lww_set_position(&self, origin: NodeId, seq: u64, ts: u64) -> Result<()> {
+        // On the committer thread: an apply for the same origin cannot interleave with it.
+        let (reply, rx) = oneshot::channel();
+        let job = move |c: &mut crate::committer::Committer| {
+            let _ = reply.send(set_position(&c.engine, origin, seq, ts));
         };
-        if seq <= current.0 {
-            return Ok(());
-        }
-        engine
-            .db
-            .put_cf(
-                &cf,
-                position_key(origin),
-                encode_head(seq, ts.max(current.1)),
-            )
-            .map_err(engine_err)
+        self.inner
+            .commit_tx
+            .send(Msg::Run(Box::new(job)))
+            .map_err(|_| Error::ShuttingDown)?;
+        rx.await.map_err(|_| Error::ShuttingDown)?
     }
 
     /// Sum of the row digests of an lww table in each of `SYNC_BUCKETS` hash buckets.
@@ -363,4 +373,27 @@ fn purge_tombstones(engine: &crate::engine::Engine, before_ts: u64) -> Result<u6
     batch.delete_range_cf(&cf, &[TAG_TOMB][..], &bound[..]);
     engine.db.write(batch).map_err(engine_err)?;
     Ok(purged)
+}
+
+fn set_position(engine: &crate::engine::Engine, origin: NodeId, seq: u64, ts: u64) -> Result<()> {
+    let cf = engine.cf(CF_LWW)?;
+    let current = match engine
+        .db
+        .get_cf(&cf, position_key(origin))
+        .map_err(engine_err)?
+    {
+        Some(b) => decode_pair(&b)?,
+        None => (0, 0),
+    };
+    if seq <= current.0 {
+        return Ok(());
+    }
+    engine
+        .db
+        .put_cf(
+            &cf,
+            position_key(origin),
+            encode_head(seq, ts.max(current.1)),
+        )
+        .map_err(engine_err)
 }

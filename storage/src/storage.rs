@@ -20,7 +20,7 @@ use crate::codec::layout::{self, META_COMMIT, META_ROWID};
 use crate::committer::{Committer, Msg, ReplicatedRequest};
 use crate::engine::{load_catalog_latest, Engine, OwnedSnapshot, CF_CHANGES};
 use crate::error::{engine, Error, Result};
-use crate::lww_apply::{read_head, LwwClock};
+use crate::lww_apply::{read_head, read_received_ts, LwwClock};
 use crate::replica::{
     export_sst, read_meta, replica_meta_key, ApplyOutcome, RaftLog, ReplicatedWrite, Replicator,
     SnapshotFile,
@@ -92,6 +92,8 @@ pub(crate) struct Inner {
     pub lww_head: tokio::sync::watch::Receiver<u64>,
     /// Timestamp of this node's last LWW commit.
     pub lww_ts: Arc<AtomicU64>,
+    /// Oldest seq still in this node's origin log (`u64::MAX`: not looked up yet).
+    pub lww_oldest: AtomicU64,
     /// Test hook: milliseconds this node's clock runs ahead for LWW commits.
     pub skew_ms: Arc<AtomicI64>,
     committer: Mutex<Option<JoinHandle<()>>>,
@@ -134,8 +136,10 @@ impl Storage {
         let last_position = Arc::new(AtomicU64::new(state.position));
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let (lww_head, lww_ts) = read_head(&engine)?;
-        if let Ok(last) = HlcTimestamp::try_from(lww_ts) {
-            let _ = hlc.update(&last);
+        for ts in [lww_ts, read_received_ts(&engine)?] {
+            if let Ok(last) = HlcTimestamp::try_from(ts) {
+                let _ = hlc.update(&last);
+            }
         }
         let (head_tx, lww_head_rx) = tokio::sync::watch::channel(lww_head);
         let skew_ms = Arc::new(AtomicI64::new(0));
@@ -179,6 +183,7 @@ impl Storage {
                 snapshot_dir,
                 lww_head: lww_head_rx,
                 lww_ts,
+                lww_oldest: AtomicU64::new(u64::MAX),
                 skew_ms,
                 committer: Mutex::new(Some(handle)),
             }),

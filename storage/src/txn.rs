@@ -209,7 +209,14 @@ impl Txn {
         let catalog_changed = writes.iter().any(|(k, _)| k.first() == Some(&CATALOG_TAG));
         let (lww, writes) = split_lww(&self.catalog, writes);
         if !lww.is_empty() {
-            if !writes.is_empty() || catalog_changed {
+            // A TRUNCATE of an empty raft table writes no key, yet its change record and
+            // conflict checks belong to a raft commit.
+            let raft_changes = self.changes.iter().any(|c| {
+                self.catalog
+                    .table_by_id(c.table_id)
+                    .is_none_or(|t| t.consistency != Consistency::Lww)
+            });
+            if !writes.is_empty() || catalog_changed || raft_changes {
                 return Err(Error::Unsupported {
                     feature: "a transaction that writes both lww tables and raft tables (or \
                               changes the schema)"

@@ -6,5 +6,8 @@ mod catalog;
 mod changes;
 mod commit;
 mod crash;
+mod lww;
+mod lww_merge;
+mod lww_sync;
 mod scan;
 mod txn;
