@@ -91,7 +91,8 @@ mod tests {
 
     #[test]
     fn options_name_and_shape_the_tables() {
-        let (name, opts) = parse_table_with("lww=consistency = 'lww'").unwrap();
+        let (name, opts) =
+            parse_table_with("lww=consistency = 'lww'").expect("a valid NAME=OPTIONS");
         let t = Tables::with_options(&name, &opts);
         assert_eq!(t.kv, "kv_lww");
         assert_eq!(
