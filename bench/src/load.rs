@@ -6,7 +6,8 @@
 //!   ins(id bigint PK, v bigint)  empty, recreated before each insert run
 //! ```
 //!
-//! A table no chosen workload reads is dropped and not created again.
+//! A table no chosen workload reads is dropped and not created again. The names (and any
+//! `WITH` options) are the target's (`tables.rs`).
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
 use crate::runner::connect;
+use crate::tables::Tables;
 use crate::workload::describe;
 
 /// How the data is loaded.
@@ -44,27 +46,23 @@ async fn exec(client: &Client, sql: &str) -> Result<(), String> {
 
 /// Creates and fills `kv` and `big` as `cfg` asks; returns notes worth reporting (timings,
 /// skipped steps).
-pub async fn load(url: &str, cfg: &LoadConfig) -> Result<Vec<String>, String> {
+pub async fn load(url: &str, names: &Tables, cfg: &LoadConfig) -> Result<Vec<String>, String> {
     let admin = connect(url, cfg.connect_timeout).await?;
     let mut notes = Vec::new();
-    for table in ["kv", "big", "ins"] {
+    for table in [&names.kv, &names.big, &names.ins] {
         exec(&admin, &format!("DROP TABLE IF EXISTS {table}")).await?;
     }
     let mut tables = Vec::new();
     if cfg.kv {
-        tables.push(("kv", "k", cfg.rows));
+        tables.push((names.kv.as_str(), "k", cfg.rows));
     }
     if cfg.big {
-        tables.push(("big", "id", cfg.big_rows));
+        tables.push((names.big.as_str(), "id", cfg.big_rows));
     }
     for &(table, key, _) in &tables {
-        exec(
-            &admin,
-            &format!("CREATE TABLE {table} ({key} int PRIMARY KEY, v bigint NOT NULL)"),
-        )
-        .await?;
+        exec(&admin, &names.create_sql(table, key, "int")).await?;
     }
-    recreate_ins(&admin).await?;
+    recreate_ins(&admin, names).await?;
 
     for &(table, key, n) in &tables {
         let t0 = Instant::now();
@@ -102,13 +100,9 @@ pub async fn load(url: &str, cfg: &LoadConfig) -> Result<Vec<String>, String> {
 }
 
 /// Drops and recreates the empty `ins` table, so every insert run starts alike.
-pub async fn recreate_ins(client: &Client) -> Result<(), String> {
-    exec(client, "DROP TABLE IF EXISTS ins").await?;
-    exec(
-        client,
-        "CREATE TABLE ins (id bigint PRIMARY KEY, v bigint NOT NULL)",
-    )
-    .await
+pub async fn recreate_ins(client: &Client, names: &Tables) -> Result<(), String> {
+    exec(client, &format!("DROP TABLE IF EXISTS {}", names.ins)).await?;
+    exec(client, &names.create_sql(&names.ins, "id", "bigint")).await
 }
 
 /// Inserts keys `1..=n` with `v = key % 1000`, `cfg.conns` connections taking batches in turn.

@@ -5,14 +5,18 @@
 //!   load every target (untimed)
 //!     └─▶ for run in 1..=runs, for workload, for target      (interleaved: noise hits all alike)
 //!           └─▶ N clients × prepared statement ─▶ per-client histograms ─▶ RunResult
-//!   median per (workload, target) ─▶ table, first/second ratio
+//!   median per (workload, target) ─▶ table, ratios (--ratio A/B; first/second by default)
 //! ```
+//!
+//! Each target uses its own tables when given `--table-with` (`tables.rs`), so several targets
+//! may be the same servers with differently created tables (lww and raft tables on a cluster).
 //!
 //! Depends only on tokio-postgres: it measures servers from outside, as any client would.
 
 mod load;
 mod report;
 mod runner;
+mod tables;
 mod workload;
 
 use std::process::ExitCode;
@@ -23,6 +27,7 @@ use clap::Parser;
 use crate::load::LoadConfig;
 use crate::report::Cell;
 use crate::runner::{RunConfig, RunResult};
+use crate::tables::Tables;
 use crate::workload::Workload;
 
 #[derive(Debug, Parser)]
@@ -76,6 +81,13 @@ struct Cli {
     /// "SET weft.read_consistency = 'local'". Not run by the loader.
     #[arg(long, value_name = "SQL")]
     session_sql: Option<String>,
+    /// Tables of target NAME are its own (kv_NAME, ins_NAME, big_NAME) and created
+    /// `WITH (OPTIONS)`, e.g. lww="consistency = 'lww'"; repeat it per target.
+    #[arg(long = "table-with", value_name = "NAME=OPTIONS", value_parser = tables::parse_table_with)]
+    table_with: Vec<(String, String)>,
+    /// A ratio row A/B of two targets' medians; repeat it. Default: the first over the second.
+    #[arg(long = "ratio", value_name = "A/B")]
+    ratios: Vec<String>,
     /// Also write the summary as Markdown to this file.
     #[arg(long, value_name = "FILE")]
     markdown: Option<std::path::PathBuf>,
@@ -111,8 +123,50 @@ fn main() -> ExitCode {
     runtime.block_on(bench(cli))
 }
 
+/// Target index pairs of the ratio rows.
+fn ratio_pairs(names: &[String], asked: &[String]) -> Result<Vec<(usize, usize)>, String> {
+    if asked.is_empty() {
+        return Ok(if names.len() >= 2 {
+            vec![(0, 1)]
+        } else {
+            Vec::new()
+        });
+    }
+    let index = |n: &str| {
+        names
+            .iter()
+            .position(|t| t == n)
+            .ok_or_else(|| format!("--ratio: no target named {n:?}"))
+    };
+    asked
+        .iter()
+        .map(|r| match r.split_once('/') {
+            Some((a, b)) => Ok((index(a)?, index(b)?)),
+            None => Err(format!("--ratio: expected A/B, got {r:?}")),
+        })
+        .collect()
+}
+
 async fn bench(cli: Cli) -> ExitCode {
     let names: Vec<String> = cli.targets.iter().map(|(n, _)| n.clone()).collect();
+    let ratios = match ratio_pairs(&names, &cli.ratios) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("weft-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some((n, _)) = cli.table_with.iter().find(|(n, _)| !names.contains(n)) {
+        eprintln!("weft-bench: --table-with {n}=...: no target named {n:?}");
+        return ExitCode::FAILURE;
+    }
+    let tables: Vec<Tables> = names
+        .iter()
+        .map(|n| match cli.table_with.iter().find(|(t, _)| t == n) {
+            Some((_, options)) => Tables::with_options(n, options),
+            None => Tables::plain(),
+        })
+        .collect();
     let run_cfg = RunConfig {
         clients: cli.clients.max(1),
         duration: cli.duration,
@@ -160,15 +214,15 @@ async fn bench(cli: Cli) -> ExitCode {
             continue;
         }
         eprintln!("loading {name} ...");
-        match tokio::time::timeout(cli.load_timeout, load::load(&urls[0], &load_cfg)).await {
+        let load = load::load(&urls[0], &tables[i], &load_cfg);
+        match tokio::time::timeout(cli.load_timeout, load).await {
             Ok(Ok(n)) => {
                 notes.extend(n.into_iter().map(|n| format!("{name}: {n}")));
-                let tables = if load_cfg.kv {
-                    &["kv", "ins"][..]
-                } else {
-                    &["ins"]
-                };
-                for table in tables {
+                let mut loaded = vec![&tables[i].ins];
+                if load_cfg.kv {
+                    loaded.insert(0, &tables[i].kv);
+                }
+                for table in loaded {
                     match visible(urls, table, &run_cfg).await {
                         Ok(0) => {}
                         Ok(n) => notes.push(format!(
@@ -208,7 +262,7 @@ async fn bench(cli: Cli) -> ExitCode {
                 let r = if !usable[t] {
                     RunResult::failed("not loaded".into())
                 } else {
-                    run_one(urls, workload, &run_cfg, run as u64).await
+                    run_one(urls, &tables[t], workload, &run_cfg, run as u64).await
                 };
                 let mut r = r;
                 r.loadavg = loadavg();
@@ -256,7 +310,10 @@ async fn bench(cli: Cli) -> ExitCode {
     if let Some(sql) = &cli.session_sql {
         println!("every client ran first: {sql}");
     }
-    println!("{}", report::text_table(&names, &cli.workloads, &cells));
+    println!(
+        "{}",
+        report::text_table(&names, &cli.workloads, &cells, &ratios)
+    );
     for n in &notes {
         println!("note: {n}");
     }
@@ -265,7 +322,7 @@ async fn bench(cli: Cli) -> ExitCode {
     }
 
     if let Some(path) = &cli.markdown {
-        let mut md = report::markdown_table(&names, &cli.workloads, &cells);
+        let mut md = report::markdown_table(&names, &cli.workloads, &cells, &ratios);
         md.push_str("\nEach run: ops/s, p50 ms, p99 ms, the machine's load average after it:\n\n");
         for (w, row) in cli.workloads.iter().zip(&results) {
             for (name, runs) in names.iter().zip(row) {
@@ -287,25 +344,32 @@ async fn bench(cli: Cli) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn run_one(urls: &[String], workload: Workload, cfg: &RunConfig, run: u64) -> RunResult {
+async fn run_one(
+    urls: &[String],
+    tables: &Tables,
+    workload: Workload,
+    cfg: &RunConfig,
+    run: u64,
+) -> RunResult {
     if workload == Workload::Insert {
         // Untimed: every insert run starts from an empty table.
+        let ins = &tables.ins;
         let prepared = match runner::connect(&urls[0], cfg.connect_timeout).await {
-            Ok(c) => load::recreate_ins(&c).await,
+            Ok(c) => load::recreate_ins(&c, tables).await,
             Err(e) => Err(e),
         };
         if let Err(e) = prepared {
-            return RunResult::failed(format!("recreating ins: {e}"));
+            return RunResult::failed(format!("recreating {ins}: {e}"));
         }
-        match visible(urls, "ins", cfg).await {
+        match visible(urls, ins, cfg).await {
             Ok(0) => {}
-            Ok(n) => eprintln!("    {n} reads of the new ins failed before every node saw it"),
-            Err(e) => return RunResult::failed(format!("recreating ins: {e}")),
+            Ok(n) => eprintln!("    {n} reads of the new {ins} failed before every node saw it"),
+            Err(e) => return RunResult::failed(format!("recreating {ins}: {e}")),
         }
     }
     // Bounded even if a server stops answering: clients stop themselves after op_timeout.
     let limit = cfg.warmup + cfg.duration + cfg.op_timeout * 2 + cfg.connect_timeout * 2;
-    match tokio::time::timeout(limit, runner::run(urls, workload, cfg, run)).await {
+    match tokio::time::timeout(limit, runner::run(urls, tables, workload, cfg, run)).await {
         Ok(r) => r,
         Err(_) => RunResult::failed(format!("run did not finish within {limit:?}")),
     }

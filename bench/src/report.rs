@@ -1,7 +1,10 @@
 //! Summaries: the median of each figure over the runs, a table per workload with one column
-//! group per target, and the ratio of the first target to the second.
+//! group per target, and ratios of targets' medians (`--ratio A/B`; the first target over the
+//! second by default).
 
 use std::fmt::Write as _;
+
+use weft_bench::stats::median;
 
 use crate::runner::RunResult;
 use crate::workload::Workload;
@@ -9,21 +12,6 @@ use crate::workload::Workload;
 /// The runs of one workload against one target.
 pub struct Cell<'a> {
     pub runs: Vec<&'a RunResult>,
-}
-
-/// Median of the figures that exist (a failed run has no percentiles).
-pub fn median(mut xs: Vec<f64>) -> Option<f64> {
-    xs.retain(|x| x.is_finite());
-    if xs.is_empty() {
-        return None;
-    }
-    xs.sort_by(f64::total_cmp);
-    let mid = xs.len() / 2;
-    Some(if xs.len() % 2 == 1 {
-        xs[mid]
-    } else {
-        (xs[mid - 1] + xs[mid]) / 2.0
-    })
 }
 
 impl Cell<'_> {
@@ -77,8 +65,14 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     }
 }
 
-/// `cells[w][t]` holds the runs of workload `w` against target `t`.
-pub fn text_table(targets: &[String], workloads: &[Workload], cells: &[Vec<Cell<'_>>]) -> String {
+/// `cells[w][t]` holds the runs of workload `w` against target `t`; `ratios` are pairs of
+/// target indices (numerator, denominator).
+pub fn text_table(
+    targets: &[String],
+    workloads: &[Workload],
+    cells: &[Vec<Cell<'_>>],
+    ratios: &[(usize, usize)],
+) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -99,12 +93,13 @@ pub fn text_table(targets: &[String], workloads: &[Workload], cells: &[Vec<Cell<
                 cell.each_throughput()
             );
         }
-        if let [a, b, ..] = row.as_slice() {
+        for &(i, j) in ratios {
+            let (a, b) = (&row[i], &row[j]);
             let _ = writeln!(
                 s,
                 "{:<13} {:<10} {:>10} {:>9} {:>9}",
                 w.name(),
-                format!("{}/{}", short(&targets[0]), short(&targets[1])),
+                format!("{}/{}", short(&targets[i]), short(&targets[j])),
                 ratio(a.throughput(), b.throughput()),
                 ratio(a.p(0.5), b.p(0.5)),
                 ratio(a.p(0.99), b.p(0.99)),
@@ -121,11 +116,12 @@ fn short(t: &str) -> &str {
     }
 }
 
-/// The same figures as a Markdown table, one row per workload, both targets side by side.
+/// The same figures as a Markdown table, one row per workload, the targets side by side.
 pub fn markdown_table(
     targets: &[String],
     workloads: &[Workload],
     cells: &[Vec<Cell<'_>>],
+    ratios: &[(usize, usize)],
 ) -> String {
     let mut s = String::new();
     let mut header = String::from("| workload |");
@@ -134,8 +130,8 @@ pub fn markdown_table(
         let _ = write!(header, " {t} ops/s | {t} p50 ms | {t} p99 ms |");
         rule.push_str(" ---: | ---: | ---: |");
     }
-    if targets.len() >= 2 {
-        let (a, b) = (short(&targets[0]), short(&targets[1]));
+    for &(i, j) in ratios {
+        let (a, b) = (short(&targets[i]), short(&targets[j]));
         let _ = write!(header, " {a}/{b} ops/s | {a}/{b} p50 | {a}/{b} p99 |");
         rule.push_str(" ---: | ---: | ---: |");
     }
@@ -151,7 +147,8 @@ pub fn markdown_table(
                 num(cell.p(0.99), 2)
             );
         }
-        if let [a, b, ..] = row.as_slice() {
+        for &(i, j) in ratios {
+            let (a, b) = (&row[i], &row[j]);
             let _ = write!(
                 s,
                 " {} | {} | {} |",

@@ -19,6 +19,7 @@ use hdrhistogram::Histogram;
 use tokio::time::{timeout, Instant};
 use tokio_postgres::{Client, NoTls};
 
+use crate::tables::Tables;
 use crate::workload::{describe, error_chain, Op, Rng, Workload};
 
 /// How a run is shaped; the same for every target.
@@ -113,7 +114,14 @@ struct ClientOutcome {
 }
 
 /// Runs `workload` once against the servers at `urls`: client `c` connects to `urls[c % n]`.
-pub async fn run(urls: &[String], workload: Workload, cfg: &RunConfig, seed: u64) -> RunResult {
+pub async fn run(
+    urls: &[String],
+    tables: &Tables,
+    workload: Workload,
+    cfg: &RunConfig,
+    seed: u64,
+) -> RunResult {
+    let stmt_sql = workload.sql(tables);
     let mut sessions = Vec::with_capacity(cfg.clients);
     for c in 0..cfg.clients {
         let url = &urls[c % urls.len()];
@@ -130,12 +138,11 @@ pub async fn run(urls: &[String], workload: Workload, cfg: &RunConfig, seed: u64
                 Err(_) => return RunResult::failed(format!("client {c}: {sql:?} timed out")),
             }
         }
-        let stmt = match timeout(cfg.op_timeout, client.prepare(workload.sql())).await {
+        let stmt = match timeout(cfg.op_timeout, client.prepare(&stmt_sql)).await {
             Ok(Ok(stmt)) => stmt,
             Ok(Err(e)) => {
                 return RunResult::failed(format!(
-                    "client {c}: prepare {:?}: {}",
-                    workload.sql(),
+                    "client {c}: prepare {stmt_sql:?}: {}",
                     describe(&e)
                 ))
             }

@@ -7,6 +7,8 @@ use bytes::BytesMut;
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use tokio_postgres::{Client, Statement};
 
+use crate::tables::Tables;
+
 /// One workload, run by every client with the same prepared statement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Workload {
@@ -30,12 +32,13 @@ impl Workload {
         }
     }
 
-    pub fn sql(self) -> &'static str {
+    /// The statement, against the target's tables.
+    pub fn sql(self, t: &Tables) -> String {
         match self {
-            Workload::PointSelect => "SELECT v FROM kv WHERE k = $1",
-            Workload::Update => "UPDATE kv SET v = v + 1 WHERE k = $1",
-            Workload::Insert => "INSERT INTO ins (id, v) VALUES ($1, $2)",
-            Workload::ScanAgg => "SELECT count(*), sum(v) FROM big",
+            Workload::PointSelect => format!("SELECT v FROM {} WHERE k = $1", t.kv),
+            Workload::Update => format!("UPDATE {} SET v = v + 1 WHERE k = $1", t.kv),
+            Workload::Insert => format!("INSERT INTO {} (id, v) VALUES ($1, $2)", t.ins),
+            Workload::ScanAgg => format!("SELECT count(*), sum(v) FROM {}", t.big),
         }
     }
 }

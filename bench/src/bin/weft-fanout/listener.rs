@@ -178,18 +178,9 @@ fn header(buf: &[u8]) -> Option<(u8, usize)> {
     (len >= 4 && buf.len() > len).then_some((buf[0], len))
 }
 
-/// The number after `"sent_at":` in a JSON payload (Weft writes `": "`, PostgreSQL `":"`).
+/// The number after `"sent_at":` in a JSON payload.
 pub fn sent_at(payload: &[u8]) -> Option<u64> {
-    const KEY: &[u8] = b"\"sent_at\":";
-    let i = payload.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
-    let digits = payload[i..].iter().skip_while(|b| **b == b' ');
-    let mut v: u64 = 0;
-    let mut any = false;
-    for b in digits.take_while(|b| b.is_ascii_digit()) {
-        v = v * 10 + u64::from(b - b'0');
-        any = true;
-    }
-    any.then_some(v)
+    weft_bench::payload::int_field(payload, "sent_at")
 }
 
 fn error_text(body: &[u8]) -> String {
@@ -198,19 +189,4 @@ fn error_text(body: &[u8]) -> String {
         .map(|f| String::from_utf8_lossy(&f[1..]).into_owned())
         .next()
         .unwrap_or_else(|| "(no message)".into())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::sent_at;
-
-    #[test]
-    fn parses_both_servers_payloads() {
-        assert_eq!(
-            sent_at(br#"{"op": "insert", "row": {"id": 1, "sent_at": 42}}"#),
-            Some(42)
-        );
-        assert_eq!(sent_at(br#"{"id":1,"sent_at":1234567}"#), Some(1_234_567));
-        assert_eq!(sent_at(b"nothing"), None);
-    }
 }

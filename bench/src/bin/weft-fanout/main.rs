@@ -81,23 +81,7 @@ fn target(url: &str, pid: Option<u32>, tree: bool) -> Result<Target, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("weft-fanout: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(bench(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("weft-fanout: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    weft_bench::run_main("weft-fanout", bench(cli))
 }
 
 struct Row {
@@ -230,21 +214,12 @@ fn mb(v: Option<f64>) -> String {
 
 /// Median of the runs that did not fail, per figure.
 fn median(runs: &[Outcome], f: impl Fn(&Outcome) -> Option<f64>) -> Option<f64> {
-    let mut v: Vec<f64> = runs
-        .iter()
-        .filter(|o| o.error.is_none())
-        .filter_map(f)
-        .collect();
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    })
+    weft_bench::stats::median(
+        runs.iter()
+            .filter(|o| o.error.is_none())
+            .filter_map(f)
+            .collect(),
+    )
 }
 
 fn report(cli: &Cli, rows: &[Row], idle: &[Row]) -> String {
