@@ -188,15 +188,8 @@ impl Storage {
     /// was `ts`): later entries are applied from there. Never moves a position back.
     pub async fn lww_set_position(&self, origin: NodeId, seq: u64, ts: u64) -> Result<()> {
         // On the committer thread: an apply for the same origin cannot interleave with it.
-        let (reply, rx) = oneshot::channel();
-        let job = move |c: &mut crate::committer::Committer| {
-            let _ = reply.send(set_position(&c.engine, origin, seq, ts));
-        };
-        self.inner
-            .commit_tx
-            .send(Msg::Run(Box::new(job)))
-            .map_err(|_| Error::ShuttingDown)?;
-        rx.await.map_err(|_| Error::ShuttingDown)?
+        self.on_committer(move |engine| set_position(engine, origin, seq, ts))
+            .await
     }
 
     /// Sum of the row digests of an lww table in each of `SYNC_BUCKETS` hash buckets.
@@ -298,21 +291,30 @@ impl Storage {
     /// that every node has applied every write older than that. Returns how many. Runs on the
     /// committer thread, so no merge can slip in between the check and the delete.
     pub async fn lww_purge_tombstones(&self, before_ts: u64) -> Result<u64> {
-        let (reply, rx) = oneshot::channel();
-        let job = move |c: &mut crate::committer::Committer| {
-            let _ = reply.send(purge_tombstones(&c.engine, before_ts));
-        };
-        self.inner
-            .commit_tx
-            .send(Msg::Run(Box::new(job)))
-            .map_err(|_| Error::ShuttingDown)?;
-        rx.await.map_err(|_| Error::ShuttingDown)?
+        self.on_committer(move |engine| purge_tombstones(engine, before_ts))
+            .await
     }
 
     /// Test hook (`weft_fault('clock_skew', …)`): this node's LWW commits take timestamps
     /// `ms` milliseconds ahead of its clock.
     pub fn set_clock_skew(&self, ms: i64) {
         self.inner.skew_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Runs `f` on the committer thread, between commit groups, and returns what it returns.
+    async fn on_committer<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&crate::engine::Engine) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (reply, rx) = oneshot::channel();
+        let job = move |c: &mut crate::committer::Committer| {
+            let _ = reply.send(f(&c.engine));
+        };
+        self.inner
+            .commit_tx
+            .send(Msg::Run(Box::new(job)))
+            .map_err(|_| Error::ShuttingDown)?;
+        rx.await.map_err(|_| Error::ShuttingDown)?
     }
 
     fn walk_lww_rows(
