@@ -227,6 +227,13 @@ fn fill_new_column(ctx: &ExecCtx<'_>, txn: &mut Txn, def: &TableDef, pos: usize)
     if rows.is_empty() {
         return Ok(());
     }
+    if def.consistency == weft_storage::Consistency::Lww {
+        // The existing rows differ from node to node; a Raft-replicated DDL cannot fill them.
+        return Err(Error::unsupported(
+            "ADD COLUMN with a DEFAULT on an lww table that has rows (each node holds its own \
+             rows; add the column without a default and UPDATE them)",
+        ));
+    }
     let values = default_values(ctx.state, def, pos, rows.len())?;
     for (old, value) in rows.into_iter().zip(values) {
         if value.is_null() && !col.nullable {
