@@ -26,6 +26,8 @@ use crate::node::WeftRaft;
 
 /// How long an origin holds a pull open waiting for new entries.
 pub const PULL_WAIT: Duration = Duration::from_millis(1000);
+/// How long an origin that has just received a commit waits for more before answering a pull.
+pub const PULL_COALESCE: Duration = Duration::from_millis(1);
 /// Most entries one pull returns.
 const PULL_MAX: u32 = 1024;
 /// How often the supervisor looks at the membership, purges the log and tombstones.
