@@ -251,25 +251,15 @@ impl Storage {
             })?;
             return Ok(sum);
         }
-        let engine = &self.inner.engine;
-        let cf = engine.cf(CF_DATA)?;
-        let prefix = layout::index_prefix(table, 0);
-        let mut opts = ReadOptions::default();
-        opts.set_iterate_upper_bound(layout::prefix_end(&prefix).unwrap_or_default());
-        let mut it = engine.db.raw_iterator_cf_opt(&cf, opts);
-        it.seek(&prefix);
-        while it.valid() {
-            if let (Some(k), Some(v)) = (it.key(), it.value()) {
-                if let (_, Some(payload)) = layout::decode_value(v)? {
-                    let mut bytes = (k.len() as u64).to_be_bytes().to_vec();
-                    bytes.extend_from_slice(k);
-                    bytes.extend_from_slice(payload);
-                    sum = sum.wrapping_add(twox_hash::XxHash64::oneshot(0, &bytes));
-                }
+        self.walk_prefix(CF_DATA, &layout::index_prefix(table, 0), |k, v| {
+            if let (_, Some(payload)) = layout::decode_value(v)? {
+                let mut bytes = (k.len() as u64).to_be_bytes().to_vec();
+                bytes.extend_from_slice(k);
+                bytes.extend_from_slice(payload);
+                sum = sum.wrapping_add(twox_hash::XxHash64::oneshot(0, &bytes));
             }
-            it.next();
-        }
-        it.status().map_err(engine_err)?;
+            Ok(())
+        })?;
         Ok(sum)
     }
 
@@ -322,16 +312,26 @@ impl Storage {
         table: TableId,
         mut f: impl FnMut(&[u8], RowState) -> Result<()>,
     ) -> Result<()> {
-        let engine = &self.inner.engine;
-        let cf = engine.cf(CF_LWW)?;
         let prefix = row_state_key(&layout::table_prefix(table));
+        self.walk_prefix(CF_LWW, &prefix, |k, v| f(&k[1..], RowState::decode(v)?))
+    }
+
+    /// Calls `f` with every key and value of column family `cf` that starts with `prefix`.
+    fn walk_prefix(
+        &self,
+        cf: &str,
+        prefix: &[u8],
+        mut f: impl FnMut(&[u8], &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let engine = &self.inner.engine;
+        let cf = engine.cf(cf)?;
         let mut opts = ReadOptions::default();
-        opts.set_iterate_upper_bound(layout::prefix_end(&prefix).unwrap_or_default());
+        opts.set_iterate_upper_bound(layout::prefix_end(prefix).unwrap_or_default());
         let mut it = engine.db.raw_iterator_cf_opt(&cf, opts);
-        it.seek(&prefix);
+        it.seek(prefix);
         while it.valid() {
             if let (Some(k), Some(v)) = (it.key(), it.value()) {
-                f(&k[1..], RowState::decode(v)?)?;
+                f(k, v)?;
             }
             it.next();
         }
