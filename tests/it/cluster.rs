@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::NoTls;
 
-use super::nodes::{code, count, exec_retry, next_payload, read_log, wait_log, TestCluster};
+use super::nodes::{
+    code, count, exec_retry, next_payload, read_log, spawn_inserter, wait_log, TestCluster,
+};
 use super::support::{connect_str_with_messages, rows, DEADLINE};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -171,30 +173,18 @@ async fn leader_killed_under_writes_then_restarted_loses_nothing() {
     for id in 1..=3u64 {
         let conn = c.nodes[&id].conn_string();
         let (stop, next, acked) = (stop.clone(), next.clone(), acked.clone());
-        writers.push(tokio::spawn(async move {
-            let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
-            while !stop.load(Ordering::Relaxed) {
-                let Ok((client, conn)) = tokio_postgres::connect(&conn, NoTls).await else {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                };
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-                while !stop.load(Ordering::Relaxed) {
-                    let k = next.fetch_add(1, Ordering::Relaxed) as i64;
-                    match client
-                        .execute("INSERT INTO t VALUES ($1, $2)", &[&k, &(id as i32)])
-                        .await
-                    {
-                        Ok(_) => acked.lock().push(k),
-                        Err(e) if e.is_closed() => break,
-                        Err(e) => *outcomes.entry(code(&e)).or_default() += 1,
-                    }
-                }
-            }
-            outcomes
-        }));
+        writers.push(spawn_inserter(
+            conn,
+            "t",
+            id,
+            stop,
+            next,
+            (acked, BTreeMap::<String, u64>::new()),
+            |(acked, outcomes), k, r| match r {
+                Ok(_) => acked.lock().push(k),
+                Err(e) => *outcomes.entry(code(&e)).or_default() += 1,
+            },
+        ));
     }
     // Let some writes land, then kill the leader.
     let deadline = Instant::now() + DEADLINE;
@@ -220,7 +210,7 @@ async fn leader_killed_under_writes_then_restarted_loses_nothing() {
     c.restart(old, &[]).await;
     stop.store(true, Ordering::Relaxed);
     for w in writers {
-        let outcomes = w.await.expect("writer");
+        let (_, outcomes) = w.await.expect("writer");
         for code in outcomes.keys() {
             assert!(
                 ["40001", "40003", "57P01"].contains(&code.as_str()),

@@ -10,9 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
-use super::nodes::{code, count, exec_retry, next_payload, wait_log, TestCluster, RAFT_TIMEOUT};
+use super::nodes::{
+    code, count, exec_retry, next_payload, spawn_inserter, wait_log, TestCluster, RAFT_TIMEOUT,
+};
 use super::support::{connect_str_with_messages, rows, DEADLINE};
 
 type Rows = Vec<Vec<Option<String>>>;
@@ -393,31 +395,18 @@ async fn lww_node_killed_mid_stream_and_restarted_loses_no_acknowledged_write() 
     for id in [1u64, 3] {
         let conn = c.nodes[&id].conn_string();
         let (stop, next, acked) = (stop.clone(), next.clone(), acked.clone());
-        writers.push(tokio::spawn(async move {
-            let mut failures = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                let Ok((client, conn)) = tokio_postgres::connect(&conn, NoTls).await else {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                };
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-                while !stop.load(Ordering::Relaxed) {
-                    let k = next.fetch_add(1, Ordering::Relaxed) as i64;
-                    match client
-                        .execute("INSERT INTO ev VALUES ($1, $2)", &[&k, &(id as i32)])
-                        .await
-                    {
-                        Ok(_) => acked.lock().entry(id).or_default().push(k),
-                        // The node went away: this insert's outcome is unknown.
-                        Err(e) if e.code().is_none() => break,
-                        Err(e) => failures.push(format!("insert {k}: {e:?}")),
-                    }
-                }
-            }
-            failures
-        }));
+        writers.push(spawn_inserter(
+            conn,
+            "ev",
+            id,
+            stop,
+            next,
+            (acked, id, Vec::new()),
+            |(acked, id, failures), k, r| match r {
+                Ok(_) => acked.lock().entry(*id).or_default().push(k),
+                Err(e) => failures.push(format!("insert {k}: {e:?}")),
+            },
+        ));
     }
     let acked_by = |id: u64| acked.lock().get(&id).map_or(0, Vec::len);
     wait_acked(&acked, 1, 30, "before the kill").await;
@@ -429,7 +418,7 @@ async fn lww_node_killed_mid_stream_and_restarted_loses_no_acknowledged_write() 
     wait_acked(&acked, 1, acked_by(1) + 30, "after node 3's restart").await;
     stop.store(true, Ordering::Relaxed);
     for w in writers {
-        let failures = w.await.expect("writer");
+        let (_, _, failures) = w.await.expect("writer");
         assert!(failures.is_empty(), "lww inserts failed: {failures:?}");
     }
 

@@ -364,3 +364,40 @@ pub(crate) fn code(e: &tokio_postgres::Error) -> String {
         .map(|c| c.code().to_string())
         .unwrap_or_else(|| "none".into())
 }
+
+/// A writer for kill/restart tests: inserts `(k, node)` into `table` with keys from `next` over
+/// a connection to `conn` until `stop`, reconnecting whenever the node goes away. `record` sees
+/// every outcome with the writer's state, which the task returns. An error without a SQLSTATE
+/// (the connection broke: the insert's outcome is unknown) is not recorded; the writer
+/// reconnects.
+pub fn spawn_inserter<T: Send + 'static>(
+    conn: String,
+    table: &'static str,
+    node: u64,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    next: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    mut state: T,
+    record: fn(&mut T, i64, Result<u64, tokio_postgres::Error>),
+) -> tokio::task::JoinHandle<T> {
+    use std::sync::atomic::Ordering;
+    tokio::spawn(async move {
+        let sql = format!("INSERT INTO {table} VALUES ($1, $2)");
+        while !stop.load(Ordering::Relaxed) {
+            let Ok((client, connection)) = tokio_postgres::connect(&conn, NoTls).await else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            while !stop.load(Ordering::Relaxed) {
+                let k = next.fetch_add(1, Ordering::Relaxed) as i64;
+                match client.execute(&sql, &[&k, &(node as i32)]).await {
+                    Err(e) if e.code().is_none() => break,
+                    r => record(&mut state, k, r),
+                }
+            }
+        }
+        state
+    })
+}
