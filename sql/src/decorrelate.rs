@@ -1,4 +1,5 @@
-//! Correlated aggregate subqueries DataFusion cannot decorrelate: those whose correlation is not
+//! Correlated aggregate subqueries DataFusion cannot decorrelate (in a select list, WHERE, HAVING
+//! or ORDER BY): those whose correlation is not
 //! `inner_column = outer_expression`, such as `(SELECT count(*) FROM t1 AS x WHERE x.b < t1.b)`.
 //!
 //! The subquery's value depends only on the outer columns it references, so it is computed once
@@ -31,7 +32,7 @@ use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{
     lit, Aggregate, BinaryExpr, Expr, Filter, JoinType, LogicalPlan, LogicalPlanBuilder, Operator,
-    Projection, Subquery,
+    Projection, Sort, SortExpr, Subquery,
 };
 use datafusion::optimizer::AnalyzerRule;
 
@@ -54,9 +55,13 @@ impl AnalyzerRule for Decorrelate {
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
 fn rewrite_node(node: LogicalPlan) -> DfResult<Transformed<LogicalPlan>> {
+    if let Some(widened) = widen_sort_input(&node)? {
+        return Ok(Transformed::yes(widened));
+    }
     let input = match &node {
         LogicalPlan::Projection(p) => Arc::clone(&p.input),
         LogicalPlan::Filter(f) => Arc::clone(&f.input),
+        LogicalPlan::Sort(s) => Arc::clone(&s.input),
         _ => return Ok(Transformed::no(node)),
     };
     let mut found: Vec<Subquery> = Vec::new();
@@ -121,9 +126,76 @@ fn rewrite_node(node: LogicalPlan) -> DfResult<Transformed<LogicalPlan>> {
             let columns = input.schema().columns().into_iter().map(Expr::Column);
             LogicalPlan::Projection(Projection::try_new(columns.collect(), Arc::new(filtered))?)
         }
+        LogicalPlan::Sort(s) => {
+            let expr = s
+                .expr
+                .into_iter()
+                .map(|se| {
+                    Ok(SortExpr {
+                        expr: replace(se.expr)?,
+                        ..se
+                    })
+                })
+                .collect::<DfResult<Vec<_>>>()?;
+            let sorted = LogicalPlan::Sort(Sort {
+                expr,
+                input: joined,
+                fetch: s.fetch,
+            });
+            let columns = input.schema().columns().into_iter().map(Expr::Column);
+            LogicalPlan::Projection(Projection::try_new(columns.collect(), Arc::new(sorted))?)
+        }
         other => other,
     };
     Ok(Transformed::yes(rewritten))
+}
+
+/// `ORDER BY (subquery)` over a projection that dropped the outer columns the subquery reads
+/// (`SELECT id FROM t ORDER BY (SELECT count(*) … WHERE x.b > t.b)`): the projection is widened
+/// with them, the sort rewritten above it, and the original columns projected on top.
+fn widen_sort_input(node: &LogicalPlan) -> DfResult<Option<LogicalPlan>> {
+    let LogicalPlan::Sort(sort) = node else {
+        return Ok(None);
+    };
+    let LogicalPlan::Projection(p) = sort.input.as_ref() else {
+        return Ok(None);
+    };
+    let mut missing: Vec<Column> = Vec::new();
+    for se in &sort.expr {
+        se.expr.apply(|x| {
+            if let Expr::ScalarSubquery(sq) = x {
+                for c in sq.outer_ref_columns.iter().flat_map(outer_columns) {
+                    if !p.schema.has_column(&c)
+                        && p.input.schema().has_column(&c)
+                        && !missing.contains(&c)
+                    {
+                        missing.push(c);
+                    }
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+    }
+    if missing.is_empty() {
+        return Ok(None);
+    }
+    let mut exprs = p.expr.clone();
+    exprs.extend(missing.into_iter().map(Expr::Column));
+    let widened = LogicalPlan::Projection(Projection::try_new(exprs, Arc::clone(&p.input))?);
+    let sorted = LogicalPlan::Sort(Sort {
+        expr: sort.expr.clone(),
+        input: Arc::new(widened),
+        fetch: sort.fetch,
+    });
+    let rewritten = rewrite_node(sorted)?;
+    if !rewritten.transformed {
+        return Ok(None);
+    }
+    let original = p.schema.columns().into_iter().map(Expr::Column).collect();
+    Ok(Some(LogicalPlan::Projection(Projection::try_new(
+        original,
+        Arc::new(rewritten.data),
+    )?)))
 }
 
 /// A scalar subquery of the shape this rule takes apart, top down:

@@ -456,11 +456,17 @@ fn plan_error(m: String) -> Error {
     }
     if let Some(rest) = m.strip_prefix("Cannot create filter with non-boolean predicate") {
         let t = rest.rsplit("returning ").next().unwrap_or("").trim();
+        // DataFusion types an integer literal bigint; PostgreSQL integer when it fits.
+        let int4_literal = between(rest, "'Int64(", ")'")
+            .and_then(|n| n.parse::<i64>().ok())
+            .is_some_and(|n| i32::try_from(n).is_ok());
+        let word = if int4_literal {
+            "integer"
+        } else {
+            pg_type_word(t)
+        };
         return Error::DatatypeMismatch {
-            message: format!(
-                "argument of WHERE must be type boolean, not type {}",
-                pg_type_word(t)
-            ),
+            message: format!("argument of WHERE must be type boolean, not type {word}"),
         };
     }
     if m.contains("must appear in the GROUP BY clause") || m.contains("must be in GROUP BY") {

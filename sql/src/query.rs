@@ -363,6 +363,7 @@ pub(crate) async fn execute(
         &fresh
     };
     let physical = physical_plan(ctx.state, plan, params).await?;
+    let physical = crate::interrupt::interruptible(physical, ctx.cancel)?;
     let stream = execute_stream(physical, ctx.state.task_ctx()).map_err(Error::from)?;
     let stream: RowStream = Box::pin(stream.map(|r| r.map_err(Error::from)));
     Ok(QueryOutput::Rows {

@@ -1,7 +1,8 @@
 //! Rewrites of the parsed statement before DataFusion plans it: casts to types Arrow lacks
 //! (`uuid`, `json`, `jsonb`) or reads differently (`bytea` input) become calls to the functions
 //! that validate and normalize them; `FETCH FIRST n ROWS ONLY` becomes `LIMIT n`;
-//! `SET (a, b) = (x, y)` becomes `SET a = x, b = y`.
+//! `SET (a, b) = (x, y)` becomes `SET a = x, b = y`; the column of an `ANY`/`ALL` subquery gets a
+//! name of its own.
 
 use std::ops::ControlFlow;
 
@@ -131,6 +132,33 @@ fn fetch_as_limit(q: &mut Query) {
     }
 }
 
+/// Names the single output column of `x op ANY/ALL (SELECT …)` `__weft_any`. DataFusion builds
+/// the comparison from the column's name; unnamed, `amount = ANY (SELECT amount FROM orders)` run
+/// against `orders` compares a column with itself and drops the condition (every row matches).
+fn name_compared_column(q: &mut Query) {
+    fn name(body: &mut ast::SetExpr) {
+        match body {
+            ast::SetExpr::Select(s) => {
+                if let [item] = s.projection.as_mut_slice() {
+                    let expr = match item {
+                        ast::SelectItem::UnnamedExpr(e) => e.clone(),
+                        ast::SelectItem::ExprWithAlias { expr, .. } => expr.clone(),
+                        _ => return,
+                    };
+                    *item = ast::SelectItem::ExprWithAlias {
+                        expr,
+                        alias: Ident::new("__weft_any"),
+                    };
+                }
+            }
+            ast::SetExpr::SetOperation { left, .. } => name(left),
+            ast::SetExpr::Query(q) => name(&mut q.body),
+            _ => {}
+        }
+    }
+    name(&mut q.body);
+}
+
 /// `SET (a, b) = (x, y)` is `SET a = x, b = y`; other multi-column forms are left as they are.
 fn split_tuple_assignments(assignments: &mut Vec<Assignment>) {
     if !assignments
@@ -164,6 +192,137 @@ fn split_tuple_assignments(assignments: &mut Vec<Assignment>) {
     *assignments = out;
 }
 
+/// `(a, b) IN (SELECT x, y …)` as a condition of a WHERE (one of its top-level ANDs) is
+/// `EXISTS (SELECT 1 FROM (SELECT x, y …) AS __weft_in(c1, c2) WHERE c1 = a AND c2 = b)`:
+/// DataFusion plans only single-column IN subqueries. A WHERE keeps a row only when the IN is
+/// true, and so does the EXISTS; elsewhere (under NOT, in a select list) an IN that is NULL
+/// would become false, so those are left for DataFusion to refuse.
+fn row_in_as_exists(where_clause: &mut Expr) {
+    match where_clause {
+        Expr::BinaryOp {
+            left,
+            op: ast::BinaryOperator::And,
+            right,
+        } => {
+            row_in_as_exists(left);
+            row_in_as_exists(right);
+        }
+        Expr::Nested(e) => row_in_as_exists(e),
+        Expr::InSubquery {
+            expr,
+            subquery,
+            negated: false,
+        } => {
+            let Expr::Tuple(items) = expr.as_ref() else {
+                return;
+            };
+            let columns: Vec<String> = (1..=items.len()).map(|i| format!("c{i}")).collect();
+            let matches: Vec<String> = columns
+                .iter()
+                .zip(items)
+                .map(|(c, item)| format!("__weft_in.{c} = ({item})"))
+                .collect();
+            let sql = format!(
+                "EXISTS (SELECT 1 FROM ({subquery}) AS __weft_in({}) WHERE {})",
+                columns.join(", "),
+                matches.join(" AND ")
+            );
+            if let Some(exists) = parse_expr(&sql) {
+                *where_clause = exists;
+            }
+        }
+        _ => {}
+    }
+}
+
+fn parse_expr(sql: &str) -> Option<Expr> {
+    let dialect = datafusion::sql::sqlparser::dialect::PostgreSqlDialect {};
+    datafusion::sql::sqlparser::parser::Parser::new(&dialect)
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_expr())
+        .ok()
+}
+
+/// The name a table factor's columns are qualified with: its alias, else its table's name.
+fn factor_name(f: &ast::TableFactor) -> Option<Ident> {
+    match f {
+        ast::TableFactor::Table { alias: Some(a), .. }
+        | ast::TableFactor::Derived { alias: Some(a), .. } => Some(a.name.clone()),
+        ast::TableFactor::Table {
+            name, alias: None, ..
+        } => name.0.last().and_then(|p| p.as_ident()).cloned(),
+        _ => None,
+    }
+}
+
+/// In `SELECT … FROM a FULL JOIN b USING (k)`, an unqualified `k` is `COALESCE(a.k, b.k)`, as in
+/// PostgreSQL (DataFusion reads it as `a.k`, NULL for the rows only `b` has). Only the simple
+/// shape — one FROM item, one join — is rewritten.
+fn full_join_using(s: &mut ast::Select) {
+    let [from] = s.from.as_slice() else {
+        return;
+    };
+    let [join] = from.joins.as_slice() else {
+        return;
+    };
+    let ast::JoinOperator::FullOuter(ast::JoinConstraint::Using(names)) = &join.join_operator
+    else {
+        return;
+    };
+    let (Some(left), Some(right)) = (factor_name(&from.relation), factor_name(&join.relation))
+    else {
+        return;
+    };
+    let columns: Vec<Ident> = names
+        .iter()
+        .filter_map(|n| n.0.last().and_then(|p| p.as_ident()).cloned())
+        .collect();
+    let merged = |id: &Ident| -> Option<Expr> {
+        let k = columns.iter().find(|c| c.value == id.value)?;
+        parse_expr(&format!("COALESCE({left}.{k}, {right}.{k})"))
+    };
+    for item in &mut s.projection {
+        if let ast::SelectItem::UnnamedExpr(Expr::Identifier(id)) = item {
+            if let Some(e) = merged(id) {
+                *item = ast::SelectItem::ExprWithAlias {
+                    expr: e,
+                    alias: id.clone(),
+                };
+            }
+        }
+    }
+    let replace = |e: &mut Expr| {
+        if let Expr::Identifier(id) = e {
+            if let Some(m) = merged(id) {
+                *e = m;
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    };
+    let _ = visit_expressions_mut(&mut s.projection, replace);
+    let _ = visit_expressions_mut(&mut s.selection, replace);
+    let _ = visit_expressions_mut(&mut s.having, replace);
+    if let ast::GroupByExpr::Expressions(exprs, _) = &mut s.group_by {
+        let _ = visit_expressions_mut(exprs, replace);
+    }
+}
+
+fn rewrite_select(body: &mut ast::SetExpr) {
+    match body {
+        ast::SetExpr::Select(s) => {
+            full_join_using(s);
+            if let Some(w) = &mut s.selection {
+                row_in_as_exists(w);
+            }
+        }
+        ast::SetExpr::SetOperation { left, right, .. } => {
+            rewrite_select(left);
+            rewrite_select(right);
+        }
+        _ => {}
+    }
+}
+
 struct Clauses;
 
 impl VisitorMut for Clauses {
@@ -171,6 +330,7 @@ impl VisitorMut for Clauses {
 
     fn pre_visit_query(&mut self, q: &mut Query) -> ControlFlow<()> {
         fetch_as_limit(q);
+        rewrite_select(&mut q.body);
         ControlFlow::Continue(())
     }
 
@@ -225,6 +385,12 @@ pub(crate) fn rewrite<V: VisitMut>(node: &mut V) {
                 function_for(&ts.data_type).map(|f| call(f, Expr::Value(ts.value.clone())))
             }
             Expr::Function(f) => postgres_function(f),
+            Expr::AnyOp { right, .. } | Expr::AllOp { right, .. } => {
+                if let Expr::Subquery(q) = right.as_mut() {
+                    name_compared_column(q);
+                }
+                None
+            }
             _ => None,
         };
         if let Some(r) = replacement {

@@ -155,7 +155,7 @@ pub struct Session {
     pub(crate) settings: Settings,
     pub(crate) block: Option<Block>,
     pub(crate) notices: Vec<Notice>,
-    cancel: CancelHandle,
+    pub(crate) cancel: CancelHandle,
     /// LISTEN/UNLISTEN of the open transaction block, applied when it commits.
     pub(crate) listen_pending: Vec<ListenChange>,
     /// LISTEN/UNLISTEN committed, for the front end to apply (`take_listen_changes`).
@@ -413,6 +413,7 @@ impl Session {
                     shared: &self.shared,
                     read_only: false,
                     point_path: true,
+                    cancel: &self.cancel,
                 };
                 point = dml::point::prepare(&ctx, &stmt, &param_types).await;
                 (param_types, fields)
@@ -559,6 +560,7 @@ impl Session {
                 shared: &self.shared,
                 read_only,
                 point_path: self.settings.point_fast_path(),
+                cancel: &self.cancel,
             };
             self.shared.take_notifies();
             let mut out = run_statement(&ctx, txn, stmt, prepared, params).await;
@@ -682,6 +684,8 @@ pub(crate) struct ExecCtx<'a> {
     pub read_only: bool,
     /// Whether the point fast path may answer (`SET weft.point_fast_path = off` disables it).
     pub point_path: bool,
+    /// The statement's cancel signal, for operators that must check it themselves.
+    pub cancel: &'a CancelHandle,
 }
 
 async fn run_statement(

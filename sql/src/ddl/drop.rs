@@ -43,6 +43,12 @@ pub(super) fn execute(
         match found {
             Some(f) => plan.push(f),
             None if if_exists => {}
+            // PostgreSQL: a missing table or view is 42P01, a missing index 42704.
+            None if kind == ast::ObjectType::Index => {
+                return Err(Error::UndefinedObject {
+                    message: format!("{label} \"{name}\" does not exist"),
+                });
+            }
             None => {
                 return Err(Error::UndefinedTable {
                     message: format!("{label} \"{name}\" does not exist"),

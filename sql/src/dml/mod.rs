@@ -50,6 +50,7 @@ pub(crate) async fn describe(
         shared: &session.shared,
         read_only: false,
         point_path: false,
+        cancel: &session.cancel,
     };
     let (def, qualifier, returning, hints, query) = match &*stmt.ast {
         ast::Statement::Insert(i) => {

@@ -73,8 +73,11 @@ pub(crate) fn regtype_name(oid: u32) -> String {
 /// coercion, subqueries reshaped and the aggregates DataFusion cannot decorrelate decorrelated
 /// after it.
 pub(crate) fn analyzer_rules() -> Vec<Arc<dyn AnalyzerRule + Send + Sync>> {
-    let mut rules: Vec<Arc<dyn AnalyzerRule + Send + Sync>> =
-        vec![Arc::new(array_literal::ArrayLiterals)];
+    let mut rules: Vec<Arc<dyn AnalyzerRule + Send + Sync>> = vec![
+        Arc::new(array_literal::ArrayLiterals),
+        Arc::new(crate::setops::MultisetSetOps),
+        Arc::new(crate::typecheck::UnmatchedTypes),
+    ];
     rules.extend(Analyzer::new().rules);
     rules.push(Arc::new(subquery::ScalarSubqueryValue));
     rules.push(Arc::new(crate::decorrelate::Decorrelate));
