@@ -260,7 +260,9 @@ pub(crate) fn rewrite<V: VisitMut>(node: &mut V) {
             Expr::Extract { field, expr, .. } => Some(call_with(
                 "weft_extract",
                 vec![
-                    Expr::value(ast::Value::SingleQuotedString(field.to_string())),
+                    Expr::value(ast::Value::SingleQuotedString(
+                        field.to_string().to_lowercase(),
+                    )),
                     take(expr),
                 ],
             )),
