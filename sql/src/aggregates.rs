@@ -147,7 +147,7 @@ impl AggregateUDFImpl for PgSum {
             DataType::Float32 => Ok(DataType::Float32),
             other => match sum_widening(other) {
                 Some((_, ret)) => Ok(ret),
-                None => sum_udaf().return_type(&[other.clone()]),
+                None => sum_udaf().return_type(std::slice::from_ref(other)),
             },
         }
     }
@@ -326,7 +326,7 @@ impl AggregateUDFImpl for PgAvg {
         let t = one_argument("avg", arg_types)?;
         match exact_scale(t) {
             Some(s) => Ok(DataType::Decimal128(MAX_PRECISION, s.max(AVG_MIN_SCALE))),
-            None => avg_udaf().return_type(&[t.clone()]),
+            None => avg_udaf().return_type(std::slice::from_ref(t)),
         }
     }
 
