@@ -179,6 +179,15 @@ fn checked_node(e: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
             }
         }
     }
+    if op == Operator::Divide {
+        if let (Some(l), Some(r)) = &types {
+            let float = |t: &DataType| matches!(t, DataType::Float32 | DataType::Float64);
+            let checked = matches!(right.as_ref(), Expr::ScalarFunction(f) if f.name() == "weft_float_divisor");
+            if (float(l) || float(r)) && !checked {
+                return Ok(Transformed::yes(crate::math::float_divide(*left, *right)));
+            }
+        }
+    }
     let checked = match op {
         Operator::Plus => Some(Op::Add),
         Operator::Minus => Some(Op::Sub),

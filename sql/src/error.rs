@@ -61,6 +61,8 @@ pub enum Error {
     #[error("{message}")]
     InvalidArgumentForPower { message: String },
     #[error("{message}")]
+    InvalidEscapeSequence { message: String },
+    #[error("{message}")]
     UniqueViolation {
         message: String,
         detail: Option<String>,
@@ -144,6 +146,7 @@ impl Error {
             Error::InvalidDatetimeFormat { .. } => "22007",
             Error::InvalidArgumentForLog { .. } => "2201E",
             Error::InvalidArgumentForPower { .. } => "2201F",
+            Error::InvalidEscapeSequence { .. } => "22025",
             Error::UniqueViolation { .. } => "23505",
             Error::NotNullViolation { .. } => "23502",
             Error::CheckViolation { .. } => "23514",

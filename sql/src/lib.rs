@@ -15,19 +15,27 @@
 //!  Session::execute ───────────────────────────────► table.rs / scan.rs ──► storage TxnReader
 //! ```
 
+/// `avg` and `sum` with PostgreSQL's result types.
+mod aggregates;
 mod arith;
 pub mod cluster;
 pub mod convert;
+/// `date/time` functions: `age`, `justify_*`, `AT TIME ZONE`.
+mod datetime;
 mod ddl;
 mod decorrelate;
 mod dml;
 pub mod engine;
 pub mod error;
 mod eval;
+/// `EXTRACT` and `date_part` with PostgreSQL's types and fractions.
+mod extract;
 mod format;
 mod functions;
 mod interrupt;
 mod json;
+/// PostgreSQL's errors on DataFusion's math functions.
+mod math;
 mod naming;
 mod numeric_div;
 mod pg_catalog;
@@ -43,6 +51,8 @@ pub mod session;
 mod setops;
 mod settings;
 mod shared;
+/// `SIMILAR TO` patterns as regular expressions.
+mod similar;
 mod statement;
 mod table;
 mod txn_control;

@@ -87,6 +87,18 @@ pub(crate) fn new_state(shared: &Arc<SessionShared>, database: &str) -> SessionS
         .with_analyzer_rules(crate::arith::analyzer_rules(pg_catalog::analyzer_rules()))
         .build();
     functions::register(&mut state, shared);
+    use datafusion::execution::FunctionRegistry as _;
+    for f in crate::aggregates::udafs() {
+        let _ = state.register_udaf(f);
+    }
+    let scalar = crate::extract::udfs()
+        .into_iter()
+        .chain(crate::datetime::udfs())
+        .chain(crate::math::udfs())
+        .chain([crate::similar::udf()]);
+    for f in scalar {
+        let _ = state.register_udf(f);
+    }
     functions::register_database(&mut state, database);
     pg_catalog::register_functions(&mut state, &system.ctx);
     state

@@ -12,6 +12,11 @@ use datafusion::sql::sqlparser::ast::{
     Query, VisitMut, VisitorMut,
 };
 
+/// Moves an operand out of the expression being replaced.
+fn take(e: &mut Box<Expr>) -> Expr {
+    std::mem::replace(e.as_mut(), Expr::value(ast::Value::Null))
+}
+
 fn call(name: &str, arg: Expr) -> Expr {
     call_with(name, vec![arg])
 }
@@ -95,6 +100,33 @@ fn postgres_function(f: &mut ast::Function) -> Option<Expr> {
     match (name.as_str(), exprs.as_slice()) {
         ("sign", [_]) => {
             f.name = ObjectName::from(vec![Ident::new("signum")]);
+            None
+        }
+        // age(x) is age(current_date, x), as PostgreSQL defines it.
+        ("age", [x]) => Some(call_with(
+            "age",
+            vec![
+                Expr::Cast {
+                    kind: ast::CastKind::DoubleColon,
+                    expr: Box::new(Expr::Function(ast::Function {
+                        name: ObjectName::from(vec![Ident::new("current_date")]),
+                        uses_odbc_syntax: false,
+                        parameters: FunctionArguments::None,
+                        args: FunctionArguments::None,
+                        filter: None,
+                        null_treatment: None,
+                        over: None,
+                        within_group: vec![],
+                    })),
+                    data_type: DataType::Timestamp(None, ast::TimezoneInfo::None),
+                    array: false,
+                    format: None,
+                },
+                x.clone(),
+            ],
+        )),
+        ("variance", [_]) => {
+            f.name = ObjectName::from(vec![Ident::new("var_samp")]);
             None
         }
         ("mod", [a, b]) => Some(Expr::Nested(Box::new(Expr::BinaryOp {
@@ -390,6 +422,40 @@ pub(crate) fn rewrite<V: VisitMut>(node: &mut V) {
                     name_compared_column(q);
                 }
                 None
+            }
+            Expr::Extract { field, expr, .. } => Some(call_with(
+                "weft_extract",
+                vec![
+                    Expr::value(ast::Value::SingleQuotedString(
+                        field.to_string().to_lowercase(),
+                    )),
+                    take(expr),
+                ],
+            )),
+            Expr::AtTimeZone {
+                timestamp,
+                time_zone,
+            } => Some(call_with(
+                "weft_at_time_zone",
+                vec![take(timestamp), take(time_zone)],
+            )),
+            Expr::SimilarTo {
+                negated,
+                expr,
+                pattern,
+                escape_char,
+            } => {
+                let mut args = vec![take(pattern)];
+                args.extend(escape_char.take().map(Expr::Value));
+                Some(Expr::BinaryOp {
+                    left: Box::new(take(expr)),
+                    op: if *negated {
+                        ast::BinaryOperator::PGRegexNotMatch
+                    } else {
+                        ast::BinaryOperator::PGRegexMatch
+                    },
+                    right: Box::new(call_with("similar_to_escape", args)),
+                })
             }
             _ => None,
         };

@@ -246,7 +246,12 @@ const AGGREGATES: &[&str] = &[
     "json_agg",
     "jsonb_agg",
     "stddev",
+    "stddev_samp",
+    "stddev_pop",
     "variance",
+    // `variance` after `rewrite` renames it.
+    "var_samp",
+    "var_pop",
 ];
 
 /// Parses a live query's stored SQL text.
