@@ -26,10 +26,12 @@ pub mod error;
 mod eval;
 mod format;
 mod functions;
+pub mod interval;
 mod json;
 mod naming;
 mod numeric_div;
 mod pg_catalog;
+pub mod pgtime;
 pub mod pgtype;
 /// The primary-key point fast path: one `Txn::get` instead of a DataFusion plan.
 mod point;
