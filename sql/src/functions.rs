@@ -236,6 +236,7 @@ pub(crate) fn register(state: &mut SessionState, shared: &Arc<SessionShared>) {
     fns.extend(crate::format::udfs());
     fns.extend(crate::cluster::udfs(shared));
     fns.push(crate::numeric_div::unconstrained_cast());
+    fns.extend(crate::bpchar::functions());
     for f in fns {
         let _ = state.register_udf(f);
     }
@@ -246,6 +247,8 @@ pub(crate) fn register(state: &mut SessionState, shared: &Arc<SessionShared>) {
         }),
     );
     let _ = state.register_expr_planner(Arc::new(JsonPlanner));
+    let _ = state.register_expr_planner(Arc::new(crate::datetime_in::DateIntervalPlanner));
+    let _ = state.register_expr_planner(Arc::new(crate::numeric_types::RealPromotionPlanner));
 }
 
 /// The database name is per session; registered once the session knows it.

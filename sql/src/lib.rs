@@ -16,8 +16,10 @@
 //! ```
 
 mod arith;
+mod bpchar;
 pub mod cluster;
 pub mod convert;
+mod datetime_in;
 mod ddl;
 mod decorrelate;
 mod dml;
@@ -30,6 +32,7 @@ pub mod interval;
 mod json;
 mod naming;
 mod numeric_div;
+mod numeric_types;
 mod pg_catalog;
 pub mod pgtime;
 pub mod pgtype;
