@@ -7,8 +7,10 @@
 //!
 //! ```text
 //!   c::text, c || x, length(c)        ─► trim(c)
-//!   c = x, c < x, c IN (…), c LIKE x  ─► trim(c) and trim(x) where x is bpchar or a literal
+//!   c = x, c < x, c IN (…)            ─► trim(c) and trim(x) where x is bpchar or a literal
 //! ```
+//!
+//! `LIKE` sees the padding, as in PostgreSQL (`'ab'::char(4) LIKE 'ab'` is false).
 //!
 //! Explicit casts (`x::char(n)`, `x::varchar(n)`) are rewritten from the statement (rewrite.rs)
 //! into `weft_bpchar(x::text, n)` and `weft_varchar(x::text, n)`, which truncate to `n`
@@ -24,7 +26,7 @@ use datafusion::arrow::datatypes::{DataType, FieldRef};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, Result as DfResult, ScalarValue};
-use datafusion::logical_expr::expr::{InList, Like, ScalarFunction};
+use datafusion::logical_expr::expr::{InList, ScalarFunction};
 use datafusion::logical_expr::{
     BinaryExpr, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ReturnFieldArgs,
     ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature, Volatility,
@@ -301,10 +303,6 @@ fn bpchar_node(e: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
                 negated,
             }))
         }
-        Expr::Like(like) if is_bpchar(&like.expr, schema) => Transformed::yes(Expr::Like(Like {
-            expr: Box::new(trim(*like.expr)),
-            ..like
-        })),
         Expr::ScalarFunction(f)
             if f.func.name() == "character_length"
                 && f.args.first().is_some_and(|a| is_bpchar(a, schema)) =>
