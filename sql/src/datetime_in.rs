@@ -1,4 +1,5 @@
-//! PostgreSQL's input and arithmetic rules for `date`, `timestamp[tz]` and `interval`.
+//! PostgreSQL's input and arithmetic rules for `date`, `timestamp[tz]` and `interval`, and its
+//! array input (`'{1,2}'::int[]`).
 //!
 //! Arrow's string casts read neither `BC`, `infinity`, nor PostgreSQL's interval forms (`1 day
 //! 02:03:04`, `-1 mons +1 day`), and tell no malformed value (22007) from a field out of range
@@ -8,6 +9,7 @@
 //!
 //! ```text
 //!   CAST(text AS date|timestamp|timestamptz|interval|time) ─► weft_<type>_in(text)
+//!   CAST(text AS t[])                                       ─► weft_array_in(text)
 //!   date ± interval                                         ─► date::timestamp ± interval
 //! ```
 //!
@@ -136,6 +138,19 @@ fn is_input_target(t: &DataType) -> bool {
 fn input_node(e: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
     Ok(match e {
         Expr::Cast(c)
+            if matches!(c.field.data_type(), DataType::List(_))
+                && c.expr.get_type(schema).is_ok_and(|t| is_string(&t)) =>
+        {
+            let target = c.field.data_type().clone();
+            Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(
+                Arc::new(ScalarUDF::new_from_impl(ArrayIn {
+                    target,
+                    signature: Signature::any(1, Volatility::Immutable),
+                })),
+                vec![*c.expr],
+            )))
+        }
+        Expr::Cast(c)
             if is_input_target(c.field.data_type())
                 && c.expr.get_type(schema).is_ok_and(|t| is_string(&t)) =>
         {
@@ -198,6 +213,74 @@ impl ScalarUDFImpl for DateTimeIn {
         }
         Ok(ColumnarValue::Array(out))
     }
+}
+
+/// `weft_array_in(text)`: a one-dimensional array literal (`{1,2}`) as a list; Arrow's cast
+/// would make the whole string one element.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ArrayIn {
+    target: DataType,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for ArrayIn {
+    fn name(&self) -> &str {
+        "weft_array_in"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(self.target.clone())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let DataType::List(field) = &self.target else {
+            return Err(to_df(Error::internal("array input to a non-list type")));
+        };
+        let Some(arg) = args.args.first() else {
+            return Err(to_df(Error::internal("input function without an operand")));
+        };
+        let scalar = matches!(arg, ColumnarValue::Scalar(_));
+        let a = arg.clone().into_array(args.number_rows)?;
+        let a = datafusion::arrow::compute::cast(&a, &DataType::Utf8)?;
+        let values = a
+            .as_string::<i32>()
+            .iter()
+            .map(|t| match t {
+                None => ScalarValue::try_from(&self.target),
+                Some(s) => array_in(s, field.data_type()).map_err(to_df),
+            })
+            .collect::<DfResult<Vec<_>>>()?;
+        let out = ScalarValue::iter_to_array(values)?;
+        if scalar && out.len() == 1 {
+            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?));
+        }
+        Ok(ColumnarValue::Array(out))
+    }
+}
+
+fn array_in(s: &str, element: &DataType) -> Result<ScalarValue> {
+    let t = s.trim();
+    if t.starts_with('[') {
+        return Err(Error::FeatureNotSupported {
+            feature: "array lower bounds other than 1".into(),
+        });
+    }
+    if t.strip_prefix('{')
+        .is_some_and(|r| r.trim_start().starts_with('{'))
+    {
+        return Err(Error::FeatureNotSupported {
+            feature: "multidimensional array input".into(),
+        });
+    }
+    crate::pg_catalog::array_literal::parse(t, element).ok_or_else(|| {
+        Error::InvalidTextRepresentation {
+            message: format!("malformed array literal: \"{s}\""),
+        }
+    })
 }
 
 /// The error for input `s` that type `type_name` rejected: 22008 or 22007 as PostgreSQL tells.
@@ -339,6 +422,20 @@ mod tests {
             one("infinity", DataType::Timestamp(TimeUnit::Microsecond, None)).expect("parses");
         assert_eq!(inf, ScalarValue::TimestampMicrosecond(Some(i64::MAX), None));
         assert!(one("0044-03-15 BC", DataType::Date32).is_ok());
+    }
+
+    #[test]
+    fn arrays_read_their_elements() {
+        let list = array_in("{1, NULL,3}", &DataType::Int32).expect("parses");
+        let ScalarValue::List(list) = list else {
+            panic!("not a list: {list:?}");
+        };
+        assert_eq!(list.value(0).len(), 3);
+        assert!(list.value(0).is_null(1));
+        let code = |s: &str| array_in(s, &DataType::Int32).err().map(|e| e.sqlstate());
+        assert_eq!(code("[0:1]={5,6}"), Some("0A000"));
+        assert_eq!(code("{{1,2},{3,4}}"), Some("0A000"));
+        assert_eq!(code("{1,x}"), Some("22P02"));
     }
 
     #[test]
