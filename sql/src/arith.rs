@@ -30,16 +30,22 @@ use crate::error::{to_df, Error};
 
 type Rule = Arc<dyn AnalyzerRule + Send + Sync>;
 
-/// `rules` (DataFusion's and the catalogs') with Weft's integer rules around them.
+/// `rules` (DataFusion's and the catalogs') with Weft's integer, date/time input (datetime_in.rs),
+/// `trunc` scale (numeric_types.rs) and `char(n)` (bpchar.rs) rules around them.
 pub(crate) fn analyzer_rules(rules: Vec<Rule>) -> Vec<Rule> {
-    let mut out: Vec<Rule> = vec![Arc::new(IntLiterals)];
+    let mut out: Vec<Rule> = vec![
+        Arc::new(IntLiterals),
+        Arc::new(crate::numeric_types::TruncScale),
+    ];
     out.extend(rules);
+    out.push(Arc::new(crate::datetime_in::DateTimeInput));
+    out.push(Arc::new(crate::bpchar::BpcharSemantics));
     out.push(Arc::new(CheckedArithmetic));
     out
 }
 
 /// Rewrites the expressions of every node (subqueries included), keeping output names.
-fn rewrite_plan(
+pub(crate) fn rewrite_plan(
     plan: LogicalPlan,
     f: &dyn Fn(Expr, &DFSchema) -> DfResult<Transformed<Expr>>,
 ) -> DfResult<LogicalPlan> {

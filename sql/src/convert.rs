@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime};
+use chrono::{DateTime, NaiveDate};
 use datafusion::arrow::array::{
     Array, ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder,
     Float32Builder, Float64Builder, Int16Builder, Int32Builder, Int64Builder, StringBuilder,
@@ -399,7 +399,7 @@ pub fn scalar_to_value(s: &ScalarValue, t: DataType) -> Result<Value> {
                 match scalar_str(other) {
                     Some(text) => parse_date(text)
                         .map(Value::Date)
-                        .ok_or_else(|| bad_input(t, text)),
+                        .ok_or_else(|| crate::datetime_in::rejected("date", text)),
                     None => Err(wrong_type(t, other)),
                 }
             }
@@ -412,7 +412,17 @@ pub fn scalar_to_value(s: &ScalarValue, t: DataType) -> Result<Value> {
             let us = match us {
                 Some(us) => us,
                 None => match scalar_str(s) {
-                    Some(text) => parse_timestamp(text).ok_or_else(|| bad_input(t, text))?,
+                    Some(text) => {
+                        let zoned = t == DataType::TimestampTz;
+                        parse_timestamp(text, zoned).ok_or_else(|| {
+                            let name = if zoned {
+                                "timestamp with time zone"
+                            } else {
+                                "timestamp"
+                            };
+                            crate::datetime_in::rejected(name, text)
+                        })?
+                    }
                     None => return Err(wrong_type(t, s)),
                 },
             };
@@ -550,50 +560,15 @@ pub fn parse_bytea(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Date input as PostgreSQL reads it (pgtime.rs): ISO forms, `BC`, `infinity`.
 pub fn parse_date(s: &str) -> Option<i32> {
-    let s = s.trim();
-    let d = NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .or_else(|_| NaiveDate::parse_from_str(s, "%Y%m%d"))
-        .ok()
-        .or_else(|| {
-            parse_timestamp(s)
-                .and_then(|us| DateTime::from_timestamp_micros(us))
-                .map(|d| d.date_naive())
-        })?;
-    Some(d.num_days_from_ce() - UNIX_EPOCH_DAYS_FROM_CE)
+    crate::pgtime::parse_date(s)
 }
 
-use chrono::Datelike;
-
-/// Parses timestamp input as PostgreSQL accepts it (ISO forms, optional zone); micros since epoch UTC.
-pub fn parse_timestamp(s: &str) -> Option<i64> {
-    let s = s.trim();
-    for fmt in [
-        "%Y-%m-%d %H:%M:%S%.f%#z",
-        "%Y-%m-%dT%H:%M:%S%.f%#z",
-        "%Y-%m-%d %H:%M:%S%.f %#z",
-        "%Y-%m-%d %H:%M%#z",
-    ] {
-        if let Ok(d) = DateTime::parse_from_str(s, fmt) {
-            return Some(d.timestamp_micros());
-        }
-    }
-    let s = s
-        .strip_suffix(" UTC")
-        .or_else(|| s.strip_suffix('Z'))
-        .unwrap_or(s);
-    for fmt in [
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M",
-    ] {
-        if let Ok(d) = NaiveDateTime::parse_from_str(s, fmt) {
-            return Some(d.and_utc().timestamp_micros());
-        }
-    }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .ok()
-        .map(|d| d.and_time(NaiveTime::MIN).and_utc().timestamp_micros())
+/// Timestamp input (micros since the epoch): a zone is applied only `with_zone` (timestamptz), as
+/// PostgreSQL ignores one given for a `timestamp`.
+pub fn parse_timestamp(s: &str, with_zone: bool) -> Option<i64> {
+    crate::pgtime::parse_timestamp(s, with_zone)
 }
 
 /// Arrow type of a column for casting query results before conversion.
@@ -681,8 +656,15 @@ mod tests {
     #[test]
     fn dates_and_timestamps_parse() {
         assert_eq!(parse_date("1970-01-02"), Some(1));
-        assert_eq!(parse_timestamp("1970-01-01 00:00:01"), Some(1_000_000));
-        assert_eq!(parse_timestamp("1970-01-01 01:00:00+01"), Some(0));
+        assert_eq!(
+            parse_timestamp("1970-01-01 00:00:01", false),
+            Some(1_000_000)
+        );
+        assert_eq!(parse_timestamp("1970-01-01 01:00:00+01", true), Some(0));
+        assert_eq!(
+            parse_timestamp("1970-01-01 01:00:00+01", false),
+            Some(3_600_000_000)
+        );
         assert_eq!(format_timestamp(1_500_000), "1970-01-01 00:00:01.500");
     }
 

@@ -57,6 +57,8 @@ pub enum Error {
     #[error("{message}")]
     InvalidDatetimeFormat { message: String },
     #[error("{message}")]
+    DatetimeFieldOverflow { message: String },
+    #[error("{message}")]
     InvalidArgumentForLog { message: String },
     #[error("{message}")]
     InvalidArgumentForPower { message: String },
@@ -144,6 +146,7 @@ impl Error {
             Error::DataException { .. } => "22000",
             Error::CardinalityViolation => "21000",
             Error::InvalidDatetimeFormat { .. } => "22007",
+            Error::DatetimeFieldOverflow { .. } => "22008",
             Error::InvalidArgumentForLog { .. } => "2201E",
             Error::InvalidArgumentForPower { .. } => "2201F",
             Error::InvalidEscapeSequence { .. } => "22025",
@@ -399,6 +402,14 @@ impl From<DataFusionError> for Error {
         match e {
             DataFusionError::ArrowError(a, _) => Error::from(*a),
             DataFusionError::SQL(p, _) => Error::from(*p),
+            // A numeric literal beyond Decimal128/256 (`1e400`).
+            DataFusionError::NotImplemented(m)
+                if m.starts_with("Decimal precision") || m.starts_with("Decimal scale") =>
+            {
+                Error::NumericOutOfRange {
+                    message: "value overflows numeric format".into(),
+                }
+            }
             DataFusionError::NotImplemented(m) => Error::FeatureNotSupported { feature: m },
             DataFusionError::SchemaError(s, _) => match *s {
                 SchemaError::FieldNotFound { field, .. } => Error::UndefinedColumn {

@@ -1,12 +1,14 @@
 //! PostgreSQL functions and operators DataFusion lacks: `gen_random_uuid()`, `version()`,
-//! `current_database()`, `weft_position()`, the jsonb `->`/`->>` operators, and the casts to
+//! `current_database()`, `weft_position()`, the jsonb `->`/`->>`/`?` operators, and the casts to
 //! `uuid`/`jsonb` (which Arrow has no type for).
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryArray, Int64Array, StringArray};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Int64Array, StringArray,
+};
 use datafusion::arrow::datatypes::{DataType, FieldRef};
 use datafusion::common::{DFSchema, Result as DfResult, ScalarValue};
 use datafusion::execution::session_state::SessionState;
@@ -234,6 +236,7 @@ pub(crate) fn register(state: &mut SessionState, shared: &Arc<SessionShared>) {
     fns.extend(crate::format::udfs());
     fns.extend(crate::cluster::udfs(shared));
     fns.push(crate::numeric_div::unconstrained_cast());
+    fns.extend(crate::bpchar::functions());
     for f in fns {
         let _ = state.register_udf(f);
     }
@@ -244,6 +247,8 @@ pub(crate) fn register(state: &mut SessionState, shared: &Arc<SessionShared>) {
         }),
     );
     let _ = state.register_expr_planner(Arc::new(JsonPlanner));
+    let _ = state.register_expr_planner(Arc::new(crate::datetime_in::DateIntervalPlanner));
+    let _ = state.register_expr_planner(Arc::new(crate::numeric_types::RealPromotionPlanner));
 }
 
 /// The database name is per session; registered once the session knows it.
@@ -392,7 +397,35 @@ fn json_op(name: &'static str, pg: Option<PgType>, as_text: bool) -> Arc<ScalarU
     )
 }
 
-/// Plans `a -> b` and `a ->> b` as the jsonb lookup functions.
+/// `jsonb ? text`: whether the key (or array string element) exists at the top level.
+fn json_has_key() -> Arc<ScalarUDF> {
+    udf(
+        "weft_jsonb_exists",
+        Signature::any(2, Volatility::Immutable),
+        DataType::Boolean,
+        None,
+        Arc::new(|args| {
+            let docs = args.args[0].clone().into_array(args.number_rows)?;
+            let docs = datafusion::arrow::compute::cast(&docs, &DataType::Utf8)?;
+            let keys = args.args[1].clone().into_array(args.number_rows)?;
+            let keys = datafusion::arrow::compute::cast(&keys, &DataType::Utf8)?;
+            let (docs, keys) = (docs.as_string::<i32>(), keys.as_string::<i32>());
+            let mut out = Vec::with_capacity(docs.len());
+            for i in 0..docs.len() {
+                if docs.is_null(i) || keys.is_null(i) {
+                    out.push(None);
+                } else {
+                    out.push(Some(
+                        json::has_key(docs.value(i), keys.value(i)).map_err(to_df)?,
+                    ));
+                }
+            }
+            Ok(ColumnarValue::Array(Arc::new(BooleanArray::from(out))))
+        }),
+    )
+}
+
+/// Plans `a -> b`, `a ->> b` and `a ? b` as the jsonb functions.
 #[derive(Debug)]
 struct JsonPlanner;
 
@@ -405,6 +438,7 @@ impl ExprPlanner for JsonPlanner {
         let f = match expr.op {
             BinaryOperator::Arrow => json_op("weft_json_get", Some(PgType::Jsonb), false),
             BinaryOperator::LongArrow => json_op("weft_json_get_text", None, true),
+            BinaryOperator::Question => json_has_key(),
             _ => return Ok(PlannerResult::Original(expr)),
         };
         Ok(PlannerResult::Planned(Expr::ScalarFunction(

@@ -92,6 +92,20 @@ pub fn get_text(text: &str, path: &PathStep<'_>) -> Result<Option<String>> {
     }))
 }
 
+/// `jsonb ? key`: whether `key` is a top-level object key, a string element of a top-level
+/// array, or the document itself as a string scalar.
+pub fn has_key(text: &str, key: &str) -> Result<bool> {
+    let value: Json = serde_json::from_str(text).map_err(|e| Error::InvalidTextRepresentation {
+        message: format!("invalid input syntax for type json: {e}"),
+    })?;
+    Ok(match &value {
+        Json::Object(map) => map.contains_key(key),
+        Json::Array(items) => items.iter().any(|v| v.as_str() == Some(key)),
+        Json::String(s) => s == key,
+        _ => false,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,10 +18,12 @@
 /// `avg` and `sum` with PostgreSQL's result types.
 mod aggregates;
 mod arith;
+mod bpchar;
 pub mod cluster;
 pub mod convert;
 /// `date/time` functions: `age`, `justify_*`, `AT TIME ZONE`.
 mod datetime;
+mod datetime_in;
 mod ddl;
 mod decorrelate;
 mod dml;
@@ -33,12 +35,15 @@ mod extract;
 mod format;
 mod functions;
 mod interrupt;
+pub mod interval;
 mod json;
 /// PostgreSQL's errors on DataFusion's math functions.
 mod math;
 mod naming;
 mod numeric_div;
+mod numeric_types;
 mod pg_catalog;
+pub mod pgtime;
 pub mod pgtype;
 /// The primary-key point fast path: one `Txn::get` instead of a DataFusion plan.
 mod point;

@@ -44,6 +44,10 @@ fn constant(e: &Expr) -> Option<(i128, i8)> {
             Expr::Literal(v, _) => v.cast_to(c.field.data_type()).ok()?,
             _ => return None,
         },
+        // `1::numeric`: the rewritten cast of a constant keeps its value.
+        Expr::ScalarFunction(f) if f.func.name() == "weft_numeric" => {
+            return f.args.first().and_then(constant)
+        }
         _ => return None,
     };
     match v {
@@ -161,8 +165,31 @@ impl ScalarUDFImpl for NumericCast {
         let Some(arg) = args.args.first() else {
             return Err(to_df(Error::internal("numeric cast without an operand")));
         };
+        if let Some(special) = special_value(arg)? {
+            return Err(to_df(Error::FeatureNotSupported {
+                // Arrow decimals have no NaN or infinities.
+                feature: format!("numeric '{special}'"),
+            }));
+        }
         arg.cast_to(&target, None)
     }
+}
+
+/// The first `NaN` or `[+-]Infinity` among string operands, which PostgreSQL's numeric holds.
+fn special_value(arg: &ColumnarValue) -> DfResult<Option<String>> {
+    let a = arg.clone().into_array(1)?;
+    if !matches!(
+        a.data_type(),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    ) {
+        return Ok(None);
+    }
+    let a = datafusion::arrow::compute::cast(&a, &DataType::Utf8)?;
+    Ok(a.as_string::<i32>().iter().flatten().find_map(|s| {
+        let t = s.trim().to_ascii_lowercase();
+        let t = t.trim_start_matches(['+', '-']);
+        matches!(t, "nan" | "inf" | "infinity").then(|| s.trim().to_string())
+    }))
 }
 
 fn scale_of(t: &DataType) -> i8 {

@@ -63,6 +63,8 @@ pub(crate) fn new_state(shared: &Arc<SessionShared>, database: &str) -> SessionS
         // `timestamptz` plans as a zoned timestamp (OID 1184); sessions are UTC.
         .set_str("datafusion.execution.time_zone", crate::pgtype::UTC)
         .set_bool("datafusion.sql_parser.map_string_types_to_utf8view", false)
+        // `1.5` is numeric, as in PostgreSQL, not float8.
+        .set_bool("datafusion.sql_parser.parse_float_as_decimal", true)
         .set_bool(
             "datafusion.execution.parquet.schema_force_view_types",
             false,
@@ -85,6 +87,7 @@ pub(crate) fn new_state(shared: &Arc<SessionShared>, database: &str) -> SessionS
         .with_default_features()
         .with_catalog_list(catalogs)
         .with_analyzer_rules(crate::arith::analyzer_rules(pg_catalog::analyzer_rules()))
+        .with_type_planner(Arc::new(crate::datetime_in::PgTypePlanner))
         .build();
     functions::register(&mut state, shared);
     use datafusion::execution::FunctionRegistry as _;

@@ -31,6 +31,17 @@ fn literal_scale(e: &Expr) -> Option<u32> {
         },
         Expr::UnaryOp { expr, .. } => return literal_scale(expr),
         Expr::Nested(e) => return literal_scale(e),
+        Expr::Cast {
+            expr, data_type, ..
+        } => {
+            return match data_type {
+                DataType::Float8 | DataType::DoublePrecision | DataType::Double(_) => {
+                    float_literal_scale(expr, false)
+                }
+                DataType::Float4 | DataType::Real => float_literal_scale(expr, true),
+                _ => None,
+            }
+        }
         _ => return None,
     };
     let text = text.trim_start_matches(['+', '-']);
@@ -42,6 +53,99 @@ fn literal_scale(e: &Expr) -> Option<u32> {
     if !mantissa.chars().all(|c| c.is_ascii_digit() || c == '.') || mantissa.is_empty() {
         return None;
     }
+    u32::try_from((i64::try_from(frac.len()).ok()? - exp).max(0)).ok()
+}
+
+/// A numeric literal in exponent form (`1e15`, `2.5e300`), which DataFusion reads as a decimal
+/// of negative scale (which Arrow's casts mishandle) or not at all: a plain decimal where it fits
+/// Decimal128 (`1.5e-5` as `0.000015`, `1e15` as `1000000000000000::numeric(16,0)`), else a
+/// float8 where finite (PostgreSQL's numeric holds it; Weft's cannot). None: leave it as it is.
+fn exponent_literal(n: &str) -> Option<Expr> {
+    let (mantissa, exp) = n.split_once(['e', 'E'])?;
+    let exp: i64 = exp.parse().ok()?;
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if !int.chars().chain(frac.chars()).all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let all = format!("{int}{frac}");
+    let digits = all.trim_start_matches('0');
+    let sig = i64::try_from(digits.len()).ok()?;
+    // The value is digits × 10^-scale.
+    let scale = i64::try_from(frac.len()).ok()?.checked_sub(exp)?;
+    if scale > 0 && sig.max(scale) <= 38 {
+        let width = usize::try_from(scale + 1).ok()?;
+        let padded = format!("{digits:0>width$}");
+        let (i, f) = padded.split_at(padded.len() - (width - 1));
+        return Some(Expr::value(ast::Value::Number(format!("{i}.{f}"), false)));
+    }
+    if scale <= 0 && (digits.is_empty() || sig - scale <= 38) {
+        let (text, precision) = if digits.is_empty() {
+            ("0".to_string(), 1)
+        } else {
+            let zeros = usize::try_from(-scale).ok()?;
+            (format!("{digits}{}", "0".repeat(zeros)), sig - scale)
+        };
+        return Some(Expr::Cast {
+            kind: ast::CastKind::DoubleColon,
+            expr: Box::new(Expr::value(ast::Value::Number(text, false))),
+            data_type: DataType::Numeric(ast::ExactNumberInfo::PrecisionAndScale(
+                u64::try_from(precision).ok()?,
+                0,
+            )),
+            array: false,
+            format: None,
+        });
+    }
+    let f: f64 = n.parse().ok()?;
+    f.is_finite().then(|| Expr::Cast {
+        kind: ast::CastKind::DoubleColon,
+        expr: Box::new(Expr::value(ast::Value::SingleQuotedString(n.to_string()))),
+        data_type: DataType::DoublePrecision,
+        array: false,
+        format: None,
+    })
+}
+
+/// The signed text of a numeric literal (`-1.5`, `'2e3'`).
+fn literal_text(e: &Expr) -> Option<String> {
+    match e {
+        Expr::Value(v) => match &v.value {
+            ast::Value::Number(n, _) => Some(n.clone()),
+            ast::Value::SingleQuotedString(s) => Some(s.trim().to_string()),
+            _ => None,
+        },
+        Expr::UnaryOp {
+            op: ast::UnaryOperator::Minus,
+            expr,
+        } => literal_text(expr).map(|t| format!("-{t}")),
+        Expr::UnaryOp {
+            op: ast::UnaryOperator::Plus,
+            expr,
+        }
+        | Expr::Nested(expr) => literal_text(expr),
+        _ => None,
+    }
+}
+
+/// The scale of `literal::float8::numeric` (or `::real::numeric`): PostgreSQL converts a float
+/// to numeric through its text with `DBL_DIG` (15) or `FLT_DIG` (6) significant digits.
+fn float_literal_scale(e: &Expr, real: bool) -> Option<u32> {
+    let v: f64 = literal_text(e)?.parse().ok()?;
+    let (v, digits) = if real {
+        (f64::from(v as f32), 6)
+    } else {
+        (v, 15)
+    };
+    if !v.is_finite() {
+        return None;
+    }
+    let text = format!("{:.*e}", digits - 1, v);
+    let (mantissa, exp) = text.split_once('e')?;
+    let exp: i64 = exp.parse().ok()?;
+    let frac = mantissa
+        .split_once('.')
+        .map_or("", |(_, f)| f)
+        .trim_end_matches('0');
     u32::try_from((i64::try_from(frac.len()).ok()? - exp).max(0)).ok()
 }
 
@@ -73,6 +177,21 @@ fn function_for(t: &DataType) -> Option<&'static str> {
         DataType::Bytea => Some("weft_bytea"),
         DataType::Custom(name, _) if name.to_string().eq_ignore_ascii_case("jsonb") => {
             Some("weft_jsonb")
+        }
+        _ => None,
+    }
+}
+
+/// A cast to `char(n)` or `varchar(n)` as (function, n): bpchar.rs.
+fn char_cast(t: &DataType) -> Option<(&'static str, Option<u64>)> {
+    let n = |l: &Option<ast::CharacterLength>| match l {
+        Some(ast::CharacterLength::IntegerLength { length, .. }) => Some(*length),
+        _ => None,
+    };
+    match t {
+        DataType::Char(l) | DataType::Character(l) => Some(("weft_bpchar", n(l))),
+        DataType::Varchar(l) | DataType::CharacterVarying(l) | DataType::CharVarying(l) => {
+            Some(("weft_varchar", n(l)))
         }
         _ => None,
     }
@@ -406,6 +525,24 @@ pub(crate) fn rewrite<V: VisitMut>(node: &mut V) {
                 Some(call_with("weft_numeric", args))
             }
             Expr::Cast {
+                expr,
+                data_type,
+                kind,
+                ..
+            } if char_cast(data_type).is_some() => char_cast(data_type).map(|(f, n)| {
+                let operand = std::mem::replace(expr.as_mut(), Expr::value(ast::Value::Null));
+                let text = Expr::Cast {
+                    kind: kind.clone(),
+                    expr: Box::new(operand),
+                    data_type: DataType::Text,
+                    array: false,
+                    format: None,
+                };
+                let mut args = vec![text];
+                args.extend(n.map(|n| Expr::value(ast::Value::Number(n.to_string(), false))));
+                call_with(f, args)
+            }),
+            Expr::Cast {
                 expr, data_type, ..
             } => function_for(data_type).map(|f| {
                 call(
@@ -413,6 +550,40 @@ pub(crate) fn rewrite<V: VisitMut>(node: &mut V) {
                     std::mem::replace(expr.as_mut(), Expr::value(ast::Value::Null)),
                 )
             }),
+            // `INTERVAL '…'` without fields reads its text as `'…'::interval` (datetime_in.rs),
+            // not with DataFusion's interval parser.
+            Expr::Interval(ast::Interval {
+                value,
+                leading_field: None,
+                leading_precision: None,
+                last_field: None,
+                fractional_seconds_precision: None,
+            }) if matches!(
+                value.as_ref(),
+                Expr::Value(ast::ValueWithSpan {
+                    value: ast::Value::SingleQuotedString(_),
+                    ..
+                })
+            ) =>
+            {
+                Some(Expr::Cast {
+                    kind: ast::CastKind::DoubleColon,
+                    expr: Box::new(std::mem::replace(
+                        value.as_mut(),
+                        Expr::value(ast::Value::Null),
+                    )),
+                    data_type: DataType::Interval {
+                        fields: None,
+                        precision: None,
+                    },
+                    array: false,
+                    format: None,
+                })
+            }
+            Expr::Value(ast::ValueWithSpan {
+                value: ast::Value::Number(n, _),
+                ..
+            }) if n.contains(['e', 'E']) => exponent_literal(n),
             Expr::TypedString(ts) => {
                 function_for(&ts.data_type).map(|f| call(f, Expr::Value(ts.value.clone())))
             }
@@ -485,5 +656,53 @@ mod tests {
         assert!(text.contains("weft_jsonb('{}')"), "{text}");
         assert!(text.contains("weft_uuid(x)"), "{text}");
         assert!(text.contains("weft_jsonb('[1]')"), "{text}");
+    }
+
+    #[test]
+    fn float_to_numeric_scale_is_that_of_the_float_text() {
+        let scale = |sql: &str| {
+            let e = Parser::new(&PostgreSqlDialect {})
+                .try_with_sql(sql)
+                .and_then(|mut p| p.parse_expr())
+                .ok()?;
+            literal_scale(&e)
+        };
+        assert_eq!(scale("1.5::float8"), Some(1));
+        assert_eq!(scale("0.1::float8"), Some(1));
+        assert_eq!(scale("(-2.25)::float8"), Some(2));
+        assert_eq!(scale("1e15::float8"), Some(0));
+        assert_eq!(scale("0.1::real"), Some(1));
+        assert_eq!(scale("x::float8"), None);
+    }
+
+    #[test]
+    fn exponent_literals_become_plain_decimals_or_floats() {
+        let text = |n: &str| exponent_literal(n).map(|e| e.to_string());
+        assert_eq!(text("1.5e-5").as_deref(), Some("0.000015"));
+        assert_eq!(text("1e-4").as_deref(), Some("0.0001"));
+        assert_eq!(
+            text("1E15").as_deref(),
+            Some("1000000000000000::NUMERIC(16,0)")
+        );
+        assert_eq!(text("1.5e1").as_deref(), Some("15::NUMERIC(2,0)"));
+        assert_eq!(text("0e3").as_deref(), Some("0::NUMERIC(1,0)"));
+        assert_eq!(text("1e308").as_deref(), Some("'1e308'::DOUBLE PRECISION"));
+        assert_eq!(text("1e400"), None);
+    }
+
+    #[test]
+    fn char_casts_become_calls_and_interval_literals_casts() {
+        let mut stmts = Parser::parse_sql(
+            &PostgreSqlDialect {},
+            "SELECT 'ab'::char(4), x::varchar(3), y::varchar, interval '1 day 02:03:04'",
+        )
+        .unwrap_or_default();
+        assert_eq!(stmts.len(), 1);
+        rewrite(&mut stmts[0]);
+        let text = stmts[0].to_string();
+        assert!(text.contains("weft_bpchar('ab'::TEXT, 4)"), "{text}");
+        assert!(text.contains("weft_varchar(x::TEXT, 3)"), "{text}");
+        assert!(text.contains("weft_varchar(y::TEXT)"), "{text}");
+        assert!(text.contains("'1 day 02:03:04'::INTERVAL"), "{text}");
     }
 }

@@ -15,14 +15,14 @@ mod encode;
 mod error;
 mod extended;
 mod float;
-mod interval;
 mod numeric;
 mod oid;
-mod pgtime;
 mod registry;
 mod rows;
 mod simple;
 mod startup;
+
+use weft_sql::{interval, pgtime};
 
 use std::io;
 use std::sync::Arc;

@@ -77,7 +77,7 @@ fn coerce(e: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
 }
 
 /// A one-dimensional array literal (`{1,2}`, `{"a b",NULL}`) as a list of `element`.
-fn parse(s: &str, element: &DataType) -> Option<ScalarValue> {
+pub(crate) fn parse(s: &str, element: &DataType) -> Option<ScalarValue> {
     let inner = s.trim().strip_prefix('{')?.strip_suffix('}')?;
     let mut items: Vec<Option<String>> = Vec::new();
     let mut chars = inner.chars().peekable();

@@ -15,7 +15,7 @@
 
 pub(crate) mod table;
 
-mod array_literal;
+pub(crate) mod array_literal;
 mod attribute;
 mod builtin;
 mod class;

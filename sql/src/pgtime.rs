@@ -109,11 +109,25 @@ fn strip_bc(s: &str) -> (&str, bool) {
     }
 }
 
-fn parse_ymd(s: &str, bc: bool) -> Option<NaiveDate> {
+/// The year, month and day fields of `YYYY-MM-DD` (or `YYYYMMDD`), not yet checked as a date.
+fn ymd_fields(s: &str) -> Option<(i32, u32, u32)> {
+    if s.len() == 8 && !s.contains('-') {
+        return Some((
+            parse_digits(&s[..4])?,
+            parse_digits(&s[4..6])?,
+            parse_digits(&s[6..])?,
+        ));
+    }
     let mut parts = s.splitn(3, '-');
-    let year: i32 = parse_digits(parts.next()?)?;
-    let month: u32 = parse_digits(parts.next()?)?;
-    let day: u32 = parse_digits(parts.next()?)?;
+    Some((
+        parse_digits(parts.next()?)?,
+        parse_digits(parts.next()?)?,
+        parse_digits(parts.next()?)?,
+    ))
+}
+
+fn parse_ymd(s: &str, bc: bool) -> Option<NaiveDate> {
+    let (year, month, day) = ymd_fields(s)?;
     let year = if bc {
         if year == 0 {
             return None;
@@ -123,6 +137,24 @@ fn parse_ymd(s: &str, bc: bool) -> Option<NaiveDate> {
         year
     };
     NaiveDate::from_ymd_opt(year, month, day)
+}
+
+/// Why a date or timestamp did not parse: PostgreSQL tells a malformed value (22007) from a
+/// well-formed one with a field out of range (22008: `2023-02-29`, `2024-01-01 25:00`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invalid {
+    Syntax,
+    FieldOutOfRange,
+}
+
+/// The reason `parse_date` or `parse_timestamp` rejected `s`.
+pub fn invalid_reason(s: &str) -> Invalid {
+    let (body, _) = strip_bc(s.trim());
+    let date_part = body.split([' ', 'T']).next().unwrap_or("");
+    match ymd_fields(date_part) {
+        Some(_) => Invalid::FieldOutOfRange,
+        None => Invalid::Syntax,
+    }
 }
 
 fn parse_digits<T: std::str::FromStr>(s: &str) -> Option<T> {
@@ -273,6 +305,17 @@ mod tests {
         assert_eq!(parse_date("2024-13-01"), None);
         assert_eq!(parse_date("2024-01-0x"), None);
         assert_eq!(parse_date("2024-02-29 10:00:00"), parse_date("2024-02-29"));
+        assert_eq!(parse_date("20240229"), parse_date("2024-02-29"));
+        let bc = parse_date("0044-03-15 BC").expect("BC date parses");
+        assert_eq!(date(bc), "0044-03-15 BC");
+    }
+
+    #[test]
+    fn rejections_tell_syntax_from_range() {
+        assert_eq!(invalid_reason("2023-02-29"), Invalid::FieldOutOfRange);
+        assert_eq!(invalid_reason("2024-01-01 25:00"), Invalid::FieldOutOfRange);
+        assert_eq!(invalid_reason("not a date"), Invalid::Syntax);
+        assert_eq!(invalid_reason("2024-01"), Invalid::Syntax);
     }
 
     #[test]
