@@ -93,3 +93,73 @@ async fn psql_runs_commands() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no_such_table"), "{stderr}");
 }
+
+/// The describe commands a psql user types first: each runs psql's own catalog queries.
+#[tokio::test(flavor = "multi_thread")]
+async fn psql_describe_commands() {
+    let srv = server().await;
+    let port = srv.addr().port();
+    let out = psql(
+        port,
+        &[
+            "-c",
+            "create table items (id int primary key, name text not null, \
+             price numeric(10,2) default 0, sku text unique)",
+            "-c",
+            "create index items_name on items (name)",
+            "-c",
+            "create view cheap as select id from items where price < 10",
+        ],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let run = |cmd: &'static str| async move {
+        let out = psql(port, &["-c", cmd]).await;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{cmd}: stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+
+    let dt = run("\\dt").await;
+    assert!(
+        dt.contains("List of relations") && dt.contains(" items ") && dt.contains(" table "),
+        "{dt}"
+    );
+    assert!(!dt.contains("cheap"), "\\dt lists tables only: {dt}");
+
+    let d = run("\\d items").await;
+    for want in [
+        "Table \"public.items\"",
+        "integer",
+        "not null",
+        "numeric(10,2)",
+        "\"items_pkey\" PRIMARY KEY, btree (id)",
+        "\"items_name\" btree (name)",
+        "\"items_sku_key\" UNIQUE CONSTRAINT, btree (sku)",
+    ] {
+        assert!(d.contains(want), "\\d items lacks {want:?}: {d}");
+    }
+
+    let di = run("\\di").await;
+    for want in ["items_pkey", "items_name", "items_sku_key"] {
+        assert!(di.contains(want), "\\di lacks {want}: {di}");
+    }
+
+    let l = run("\\l").await;
+    assert!(
+        l.contains("List of databases") && l.contains("postgres"),
+        "{l}"
+    );
+
+    let dv = run("\\dv").await;
+    assert!(dv.contains("cheap") && dv.contains("view"), "{dv}");
+}
