@@ -16,7 +16,6 @@ use futures::{SinkExt, StreamExt};
 use pgwire::messages::response::{ReadyForQuery, TransactionStatus};
 use pgwire::messages::startup::ParameterStatus;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
-use pgwire::tokio::server::MaybeTls;
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -27,9 +26,10 @@ use super::codec::{Frontend, FrontendCodec};
 use super::error::{notice, Fail, SqlError};
 use super::extended::{self, Portal, PreparedStatement};
 use super::simple;
+use super::stream::ConnIo;
 use crate::push::{Delivery, Hub, Mailbox};
 
-pub type Socket = Framed<MaybeTls, FrontendCodec>;
+pub type Socket = Framed<ConnIo, FrontendCodec>;
 
 pub struct Connection {
     pub socket: Socket,
@@ -86,18 +86,26 @@ impl Connection {
             tracing::debug!(error = %e, "connection closed on I/O error");
         }
         self.hub.disconnect(self.pid);
+        self.mailbox.detach();
         let _ = self.socket.close().await;
     }
 
     async fn serve(&mut self) -> io::Result<()> {
         loop {
             let deliver = self.idle && matches!(self.session.tx_status(), TxStatus::Idle);
+            if deliver && self.socket.write_buffer().is_empty() {
+                // Idle with nothing unsent: the fan-out may write to the socket itself.
+                self.mailbox.enable_direct();
+            }
             let event = tokio::select! {
                 biased;
                 () = super::shutting_down(&mut self.shutdown) => Event::Shutdown,
                 d = self.mailbox.pop(), if deliver => Event::Delivery(d),
                 m = self.socket.next() => Event::Message(m),
             };
+            if !matches!(event, Event::Delivery(_)) {
+                self.take_socket_back();
+            }
             match event {
                 Event::Shutdown => {
                     let e = SqlError::fatal(
@@ -130,6 +138,15 @@ impl Connection {
                     }
                 }
             }
+        }
+    }
+
+    /// Stops the fan-out's direct writes before this task writes; the tail of a message that
+    /// the fan-out wrote in part goes first. (A delivery from the mailbox has already stopped
+    /// them: the mailbox turns direct writes off when it hands anything out.)
+    fn take_socket_back(&mut self) {
+        if let Some(tail) = self.mailbox.disable_direct() {
+            self.socket.write_buffer_mut().extend_from_slice(&tail);
         }
     }
 

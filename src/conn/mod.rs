@@ -5,6 +5,7 @@
 //!      |                              CancelRequest here: cancel the target session, close
 //!      v
 //!   registered by pid (cancel + notifications) --> Connection::run (message loop)
+//!   (plain TCP: the socket is shared with the fan-out, which writes to it while idle)
 //! ```
 
 mod array;
@@ -21,6 +22,7 @@ mod registry;
 mod rows;
 mod simple;
 mod startup;
+mod stream;
 
 use weft_sql::{interval, pgtime};
 
@@ -137,7 +139,11 @@ async fn serve_inner(tcp: TcpStream, ctx: &ConnContext) -> io::Result<()> {
 
     // From here on our own codec frames messages; it keeps pgwire's for the message bodies.
     let parts = socket.into_parts();
-    let mut new_parts = FramedParts::new(parts.io, FrontendCodec::new(parts.codec));
+    let io = stream::ConnIo::new(parts.io);
+    if let Some(tcp) = io.shared_tcp() {
+        mailbox.attach(tcp);
+    }
+    let mut new_parts = FramedParts::new(io, FrontendCodec::new(parts.codec));
     new_parts.read_buf = parts.read_buf;
     new_parts.write_buf = parts.write_buf;
     let socket = Framed::from_parts(new_parts);

@@ -187,7 +187,7 @@ fn line(o: &Outcome) -> String {
         return format!("ERROR {e}");
     }
     format!(
-        "commits/s {:.0} deliveries/s {:.0} p50 {} p99 {} max {} complete {} rss idle {} end {} MB notices {} unparsed {} cpu µs/delivery server {} client {} load {}",
+        "commits/s {:.0} deliveries/s {:.0} p50 {} p99 {} max {} complete {} rss idle {} end {} closed {} MB notices {} unparsed {} cpu µs/delivery server {} client {} load {}",
         o.commits_per_s,
         o.deliveries_per_s,
         ms(o.p50_ms),
@@ -196,6 +196,7 @@ fn line(o: &Outcome) -> String {
         o.complete.map_or("-".into(), |c| format!("{:.1}%", c * 100.0)),
         mb(o.rss_idle_mb),
         mb(o.rss_end_mb),
+        mb(o.rss_closed_mb),
         o.notices,
         o.unparsed,
         ms(o.server_us_per_delivery),
@@ -233,7 +234,7 @@ fn report(cli: &Cli, rows: &[Row], idle: &[Row]) -> String {
     );
     let _ = writeln!(
         s,
-        "| mechanism | listeners | deliveries/s | p50 ms | p99 ms | commits/s | delivered by end | server memory MB (idle → end) | CPU µs/delivery server, client | failed runs |"
+        "| mechanism | listeners | deliveries/s | p50 ms | p99 ms | commits/s | delivered by end | server memory MB (idle → end → closed) | CPU µs/delivery server, client | failed runs |"
     );
     let _ = writeln!(
         s,
@@ -243,7 +244,7 @@ fn report(cli: &Cli, rows: &[Row], idle: &[Row]) -> String {
         let failed: Vec<String> = r.runs.iter().filter_map(|o| o.error.clone()).collect();
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} → {} | {}, {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} → {} → {} | {}, {} | {} |",
             r.scenario.name(),
             r.listeners,
             median(&r.runs, |o| Some(o.deliveries_per_s)).map_or("-".into(), |v| format!("{v:.0}")),
@@ -253,6 +254,7 @@ fn report(cli: &Cli, rows: &[Row], idle: &[Row]) -> String {
             median(&r.runs, |o| o.complete).map_or("-".into(), |v| format!("{:.1}%", v * 100.0)),
             mb(median(&r.runs, |o| o.rss_idle_mb)),
             mb(median(&r.runs, |o| o.rss_end_mb)),
+            mb(median(&r.runs, |o| o.rss_closed_mb)),
             ms(median(&r.runs, |o| o.server_us_per_delivery)),
             ms(median(&r.runs, |o| o.client_us_per_delivery)),
             if failed.is_empty() {

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //!   connect L listeners + LISTEN (untimed) ─▶ RSS ─▶ writer: warm-up, window, stop
-//!     ─▶ drain (until every listener has every commit, or a time-out) ─▶ RSS ─▶ merge
+//!     ─▶ drain (until every listener has every commit, or a time-out) ─▶ RSS
+//!     ─▶ listeners disconnect, 1 s ─▶ RSS ─▶ merge
 //! ```
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -97,6 +98,8 @@ pub struct Outcome {
     pub complete: Option<f64>,
     pub rss_idle_mb: Option<f64>,
     pub rss_end_mb: Option<f64>,
+    /// After the listeners disconnected (and a settling second): what the server gave back.
+    pub rss_closed_mb: Option<f64>,
     pub notices: u64,
     pub unparsed: u64,
     /// CPU µs per delivery from the writer's start to the end of the drain: the server's
@@ -363,6 +366,9 @@ async fn run_inner(
             Err(e) => listen_error = listen_error.or(Some(format!("listener task: {e}"))),
         }
     }
+    // Every listener's socket is closed by now; the server notices within a moment.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_closed_mb = t.pid.and_then(|p| rss_mb(p, t.tree));
     lat.sort_unstable();
     let pct = |q: f64| {
         (!lat.is_empty()).then(|| {
@@ -380,6 +386,7 @@ async fn run_inner(
         complete: (expected > 0).then(|| total as f64 / expected as f64),
         rss_idle_mb,
         rss_end_mb,
+        rss_closed_mb,
         notices,
         unparsed,
         server_us_per_delivery,

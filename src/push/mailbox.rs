@@ -1,0 +1,445 @@
+//! One connection's bounded queue of deliveries, and the direct path that bypasses it.
+//!
+//! ```text
+//!   Hub round: stage(wire) per routed delivery ──▶ flush_staged (once per round)
+//!     direct on (connection idle, nothing queued): one write of every staged message
+//!        straight to the socket; the connection task is not woken
+//!     otherwise, or the socket is full: queue (bounded) ──▶ wake ──▶ Connection loop writes
+//! ```
+//!
+//! Invariant: while `direct` is on, nothing is queued, no partial message is pending, and the
+//! connection's own write buffer is empty (it turns direct on only then, and off before it
+//! writes anything). So bytes reach the socket in the order they were routed, and a
+//! NotificationResponse never lands inside another message.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use parking_lot::Mutex;
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+/// An asynchronous notification for a client (`NotificationResponse`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    /// Backend pid of the notifying session (0 when unknown).
+    pub pid: i32,
+    pub channel: String,
+    pub payload: String,
+}
+
+impl Notification {
+    /// The NotificationResponse message as it goes on the wire: 'A', length, pid, channel,
+    /// payload. The hub encodes it once and every listener's connection copies the bytes.
+    pub fn encode(&self) -> Bytes {
+        let len = 4 + 4 + self.channel.len() + 1 + self.payload.len() + 1;
+        let mut b = BytesMut::with_capacity(1 + len);
+        b.put_u8(b'A');
+        // A payload is at most a commit's worth of text; u32 overflow would need 4 GiB.
+        b.put_u32(u32::try_from(len).unwrap_or(u32::MAX));
+        b.put_i32(self.pid);
+        b.put_slice(self.channel.as_bytes());
+        b.put_u8(0);
+        b.put_slice(self.payload.as_bytes());
+        b.put_u8(0);
+        b.freeze()
+    }
+}
+
+/// What a connection sends its client when idle.
+#[derive(Debug, Clone)]
+pub enum Delivery {
+    Notification(Arc<Notification>),
+    /// Bytes to write as they are: an encoded NotificationResponse (see
+    /// `Notification::encode`, shared by all listeners), or the rest of messages that the
+    /// fan-out wrote only in part.
+    Encoded(Bytes),
+    /// An asynchronous NoticeResponse (e.g. the overflow report).
+    Notice(String),
+}
+
+/// A delivery routed in the current hub round, not yet written or queued.
+pub(crate) struct Staged {
+    pub wire: Bytes,
+    pub channel: Arc<str>,
+    pub position: Option<u64>,
+}
+
+#[derive(Default)]
+struct MailboxState {
+    queue: VecDeque<Delivery>,
+    /// Channels whose deliveries were dropped since the last overflow notice, with the first
+    /// position missed (live queries) or None (NOTIFY).
+    missed: Vec<(String, Option<u64>)>,
+    /// The tail of messages that a direct write sent only in part: goes out before anything.
+    partial: Option<Bytes>,
+    staged: Vec<Staged>,
+    /// The client's socket (plain TCP only), for direct writes.
+    socket: Option<Arc<TcpStream>>,
+    /// Direct writes allowed: see the module's invariant.
+    direct: bool,
+}
+
+impl MailboxState {
+    fn has_backlog(&self) -> bool {
+        !self.queue.is_empty() || self.partial.is_some() || !self.missed.is_empty()
+    }
+}
+
+/// One connection's bounded queue of deliveries.
+pub struct Mailbox {
+    state: Mutex<MailboxState>,
+    ready: Notify,
+    capacity: usize,
+}
+
+impl std::fmt::Debug for Mailbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mailbox")
+            .field("queued", &self.state.lock().queue.len())
+            .finish()
+    }
+}
+
+impl Mailbox {
+    pub fn new(capacity: usize) -> Arc<Mailbox> {
+        Arc::new(Mailbox {
+            state: Mutex::new(MailboxState::default()),
+            ready: Notify::new(),
+            capacity: capacity.max(1),
+        })
+    }
+
+    /// Queues `n`; false if it did not fit (it is then reported by the next overflow notice).
+    pub fn push(&self, n: Arc<Notification>, position: Option<u64>) -> bool {
+        let channel = n.channel.clone();
+        self.push_delivery(&channel, Delivery::Notification(n), position)
+    }
+
+    /// Queues a notification on `channel` already encoded; false if it did not fit.
+    pub fn push_encoded(&self, channel: &str, wire: Bytes, position: Option<u64>) -> bool {
+        self.push_delivery(channel, Delivery::Encoded(wire), position)
+    }
+
+    fn push_delivery(&self, channel: &str, d: Delivery, position: Option<u64>) -> bool {
+        let mut s = self.state.lock();
+        let queued = self.enqueue(&mut s, channel, d, position);
+        drop(s);
+        self.ready.notify_one();
+        queued
+    }
+
+    fn enqueue(
+        &self,
+        s: &mut MailboxState,
+        channel: &str,
+        d: Delivery,
+        position: Option<u64>,
+    ) -> bool {
+        // The connection task writes what is queued; the fan-out must not write meanwhile.
+        s.direct = false;
+        if s.queue.len() >= self.capacity {
+            if !s.missed.iter().any(|(c, _)| c == channel) {
+                s.missed.push((channel.to_string(), position));
+            }
+            return false;
+        }
+        if !s.missed.is_empty() {
+            let notice = overflow_notice(&std::mem::take(&mut s.missed));
+            s.queue.push_back(Delivery::Notice(notice));
+        }
+        s.queue.push_back(d);
+        true
+    }
+
+    /// Queues a notice (never dropped).
+    pub fn push_notice(&self, message: String) {
+        let mut s = self.state.lock();
+        s.direct = false;
+        s.queue.push_back(Delivery::Notice(message));
+        drop(s);
+        self.ready.notify_one();
+    }
+
+    /// Adds a delivery to the hub's current round; true if it is the first one of the round
+    /// (the hub then remembers to flush this mailbox).
+    pub(crate) fn stage(&self, channel: &Arc<str>, wire: &Bytes, position: Option<u64>) -> bool {
+        let mut s = self.state.lock();
+        s.staged.push(Staged {
+            wire: wire.clone(),
+            channel: Arc::clone(channel),
+            position,
+        });
+        s.staged.len() == 1
+    }
+
+    /// Ends the hub's round for this mailbox: writes everything staged to the socket in one
+    /// write if direct writes are on, else queues it and wakes the connection. `scratch` is
+    /// the hub's reusable buffer.
+    pub(crate) fn flush_staged(&self, scratch: &mut Vec<u8>) {
+        let mut s = self.state.lock();
+        let mut staged = std::mem::take(&mut s.staged);
+        let mut written = false;
+        if s.direct && !s.has_backlog() {
+            if let Some(socket) = s.socket.clone() {
+                scratch.clear();
+                for d in &staged {
+                    scratch.extend_from_slice(&d.wire);
+                }
+                match socket.try_write(scratch) {
+                    Ok(n) if n == scratch.len() => written = true,
+                    Ok(n) => {
+                        s.partial = Some(Bytes::copy_from_slice(&scratch[n..]));
+                        s.direct = false;
+                        written = true;
+                    }
+                    // Socket full (a slow client) or failing: the connection task takes over;
+                    // it waits for room, or sees the error and ends.
+                    Err(_) => s.direct = false,
+                }
+            } else {
+                s.direct = false;
+            }
+        }
+        let wake = !written || s.partial.is_some();
+        if !written {
+            for d in staged.drain(..) {
+                self.enqueue(&mut s, &d.channel, Delivery::Encoded(d.wire), d.position);
+            }
+        }
+        staged.clear();
+        if s.staged.is_empty() {
+            // Keeps the allocation for the next round.
+            s.staged = staged;
+        }
+        drop(s);
+        if wake {
+            self.ready.notify_one();
+        }
+    }
+
+    /// Gives the fan-out the client's socket for direct writes (plain TCP connections only).
+    pub fn attach(&self, socket: Arc<TcpStream>) {
+        self.state.lock().socket = Some(socket);
+    }
+
+    /// The connection ends: the fan-out lets go of its socket.
+    pub fn detach(&self) {
+        let mut s = self.state.lock();
+        s.direct = false;
+        s.socket = None;
+    }
+
+    /// The connection is idle with an empty write buffer: from now on the fan-out may write
+    /// to its socket directly. Does nothing while deliveries wait (the connection writes
+    /// those first) or without a socket.
+    pub fn enable_direct(&self) {
+        let mut s = self.state.lock();
+        if s.socket.is_some() && !s.has_backlog() {
+            s.direct = true;
+        }
+    }
+
+    /// The connection is about to write: direct writes stop. Returns the tail of a message
+    /// that a direct write sent only in part, which must be written before anything else.
+    pub fn disable_direct(&self) -> Option<Bytes> {
+        let mut s = self.state.lock();
+        s.direct = false;
+        s.partial.take()
+    }
+
+    #[cfg(test)]
+    fn is_direct(&self) -> bool {
+        self.state.lock().direct
+    }
+
+    /// How many deliveries wait, and whether some were dropped since the last overflow notice.
+    pub fn pending(&self) -> (usize, bool) {
+        let s = self.state.lock();
+        (s.queue.len(), !s.missed.is_empty())
+    }
+
+    /// The next delivery, if one is queued.
+    pub fn try_pop(&self) -> Option<Delivery> {
+        let mut s = self.state.lock();
+        if let Some(p) = s.partial.take() {
+            s.direct = false;
+            return Some(Delivery::Encoded(p));
+        }
+        let d = s.queue.pop_front();
+        if d.is_none() && !s.missed.is_empty() {
+            s.direct = false;
+            // Drained after an overflow with nothing newer queued: report it now.
+            return Some(Delivery::Notice(overflow_notice(&std::mem::take(
+                &mut s.missed,
+            ))));
+        }
+        if d.is_some() {
+            s.direct = false;
+        }
+        d
+    }
+
+    /// Waits for the next delivery.
+    pub async fn pop(&self) -> Delivery {
+        loop {
+            let notified = self.ready.notified();
+            if let Some(d) = self.try_pop() {
+                return d;
+            }
+            notified.await;
+        }
+    }
+}
+
+fn overflow_notice(missed: &[(String, Option<u64>)]) -> String {
+    let parts: Vec<String> = missed
+        .iter()
+        .map(|(c, p)| match p {
+            Some(p) => format!(
+                "channel \"{c}\" from position {p} (read them with weft_changes('{c}', {}))",
+                p.saturating_sub(1)
+            ),
+            None => format!("channel \"{c}\""),
+        })
+        .collect();
+    format!(
+        "notification queue overflow: notifications were dropped on {}",
+        parts.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn note(i: u64) -> Arc<Notification> {
+        Arc::new(Notification {
+            pid: 1,
+            channel: "q".into(),
+            payload: i.to_string(),
+        })
+    }
+
+    #[test]
+    fn overflow_is_reported_once_in_order() {
+        let m = Mailbox::new(2);
+        assert!(m.push(note(1), Some(1)));
+        assert!(m.push(note(2), Some(2)));
+        assert!(!m.push(note(3), Some(3)));
+        assert!(!m.push(note(4), Some(4)));
+        let mut got = Vec::new();
+        while let Some(d) = m.try_pop() {
+            got.push(match d {
+                Delivery::Notification(n) => n.payload.clone(),
+                Delivery::Encoded(b) => format!("{b:?}"),
+                Delivery::Notice(s) => s,
+            });
+        }
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[..2], ["1".to_string(), "2".to_string()]);
+        assert!(got[2].contains("from position 3"), "{}", got[2]);
+        assert!(got[2].contains("weft_changes('q', 2)"), "{}", got[2]);
+        // After the report, deliveries resume.
+        assert!(m.push(note(5), Some(5)));
+        assert!(matches!(m.try_pop(), Some(Delivery::Notification(n)) if n.payload == "5"));
+    }
+
+    #[test]
+    fn encodes_a_notification_response() {
+        let n = Notification {
+            pid: 7,
+            channel: "ch".into(),
+            payload: "hi".into(),
+        };
+        let mut expected = vec![b'A', 0, 0, 0, 14, 0, 0, 0, 7];
+        expected.extend_from_slice(b"ch\0hi\0");
+        assert_eq!(&n.encode()[..], &expected[..]);
+        // Overflow accounting is per channel for encoded deliveries too.
+        let m = Mailbox::new(1);
+        assert!(m.push_encoded("ch", n.encode(), Some(1)));
+        assert!(!m.push_encoded("ch", n.encode(), Some(2)));
+        assert!(matches!(m.try_pop(), Some(Delivery::Encoded(b)) if b == n.encode()));
+        assert!(matches!(m.try_pop(), Some(Delivery::Notice(s)) if s.contains("position 2")));
+    }
+
+    #[test]
+    fn notice_precedes_newer_deliveries() {
+        let m = Mailbox::new(1);
+        assert!(m.push(note(1), Some(1)));
+        assert!(!m.push(note(2), Some(2)));
+        assert!(matches!(m.try_pop(), Some(Delivery::Notification(_))));
+        assert!(m.push(note(3), Some(3)));
+        assert!(matches!(m.try_pop(), Some(Delivery::Notice(s)) if s.contains("position 2")));
+        assert!(matches!(m.try_pop(), Some(Delivery::Notification(n)) if n.payload == "3"));
+    }
+
+    #[test]
+    fn staged_deliveries_queue_in_order_without_a_socket() {
+        let m = Mailbox::new(2);
+        let ch: Arc<str> = Arc::from("q");
+        let wire = |i: u8| Bytes::from(vec![i]);
+        assert!(m.stage(&ch, &wire(1), Some(1)));
+        assert!(!m.stage(&ch, &wire(2), Some(2)));
+        assert!(!m.stage(&ch, &wire(3), Some(3)));
+        // No socket: direct stays off and the round is queued, bounded by the capacity.
+        m.enable_direct();
+        let mut scratch = Vec::new();
+        m.flush_staged(&mut scratch);
+        assert_eq!(m.pending(), (2, true));
+        assert!(matches!(m.try_pop(), Some(Delivery::Encoded(b)) if b[..] == [1]));
+        assert!(matches!(m.try_pop(), Some(Delivery::Encoded(b)) if b[..] == [2]));
+        assert!(matches!(m.try_pop(), Some(Delivery::Notice(s)) if s.contains("position 3")));
+        assert!(m.try_pop().is_none());
+        // The next round starts afresh.
+        assert!(m.stage(&ch, &wire(4), Some(4)));
+    }
+
+    async fn pair() -> (Arc<TcpStream>, TcpStream) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let addr = l.local_addr().expect("addr");
+        let (client, server) = tokio::join!(TcpStream::connect(addr), l.accept());
+        let server = server.expect("accepts").0;
+        // Direct writes need the socket's writability to be known, as in a served connection.
+        server.writable().await.expect("writable");
+        (Arc::new(server), client.expect("connects"))
+    }
+
+    #[tokio::test]
+    async fn direct_writes_one_round_in_one_write_and_partial_tails_go_first() {
+        use tokio::io::AsyncReadExt;
+        let (server, mut client) = pair().await;
+        let m = Mailbox::new(1_000_000);
+        m.attach(Arc::clone(&server));
+        m.enable_direct();
+        let ch: Arc<str> = Arc::from("q");
+        let mut scratch = Vec::new();
+        m.stage(&ch, &Bytes::from_static(b"ab"), Some(1));
+        m.stage(&ch, &Bytes::from_static(b"cd"), Some(2));
+        m.flush_staged(&mut scratch);
+        assert_eq!(m.pending(), (0, false));
+        let mut got = [0u8; 4];
+        client.read_exact(&mut got).await.expect("reads");
+        assert_eq!(&got, b"abcd");
+        // A client that does not read: the socket fills, the rest is left to the connection.
+        let big = Bytes::from(vec![7u8; 64 * 1024]);
+        let mut rounds = 0;
+        while m.is_direct() {
+            m.stage(&ch, &big, None);
+            m.flush_staged(&mut scratch);
+            rounds += 1;
+            assert!(rounds < 100_000, "the socket never filled");
+        }
+        let first = m.try_pop().expect("something waits for the connection");
+        // Either the tail of a message written in part, or (WouldBlock at once) the whole one.
+        assert!(matches!(first, Delivery::Encoded(b) if !b.is_empty() && b.len() <= big.len()));
+        // Direct stays off until the connection turns it on again with nothing waiting.
+        m.stage(&ch, &big, None);
+        m.flush_staged(&mut scratch);
+        assert!(m.pending().0 >= 1);
+        m.detach();
+    }
+}

@@ -1,0 +1,379 @@
+//! Fan-out: from the change stream to the connections that listen.
+//!
+//! ```text
+//!   Storage::subscribe (one CommitEvent per commit, in commit order)
+//!     --> Hub thread, one round at a time: every event waiting in the stream (up to
+//!         MAX_ROUND) is routed: for each row change, each live query on its table matches it
+//!         once and serializes one payload; each NOTIFY is looked up once
+//!     --> staged in each listener's Mailbox, then each mailbox touched is flushed once:
+//!           idle connection  --> one write to its socket, from the hub thread (no wake-up)
+//!           otherwise        --> bounded queue --> Connection loop (sends when idle, outside
+//!                                a transaction)
+//! ```
+//!
+//! The commit path only publishes the event; nothing here runs under a lock that a commit takes,
+//! so the number of listeners (on any channel) does not slow commits. The hub runs on its own
+//! thread, so a fan-out round does not queue the committing connection behind the listeners'
+//! tasks: commits go on during a round, and the next round writes all of them to each listener
+//! in one write. A mailbox that is full drops what does not fit and, once there is room, queues
+//! one NoticeResponse naming, per channel, the first position it missed (live queries) so that
+//! the client can fill the gap with `weft_changes`; nothing is dropped silently.
+
+mod mailbox;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::RwLock;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use weft_sql::push::{compile_all, ListenChange, LiveChange, LiveQuery};
+use weft_sql::Engine;
+use weft_storage::{ChangeRecord, CommitEvent, TableId};
+
+pub use mailbox::{Delivery, Mailbox, Notification};
+
+/// How many deliveries may wait for one client before it overflows.
+pub const MAILBOX_CAPACITY: usize = 4096;
+
+/// Change records read from the durable log at a time when the hub fell behind the stream.
+const CATCH_UP_BATCH: usize = 4096;
+
+/// Most commit events routed in one round before the round is written out.
+const MAX_ROUND: usize = 1024;
+
+#[derive(Default)]
+struct Listeners {
+    /// channel → listening connections.
+    by_channel: HashMap<Arc<str>, HashMap<i32, Arc<Mailbox>>>,
+    /// connection → its channels.
+    by_pid: HashMap<i32, HashSet<String>>,
+}
+
+/// Live queries by the table they read.
+type LiveByTable = HashMap<TableId, Vec<Arc<LiveQuery>>>;
+
+/// Routes commits to listeners.
+pub struct Hub {
+    engine: Arc<Engine>,
+    listeners: RwLock<Listeners>,
+    live: RwLock<Arc<LiveByTable>>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("channels", &self.listeners.read().by_channel.len())
+            .finish()
+    }
+}
+
+/// The mailboxes that got deliveries in the current round, flushed once each at its end.
+#[derive(Default)]
+struct Round {
+    touched: Vec<Arc<Mailbox>>,
+    scratch: Vec<u8>,
+}
+
+impl Round {
+    fn stage(&mut self, m: &Arc<Mailbox>, channel: &Arc<str>, wire: &Bytes, pos: Option<u64>) {
+        if m.stage(channel, wire, pos) {
+            self.touched.push(Arc::clone(m));
+        }
+    }
+
+    fn flush(&mut self) {
+        for m in self.touched.drain(..) {
+            m.flush_staged(&mut self.scratch);
+        }
+        // A round that carried a large payload does not keep its buffer.
+        if self.scratch.capacity() > 1 << 20 {
+            self.scratch = Vec::new();
+        }
+    }
+}
+
+impl Hub {
+    /// Starts the hub's thread on the engine's change stream; it ends when `stop` becomes
+    /// true (or its sender is dropped).
+    pub fn start(engine: Arc<Engine>, mut stop: tokio::sync::watch::Receiver<bool>) -> Arc<Hub> {
+        let events = engine.storage().subscribe();
+        let hub = Arc::new(Hub {
+            engine,
+            listeners: RwLock::new(Listeners::default()),
+            live: RwLock::new(Arc::new(HashMap::new())),
+        });
+        hub.reload_live_queries();
+        let position = hub.engine.storage().last_position();
+        let task = Arc::clone(&hub);
+        // Its own thread: a round's writes (one per listener) then compete with the committing
+        // connection as threads do, instead of queueing it behind every listener's task.
+        let spawned = std::thread::Builder::new()
+            .name("weft-fanout".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread().build() {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot start the fan-out runtime; nothing is pushed");
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    tokio::select! {
+                        () = task.run(events, position) => {}
+                        _ = stop.wait_for(|s| *s) => {}
+                    }
+                });
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the fan-out thread; nothing is pushed");
+        }
+        hub
+    }
+
+    /// Applies a session's committed LISTEN/UNLISTEN.
+    pub fn apply(&self, pid: i32, change: ListenChange, mailbox: &Arc<Mailbox>) {
+        let mut l = self.listeners.write();
+        match change {
+            ListenChange::Listen(channel) => {
+                l.by_channel
+                    .entry(Arc::from(channel.as_str()))
+                    .or_default()
+                    .insert(pid, Arc::clone(mailbox));
+                l.by_pid.entry(pid).or_default().insert(channel);
+            }
+            ListenChange::Unlisten(channel) => {
+                remove(&mut l, pid, &channel);
+                if let Some(set) = l.by_pid.get_mut(&pid) {
+                    set.remove(&channel);
+                }
+            }
+            ListenChange::UnlistenAll => {
+                let channels = l.by_pid.remove(&pid).unwrap_or_default();
+                for c in channels {
+                    remove(&mut l, pid, &c);
+                }
+            }
+        }
+    }
+
+    /// Forgets a connection that ended.
+    pub fn disconnect(&self, pid: i32) {
+        let mut l = self.listeners.write();
+        let channels = l.by_pid.remove(&pid).unwrap_or_default();
+        for c in channels {
+            remove(&mut l, pid, &c);
+        }
+    }
+
+    /// Number of (connection, channel) subscriptions.
+    pub fn subscriptions(&self) -> usize {
+        self.listeners
+            .read()
+            .by_pid
+            .values()
+            .map(HashSet::len)
+            .sum()
+    }
+
+    fn reload_live_queries(&self) {
+        let catalog = self.engine.storage().catalog();
+        let mut by_table: LiveByTable = HashMap::new();
+        for (name, compiled) in compile_all(&self.engine, &catalog) {
+            match compiled {
+                Ok(q) => by_table.entry(q.table_id).or_default().push(Arc::new(q)),
+                Err(e) => {
+                    tracing::warn!(live_query = %name, error = %e, "live query does not compile; it pushes nothing")
+                }
+            }
+        }
+        *self.live.write() = Arc::new(by_table);
+    }
+
+    /// Rounds: waits for an event, routes it and every event already behind it (up to
+    /// MAX_ROUND), then writes each touched mailbox once.
+    async fn run(
+        self: Arc<Self>,
+        mut events: tokio::sync::broadcast::Receiver<Arc<CommitEvent>>,
+        mut position: u64,
+    ) {
+        let mut round = Round::default();
+        loop {
+            let mut next = Some(events.recv().await);
+            let mut routed = 0;
+            while let Some(received) = next.take() {
+                match received {
+                    Ok(event) => self.on_event(&event, &mut position, &mut round),
+                    Err(RecvError::Lagged(n)) => {
+                        round.flush();
+                        tracing::warn!(missed = n, "push fan-out fell behind the change stream; catching up from the change log");
+                        self.catch_up(&mut position, &mut round);
+                    }
+                    Err(RecvError::Closed) => {
+                        round.flush();
+                        return;
+                    }
+                }
+                routed += 1;
+                if routed < MAX_ROUND {
+                    next = match events.try_recv() {
+                        Ok(e) => Some(Ok(e)),
+                        Err(TryRecvError::Empty) => None,
+                        Err(TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
+                        Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
+                    };
+                }
+            }
+            round.flush();
+        }
+    }
+
+    fn on_event(&self, event: &CommitEvent, position: &mut u64, round: &mut Round) {
+        if event.catalog_changed {
+            self.reload_live_queries();
+        }
+        if event.reset {
+            self.push_reset_all(event, round);
+            *position = self.engine.storage().last_position();
+            return;
+        }
+        let pid = i32::try_from(event.origin).unwrap_or(0);
+        let live = Arc::clone(&self.live.read());
+        if !live.is_empty() {
+            for record in event.changes.iter().filter(|r| r.position > *position) {
+                self.route_change(&live, record, pid, round);
+            }
+        }
+        if let Some(last) = event.changes.last() {
+            *position = (*position).max(last.position);
+        }
+        if event.notifications.is_empty() {
+            return;
+        }
+        let listeners = self.listeners.read();
+        for (channel, payload) in &event.notifications {
+            let Some((channel, targets)) = listeners.by_channel.get_key_value(channel.as_str())
+            else {
+                continue;
+            };
+            let wire = Notification {
+                pid,
+                channel: channel.to_string(),
+                payload: payload.clone(),
+            }
+            .encode();
+            for mailbox in targets.values() {
+                round.stage(mailbox, channel, &wire, None);
+            }
+        }
+    }
+
+    /// The node installed a snapshot: the changes in between are not in its log, so every live
+    /// query's listeners are told to re-read.
+    fn push_reset_all(&self, event: &CommitEvent, round: &mut Round) {
+        let position = self.engine.storage().last_position();
+        let live = Arc::clone(&self.live.read());
+        let listeners = self.listeners.read();
+        for q in live.values().flatten() {
+            let Some((channel, targets)) = listeners.by_channel.get_key_value(q.name.as_str())
+            else {
+                continue;
+            };
+            let change = LiveChange {
+                op: weft_sql::push::LiveOp::Reset,
+                position,
+                ts: event.ts,
+                key: None,
+                row: None,
+                old: None,
+            };
+            let wire = Notification {
+                pid: 0,
+                channel: q.name.clone(),
+                payload: change.payload(),
+            }
+            .encode();
+            for mailbox in targets.values() {
+                round.stage(mailbox, channel, &wire, Some(position));
+            }
+        }
+    }
+
+    fn route_change(&self, live: &LiveByTable, record: &ChangeRecord, pid: i32, round: &mut Round) {
+        let Some(queries) = live.get(&record.table_id) else {
+            return;
+        };
+        for q in queries {
+            let change = match q.apply(record) {
+                Ok(Some(c)) => c,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(live_query = %q.name, error = %e, "matching a change failed; pushing a reset");
+                    LiveChange {
+                        op: weft_sql::push::LiveOp::Reset,
+                        position: record.position,
+                        ts: record.ts,
+                        key: None,
+                        row: None,
+                        old: None,
+                    }
+                }
+            };
+            let listeners = self.listeners.read();
+            let Some((channel, targets)) = listeners.by_channel.get_key_value(q.name.as_str())
+            else {
+                continue;
+            };
+            let wire = Notification {
+                pid,
+                channel: q.name.clone(),
+                payload: change.payload(),
+            }
+            .encode();
+            for mailbox in targets.values() {
+                round.stage(mailbox, channel, &wire, Some(record.position));
+            }
+        }
+    }
+
+    /// After falling behind the stream: live-query changes come from the durable log; NOTIFY
+    /// messages are not logged, so their listeners are told what was lost.
+    fn catch_up(&self, position: &mut u64, round: &mut Round) {
+        self.reload_live_queries();
+        let storage = self.engine.storage();
+        let target = storage.last_position();
+        while *position < target {
+            let records = match storage.read_changes(*position, CATCH_UP_BATCH) {
+                Ok(r) if !r.is_empty() => r,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading the change log to catch up failed");
+                    break;
+                }
+            };
+            let live = Arc::clone(&self.live.read());
+            for r in &records {
+                self.route_change(&live, r, 0, round);
+                *position = r.position;
+            }
+            round.flush();
+        }
+        let listeners = self.listeners.read();
+        for targets in listeners.by_channel.values() {
+            for mailbox in targets.values() {
+                mailbox.push_notice(
+                    "the server fell behind its change stream: NOTIFY messages may have been lost (live-query changes were not)".into(),
+                );
+            }
+        }
+    }
+}
+
+fn remove(l: &mut Listeners, pid: i32, channel: &str) {
+    if let Some(m) = l.by_channel.get_mut(channel) {
+        m.remove(&pid);
+        if m.is_empty() {
+            l.by_channel.remove(channel);
+        }
+    }
+}
