@@ -152,6 +152,17 @@ impl AggregateUDFImpl for PgSum {
         }
     }
 
+    /// The sum of unconstrained numerics is shown at its own scale, as they are
+    /// (PostgreSQL's sum has the largest scale of its inputs).
+    fn return_field(&self, arg_fields: &[FieldRef]) -> DfResult<FieldRef> {
+        let types: Vec<DataType> = arg_fields.iter().map(|f| f.data_type().clone()).collect();
+        let field = Field::new(self.name(), self.return_type(&types)?, true);
+        Ok(Arc::new(match arg_fields.first() {
+            Some(f) if crate::numeric_display::is_marked(f) => crate::numeric_display::mark(field),
+            _ => field,
+        }))
+    }
+
     fn accumulator(&self, args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {
         match widened(&args) {
             Some((fields, input)) => Ok(Box::new(Widened {

@@ -223,8 +223,8 @@ fn is_fractional(t: &DataType) -> bool {
     )
 }
 
-/// Rounds half away from zero to an integral value of the same type (PostgreSQL's numeric to
-/// integer cast).
+/// Rounds to an integral value of the same type as PostgreSQL's casts to integer do: numeric
+/// half away from zero, float half to even (`rint`: `2.5::float8::int` is 2).
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct RoundToInteger {
     signature: Signature,
@@ -254,11 +254,11 @@ impl ScalarUDFImpl for RoundToInteger {
         let out: ArrayRef = match a.data_type() {
             DataType::Float64 => Arc::new(
                 a.as_primitive::<Float64Type>()
-                    .unary::<_, Float64Type>(f64::round),
+                    .unary::<_, Float64Type>(f64::round_ties_even),
             ) as ArrayRef,
             DataType::Float32 => Arc::new(
                 a.as_primitive::<Float32Type>()
-                    .unary::<_, Float32Type>(f32::round),
+                    .unary::<_, Float32Type>(f32::round_ties_even),
             ),
             DataType::Decimal128(p, s) if *s > 0 => {
                 let unit = 10i128.pow(u32::from(s.unsigned_abs()));

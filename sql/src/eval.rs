@@ -12,7 +12,6 @@ use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::sql::sqlparser::ast;
 use datafusion::sql::sqlparser::ast::ExprWithAlias;
-use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use weft_storage::{DataType, Row, TableDef};
 
@@ -26,7 +25,7 @@ pub(crate) struct Compiled {
 }
 
 pub(crate) fn parse_expr(sql: &str) -> Result<ast::Expr> {
-    let mut e = Parser::new(&PostgreSqlDialect {})
+    let mut e = Parser::new(&crate::dialect::WeftDialect::default())
         .try_with_sql(sql)
         .and_then(|mut p| p.parse_expr())
         .map_err(Error::from)?;

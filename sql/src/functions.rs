@@ -236,6 +236,7 @@ pub(crate) fn register(state: &mut SessionState, shared: &Arc<SessionShared>) {
     fns.extend(crate::format::udfs());
     fns.extend(crate::cluster::udfs(shared));
     fns.push(crate::numeric_div::unconstrained_cast());
+    fns.push(crate::numeric_display::array_udf());
     fns.extend(crate::bpchar::functions());
     for f in fns {
         let _ = state.register_udf(f);

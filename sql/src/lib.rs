@@ -26,6 +26,8 @@ mod datetime;
 mod datetime_in;
 mod ddl;
 mod decorrelate;
+/// sqlparser's PostgreSQL dialect, corrected where it differs from PostgreSQL.
+mod dialect;
 mod dml;
 pub mod engine;
 pub mod error;
@@ -40,6 +42,8 @@ mod json;
 /// PostgreSQL's errors on DataFusion's math functions.
 mod math;
 mod naming;
+/// Unconstrained numeric values displayed at their own scale.
+mod numeric_display;
 mod numeric_div;
 mod numeric_types;
 mod pg_catalog;

@@ -1,6 +1,6 @@
 //! PostgreSQL's errors on DataFusion's math functions: `ln`/`log` of zero or a negative number
 //! (2201E), `sqrt` of a negative number and undefined powers (2201F), and float division by
-//! zero (22012).
+//! zero (22012); `round(float8)` rounds half to even, as PostgreSQL's (`rint`) does.
 
 use std::sync::Arc;
 
@@ -25,6 +25,7 @@ pub(crate) fn udfs() -> Vec<Arc<ScalarUDF>> {
         (math::log2(), Check::Log),
         (math::sqrt(), Check::Sqrt),
         (math::power(), Check::Power),
+        (math::round(), Check::Rint),
     ]
     .into_iter()
     .map(|(inner, check)| Arc::new(ScalarUDF::new_from_impl(Checked { inner, check })))
@@ -52,6 +53,9 @@ enum Check {
     Log,
     Sqrt,
     Power,
+    /// Not a check: `round` of one float argument is `rint` (half to even); numeric's `round`
+    /// stays DataFusion's (half away from zero, as PostgreSQL's numeric round).
+    Rint,
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -172,9 +176,42 @@ impl ScalarUDFImpl for Checked {
             Check::Log => check_log(&as_doubles(&args.args, rows)?)?,
             Check::Sqrt => check_sqrt(&as_doubles(&args.args, rows)?)?,
             Check::Power => check_power(&as_doubles(&args.args, rows)?)?,
+            Check::Rint => {
+                if let [value] = args.args.as_slice() {
+                    if let Some(rounded) = rint(value)? {
+                        return Ok(rounded);
+                    }
+                }
+            }
         }
         self.inner.invoke_with_args(args)
     }
+}
+
+/// A float rounded half to even (PostgreSQL's `rint`); None for other types.
+fn rint(value: &ColumnarValue) -> DfResult<Option<ColumnarValue>> {
+    use datafusion::arrow::datatypes::Float32Type;
+    use datafusion::common::ScalarValue;
+    Ok(Some(match value {
+        ColumnarValue::Scalar(ScalarValue::Float64(v)) => {
+            ColumnarValue::Scalar(ScalarValue::Float64(v.map(f64::round_ties_even)))
+        }
+        ColumnarValue::Scalar(ScalarValue::Float32(v)) => {
+            ColumnarValue::Scalar(ScalarValue::Float32(v.map(f32::round_ties_even)))
+        }
+        ColumnarValue::Array(a) => match a.data_type() {
+            DataType::Float64 => ColumnarValue::Array(Arc::new(
+                a.as_primitive::<Float64Type>()
+                    .unary::<_, Float64Type>(f64::round_ties_even),
+            )),
+            DataType::Float32 => ColumnarValue::Array(Arc::new(
+                a.as_primitive::<Float32Type>()
+                    .unary::<_, Float32Type>(f32::round_ties_even),
+            )),
+            _ => return Ok(None),
+        },
+        ColumnarValue::Scalar(_) => return Ok(None),
+    }))
 }
 
 /// Passes a float divisor through, failing on zero.

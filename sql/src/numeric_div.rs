@@ -99,7 +99,8 @@ fn div_scale(a: Option<(i128, i8)>, b: Option<(i128, i8)>, sa: i8, sb: i8) -> i8
 
 /// `CAST(x AS numeric)` without a precision: Arrow needs a scale, PostgreSQL keeps the value's
 /// own. A decimal keeps its type, an integer gets scale 0; other operands get the scale passed
-/// by the rewrite (the literal's own, rewrite.rs), else 16.
+/// by the rewrite (the literal's own, rewrite.rs), else 16 and a display at each value's own
+/// scale (numeric_display.rs).
 pub(crate) fn unconstrained_cast() -> Arc<ScalarUDF> {
     Arc::new(ScalarUDF::new_from_impl(NumericCast {
         signature: Signature::one_of(
@@ -148,16 +149,19 @@ impl ScalarUDFImpl for NumericCast {
             Some(ScalarValue::Int64(Some(s))) => i8::try_from(*s).ok(),
             _ => None,
         };
-        let from = args
-            .arg_fields
-            .first()
-            .map(|f| f.data_type().clone())
-            .unwrap_or(DataType::Null);
-        Ok(Arc::new(Field::new(
-            self.name(),
-            Self::target(&from, scale),
-            true,
-        )))
+        let arg = args.arg_fields.first();
+        let from = arg.map(|f| f.data_type().clone()).unwrap_or(DataType::Null);
+        let field = Field::new(self.name(), Self::target(&from, scale), true);
+        // A decimal keeps its field (and whether its scale is the value's own); an integer has
+        // scale 0; anything else without a literal's scale (a float, a text column) gets the
+        // default scale, which says nothing about the value.
+        Ok(Arc::new(match &from {
+            DataType::Decimal128(..) => {
+                field.with_metadata(arg.map(|f| f.metadata().clone()).unwrap_or_default())
+            }
+            t if t.is_integer() || scale.is_some() => field,
+            _ => crate::numeric_display::mark(field),
+        }))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {

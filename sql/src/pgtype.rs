@@ -344,11 +344,24 @@ pub fn arrow_field(name: &str, t: DataType, nullable: bool) -> Field {
         DataType::Char(_) => Some("bpchar"),
         _ => None,
     };
-    match pg {
+    let field = match pg {
         Some(name) => {
             field.with_metadata(HashMap::from([(PG_TYPE_KEY.to_string(), name.to_string())]))
         }
         None => field,
+    };
+    if is_unconstrained_numeric(t) {
+        crate::numeric_display::mark(field)
+    } else {
+        field
+    }
+}
+
+/// Unconstrained `numeric`, which storage holds as `numeric(38, 16)` (ddl/mod.rs).
+pub fn is_unconstrained_numeric(t: DataType) -> bool {
+    t == DataType::Numeric {
+        precision: 38,
+        scale: 16,
     }
 }
 
@@ -358,7 +371,7 @@ pub fn type_modifier(t: DataType) -> i32 {
         DataType::Varchar(Some(n)) | DataType::Char(n) => {
             i32::try_from(n).unwrap_or(i32::MAX - 4) + 4
         }
-        DataType::Numeric { precision, scale } => {
+        DataType::Numeric { precision, scale } if !is_unconstrained_numeric(t) => {
             ((i32::from(precision) << 16) | i32::from(scale as u8)) + 4
         }
         _ => -1,
@@ -391,6 +404,7 @@ pub fn sql_type_name(t: DataType) -> String {
         DataType::Int64 => "bigint".into(),
         DataType::Float32 => "real".into(),
         DataType::Float64 => "double precision".into(),
+        DataType::Numeric { .. } if is_unconstrained_numeric(t) => "numeric".into(),
         DataType::Numeric { precision, scale } => format!("numeric({precision},{scale})"),
         DataType::Text => "text".into(),
         DataType::Varchar(Some(n)) => format!("character varying({n})"),

@@ -340,6 +340,7 @@ fn select(txn: &Txn, s: &PointSelect, params: &[ScalarValue]) -> Result<QueryOut
         }
         None => Vec::new(),
     };
+    let batches = crate::numeric_display::batches(&s.schema, batches)?;
     let stream: RowStream = Box::pin(futures::stream::iter(batches.into_iter().map(Ok)));
     Ok(QueryOutput::Rows {
         fields: Arc::clone(&s.fields),

@@ -126,6 +126,7 @@ pub(crate) async fn plan(
         .statement_to_plan(DfStatement::Statement(Box::new(ast)))
         .await
         .map_err(|e| Error::from(e).with_sql_position(&stmt.sql))?;
+    let logical = crate::numeric_display::mark_outputs(logical)?;
     let logical = infer_params(logical, declared)?;
     let (param_types, param_arrow) = param_types(&logical)?;
     let mut fields = fields_of(logical.schema().as_arrow());
@@ -379,8 +380,11 @@ pub(crate) async fn execute(
     };
     let physical = physical_plan(ctx.state, plan, params).await?;
     let physical = crate::interrupt::interruptible(physical, ctx.cancel)?;
+    // The statement's planned schema: the optimizer need not keep field metadata.
+    let schema = Arc::new(plan.plan.schema().as_arrow().clone());
     let stream = execute_stream(physical, ctx.state.task_ctx()).map_err(Error::from)?;
     let stream: RowStream = Box::pin(stream.map(|r| r.map_err(Error::from)));
+    let stream = crate::numeric_display::stream(&schema, stream);
     Ok(QueryOutput::Rows {
         fields: Arc::clone(&plan.fields),
         stream,

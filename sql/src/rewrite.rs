@@ -387,7 +387,7 @@ fn row_in_as_exists(where_clause: &mut Expr) {
 }
 
 fn parse_expr(sql: &str) -> Option<Expr> {
-    let dialect = datafusion::sql::sqlparser::dialect::PostgreSqlDialect {};
+    let dialect = crate::dialect::WeftDialect::default();
     datafusion::sql::sqlparser::parser::Parser::new(&dialect)
         .try_with_sql(sql)
         .and_then(|mut p| p.parse_expr())
@@ -524,6 +524,37 @@ pub(crate) fn rewrite<V: VisitMut>(node: &mut V) {
                 }
                 Some(call_with("weft_numeric", args))
             }
+            // `numeric[]`: elements at the unconstrained column's scale, each displayed at
+            // its own (numeric_display.rs).
+            Expr::Cast {
+                expr,
+                data_type: DataType::Array(ast::ArrayElemTypeDef::SquareBracket(element, size)),
+                kind,
+                format,
+                ..
+            } if matches!(
+                element.as_ref(),
+                DataType::Numeric(ast::ExactNumberInfo::None)
+                    | DataType::Decimal(ast::ExactNumberInfo::None)
+            ) =>
+            {
+                let cast = Expr::Cast {
+                    kind: kind.clone(),
+                    expr: Box::new(std::mem::replace(
+                        expr.as_mut(),
+                        Expr::value(ast::Value::Null),
+                    )),
+                    data_type: DataType::Array(ast::ArrayElemTypeDef::SquareBracket(
+                        Box::new(DataType::Numeric(ast::ExactNumberInfo::PrecisionAndScale(
+                            38, 16,
+                        ))),
+                        *size,
+                    )),
+                    array: false,
+                    format: format.clone(),
+                };
+                Some(call("weft_numeric_array", cast))
+            }
             Expr::Cast {
                 expr,
                 data_type,
@@ -640,13 +671,12 @@ pub(crate) fn rewrite<V: VisitMut>(node: &mut V) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
     use datafusion::sql::sqlparser::parser::Parser;
 
     #[test]
     fn casts_to_uuid_and_jsonb_become_calls() {
         let mut stmts = Parser::parse_sql(
-            &PostgreSqlDialect {},
+            &crate::dialect::WeftDialect::default(),
             "SELECT '{}'::jsonb, CAST(x AS uuid), jsonb '[1]'",
         )
         .unwrap_or_default();
@@ -661,7 +691,7 @@ mod tests {
     #[test]
     fn float_to_numeric_scale_is_that_of_the_float_text() {
         let scale = |sql: &str| {
-            let e = Parser::new(&PostgreSqlDialect {})
+            let e = Parser::new(&crate::dialect::WeftDialect::default())
                 .try_with_sql(sql)
                 .and_then(|mut p| p.parse_expr())
                 .ok()?;
@@ -693,7 +723,7 @@ mod tests {
     #[test]
     fn char_casts_become_calls_and_interval_literals_casts() {
         let mut stmts = Parser::parse_sql(
-            &PostgreSqlDialect {},
+            &crate::dialect::WeftDialect::default(),
             "SELECT 'ab'::char(4), x::varchar(3), y::varchar, interval '1 day 02:03:04'",
         )
         .unwrap_or_default();

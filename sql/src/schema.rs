@@ -59,6 +59,9 @@ impl SchemaProvider for PublicSchema {
         &self,
         name: &str,
     ) -> datafusion::common::Result<Option<Arc<dyn TableProvider>>> {
+        if let Some(cte) = self.shared.cte_table(name) {
+            return Ok(Some(cte));
+        }
         if let Some(system) = &self.fallback {
             if system.table_exist(name) {
                 return system.table(name).await;
@@ -103,7 +106,8 @@ impl SchemaProvider for PublicSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.fallback.as_ref().is_some_and(|s| s.table_exist(name))
+        self.shared.cte_table(name).is_some()
+            || self.fallback.as_ref().is_some_and(|s| s.table_exist(name))
             || self.shared.catalog().get_by_name(name).is_some()
             || name == crate::cluster::NODES_TABLE
     }

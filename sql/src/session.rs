@@ -392,6 +392,18 @@ impl Session {
         stmt: Statement,
         declared: &[Option<PgType>],
     ) -> Result<Prepared> {
+        if let ast::Statement::Query(q) = &*stmt.ast {
+            if dml::with::has_dml_ctes(q) {
+                let (param_types, fields) = dml::with::describe(self, q, declared).await?;
+                return Ok(Prepared {
+                    param_types,
+                    fields,
+                    stmt: Some(stmt),
+                    plan: None,
+                    point: None,
+                });
+            }
+        }
         if query::is_query(&stmt.ast) {
             let catalog = self.shared.catalog();
             let plan = query::plan(&self.state, &stmt, declared, Arc::clone(&catalog)).await?;
@@ -695,16 +707,17 @@ async fn run_statement(
     prepared: &Arc<Prepared>,
     params: Vec<datafusion::scalar::ScalarValue>,
 ) -> Result<QueryOutput> {
-    let is_write = matches!(
-        &*stmt.ast,
-        ast::Statement::Insert(_) | ast::Statement::Update(_) | ast::Statement::Delete(_)
-    );
+    let is_write = match &*stmt.ast {
+        ast::Statement::Insert(_) | ast::Statement::Update(_) | ast::Statement::Delete(_) => true,
+        ast::Statement::Query(q) => dml::with::has_dml_ctes(q),
+        _ => false,
+    };
     if is_write && ctx.read_only {
         return Err(read_only_error(stmt));
     }
     if let (Some(p), true) = (&prepared.point, ctx.point_path) {
         if let Some(out) = point::execute(ctx, txn, p, stmt, &params)? {
-            return Ok(out);
+            return Ok(crate::numeric_display::output(out));
         }
     }
     if let Some(plan) = &prepared.plan {
@@ -715,7 +728,14 @@ async fn run_statement(
             push::notify(txn, channel, payload.as_deref())
         }
         ast::Statement::Insert(_) | ast::Statement::Update(_) | ast::Statement::Delete(_) => {
-            dml::execute(ctx, txn, stmt, &prepared.param_types, params).await
+            dml::execute(ctx, txn, stmt, &prepared.param_types, params)
+                .await
+                .map(crate::numeric_display::output)
+        }
+        ast::Statement::Query(q) if dml::with::has_dml_ctes(q) => {
+            dml::with::execute(ctx, txn, stmt, q, &prepared.param_types, params)
+                .await
+                .map(crate::numeric_display::output)
         }
         _ => {
             if ctx.read_only && ddl::is_ddl(&stmt.ast) {

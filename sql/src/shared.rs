@@ -4,6 +4,7 @@
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
+use datafusion::catalog::TableProvider;
 use datafusion::execution::session_state::SessionState;
 use parking_lot::RwLock;
 use weft_storage::{Catalog, Storage, TableId, TxnReader};
@@ -27,6 +28,9 @@ pub(crate) struct SessionShared {
     notifies: parking_lot::Mutex<Vec<(String, String)>>,
     /// Statements answered by the point fast path (`point.rs`), for tests and diagnostics.
     pub point_hits: AtomicU64,
+    /// While a statement with data-modifying CTEs plans its main part: each such CTE's
+    /// RETURNING rows under the CTE's name (`dml/with.rs`); they shadow tables, as CTEs do.
+    cte_tables: RwLock<Vec<(String, Arc<dyn TableProvider>)>>,
 }
 
 #[derive(Clone)]
@@ -55,6 +59,7 @@ impl SessionShared {
             state: parking_lot::Mutex::new(None),
             notifies: parking_lot::Mutex::new(Vec::new()),
             point_hits: AtomicU64::new(0),
+            cte_tables: RwLock::new(Vec::new()),
         })
     }
 
@@ -96,5 +101,17 @@ impl SessionShared {
 
     pub fn dml_target(&self) -> Option<TableId> {
         *self.dml_target.read()
+    }
+
+    pub fn set_cte_tables(&self, tables: Vec<(String, Arc<dyn TableProvider>)>) {
+        *self.cte_tables.write() = tables;
+    }
+
+    pub fn cte_table(&self, name: &str) -> Option<Arc<dyn TableProvider>> {
+        self.cte_tables
+            .read()
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| Arc::clone(t))
     }
 }

@@ -39,7 +39,7 @@ pub(super) async fn create(
         query = format!("SELECT * FROM ({query}) AS \"{name}\"({})", cols.join(", "));
     }
     let stmt = datafusion::sql::sqlparser::parser::Parser::parse_sql(
-        &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+        &crate::dialect::WeftDialect::default(),
         &query,
     )?
     .pop()

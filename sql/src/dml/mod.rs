@@ -9,6 +9,7 @@ mod returning;
 mod select;
 mod update;
 mod upsert;
+pub(crate) mod with;
 
 use std::sync::Arc;
 

@@ -77,11 +77,16 @@ fn field(def: &TableDef, item: &Item, data_type: datafusion::arrow::datatypes::D
     let f = Field::new(&item.name, data_type, true);
     match item.column {
         Some(c) => {
-            let pg = PgType::from_storage(def.columns[c].data_type);
-            f.with_metadata(HashMap::from([(
+            let t = def.columns[c].data_type;
+            let f = f.with_metadata(HashMap::from([(
                 PG_TYPE_KEY.to_string(),
-                pg.name().to_string(),
-            )]))
+                PgType::from_storage(t).name().to_string(),
+            )]));
+            if crate::pgtype::is_unconstrained_numeric(t) {
+                crate::numeric_display::mark(f)
+            } else {
+                f
+            }
         }
         None => f,
     }
@@ -130,5 +135,7 @@ pub(super) fn output(
     } else {
         RecordBatch::try_new(schema, arrays).map_err(Error::from)?
     };
+    // Unconstrained numerics stay decimals here (a data-modifying CTE reads them); the session
+    // turns them into their display text (numeric_display::output).
     Ok(rows_output(infos, vec![batch], command))
 }

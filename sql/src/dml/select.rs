@@ -6,7 +6,6 @@ use datafusion::common::ParamValues;
 use datafusion::physical_plan::collect;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast;
-use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use weft_storage::{TableDef, TableId};
 
@@ -22,7 +21,7 @@ pub(super) fn select_stmt(
     from: Vec<ast::TableWithJoins>,
     selection: Option<ast::Expr>,
 ) -> Result<ast::Statement> {
-    let mut stmt = Parser::parse_sql(&PostgreSqlDialect {}, "SELECT 1")?
+    let mut stmt = Parser::parse_sql(&crate::dialect::WeftDialect::default(), "SELECT 1")?
         .pop()
         .ok_or_else(|| Error::internal("template query did not parse"))?;
     let ast::Statement::Query(q) = &mut stmt else {

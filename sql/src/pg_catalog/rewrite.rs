@@ -21,7 +21,6 @@ use datafusion::sql::sqlparser::ast::{
     LambdaFunctionParameter, LambdaSyntax, ObjectName, OneOrManyWithParens, OrderByKind, Query,
     Select, SelectItem, SetExpr, TableAliasColumnDef, TableFactor, Value, VisitMut, VisitorMut,
 };
-use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
 use super::empty::is_empty_table;
@@ -259,7 +258,7 @@ fn plain_type(t: &DataType) -> Option<DataType> {
             None,
         ))),
         _ if matches!(t, DataType::Custom(n, _) if n.0.len() == 2) => {
-            Parser::new(&PostgreSqlDialect {})
+            Parser::new(&crate::dialect::WeftDialect::default())
                 .try_with_sql(&name)
                 .and_then(|mut p| p.parse_data_type())
                 .ok()
@@ -445,7 +444,7 @@ fn array_subquery(q: &mut Query) -> Expr {
         return e;
     }
     let template = "(SELECT array_agg(weft_array.v) FROM (SELECT 1) AS weft_array(v))";
-    let Ok(mut expr) = Parser::new(&PostgreSqlDialect {})
+    let Ok(mut expr) = Parser::new(&crate::dialect::WeftDialect::default())
         .try_with_sql(template)
         .and_then(|mut p| p.parse_expr())
     else {
@@ -585,7 +584,8 @@ mod tests {
     use super::*;
 
     fn rewritten(sql: &str) -> String {
-        let mut stmts = Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap_or_default();
+        let mut stmts =
+            Parser::parse_sql(&crate::dialect::WeftDialect::default(), sql).unwrap_or_default();
         assert_eq!(stmts.len(), 1, "{sql}");
         rewrite(&mut stmts[0]);
         stmts[0].to_string()

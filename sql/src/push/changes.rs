@@ -70,7 +70,7 @@ impl VisitorMut for ChangesRewriter {
             a.args[0], a.args[1]
         );
         let parsed = datafusion::sql::sqlparser::parser::Parser::parse_sql(
-            &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+            &crate::dialect::WeftDialect::default(),
             &sql,
         );
         if let Ok(mut stmts) = parsed {

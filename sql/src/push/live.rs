@@ -12,7 +12,6 @@ use datafusion::arrow::array::{Array, BooleanArray};
 use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::execution::session_state::SessionState;
 use datafusion::sql::sqlparser::ast;
-use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use weft_storage::{
     format_value, hlc_unix_millis, Catalog, ChangeOp, ChangeRecord, DataType, LiveQueryDef, Row,
@@ -256,7 +255,7 @@ const AGGREGATES: &[&str] = &[
 
 /// Parses a live query's stored SQL text.
 pub(crate) fn parse_query(sql: &str) -> Result<ast::Query> {
-    let mut stmts = Parser::parse_sql(&PostgreSqlDialect {}, sql)?;
+    let mut stmts = Parser::parse_sql(&crate::dialect::WeftDialect::default(), sql)?;
     match (stmts.pop(), stmts.is_empty()) {
         (Some(ast::Statement::Query(mut q)), true) => {
             crate::rewrite::rewrite(&mut *q);
@@ -506,6 +505,15 @@ pub fn value_json(ty: DataType, v: &Value) -> String {
         Value::Int64(i) => i.to_string(),
         Value::Float32(f) => float_json(f64::from(*f)),
         Value::Float64(f) => float_json(*f),
+        // Unconstrained numeric at the value's own scale, as the query output shows it.
+        Value::Numeric(n) if crate::pgtype::is_unconstrained_numeric(ty) => {
+            if let DataType::Numeric { scale, .. } = ty {
+                let (n, scale) = crate::numeric_display::own_scale(*n, scale);
+                crate::convert::format_decimal(n, scale)
+            } else {
+                format_value(Some(ty), v)
+            }
+        }
         Value::Numeric(_) => format_value(Some(ty), v),
         Value::Text(s) if ty == DataType::Jsonb => {
             // Stored normalized; re-check so a payload is always valid JSON.

@@ -1,0 +1,128 @@
+//! The SQL dialect Weft parses: sqlparser's PostgreSQL dialect, corrected where it accepts what
+//! PostgreSQL refuses or refuses what PostgreSQL accepts.
+//!
+//! - `SELECT * alias` is a syntax error in PostgreSQL (a star takes no alias), so that
+//!   `SELECT * FORM t` fails at `FORM`, as there, not at `t`.
+//! - `top`, `sort` and `minus` are not PostgreSQL keywords, so they are valid bare aliases
+//!   (`LATERAL (...) top`); sqlparser reserves them for other dialects.
+//!
+//! Everything else is PostgreSqlDialect's, including its `TypeId` (the parser asks
+//! `dialect_of!(self is PostgreSqlDialect)` in many places).
+
+use std::any::TypeId;
+
+use datafusion::sql::sqlparser::dialect::{Dialect, PostgreSqlDialect, Precedence};
+use datafusion::sql::sqlparser::keywords::{
+    self, Keyword, RESERVED_FOR_COLUMN_ALIAS, RESERVED_FOR_TABLE_ALIAS,
+};
+use datafusion::sql::sqlparser::parser::{Parser, ParserError};
+
+#[derive(Debug, Default)]
+pub(crate) struct WeftDialect(PostgreSqlDialect);
+
+/// Words sqlparser reserves as aliases that PostgreSQL does not know as keywords at all.
+fn not_a_postgres_keyword(kw: &Keyword) -> bool {
+    matches!(kw, Keyword::TOP | Keyword::SORT | Keyword::MINUS)
+}
+
+macro_rules! delegate {
+    ($($name:ident(&self $(, $arg:ident: $t:ty)*) -> $ret:ty;)*) => {
+        $(fn $name(&self $(, $arg: $t)*) -> $ret {
+            self.0.$name($($arg),*)
+        })*
+    };
+}
+
+impl Dialect for WeftDialect {
+    fn dialect(&self) -> TypeId {
+        self.0.dialect()
+    }
+
+    fn supports_select_wildcard_with_alias(&self) -> bool {
+        false
+    }
+
+    fn is_column_alias(&self, kw: &Keyword, _parser: &mut Parser) -> bool {
+        not_a_postgres_keyword(kw) || !RESERVED_FOR_COLUMN_ALIAS.contains(kw)
+    }
+
+    fn is_table_alias(&self, kw: &Keyword, _parser: &mut Parser) -> bool {
+        not_a_postgres_keyword(kw) || !RESERVED_FOR_TABLE_ALIAS.contains(kw)
+    }
+
+    fn get_next_precedence(&self, parser: &Parser) -> Option<Result<u8, ParserError>> {
+        self.0.get_next_precedence(parser)
+    }
+
+    delegate! {
+        identifier_quote_style(&self, identifier: &str) -> Option<char>;
+        is_delimited_identifier_start(&self, ch: char) -> bool;
+        is_identifier_start(&self, ch: char) -> bool;
+        is_identifier_part(&self, ch: char) -> bool;
+        supports_unicode_string_literal(&self) -> bool;
+        is_reserved_for_identifier(&self, kw: keywords::Keyword) -> bool;
+        is_custom_operator_part(&self, ch: char) -> bool;
+        supports_filter_during_aggregation(&self) -> bool;
+        supports_group_by_expr(&self) -> bool;
+        prec_value(&self, prec: Precedence) -> u8;
+        allow_extract_custom(&self) -> bool;
+        allow_extract_single_quotes(&self) -> bool;
+        supports_create_index_with_clause(&self) -> bool;
+        supports_explain_with_utility_options(&self) -> bool;
+        supports_listen_notify(&self) -> bool;
+        supports_factorial_operator(&self) -> bool;
+        supports_bitwise_shift_operators(&self) -> bool;
+        supports_comment_on(&self) -> bool;
+        supports_load_extension(&self) -> bool;
+        supports_named_fn_args_with_colon_operator(&self) -> bool;
+        supports_named_fn_args_with_expr_name(&self) -> bool;
+        supports_empty_projections(&self) -> bool;
+        supports_nested_comments(&self) -> bool;
+        supports_string_escape_constant(&self) -> bool;
+        supports_numeric_literal_underscores(&self) -> bool;
+        supports_array_typedef_with_brackets(&self) -> bool;
+        supports_geometric_types(&self) -> bool;
+        supports_set_names(&self) -> bool;
+        supports_alter_column_type_using(&self) -> bool;
+        supports_notnull_operator(&self) -> bool;
+        supports_interval_options(&self) -> bool;
+        supports_insert_table_alias(&self) -> bool;
+        supports_create_table_like_parenthesized(&self) -> bool;
+        supports_comma_separated_trim(&self) -> bool;
+        supports_xml_expressions(&self) -> bool;
+        supports_comment_optimizer_hint(&self) -> bool;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parses(sql: &str) -> Result<(), ParserError> {
+        Parser::parse_sql(&WeftDialect::default(), sql).map(|_| ())
+    }
+
+    #[test]
+    fn star_takes_no_alias() {
+        let e = parses("SELECT * FORM things").err().map(|e| e.to_string());
+        assert!(
+            e.as_deref().is_some_and(|e| e.contains("found: FORM")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn non_postgres_keywords_are_aliases() {
+        // (A select list starting with `top.x` is still read as MSSQL's `TOP`: not fixed.)
+        assert!(parses("SELECT t.a, top.x FROM t, LATERAL (SELECT 1 AS x) top").is_ok());
+        assert!(parses("SELECT 1 top, 2 sort").is_ok());
+        assert!(parses("SELECT * FROM t minus").is_ok());
+    }
+
+    #[test]
+    fn postgres_dialect_behaviour_is_kept() {
+        // `dialect_of!(PostgreSqlDialect)` paths: `::` casts, E'' strings, LISTEN.
+        assert!(parses("SELECT 1::int, E'a\\n'").is_ok());
+        assert!(parses("LISTEN ch").is_ok());
+    }
+}

@@ -1,0 +1,245 @@
+//! Data-modifying CTEs: `WITH moved AS (DELETE … RETURNING …) INSERT INTO archive SELECT * FROM
+//! moved`.
+//!
+//! ```text
+//!   WITH a AS (DML₁ RETURNING …), b AS (SELECT …), c AS (DML₂ …)  main
+//!     DML₁, DML₂ run first, in order, in the statement's transaction
+//!     their RETURNING rows ──► in-memory tables named a, c (SessionShared::cte_tables)
+//!     main (with the remaining CTEs) runs and reads them by name ──► tables dropped
+//! ```
+//!
+//! PostgreSQL runs the CTEs and the main statement on one snapshot, so the main statement does
+//! not see the CTEs' own changes to tables, only their RETURNING rows. Weft's statements read
+//! their transaction's writes, so here the main statement (and a later DML CTE) does see them;
+//! statements that read a changed table only through the CTE's name behave alike.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{MemTable, TableProvider};
+use datafusion::common::ScalarValue;
+use datafusion::sql::sqlparser::ast;
+use futures::TryStreamExt;
+use weft_storage::Txn;
+
+use crate::ddl::ident;
+use crate::error::{Error, Result};
+use crate::pgtype::PgType;
+use crate::session::{ExecCtx, FieldInfo, QueryOutput, Session};
+use crate::statement::Statement;
+
+/// Whether a query has a CTE that is an INSERT, UPDATE or DELETE.
+pub(crate) fn has_dml_ctes(q: &ast::Query) -> bool {
+    q.with
+        .as_ref()
+        .is_some_and(|w| w.cte_tables.iter().any(|c| dml_of(c).is_some()))
+}
+
+fn dml_of(cte: &ast::Cte) -> Option<&ast::Statement> {
+    match cte.query.body.as_ref() {
+        ast::SetExpr::Insert(s) | ast::SetExpr::Update(s) | ast::SetExpr::Delete(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// The statement the CTEs are attached to, keeping the CTEs that are not data-modifying.
+fn main_statement(q: &ast::Query) -> Result<ast::Statement> {
+    let rest: Vec<ast::Cte> = q
+        .with
+        .iter()
+        .flat_map(|w| w.cte_tables.iter())
+        .filter(|c| dml_of(c).is_none())
+        .cloned()
+        .collect();
+    let with = q.with.as_ref().and_then(|w| {
+        (!rest.is_empty()).then(|| ast::With {
+            with_token: w.with_token.clone(),
+            recursive: w.recursive,
+            cte_tables: rest,
+        })
+    });
+    match q.body.as_ref() {
+        ast::SetExpr::Insert(ast::Statement::Insert(i)) => {
+            let mut i = i.clone();
+            if let Some(with) = with {
+                match i.source.as_mut() {
+                    Some(source) if source.with.is_none() => source.with = Some(with),
+                    _ => return Err(Error::unsupported("WITH on INSERT … VALUES or nested WITH")),
+                }
+            }
+            Ok(ast::Statement::Insert(i))
+        }
+        ast::SetExpr::Update(s) | ast::SetExpr::Delete(s) => match with {
+            None => Ok(s.clone()),
+            Some(_) => Err(Error::unsupported(
+                "UPDATE or DELETE under both data-modifying and other CTEs",
+            )),
+        },
+        _ => {
+            let mut main = q.clone();
+            main.with = with;
+            Ok(ast::Statement::Query(Box::new(main)))
+        }
+    }
+}
+
+fn cte_name(cte: &ast::Cte) -> String {
+    ident(&cte.alias.name)
+}
+
+/// The rows of a CTE's RETURNING as a table, its columns renamed as the CTE's alias says.
+fn table_of(cte: &ast::Cte, schema: &Schema, batches: Vec<RecordBatch>) -> Result<MemTable> {
+    let names: Vec<String> = cte.alias.columns.iter().map(|c| ident(&c.name)).collect();
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| match names.get(i) {
+            Some(n) => f.as_ref().clone().with_name(n),
+            None => f.as_ref().clone(),
+        })
+        .collect();
+    let schema = Arc::new(Schema::new(fields));
+    let batches = batches
+        .into_iter()
+        .map(|b| RecordBatch::try_new(Arc::clone(&schema), b.columns().to_vec()))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(Error::from)?;
+    MemTable::try_new(schema, vec![batches]).map_err(Error::from)
+}
+
+/// Clears the CTE tables when dropped, whether the statement succeeded or not.
+struct CteScope<'a>(&'a crate::shared::SessionShared);
+
+impl Drop for CteScope<'_> {
+    fn drop(&mut self) {
+        self.0.set_cte_tables(Vec::new());
+    }
+}
+
+pub(crate) async fn execute(
+    ctx: &ExecCtx<'_>,
+    txn: &mut Txn,
+    stmt: &Statement,
+    q: &ast::Query,
+    param_types: &[PgType],
+    params: Vec<ScalarValue>,
+) -> Result<QueryOutput> {
+    let scope = CteScope(ctx.shared);
+    let mut tables: Vec<(String, Arc<dyn TableProvider>)> = Vec::new();
+    for cte in q.with.iter().flat_map(|w| w.cte_tables.iter()) {
+        let Some(dml) = dml_of(cte) else {
+            continue;
+        };
+        // Earlier data-modifying CTEs are visible to later ones by name.
+        scope.0.set_cte_tables(tables.clone());
+        let sub = Statement {
+            ast: Arc::new(dml.clone()),
+            sql: Arc::clone(&stmt.sql),
+            live: false,
+        };
+        let out = Box::pin(super::execute(ctx, txn, &sub, param_types, params.clone())).await?;
+        if let QueryOutput::Rows { stream, .. } = out {
+            let batches: Vec<RecordBatch> = stream.try_collect().await?;
+            let Some(schema) = batches.first().map(|b| b.schema()) else {
+                return Err(Error::internal("RETURNING without a batch"));
+            };
+            let table = table_of(cte, &schema, batches)?;
+            tables.push((cte_name(cte), Arc::new(table)));
+        }
+    }
+    scope.0.set_cte_tables(tables);
+    let main = Statement {
+        ast: Arc::new(main_statement(q)?),
+        sql: Arc::clone(&stmt.sql),
+        live: false,
+    };
+    let out = match &*main.ast {
+        ast::Statement::Query(_) => {
+            let catalog = ctx.shared.catalog();
+            let declared: Vec<Option<PgType>> = param_types.iter().copied().map(Some).collect();
+            let plan = crate::query::plan(ctx.state, &main, &declared, catalog).await?;
+            // Planned: the tables are captured by the plan; the stream reads them from there.
+            crate::query::execute(ctx, &plan, &main, params).await?
+        }
+        _ => Box::pin(super::execute(ctx, txn, &main, param_types, params)).await?,
+    };
+    drop(scope);
+    Ok(out)
+}
+
+/// Parameter types and RowDescription, planning the main statement over empty CTE tables typed
+/// as the CTEs' RETURNING lists are.
+pub(crate) async fn describe(
+    session: &Session,
+    q: &ast::Query,
+    declared: &[Option<PgType>],
+) -> Result<(Vec<PgType>, Option<Arc<Vec<FieldInfo>>>)> {
+    let shared = &session.shared;
+    let scope = CteScope(shared);
+    let mut types: Vec<Option<PgType>> = declared.to_vec();
+    let merge = |types: &mut Vec<Option<PgType>>, found: &[PgType]| {
+        for (i, t) in found.iter().enumerate() {
+            if types.len() <= i {
+                types.resize(i + 1, None);
+            }
+            if types[i].is_none() && *t != PgType::Text {
+                types[i] = Some(*t);
+            }
+        }
+    };
+    let mut tables: Vec<(String, Arc<dyn TableProvider>)> = Vec::new();
+    for cte in q.with.iter().flat_map(|w| w.cte_tables.iter()) {
+        let Some(dml) = dml_of(cte) else {
+            continue;
+        };
+        scope.0.set_cte_tables(tables.clone());
+        let sub = statement(dml.clone());
+        let (found, fields) = Box::pin(super::describe(session, &sub, &types)).await?;
+        merge(&mut types, &found);
+        // Without RETURNING there is no table: the main statement cannot name it.
+        let Some(fields) = fields else {
+            continue;
+        };
+        let schema = Schema::new(
+            fields
+                .iter()
+                .map(|f| Field::new(&f.name, f.pg_type.to_arrow(), true))
+                .collect::<Vec<_>>(),
+        );
+        let table = table_of(
+            cte,
+            &schema,
+            vec![RecordBatch::new_empty(Arc::new(schema.clone()))],
+        )?;
+        tables.push((cte_name(cte), Arc::new(table)));
+    }
+    scope.0.set_cte_tables(tables);
+    let main = statement(main_statement(q)?);
+    let (found, fields) = match &*main.ast {
+        ast::Statement::Query(_) => {
+            let plan = crate::query::plan(&session.state, &main, &types, shared.catalog()).await?;
+            (plan.param_types.clone(), Some(Arc::clone(&plan.fields)))
+        }
+        _ => Box::pin(super::describe(session, &main, &types)).await?,
+    };
+    merge(&mut types, &found);
+    drop(scope);
+    Ok((
+        types
+            .into_iter()
+            .map(|t| t.unwrap_or(PgType::Text))
+            .collect(),
+        fields,
+    ))
+}
+
+fn statement(ast: ast::Statement) -> Statement {
+    let sql: Arc<str> = Arc::from(ast.to_string());
+    Statement {
+        ast: Arc::new(ast),
+        sql,
+        live: false,
+    }
+}
