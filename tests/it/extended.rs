@@ -101,7 +101,6 @@ async fn errors_leave_the_connection_usable() {
 /// `v + n` past bigint's range is 22003 on the prepared primary-key fast path and on the
 /// normal path alike (DataFusion's integer add wraps around), and the row is left as it was.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "written at the deadline and not yet run: run with --ignored, then drop this"]
 async fn update_overflow_is_out_of_range_on_every_path() {
     let srv = server().await;
     let c = connect(&srv).await;
