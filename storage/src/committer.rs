@@ -18,7 +18,7 @@ use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
 use hlc_gen::{HlcGenerator, HlcTimestamp};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use rocksdb::{IngestExternalFileOptions, WriteBatch, WriteOptions};
 use tokio::sync::{broadcast, oneshot};
 use tracing::{error, warn};
@@ -81,6 +81,8 @@ pub(crate) struct Committer {
     pub sync: bool,
     pub state: CommitState,
     pub lww: LwwClock,
+    /// Set once the thread has stopped: nothing is written after the shutdown flush.
+    pub stopped: bool,
 }
 
 /// A local commit waiting in the committer's queue.
@@ -89,68 +91,87 @@ pub(crate) enum Pending {
     Lww(LwwRequest),
 }
 
+/// The committer thread: waits for a message, then handles it and everything queued behind it
+/// while holding the committer. `Storage::apply_replicated` may take the committer in between
+/// (it applies on the caller's thread when the committer is free: one thread hand-off less per
+/// Raft apply).
+pub(crate) fn run(shared: Arc<Mutex<Committer>>, rx: Receiver<Msg>) {
+    loop {
+        let Ok(first) = rx.recv() else { break };
+        let mut c = shared.lock();
+        if c.handle(first, &rx) {
+            break;
+        }
+    }
+    shared.lock().finish();
+}
+
 impl Committer {
-    pub fn run(mut self, rx: Receiver<Msg>) {
+    /// Handles `first` and the messages queued behind it; true on `Shutdown`.
+    fn handle(&mut self, first: Msg, rx: &Receiver<Msg>) -> bool {
         let mut stop = false;
-        while !stop {
-            let Ok(first) = rx.recv() else { break };
-            let mut reqs = Vec::new();
-            let mut next = Some(first);
-            while let Some(msg) = next.take() {
-                match msg {
-                    Msg::Commit(req) => reqs.push(Pending::Raft(*req)),
-                    Msg::Lww(req) => reqs.push(Pending::Lww(*req)),
-                    Msg::LwwRemote(req) => {
-                        if !reqs.is_empty() {
-                            self.commit_group(std::mem::take(&mut reqs));
-                        }
-                        self.apply_lww_remote(*req);
+        let mut reqs = Vec::new();
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            match msg {
+                Msg::Commit(req) => reqs.push(Pending::Raft(*req)),
+                Msg::Lww(req) => reqs.push(Pending::Lww(*req)),
+                Msg::LwwRemote(req) => {
+                    if !reqs.is_empty() {
+                        self.commit_group(std::mem::take(&mut reqs));
                     }
-                    Msg::Run(job) => {
-                        if !reqs.is_empty() {
-                            self.commit_group(std::mem::take(&mut reqs));
-                        }
-                        job(&mut self);
-                    }
-                    Msg::LwwMerge(req) => {
-                        if !reqs.is_empty() {
-                            self.commit_group(std::mem::take(&mut reqs));
-                        }
-                        self.merge_lww_rows(*req);
-                    }
-                    Msg::Replicated(req) => {
-                        // Keep commit order: what was queued before goes first.
-                        if !reqs.is_empty() {
-                            self.commit_group(std::mem::take(&mut reqs));
-                        }
-                        self.apply_replicated(*req);
-                    }
-                    Msg::Install(data, reply) => {
-                        if !reqs.is_empty() {
-                            self.commit_group(std::mem::take(&mut reqs));
-                        }
-                        let _ = reply.send(self.install(&data));
-                    }
-                    Msg::Shutdown => {
-                        stop = true;
-                        break;
-                    }
+                    self.apply_lww_remote(*req);
                 }
-                // A schema change ends the group: lww commits after it must merge with the new
-                // table definitions (e.g. maintain a new index).
-                let ddl = matches!(reqs.last(), Some(Pending::Raft(r)) if r.ws.catalog_changed);
-                if reqs.len() >= MAX_BATCH || ddl {
+                Msg::Run(job) => {
+                    if !reqs.is_empty() {
+                        self.commit_group(std::mem::take(&mut reqs));
+                    }
+                    job(self);
+                }
+                Msg::LwwMerge(req) => {
+                    if !reqs.is_empty() {
+                        self.commit_group(std::mem::take(&mut reqs));
+                    }
+                    self.merge_lww_rows(*req);
+                }
+                Msg::Replicated(req) => {
+                    // Keep commit order: what was queued before goes first.
+                    if !reqs.is_empty() {
+                        self.commit_group(std::mem::take(&mut reqs));
+                    }
+                    let req = *req;
+                    let _ = req.reply.send(self.apply_replicated(req.writes, &req.meta));
+                }
+                Msg::Install(data, reply) => {
+                    if !reqs.is_empty() {
+                        self.commit_group(std::mem::take(&mut reqs));
+                    }
+                    let _ = reply.send(self.install(&data));
+                }
+                Msg::Shutdown => {
+                    stop = true;
                     break;
                 }
-                // Empty: the batch is complete. Disconnected: handled by the next recv().
-                next = rx.try_recv().ok();
             }
-            if !reqs.is_empty() {
-                self.commit_group(reqs);
+            // A schema change ends the group: lww commits after it must merge with the new
+            // table definitions (e.g. maintain a new index).
+            let ddl = matches!(reqs.last(), Some(Pending::Raft(r)) if r.ws.catalog_changed);
+            if reqs.len() >= MAX_BATCH || ddl {
+                break;
             }
+            // Empty: the batch is complete. Disconnected: handled by the next recv().
+            next = rx.try_recv().ok();
         }
-        // Requests still queued get their reply sender dropped, which their txn reports as
-        // ShuttingDown.
+        if !reqs.is_empty() {
+            self.commit_group(reqs);
+        }
+        stop
+    }
+
+    /// After the last message: later callers get `ShuttingDown`. Requests still queued get their
+    /// reply sender dropped, which their txn reports as ShuttingDown.
+    fn finish(&mut self) {
+        self.stopped = true;
         // Every commit was already synced; flushing memtables only shortens the next open's
         // WAL replay.
         for name in [CF_DATA, CF_CHANGES] {
@@ -310,14 +331,20 @@ impl Committer {
     /// state and the applied request ids, so that the data and `last_applied` never disagree.
     /// The batch is not synced: the replicated log is durable and is replayed after a crash
     /// (`Storage::export_snapshot` syncs before a snapshot lets the log be purged).
-    fn apply_replicated(&mut self, req: ReplicatedRequest) {
-        let result = self.apply_replicated_batch(&req.writes, &req.meta);
-        let reply = match result {
+    pub(crate) fn apply_replicated(
+        &mut self,
+        writes: Vec<ReplicatedWrite>,
+        meta: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<Vec<ApplyOutcome>> {
+        if self.stopped {
+            return Err(Error::ShuttingDown);
+        }
+        let result = self.apply_replicated_batch(&writes, meta);
+        match result {
             Ok(done) => {
                 self.last_position
                     .store(self.state.position, Ordering::Release);
-                let catalog_changed = req
-                    .writes
+                let catalog_changed = writes
                     .iter()
                     .zip(&done)
                     .any(|(w, (_, fresh))| *fresh && w.ws.catalog_changed);
@@ -328,7 +355,7 @@ impl Committer {
                 }
                 let catalog = self.catalog.read().catalog.clone();
                 let mut outcomes = Vec::with_capacity(done.len());
-                for (w, (outcome, fresh)) in req.writes.into_iter().zip(done) {
+                for (w, (outcome, fresh)) in writes.into_iter().zip(done) {
                     if let (Ok(info), true) = (&outcome, fresh) {
                         self.publish_replicated(w, info, &catalog);
                     }
@@ -340,8 +367,7 @@ impl Committer {
                 error!(error = %e, "applying replicated commits failed");
                 Err(e)
             }
-        };
-        let _ = req.reply.send(reply);
+        }
     }
 
     /// `(outcome, applied now)` per write; a write whose request id was applied before gets

@@ -7,7 +7,8 @@
 //!   Txn::commit ──WriteSet──▶ Replicator::commit (propose; forward to the leader)
 //!                                   │ committed by a majority
 //!                                   ▼
-//!   state machine ──Storage::apply_replicated(entries, meta)──▶ committer thread
+//!   state machine ──Storage::apply_replicated(entries, meta)──▶ the committer (on the caller's
+//!                                   │ thread when it is idle, else queued to its thread)
 //!                                   │ apply() each with the next version, ts = max(proposed, last+1)
 //!                                   │ one WriteBatch: data + changes + counters + meta + dedup ids
 //!                                   ▼
