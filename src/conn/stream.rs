@@ -1,7 +1,7 @@
 //! The connection's byte stream after startup.
 //!
 //! A plain TCP socket is held behind an `Arc` so that the fan-out thread can write
-//! notifications to an idle client straight from its round (`Mailbox::flush_staged`), without
+//! notifications to an idle client straight from its round (`Mailbox::deliver_round`), without
 //! waking the connection's task; the connection reads and writes it through `poll_*_ready` and
 //! `try_*`, which take `&TcpStream`. TLS and Unix-socket connections keep pgwire's stream and get
 //! every delivery through their task.

@@ -1,8 +1,8 @@
 //! One connection's bounded queue of deliveries, and the direct path that bypasses it.
 //!
 //! ```text
-//!   Hub round: stage(wire) per routed delivery ──▶ flush_staged (once per round)
-//!     direct on (connection idle, nothing queued): one write of every staged message
+//!   Hub round ──▶ deliver_round (once per round, every message of the round in one buffer)
+//!     direct on (connection idle, nothing queued): one write of the round's messages
 //!        straight to the socket; the connection task is not woken
 //!     otherwise, or the socket is full: queue (bounded) ──▶ wake ──▶ Connection loop writes
 //! ```
@@ -59,10 +59,11 @@ pub enum Delivery {
     Notice(String),
 }
 
-/// A delivery routed in the current hub round, not yet written or queued.
-pub(crate) struct Staged {
-    pub wire: Bytes,
+/// A delivery of the current hub round (see `round.rs`).
+pub(crate) struct Routed {
     pub channel: Arc<str>,
+    /// The encoded NotificationResponse.
+    pub wire: Bytes,
     pub position: Option<u64>,
 }
 
@@ -74,7 +75,6 @@ struct MailboxState {
     missed: Vec<(String, Option<u64>)>,
     /// The tail of messages that a direct write sent only in part: goes out before anything.
     partial: Option<Bytes>,
-    staged: Vec<Staged>,
     /// The client's socket (plain TCP only), for direct writes.
     socket: Option<Arc<TcpStream>>,
     /// Direct writes allowed: see the module's invariant.
@@ -162,35 +162,19 @@ impl Mailbox {
         self.ready.notify_one();
     }
 
-    /// Adds a delivery to the hub's current round; true if it is the first one of the round
-    /// (the hub then remembers to flush this mailbox).
-    pub(crate) fn stage(&self, channel: &Arc<str>, wire: &Bytes, position: Option<u64>) -> bool {
+    /// Takes this connection's deliveries of one hub round: `wire` is `items` encoded back
+    /// to back. If direct writes are on, it goes to the socket in one write (what does not fit
+    /// is left for the connection task, which is then woken); otherwise the items are queued
+    /// (bounded) and the task is woken.
+    pub(crate) fn deliver_round(&self, wire: &Bytes, items: &[&Routed]) {
         let mut s = self.state.lock();
-        s.staged.push(Staged {
-            wire: wire.clone(),
-            channel: Arc::clone(channel),
-            position,
-        });
-        s.staged.len() == 1
-    }
-
-    /// Ends the hub's round for this mailbox: writes everything staged to the socket in one
-    /// write if direct writes are on, else queues it and wakes the connection. `scratch` is
-    /// the hub's reusable buffer.
-    pub(crate) fn flush_staged(&self, scratch: &mut Vec<u8>) {
-        let mut s = self.state.lock();
-        let mut staged = std::mem::take(&mut s.staged);
         let mut written = false;
         if s.direct && !s.has_backlog() {
-            if let Some(socket) = s.socket.clone() {
-                scratch.clear();
-                for d in &staged {
-                    scratch.extend_from_slice(&d.wire);
-                }
-                match socket.try_write(scratch) {
-                    Ok(n) if n == scratch.len() => written = true,
+            if let Some(socket) = s.socket.as_deref() {
+                match socket.try_write(wire) {
+                    Ok(n) if n == wire.len() => written = true,
                     Ok(n) => {
-                        s.partial = Some(Bytes::copy_from_slice(&scratch[n..]));
+                        s.partial = Some(wire.slice(n..));
                         s.direct = false;
                         written = true;
                     }
@@ -204,14 +188,14 @@ impl Mailbox {
         }
         let wake = !written || s.partial.is_some();
         if !written {
-            for d in staged.drain(..) {
-                self.enqueue(&mut s, &d.channel, Delivery::Encoded(d.wire), d.position);
+            for r in items {
+                self.enqueue(
+                    &mut s,
+                    &r.channel,
+                    Delivery::Encoded(r.wire.clone()),
+                    r.position,
+                );
             }
-        }
-        staged.clear();
-        if s.staged.is_empty() {
-            // Keeps the allocation for the next round.
-            s.staged = staged;
         }
         drop(s);
         if wake {
@@ -375,25 +359,44 @@ mod tests {
         assert!(matches!(m.try_pop(), Some(Delivery::Notification(n)) if n.payload == "3"));
     }
 
+    fn routed(ch: &Arc<str>, wire: Bytes, position: Option<u64>) -> Routed {
+        Routed {
+            channel: Arc::clone(ch),
+            wire,
+            position,
+        }
+    }
+
+    /// One round of `items` as the hub hands it over.
+    fn round(m: &Mailbox, items: &[Routed]) {
+        let mut wire = BytesMut::new();
+        for r in items {
+            wire.extend_from_slice(&r.wire);
+        }
+        let refs: Vec<&Routed> = items.iter().collect();
+        m.deliver_round(&wire.freeze(), &refs);
+    }
+
     #[test]
-    fn staged_deliveries_queue_in_order_without_a_socket() {
+    fn a_round_queues_in_order_without_a_socket() {
         let m = Mailbox::new(2);
         let ch: Arc<str> = Arc::from("q");
         let wire = |i: u8| Bytes::from(vec![i]);
-        assert!(m.stage(&ch, &wire(1), Some(1)));
-        assert!(!m.stage(&ch, &wire(2), Some(2)));
-        assert!(!m.stage(&ch, &wire(3), Some(3)));
         // No socket: direct stays off and the round is queued, bounded by the capacity.
         m.enable_direct();
-        let mut scratch = Vec::new();
-        m.flush_staged(&mut scratch);
+        round(
+            &m,
+            &[
+                routed(&ch, wire(1), Some(1)),
+                routed(&ch, wire(2), Some(2)),
+                routed(&ch, wire(3), Some(3)),
+            ],
+        );
         assert_eq!(m.pending(), (2, true));
         assert!(matches!(m.try_pop(), Some(Delivery::Encoded(b)) if b[..] == [1]));
         assert!(matches!(m.try_pop(), Some(Delivery::Encoded(b)) if b[..] == [2]));
         assert!(matches!(m.try_pop(), Some(Delivery::Notice(s)) if s.contains("position 3")));
         assert!(m.try_pop().is_none());
-        // The next round starts afresh.
-        assert!(m.stage(&ch, &wire(4), Some(4)));
     }
 
     async fn pair() -> (Arc<TcpStream>, TcpStream) {
@@ -416,10 +419,13 @@ mod tests {
         m.attach(Arc::clone(&server));
         m.enable_direct();
         let ch: Arc<str> = Arc::from("q");
-        let mut scratch = Vec::new();
-        m.stage(&ch, &Bytes::from_static(b"ab"), Some(1));
-        m.stage(&ch, &Bytes::from_static(b"cd"), Some(2));
-        m.flush_staged(&mut scratch);
+        round(
+            &m,
+            &[
+                routed(&ch, Bytes::from_static(b"ab"), Some(1)),
+                routed(&ch, Bytes::from_static(b"cd"), Some(2)),
+            ],
+        );
         assert_eq!(m.pending(), (0, false));
         let mut got = [0u8; 4];
         client.read_exact(&mut got).await.expect("reads");
@@ -428,8 +434,7 @@ mod tests {
         let big = Bytes::from(vec![7u8; 64 * 1024]);
         let mut rounds = 0;
         while m.is_direct() {
-            m.stage(&ch, &big, None);
-            m.flush_staged(&mut scratch);
+            round(&m, &[routed(&ch, big.clone(), None)]);
             rounds += 1;
             assert!(rounds < 100_000, "the socket never filled");
         }
@@ -437,8 +442,7 @@ mod tests {
         // Either the tail of a message written in part, or (WouldBlock at once) the whole one.
         assert!(matches!(first, Delivery::Encoded(b) if !b.is_empty() && b.len() <= big.len()));
         // Direct stays off until the connection turns it on again with nothing waiting.
-        m.stage(&ch, &big, None);
-        m.flush_staged(&mut scratch);
+        round(&m, &[routed(&ch, big.clone(), None)]);
         assert!(m.pending().0 >= 1);
         m.detach();
     }

@@ -5,14 +5,20 @@
 //!     --> Hub thread, one round at a time: every event waiting in the stream (up to
 //!         MAX_ROUND) is routed: for each row change, each live query on its table matches it
 //!         once and serializes one payload; each NOTIFY is looked up once
-//!     --> staged in each listener's Mailbox, then each mailbox touched is flushed once:
+//!     --> the round (round.rs): per channel, its messages concatenated once; each listening
+//!         connection is then handed the round once:
 //!           idle connection  --> one write to its socket, from the hub thread (no wake-up)
 //!           otherwise        --> bounded queue --> Connection loop (sends when idle, outside
 //!                                a transaction)
 //! ```
 //!
 //! The commit path only publishes the event; nothing here runs under a lock that a commit takes,
-//! so the number of listeners (on any channel) does not slow commits. The hub runs on its own
+//! so the number of listeners (on any channel) does not slow commits. What does hold a COMMIT
+//! back is the hub itself falling behind: once it is more than COMMIT_BACKLOG events behind
+//! the stream, acknowledgements wait for it (`Storage::pace_commits`), so that a writer cannot
+//! queue work faster than the fan-out does it (latency would grow without bound, and the
+//! stream's ring buffer would overwrite events not yet read). One slow listener does not hold
+//! up the hub: its queue takes the round, or overflows. The hub runs on its own
 //! thread, so a fan-out round does not queue the committing connection behind the listeners'
 //! tasks: commits go on during a round, and the next round writes all of them to each listener
 //! in one write. A mailbox that is full drops what does not fit and, once there is room, queues
@@ -20,11 +26,11 @@
 //! the client can fill the gap with `weft_changes`; nothing is dropped silently.
 
 mod mailbox;
+mod round;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use parking_lot::RwLock;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use weft_sql::push::{compile_all, ListenChange, LiveChange, LiveQuery};
@@ -32,6 +38,7 @@ use weft_sql::Engine;
 use weft_storage::{ChangeRecord, CommitEvent, TableId};
 
 pub use mailbox::{Delivery, Mailbox, Notification};
+use round::Round;
 
 /// How many deliveries may wait for one client before it overflows.
 pub const MAILBOX_CAPACITY: usize = 4096;
@@ -41,6 +48,14 @@ const CATCH_UP_BATCH: usize = 4096;
 
 /// Most commit events routed in one round before the round is written out.
 const MAX_ROUND: usize = 1024;
+
+/// How many commit events the hub may be behind before COMMITs wait for it
+/// (`Storage::pace_commits`). A round's cost is mostly one write per listener, whatever it
+/// carries; letting writers run further ahead makes rounds no cheaper, only later.
+const COMMIT_BACKLOG: usize = 8;
+
+/// The longest a COMMIT waits for the hub: a stalled fan-out slows writers, never stops them.
+const COMMIT_WAIT_MAX: std::time::Duration = std::time::Duration::from_millis(100);
 
 #[derive(Default)]
 struct Listeners {
@@ -68,31 +83,6 @@ impl std::fmt::Debug for Hub {
     }
 }
 
-/// The mailboxes that got deliveries in the current round, flushed once each at its end.
-#[derive(Default)]
-struct Round {
-    touched: Vec<Arc<Mailbox>>,
-    scratch: Vec<u8>,
-}
-
-impl Round {
-    fn stage(&mut self, m: &Arc<Mailbox>, channel: &Arc<str>, wire: &Bytes, pos: Option<u64>) {
-        if m.stage(channel, wire, pos) {
-            self.touched.push(Arc::clone(m));
-        }
-    }
-
-    fn flush(&mut self) {
-        for m in self.touched.drain(..) {
-            m.flush_staged(&mut self.scratch);
-        }
-        // A round that carried a large payload does not keep its buffer.
-        if self.scratch.capacity() > 1 << 20 {
-            self.scratch = Vec::new();
-        }
-    }
-}
-
 impl Hub {
     /// Starts the hub's thread on the engine's change stream; it ends when `stop` becomes
     /// true (or its sender is dropped).
@@ -104,6 +94,7 @@ impl Hub {
             live: RwLock::new(Arc::new(HashMap::new())),
         });
         hub.reload_live_queries();
+        hub.engine.storage().pace_commits(COMMIT_BACKLOG, COMMIT_WAIT_MAX);
         let position = hub.engine.storage().last_position();
         let task = Arc::clone(&hub);
         // Its own thread: a round's writes (one per listener) then compete with the committing
@@ -224,6 +215,8 @@ impl Hub {
                     };
                 }
             }
+            // Commits waiting for the hub go on while this round is written.
+            self.engine.storage().events_received();
             round.flush();
         }
     }
@@ -262,9 +255,7 @@ impl Hub {
                 payload: payload.clone(),
             }
             .encode();
-            for mailbox in targets.values() {
-                round.stage(mailbox, channel, &wire, None);
-            }
+            round.deliver(channel, || targets.values().cloned().collect(), wire, None);
         }
     }
 
@@ -293,9 +284,12 @@ impl Hub {
                 payload: change.payload(),
             }
             .encode();
-            for mailbox in targets.values() {
-                round.stage(mailbox, channel, &wire, Some(position));
-            }
+            round.deliver(
+                channel,
+                || targets.values().cloned().collect(),
+                wire,
+                Some(position),
+            );
         }
     }
 
@@ -330,9 +324,12 @@ impl Hub {
                 payload: change.payload(),
             }
             .encode();
-            for mailbox in targets.values() {
-                round.stage(mailbox, channel, &wire, Some(record.position));
-            }
+            round.deliver(
+                channel,
+                || targets.values().cloned().collect(),
+                wire,
+                Some(record.position),
+            );
         }
     }
 

@@ -2,7 +2,7 @@
 //! handing out transactions, the change log and the change stream.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
@@ -82,6 +82,8 @@ pub(crate) struct Inner {
     pub rowid_counter: AtomicU64,
     pub hlc: Arc<HlcGenerator>,
     pub events: broadcast::Sender<Arc<CommitEvent>>,
+    /// Pacing of commits by the change stream's subscriber (see `Storage::pace_commits`).
+    pub pace: CommitPace,
     pub commit_tx: mpsc::Sender<Msg>,
     pub shutting_down: AtomicBool,
     /// Snapshot files of a replication layer.
@@ -99,6 +101,36 @@ pub(crate) struct Inner {
     /// The committer's state, held by its thread while it works (see `apply_replicated`).
     committer_state: Arc<Mutex<Committer>>,
     committer: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// See `Storage::pace_commits`.
+#[derive(Default)]
+pub(crate) struct CommitPace {
+    backlog: AtomicUsize,
+    /// The longest one COMMIT waits (a stalled subscriber slows writers; it never stops them).
+    max_wait: Mutex<std::time::Duration>,
+    progress: tokio::sync::Notify,
+}
+
+impl Inner {
+    /// Waits while the change stream's subscribers are more events behind than allowed.
+    pub(crate) async fn pace_commit(&self) {
+        let backlog = self.pace.backlog.load(Ordering::Relaxed);
+        if backlog == 0 || self.events.len() <= backlog {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + *self.pace.max_wait.lock();
+        loop {
+            // Registered before the check, so a notification in between is not missed.
+            let progressed = self.pace.progress.notified();
+            if self.events.len() <= backlog {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, progressed).await.is_err() {
+                return;
+            }
+        }
+    }
 }
 
 impl Storage {
@@ -182,6 +214,7 @@ impl Storage {
                 rowid_counter: AtomicU64::new(state.rowid),
                 hlc,
                 events,
+                pace: CommitPace::default(),
                 commit_tx,
                 shutting_down: AtomicBool::new(false),
                 replicator: OnceLock::new(),
@@ -211,6 +244,24 @@ impl Storage {
     /// The change stream: one event per commit, after it is durable.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<CommitEvent>> {
         self.inner.events.subscribe()
+    }
+
+    /// From now on a transaction's COMMIT is acknowledged only once the change stream's
+    /// subscribers are at most `backlog` events behind (or after `max_wait`), so that a
+    /// writer cannot run ahead of the fan-out: without it, a fan-out that falls behind queues
+    /// ever more (its latency grows without bound) and the stream's ring buffer finally
+    /// overwrites events it has not read. The commit itself is durable and published before
+    /// the wait; commits applied from replication are not paced. The subscriber calls
+    /// `events_received` whenever it has taken events. 0 turns pacing off (the default: a
+    /// subscriber that does not call `events_received` must not stall commits).
+    pub fn pace_commits(&self, backlog: usize, max_wait: std::time::Duration) {
+        *self.inner.pace.max_wait.lock() = max_wait;
+        self.inner.pace.backlog.store(backlog, Ordering::Relaxed);
+    }
+
+    /// The subscriber has taken events from the change stream: paced commits may go on.
+    pub fn events_received(&self) {
+        self.inner.pace.progress.notify_waiters();
     }
 
     /// Up to `limit` change records with positions above `after_position`, in order, rows decoded

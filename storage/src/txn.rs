@@ -188,7 +188,18 @@ impl Txn {
 
     /// Commits: hands the write set to the committer and waits until it is durable.
     /// A transaction that wrote nothing commits at once without touching the committer.
+    /// One that did is then paced by the change stream's subscriber (`Storage::pace_commits`).
     pub async fn commit(self) -> Result<CommitInfo> {
+        if !self.has_writes() {
+            return self.commit_now().await;
+        }
+        let inner = self.inner.clone();
+        let info = self.commit_now().await?;
+        inner.pace_commit().await;
+        Ok(info)
+    }
+
+    async fn commit_now(self) -> Result<CommitInfo> {
         if let Some(e) = self.poisoned {
             return Err(e);
         }

@@ -117,3 +117,64 @@ async fn old_records_decode_against_the_current_catalog() {
     assert_eq!(rec.op, ChangeOp::Insert);
     assert_eq!(rec.new, None);
 }
+
+/// `Storage::pace_commits`: a COMMIT is acknowledged only once the subscriber is at most the
+/// allowed number of events behind, and the wait is bounded.
+#[tokio::test]
+async fn commits_wait_for_a_lagging_subscriber() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = open(dir.path());
+    let t = create_users(&s).await;
+    let mut events = s.subscribe();
+    // Long enough that only `events_received` can end the wait below.
+    s.pace_commits(1, Duration::from_secs(600));
+    let mut txn = s.begin();
+    txn.insert(&t, user(1, "a", None, 1)).expect("insert");
+    txn.commit().await.expect("one event behind is allowed");
+    let done = Arc::new(AtomicBool::new(false));
+    let second = {
+        let (s, t, done) = (s.clone(), t.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut txn = s.begin();
+            txn.insert(&t, user(2, "b", None, 2)).expect("insert");
+            let info = txn.commit().await;
+            done.store(true, Ordering::SeqCst);
+            info
+        })
+    };
+    // The second commit is durable and published, then waits for the subscriber.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while events.len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "the second commit was never published");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(!done.load(Ordering::SeqCst), "acknowledged while the subscriber lagged");
+    events.recv().await.expect("first event");
+    s.events_received();
+    let info = tokio::time::timeout(Duration::from_secs(30), second)
+        .await
+        .expect("the commit goes on once the subscriber caught up")
+        .expect("task")
+        .expect("commit");
+    assert_eq!(events.recv().await.expect("second event").version, info.version);
+
+    // A subscriber that never reads slows commits by at most the bound.
+    s.pace_commits(1, Duration::from_millis(1));
+    for id in 3..6 {
+        let mut txn = s.begin();
+        txn.insert(&t, user(id, "c", None, id)).expect("insert");
+        tokio::time::timeout(Duration::from_secs(30), txn.commit())
+            .await
+            .expect("bounded wait")
+            .expect("commit");
+    }
+    // Read-only transactions are never paced.
+    tokio::time::timeout(Duration::from_secs(30), s.begin().commit())
+        .await
+        .expect("not paced")
+        .expect("commit");
+}
