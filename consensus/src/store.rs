@@ -122,7 +122,10 @@ impl LogStore {
         }
     }
 
-    /// Writes a `raft_meta` value off the async runtime (a synced write waits for an fsync).
+    /// Writes a `raft_meta` value: a synced write off the async runtime (it waits for an
+    /// fsync), an unsynced one in place. openraft awaits these inside its core loop
+    /// (`save_committed` at every commit), so a hand-off to the blocking pool would hold the
+    /// core for two thread switches to write a few bytes to the memtable.
     async fn write_meta<T: Serialize>(
         &self,
         key: &'static str,
@@ -130,6 +133,9 @@ impl LogStore {
         sync: bool,
     ) -> io::Result<()> {
         let bytes = encode(value)?;
+        if !sync {
+            return self.log.put_meta(key, &bytes, false).map_err(io::Error::other);
+        }
         let log = self.log.clone();
         blocking(move || log.put_meta(key, &bytes, sync)).await
     }
