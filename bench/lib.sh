@@ -55,7 +55,7 @@ bench_cleanup() {
 node_start() {
     local name=$1 id=$2 line= i
     shift 2
-    RUST_LOG=${RUST_LOG:-info,openraft=warn} "$weft_bin" start --node-id "$id" \
+    RUST_LOG=${RUST_LOG:-info,openraft=warn,tarpc=warn} "$weft_bin" start --node-id "$id" \
         --data-dir "$data/$name" --listen 127.0.0.1:0 "$@" >"$out/$name.out" 2>"$out/$name.log" &
     node_pid=$!
     pids+=("$node_pid")

@@ -17,6 +17,9 @@ pub mod types;
 /// Log store and state machine over `weft-storage`.
 pub mod store;
 
+/// The newest Raft log entries, decoded, for openraft's read-backs.
+mod log_cache;
+
 pub use types::{PeerNode, Request, Response, TypeConfig};
 
 /// Peer RPC (tarpc), openraft's network, fault injection for tests.

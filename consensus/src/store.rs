@@ -2,6 +2,7 @@
 //!
 //! ```text
 //!   openraft ─ append / truncate / purge ─▶ LogStore ─▶ `raft_log` CF   index → bincode Entry
+//!            ◀─ read back (replicate, apply) ─┘  └─▶ LogCache: the newest entries, decoded
 //!            ─ save_vote / save_committed ─▶          ─▶ `raft_meta` CF  vote, committed, purged
 //!
 //!   openraft ─ apply(committed entries) ──▶ StateMachine ─▶ Storage::apply_replicated(writes, meta)
@@ -38,6 +39,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use weft_storage::{replica_meta_key, RaftLog, ReplicatedWrite, SnapshotFile, Storage};
 
+use crate::log_cache::LogCache;
 use crate::types::{Request, Response, TypeConfig};
 
 type Entry = EntryOf<TypeConfig>;
@@ -64,6 +66,7 @@ pub async fn open(storage: Storage) -> io::Result<(LogStore, StateMachine)> {
     let log = LogStore {
         log: storage.raft_log(),
         syncer: Arc::new(Syncer::start(storage.raft_log())?),
+        cache: Arc::new(LogCache::default()),
     };
     let applied = read_applied(&storage)?;
     let (applied_tx, _) = watch::channel(index_of(&applied));
@@ -81,6 +84,8 @@ pub async fn open(storage: Storage) -> io::Result<(LogStore, StateMachine)> {
 pub struct LogStore {
     log: RaftLog,
     syncer: Arc<Syncer>,
+    /// The newest entries, decoded: replication and apply read them back from here.
+    cache: Arc<LogCache>,
 }
 
 /// Syncs the WAL for appended entries on its own thread and then tells openraft, in append
@@ -147,6 +152,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
         range: RB,
     ) -> io::Result<Vec<Entry>> {
         let (start, end) = index_bounds(&range);
+        if let Some(entries) = self.cache.get(start, end) {
+            return Ok(entries);
+        }
         let stored = self.log.range(start, end).map_err(io::Error::other)?;
         let mut entries = Vec::with_capacity(stored.len());
         for (index, bytes) in stored {
@@ -209,8 +217,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut batch = Vec::new();
+        let mut cached = Vec::new();
         for entry in entries {
-            batch.push((entry.log_id.index, encode(&entry)?));
+            let bytes = encode(&entry)?;
+            let size = bytes.len();
+            batch.push((entry.log_id.index, bytes));
+            cached.push((entry, size));
         }
         // Written now, synced by the syncer thread: openraft counts these entries toward a
         // commit quorum only once the callback fires, after the WAL sync. Returning before the
@@ -220,12 +232,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             callback.io_completed(Err(io::Error::other(e.to_string())));
             return Err(io::Error::other(e));
         }
+        // Before returning: openraft reads these entries back only after `append` returned.
+        self.cache.appended(cached);
         self.syncer.submit(callback);
         Ok(())
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> io::Result<()> {
         let from = last_log_id.map_or(0, |id| id.index.saturating_add(1));
+        self.cache.truncated(from);
         let log = self.log.clone();
         // Synced (it is rare): entries openraft has dropped as conflicting must not come back.
         blocking(move || log.delete_range(from, u64::MAX, true)).await
@@ -233,6 +248,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
         let upto = log_id.index.saturating_add(1);
+        self.cache.purged(upto);
         // The purged id first: entries at or below it are never read again, so a crash between
         // the two writes leaves only dead entries. Neither is synced: openraft purges only what a
         // durable snapshot (or the durable state machine) already covers.
