@@ -139,7 +139,10 @@ impl LogStore {
     ) -> io::Result<()> {
         let bytes = encode(value)?;
         if !sync {
-            return self.log.put_meta(key, &bytes, false).map_err(io::Error::other);
+            return self
+                .log
+                .put_meta(key, &bytes, false)
+                .map_err(io::Error::other);
         }
         let log = self.log.clone();
         blocking(move || log.put_meta(key, &bytes, sync)).await

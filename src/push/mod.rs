@@ -94,7 +94,9 @@ impl Hub {
             live: RwLock::new(Arc::new(HashMap::new())),
         });
         hub.reload_live_queries();
-        hub.engine.storage().pace_commits(COMMIT_BACKLOG, COMMIT_WAIT_MAX);
+        hub.engine
+            .storage()
+            .pace_commits(COMMIT_BACKLOG, COMMIT_WAIT_MAX);
         let position = hub.engine.storage().last_position();
         let task = Arc::clone(&hub);
         // Its own thread: a round's writes (one per listener) then compete with the committing

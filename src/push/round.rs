@@ -93,7 +93,11 @@ impl Round {
             let items: Vec<&Routed> = self
                 .log
                 .iter()
-                .filter(|r| channels.iter().any(|&c| self.index.get(&r.channel) == Some(&c)))
+                .filter(|r| {
+                    channels
+                        .iter()
+                        .any(|&c| self.index.get(&r.channel) == Some(&c))
+                })
                 .collect();
             let wire = concat(items.iter().map(|r| &r.wire));
             m.deliver_round(&wire, &items);

@@ -149,10 +149,16 @@ async fn commits_wait_for_a_lagging_subscriber() {
     // The second commit is durable and published, then waits for the subscriber.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while events.len() < 2 {
-        assert!(tokio::time::Instant::now() < deadline, "the second commit was never published");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the second commit was never published"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert!(!done.load(Ordering::SeqCst), "acknowledged while the subscriber lagged");
+    assert!(
+        !done.load(Ordering::SeqCst),
+        "acknowledged while the subscriber lagged"
+    );
     events.recv().await.expect("first event");
     s.events_received();
     let info = tokio::time::timeout(Duration::from_secs(30), second)
@@ -160,7 +166,10 @@ async fn commits_wait_for_a_lagging_subscriber() {
         .expect("the commit goes on once the subscriber caught up")
         .expect("task")
         .expect("commit");
-    assert_eq!(events.recv().await.expect("second event").version, info.version);
+    assert_eq!(
+        events.recv().await.expect("second event").version,
+        info.version
+    );
 
     // A subscriber that never reads slows commits by at most the bound.
     s.pace_commits(1, Duration::from_millis(1));
