@@ -74,6 +74,11 @@ pub async fn serve(tcp: TcpStream, ctx: Arc<ConnContext>) {
 }
 
 async fn serve_inner(tcp: TcpStream, ctx: &ConnContext) -> io::Result<()> {
+    // As PostgreSQL does: a message goes out when written, not when the client has
+    // acknowledged the previous one (Nagle would hold a notification until the listener's ACK).
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+    }
     let deadline = tokio::time::sleep(STARTUP_TIMEOUT);
     tokio::pin!(deadline);
     let negotiated = tokio::select! {

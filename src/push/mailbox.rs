@@ -1,8 +1,8 @@
 //! One connection's bounded queue of deliveries, and the direct path that bypasses it.
 //!
 //! ```text
-//!   Hub round ──▶ deliver_round (once per round, every message of the round in one buffer)
-//!     direct on (connection idle, nothing queued): one write of the round's messages
+//!   Hub sweep ──▶ deliver_round (once per turn: every message since the last, in one buffer)
+//!     direct on (connection idle, nothing queued): one write of those messages
 //!        straight to the socket; the connection task is not woken
 //!     otherwise, or the socket is full: queue (bounded) ──▶ wake ──▶ Connection loop writes
 //! ```
@@ -13,6 +13,7 @@
 //! NotificationResponse never lands inside another message.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -59,7 +60,7 @@ pub enum Delivery {
     Notice(String),
 }
 
-/// A delivery of the current hub round (see `round.rs`).
+/// A message in the fan-out's log (see `sweep.rs`).
 pub(crate) struct Routed {
     pub channel: Arc<str>,
     /// The encoded NotificationResponse.
@@ -92,6 +93,8 @@ pub struct Mailbox {
     state: Mutex<MailboxState>,
     ready: Notify,
     capacity: usize,
+    /// Its index in the fan-out's sweep (`usize::MAX`: not in it). Only the hub's thread uses it.
+    sweep_slot: AtomicUsize,
 }
 
 impl std::fmt::Debug for Mailbox {
@@ -108,7 +111,16 @@ impl Mailbox {
             state: Mutex::new(MailboxState::default()),
             ready: Notify::new(),
             capacity: capacity.max(1),
+            sweep_slot: AtomicUsize::new(usize::MAX),
         })
+    }
+
+    pub(crate) fn sweep_slot(&self) -> usize {
+        self.sweep_slot.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_sweep_slot(&self, slot: usize) {
+        self.sweep_slot.store(slot, Ordering::Relaxed);
     }
 
     /// Queues `n`; false if it did not fit (it is then reported by the next overflow notice).
@@ -162,7 +174,7 @@ impl Mailbox {
         self.ready.notify_one();
     }
 
-    /// Takes this connection's deliveries of one hub round: `wire` is `items` encoded back
+    /// Takes this connection's deliveries of one turn of the hub's sweep: `wire` is `items` encoded back
     /// to back. If direct writes are on, it goes to the socket in one write (what does not fit
     /// is left for the connection task, which is then woken); otherwise the items are queued
     /// (bounded) and the task is woken.

@@ -2,11 +2,12 @@
 //!
 //! ```text
 //!   Storage::subscribe (one CommitEvent per commit, in commit order)
-//!     --> Hub thread, one round at a time: every event waiting in the stream (up to
-//!         MAX_ROUND) is routed: for each row change, each live query on its table matches it
-//!         once and serializes one payload; each NOTIFY is looked up once
-//!     --> the round (round.rs): per channel, its messages concatenated once; each listening
-//!         connection is then handed the round once:
+//!     --> Hub thread, in steps: every event waiting in the stream (up to MAX_STEP) is
+//!         routed: for each row change, each live query on its table matches it once and
+//!         serializes one payload; each NOTIFY is looked up once
+//!     --> the sweep (sweep.rs): each message logged once, its channel's listeners enrolled;
+//!         between two steps the next VISITS enrolled connections are each handed, once,
+//!         every message of their channels since their last turn:
 //!           idle connection  --> one write to its socket, from the hub thread (no wake-up)
 //!           otherwise        --> bounded queue --> Connection loop (sends when idle, outside
 //!                                a transaction)
@@ -14,19 +15,20 @@
 //!
 //! The commit path only publishes the event; nothing here runs under a lock that a commit takes,
 //! so the number of listeners (on any channel) does not slow commits. What does hold a COMMIT
-//! back is the hub itself falling behind: once it is more than COMMIT_BACKLOG events behind
-//! the stream, acknowledgements wait for it (`Storage::pace_commits`), so that a writer cannot
-//! queue work faster than the fan-out does it (latency would grow without bound, and the
-//! stream's ring buffer would overwrite events not yet read). One slow listener does not hold
-//! up the hub: its queue takes the round, or overflows. The hub runs on its own
-//! thread, so a fan-out round does not queue the committing connection behind the listeners'
-//! tasks: commits go on during a round, and the next round writes all of them to each listener
-//! in one write. A mailbox that is full drops what does not fit and, once there is room, queues
-//! one NoticeResponse naming, per channel, the first position it missed (live queries) so that
-//! the client can fill the gap with `weft_changes`; nothing is dropped silently.
+//! back is the hub itself falling behind: once the events it has not taken plus the messages
+//! of the cycle in progress exceed COMMIT_BACKLOG, acknowledgements wait for it
+//! (`Storage::pace_commits`), so that a writer cannot queue work faster than the fan-out does
+//! it (latency would grow without bound, and the stream's ring buffer would overwrite events
+//! not yet read). One slow listener does not hold up the hub: its queue takes the messages, or
+//! overflows. The hub runs on its own thread, so its writes (one per listener) do not queue
+//! the committing connection behind the listeners' tasks, and events committed during a cycle
+//! join it: a change waits at most about one cycle for any listener. A mailbox that is full
+//! drops what does not fit and, once there is room, queues one NoticeResponse naming, per
+//! channel, the first position it missed (live queries) so that the client can fill the gap
+//! with `weft_changes`; nothing is dropped silently.
 
 mod mailbox;
-mod round;
+mod sweep;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -38,7 +40,7 @@ use weft_sql::Engine;
 use weft_storage::{ChangeRecord, CommitEvent, TableId};
 
 pub use mailbox::{Delivery, Mailbox, Notification};
-use round::Round;
+use sweep::Sweep;
 
 /// How many deliveries may wait for one client before it overflows.
 pub const MAILBOX_CAPACITY: usize = 4096;
@@ -46,13 +48,18 @@ pub const MAILBOX_CAPACITY: usize = 4096;
 /// Change records read from the durable log at a time when the hub fell behind the stream.
 const CATCH_UP_BATCH: usize = 4096;
 
-/// Most commit events routed in one round before the round is written out.
-const MAX_ROUND: usize = 1024;
+/// Most commit events routed in one step, between two batches of writes.
+const MAX_STEP: usize = 1024;
 
-/// How many commit events the hub may be behind before COMMITs wait for it
-/// (`Storage::pace_commits`). A round's cost is mostly one write per listener, whatever it
-/// carries; letting writers run further ahead makes rounds no cheaper, only later.
-const COMMIT_BACKLOG: usize = 8;
+/// Connections written to between two steps: the events committed meanwhile are routed
+/// after at most this many writes, so they join the cycle in progress.
+const VISITS: usize = 32;
+
+/// How far the hub may be behind (events not taken plus messages of the cycle in progress)
+/// before COMMITs wait for it (`Storage::pace_commits`). A cycle's cost is mostly one write per
+/// listener, whatever it carries; a writer let further ahead makes cycles longer (its own CPU),
+/// not cheaper: at 1,000 listeners 4 gave p99 about 10 ms, 8 about 11 (BENCHMARKS.md).
+const COMMIT_BACKLOG: usize = 4;
 
 /// The longest a COMMIT waits for the hub: a stalled fan-out slows writers, never stops them.
 const COMMIT_WAIT_MAX: std::time::Duration = std::time::Duration::from_millis(100);
@@ -183,52 +190,59 @@ impl Hub {
         *self.live.write() = Arc::new(by_table);
     }
 
-    /// Rounds: waits for an event, routes it and every event already behind it (up to
-    /// MAX_ROUND), then writes each touched mailbox once.
+    /// The sweep: routes every event waiting in the stream (up to MAX_STEP; when nothing is
+    /// left to write, it first waits for one), then writes to the next VISITS connections
+    /// that have messages, and again.
     async fn run(
         self: Arc<Self>,
         mut events: tokio::sync::broadcast::Receiver<Arc<CommitEvent>>,
         mut position: u64,
     ) {
-        let mut round = Round::default();
+        let mut sweep = Sweep::default();
+        let mut reported = 0;
         loop {
-            let mut next = Some(events.recv().await);
+            let mut next = if sweep.is_idle() {
+                Some(events.recv().await)
+            } else {
+                // Lets the runtime look at `stop` while the sweep is busy.
+                tokio::task::yield_now().await;
+                poll(&mut events)
+            };
             let mut routed = 0;
             while let Some(received) = next.take() {
                 match received {
-                    Ok(event) => self.on_event(&event, &mut position, &mut round),
+                    Ok(event) => self.on_event(&event, &mut position, &mut sweep),
                     Err(RecvError::Lagged(n)) => {
-                        round.flush();
+                        sweep.flush();
                         tracing::warn!(missed = n, "push fan-out fell behind the change stream; catching up from the change log");
-                        self.catch_up(&mut position, &mut round);
+                        self.catch_up(&mut position, &mut sweep);
                     }
                     Err(RecvError::Closed) => {
-                        round.flush();
+                        sweep.flush();
                         return;
                     }
                 }
                 routed += 1;
-                if routed < MAX_ROUND {
-                    next = match events.try_recv() {
-                        Ok(e) => Some(Ok(e)),
-                        Err(TryRecvError::Empty) => None,
-                        Err(TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
-                        Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
-                    };
+                if routed < MAX_STEP {
+                    next = poll(&mut events);
                 }
             }
-            // Commits waiting for the hub go on while this round is written.
-            self.engine.storage().events_received();
-            round.flush();
+            sweep.visit(VISITS);
+            let unsent = sweep.backlog();
+            if routed > 0 || unsent != reported {
+                // Paced commits go on while the messages of the cycle in progress are few.
+                self.engine.storage().events_received(unsent);
+                reported = unsent;
+            }
         }
     }
 
-    fn on_event(&self, event: &CommitEvent, position: &mut u64, round: &mut Round) {
+    fn on_event(&self, event: &CommitEvent, position: &mut u64, sweep: &mut Sweep) {
         if event.catalog_changed {
             self.reload_live_queries();
         }
         if event.reset {
-            self.push_reset_all(event, round);
+            self.push_reset_all(event, sweep);
             *position = self.engine.storage().last_position();
             return;
         }
@@ -236,7 +250,7 @@ impl Hub {
         let live = Arc::clone(&self.live.read());
         if !live.is_empty() {
             for record in event.changes.iter().filter(|r| r.position > *position) {
-                self.route_change(&live, record, pid, round);
+                self.route_change(&live, record, pid, sweep);
             }
         }
         if let Some(last) = event.changes.last() {
@@ -257,13 +271,13 @@ impl Hub {
                 payload: payload.clone(),
             }
             .encode();
-            round.deliver(channel, || targets.values().cloned().collect(), wire, None);
+            sweep.deliver(channel, targets, wire, None);
         }
     }
 
     /// The node installed a snapshot: the changes in between are not in its log, so every live
     /// query's listeners are told to re-read.
-    fn push_reset_all(&self, event: &CommitEvent, round: &mut Round) {
+    fn push_reset_all(&self, event: &CommitEvent, sweep: &mut Sweep) {
         let position = self.engine.storage().last_position();
         let live = Arc::clone(&self.live.read());
         let listeners = self.listeners.read();
@@ -286,16 +300,11 @@ impl Hub {
                 payload: change.payload(),
             }
             .encode();
-            round.deliver(
-                channel,
-                || targets.values().cloned().collect(),
-                wire,
-                Some(position),
-            );
+            sweep.deliver(channel, targets, wire, Some(position));
         }
     }
 
-    fn route_change(&self, live: &LiveByTable, record: &ChangeRecord, pid: i32, round: &mut Round) {
+    fn route_change(&self, live: &LiveByTable, record: &ChangeRecord, pid: i32, sweep: &mut Sweep) {
         let Some(queries) = live.get(&record.table_id) else {
             return;
         };
@@ -326,18 +335,13 @@ impl Hub {
                 payload: change.payload(),
             }
             .encode();
-            round.deliver(
-                channel,
-                || targets.values().cloned().collect(),
-                wire,
-                Some(record.position),
-            );
+            sweep.deliver(channel, targets, wire, Some(record.position));
         }
     }
 
     /// After falling behind the stream: live-query changes come from the durable log; NOTIFY
     /// messages are not logged, so their listeners are told what was lost.
-    fn catch_up(&self, position: &mut u64, round: &mut Round) {
+    fn catch_up(&self, position: &mut u64, sweep: &mut Sweep) {
         self.reload_live_queries();
         let storage = self.engine.storage();
         let target = storage.last_position();
@@ -352,10 +356,10 @@ impl Hub {
             };
             let live = Arc::clone(&self.live.read());
             for r in &records {
-                self.route_change(&live, r, 0, round);
+                self.route_change(&live, r, 0, sweep);
                 *position = r.position;
             }
-            round.flush();
+            sweep.flush();
         }
         let listeners = self.listeners.read();
         for targets in listeners.by_channel.values() {
@@ -365,6 +369,18 @@ impl Hub {
                 );
             }
         }
+    }
+}
+
+/// The next event already in the stream, if any.
+fn poll(
+    events: &mut tokio::sync::broadcast::Receiver<Arc<CommitEvent>>,
+) -> Option<Result<Arc<CommitEvent>, RecvError>> {
+    match events.try_recv() {
+        Ok(e) => Some(Ok(e)),
+        Err(TryRecvError::Empty) => None,
+        Err(TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
+        Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
     }
 }
 

@@ -107,23 +107,31 @@ pub(crate) struct Inner {
 #[derive(Default)]
 pub(crate) struct CommitPace {
     backlog: AtomicUsize,
+    /// What the subscriber has taken from the stream but not yet finished with.
+    unsent: AtomicUsize,
     /// The longest one COMMIT waits (a stalled subscriber slows writers; it never stops them).
     max_wait: Mutex<std::time::Duration>,
     progress: tokio::sync::Notify,
 }
 
 impl Inner {
+    /// How far behind the change stream's subscriber is: events it has not taken, and what it
+    /// took but has not finished with.
+    fn pace_behind(&self) -> usize {
+        self.events.len() + self.pace.unsent.load(Ordering::Relaxed)
+    }
+
     /// Waits while the change stream's subscribers are more events behind than allowed.
     pub(crate) async fn pace_commit(&self) {
         let backlog = self.pace.backlog.load(Ordering::Relaxed);
-        if backlog == 0 || self.events.len() <= backlog {
+        if backlog == 0 || self.pace_behind() <= backlog {
             return;
         }
         let deadline = tokio::time::Instant::now() + *self.pace.max_wait.lock();
         loop {
             // Registered before the check, so a notification in between is not missed.
             let progressed = self.pace.progress.notified();
-            if self.events.len() <= backlog {
+            if self.pace_behind() <= backlog {
                 return;
             }
             if tokio::time::timeout_at(deadline, progressed).await.is_err() {
@@ -252,15 +260,19 @@ impl Storage {
     /// ever more (its latency grows without bound) and the stream's ring buffer finally
     /// overwrites events it has not read. The commit itself is durable and published before
     /// the wait; commits applied from replication are not paced. The subscriber calls
-    /// `events_received` whenever it has taken events. 0 turns pacing off (the default: a
+    /// `events_received` whenever it has taken events or finished with some (what it took but
+    /// has not finished counts as behind too). 0 turns pacing off (the default: a
     /// subscriber that does not call `events_received` must not stall commits).
     pub fn pace_commits(&self, backlog: usize, max_wait: std::time::Duration) {
         *self.inner.pace.max_wait.lock() = max_wait;
         self.inner.pace.backlog.store(backlog, Ordering::Relaxed);
     }
 
-    /// The subscriber has taken events from the change stream: paced commits may go on.
-    pub fn events_received(&self) {
+    /// The subscriber has taken events from the change stream, or finished with some: `unsent`
+    /// (events, or messages made from them) of what it took are not done yet, and count as
+    /// events behind; paced commits may go on if that is few enough.
+    pub fn events_received(&self, unsent: usize) {
+        self.inner.pace.unsent.store(unsent, Ordering::Relaxed);
         self.inner.pace.progress.notify_waiters();
     }
 

@@ -160,7 +160,7 @@ async fn commits_wait_for_a_lagging_subscriber() {
         "acknowledged while the subscriber lagged"
     );
     events.recv().await.expect("first event");
-    s.events_received();
+    s.events_received(0);
     let info = tokio::time::timeout(Duration::from_secs(30), second)
         .await
         .expect("the commit goes on once the subscriber caught up")
@@ -171,9 +171,39 @@ async fn commits_wait_for_a_lagging_subscriber() {
         info.version
     );
 
+    // What the subscriber took but reports unfinished counts as behind too.
+    s.events_received(2);
+    let third = {
+        let (s, t) = (s.clone(), t.clone());
+        tokio::spawn(async move {
+            let mut txn = s.begin();
+            txn.insert(&t, user(3, "c", None, 3)).expect("insert");
+            txn.commit().await
+        })
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while events.len() < 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the third commit was never published"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        !third.is_finished(),
+        "acknowledged while the subscriber was behind"
+    );
+    events.recv().await.expect("third event");
+    s.events_received(0);
+    tokio::time::timeout(Duration::from_secs(30), third)
+        .await
+        .expect("the commit goes on once the subscriber finished")
+        .expect("task")
+        .expect("commit");
+
     // A subscriber that never reads slows commits by at most the bound.
     s.pace_commits(1, Duration::from_millis(1));
-    for id in 3..6 {
+    for id in 4..7 {
         let mut txn = s.begin();
         txn.insert(&t, user(id, "c", None, id)).expect("insert");
         tokio::time::timeout(Duration::from_secs(30), txn.commit())
