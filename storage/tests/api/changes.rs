@@ -118,6 +118,21 @@ async fn old_records_decode_against_the_current_catalog() {
     assert_eq!(rec.new, None);
 }
 
+/// Waits (30 s at most) until `n` events are waiting in the stream.
+async fn wait_published(
+    events: &tokio::sync::broadcast::Receiver<std::sync::Arc<weft_storage::CommitEvent>>,
+    n: usize,
+) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while events.len() < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "commit {n} was never published"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
 /// `Storage::pace_commits`: a COMMIT is acknowledged only once the subscriber is at most the
 /// allowed number of events behind, and the wait is bounded.
 #[tokio::test]
@@ -147,14 +162,7 @@ async fn commits_wait_for_a_lagging_subscriber() {
         })
     };
     // The second commit is durable and published, then waits for the subscriber.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while events.len() < 2 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the second commit was never published"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_published(&events, 2).await;
     assert!(
         !done.load(Ordering::SeqCst),
         "acknowledged while the subscriber lagged"
@@ -181,14 +189,7 @@ async fn commits_wait_for_a_lagging_subscriber() {
             txn.commit().await
         })
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while events.len() < 1 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the third commit was never published"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_published(&events, 1).await;
     assert!(
         !third.is_finished(),
         "acknowledged while the subscriber was behind"
