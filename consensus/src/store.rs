@@ -92,12 +92,28 @@ pub struct LogStore {
 /// order; every callback waiting when a sync starts is answered by that one sync.
 struct Syncer {
     tx: std::sync::mpsc::Sender<IOFlushed<TypeConfig>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Syncer {
+    /// Waits for the thread: it holds the database, and one closed by a thread still running
+    /// at process exit can abort in RocksDB's destroyed statics ("pthread lock: Invalid
+    /// argument", seen once in the storage suite).
+    fn drop(&mut self) {
+        let (closed, _) = std::sync::mpsc::channel();
+        drop(std::mem::replace(&mut self.tx, closed));
+        if let Some(thread) = self.thread.take() {
+            if thread.thread().id() != std::thread::current().id() && thread.join().is_err() {
+                tracing::warn!("the raft log sync thread panicked");
+            }
+        }
+    }
 }
 
 impl Syncer {
     fn start(log: RaftLog) -> io::Result<Syncer> {
         let (tx, rx) = std::sync::mpsc::channel::<IOFlushed<TypeConfig>>();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("weft-raft-sync".into())
             .spawn(move || {
                 while let Ok(first) = rx.recv() {
@@ -109,7 +125,10 @@ impl Syncer {
                     }
                 }
             })?;
-        Ok(Syncer { tx })
+        Ok(Syncer {
+            tx,
+            thread: Some(thread),
+        })
     }
 
     fn submit(&self, callback: IOFlushed<TypeConfig>) {

@@ -118,12 +118,15 @@ impl Hub {
                         return;
                     }
                 };
+                let running = Arc::clone(&task);
                 rt.block_on(async move {
                     tokio::select! {
-                        () = task.run(events, position) => {}
+                        () = running.run(events, position) => {}
                         _ = stop.wait_for(|s| *s) => {}
                     }
                 });
+                // Nothing is being sent any more: no COMMIT waits for this hub.
+                task.engine.storage().events_received(0);
             });
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start the fan-out thread; nothing is pushed");

@@ -46,6 +46,9 @@ struct Behind {
     /// Number of the first message it has not been given.
     cursor: u64,
     spans: Vec<Span>,
+    /// Enrolled for a message since its last turn: it stays for the next cycle. One that
+    /// wants none of what is logged after its turn leaves at the end of this one.
+    due: bool,
 }
 
 impl Behind {
@@ -142,6 +145,7 @@ impl Sweep {
             .filter(|b| Arc::ptr_eq(&b.mailbox, m))
         {
             Some(b) => {
+                b.due = true;
                 if let Some(s) = b
                     .spans
                     .iter_mut()
@@ -158,6 +162,7 @@ impl Sweep {
                     mailbox: Arc::clone(m),
                     cursor: number,
                     spans: vec![span()],
+                    due: true,
                 });
             }
         }
@@ -195,12 +200,15 @@ impl Sweep {
         let head = self.head();
         let end = self.next.saturating_add(n).min(self.behind.len());
         for i in self.next..end {
-            if self.behind[i].cursor < head {
+            if self.behind[i].due {
                 let (wire, items) = self.messages_for(i, head);
-                let items: Vec<&Routed> = items.iter().map(|&k| &self.log[k]).collect();
-                self.behind[i].mailbox.deliver_round(&wire, &items);
+                if !items.is_empty() {
+                    let items: Vec<&Routed> = items.iter().map(|&k| &self.log[k]).collect();
+                    self.behind[i].mailbox.deliver_round(&wire, &items);
+                }
             }
             let b = &mut self.behind[i];
+            b.due = false;
             b.cursor = head;
             b.spans.retain(|s| s.until > head);
         }
@@ -237,13 +245,13 @@ impl Sweep {
         (wire, items)
     }
 
-    /// A cycle ended: connections given everything leave the sweep, and messages every
-    /// remaining connection has had leave the log.
+    /// A cycle ended: connections not enrolled for anything since their turn leave the
+    /// sweep, and messages every remaining connection has had leave the log.
     fn end_cycle(&mut self) {
         let head = self.head();
         let mut left: Vec<Arc<str>> = Vec::new();
         self.behind.retain(|b| {
-            let keep = b.cursor < head;
+            let keep = b.due;
             if !keep {
                 b.mailbox.set_sweep_slot(usize::MAX);
                 left.extend(
@@ -393,6 +401,38 @@ mod tests {
         assert_eq!(popped(&stays), [1, 2, 3]);
         assert_eq!(popped(&leaves), [1, 2]);
         assert!(sweep.members.is_empty());
+        assert!(sweep.log.is_empty());
+    }
+
+    #[test]
+    fn a_connection_leaves_the_sweep_when_nothing_more_is_for_it() {
+        let (quiet, busy): (Arc<str>, Arc<str>) = (Arc::from("quiet"), Arc::from("busy"));
+        let idle: Vec<Arc<Mailbox>> = (0..40).map(|_| Mailbox::new(100)).collect();
+        let active = Mailbox::new(10_000);
+        let mut sweep = Sweep::default();
+        sweep.deliver(
+            &quiet,
+            &listeners(&idle.iter().collect::<Vec<_>>()),
+            Bytes::from_static(&[0]),
+            None,
+        );
+        // Steady traffic on another channel, routed between every 8 writes.
+        for i in 1..=50u8 {
+            sweep.deliver(&busy, &listeners(&[&active]), Bytes::from(vec![i]), None);
+            sweep.visit(8);
+        }
+        assert!(
+            sweep
+                .behind
+                .iter()
+                .all(|b| Arc::ptr_eq(&b.mailbox, &active)),
+            "only the busy channel's listener may stay"
+        );
+        sweep.flush();
+        for m in &idle {
+            assert_eq!(popped(m), [0]);
+        }
+        assert_eq!(popped(&active), (1..=50).collect::<Vec<u8>>());
         assert!(sweep.log.is_empty());
     }
 
