@@ -70,6 +70,8 @@ struct Listeners {
     by_channel: HashMap<Arc<str>, HashMap<i32, Arc<Mailbox>>>,
     /// connection → its channels.
     by_pid: HashMap<i32, HashSet<String>>,
+    /// Bumped at every change, so that the sweep reads a channel's listeners again.
+    generation: u64,
 }
 
 /// Live queries by the table they read.
@@ -137,6 +139,7 @@ impl Hub {
     /// Applies a session's committed LISTEN/UNLISTEN.
     pub fn apply(&self, pid: i32, change: ListenChange, mailbox: &Arc<Mailbox>) {
         let mut l = self.listeners.write();
+        l.generation += 1;
         match change {
             ListenChange::Listen(channel) => {
                 l.by_channel
@@ -163,6 +166,7 @@ impl Hub {
     /// Forgets a connection that ended.
     pub fn disconnect(&self, pid: i32) {
         let mut l = self.listeners.write();
+        l.generation += 1;
         let channels = l.by_pid.remove(&pid).unwrap_or_default();
         for c in channels {
             remove(&mut l, pid, &c);
@@ -274,7 +278,7 @@ impl Hub {
                 payload: payload.clone(),
             }
             .encode();
-            sweep.deliver(channel, targets, wire, None);
+            sweep.deliver(channel, targets, listeners.generation, wire, None);
         }
     }
 
@@ -303,7 +307,7 @@ impl Hub {
                 payload: change.payload(),
             }
             .encode();
-            sweep.deliver(channel, targets, wire, Some(position));
+            sweep.deliver(channel, targets, listeners.generation, wire, Some(position));
         }
     }
 
@@ -338,7 +342,13 @@ impl Hub {
                 payload: change.payload(),
             }
             .encode();
-            sweep.deliver(channel, targets, wire, Some(record.position));
+            sweep.deliver(
+                channel,
+                targets,
+                listeners.generation,
+                wire,
+                Some(record.position),
+            );
         }
     }
 

@@ -16,7 +16,7 @@
 //! once except the copy into a write: n messages to L listeners of one channel cost n log
 //! appends, one enrolment per listener per step and L writes, not n x L.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -30,8 +30,8 @@ struct Span {
     from: u64,
     /// `u64::MAX` while it still listens.
     until: u64,
-    /// The step in which its listeners were last enrolled with it among them.
-    step: u64,
+    /// The last enrolment of its channel's listeners that had it among them.
+    mark: u64,
 }
 
 impl Span {
@@ -79,10 +79,10 @@ pub(super) struct Sweep {
     behind: Vec<Behind>,
     /// The next connection to visit in the current cycle.
     next: usize,
-    /// Steps so far (a step is what is routed between two visits).
-    step: u64,
-    /// Channels whose listeners were enrolled in the current step.
-    enrolled: HashSet<Arc<str>>,
+    /// Enrolments so far (one per channel per step, and again when the listeners changed).
+    mark: u64,
+    /// Channel -> the generation of the listeners (`Hub`'s) enrolled in the current step.
+    enrolled: HashMap<Arc<str>, u64>,
     /// Channel -> open spans on it among `behind`.
     members: HashMap<Arc<str>, usize>,
     last: Option<LastWrite>,
@@ -104,18 +104,21 @@ impl Sweep {
     }
 
     /// Logs one message on `channel` for its listening connections `targets` (looked up by
-    /// the caller; enrolled at the channel's first message of the step). A connection that
-    /// no longer listens there gets nothing from here on.
+    /// the caller, as of the listeners' `generation`; enrolled at the channel's first message
+    /// of the step, and again if the listeners changed since). A connection that no longer
+    /// listens there gets nothing from here on.
     pub fn deliver(
         &mut self,
         channel: &Arc<str>,
         targets: &HashMap<i32, Arc<Mailbox>>,
+        generation: u64,
         wire: Bytes,
         position: Option<u64>,
     ) {
         let number = self.head();
-        if !self.enrolled.contains(channel) {
-            self.enrolled.insert(Arc::clone(channel));
+        if self.enrolled.get(channel) != Some(&generation) {
+            self.enrolled.insert(Arc::clone(channel), generation);
+            self.mark += 1;
             for m in targets.values() {
                 self.enrol(m, channel, number);
             }
@@ -131,12 +134,12 @@ impl Sweep {
     }
 
     fn enrol(&mut self, m: &Arc<Mailbox>, channel: &Arc<str>, number: u64) {
-        let step = self.step;
+        let mark = self.mark;
         let span = || Span {
             channel: Arc::clone(channel),
             from: number,
             until: u64::MAX,
-            step,
+            mark,
         };
         let slot = m.sweep_slot();
         match self
@@ -151,7 +154,7 @@ impl Sweep {
                     .iter_mut()
                     .find(|s| s.open() && s.channel == *channel)
                 {
-                    s.step = step;
+                    s.mark = mark;
                     return;
                 }
                 b.spans.push(span());
@@ -169,13 +172,13 @@ impl Sweep {
         *self.members.entry(Arc::clone(channel)).or_default() += 1;
     }
 
-    /// Connections enrolled on `channel` that were not among its listeners this step (they
+    /// Connections enrolled on `channel` that were not among its listeners just now (they
     /// unlistened, or disconnected): their span ends before message `number`.
     fn close_stale(&mut self, channel: &Arc<str>, number: u64) {
         let mut closed = 0;
         for b in &mut self.behind {
             for s in &mut b.spans {
-                if s.open() && s.step != self.step && s.channel == *channel {
+                if s.open() && s.mark != self.mark && s.channel == *channel {
                     s.until = number;
                     closed += 1;
                 }
@@ -195,7 +198,6 @@ impl Sweep {
 
     /// Writes to the next `n` enrolled connections (fewer at the end of a cycle).
     pub fn visit(&mut self, n: usize) {
-        self.step += 1;
         self.enrolled.clear();
         let head = self.head();
         let end = self.next.saturating_add(n).min(self.behind.len());
@@ -332,7 +334,7 @@ mod tests {
         let mut sweep = Sweep::default();
         for (i, ch) in [&a, &b, &a, &b, &b].into_iter().enumerate() {
             let targets = if Arc::ptr_eq(ch, &a) { &of_a } else { &of_b };
-            sweep.deliver(ch, targets, Bytes::from(vec![i as u8]), None);
+            sweep.deliver(ch, targets, 0, Bytes::from(vec![i as u8]), None);
         }
         sweep.flush();
         assert!(sweep.is_idle());
@@ -340,7 +342,7 @@ mod tests {
         assert_eq!(popped(&both), [0, 1, 2, 3, 4]);
         assert_eq!(popped(&only_b), [1, 3, 4]);
         // Nothing is written twice.
-        sweep.deliver(&a, &of_a, Bytes::from_static(&[9]), None);
+        sweep.deliver(&a, &of_a, 0, Bytes::from_static(&[9]), None);
         sweep.flush();
         assert_eq!(popped(&both), [9]);
         assert!(popped(&only_b).is_empty());
@@ -353,12 +355,12 @@ mod tests {
         let ms: Vec<Arc<Mailbox>> = (0..4).map(|_| Mailbox::new(100)).collect();
         let all = listeners(&ms.iter().collect::<Vec<_>>());
         let mut sweep = Sweep::default();
-        sweep.deliver(&ch, &all, Bytes::from_static(&[1]), None);
+        sweep.deliver(&ch, &all, 0, Bytes::from_static(&[1]), None);
         sweep.visit(2);
         let (visited, rest): (Vec<_>, Vec<_>) = ms.iter().partition(|m| !popped(m).is_empty());
         assert_eq!((visited.len(), rest.len()), (2, 2));
         // A message routed now goes with the first to those not yet visited...
-        sweep.deliver(&ch, &all, Bytes::from_static(&[2]), None);
+        sweep.deliver(&ch, &all, 0, Bytes::from_static(&[2]), None);
         sweep.visit(2);
         for m in &rest {
             assert_eq!(popped(m), [1, 2]);
@@ -382,21 +384,21 @@ mod tests {
         let one = listeners(&[&stays]);
         // Neither visited yet when `leaves` unlistens.
         let mut sweep = Sweep::default();
-        sweep.deliver(&ch, &both, Bytes::from_static(&[1]), None);
+        sweep.deliver(&ch, &both, 0, Bytes::from_static(&[1]), None);
         sweep.visit(0);
-        sweep.deliver(&ch, &one, Bytes::from_static(&[2]), None);
+        sweep.deliver(&ch, &one, 0, Bytes::from_static(&[2]), None);
         sweep.flush();
         assert_eq!(popped(&stays), [1, 2]);
         assert_eq!(popped(&leaves), [1]);
         assert!(sweep.members.is_empty());
         // Under load: one of them is still in the sweep from the last cycle when `leaves`
         // unlistens (whichever was visited first; the totals are the same either way).
-        sweep.deliver(&ch, &both, Bytes::from_static(&[1]), None);
+        sweep.deliver(&ch, &both, 0, Bytes::from_static(&[1]), None);
         sweep.visit(1);
-        sweep.deliver(&ch, &both, Bytes::from_static(&[2]), None);
+        sweep.deliver(&ch, &both, 0, Bytes::from_static(&[2]), None);
         sweep.visit(1);
         assert!(!sweep.is_idle());
-        sweep.deliver(&ch, &one, Bytes::from_static(&[3]), None);
+        sweep.deliver(&ch, &one, 0, Bytes::from_static(&[3]), None);
         sweep.flush();
         assert_eq!(popped(&stays), [1, 2, 3]);
         assert_eq!(popped(&leaves), [1, 2]);
@@ -413,12 +415,13 @@ mod tests {
         sweep.deliver(
             &quiet,
             &listeners(&idle.iter().collect::<Vec<_>>()),
+            0,
             Bytes::from_static(&[0]),
             None,
         );
         // Steady traffic on another channel, routed between every 8 writes.
         for i in 1..=50u8 {
-            sweep.deliver(&busy, &listeners(&[&active]), Bytes::from(vec![i]), None);
+            sweep.deliver(&busy, &listeners(&[&active]), 0, Bytes::from(vec![i]), None);
             sweep.visit(8);
         }
         assert!(
@@ -437,6 +440,41 @@ mod tests {
     }
 
     #[test]
+    fn listeners_that_change_within_a_step_are_read_again() {
+        let ch: Arc<str> = Arc::from("c");
+        let first = Mailbox::new(100);
+        let joins = Mailbox::new(100);
+        let mut sweep = Sweep::default();
+        // One step; between its two messages `joins` LISTENs (generation 1 -> 2)...
+        sweep.deliver(
+            &ch,
+            &listeners(&[&first]),
+            1,
+            Bytes::from_static(&[1]),
+            None,
+        );
+        sweep.deliver(
+            &ch,
+            &listeners(&[&first, &joins]),
+            2,
+            Bytes::from_static(&[2]),
+            None,
+        );
+        // ...and `first` UNLISTENs (generation 3).
+        sweep.deliver(
+            &ch,
+            &listeners(&[&joins]),
+            3,
+            Bytes::from_static(&[3]),
+            None,
+        );
+        sweep.flush();
+        assert_eq!(popped(&first), [1, 2]);
+        assert_eq!(popped(&joins), [2, 3]);
+        assert!(sweep.members.is_empty());
+    }
+
+    #[test]
     fn a_later_listener_gets_only_what_was_routed_after_it_joined() {
         let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
         let first = Mailbox::new(100);
@@ -445,15 +483,17 @@ mod tests {
         sweep.deliver(
             &a,
             &listeners(&[&first, &later]),
+            0,
             Bytes::from_static(&[1]),
             None,
         );
-        sweep.deliver(&b, &listeners(&[&first]), Bytes::from_static(&[2]), None);
+        sweep.deliver(&b, &listeners(&[&first]), 0, Bytes::from_static(&[2]), None);
         sweep.visit(0);
         // `later` listens on b from here on; it is still behind on a.
         sweep.deliver(
             &b,
             &listeners(&[&first, &later]),
+            0,
             Bytes::from_static(&[3]),
             None,
         );
