@@ -58,7 +58,8 @@ const VISITS: usize = 32;
 /// How far the hub may be behind (events not taken plus messages of the cycle in progress)
 /// before COMMITs wait for it (`Storage::pace_commits`). A cycle's cost is mostly one write per
 /// listener, whatever it carries; a writer let further ahead makes cycles longer (its own CPU),
-/// not cheaper: at 1,000 listeners 4 gave p99 about 10 ms, 8 about 11 (BENCHMARKS.md).
+/// not cheaper. In run sets at 1,000 listeners side by side, 8 gave p99 about 1 ms more than 4,
+/// and 2 about 1 ms less at a fifth less throughput (BENCHMARKS.md, "the sweep").
 const COMMIT_BACKLOG: usize = 4;
 
 /// The longest a COMMIT waits for the hub: a stalled fan-out slows writers, never stops them.
