@@ -98,7 +98,7 @@ struct Syncer {
 impl Drop for Syncer {
     /// Waits for the thread: it holds the database, and one closed by a thread still running
     /// at process exit can abort in RocksDB's destroyed statics ("pthread lock: Invalid
-    /// argument", seen once in the storage suite).
+    /// argument", seen once at the end of the consensus suite).
     fn drop(&mut self) {
         let (closed, _) = std::sync::mpsc::channel();
         drop(std::mem::replace(&mut self.tx, closed));

@@ -174,10 +174,10 @@ impl Mailbox {
         self.ready.notify_one();
     }
 
-    /// Takes this connection's deliveries of one turn of the hub's sweep: `wire` is `items` encoded back
-    /// to back. If direct writes are on, it goes to the socket in one write (what does not fit
-    /// is left for the connection task, which is then woken); otherwise the items are queued
-    /// (bounded) and the task is woken.
+    /// Takes this connection's deliveries of one turn of the hub's sweep: `wire` is `items`
+    /// encoded back to back. If direct writes are on, it goes to the socket in one write (what
+    /// does not fit is left for the connection task, which is then woken); otherwise the items
+    /// are queued (bounded) and the task is woken.
     pub(crate) fn deliver_round(&self, wire: &Bytes, items: &[&Routed]) {
         let mut s = self.state.lock();
         let mut written = false;

@@ -1,9 +1,11 @@
 //! The fan-out's deliveries on their way to the listening connections: a sweep over them.
 //!
 //! ```text
-//!   deliver(channel, targets, wire)       (routing order = commit order)
+//!   deliver(channel, targets, generation, wire)   (routing order = commit order)
 //!     --> the log: each message once, numbered
-//!     --> each target enrolled once per step and channel: (connection, from number)
+//!     --> each target enrolled once per step and channel, and again when the listeners'
+//!         generation changed: (connection, span of numbers on that channel); one that is
+//!         no longer among them has its span closed
 //!   visit(n): the next n enrolled connections, in a cycle; each gets, in one write, every
 //!     message of its channels logged since it was last visited
 //!     (Mailbox::deliver_round: one write to an idle socket, else its bounded queue)
