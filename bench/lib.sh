@@ -31,7 +31,8 @@ bench_init() {
     # rebuilds DataFusion.
     cargo build --release --workspace
     bin_dir=$CARGO_TARGET_DIR/release
-    weft_bin=$bin_dir/weft
+    # WEFT_BIN: another build of the server (an A/B run against a saved binary).
+    weft_bin=${WEFT_BIN:-$bin_dir/weft}
 }
 
 bench_cleanup() {

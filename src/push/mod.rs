@@ -65,7 +65,6 @@ const COMMIT_BACKLOG: usize = 4;
 /// The longest a COMMIT waits for the hub: a stalled fan-out slows writers, never stops them.
 const COMMIT_WAIT_MAX: std::time::Duration = std::time::Duration::from_millis(100);
 
-#[derive(Default)]
 struct Listeners {
     /// channel → listening connections.
     by_channel: HashMap<Arc<str>, HashMap<i32, Arc<Mailbox>>>,
@@ -73,6 +72,30 @@ struct Listeners {
     by_pid: HashMap<i32, HashSet<String>>,
     /// Bumped at every change, so that the sweep reads a channel's listeners again.
     generation: u64,
+    /// The hub sleeps: no connection listens and nothing is left to write, so it does not read
+    /// the change stream and is not woken by commits (see `Hub::sleep`).
+    dormant: bool,
+    /// Handed to the sleeping hub by the LISTEN that wakes it.
+    resume: Option<Resume>,
+}
+
+impl Default for Listeners {
+    fn default() -> Listeners {
+        Listeners {
+            by_channel: HashMap::new(),
+            by_pid: HashMap::new(),
+            generation: 0,
+            dormant: true,
+            resume: None,
+        }
+    }
+}
+
+/// Where a woken hub starts: the stream as of the first LISTEN, and the last change position
+/// committed before it subscribed (live-query changes up to there are not routed).
+struct Resume {
+    events: tokio::sync::broadcast::Receiver<Arc<CommitEvent>>,
+    position: u64,
 }
 
 /// Live queries by the table they read.
@@ -83,6 +106,8 @@ pub struct Hub {
     engine: Arc<Engine>,
     listeners: RwLock<Listeners>,
     live: RwLock<Arc<LiveByTable>>,
+    /// Wakes the sleeping hub (with `Listeners::resume` set).
+    wake: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Hub {
@@ -96,18 +121,14 @@ impl std::fmt::Debug for Hub {
 impl Hub {
     /// Starts the hub's thread on the engine's change stream; it ends when `stop` becomes
     /// true (or its sender is dropped).
+    /// It starts asleep: the first LISTEN wakes it.
     pub fn start(engine: Arc<Engine>, mut stop: tokio::sync::watch::Receiver<bool>) -> Arc<Hub> {
-        let events = engine.storage().subscribe();
         let hub = Arc::new(Hub {
             engine,
             listeners: RwLock::new(Listeners::default()),
             live: RwLock::new(Arc::new(HashMap::new())),
+            wake: tokio::sync::Notify::new(),
         });
-        hub.reload_live_queries();
-        hub.engine
-            .storage()
-            .pace_commits(COMMIT_BACKLOG, COMMIT_WAIT_MAX);
-        let position = hub.engine.storage().last_position();
         let task = Arc::clone(&hub);
         // Its own thread: a round's writes (one per listener) then compete with the committing
         // connection as threads do, instead of queueing it behind every listener's task.
@@ -124,7 +145,7 @@ impl Hub {
                 let running = Arc::clone(&task);
                 rt.block_on(async move {
                     tokio::select! {
-                        () = running.run(events, position) => {}
+                        () = running.run() => {}
                         _ = stop.wait_for(|s| *s) => {}
                     }
                 });
@@ -143,14 +164,28 @@ impl Hub {
         l.generation += 1;
         match change {
             ListenChange::Listen(channel) => {
+                if !l.by_channel.contains_key(channel.as_str()) {
+                    self.engine.storage().listen_filter(&channel, true);
+                }
                 l.by_channel
                     .entry(Arc::from(channel.as_str()))
                     .or_default()
                     .insert(pid, Arc::clone(mailbox));
                 l.by_pid.entry(pid).or_default().insert(channel);
+                if l.dormant {
+                    // Subscribed here, before the LISTEN is acknowledged: no commit after it
+                    // is missed, however late the hub's thread wakes.
+                    let storage = self.engine.storage();
+                    let position = storage.last_position();
+                    let events = storage.subscribe();
+                    storage.pace_commits(COMMIT_BACKLOG, COMMIT_WAIT_MAX);
+                    l.resume = Some(Resume { events, position });
+                    l.dormant = false;
+                    self.wake.notify_one();
+                }
             }
             ListenChange::Unlisten(channel) => {
-                remove(&mut l, pid, &channel);
+                self.remove(&mut l, pid, &channel);
                 if let Some(set) = l.by_pid.get_mut(&pid) {
                     set.remove(&channel);
                 }
@@ -158,8 +193,20 @@ impl Hub {
             ListenChange::UnlistenAll => {
                 let channels = l.by_pid.remove(&pid).unwrap_or_default();
                 for c in channels {
-                    remove(&mut l, pid, &c);
+                    self.remove(&mut l, pid, &c);
                 }
+            }
+        }
+    }
+
+    /// Takes `pid` off `channel`'s listeners; a channel nobody listens to any more is dropped
+    /// from the change stream's NOTIFY filter.
+    fn remove(&self, l: &mut Listeners, pid: i32, channel: &str) {
+        if let Some(m) = l.by_channel.get_mut(channel) {
+            m.remove(&pid);
+            if m.is_empty() {
+                l.by_channel.remove(channel);
+                self.engine.storage().listen_filter(channel, false);
             }
         }
     }
@@ -170,7 +217,7 @@ impl Hub {
         l.generation += 1;
         let channels = l.by_pid.remove(&pid).unwrap_or_default();
         for c in channels {
-            remove(&mut l, pid, &c);
+            self.remove(&mut l, pid, &c);
         }
     }
 
@@ -198,17 +245,59 @@ impl Hub {
         *self.live.write() = Arc::new(by_table);
     }
 
+    /// Sleeps until a connection listens, sweeps while any does (or while anything is left to
+    /// write), and again; returns when the change stream closes.
+    async fn run(self: Arc<Self>) {
+        loop {
+            let resume = loop {
+                let woken = self.wake.notified();
+                if let Some(r) = self.listeners.write().resume.take() {
+                    break r;
+                }
+                woken.await;
+            };
+            // Schema changes and resets went by unread while it slept.
+            self.reload_live_queries();
+            if !self.sweep(resume.events, resume.position).await {
+                return;
+            }
+        }
+    }
+
+    /// Goes to sleep if no connection listens (with nothing left to write): commits are no
+    /// longer paced, and the caller drops the stream, so that commits do not wake this thread.
+    /// Every later event is one that no connection listened to when it was committed, except
+    /// those committed while the first LISTEN is being applied, as when awake.
+    fn sleep(&self) -> bool {
+        if !self.listeners.read().by_channel.is_empty() {
+            return false;
+        }
+        let mut l = self.listeners.write();
+        if !l.by_channel.is_empty() {
+            return false;
+        }
+        l.dormant = true;
+        let storage = self.engine.storage();
+        storage.pace_commits(0, COMMIT_WAIT_MAX);
+        storage.events_received(0);
+        true
+    }
+
     /// The sweep: routes every event waiting in the stream (up to MAX_STEP; when nothing is
     /// left to write, it first waits for one), then writes to the next VISITS connections
-    /// that have messages, and again.
-    async fn run(
-        self: Arc<Self>,
+    /// that have messages, and again. Returns true when it went to sleep, false when the
+    /// stream closed.
+    async fn sweep(
+        &self,
         mut events: tokio::sync::broadcast::Receiver<Arc<CommitEvent>>,
         mut position: u64,
-    ) {
+    ) -> bool {
         let mut sweep = Sweep::default();
         let mut reported = 0;
         loop {
+            if sweep.is_idle() && events.is_empty() && self.sleep() {
+                return true;
+            }
             let mut next = if sweep.is_idle() {
                 Some(events.recv().await)
             } else {
@@ -227,7 +316,7 @@ impl Hub {
                     }
                     Err(RecvError::Closed) => {
                         sweep.flush();
-                        return;
+                        return false;
                     }
                 }
                 routed += 1;
@@ -395,14 +484,5 @@ fn poll(
         Err(TryRecvError::Empty) => None,
         Err(TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
         Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
-    }
-}
-
-fn remove(l: &mut Listeners, pid: i32, channel: &str) {
-    if let Some(m) = l.by_channel.get_mut(channel) {
-        m.remove(&pid);
-        if m.is_empty() {
-            l.by_channel.remove(channel);
-        }
     }
 }

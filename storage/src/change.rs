@@ -5,7 +5,12 @@
 //! `ts:u64 table_id:u32 op:u8 flags:u8 [varint(len) old_row] [varint(len) new_row]`, rows encoded
 //! by column id (`codec::row`), so a reader decodes them against whatever the catalog is now.
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
 
 use crate::catalog::{Catalog, TableId};
 use crate::codec::row::{get_varint, put_varint, take, RowDecoder};
@@ -48,6 +53,61 @@ pub struct CommitEvent {
     /// The database was replaced by a snapshot from another node: positions before this event
     /// are gone and subscribers must start over (live queries push `{"op":"reset"}`).
     pub reset: bool,
+}
+
+/// The change stream's sending side. Once the subscriber has said which NOTIFY channels are
+/// listened to (`Storage::listen_filter`), a commit that carries nothing but NOTIFY messages on
+/// other channels is not published: nobody would receive it, and publishing wakes the
+/// subscriber. Row changes, catalog changes and resets are always published.
+#[derive(Clone)]
+pub(crate) struct EventStream {
+    tx: broadcast::Sender<Arc<CommitEvent>>,
+    /// `None`: publish everything.
+    listened: Arc<RwLock<Option<HashSet<String>>>>,
+}
+
+impl EventStream {
+    pub(crate) fn new(capacity: usize) -> EventStream {
+        EventStream {
+            tx: broadcast::channel(capacity).0,
+            listened: Arc::default(),
+        }
+    }
+
+    pub(crate) fn send(&self, event: CommitEvent) {
+        if event.changes.is_empty() && !event.catalog_changed && !event.reset {
+            if let Some(listened) = &*self.listened.read() {
+                if !event
+                    .notifications
+                    .iter()
+                    .any(|(channel, _)| listened.contains(channel))
+                {
+                    return;
+                }
+            }
+        }
+        // No subscribers is fine: the durable log has everything.
+        let _ = self.tx.send(Arc::new(event));
+    }
+
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<CommitEvent>> {
+        self.tx.subscribe()
+    }
+
+    /// Events the slowest subscriber has not taken.
+    pub(crate) fn len(&self) -> usize {
+        self.tx.len()
+    }
+
+    pub(crate) fn set_listened(&self, channel: &str, listened: bool) {
+        let mut set = self.listened.write();
+        let set = set.get_or_insert_with(HashSet::new);
+        if listened {
+            set.insert(channel.to_string());
+        } else {
+            set.remove(channel);
+        }
+    }
 }
 
 /// A change as it travels in a write set: rows already encoded by column id.

@@ -20,12 +20,12 @@ use std::sync::Arc;
 use hlc_gen::{HlcGenerator, HlcTimestamp};
 use parking_lot::{Mutex, RwLock};
 use rocksdb::{IngestExternalFileOptions, WriteBatch, WriteOptions};
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::oneshot;
 use tracing::{error, warn};
 
 use crate::apply::{apply, Applied, ApplyBatch, CommitState, WriteSet};
 use crate::catalog::Catalog;
-use crate::change::{decode_record, encode_record, ChangeRecord, CommitEvent};
+use crate::change::{decode_record, encode_record, ChangeRecord, CommitEvent, EventStream};
 use crate::engine::{load_catalog_latest, Engine, CF_CHANGES, CF_DATA};
 use crate::error::{engine, Error, Result};
 use crate::lww_apply::{LwwApplied, LwwClock, LwwMergeRequest, LwwRemoteRequest, LwwRequest};
@@ -77,7 +77,7 @@ pub(crate) struct Committer {
     pub catalog: Arc<RwLock<CatalogState>>,
     pub last_position: Arc<AtomicU64>,
     pub hlc: Arc<HlcGenerator>,
-    pub events: broadcast::Sender<Arc<CommitEvent>>,
+    pub events: EventStream,
     pub sync: bool,
     pub state: CommitState,
     pub lww: LwwClock,
@@ -321,8 +321,7 @@ impl Committer {
             origin: ws.origin,
             reset: false,
         };
-        // No subscribers is fine: the durable log has everything.
-        let _ = self.events.send(Arc::new(event));
+        self.events.send(event);
     }
 }
 
@@ -458,7 +457,7 @@ impl Committer {
             origin: w.ws.origin,
             reset: false,
         };
-        let _ = self.events.send(Arc::new(event));
+        self.events.send(event);
     }
 
     /// Replaces the database contents with a snapshot file and empties the change log, then
@@ -501,7 +500,7 @@ impl Committer {
             origin: 0,
             reset: true,
         };
-        let _ = self.events.send(Arc::new(event));
+        self.events.send(event);
         Ok(())
     }
 }

@@ -363,7 +363,7 @@ impl Committer {
             origin: applied.pid,
             reset: false,
         };
-        let _ = self.events.send(Arc::new(event));
+        self.events.send(event);
     }
 
     /// Applies entries of `origin`'s log after the position recorded for it, in one batch with

@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use crate::apply::CommitState;
 use crate::catalog::Catalog;
-use crate::change::{decode_record, ChangeRecord, CommitEvent};
+use crate::change::{decode_record, ChangeRecord, CommitEvent, EventStream};
 use crate::codec::layout::{self, META_COMMIT, META_ROWID};
 use crate::committer::{Committer, Msg, ReplicatedRequest};
 use crate::engine::{load_catalog_latest, Engine, OwnedSnapshot, CF_CHANGES};
@@ -81,7 +81,7 @@ pub(crate) struct Inner {
     /// Hidden row id counter (the low 48 bits).
     pub rowid_counter: AtomicU64,
     pub hlc: Arc<HlcGenerator>,
-    pub events: broadcast::Sender<Arc<CommitEvent>>,
+    pub events: EventStream,
     /// Pacing of commits by the change stream's subscriber (see `Storage::pace_commits`).
     pub pace: CommitPace,
     pub commit_tx: mpsc::Sender<Msg>,
@@ -176,7 +176,7 @@ impl Storage {
             catalog: Arc::new(catalog),
         }));
         let last_position = Arc::new(AtomicU64::new(state.position));
-        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let events = EventStream::new(EVENT_CAPACITY);
         let (lww_head, lww_ts) = read_head(&engine)?;
         for ts in [lww_ts, read_received_ts(&engine)?] {
             if let Ok(last) = HlcTimestamp::try_from(ts) {
@@ -266,6 +266,14 @@ impl Storage {
     pub fn pace_commits(&self, backlog: usize, max_wait: std::time::Duration) {
         *self.inner.pace.max_wait.lock() = max_wait;
         self.inner.pace.backlog.store(backlog, Ordering::Relaxed);
+    }
+
+    /// Which NOTIFY channels are listened to: from the first call on, a commit that carries
+    /// only NOTIFY messages, none of them on a listened channel, is not published on the
+    /// change stream (it would wake the subscriber for nothing). Call it before acknowledging
+    /// the LISTEN that adds a channel.
+    pub fn listen_filter(&self, channel: &str, listened: bool) {
+        self.inner.events.set_listened(channel, listened);
     }
 
     /// The subscriber has taken events from the change stream, or finished with some: `unsent`

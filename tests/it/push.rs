@@ -145,6 +145,106 @@ async fn unlisten_and_transactional_listen() {
     assert_eq!(next(&mut rx).await, ("z".into(), "6".into()));
 }
 
+/// While no connection listens, the fan-out sleeps and reads nothing. The next LISTEN wakes
+/// it: that listener gets what is committed after its LISTEN only (nothing from the quiet
+/// spell, however much), live queries created meanwhile included, and no "fell behind"
+/// notice, though more was committed than the change stream holds (4,096 events).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_listener_after_a_quiet_spell_gets_only_what_follows_its_listen() {
+    let srv = server().await;
+    let (listener, mut rx) = connect_with_messages(&srv).await;
+    let c = connect(&srv).await;
+    listener
+        .batch_execute("LISTEN ch; UNLISTEN ch")
+        .await
+        .expect("listens and unlistens");
+    for round in 0..2 {
+        let quiet: String = (0..5000)
+            .map(|i| format!("NOTIFY ch, 'quiet {round} {i}';"))
+            .collect();
+        c.batch_execute(&quiet).await.expect("notifies");
+        c.batch_execute(&format!(
+            "CREATE TABLE quiet{round} (id int PRIMARY KEY, v int);
+             INSERT INTO quiet{round} VALUES (1, 1);
+             CREATE LIVE QUERY quietq{round} AS SELECT v FROM quiet{round};
+             INSERT INTO quiet{round} VALUES (2, 2)"
+        ))
+        .await
+        .expect("creates a table and a live query");
+        let before: i64 = c
+            .query_one("SELECT weft_position()", &[])
+            .await
+            .expect("position")
+            .get(0);
+        listener
+            .batch_execute(&format!("LISTEN ch; LISTEN quietq{round}"))
+            .await
+            .expect("listens");
+        c.batch_execute(&format!(
+            "INSERT INTO quiet{round} VALUES (3, 3); NOTIFY ch, 'after {round}'"
+        ))
+        .await
+        .expect("writes");
+        let (channel, payload) = next(&mut rx).await;
+        assert_eq!(channel, format!("quietq{round}"), "{payload}");
+        let change = json(&payload);
+        assert_eq!(change["op"], "insert", "{payload}");
+        assert_eq!(change["row"]["v"], 3, "{payload}");
+        assert!(change["pos"].as_i64().expect("pos") > before, "{payload}");
+        assert_eq!(next(&mut rx).await, ("ch".into(), format!("after {round}")));
+        listener
+            .batch_execute("UNLISTEN *")
+            .await
+            .expect("unlistens");
+    }
+}
+
+/// NOTIFY-only commits on channels nobody listens to are not published to the fan-out; the
+/// channels it is told about follow every LISTEN, UNLISTEN and disconnect, so a channel stays
+/// listened while any connection listens to it.
+#[tokio::test(flavor = "multi_thread")]
+async fn notify_reaches_every_channel_still_listened_to() {
+    let srv = server().await;
+    let (l1, mut rx1) = connect_with_messages(&srv).await;
+    let (l2, mut rx2) = connect_with_messages(&srv).await;
+    let (l3, mut rx3) = connect_with_messages(&srv).await;
+    let c = connect(&srv).await;
+    for l in [&l1, &l2, &l3] {
+        l.batch_execute("LISTEN ch").await.expect("listens");
+    }
+    c.batch_execute("NOTIFY nobody, '0'; NOTIFY ch, '1'")
+        .await
+        .expect("notifies");
+    for rx in [&mut rx1, &mut rx2, &mut rx3] {
+        assert_eq!(next(rx).await, ("ch".into(), "1".into()));
+    }
+    // One leaves by UNLISTEN, one by disconnecting: the third still listens.
+    l1.batch_execute("UNLISTEN ch").await.expect("unlistens");
+    drop(l2);
+    c.batch_execute("NOTIFY ch, '2'").await.expect("notifies");
+    assert_eq!(next(&mut rx3).await, ("ch".into(), "2".into()));
+    // The last one leaves, then a listener comes back.
+    l3.batch_execute("UNLISTEN *").await.expect("unlistens");
+    c.batch_execute("NOTIFY ch, 'unheard'")
+        .await
+        .expect("notifies");
+    l1.batch_execute("LISTEN ch; LISTEN other")
+        .await
+        .expect("listens again");
+    c.batch_execute("BEGIN; NOTIFY nobody, 'x'; NOTIFY other, '3'; COMMIT; NOTIFY ch, '4'")
+        .await
+        .expect("notifies");
+    assert_eq!(next(&mut rx1).await, ("other".into(), "3".into()));
+    assert_eq!(next(&mut rx1).await, ("ch".into(), "4".into()));
+    l3.batch_execute("LISTEN other").await.expect("listens");
+    c.batch_execute("NOTIFY other, '5'")
+        .await
+        .expect("notifies");
+    assert_eq!(next(&mut rx3).await, ("other".into(), "5".into()));
+    assert_eq!(next(&mut rx1).await, ("other".into(), "5".into()));
+    drop(rx2);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_listener_in_a_transaction_gets_notifications_when_it_ends() {
     let srv = server().await;

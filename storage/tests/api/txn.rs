@@ -288,6 +288,48 @@ async fn notifications_are_deduplicated_and_only_sent_on_commit() {
     assert!(ev.changes.is_empty());
 }
 
+/// Once the subscriber names the listened channels, a commit with nothing but NOTIFY messages
+/// on other channels is not published; row changes always are.
+#[tokio::test]
+async fn notify_only_commits_on_unlistened_channels_are_not_published() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = open(dir.path());
+    let t = create_users(&s).await;
+    let mut events = s.subscribe();
+    s.listen_filter("heard", true);
+    s.listen_filter("dropped", true);
+    s.listen_filter("dropped", false);
+
+    for channel in ["unheard", "dropped"] {
+        let mut txn = s.begin();
+        txn.notify(channel, "nobody listens");
+        txn.commit().await.expect("commit");
+    }
+    let mut txn = s.begin();
+    txn.notify("unheard", "rides along");
+    txn.insert(&t, user(1, "a", None, 1)).expect("insert");
+    let with_row = txn.commit().await.expect("commit");
+    let mut txn = s.begin();
+    txn.notify("unheard", "x");
+    txn.notify("heard", "y");
+    let heard = txn.commit().await.expect("commit");
+
+    let ev = events.recv().await.expect("event");
+    assert_eq!(
+        ev.version, with_row.version,
+        "the NOTIFY-only commits were skipped"
+    );
+    assert_eq!(ev.changes.len(), 1);
+    let ev = events.recv().await.expect("event");
+    assert_eq!(ev.version, heard.version);
+    assert_eq!(
+        ev.notifications.len(),
+        2,
+        "a published commit keeps all its messages"
+    );
+    assert!(events.try_recv().is_err());
+}
+
 #[tokio::test]
 async fn read_only_commit_skips_the_committer() {
     let dir = tempfile::tempdir().expect("tempdir");
