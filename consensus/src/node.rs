@@ -92,6 +92,22 @@ pub struct NodeRow {
 #[derive(Clone)]
 pub struct Cluster {
     inner: Arc<Inner>,
+    /// Where consensus runs (see `Cluster::start`).
+    _runtime: Arc<RaftRuntime>,
+}
+
+/// The runtime of openraft's tasks and the peer service: one worker thread, so that the hops
+/// between Raft's own tasks (core, state machine, replication streams, peer RPCs) are task
+/// switches on that thread, not wake-ups of another worker. Shut down without waiting when the
+/// last `Cluster` handle goes (it may go inside an async context).
+struct RaftRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for RaftRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 struct Inner {
@@ -113,7 +129,36 @@ impl Cluster {
     /// Opens the Raft state in `storage`, listens for peers, and bootstraps a one-node cluster
     /// or joins one when the data directory is not part of a cluster yet. Commits on `storage`
     /// go through Raft from now on.
+    ///
+    /// Consensus runs on a runtime of its own with one worker (`RaftRuntime`); sessions on
+    /// the caller's runtime reach it through openraft's channels. On 2 vCPUs shared by three
+    /// nodes, a commit woke the other worker of a node about 3 times per node (BENCHMARKS.md,
+    /// "thread wake-ups per commit"). openraft's core is one task, so one worker does not
+    /// limit it.
     pub async fn start(storage: Storage, cfg: ClusterConfig) -> Result<Cluster, ClusterError> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("weft-raft")
+            .enable_all()
+            .build()
+            .map_err(|e| ClusterError::Raft(format!("cannot start the raft runtime: {e}")))?;
+        let handle = rt.handle().clone();
+        let runtime = Arc::new(RaftRuntime(Some(rt)));
+        let inner = handle
+            .spawn(Cluster::start_inner(storage.clone(), cfg))
+            .await
+            .map_err(|e| ClusterError::Raft(format!("starting raft: {e}")))??;
+        let cluster = Cluster {
+            inner,
+            _runtime: runtime,
+        };
+        storage.set_replicator(Arc::new(ClusterReplicator {
+            inner: Arc::downgrade(&cluster.inner),
+        }));
+        Ok(cluster)
+    }
+
+    async fn start_inner(storage: Storage, cfg: ClusterConfig) -> Result<Arc<Inner>, ClusterError> {
         let (log, sm) = store::open(storage.clone()).await?;
         let raft_config = openraft::Config {
             cluster_name: "weft".into(),
@@ -224,12 +269,7 @@ impl Cluster {
             state: inner.lww.clone(),
         }));
         inner.tasks.lock().push(lww);
-
-        let cluster = Cluster { inner };
-        storage.set_replicator(Arc::new(ClusterReplicator {
-            inner: Arc::downgrade(&cluster.inner),
-        }));
-        Ok(cluster)
+        Ok(inner)
     }
 
     pub fn node_id(&self) -> u64 {

@@ -15,11 +15,10 @@ use datafusion::logical_expr::expr::{Cast, Placeholder};
 use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
 use datafusion::optimizer::simplify_expressions::SimplifyExpressions;
 use datafusion::optimizer::Optimizer;
-use datafusion::physical_plan::{execute_stream, ExecutionPlan};
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast;
-use futures::StreamExt;
 use weft_storage::Catalog;
 
 use crate::error::{Error, Result};
@@ -382,8 +381,7 @@ pub(crate) async fn execute(
     let physical = crate::interrupt::interruptible(physical, ctx.cancel)?;
     // The statement's planned schema: the optimizer need not keep field metadata.
     let schema = Arc::new(plan.plan.schema().as_arrow().clone());
-    let stream = execute_stream(physical, ctx.state.task_ctx()).map_err(Error::from)?;
-    let stream: RowStream = Box::pin(stream.map(|r| r.map_err(Error::from)));
+    let stream = crate::cpu::execute(physical, ctx.state.task_ctx());
     let stream = crate::numeric_display::stream(&schema, stream);
     Ok(QueryOutput::Rows {
         fields: Arc::clone(&plan.fields),

@@ -26,6 +26,12 @@
 //! drops what does not fit and, once there is room, queues one NoticeResponse naming, per
 //! channel, the first position it missed (live queries) so that the client can fill the gap
 //! with `weft_changes`; nothing is dropped silently.
+//!
+//! While no connection listens the hub sleeps (`Hub::sleep`): it drops its receiver of the
+//! stream, so a commit wakes no thread and is not paced. The first LISTEN subscribes before it
+//! is acknowledged and wakes it (`Listeners::resume`). Awake, it keeps the stream's NOTIFY
+//! filter (`Storage::listen_filter`) equal to the listened channels, so that a commit carrying
+//! only NOTIFY messages nobody listens to is not published.
 
 mod mailbox;
 mod sweep;

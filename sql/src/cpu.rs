@@ -1,0 +1,88 @@
+//! Query execution on a runtime of its own.
+//!
+//! ```text
+//!   session task (main runtime) ── physical plan ──▶ weft-query runtime: execute_stream, poll
+//!        ▲                                                 │ record batches
+//!        └──────────── bounded channel (2 batches) ◀───────┘
+//! ```
+//!
+//! Some DataFusion operators compute for a long time inside one poll: a nested loop join joins
+//! every buffered row with a batch from its other side before it returns (see interrupt.rs).
+//! On the runtime that also runs the client connections, two such polls would hold both
+//! workers of a 2-vCPU machine, and nothing else on the node would run until they return: not
+//! other sessions, not the accept loop, so not even the CancelRequest meant to stop them. Run
+//! here, they hold only some of this runtime's workers (it has more than the cores): the
+//! connection loops and other queries keep running, a CancelRequest sets the statement's
+//! flag, and the join's interruptible filter sees it.
+//! Dropping the stream (the client went away, the portal was closed) stops the work at its next
+//! batch.
+
+use std::sync::{Arc, OnceLock};
+
+use datafusion::execution::TaskContext;
+use datafusion::physical_plan::{execute_stream, ExecutionPlan};
+use futures::StreamExt;
+
+use crate::error::{Error, Result};
+use crate::session::RowStream;
+
+/// Batches computed ahead of the client.
+const AHEAD: usize = 2;
+
+/// Worker threads of the query runtime: more than the cores, so that a few long polls (each
+/// holds a worker until it returns) leave workers for everyone else's queries, and the kernel
+/// shares the cores among them by time slices, as it does among PostgreSQL's backends. An idle
+/// worker costs a parked thread.
+const WORKERS: usize = 16;
+
+fn runtime() -> Option<&'static tokio::runtime::Runtime> {
+    static RUNTIME: OnceLock<Option<tokio::runtime::Runtime>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(WORKERS)
+                .thread_name("weft-query")
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => Some(rt),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the query runtime; queries run on the connections' runtime");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+/// Executes `plan` on the query runtime; its batches arrive on the returned stream.
+pub(crate) fn execute(plan: Arc<dyn ExecutionPlan>, task: Arc<TaskContext>) -> RowStream {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<_>>(AHEAD);
+    let work = async move {
+        let mut stream = match execute_stream(plan, task) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = tx.send(Err(Error::from(e))).await;
+                return;
+            }
+        };
+        loop {
+            let item = tokio::select! {
+                item = stream.next() => item,
+                () = tx.closed() => return,
+            };
+            let Some(item) = item else { return };
+            let failed = item.is_err();
+            if tx.send(item.map_err(Error::from)).await.is_err() || failed {
+                return;
+            }
+        }
+    };
+    match runtime() {
+        Some(rt) => drop(rt.spawn(work)),
+        None => drop(tokio::spawn(work)),
+    }
+    Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }))
+}
