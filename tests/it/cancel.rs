@@ -2,14 +2,17 @@
 
 use std::time::{Duration, Instant};
 
-use tokio_postgres::NoTls;
+use tokio::task::JoinHandle;
+use tokio_postgres::{CancelToken, Client, NoTls};
+use weft::server::TestServer;
 
 use super::support::{connect, scalar, server, sqlstate, DEADLINE};
 
-#[tokio::test(flavor = "multi_thread")]
-async fn cancel_request_cancels_a_running_query() {
-    let srv = server().await;
-    let c = connect(&srv).await;
+/// 8e9 combinations: far longer than any test's deadline unless cancelled.
+const LONG: &str = "select count(*) from big a, big b, big c where a.x + b.x + c.x = -1";
+
+/// The table `LONG` joins with itself (2,000 rows).
+async fn create_big(c: &Client) {
     c.batch_execute("create table big (x int)")
         .await
         .expect("create");
@@ -17,14 +20,25 @@ async fn cancel_request_cancels_a_running_query() {
     c.batch_execute(&format!("insert into big values {}", values.join(",")))
         .await
         .expect("insert");
-    // 8e9 combinations: far longer than the test's deadline unless cancelled.
-    let long = "select count(*) from big a, big b, big c where a.x + b.x + c.x = -1";
+}
+
+type Running = JoinHandle<(Client, Result<(), tokio_postgres::Error>)>;
+
+/// `LONG` started on a connection of its own.
+async fn start_long(srv: &TestServer) -> (CancelToken, Running) {
+    let c = connect(srv).await;
     let token = c.cancel_token();
     let query = tokio::spawn(async move {
-        let r = c.simple_query(long).await.map(|_| ());
+        let r = c.simple_query(LONG).await.map(|_| ());
         (c, r)
     });
-    // The cancel flag is reset when a statement starts, so repeat until the query ends.
+    (token, query)
+}
+
+/// Sends CancelRequests until `query` ends (the cancel flag is reset when a statement starts,
+/// so one sent before it started is lost), then checks that it ended with 57014 and left its
+/// connection usable.
+async fn cancel_until_it_ends(token: &CancelToken, query: Running) {
     let start = Instant::now();
     while !query.is_finished() {
         assert!(
@@ -41,6 +55,14 @@ async fn cancel_request_cancels_a_running_query() {
     let e = result.expect_err("the query was cancelled");
     assert_eq!(sqlstate(&e), "57014");
     assert_eq!(scalar(&c, "select 1").await.as_deref(), Some("1"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_request_cancels_a_running_query() {
+    let srv = server().await;
+    create_big(&connect(&srv).await).await;
+    let (token, query) = start_long(&srv).await;
+    cancel_until_it_ends(&token, query).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -79,31 +101,13 @@ async fn cancel_with_a_wrong_key_does_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn long_queries_do_not_stall_other_connections() {
     let srv = server().await;
-    let setup = connect(&srv).await;
-    setup
-        .batch_execute("create table big (x int)")
-        .await
-        .expect("create");
-    let values: Vec<String> = (0..2000).map(|i| format!("({i})")).collect();
-    setup
-        .batch_execute(&format!("insert into big values {}", values.join(",")))
-        .await
-        .expect("insert");
-    let long = "select count(*) from big a, big b, big c where a.x + b.x + c.x = -1";
-    let mut running = Vec::new();
-    for _ in 0..2 {
-        let c = connect(&srv).await;
-        let token = c.cancel_token();
-        let query = tokio::spawn(async move {
-            let r = c.simple_query(long).await.map(|_| ());
-            (c, r)
-        });
-        running.push((token, query));
-    }
+    let other = connect(&srv).await;
+    create_big(&other).await;
+    let running = vec![start_long(&srv).await, start_long(&srv).await];
     // Answered promptly, over and over, while both run (each answer within 5 s; the long
     // queries take far longer).
     for i in 0..20 {
-        let answer = tokio::time::timeout(Duration::from_secs(5), scalar(&setup, "select 1"))
+        let answer = tokio::time::timeout(Duration::from_secs(5), scalar(&other, "select 1"))
             .await
             .unwrap_or_else(|_| panic!("select {i} waited for the long queries"));
         assert_eq!(answer.as_deref(), Some("1"));
@@ -112,21 +116,7 @@ async fn long_queries_do_not_stall_other_connections() {
             "a long query ended by itself"
         );
     }
-    let start = Instant::now();
     for (token, query) in running {
-        while !query.is_finished() {
-            assert!(
-                start.elapsed() < DEADLINE,
-                "query was not cancelled in time"
-            );
-            token
-                .cancel_query(NoTls)
-                .await
-                .expect("cancel request sent");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let (c, result) = query.await.expect("query task");
-        assert_eq!(sqlstate(&result.expect_err("cancelled")), "57014");
-        assert_eq!(scalar(&c, "select 1").await.as_deref(), Some("1"));
+        cancel_until_it_ends(&token, query).await;
     }
 }
