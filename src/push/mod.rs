@@ -125,9 +125,8 @@ impl std::fmt::Debug for Hub {
 }
 
 impl Hub {
-    /// Starts the hub's thread on the engine's change stream; it ends when `stop` becomes
-    /// true (or its sender is dropped).
-    /// It starts asleep: the first LISTEN wakes it.
+    /// Starts the hub's thread; it ends when `stop` becomes true (or its sender is dropped).
+    /// The hub starts asleep, not subscribed to the change stream: the first LISTEN wakes it.
     pub fn start(engine: Arc<Engine>, mut stop: tokio::sync::watch::Receiver<bool>) -> Arc<Hub> {
         let hub = Arc::new(Hub {
             engine,
@@ -155,8 +154,16 @@ impl Hub {
                         _ = stop.wait_for(|s| *s) => {}
                     }
                 });
-                // Nothing is being sent any more: no COMMIT waits for this hub.
-                task.engine.storage().events_received(0);
+                // Nothing is being sent any more: no COMMIT waits for this hub, and a LISTEN
+                // applied from now on subscribes nothing (it would hold commits for nobody).
+                {
+                    let mut l = task.listeners.write();
+                    l.dormant = false;
+                    l.resume = None;
+                }
+                let storage = task.engine.storage();
+                storage.pace_commits(0, COMMIT_WAIT_MAX);
+                storage.events_received(0);
             });
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start the fan-out thread; nothing is pushed");
