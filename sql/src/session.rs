@@ -1,7 +1,7 @@
 //! A client session: settings, the open transaction, prepared statements' plans, and the dispatch
 //! of each statement to transaction control, settings, DDL, DML or a query.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use weft_storage::{Savepoint, Txn};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::pgtype::PgType;
-use crate::push::{self, ListenChange};
+use crate::push::{self, ListenChange, ListenTarget};
 use crate::settings::Settings;
 use crate::shared::{ReadView, SessionShared};
 use crate::statement::{parse, Statement};
@@ -158,8 +158,11 @@ pub struct Session {
     pub(crate) cancel: CancelHandle,
     /// LISTEN/UNLISTEN of the open transaction block, applied when it commits.
     pub(crate) listen_pending: Vec<ListenChange>,
-    /// LISTEN/UNLISTEN committed, for the front end to apply (`take_listen_changes`).
-    pub(crate) listen_ready: Vec<ListenChange>,
+    /// The channels this session listens on (its committed LISTEN/UNLISTEN).
+    listening: BTreeSet<String>,
+    /// Where LISTEN/UNLISTEN take effect (`set_listen_target`); without one, nothing is
+    /// delivered.
+    listen_target: Option<Arc<dyn ListenTarget>>,
     /// The backend pid the front end gave this session (the sender pid of its notifications).
     pub(crate) pid: u32,
 }
@@ -203,7 +206,8 @@ impl Session {
             notices: Vec::new(),
             cancel: CancelHandle::default(),
             listen_pending: Vec::new(),
-            listen_ready: Vec::new(),
+            listening: BTreeSet::new(),
+            listen_target: None,
             pid: 0,
         }
     }
@@ -282,9 +286,41 @@ impl Session {
         }
     }
 
-    /// LISTEN/UNLISTEN changes that took effect (their transaction committed) since the last call.
-    pub fn take_listen_changes(&mut self) -> Vec<ListenChange> {
-        std::mem::take(&mut self.listen_ready)
+    /// Where this session's LISTEN/UNLISTEN take effect: its connection's place in the fan-out.
+    pub fn set_listen_target(&mut self, target: Arc<dyn ListenTarget>) {
+        self.listen_target = Some(target);
+    }
+
+    /// Starts listening on the channels `changes` add, before the transaction that made them
+    /// publishes its notifications, so that it receives its own on them (PostgreSQL's
+    /// PreCommit_Notify). Returns the channels listened to once the transaction has committed;
+    /// `listen_end` then finishes or undoes the change.
+    pub(crate) fn listen_begin(&mut self, changes: &[ListenChange]) -> BTreeSet<String> {
+        let after = push::listened_after(&self.listening, changes);
+        if let Some(t) = &self.listen_target {
+            for channel in after.difference(&self.listening) {
+                t.listen(channel, true);
+            }
+        }
+        after
+    }
+
+    /// After the commit: on success the channels dropped stop, and `after` is what this session
+    /// listens on; on failure the channels `listen_begin` added stop again.
+    pub(crate) fn listen_end(&mut self, after: BTreeSet<String>, committed: bool) {
+        if let Some(t) = &self.listen_target {
+            let (from, to) = if committed {
+                (&self.listening, &after)
+            } else {
+                (&after, &self.listening)
+            };
+            for channel in from.difference(to) {
+                t.listen(channel, false);
+            }
+        }
+        if committed {
+            self.listening = after;
+        }
     }
 
     pub fn take_notices(&mut self) -> Vec<Notice> {
@@ -616,7 +652,10 @@ impl Session {
         };
         match self.block {
             Some(_) => self.listen_pending.push(change),
-            None => self.listen_ready.push(change),
+            None => {
+                let after = self.listen_begin(std::slice::from_ref(&change));
+                self.listen_end(after, true);
+            }
         }
         Some(QueryOutput::Command { tag: tag.into() })
     }

@@ -139,8 +139,10 @@ async fn commit(session: &mut Session) -> Result<QueryOutput> {
         Some(mut b) => {
             b.txn.set_origin(session.pid);
             let pending = std::mem::take(&mut session.listen_pending);
-            b.txn.commit().await?;
-            session.listen_ready.extend(pending);
+            let listening = session.listen_begin(&pending);
+            let committed = b.txn.commit().await;
+            session.listen_end(listening, committed.is_ok());
+            committed?;
             Ok(tag("COMMIT"))
         }
     }

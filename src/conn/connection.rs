@@ -270,12 +270,8 @@ impl Connection {
         Ok(())
     }
 
-    /// Notices and changed parameters the session produced since the last call; committed
-    /// LISTEN/UNLISTEN take effect here.
+    /// Notices and changed parameters the session produced since the last call.
     pub async fn send_session_messages(&mut self) -> io::Result<()> {
-        for change in self.session.take_listen_changes() {
-            self.hub.apply(self.pid, change, &self.mailbox);
-        }
         for n in self.session.take_notices() {
             self.send(PgWireBackendMessage::NoticeResponse(notice(&n)))
                 .await?;

@@ -140,6 +140,11 @@ async fn serve_inner(tcp: TcpStream, ctx: &ConnContext) -> io::Result<()> {
     let mut session = session;
     session.set_backend_pid(pid);
     let (registration, mailbox) = ctx.registry.register(pid, secret, session.cancel_handle());
+    session.set_listen_target(Arc::new(crate::push::Subscriber {
+        hub: Arc::clone(&ctx.hub),
+        pid,
+        mailbox: Arc::clone(&mailbox),
+    }));
     tracing::debug!(pid, "connection ready");
 
     // From here on our own codec frames messages; it keeps pgwire's for the message bodies.

@@ -41,7 +41,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
-use weft_sql::push::{compile_all, ListenChange, LiveChange, LiveQuery};
+use weft_sql::push::{compile_all, ListenTarget, LiveChange, LiveQuery};
 use weft_sql::Engine;
 use weft_storage::{ChangeRecord, CommitEvent, TableId};
 
@@ -102,6 +102,19 @@ impl Default for Listeners {
 struct Resume {
     events: tokio::sync::broadcast::Receiver<Arc<CommitEvent>>,
     position: u64,
+}
+
+/// A connection's place in the fan-out: where its session's LISTEN/UNLISTEN take effect.
+pub struct Subscriber {
+    pub hub: Arc<Hub>,
+    pub pid: i32,
+    pub mailbox: Arc<Mailbox>,
+}
+
+impl ListenTarget for Subscriber {
+    fn listen(&self, channel: &str, on: bool) {
+        self.hub.apply(self.pid, channel, on, &self.mailbox);
+    }
 }
 
 /// Live queries by the table they read.
@@ -171,43 +184,35 @@ impl Hub {
         hub
     }
 
-    /// Applies a session's committed LISTEN/UNLISTEN.
-    pub fn apply(&self, pid: i32, change: ListenChange, mailbox: &Arc<Mailbox>) {
+    /// Starts (`on`) or stops delivering `channel` to connection `pid`.
+    fn apply(&self, pid: i32, channel: &str, on: bool, mailbox: &Arc<Mailbox>) {
         let mut l = self.listeners.write();
         l.generation += 1;
-        match change {
-            ListenChange::Listen(channel) => {
-                if !l.by_channel.contains_key(channel.as_str()) {
-                    self.engine.storage().listen_filter(&channel, true);
-                }
-                l.by_channel
-                    .entry(Arc::from(channel.as_str()))
-                    .or_default()
-                    .insert(pid, Arc::clone(mailbox));
-                l.by_pid.entry(pid).or_default().insert(channel);
-                if l.dormant {
-                    // Subscribed here, before the LISTEN is acknowledged: no commit after it
-                    // is missed, however late the hub's thread wakes.
-                    let storage = self.engine.storage();
-                    let position = storage.last_position();
-                    let events = storage.subscribe();
-                    storage.pace_commits(COMMIT_BACKLOG, COMMIT_WAIT_MAX);
-                    l.resume = Some(Resume { events, position });
-                    l.dormant = false;
-                    self.wake.notify_one();
-                }
+        if on {
+            let channel = channel.to_string();
+            if !l.by_channel.contains_key(channel.as_str()) {
+                self.engine.storage().listen_filter(&channel, true);
             }
-            ListenChange::Unlisten(channel) => {
-                self.remove(&mut l, pid, &channel);
-                if let Some(set) = l.by_pid.get_mut(&pid) {
-                    set.remove(&channel);
-                }
+            l.by_channel
+                .entry(Arc::from(channel.as_str()))
+                .or_default()
+                .insert(pid, Arc::clone(mailbox));
+            l.by_pid.entry(pid).or_default().insert(channel);
+            if l.dormant {
+                // Subscribed here, before the LISTEN is acknowledged: no commit after it
+                // is missed, however late the hub's thread wakes.
+                let storage = self.engine.storage();
+                let position = storage.last_position();
+                let events = storage.subscribe();
+                storage.pace_commits(COMMIT_BACKLOG, COMMIT_WAIT_MAX);
+                l.resume = Some(Resume { events, position });
+                l.dormant = false;
+                self.wake.notify_one();
             }
-            ListenChange::UnlistenAll => {
-                let channels = l.by_pid.remove(&pid).unwrap_or_default();
-                for c in channels {
-                    self.remove(&mut l, pid, &c);
-                }
+        } else {
+            self.remove(&mut l, pid, channel);
+            if let Some(set) = l.by_pid.get_mut(&pid) {
+                set.remove(channel);
             }
         }
     }

@@ -264,6 +264,46 @@ async fn a_listener_in_a_transaction_gets_notifications_when_it_ends() {
     assert_eq!(next(&mut rx).await, ("ch".into(), "held".into()));
 }
 
+/// As in PostgreSQL, a LISTEN takes effect as its transaction commits, before that
+/// transaction's notifications are sent: the transaction receives its own NOTIFY and its own
+/// live-query changes. A COMMIT that fails undoes the LISTEN.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transaction_that_listens_receives_its_own_notifications() {
+    let srv = server().await;
+    let (a, mut rx) = connect_with_messages(&srv).await;
+    a.batch_execute("BEGIN; LISTEN own; NOTIFY own, 'self'; COMMIT")
+        .await
+        .expect("commits");
+    assert_eq!(next(&mut rx).await, ("own".into(), "self".into()));
+
+    setup_items(&a).await;
+    a.batch_execute("BEGIN; LISTEN big; INSERT INTO items VALUES (1, 'bolt', 50, 1.5); COMMIT")
+        .await
+        .expect("commits");
+    let (channel, payload) = next(&mut rx).await;
+    assert_eq!(channel, "big");
+    let p = json(&payload);
+    assert_eq!(p["op"], "insert");
+    assert_eq!(p["row"]["name"], "bolt");
+
+    // The COMMIT loses to a concurrent update (40001): its LISTEN does not take effect.
+    let b = connect(&srv).await;
+    a.batch_execute("BEGIN; LISTEN gone; UPDATE items SET qty = 60 WHERE id = 1")
+        .await
+        .expect("updates");
+    b.batch_execute("UPDATE items SET qty = 70 WHERE id = 1")
+        .await
+        .expect("updates first");
+    let e = a.batch_execute("COMMIT").await.expect_err("loses");
+    assert_eq!(sqlstate(&e), "40001");
+    b.batch_execute("NOTIFY gone, 'not for a'; NOTIFY own, 'marker'")
+        .await
+        .expect("notifies");
+    let (channel, payload) = next(&mut rx).await;
+    assert_eq!(channel, "big", "b's update of a matching row: {payload}");
+    assert_eq!(next(&mut rx).await, ("own".into(), "marker".into()));
+}
+
 async fn setup_items(c: &tokio_postgres::Client) {
     c.batch_execute(
         "CREATE TABLE items (id int PRIMARY KEY, name text, qty int, price numeric(8,2));

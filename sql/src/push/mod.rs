@@ -25,13 +25,38 @@ pub const MAX_PAYLOAD: usize = 8000;
 /// PostgreSQL's NAMEDATALEN - 1.
 const MAX_CHANNEL: usize = 63;
 
-/// A change to the set of channels a session listens on; the front end applies it once the
-/// transaction that made it has committed.
+/// A change to the set of channels a session listens on, as its statement made it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListenChange {
     Listen(String),
     Unlisten(String),
     UnlistenAll,
+}
+
+/// Where a session's LISTEN/UNLISTEN take effect: the front end's fan-out, for its connection.
+pub trait ListenTarget: Send + Sync {
+    /// Starts (`on`) or stops delivering `channel`'s notifications to the connection.
+    fn listen(&self, channel: &str, on: bool);
+}
+
+/// The channels listened to once `changes` take effect on `now`.
+pub(crate) fn listened_after(
+    now: &std::collections::BTreeSet<String>,
+    changes: &[ListenChange],
+) -> std::collections::BTreeSet<String> {
+    let mut set = now.clone();
+    for c in changes {
+        match c {
+            ListenChange::Listen(ch) => {
+                set.insert(ch.clone());
+            }
+            ListenChange::Unlisten(ch) => {
+                set.remove(ch);
+            }
+            ListenChange::UnlistenAll => set.clear(),
+        }
+    }
+    set
 }
 
 /// A channel name as PostgreSQL folds an identifier.
