@@ -28,6 +28,8 @@ pub struct Seen {
     pub total: u64,
     /// Commit-to-client latency of the in-window ones, microseconds.
     pub latencies_us: Vec<u32>,
+    /// The writer's clock of each of those (same order), for FANOUT_TRACE.
+    pub sent_us: Vec<u64>,
     /// Notifications whose payload had no `sent_at`.
     pub unparsed: u64,
     /// NoticeResponses (e.g. an overflow report).
@@ -153,6 +155,7 @@ impl Listener {
                                 seen.in_window += 1;
                                 let lat = at.saturating_sub(sent).min(u64::from(u32::MAX));
                                 seen.latencies_us.push(lat as u32);
+                                seen.sent_us.push(sent);
                             }
                             Some(_) => {}
                             None => seen.unparsed += 1,

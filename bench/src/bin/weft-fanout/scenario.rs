@@ -351,6 +351,7 @@ async fn run_inner(
     let _ = stop_tx.send(true);
 
     let mut lat: Vec<u32> = Vec::new();
+    let mut trace: Vec<(u64, u32)> = Vec::new();
     let (mut delivered, mut total, mut notices, mut unparsed) = (0u64, 0u64, 0u64, 0u64);
     let mut listen_error = None;
     for task in tasks {
@@ -361,10 +362,21 @@ async fn run_inner(
                 notices += seen.notices;
                 unparsed += seen.unparsed;
                 lat.extend_from_slice(&seen.latencies_us);
+                if std::env::var_os("FANOUT_TRACE").is_some() {
+                    trace.extend(
+                        seen.sent_us
+                            .iter()
+                            .copied()
+                            .zip(seen.latencies_us.iter().copied()),
+                    );
+                }
             }
             Ok(Err(e)) => listen_error = listen_error.or(Some(format!("listener: {e}"))),
             Err(e) => listen_error = listen_error.or(Some(format!("listener task: {e}"))),
         }
+    }
+    if let Some(path) = std::env::var_os("FANOUT_TRACE") {
+        write_trace(path.into(), trace);
     }
     // Every listener's socket is closed by now; the server notices within a moment.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -472,4 +484,22 @@ async fn write(
     }
     w.next_id = next_id;
     w
+}
+
+/// FANOUT_TRACE=PATH: for each scenario run, PATH with the extension replaced by its sequence
+/// number gets one line per commit: the writer's clock (µs) and the largest commit-to-client
+/// latency (µs) over the listeners. Shows whether the tail is spread or clustered in time.
+fn write_trace(mut path: std::path::PathBuf, trace: Vec<(u64, u32)>) {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let mut worst: std::collections::BTreeMap<u64, u32> = std::collections::BTreeMap::new();
+    for (sent, lat) in trace {
+        let w = worst.entry(sent).or_default();
+        *w = (*w).max(lat);
+    }
+    let text: String = worst.iter().map(|(s, l)| format!("{s} {l}\n")).collect();
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    path.set_extension(n.to_string());
+    if let Err(e) = std::fs::write(&path, text) {
+        eprintln!("FANOUT_TRACE: cannot write {}: {e}", path.display());
+    }
 }
