@@ -487,16 +487,20 @@ async fn write(
 }
 
 /// FANOUT_TRACE=PATH: for each scenario run, PATH with the extension replaced by its sequence
-/// number gets one line per commit: the writer's clock (µs) and the largest commit-to-client
-/// latency (µs) over the listeners. Shows whether the tail is spread or clustered in time.
+/// number gets one line per commit: the writer's clock (µs), then the largest and the smallest
+/// commit-to-client latency (µs) over the listeners. Shows whether the tail is spread or
+/// clustered in time, and how much of it the commit itself takes (the smallest).
 fn write_trace(mut path: std::path::PathBuf, trace: Vec<(u64, u32)>) {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let mut worst: std::collections::BTreeMap<u64, u32> = std::collections::BTreeMap::new();
+    let mut range: std::collections::BTreeMap<u64, (u32, u32)> = std::collections::BTreeMap::new();
     for (sent, lat) in trace {
-        let w = worst.entry(sent).or_default();
-        *w = (*w).max(lat);
+        let r = range.entry(sent).or_insert((lat, lat));
+        *r = (r.0.max(lat), r.1.min(lat));
     }
-    let text: String = worst.iter().map(|(s, l)| format!("{s} {l}\n")).collect();
+    let text: String = range
+        .iter()
+        .map(|(s, (worst, best))| format!("{s} {worst} {best}\n"))
+        .collect();
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     path.set_extension(n.to_string());
     if let Err(e) = std::fs::write(&path, text) {
