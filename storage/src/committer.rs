@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
@@ -511,33 +511,96 @@ pub(crate) enum Staged {
     Lww(LwwApplied),
 }
 
-/// Sends `req` to the committer and waits for its answer.
+/// Where commits are handed: the committer thread's queue, and the committer itself.
+pub(crate) struct CommitPath<'a> {
+    pub tx: &'a std::sync::mpsc::Sender<Msg>,
+    pub state: &'a Mutex<Committer>,
+    /// Local commits handed over and not yet answered.
+    pub in_flight: &'a AtomicUsize,
+    /// When (µs since `clock_base`) a commit was last handed over while others were in flight.
+    pub last_concurrent: &'a AtomicU64,
+}
+
+/// How long after the last concurrent commit commits keep going to the committer's thread:
+/// under concurrent load, the one that finds nobody in flight right after a group was answered
+/// would otherwise be written alone, and the others that follow it a moment later as a second
+/// group, two fsyncs where one did.
+const CONCURRENT_SPELL_US: u64 = 50_000;
+
+fn clock_us() -> u64 {
+    static BASE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    BASE.get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_micros() as u64
+}
+
+/// Counts a commit in flight until dropped (answered, or its caller gone).
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl<'a> CommitPath<'a> {
+    /// Commits `req`. A commit that is the only one in flight, with the committer idle and no
+    /// concurrent commit for a while (`CONCURRENT_SPELL_US`), is written on this thread: no wake-up of the committer's thread and none of this one when
+    /// it answers, which on a busy machine each cost a wait for a CPU (up to a scheduler
+    /// tick). With others in flight it goes to the committer's thread, which gathers them into
+    /// one group and one fsync. Commits that arrive while one is written here queue for the
+    /// committer's thread and form the next group.
+    fn hand_over(&self, req: Pending) -> Result<InFlight<'a>> {
+        let now = clock_us();
+        let alone = self.in_flight.fetch_add(1, Ordering::AcqRel) == 0;
+        let guard = InFlight(self.in_flight);
+        if !alone {
+            self.last_concurrent.store(now, Ordering::Relaxed);
+        }
+        let quiet =
+            now.saturating_sub(self.last_concurrent.load(Ordering::Relaxed)) > CONCURRENT_SPELL_US;
+        if alone && quiet {
+            if let Some(mut c) = self.state.try_lock() {
+                if c.stopped {
+                    return Err(Error::ShuttingDown);
+                }
+                c.commit_group(vec![req]);
+                return Ok(guard);
+            }
+        }
+        let msg = match req {
+            Pending::Raft(r) => Msg::Commit(Box::new(r)),
+            Pending::Lww(r) => Msg::Lww(Box::new(r)),
+        };
+        self.tx.send(msg).map_err(|_| Error::ShuttingDown)?;
+        Ok(guard)
+    }
+}
+
+/// Commits a write set and waits for the answer.
 pub(crate) async fn submit(
-    tx: &std::sync::mpsc::Sender<Msg>,
+    path: CommitPath<'_>,
     ws: WriteSet,
     records: Vec<ChangeRecord>,
 ) -> Result<CommitInfo> {
     let (reply, rx) = oneshot::channel();
-    tx.send(Msg::Commit(Box::new(CommitRequest { ws, records, reply })))
-        .map_err(|_| Error::ShuttingDown)?;
+    let _in_flight = path.hand_over(Pending::Raft(CommitRequest { ws, records, reply }))?;
     rx.await.map_err(|_| Error::ShuttingDown)?
 }
 
-/// Sends a local commit to lww tables to the committer and waits until it is durable.
+/// Commits a local commit to lww tables and waits until it is durable.
 pub(crate) async fn submit_lww(
-    tx: &std::sync::mpsc::Sender<Msg>,
+    path: CommitPath<'_>,
     rows: Vec<crate::lww::RowWrite>,
     notifications: Vec<(String, String)>,
     pid: u32,
 ) -> Result<CommitInfo> {
     let (reply, rx) = oneshot::channel();
-    let req = LwwRequest {
+    let _in_flight = path.hand_over(Pending::Lww(LwwRequest {
         rows,
         notifications,
         pid,
         reply,
-    };
-    tx.send(Msg::Lww(Box::new(req)))
-        .map_err(|_| Error::ShuttingDown)?;
+    }))?;
     rx.await.map_err(|_| Error::ShuttingDown)?
 }

@@ -267,7 +267,7 @@ impl Storage {
     /// node has sent everything older than its timestamp (tombstone purge needs that of every
     /// node, also of an idle one).
     pub async fn lww_tick(&self) -> Result<()> {
-        crate::committer::submit_lww(&self.inner.commit_tx, Vec::new(), Vec::new(), 0)
+        crate::committer::submit_lww(self.inner.commit_path(), Vec::new(), Vec::new(), 0)
             .await
             .map(|_| ())
     }

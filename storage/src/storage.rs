@@ -101,6 +101,9 @@ pub(crate) struct Inner {
     /// The committer's state, held by its thread while it works (see `apply_replicated`).
     committer_state: Arc<Mutex<Committer>>,
     committer: Mutex<Option<JoinHandle<()>>>,
+    /// Local commits handed to the committer and not yet answered (`committer::CommitPath`).
+    commits_in_flight: AtomicUsize,
+    last_concurrent_commit: AtomicU64,
 }
 
 /// See `Storage::pace_commits`.
@@ -115,6 +118,16 @@ pub(crate) struct CommitPace {
 }
 
 impl Inner {
+    /// Where this storage's commits go (`committer::submit`).
+    pub(crate) fn commit_path(&self) -> crate::committer::CommitPath<'_> {
+        crate::committer::CommitPath {
+            tx: &self.commit_tx,
+            state: &self.committer_state,
+            in_flight: &self.commits_in_flight,
+            last_concurrent: &self.last_concurrent_commit,
+        }
+    }
+
     /// How far behind the change stream's subscriber is: events it has not taken, and what it
     /// took but has not finished with.
     fn pace_behind(&self) -> usize {
@@ -232,6 +245,8 @@ impl Storage {
                 lww_oldest: AtomicU64::new(u64::MAX),
                 skew_ms,
                 committer_state: committer,
+                commits_in_flight: AtomicUsize::new(0),
+                last_concurrent_commit: AtomicU64::new(0),
                 committer: Mutex::new(Some(handle)),
             }),
         })

@@ -243,7 +243,8 @@ impl Txn {
                     last_position: self.snapshot_position,
                 });
             }
-            return submit_lww(&self.inner.commit_tx, rows, self.notifications, self.origin).await;
+            let path = self.inner.commit_path();
+            return submit_lww(path, rows, self.notifications, self.origin).await;
         }
         let ws = WriteSet {
             read_version: self.read_version,
@@ -260,7 +261,7 @@ impl Txn {
             // Every replica decodes the change records itself when it applies the write set.
             return r.commit(ws).await;
         }
-        submit(&self.inner.commit_tx, ws, self.records).await
+        submit(self.inner.commit_path(), ws, self.records).await
     }
 
     pub(crate) fn check_usable(&self) -> Result<()> {
