@@ -2,13 +2,11 @@
 //! same statements run against two databases, one with `weft.point_fast_path = off`, and every
 //! result, error and final table is compared.
 
-mod common;
-
 use datafusion::scalar::ScalarValue;
 use weft_sql::datafusion;
 use weft_sql::{QueryOutput, Session};
 
-use common::{db, session};
+use crate::common::{db, session};
 
 /// Rows as text, or the command tag, or the SQLSTATE of the error; plus the RowDescription.
 #[derive(Debug, PartialEq)]
@@ -43,7 +41,7 @@ async fn run(s: &mut Session, sql: &str, params: Vec<ScalarValue>) -> Outcome {
                     Ok(b) => b,
                     Err(e) => return Outcome::Error(e.sqlstate().to_string()),
                 };
-                out.extend(common::batch_rows(&b));
+                out.extend(crate::common::batch_rows(&b));
             }
             Outcome::Rows(fields, out)
         }

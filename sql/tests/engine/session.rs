@@ -1,10 +1,8 @@
 //! The SQL layer end to end without the wire: a session over a real storage directory.
 
-mod common;
-
 use weft_sql::{QueryOutput, Session};
 
-use common::{db, session};
+use crate::common::{db, session};
 
 /// Runs one statement; rows as text (NULL as "NULL"), or the command tag as a single cell.
 async fn run(s: &mut Session, sql: &str) -> Result<Vec<Vec<String>>, weft_sql::Error> {
@@ -15,7 +13,7 @@ async fn run(s: &mut Session, sql: &str) -> Result<Vec<Vec<String>>, weft_sql::E
             let mut out = Vec::new();
             while let Some(b) = stream.next().await {
                 let b = b?;
-                out.extend(common::batch_rows(&b));
+                out.extend(crate::common::batch_rows(&b));
             }
             Ok(out)
         }
