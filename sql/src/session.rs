@@ -306,16 +306,18 @@ impl Session {
     }
 
     /// After the commit: on success the channels dropped stop, and `after` is what this session
-    /// listens on; on failure the channels `listen_begin` added stop again.
+    /// listens on; on failure the channels `listen_begin` added are revoked (see
+    /// `ListenTarget::revoke`).
     pub(crate) fn listen_end(&mut self, after: BTreeSet<String>, committed: bool) {
         if let Some(t) = &self.listen_target {
-            let (from, to) = if committed {
-                (&self.listening, &after)
+            if committed {
+                for channel in self.listening.difference(&after) {
+                    t.listen(channel, false);
+                }
             } else {
-                (&after, &self.listening)
-            };
-            for channel in from.difference(to) {
-                t.listen(channel, false);
+                for channel in after.difference(&self.listening) {
+                    t.revoke(channel);
+                }
             }
         }
         if committed {

@@ -80,9 +80,17 @@ struct MailboxState {
     socket: Option<Arc<TcpStream>>,
     /// Direct writes allowed: see the module's invariant.
     direct: bool,
+    /// Channels whose LISTEN was undone by a COMMIT that failed: nothing on them is delivered
+    /// (the sweep may still hold messages routed while that LISTEN was in effect) until the
+    /// connection listens there again. Almost always empty.
+    revoked: Vec<Arc<str>>,
 }
 
 impl MailboxState {
+    fn is_revoked(&self, channel: &str) -> bool {
+        self.revoked.iter().any(|c| &**c == channel)
+    }
+
     fn has_backlog(&self) -> bool {
         !self.queue.is_empty() || self.partial.is_some() || !self.missed.is_empty()
     }
@@ -149,6 +157,10 @@ impl Mailbox {
         d: Delivery,
         position: Option<u64>,
     ) -> bool {
+        if s.is_revoked(channel) {
+            // Not listened to: as PostgreSQL, which filters at read time, delivers nothing.
+            return true;
+        }
         // The connection task writes what is queued; the fan-out must not write meanwhile.
         s.direct = false;
         if s.queue.len() >= self.capacity {
@@ -180,6 +192,26 @@ impl Mailbox {
     /// are queued (bounded) and the task is woken.
     pub(crate) fn deliver_round(&self, wire: &Bytes, items: &[&Routed]) {
         let mut s = self.state.lock();
+        let kept: Vec<&Routed>;
+        let filtered: Bytes;
+        let (wire, items) = if s.revoked.is_empty() {
+            (wire, items)
+        } else {
+            kept = items
+                .iter()
+                .copied()
+                .filter(|r| !s.is_revoked(&r.channel))
+                .collect();
+            if kept.is_empty() {
+                return;
+            }
+            let mut b = BytesMut::new();
+            for r in &kept {
+                b.extend_from_slice(&r.wire);
+            }
+            filtered = b.freeze();
+            (&filtered, &kept[..])
+        };
         let mut written = false;
         if s.direct && !s.has_backlog() {
             if let Some(socket) = s.socket.as_deref() {
@@ -212,6 +244,29 @@ impl Mailbox {
         drop(s);
         if wake {
             self.ready.notify_one();
+        }
+    }
+
+    /// Undoes a LISTEN on `channel` whose transaction failed to commit: what was queued on it
+    /// since is dropped, and nothing more on it is delivered until `unrevoke`.
+    pub fn revoke(&self, channel: &str) {
+        let mut s = self.state.lock();
+        if !s.is_revoked(channel) {
+            s.revoked.push(Arc::from(channel));
+        }
+        s.queue.retain(|d| match d {
+            Delivery::Notification(n) => n.channel != channel,
+            Delivery::Encoded(wire) => encoded_channel(wire) != Some(channel.as_bytes()),
+            Delivery::Notice(_) => true,
+        });
+        s.missed.retain(|(c, _)| c != channel);
+    }
+
+    /// The connection listens on `channel` (again): its deliveries go out.
+    pub fn unrevoke(&self, channel: &str) {
+        let mut s = self.state.lock();
+        if s.is_revoked(channel) {
+            s.revoked.retain(|c| &**c != channel);
         }
     }
 
@@ -287,6 +342,14 @@ impl Mailbox {
             notified.await;
         }
     }
+}
+
+/// The channel of a queued NotificationResponse (`Notification::encode`: 'A', length, pid,
+/// channel, NUL, payload, NUL).
+fn encoded_channel(wire: &[u8]) -> Option<&[u8]> {
+    let rest = wire.get(9..)?;
+    let end = rest.iter().position(|&b| b == 0)?;
+    Some(&rest[..end])
 }
 
 fn overflow_notice(missed: &[(String, Option<u64>)]) -> String {
@@ -409,6 +472,89 @@ mod tests {
         assert!(matches!(m.try_pop(), Some(Delivery::Encoded(b)) if b[..] == [2]));
         assert!(matches!(m.try_pop(), Some(Delivery::Notice(s)) if s.contains("position 3")));
         assert!(m.try_pop().is_none());
+    }
+
+    fn on(channel: &str, payload: &str) -> Notification {
+        Notification {
+            pid: 1,
+            channel: channel.into(),
+            payload: payload.into(),
+        }
+    }
+
+    fn payloads(m: &Mailbox) -> Vec<String> {
+        let mut got = Vec::new();
+        while let Some(d) = m.try_pop() {
+            got.push(match d {
+                Delivery::Notification(n) => n.payload.clone(),
+                Delivery::Encoded(b) => {
+                    let text = String::from_utf8_lossy(&b[9..]).into_owned();
+                    text.split('\0').nth(1).unwrap_or_default().to_string()
+                }
+                Delivery::Notice(s) => s,
+            });
+        }
+        got
+    }
+
+    #[test]
+    fn a_revoked_channel_loses_what_was_queued_and_gets_nothing_more_until_listened_again() {
+        let m = Mailbox::new(10);
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
+        // Queued while the COMMIT that listened on "b" was in flight.
+        assert!(m.push_encoded("a", on("a", "a1").encode(), None));
+        assert!(m.push_encoded("b", on("b", "b1").encode(), None));
+        assert!(m.push(Arc::new(on("b", "b2")), None));
+        // The COMMIT failed.
+        m.revoke("b");
+        // The sweep may still hold messages routed to it while it listened there.
+        round(
+            &m,
+            &[
+                routed(&b, on("b", "b3").encode(), Some(3)),
+                routed(&a, on("a", "a2").encode(), None),
+            ],
+        );
+        round(&m, &[routed(&b, on("b", "b4").encode(), Some(4))]);
+        assert!(m.push_encoded("b", on("b", "b5").encode(), None));
+        assert_eq!(payloads(&m), ["a1", "a2"]);
+        // Listened to again (and committed): its deliveries go out again.
+        m.unrevoke("b");
+        round(&m, &[routed(&b, on("b", "b6").encode(), Some(6))]);
+        assert_eq!(payloads(&m), ["b6"]);
+    }
+
+    #[tokio::test]
+    async fn a_direct_round_leaves_out_revoked_channels() {
+        use tokio::io::AsyncReadExt;
+        let (server, mut client) = pair().await;
+        let m = Mailbox::new(100);
+        m.attach(Arc::clone(&server));
+        m.revoke("b");
+        m.enable_direct();
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
+        let a1 = on("a", "a1").encode();
+        round(&m, &[routed(&b, on("b", "b1").encode(), None)]);
+        round(
+            &m,
+            &[
+                routed(&a, a1.clone(), None),
+                routed(&b, on("b", "b2").encode(), None),
+            ],
+        );
+        assert_eq!(m.pending(), (0, false));
+        let mut got = vec![0u8; a1.len()];
+        client.read_exact(&mut got).await.expect("reads");
+        assert_eq!(got, a1);
+        m.detach();
+        drop(server);
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_millis(200),
+            client.read_to_end(&mut rest),
+        )
+        .await;
+        assert!(rest.is_empty(), "nothing on the revoked channel: {rest:?}");
     }
 
     async fn pair() -> (Arc<TcpStream>, TcpStream) {

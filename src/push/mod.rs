@@ -113,7 +113,17 @@ pub struct Subscriber {
 
 impl ListenTarget for Subscriber {
     fn listen(&self, channel: &str, on: bool) {
+        if on {
+            self.mailbox.unrevoke(channel);
+        }
         self.hub.apply(self.pid, channel, on, &self.mailbox);
+    }
+
+    fn revoke(&self, channel: &str) {
+        // Off the hub first, so that nothing new is routed to it; then what the sweep routed
+        // meanwhile (queued, or still to come from the cycle in progress) is held back.
+        self.hub.apply(self.pid, channel, false, &self.mailbox);
+        self.mailbox.revoke(channel);
     }
 }
 

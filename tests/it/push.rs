@@ -302,6 +302,12 @@ async fn a_transaction_that_listens_receives_its_own_notifications() {
     let (channel, payload) = next(&mut rx).await;
     assert_eq!(channel, "big", "b's update of a matching row: {payload}");
     assert_eq!(next(&mut rx).await, ("own".into(), "marker".into()));
+    // Listened to again, and committed this time: it is delivered.
+    a.batch_execute("LISTEN gone").await.expect("listens");
+    b.batch_execute("NOTIFY gone, 'now for a'")
+        .await
+        .expect("notifies");
+    assert_eq!(next(&mut rx).await, ("gone".into(), "now for a".into()));
 }
 
 async fn setup_items(c: &tokio_postgres::Client) {

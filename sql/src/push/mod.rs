@@ -37,6 +37,11 @@ pub enum ListenChange {
 pub trait ListenTarget: Send + Sync {
     /// Starts (`on`) or stops delivering `channel`'s notifications to the connection.
     fn listen(&self, channel: &str, on: bool);
+    /// Undoes `listen(channel, true)` of a transaction whose COMMIT failed: as in PostgreSQL,
+    /// where it never listened, nothing delivered on `channel` since reaches the client.
+    fn revoke(&self, channel: &str) {
+        self.listen(channel, false);
+    }
 }
 
 /// The channels listened to once `changes` take effect on `now`.
