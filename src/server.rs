@@ -5,7 +5,7 @@
 //!                                                                  | spawn conn::serve per client
 //!   Server::shutdown --> stop accepting --> idle connections get FATAL 57P01, busy ones finish
 //!                        their statement (up to shutdown_timeout, then are dropped)
-//!                    --> engine dropped --> storage.shutdown()
+//!                    --> Raft stopped, engine dropped --> storage closed (once nothing holds it)
 //! ```
 
 use std::io;
@@ -158,7 +158,7 @@ impl Server {
         if let Err(e) = self.accept.await {
             tracing::error!(error = %e, "accept loop failed");
         }
-        if let Some(c) = &self.cluster {
+        if let Some(c) = self.cluster {
             c.shutdown().await;
         }
         drop(self.engine);
@@ -245,8 +245,12 @@ async fn retention_loop(
     }
 }
 
+/// How long shutdown waits for the last tasks and threads (Raft's among them) to let go of
+/// storage, so that the database closes before the process exits (see `Storage::close`).
+const STORAGE_CLOSE_GRACE: Duration = Duration::from_secs(10);
+
 async fn close_storage(storage: Storage) -> Result<(), ServerError> {
-    tokio::task::spawn_blocking(move || storage.shutdown())
+    tokio::task::spawn_blocking(move || storage.close(STORAGE_CLOSE_GRACE))
         .await
         .map_err(io::Error::other)?;
     Ok(())

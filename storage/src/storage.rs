@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering}
 use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use hlc_gen::{HlcGenerator, HlcTimestamp};
 use parking_lot::{Mutex, RwLock};
@@ -113,7 +114,7 @@ pub(crate) struct CommitPace {
     /// What the subscriber has taken from the stream but not yet finished with.
     unsent: AtomicUsize,
     /// The longest one COMMIT waits (a stalled subscriber slows writers; it never stops them).
-    max_wait: Mutex<std::time::Duration>,
+    max_wait: Mutex<Duration>,
     progress: tokio::sync::Notify,
 }
 
@@ -278,7 +279,7 @@ impl Storage {
     /// `events_received` whenever it has taken events or finished with some (what it took but
     /// has not finished counts as behind too). 0 turns pacing off (the default: a
     /// subscriber that does not call `events_received` must not stall commits).
-    pub fn pace_commits(&self, backlog: usize, max_wait: std::time::Duration) {
+    pub fn pace_commits(&self, backlog: usize, max_wait: Duration) {
         *self.inner.pace.max_wait.lock() = max_wait;
         self.inner.pace.backlog.store(backlog, Ordering::Relaxed);
     }
@@ -480,6 +481,38 @@ impl Storage {
     /// with `ShuttingDown`. Idempotent.
     pub fn shutdown(&self) {
         self.inner.shutdown();
+    }
+
+    /// Shuts down and closes the database on this thread, once every other handle on it is gone
+    /// (waiting `grace` at most); false if some handle outlived `grace`.
+    ///
+    /// A process must not exit while another thread may still close the database: RocksDB's
+    /// close locks a static mutex that `exit` has already destroyed, and the process aborts
+    /// ("pthread lock: Invalid argument"). So a server closes its database through this before
+    /// it exits. If a handle outlives `grace`, the database's background work (flushes,
+    /// compactions, periodic tasks) is stopped instead, so that at least none of it runs during
+    /// exit.
+    pub fn close(self, grace: Duration) -> bool {
+        self.inner.shutdown();
+        let engine = Arc::clone(&self.inner.engine);
+        drop(self);
+        let deadline = Instant::now() + grace;
+        let mut pause = Duration::from_millis(1);
+        while Arc::strong_count(&engine) > 1 {
+            if Instant::now() >= deadline {
+                warn!(
+                    handles = Arc::strong_count(&engine) - 1,
+                    "the database is still in use at shutdown: stopping its background work"
+                );
+                engine.db.cancel_all_background_work(true);
+                return false;
+            }
+            // Handles go as the tasks and threads that hold them finish: poll, backing off.
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+        drop(engine);
+        true
     }
 }
 

@@ -184,7 +184,24 @@ impl TestCluster {
         }
     }
 
-    /// Restarts a killed node with the same command line (ports, data directory, --join).
+    /// SIGTERM, then waits for the process to exit; returns how it exited.
+    pub(crate) async fn stop(&mut self, id: u64) -> std::process::ExitStatus {
+        let node = self.nodes.get_mut(&id).expect("node");
+        let mut child = node.child.take().expect("node is running");
+        let pid = child.id().expect("child is running");
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await
+            .expect("kill runs");
+        assert!(sent.success(), "SIGTERM to node {id}");
+        tokio::time::timeout(DEADLINE, child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("node {id} exits within {DEADLINE:?} of SIGTERM"))
+            .expect("waits")
+    }
+
+    /// Restarts a killed (or stopped) node with the same command line (ports, data directory, --join).
     pub(crate) async fn restart(&mut self, id: u64, extra: &[&str]) {
         let seed = self.nodes[&1].peer.clone();
         let node = self.nodes.get_mut(&id).expect("node");
