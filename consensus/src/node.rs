@@ -159,7 +159,7 @@ impl Cluster {
     }
 
     async fn start_inner(storage: Storage, cfg: ClusterConfig) -> Result<Arc<Inner>, ClusterError> {
-        let (log, sm) = store::open(storage.clone()).await?;
+        let (log, sm) = store::open(storage.clone(), cfg.node_id).await?;
         let raft_config = openraft::Config {
             cluster_name: "weft".into(),
             heartbeat_interval: 100,

@@ -37,7 +37,7 @@ struct Builder;
 impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for Builder {
     async fn build(&self) -> Result<(TempDir, LogStore, StateMachine), StorageError<TypeConfig>> {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (log, sm) = store::open(open_storage(dir.path()))
+        let (log, sm) = store::open(open_storage(dir.path()), 1)
             .await
             .expect("store opens");
         Ok((dir, log, sm))
@@ -116,7 +116,7 @@ impl RaftNetworkV2<TypeConfig> for NoPeers {
 async fn apply_answers_dedups_and_advances_the_watch() {
     let dir = tempfile::tempdir().expect("tempdir");
     let storage = open_storage(dir.path());
-    let (log, sm) = store::open(storage.clone()).await.expect("store opens");
+    let (log, sm) = store::open(storage.clone(), 1).await.expect("store opens");
     let applied = sm.applied_watch();
     let config = Config {
         heartbeat_interval: 50,
@@ -184,7 +184,9 @@ async fn apply_answers_dedups_and_advances_the_watch() {
 async fn snapshot_moves_state_between_stores() {
     let dir_a = tempfile::tempdir().expect("tempdir");
     let storage_a = open_storage(dir_a.path());
-    let (_log_a, mut sm_a) = store::open(storage_a.clone()).await.expect("store opens");
+    let (_log_a, mut sm_a) = store::open(storage_a.clone(), 1)
+        .await
+        .expect("store opens");
 
     let log_id = |index| openraft::testing::log_id::<TypeConfig>(1, 1, index);
     let entries = vec![
@@ -215,7 +217,9 @@ async fn snapshot_moves_state_between_stores() {
 
     let dir_b = tempfile::tempdir().expect("tempdir");
     let storage_b = open_storage(dir_b.path());
-    let (log_b, mut sm_b) = store::open(storage_b.clone()).await.expect("store opens");
+    let (log_b, mut sm_b) = store::open(storage_b.clone(), 1)
+        .await
+        .expect("store opens");
     let watch_b = sm_b.applied_watch();
     assert!(sm_b.get_current_snapshot().await.expect("read").is_none());
     sm_b.install_snapshot(&snap.meta, snap.snapshot)
@@ -242,7 +246,7 @@ async fn snapshot_moves_state_between_stores() {
     drop((log_b, sm_b));
     storage_b.shutdown();
     drop(storage_b);
-    let (_log_b, sm_b) = store::open(open_storage(dir_b.path()))
+    let (_log_b, sm_b) = store::open(open_storage(dir_b.path()), 1)
         .await
         .expect("store reopens");
     assert_eq!(*sm_b.applied_watch().borrow(), 2);
