@@ -66,6 +66,8 @@ pub(crate) struct Routed {
     /// The encoded NotificationResponse.
     pub wire: Bytes,
     pub position: Option<u64>,
+    /// The hub's count of messages routed before this one (`Hub::routed`).
+    pub seq: u64,
 }
 
 #[derive(Default)]
@@ -84,11 +86,31 @@ struct MailboxState {
     /// (the sweep may still hold messages routed while that LISTEN was in effect) until the
     /// connection listens there again. Almost always empty.
     revoked: Vec<Arc<str>>,
+    /// Channels listened to again after a revoke, with the hub's routed count at that moment:
+    /// what was routed before (committed before this LISTEN, some of it while the failed one
+    /// was in effect) is not delivered on them. Dropped once a later message passes.
+    fences: Vec<(Arc<str>, u64)>,
 }
 
 impl MailboxState {
     fn is_revoked(&self, channel: &str) -> bool {
         self.revoked.iter().any(|c| &**c == channel)
+    }
+
+    /// Whether a routed message is held back: its channel is revoked, or it was routed before
+    /// the channel's fence. Passing a fence clears it (messages come in routing order).
+    fn holds_back(&mut self, r: &Routed) -> bool {
+        if self.is_revoked(&r.channel) {
+            return true;
+        }
+        match self.fences.iter().position(|(c, _)| *c == r.channel) {
+            Some(i) if r.seq < self.fences[i].1 => true,
+            Some(i) => {
+                self.fences.swap_remove(i);
+                false
+            }
+            None => false,
+        }
     }
 
     fn has_backlog(&self) -> bool {
@@ -194,14 +216,10 @@ impl Mailbox {
         let mut s = self.state.lock();
         let kept: Vec<&Routed>;
         let filtered: Bytes;
-        let (wire, items) = if s.revoked.is_empty() {
+        let (wire, items) = if s.revoked.is_empty() && s.fences.is_empty() {
             (wire, items)
         } else {
-            kept = items
-                .iter()
-                .copied()
-                .filter(|r| !s.is_revoked(&r.channel))
-                .collect();
+            kept = items.iter().copied().filter(|r| !s.holds_back(r)).collect();
             if kept.is_empty() {
                 return;
             }
@@ -262,11 +280,14 @@ impl Mailbox {
         s.missed.retain(|(c, _)| c != channel);
     }
 
-    /// The connection listens on `channel` (again): its deliveries go out.
-    pub fn unrevoke(&self, channel: &str) {
+    /// The connection listens on `channel` (again): its deliveries go out, except, after a
+    /// revoke, those the hub routed before `routed` (its count of routed messages now).
+    pub fn unrevoke(&self, channel: &str, routed: u64) {
         let mut s = self.state.lock();
         if s.is_revoked(channel) {
             s.revoked.retain(|c| &**c != channel);
+            s.fences.retain(|(c, _)| &**c != channel);
+            s.fences.push((Arc::from(channel), routed));
         }
     }
 
@@ -434,11 +455,13 @@ mod tests {
         assert!(matches!(m.try_pop(), Some(Delivery::Notification(n)) if n.payload == "3"));
     }
 
+    /// A routed message; its routing number is its position (0 without one).
     fn routed(ch: &Arc<str>, wire: Bytes, position: Option<u64>) -> Routed {
         Routed {
             channel: Arc::clone(ch),
             wire,
             position,
+            seq: position.unwrap_or(0),
         }
     }
 
@@ -518,10 +541,20 @@ mod tests {
         round(&m, &[routed(&b, on("b", "b4").encode(), Some(4))]);
         assert!(m.push_encoded("b", on("b", "b5").encode(), None));
         assert_eq!(payloads(&m), ["a1", "a2"]);
-        // Listened to again (and committed): its deliveries go out again.
-        m.unrevoke("b");
+        // Listened to again (and committed) when the hub had routed 5 messages, before the
+        // sweep came back to this connection: what was routed before that LISTEN is still held
+        // back; what was routed after it goes out.
+        m.unrevoke("b", 5);
+        round(
+            &m,
+            &[
+                routed(&b, on("b", "b4").encode(), Some(4)),
+                routed(&a, on("a", "a3").encode(), None),
+            ],
+        );
         round(&m, &[routed(&b, on("b", "b6").encode(), Some(6))]);
-        assert_eq!(payloads(&m), ["b6"]);
+        round(&m, &[routed(&b, on("b", "b7").encode(), Some(7))]);
+        assert_eq!(payloads(&m), ["a3", "b6", "b7"]);
     }
 
     #[tokio::test]

@@ -37,6 +37,7 @@ mod mailbox;
 mod sweep;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -114,7 +115,8 @@ pub struct Subscriber {
 impl ListenTarget for Subscriber {
     fn listen(&self, channel: &str, on: bool) {
         if on {
-            self.mailbox.unrevoke(channel);
+            self.mailbox
+                .unrevoke(channel, self.hub.routed.load(Ordering::Acquire));
         }
         self.hub.apply(self.pid, channel, on, &self.mailbox);
     }
@@ -137,6 +139,9 @@ pub struct Hub {
     live: RwLock<Arc<LiveByTable>>,
     /// Wakes the sleeping hub (with `Listeners::resume` set).
     wake: tokio::sync::Notify,
+    /// Messages routed so far (each numbered by this count as it is routed): a LISTEN again
+    /// after a revoke takes nothing routed before it (`Mailbox::unrevoke`).
+    routed: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -156,6 +161,7 @@ impl Hub {
             listeners: RwLock::new(Listeners::default()),
             live: RwLock::new(Arc::new(HashMap::new())),
             wake: tokio::sync::Notify::new(),
+            routed: Arc::new(AtomicU64::new(0)),
         });
         let task = Arc::clone(&hub);
         // Its own thread: a round's writes (one per listener) then compete with the committing
@@ -320,7 +326,7 @@ impl Hub {
         mut events: tokio::sync::broadcast::Receiver<Arc<CommitEvent>>,
         mut position: u64,
     ) -> bool {
-        let mut sweep = Sweep::default();
+        let mut sweep = Sweep::counting(Arc::clone(&self.routed));
         let mut reported = 0;
         loop {
             if sweep.is_idle() && events.is_empty() && self.sleep() {

@@ -19,6 +19,7 @@
 //! appends, one enrolment per listener per step and L writes, not n x L.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -88,9 +89,19 @@ pub(super) struct Sweep {
     /// Channel -> open spans on it among `behind`.
     members: HashMap<Arc<str>, usize>,
     last: Option<LastWrite>,
+    /// Messages routed, over every sweep of the hub (`Hub::routed`).
+    routed: Arc<AtomicU64>,
 }
 
 impl Sweep {
+    /// A sweep that numbers what it routes on from `routed`.
+    pub fn counting(routed: Arc<AtomicU64>) -> Sweep {
+        Sweep {
+            routed,
+            ..Sweep::default()
+        }
+    }
+
     fn head(&self) -> u64 {
         self.base + self.log.len() as u64
     }
@@ -128,10 +139,12 @@ impl Sweep {
                 self.close_stale(channel, number);
             }
         }
+        let seq = self.routed.fetch_add(1, Ordering::AcqRel);
         self.log.push_back(Routed {
             channel: Arc::clone(channel),
             wire,
             position,
+            seq,
         });
     }
 
