@@ -9,6 +9,9 @@ use tracing_subscriber::EnvFilter;
 use weft::config::{Cli, Command, Config, StartArgs};
 use weft::server::Server;
 
+/// Stack of the runtime's worker threads (tokio's default is 2 MiB).
+const WORKER_STACK: usize = 16 << 20;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -32,6 +35,9 @@ fn main() -> ExitCode {
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Sessions parse, rewrite and plan on these threads, recursing once per level of an
+        // expression (up to weft_sql's limit of 1,000): room for that, reserved, not committed.
+        .thread_stack_size(WORKER_STACK)
         .build()
     {
         Ok(r) => r,

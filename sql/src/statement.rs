@@ -12,6 +12,13 @@ use crate::error::{Error, Result};
 /// Nesting deeper than this is refused (54001-like) instead of overflowing the stack.
 const RECURSION_LIMIT: usize = 200;
 
+/// Expressions nested deeper than this are refused the same way. The parser builds a chain of
+/// operators (`1 + 1 + … + 1`, `a = 1 OR a = 2 OR …`) in a loop, one level per operator, so
+/// `RECURSION_LIMIT` does not bound those; cloning, rewriting, planning and dropping such a tree
+/// all recurse once per level, and 20,000 levels overflowed a worker's stack and aborted the
+/// server. PostgreSQL answers such a statement with an error too ("stack depth limit exceeded").
+const MAX_EXPR_DEPTH: usize = 1_000;
+
 /// One parsed statement and the text it came from.
 #[derive(Debug, Clone)]
 pub struct Statement {
@@ -203,6 +210,14 @@ pub(crate) fn parse(sql: &str) -> Result<Vec<Statement>> {
         .with_tokens_with_locations(tokens)
         .parse_statements()
         .map_err(|e| Error::from(e).with_sql_position(sql))?;
+    if too_deep(&statements) {
+        drop_deep(statements, sql.len());
+        return Err(Error::ProgramLimitExceeded {
+            message: format!(
+                "statement is too deeply nested (expressions nest at most {MAX_EXPR_DEPTH} levels)"
+            ),
+        });
+    }
     let text: Arc<str> = Arc::from(sql);
     Ok(statements
         .into_iter()
@@ -223,9 +238,74 @@ pub(crate) fn parse(sql: &str) -> Result<Vec<Statement>> {
         .collect())
 }
 
+/// Whether an expression in `statements` nests deeper than `MAX_EXPR_DEPTH`. The walk stops
+/// there, so its own recursion stays that shallow.
+fn too_deep(statements: &[ast::Statement]) -> bool {
+    use std::ops::ControlFlow;
+
+    use ast::{Visit, Visitor};
+
+    struct Depth(usize);
+    impl Visitor for Depth {
+        type Break = ();
+        fn pre_visit_expr(&mut self, _: &ast::Expr) -> ControlFlow<()> {
+            self.0 += 1;
+            if self.0 > MAX_EXPR_DEPTH {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        }
+        fn post_visit_expr(&mut self, _: &ast::Expr) -> ControlFlow<()> {
+            self.0 -= 1;
+            ControlFlow::Continue(())
+        }
+    }
+    statements.iter().any(|s| s.visit(&mut Depth(0)).is_break())
+}
+
+/// Drops statements refused as too deep. Dropping recurses once per level too, so it happens on
+/// a thread of its own whose stack is sized for the text (a level takes at least two bytes of
+/// it); if no such thread can be had, the statements are leaked rather than risk the process.
+fn drop_deep(statements: Vec<ast::Statement>, text_len: usize) {
+    let stack = text_len
+        .saturating_mul(DROP_STACK_PER_BYTE)
+        .clamp(16 << 20, 1 << 30);
+    let parked = std::sync::Arc::new(parking_lot::Mutex::new(Some(statements)));
+    let on_thread = std::sync::Arc::clone(&parked);
+    let spawned = std::thread::Builder::new()
+        .name("weft-drop-deep".into())
+        .stack_size(stack)
+        .spawn(move || drop(on_thread.lock().take()));
+    if spawned.is_err() {
+        if let Some(s) = parked.lock().take() {
+            tracing::warn!("cannot start a thread to drop a deeply nested statement: leaked");
+            std::mem::forget(s);
+        }
+    }
+}
+
+/// Stack bytes the drop thread gets per byte of statement text (a level of nesting costs at
+/// least two bytes of text, and its drop less than 100 bytes of stack).
+const DROP_STACK_PER_BYTE: usize = 64;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn expressions_nested_past_the_limit_are_refused() {
+        let deep = format!("select 1{}", " + 1".repeat(MAX_EXPR_DEPTH + 10));
+        assert!(matches!(
+            parse(&deep),
+            Err(Error::ProgramLimitExceeded { .. })
+        ));
+        let shallow = format!("select 1{}", " + 1".repeat(MAX_EXPR_DEPTH / 2));
+        assert_eq!(parse(&shallow).map(|s| s.len()).ok(), Some(1));
+        // Wide is not deep: many short expressions side by side.
+        let wide = format!("select {}", vec!["1 + 1"; 5 * MAX_EXPR_DEPTH].join(", "));
+        assert_eq!(parse(&wide).map(|s| s.len()).ok(), Some(1));
+    }
 
     #[test]
     fn maintenance_commands_are_noops() {

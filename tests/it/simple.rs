@@ -96,3 +96,24 @@ async fn explicit_transactions() {
         .expect("committed");
     assert_eq!(scalar(&c, "select count(*) from t").await, s("1"));
 }
+
+/// An operator chain is parsed in a loop, one level of the tree per operator: 20,000 of them
+/// used to overflow a worker's stack and abort the whole server. Now the statement is refused
+/// (54000), in either protocol, and the connection goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_statement_nested_too_deeply_is_refused_and_the_server_stays_up() {
+    let srv = server().await;
+    let c = connect(&srv).await;
+    let chain = format!("select 1{}", " + 1".repeat(20_000));
+    let ors = format!("select 1 where {}", vec!["1 = 1"; 20_000].join(" or "));
+    for sql in [&chain, &ors] {
+        let e = c.simple_query(sql).await.expect_err("refused");
+        assert_eq!(sqlstate(&e), "54000", "{e:?}");
+        let e = c.prepare(sql).await.expect_err("refused when prepared too");
+        assert_eq!(sqlstate(&e), "54000", "{e:?}");
+    }
+    // A chain within the limit still runs.
+    let short = format!("select 1{}", " + 1".repeat(50));
+    assert_eq!(scalar(&c, &short).await.as_deref(), Some("51"));
+    assert_eq!(scalar(&c, "select 1").await.as_deref(), Some("1"));
+}
