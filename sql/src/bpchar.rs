@@ -214,9 +214,17 @@ fn trim(e: Expr) -> Expr {
 }
 
 fn is_bpchar(e: &Expr, schema: &DFSchema) -> bool {
-    e.to_field(schema).is_ok_and(|(_, f)| {
-        f.metadata().get(PG_TYPE_KEY).map(String::as_str) == Some(PgType::Bpchar.name())
-    })
+    // An operator's field carries no metadata: not worth building (it formats the operator's
+    // whole subtree, see `arith::expr_type`).
+    let operator = match e {
+        Expr::BinaryExpr(_) => true,
+        Expr::ScalarFunction(f) => crate::arith::is_checked(f.name()),
+        _ => false,
+    };
+    !operator
+        && e.to_field(schema).is_ok_and(|(_, f)| {
+            f.metadata().get(PG_TYPE_KEY).map(String::as_str) == Some(PgType::Bpchar.name())
+        })
 }
 
 fn is_string_literal(e: &Expr) -> bool {
