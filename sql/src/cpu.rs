@@ -21,7 +21,7 @@ use std::sync::{Arc, OnceLock};
 
 use datafusion::execution::TaskContext;
 use datafusion::physical_plan::{execute_stream, ExecutionPlan};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 
 use crate::error::{Error, Result};
 use crate::session::RowStream;
@@ -58,6 +58,7 @@ fn runtime() -> Option<&'static tokio::runtime::Runtime> {
 /// Executes `plan` on the query runtime; its batches arrive on the returned stream.
 pub(crate) fn execute(plan: Arc<dyn ExecutionPlan>, task: Arc<TaskContext>) -> RowStream {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<_>>(AHEAD);
+    let on_panic = tx.clone();
     let work = async move {
         let mut stream = match execute_stream(plan, task) {
             Ok(s) => s,
@@ -78,6 +79,23 @@ pub(crate) fn execute(plan: Arc<dyn ExecutionPlan>, task: Arc<TaskContext>) -> R
             }
         }
     };
+    // A panic in the plan (arrow's "offset overflow" once a string column passes 2 GiB, say)
+    // must reach the client as an error: the stream would otherwise just end, and the query
+    // would answer fewer rows, or none, as if it had succeeded.
+    let work = async move {
+        if let Err(panic) = std::panic::AssertUnwindSafe(work).catch_unwind().await {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_string());
+            let _ = on_panic
+                .send(Err(Error::internal(format!(
+                    "query execution failed: {what}"
+                ))))
+                .await;
+        }
+    };
     match runtime() {
         Some(rt) => drop(rt.spawn(work)),
         None => drop(tokio::spawn(work)),
@@ -85,4 +103,52 @@ pub(crate) fn execute(plan: Arc<dyn ExecutionPlan>, task: Arc<TaskContext>) -> R
     Box::pin(futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+    use datafusion::execution::SendableRecordBatchStream;
+    use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+    use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+
+    use super::*;
+
+    /// A partition whose stream panics when polled.
+    #[derive(Debug)]
+    struct Panics(SchemaRef);
+
+    impl PartitionStream for Panics {
+        fn schema(&self) -> &SchemaRef {
+            &self.0
+        }
+
+        fn execute(&self, _: Arc<TaskContext>) -> SendableRecordBatchStream {
+            let rows = futures::stream::once(async {
+                panic!("offset overflow");
+            });
+            Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&self.0), rows))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_plan_that_panics_ends_the_stream_with_an_error() {
+        let schema: SchemaRef = Arc::new(Schema::new(vec![Field::new("x", DataType::Int32, true)]));
+        let plan = StreamingTableExec::try_new(
+            Arc::clone(&schema),
+            vec![Arc::new(Panics(schema))],
+            None,
+            Vec::new(),
+            false,
+            None,
+        )
+        .expect("a plan");
+        let mut rows = execute(Arc::new(plan), Arc::new(TaskContext::default()));
+        let first = rows.next().await;
+        assert!(
+            matches!(&first, Some(Err(e)) if e.to_string().contains("offset overflow")),
+            "an error, not an empty result: {first:?}"
+        );
+        assert!(rows.next().await.is_none());
+    }
 }
