@@ -369,6 +369,18 @@ fn cast_error(m: &str) -> Error {
         between(m, "Cannot cast string '", "'"),
         between(m, "to value of ", " type"),
     ) {
+        let int = matches!(t, "Int16" | "Int32" | "Int64");
+        let digits = value.trim();
+        let digits = digits.strip_prefix(['+', '-']).unwrap_or(digits);
+        if int && !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+            // Well formed, only too large: PostgreSQL's 22003, not a syntax error.
+            return Error::NumericOutOfRange {
+                message: format!(
+                    "value \"{value}\" is out of range for type {}",
+                    pg_type_word(t)
+                ),
+            };
+        }
         if !m.contains("overflow") {
             return Error::InvalidTextRepresentation {
                 message: format!(
