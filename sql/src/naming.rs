@@ -30,9 +30,31 @@ fn figure(e: &ast::Expr) -> Option<(String, bool)> {
             match cast_type_of(&name) {
                 // A cast rewritten into a call (rewrite.rs) is named like the cast.
                 Some(t) => Some(cast_name(first_arg(f), t.into())),
-                None => Some((name, true)),
+                // Syntax rewritten into a call (rewrite.rs) is named as PostgreSQL names it.
+                None => Some((rewritten_syntax(&name).map_or(name, String::from), true)),
             }
         }
+        ast::Expr::Substring { shorthand, .. } => {
+            Some((if *shorthand { "substr" } else { "substring" }.into(), true))
+        }
+        ast::Expr::Position { .. } => Some(("position".into(), true)),
+        ast::Expr::Trim { trim_where, .. } => Some((
+            match trim_where {
+                Some(ast::TrimWhereField::Leading) => "ltrim",
+                Some(ast::TrimWhereField::Trailing) => "rtrim",
+                _ => "btrim",
+            }
+            .into(),
+            true,
+        )),
+        ast::Expr::Ceil { .. } => Some(("ceil".into(), true)),
+        ast::Expr::Floor { .. } => Some(("floor".into(), true)),
+        ast::Expr::Overlay { .. } => Some(("overlay".into(), true)),
+        ast::Expr::Extract { .. } => Some(("extract".into(), true)),
+        ast::Expr::AtTimeZone { .. } => Some(("timezone".into(), true)),
+        ast::Expr::Array(_) => Some(("array".into(), true)),
+        ast::Expr::Tuple(_) => Some(("row".into(), true)),
+        ast::Expr::TypedString(ts) => Some((type_name(&ts.data_type), false)),
         ast::Expr::Cast {
             expr, data_type, ..
         } => Some(cast_name(Some(expr), type_name(data_type))),
@@ -69,6 +91,18 @@ fn cast_type_of(function: &str) -> Option<&'static str> {
         "weft_to_regclass" | "weft_regclass_name" => "regclass",
         "weft_to_regtype" | "weft_regtype_name" => "regtype",
         "weft_oid" => "oid",
+        "weft_varchar" => "varchar",
+        "weft_bpchar" => "bpchar",
+        "weft_numeric_array" => "numeric",
+        _ => return None,
+    })
+}
+
+/// The name PostgreSQL gives the syntax that rewrite.rs turns into a call of `function`.
+fn rewritten_syntax(function: &str) -> Option<&'static str> {
+    Some(match function {
+        "weft_extract" => "extract",
+        "weft_at_time_zone" => "timezone",
         _ => return None,
     })
 }
@@ -120,6 +154,7 @@ pub(crate) fn alias_outputs(stmt: &mut ast::Statement) -> Names {
     let ast::Statement::Query(q) = stmt else {
         return names;
     };
+    let _ = ast::VisitMut::visit(q.as_mut(), &mut NameInner);
     let Some(select) = leftmost_select(&mut q.body) else {
         return names;
     };
@@ -155,6 +190,73 @@ pub(crate) fn alias_outputs(stmt: &mut ast::Statement) -> Names {
         }
     }
     names
+}
+
+/// Names the select-list expressions of every SELECT as PostgreSQL does (`count`, `?column?`), so
+/// that a derived table, a CTE or a subquery shows them under those names (`SELECT * FROM (SELECT
+/// count(*) FROM t) s` has a column `count`). The outermost query's leftmost SELECT is then given
+/// internal aliases over these by [`alias_outputs`].
+struct NameInner;
+
+impl ast::VisitorMut for NameInner {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, q: &mut ast::Query) -> std::ops::ControlFlow<()> {
+        name_selects(&mut q.body);
+        std::ops::ControlFlow::Continue(())
+    }
+}
+
+fn name_selects(body: &mut ast::SetExpr) {
+    match body {
+        ast::SetExpr::Select(s) => name_select(s),
+        ast::SetExpr::SetOperation { left, right, .. } => {
+            name_selects(left);
+            name_selects(right);
+        }
+        _ => {}
+    }
+}
+
+/// Aliases each unnamed non-column expression of `select` with its PostgreSQL name, unless another
+/// item already has that name (DataFusion needs unique names). An alias equal to an input column's
+/// name changes nothing else: GROUP BY and HAVING prefer the input column, ORDER BY the output one,
+/// in DataFusion as in PostgreSQL.
+fn name_select(select: &mut ast::Select) {
+    let mut taken: HashSet<String> = HashSet::new();
+    for item in &select.projection {
+        match item {
+            ast::SelectItem::ExprWithAlias { alias, .. } => {
+                taken.insert(ident(alias));
+            }
+            ast::SelectItem::UnnamedExpr(
+                e @ (ast::Expr::Identifier(_) | ast::Expr::CompoundIdentifier(_)),
+            ) => {
+                taken.extend(figure_name(e));
+            }
+            _ => {}
+        }
+    }
+    for item in select.projection.iter_mut() {
+        let ast::SelectItem::UnnamedExpr(e) = item else {
+            continue;
+        };
+        if matches!(
+            e,
+            ast::Expr::Identifier(_) | ast::Expr::CompoundIdentifier(_)
+        ) {
+            continue;
+        }
+        let name = figure_name(e).unwrap_or_else(|| "?column?".into());
+        if !taken.insert(name.clone()) {
+            continue;
+        }
+        let expr = std::mem::replace(e, ast::Expr::value(ast::Value::Null));
+        *item = ast::SelectItem::ExprWithAlias {
+            expr,
+            alias: ast::Ident::with_quote('"', name),
+        };
+    }
 }
 
 /// The name a result field shows to the client.

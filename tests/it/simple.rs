@@ -117,3 +117,56 @@ async fn a_statement_nested_too_deeply_is_refused_and_the_server_stays_up() {
     assert_eq!(scalar(&c, &short).await.as_deref(), Some("51"));
     assert_eq!(scalar(&c, "select 1").await.as_deref(), Some("1"));
 }
+
+/// Output columns are named as PostgreSQL names them, in the outer query and through a derived
+/// table or CTE, so a client reading rows by column name finds them.
+#[tokio::test(flavor = "multi_thread")]
+async fn columns_are_named_as_postgresql_names_them() {
+    let srv = server().await;
+    let c = connect(&srv).await;
+    c.batch_execute("create table nm (a int primary key, b text)")
+        .await
+        .expect("create");
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "select substr('ab', 1), substring('ab' from 1), position('a' in 'b'), trim(' a '), \
+             trim(leading ' ' from 'a'), ceil(1.5), floor(1.5), overlay('abc' placing 'x' from 1)",
+            &["substr", "substring", "position", "btrim", "ltrim", "ceil", "floor", "overlay"],
+        ),
+        (
+            "select array[1], (1, 2), date '2024-01-01', interval '1 day', \
+             now() at time zone 'utc', extract(year from now()), 'a'::varchar(3), 'a'::char(2), 1 + 1",
+            &[
+                "array", "row", "date", "interval", "timezone", "extract", "varchar", "bpchar",
+                "?column?",
+            ],
+        ),
+        (
+            "select * from (select 1, count(*), max(a), upper(b) from nm group by b) s",
+            &["?column?", "count", "max", "upper"],
+        ),
+        (
+            "with t as (select a + 1, sum(a) from nm group by a) select * from t",
+            &["?column?", "sum"],
+        ),
+        ("select t.* from (select a::text from nm) t", &["a"]),
+        ("select count(*), count(*) from nm", &["count", "count"]),
+    ];
+    for (sql, names) in cases {
+        let statement = c.prepare(sql).await.expect(sql);
+        let got: Vec<&str> = statement.columns().iter().map(|c| c.name()).collect();
+        assert_eq!(&got, names, "{sql}");
+    }
+    // The names are usable from the outer query, as in PostgreSQL.
+    c.batch_execute("insert into nm values (1, 'x'), (2, 'x')")
+        .await
+        .expect("insert");
+    assert_eq!(
+        scalar(
+            &c,
+            "select count + max from (select count(*), max(a) from nm) s"
+        )
+        .await,
+        s("4")
+    );
+}

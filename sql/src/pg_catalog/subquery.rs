@@ -10,7 +10,8 @@
 //!   no rows and a false condition both give NULL. Other correlation than by equality
 //!   (`a.attcollation <> t.typcollation`) is left to `crate::decorrelate`.
 //! - `EXISTS (subquery)` outside WHERE becomes `(SELECT count(*) FROM subquery) > 0`, which
-//!   DataFusion (or `crate::decorrelate`) can plan.
+//!   DataFusion (or `crate::decorrelate`) can plan; `e IN (subquery)` outside WHERE a CASE over
+//!   three such counts.
 
 use std::sync::Arc;
 
@@ -19,9 +20,11 @@ use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::Spans;
-use datafusion::common::{Column, Result as DfResult, ScalarValue};
+use datafusion::common::{
+    Column, DFSchema, DataFusionError, ExprSchema, Result as DfResult, ScalarValue,
+};
 use datafusion::functions_aggregate::count::count_udaf;
-use datafusion::logical_expr::expr::{AggregateFunction, Case, Exists};
+use datafusion::logical_expr::expr::{AggregateFunction, Case, Exists, InSubquery};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::{conjunction, split_conjunction};
 use datafusion::logical_expr::{lit, Filter, Projection};
@@ -41,6 +44,11 @@ impl AnalyzerRule for ScalarSubqueryValue {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
         plan.transform_up_with_subqueries(|node| {
             let in_filter = matches!(node, LogicalPlan::Filter(_));
+            let inputs: Vec<_> = node
+                .inputs()
+                .iter()
+                .map(|i| Arc::clone(i.schema()))
+                .collect();
             node.map_expressions(|e| {
                 e.transform_up(|e| match e {
                     Expr::ScalarSubquery(sq) if needs_value_aggregate(&sq) => {
@@ -58,6 +66,13 @@ impl AnalyzerRule for ScalarSubqueryValue {
                     Expr::Exists(Exists { subquery, negated }) if !in_filter => {
                         Ok(Transformed::yes(exists_as_count(subquery, negated)?))
                     }
+                    Expr::InSubquery(InSubquery {
+                        expr,
+                        subquery,
+                        negated,
+                    }) if !in_filter => Ok(Transformed::yes(in_as_counts(
+                        *expr, subquery, negated, &inputs,
+                    )?)),
                     other => Ok(Transformed::no(other)),
                 })
             })
@@ -149,6 +164,114 @@ fn hoist_outer_conditions(sq: Subquery) -> DfResult<(Option<Expr>, Subquery)> {
         None => input,
     };
     Ok((conjunction(conditions), subquery_of(plan, &sq.spans)))
+}
+
+static NEXT_IN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Stands for the subquery's row in a predicate given to [`filter_rows`].
+const IN_ROW: &str = "__weft_in_row";
+
+/// The rows of a one-column subquery for which `predicate` over [`IN_ROW`] holds.
+///
+/// A correlated subquery `SELECT x … WHERE corr` gets the condition below its projection, beside
+/// its own (`WHERE corr AND x = e`), where DataFusion decorrelates it; a subquery of another shape
+/// or an uncorrelated one is filtered on top, under a name of its own so that its columns cannot
+/// be mistaken for the outer query's once DataFusion joins the two (`a IN (SELECT a FROM t)`
+/// over `t`).
+fn filter_rows(plan: LogicalPlan, predicate: Expr, correlated: bool) -> DfResult<LogicalPlan> {
+    let substitute = |value: Expr| {
+        predicate
+            .clone()
+            .transform_up(|x| match x {
+                Expr::Column(c) if c.relation.is_none() && c.name == IN_ROW => {
+                    Ok(Transformed::yes(value.clone()))
+                }
+                other => Ok(Transformed::no(other)),
+            })
+            .map(|t| t.data)
+    };
+    if correlated {
+        if let LogicalPlan::Projection(p) = &plan {
+            if let [value] = p.expr.as_slice() {
+                let condition = substitute(value.clone().unalias_nested().data)?;
+                // One filter, as DataFusion decorrelates a single one below the projection.
+                let filtered = match p.input.as_ref() {
+                    LogicalPlan::Filter(f) => LogicalPlan::Filter(Filter::try_new(
+                        f.predicate.clone().and(condition),
+                        Arc::clone(&f.input),
+                    )?),
+                    _ => LogicalPlan::Filter(Filter::try_new(condition, Arc::clone(&p.input))?),
+                };
+                return Ok(LogicalPlan::Projection(Projection::try_new(
+                    p.expr.clone(),
+                    Arc::new(filtered),
+                )?));
+            }
+        }
+    }
+    let alias = format!(
+        "__weft_in{}",
+        NEXT_IN.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let plan = LogicalPlanBuilder::from(plan).alias(alias)?.build()?;
+    let (qualifier, field) = plan.schema().qualified_field(0);
+    let condition = substitute(Expr::Column(Column::new(qualifier.cloned(), field.name())))?;
+    Ok(LogicalPlan::Filter(Filter::try_new(
+        condition,
+        Arc::new(plan),
+    )?))
+}
+
+/// `e IN (subquery)` outside WHERE, with PostgreSQL's three values, from three row counts that
+/// DataFusion can plan: true if a row equals `e`; else false if there is no row; else NULL if `e`
+/// or a row is NULL; else false.
+fn in_as_counts(e: Expr, sq: Subquery, negated: bool, inputs: &[Arc<DFSchema>]) -> DfResult<Expr> {
+    let correlated = !sq.outer_ref_columns.is_empty();
+    let plan = Arc::unwrap_or_clone(sq.subquery);
+    let outer = e
+        .clone()
+        .transform_up(|x| match x {
+            Expr::Column(c) => {
+                let field = inputs
+                    .iter()
+                    .find_map(|s| ExprSchema::field_from_column(s.as_ref(), &c).ok())
+                    .ok_or_else(|| {
+                        DataFusionError::Plan(format!("column {c} of an IN is not an input"))
+                    })?;
+                Ok(Transformed::yes(Expr::OuterReferenceColumn(
+                    Arc::clone(field),
+                    c,
+                )))
+            }
+            other => Ok(Transformed::no(other)),
+        })?
+        .data;
+    let count = |predicate: Option<Expr>| -> DfResult<Expr> {
+        let rows = match predicate {
+            Some(p) => filter_rows(plan.clone(), p, correlated)?,
+            None => plan.clone(),
+        };
+        exists_as_count(subquery_of(rows, &sq.spans), false)
+    };
+    let row = || -> Expr { Expr::Column(Column::from_name(IN_ROW)) };
+    let equal = count(Some(row().eq(outer)))?;
+    let null_row = count(Some(row().is_null()))?;
+    let any_row = count(None)?;
+    let unknown = lit(ScalarValue::Boolean(None));
+    let value = Expr::Case(Case::new(
+        None,
+        vec![
+            (Box::new(equal), Box::new(lit(true))),
+            (Box::new(Expr::Not(Box::new(any_row))), Box::new(lit(false))),
+            (Box::new(e.is_null().or(null_row)), Box::new(unknown)),
+        ],
+        Some(Box::new(lit(false))),
+    ));
+    Ok(if negated {
+        Expr::Not(Box::new(value))
+    } else {
+        value
+    })
 }
 
 fn exists_as_count(sq: Subquery, negated: bool) -> DfResult<Expr> {
