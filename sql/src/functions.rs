@@ -426,7 +426,43 @@ fn json_has_key() -> Arc<ScalarUDF> {
     )
 }
 
-/// Plans `a -> b`, `a ->> b` and `a ? b` as the jsonb functions.
+/// `jsonb @> jsonb`, and `<@` with the operands swapped.
+fn json_contains() -> Arc<ScalarUDF> {
+    udf(
+        "weft_jsonb_contains",
+        Signature::any(2, Volatility::Immutable),
+        DataType::Boolean,
+        None,
+        Arc::new(|args| {
+            let texts = |i: usize| -> DfResult<ArrayRef> {
+                let a = args.args[i].clone().into_array(args.number_rows)?;
+                Ok(datafusion::arrow::compute::cast(&a, &DataType::Utf8)?)
+            };
+            let (a, b) = (texts(0)?, texts(1)?);
+            let (a, b) = (a.as_string::<i32>(), b.as_string::<i32>());
+            let mut out = Vec::with_capacity(a.len());
+            for i in 0..a.len() {
+                if a.is_null(i) || b.is_null(i) {
+                    out.push(None);
+                } else {
+                    out.push(Some(
+                        json::contains_text(a.value(i), b.value(i)).map_err(to_df)?,
+                    ));
+                }
+            }
+            Ok(ColumnarValue::Array(Arc::new(BooleanArray::from(out))))
+        }),
+    )
+}
+
+/// Whether `e` is jsonb (by its PostgreSQL type), so that `@>` and `<@` on it are jsonb
+/// containment rather than DataFusion's array operators.
+fn is_json(e: &Expr, schema: &DFSchema) -> bool {
+    datafusion::logical_expr::ExprSchemable::to_field(e, schema)
+        .is_ok_and(|(_, f)| PgType::from_field(&f) == PgType::Jsonb)
+}
+
+/// Plans `a -> b`, `a ->> b`, `a ? b`, and `@>` / `<@` on jsonb, as the jsonb functions.
 #[derive(Debug)]
 struct JsonPlanner;
 
@@ -434,8 +470,21 @@ impl ExprPlanner for JsonPlanner {
     fn plan_binary_op(
         &self,
         expr: RawBinaryExpr,
-        _schema: &DFSchema,
+        schema: &DFSchema,
     ) -> DfResult<PlannerResult<RawBinaryExpr>> {
+        let json = || is_json(&expr.left, schema) || is_json(&expr.right, schema);
+        if matches!(expr.op, BinaryOperator::AtArrow | BinaryOperator::ArrowAt) && json() {
+            let (container, contained) = match expr.op {
+                BinaryOperator::AtArrow => (expr.left, expr.right),
+                _ => (expr.right, expr.left),
+            };
+            return Ok(PlannerResult::Planned(Expr::ScalarFunction(
+                datafusion::logical_expr::expr::ScalarFunction::new_udf(
+                    json_contains(),
+                    vec![container, contained],
+                ),
+            )));
+        }
         let f = match expr.op {
             BinaryOperator::Arrow => json_op("weft_json_get", Some(PgType::Jsonb), false),
             BinaryOperator::LongArrow => json_op("weft_json_get_text", None, true),

@@ -106,9 +106,86 @@ pub fn has_key(text: &str, key: &str) -> Result<bool> {
     })
 }
 
+/// `a @> b` on jsonb texts: whether `a` contains `b`, by PostgreSQL's rules.
+pub fn contains_text(a: &str, b: &str) -> Result<bool> {
+    let parse = |text: &str| -> Result<Json> {
+        serde_json::from_str(text).map_err(|e| Error::InvalidTextRepresentation {
+            message: format!("invalid input syntax for type json: {e}"),
+        })
+    };
+    let (a, b) = (parse(a)?, parse(b)?);
+    Ok(match (&a, &b) {
+        // At the top level only, an array contains a scalar that is one of its elements.
+        (Json::Array(items), b) if !is_container(b) => items.iter().any(|x| scalar_eq(x, b)),
+        _ => contains(&a, &b),
+    })
+}
+
+fn is_container(v: &Json) -> bool {
+    matches!(v, Json::Array(_) | Json::Object(_))
+}
+
+/// PostgreSQL's deep containment: an object contains each of `b`'s pairs (nested containers
+/// contained, scalars equal); an array contains each element of `b` somewhere among its own;
+/// scalars contain only an equal scalar; containers of different kinds never contain each other.
+fn contains(a: &Json, b: &Json) -> bool {
+    match (a, b) {
+        (Json::Object(a), Json::Object(b)) => b.iter().all(|(k, vb)| {
+            a.get(k)
+                .is_some_and(|va| match (is_container(va), is_container(vb)) {
+                    (false, false) => scalar_eq(va, vb),
+                    (true, true) => contains(va, vb),
+                    _ => false,
+                })
+        }),
+        (Json::Array(a), Json::Array(b)) => b.iter().all(|eb| {
+            a.iter()
+                .any(|ea| match (is_container(ea), is_container(eb)) {
+                    (false, false) => scalar_eq(ea, eb),
+                    (true, true) => contains(ea, eb),
+                    _ => false,
+                })
+        }),
+        (a, b) if !is_container(a) && !is_container(b) => scalar_eq(a, b),
+        _ => false,
+    }
+}
+
+/// Equality of JSON scalars; numbers compare by value (`1` equals `1.0`), as jsonb's numeric does.
+fn scalar_eq(a: &Json, b: &Json) -> bool {
+    match (a, b) {
+        (Json::Number(x), Json::Number(y)) => {
+            x == y
+                || match (x.as_i64(), y.as_i64(), x.as_u64(), y.as_u64()) {
+                    (Some(p), Some(q), _, _) => p == q,
+                    (_, _, Some(p), Some(q)) => p == q,
+                    _ => x.as_f64() == y.as_f64(),
+                }
+        }
+        _ => a == b,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn containment_follows_postgres() {
+        let c = |a: &str, b: &str| contains_text(a, b).expect("valid json");
+        assert!(c(r#"{"a":1,"b":[1,2,{"x":3}]}"#, r#"{"b":[{"x":3}]}"#));
+        assert!(c(r#"{"a":1,"b":2}"#, r#"{}"#));
+        assert!(!c(r#"{"a":1}"#, r#"{"a":"1"}"#));
+        assert!(c("[1,2,[3,4]]", "[[4],1]"));
+        assert!(!c("[1,2,[3,4]]", "[3]"));
+        assert!(c("[1,2]", "1"));
+        assert!(!c(r#"{"a":[1,2]}"#, r#"{"a":1}"#));
+        assert!(c("[1.0]", "[1]"));
+        assert!(c(r#""x""#, r#""x""#));
+        assert!(!c("[]", "{}"));
+        assert!(!c(r#"{"a":1}"#, r#"[]"#));
+        assert!(c("[1,1]", "[1,1,1]"));
+    }
 
     #[test]
     fn normalizes_like_postgres() {

@@ -458,10 +458,88 @@ fn full_join_using(s: &mut ast::Select) {
     }
 }
 
+/// A set-returning function in a select list expands to rows in PostgreSQL; DataFusion's
+/// `generate_series` there returns one array, so it is unnested (several are zipped, as
+/// PostgreSQL 10 and later do) under the function's name.
+fn set_returning_in_select_list(s: &mut ast::Select) {
+    for item in &mut s.projection {
+        let (expr, alias) = match item {
+            ast::SelectItem::UnnamedExpr(e) => (e, None),
+            ast::SelectItem::ExprWithAlias { expr, alias } => (expr, Some(alias.clone())),
+            _ => continue,
+        };
+        let Expr::Function(f) = expr else { continue };
+        let Some(name) = f
+            .name
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .map(crate::ddl::ident)
+        else {
+            continue;
+        };
+        let schema = match f.name.0.as_slice() {
+            [_] => None,
+            [schema, _] => schema.as_ident().map(crate::ddl::ident),
+            _ => continue,
+        };
+        if name != "generate_series" || schema.is_some_and(|s| s != crate::pg_catalog::PG_CATALOG) {
+            continue;
+        }
+        let unnest = call(
+            "unnest",
+            std::mem::replace(expr, Expr::value(ast::Value::Null)),
+        );
+        *item = ast::SelectItem::ExprWithAlias {
+            expr: unnest,
+            alias: alias.unwrap_or_else(|| Ident::with_quote('"', name)),
+        };
+    }
+}
+
+/// A table function without an alias names its one column after itself, as in PostgreSQL
+/// (`SELECT * FROM generate_series(1, 3)` has a column `generate_series`, not `value`).
+fn name_table_functions(s: &mut ast::Select) {
+    let factors = s.from.iter_mut().flat_map(|t| {
+        std::iter::once(&mut t.relation).chain(t.joins.iter_mut().map(|j| &mut j.relation))
+    });
+    for factor in factors {
+        let (name, alias, unnest) = match factor {
+            ast::TableFactor::Table {
+                name,
+                args: Some(_),
+                alias,
+                ..
+            } => match name.0.last().and_then(|p| p.as_ident()) {
+                Some(i) => (crate::ddl::ident(i), alias, false),
+                None => continue,
+            },
+            ast::TableFactor::UNNEST {
+                alias, array_exprs, ..
+            } if array_exprs.len() == 1 => ("unnest".to_string(), alias, true),
+            _ => continue,
+        };
+        let alias = alias.get_or_insert_with(|| ast::TableAlias {
+            explicit: true,
+            name: Ident::with_quote('"', name),
+            columns: Vec::new(),
+            at: None,
+        });
+        // DataFusion names a table function's column after a bare alias itself, not UNNEST's.
+        if unnest && alias.columns.is_empty() {
+            alias.columns.push(ast::TableAliasColumnDef::from_name(
+                alias.name.value.clone(),
+            ));
+        }
+    }
+}
+
 fn rewrite_select(body: &mut ast::SetExpr) {
     match body {
         ast::SetExpr::Select(s) => {
             full_join_using(s);
+            set_returning_in_select_list(s);
+            name_table_functions(s);
             if let Some(w) = &mut s.selection {
                 row_in_as_exists(w);
             }

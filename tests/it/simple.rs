@@ -151,6 +151,10 @@ async fn columns_are_named_as_postgresql_names_them() {
         ),
         ("select t.* from (select a::text from nm) t", &["a"]),
         ("select count(*), count(*) from nm", &["count", "count"]),
+        ("select * from generate_series(1, 2)", &["generate_series"]),
+        ("select generate_series(1, 2), 1 as x", &["generate_series", "x"]),
+        ("select * from unnest(array[1])", &["unnest"]),
+        ("select * from unnest(array[1]) u", &["u"]),
     ];
     for (sql, names) in cases {
         let statement = c.prepare(sql).await.expect(sql);
