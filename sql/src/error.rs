@@ -42,6 +42,9 @@ pub enum Error {
     InvalidTableDefinition { message: String },
     #[error("{message}")]
     InvalidParameterValue { message: String },
+    /// A data exception of a class without a variant of its own (2201B, 2201W, 22011, …).
+    #[error("{message}")]
+    Data { code: &'static str, message: String },
     #[error("{message}")]
     NumericOutOfRange { message: String },
     #[error("{message}")]
@@ -139,6 +142,7 @@ impl Error {
             Error::InvalidColumnDefinition { .. } => "42611",
             Error::InvalidTableDefinition { .. } => "42P16",
             Error::InvalidParameterValue { .. } => "22023",
+            Error::Data { code, .. } => code,
             Error::NumericOutOfRange { .. } => "22003",
             Error::InvalidTextRepresentation { .. } => "22P02",
             Error::StringTooLong { .. } => "22001",
@@ -342,9 +346,10 @@ impl From<ArrowError> for Error {
                 }
             }
             ArrowError::InvalidArgumentError(m) => Error::InvalidParameterValue { message: m },
+            ArrowError::ComputeError(m) if regex_error(&m).is_some() => execution_error(m),
             ArrowError::ExternalError(inner) => match inner.downcast::<Error>() {
                 Ok(e) => *e,
-                Err(inner) => Error::Internal(inner.to_string()),
+                Err(inner) => internal(inner.to_string()),
             },
             other => Error::Internal(other.to_string()),
         }
@@ -441,7 +446,7 @@ impl From<DataFusionError> for Error {
                 Ok(e) => *e,
                 Err(inner) => match inner.downcast::<ArrowError>() {
                     Ok(a) => Error::from(*a),
-                    Err(inner) => Error::Internal(inner.to_string()),
+                    Err(inner) => internal(inner.to_string()),
                 },
             },
             DataFusionError::Context(_, inner) => Error::from(*inner),
@@ -474,7 +479,47 @@ fn pg_type_word(arrow: &str) -> &'static str {
     }
 }
 
+/// An error from outside DataFusion and Arrow: internal, unless it is a known user error (the
+/// `regex` crate's, for a bad pattern).
+fn internal(m: String) -> Error {
+    regex_error(&m).unwrap_or(Error::Internal(m))
+}
+
+/// A pattern the `regex` crate refused, as PostgreSQL's 2201B with the crate's reason
+/// ("invalid regular expression: unclosed group").
+fn regex_error(m: &str) -> Option<Error> {
+    if !m.contains("regex parse error") && !m.contains("Regular expression did not compile") {
+        return None;
+    }
+    let reason = m
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("error: "))
+        .unwrap_or("syntax error");
+    Some(Error::Data {
+        code: "2201B",
+        message: format!("invalid regular expression: {reason}"),
+    })
+}
+
 fn plan_error(m: String) -> Error {
+    if m.starts_with("LIMIT must be >= 0") {
+        return Error::Data {
+            code: "2201W",
+            message: "LIMIT must not be negative".into(),
+        };
+    }
+    if m.starts_with("OFFSET must be >=0") {
+        return Error::Data {
+            code: "2201X",
+            message: "OFFSET must not be negative".into(),
+        };
+    }
+    if m.contains("Step cannot be zero") {
+        return Error::InvalidParameterValue {
+            message: "step size cannot equal zero".into(),
+        };
+    }
     if m.contains("subquery can only be used in") {
         return Error::FeatureNotSupported {
             feature: "a correlated subquery outside the select list, WHERE and HAVING".into(),
@@ -554,6 +599,23 @@ fn execution_error(m: String) -> Error {
     }
     if m.contains("Cast error") || m.contains("Cannot cast") {
         return cast_error(&m);
+    }
+    if let Some(e) = regex_error(&m) {
+        return e;
+    }
+    if m.contains("negative count not allowed") {
+        return Error::Data {
+            code: "22011",
+            message: "negative substring length not allowed".into(),
+        };
+    }
+    if m.contains("step can't be 0") {
+        return Error::InvalidParameterValue {
+            message: "step size cannot equal zero".into(),
+        };
+    }
+    if m.contains("field position must not be zero") || m.contains("invalid Unicode scalar value") {
+        return Error::InvalidParameterValue { message: m };
     }
     Error::DataException { message: m }
 }

@@ -82,7 +82,7 @@ impl SqlError {
 impl From<weft_sql::Error> for SqlError {
     fn from(e: weft_sql::Error) -> Self {
         if e.sqlstate() == INTERNAL {
-            tracing::error!(error = %e.message(), detail = ?e.detail(), "internal error");
+            tracing::error!(error = ?e, "internal error");
             return SqlError::internal();
         }
         SqlError {
