@@ -314,6 +314,7 @@ pub(super) fn put_text(
             interval::format_interval(month_day_micros(array, row)?, &mut s)
         }
         DataType::List(_) => s = array::text(array, row, oid)?,
+        DataType::Struct(_) => s = record_text(array, row)?,
         _ => {
             let formatter = ArrayFormatter::try_new(array, &FormatOptions::default())
                 .map_err(|e| err("XX000", e.to_string()))?;
@@ -322,6 +323,45 @@ pub(super) fn put_text(
     }
     buf.put_slice(s.as_bytes());
     Ok(())
+}
+
+/// A row value (`ROW(1, 'a b')`) as PostgreSQL's record_out writes it: `(1,"a b")`, a NULL
+/// field empty, a field quoted when empty or holding a delimiter, quote, backslash or space.
+fn record_text(array: &dyn Array, row: usize) -> Result<String, EncodeError> {
+    let record = array
+        .as_struct_opt()
+        .ok_or_else(|| mismatch(array.data_type()))?;
+    let mut out = String::from("(");
+    for (i, (field, column)) in record.fields().iter().zip(record.columns()).enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        if column.logical_nulls().is_some_and(|n| n.is_null(row)) {
+            continue;
+        }
+        let mut item = BytesMut::new();
+        let oid = weft_sql::pgtype::PgType::from_field(field).oid();
+        put_text(column.as_ref(), row, oid, &mut item)?;
+        let text = String::from_utf8_lossy(&item);
+        let needs_quotes = text.is_empty()
+            || text
+                .chars()
+                .any(|c| matches!(c, '(' | ')' | ',' | '"' | '\\') || c.is_ascii_whitespace());
+        if needs_quotes {
+            out.push('"');
+            for c in text.chars() {
+                if c == '"' || c == '\\' {
+                    out.push(c);
+                }
+                out.push(c);
+            }
+            out.push('"');
+        } else {
+            out.push_str(&text);
+        }
+    }
+    out.push(')');
+    Ok(out)
 }
 
 fn put_hex(bytes: &[u8], buf: &mut BytesMut) {
@@ -464,6 +504,9 @@ fn put_binary(
         (_, DataType::List(_)) if oid::array_element(oid).is_some() => {
             array::binary(array, row, oid, buf)?
         }
+        // A value announced as text (a row value, say) is its text form; text's binary form is
+        // the same bytes.
+        (oid::TEXT, _) => put_text(array, row, oid, buf)?,
         _ => {
             return Err(err(
                 "0A000",
