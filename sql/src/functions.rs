@@ -233,6 +233,10 @@ pub(crate) fn register(state: &mut SessionState, shared: &Arc<SessionShared>) {
             Ok(ColumnarValue::Array(Arc::new(empty)))
         }),
     ));
+    fns.push(to_hex());
+    fns.push(Arc::new(ScalarUDF::new_from_impl(ArrayLength {
+        inner: datafusion::functions_nested::length::array_length_udf(),
+    })));
     fns.extend(crate::format::udfs());
     fns.extend(crate::cluster::udfs(shared));
     fns.push(crate::numeric_div::unconstrained_cast());
@@ -422,6 +426,79 @@ fn json_has_key() -> Arc<ScalarUDF> {
                 }
             }
             Ok(ColumnarValue::Array(Arc::new(BooleanArray::from(out))))
+        }),
+    )
+}
+
+/// `array_length(a, dim)` as PostgreSQL's: NULL, not 0, for an empty array (rewrite.rs calls it
+/// for `array_length`).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ArrayLength {
+    inner: Arc<ScalarUDF>,
+}
+
+impl ScalarUDFImpl for ArrayLength {
+    fn name(&self) -> &str {
+        "weft_array_length"
+    }
+
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> DfResult<Vec<DataType>> {
+        self.inner.coerce_types(arg_types)
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        self.inner.return_type(arg_types)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let rows = args.number_rows;
+        let lengths = self.inner.invoke_with_args(args)?.into_array(rows)?;
+        let zero = datafusion::arrow::array::new_empty_array(lengths.data_type());
+        let zero = datafusion::arrow::compute::cast(&Int64Array::from(vec![0]), zero.data_type())?;
+        let zero = datafusion::arrow::array::Scalar::new(zero);
+        let is_zero = datafusion::arrow::compute::kernels::cmp::eq(&lengths, &zero)?;
+        let none = datafusion::arrow::array::new_null_array(lengths.data_type(), lengths.len());
+        Ok(ColumnarValue::Array(
+            datafusion::arrow::compute::kernels::zip::zip(&is_zero, &none, &lengths)?,
+        ))
+    }
+}
+
+/// `to_hex` of an integer or bigint in two's complement of its own width, as PostgreSQL's
+/// (`to_hex(-1)` is `ffffffff`); DataFusion's widens an integer to bigint first.
+fn to_hex() -> Arc<ScalarUDF> {
+    use datafusion::arrow::datatypes::{Int32Type, Int64Type};
+    use datafusion::logical_expr::TypeSignature;
+    udf(
+        "to_hex",
+        Signature::one_of(
+            vec![
+                TypeSignature::Exact(vec![DataType::Int32]),
+                TypeSignature::Exact(vec![DataType::Int64]),
+            ],
+            Volatility::Immutable,
+        ),
+        DataType::Utf8,
+        None,
+        Arc::new(|args| {
+            let values = args.args[0].clone().into_array(args.number_rows)?;
+            let out: StringArray = match values.data_type() {
+                DataType::Int32 => values
+                    .as_primitive::<Int32Type>()
+                    .iter()
+                    .map(|v| v.map(|v| format!("{:x}", v.cast_unsigned())))
+                    .collect(),
+                _ => datafusion::arrow::compute::cast(&values, &DataType::Int64)?
+                    .as_primitive::<Int64Type>()
+                    .iter()
+                    .map(|v| v.map(|v| format!("{:x}", v.cast_unsigned())))
+                    .collect(),
+            };
+            Ok(ColumnarValue::Array(Arc::new(out)))
         }),
     )
 }

@@ -102,6 +102,7 @@ fn cast_type_of(function: &str) -> Option<&'static str> {
 fn rewritten_syntax(function: &str) -> Option<&'static str> {
     Some(match function {
         "weft_extract" => "extract",
+        "weft_array_length" => "array_length",
         "weft_at_time_zone" => "timezone",
         _ => return None,
     })
