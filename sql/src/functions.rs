@@ -234,6 +234,10 @@ pub(crate) fn register(state: &mut SessionState, shared: &Arc<SessionShared>) {
         }),
     ));
     fns.push(to_hex());
+    fns.push(text_fn("quote_ident", None, |s| Ok(Some(quote_ident(s)))));
+    fns.push(text_fn("quote_literal", None, |s| {
+        Ok(Some(quote_literal(s)))
+    }));
     fns.push(Arc::new(ScalarUDF::new_from_impl(ArrayLength {
         inner: datafusion::functions_nested::length::array_length_udf(),
     })));
@@ -465,6 +469,32 @@ impl ScalarUDFImpl for ArrayLength {
         Ok(ColumnarValue::Array(
             datafusion::arrow::compute::kernels::zip::zip(&is_zero, &none, &lengths)?,
         ))
+    }
+}
+
+/// PostgreSQL's quote_ident: double-quoted (quotes doubled) unless a plain lower-case identifier.
+fn quote_ident(s: &str) -> String {
+    let plain = s
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '$');
+    if plain {
+        s.to_string()
+    } else {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    }
+}
+
+/// PostgreSQL's quote_literal: single-quoted with quotes doubled; with a backslash, an E'' string
+/// with backslashes doubled.
+fn quote_literal(s: &str) -> String {
+    let quoted = s.replace('\'', "''");
+    if s.contains('\\') {
+        format!("E'{}'", quoted.replace('\\', "\\\\"))
+    } else {
+        format!("'{quoted}'")
     }
 }
 

@@ -103,6 +103,8 @@ fn rewritten_syntax(function: &str) -> Option<&'static str> {
     Some(match function {
         "weft_extract" => "extract",
         "weft_array_length" => "array_length",
+        "array_remove_all" => "array_remove",
+        "signum" => "sign",
         "weft_at_time_zone" => "timezone",
         _ => return None,
     })

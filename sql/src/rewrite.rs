@@ -250,6 +250,23 @@ fn postgres_function(f: &mut ast::Function) -> Option<Expr> {
             f.name = ObjectName::from(vec![Ident::new("weft_array_length")]);
             None
         }
+        // PostgreSQL's array_remove removes every equal element, DataFusion's the first.
+        ("array_remove", [_, _]) if f.name.0.len() == 1 => {
+            f.name = ObjectName::from(vec![Ident::new("array_remove_all")]);
+            None
+        }
+        // quote_nullable(x) is quote_literal(x), or the word NULL for NULL.
+        ("quote_nullable", [x]) => Some(call_with(
+            "coalesce",
+            vec![
+                call("quote_literal", x.clone()),
+                Expr::value(ast::Value::SingleQuotedString("NULL".into())),
+            ],
+        )),
+        ("every", [_]) => {
+            f.name = ObjectName::from(vec![Ident::new("bool_and")]);
+            None
+        }
         ("variance", [_]) => {
             f.name = ObjectName::from(vec![Ident::new("var_samp")]);
             None
@@ -699,9 +716,39 @@ pub(crate) fn rewrite<V: VisitMut>(node: &mut V) {
                 value: ast::Value::Number(n, _),
                 ..
             }) if n.contains(['e', 'E']) => exponent_literal(n),
+            // `numeric '1.10'` keeps the literal's scale, as `'1.10'::numeric` does (above).
+            Expr::TypedString(ts)
+                if matches!(
+                    ts.data_type,
+                    DataType::Numeric(ast::ExactNumberInfo::None)
+                        | DataType::Decimal(ast::ExactNumberInfo::None)
+                ) =>
+            {
+                let mut args = vec![Expr::Value(ts.value.clone())];
+                if let Some(scale) = literal_scale(&args[0]) {
+                    args.push(Expr::value(ast::Value::Number(scale.to_string(), false)));
+                }
+                Some(call_with("weft_numeric", args))
+            }
             Expr::TypedString(ts) => {
                 function_for(&ts.data_type).map(|f| call(f, Expr::Value(ts.value.clone())))
             }
+            // PostgreSQL's prefix and postfix operators DataFusion does not plan, as the functions
+            // they stand for; `~x` is `x # -1` (every bit flipped).
+            Expr::UnaryOp { op, expr } => match op {
+                ast::UnaryOperator::PGSquareRoot => Some(call("sqrt", take(expr))),
+                ast::UnaryOperator::PGCubeRoot => Some(call("cbrt", take(expr))),
+                ast::UnaryOperator::PGAbs => Some(call("abs", take(expr))),
+                ast::UnaryOperator::PGPostfixFactorial | ast::UnaryOperator::PGPrefixFactorial => {
+                    Some(call("factorial", take(expr)))
+                }
+                ast::UnaryOperator::BitwiseNot => Some(Expr::Nested(Box::new(Expr::BinaryOp {
+                    left: Box::new(Expr::Nested(Box::new(take(expr)))),
+                    op: ast::BinaryOperator::PGBitwiseXor,
+                    right: Box::new(Expr::value(ast::Value::Number("-1".into(), false))),
+                }))),
+                _ => None,
+            },
             Expr::Function(f) => postgres_function(f),
             Expr::AnyOp { right, .. } | Expr::AllOp { right, .. } => {
                 if let Expr::Subquery(q) = right.as_mut() {
