@@ -288,6 +288,17 @@ impl PgType {
             Interval => {
                 ArrowType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano)
             }
+            BoolArray | Int2Array | Int4Array | Int8Array | TextArray | Float8Array => {
+                let element = match self {
+                    BoolArray => Bool,
+                    Int2Array => Int2,
+                    Int4Array => Int4,
+                    Int8Array => Int8,
+                    Float8Array => Float8,
+                    _ => Text,
+                };
+                ArrowType::List(Arc::new(Field::new_list_field(element.to_arrow(), true)))
+            }
             _ => ArrowType::Utf8,
         }
     }

@@ -218,6 +218,7 @@ pub(crate) fn infer_params(plan: LogicalPlan, declared: &[Option<PgType>]) -> Re
             Some(Arc::new(Field::new(&p.id, t, true))),
         ))
     };
+    let lists = any_lists(&plan, declared)?;
     let pass = |plan: LogicalPlan, fallback: bool| -> Result<LogicalPlan> {
         plan.transform_up_with_subqueries(|node| {
             let t = node.map_expressions(|e| {
@@ -227,6 +228,10 @@ pub(crate) fn infer_params(plan: LogicalPlan, declared: &[Option<PgType>]) -> Re
                             if p.field.as_ref().map(|f| f.data_type()) != Some(&t.to_arrow()) =>
                         {
                             Ok(Transformed::yes(with_field(p, t.to_arrow())))
+                        }
+                        None if p.field.is_none() && lists.contains_key(&p.id) => {
+                            let t = lists[&p.id].clone();
+                            Ok(Transformed::yes(with_field(p, t)))
                         }
                         None if fallback && p.field.is_none() => {
                             Ok(Transformed::yes(with_field(p, ArrowType::Utf8)))
@@ -260,6 +265,48 @@ pub(crate) fn infer_params(plan: LogicalPlan, declared: &[Option<PgType>]) -> Re
     };
     let plan = pass(plan, false)?;
     pass(plan, true)
+}
+
+/// `x = ANY($1)` is `array_has($1, x)` (and `x <> ALL($1)` uses $1 more than once): an untyped
+/// $1 there is an array of x's type, as PostgreSQL infers it (text would not plan).
+fn any_lists(
+    plan: &LogicalPlan,
+    declared: &[Option<PgType>],
+) -> Result<HashMap<String, ArrowType>> {
+    let mut lists = HashMap::new();
+    plan.apply_with_subqueries(|node| {
+        let input = node
+            .inputs()
+            .first()
+            .map(|i| Arc::clone(i.schema()))
+            .unwrap_or_else(|| Arc::clone(node.schema()));
+        node.apply_expressions(|e| {
+            e.apply(|e| {
+                if let Expr::ScalarFunction(f) = e {
+                    if let (true, Some(Expr::Placeholder(p)), Some(x)) =
+                        (f.name() == "array_has", f.args.first(), f.args.get(1))
+                    {
+                        let element =
+                            datafusion::logical_expr::ExprSchemable::get_type(x, input.as_ref());
+                        if let Ok(t) = element {
+                            if p.field.is_none()
+                                && declared_type(&p.id, declared).is_none()
+                                && t != ArrowType::Null
+                            {
+                                lists.insert(
+                                    p.id.clone(),
+                                    ArrowType::List(Arc::new(Field::new_list_field(t, true))),
+                                );
+                            }
+                        }
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    })
+    .map_err(Error::from)?;
+    Ok(lists)
 }
 
 fn param_types(plan: &LogicalPlan) -> Result<(Vec<PgType>, Vec<ArrowType>)> {

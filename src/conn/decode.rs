@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, IntervalMonthDayNano, IntervalUnit, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Field, IntervalMonthDayNano, IntervalUnit, TimeUnit};
 use datafusion::scalar::ScalarValue;
 
 use super::encode::{format_uuid, parse_uuid, Format};
@@ -56,8 +56,19 @@ fn binary_format() -> DecodeError {
     err("22P03", "incorrect binary data format")
 }
 
+/// The array types a parameter may have (one dimension): `id = ANY($1)` with a list bound.
+fn param_array_element(oid: u32) -> Option<u32> {
+    match oid::array_element(oid)? {
+        e @ (oid::BOOL | oid::INT2 | oid::INT4 | oid::INT8 | oid::TEXT | oid::FLOAT8) => Some(e),
+        _ => None,
+    }
+}
+
 /// The Arrow type a parameter of `oid` is given to the engine as.
 pub fn data_type(oid: u32) -> DataType {
+    if let Some(element) = param_array_element(oid) {
+        return DataType::List(Arc::new(Field::new_list_field(data_type(element), true)));
+    }
     match oid {
         oid::BOOL => DataType::Boolean,
         oid::INT2 => DataType::Int16,
@@ -103,6 +114,18 @@ pub fn decode(
 
 /// Parses the text form of a `target` value.
 pub fn from_text(text: &str, target: u32) -> Result<ScalarValue, DecodeError> {
+    if let Some(element) = param_array_element(target) {
+        let items = array_items(text).ok_or_else(|| syntax(target, text))?;
+        let values = items
+            .into_iter()
+            .map(|item| match item {
+                Some(t) => from_text(&t, element),
+                None => ScalarValue::try_from(&data_type(element))
+                    .map_err(|e| err("XX000", e.to_string())),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(list(&values, element));
+    }
     let t = text.trim();
     Ok(match target {
         oid::BOOL => ScalarValue::Boolean(Some(parse_bool(t).ok_or_else(|| syntax(target, text))?)),
@@ -243,7 +266,105 @@ fn fixed<const N: usize>(bytes: &[u8]) -> Result<[u8; N], DecodeError> {
 
 /// Reads the binary form of a `wire` value. Integers are read by their length, so an int2,
 /// int4 or int8 is accepted wherever an integer is expected.
+/// A one-dimensional list value of `element`s.
+fn list(values: &[ScalarValue], element: u32) -> ScalarValue {
+    ScalarValue::List(ScalarValue::new_list_nullable(values, &data_type(element)))
+}
+
+/// The items of a one-dimensional array literal (`{1,NULL,"a b","x\"y"}`), None where NULL; None
+/// for text that is not such a literal (nested arrays included).
+fn array_items(text: &str) -> Option<Vec<Option<String>>> {
+    let inner = text.trim().strip_prefix('{')?.strip_suffix('}')?;
+    let mut items = Vec::new();
+    if inner.trim().is_empty() {
+        return Some(items);
+    }
+    let mut chars = inner.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_ascii_whitespace()).is_some() {}
+        let mut item = String::new();
+        let mut quoted = false;
+        if chars.next_if_eq(&'"').is_some() {
+            quoted = true;
+            loop {
+                match chars.next()? {
+                    '"' => break,
+                    '\\' => item.push(chars.next()?),
+                    c => item.push(c),
+                }
+            }
+            while chars.next_if(|c| c.is_ascii_whitespace()).is_some() {}
+        } else {
+            while let Some(c) = chars.next_if(|c| *c != ',') {
+                match c {
+                    '{' | '}' | '"' => return None,
+                    '\\' => item.push(chars.next()?),
+                    c => item.push(c),
+                }
+            }
+            item.truncate(item.trim_end().len());
+            if item.is_empty() {
+                return None;
+            }
+        }
+        items.push((quoted || !item.eq_ignore_ascii_case("NULL")).then_some(item));
+        match chars.next() {
+            None => return Some(items),
+            Some(',') => {}
+            Some(_) => return None,
+        }
+    }
+}
+
+/// A one-dimensional array in PostgreSQL's binary form: ndim, has-null flag, element oid, then
+/// (length, lower bound) and each element as a length (-1 for NULL) and its bytes.
+fn array_from_binary(bytes: &[u8], element: u32) -> Result<ScalarValue, DecodeError> {
+    let mut at = 0usize;
+    let word = |at: &mut usize| -> Result<[u8; 4], DecodeError> {
+        let w = fixed::<4>(bytes.get(*at..*at + 4).ok_or_else(binary_format)?)?;
+        *at += 4;
+        Ok(w)
+    };
+    let ndim = i32::from_be_bytes(word(&mut at)?);
+    let _has_null = word(&mut at)?;
+    let wire_element = u32::from_be_bytes(word(&mut at)?);
+    let count = match ndim {
+        0 => 0,
+        1 => {
+            let n = i32::from_be_bytes(word(&mut at)?);
+            let _lower = word(&mut at)?;
+            usize::try_from(n).map_err(|_| binary_format())?
+        }
+        _ => {
+            return Err(err(
+                "0A000",
+                "array parameters of more than one dimension are not supported",
+            ))
+        }
+    };
+    let mut values = Vec::with_capacity(count.min(bytes.len()));
+    for _ in 0..count {
+        let len = i32::from_be_bytes(word(&mut at)?);
+        let value = if len < 0 {
+            ScalarValue::try_from(&data_type(element)).map_err(|e| err("XX000", e.to_string()))?
+        } else {
+            let len = usize::try_from(len).map_err(|_| binary_format())?;
+            let item = bytes.get(at..at + len).ok_or_else(binary_format)?;
+            at += len;
+            convert(from_binary(item, wire_element)?, element)?
+        };
+        values.push(value);
+    }
+    if at != bytes.len() {
+        return Err(binary_format());
+    }
+    Ok(list(&values, element))
+}
+
 fn from_binary(bytes: &[u8], wire: u32) -> Result<ScalarValue, DecodeError> {
+    if let Some(element) = param_array_element(wire) {
+        return array_from_binary(bytes, element);
+    }
     if matches!(wire, oid::INT2 | oid::INT4 | oid::INT8) {
         let v = match bytes.len() {
             2 => i64::from(i16::from_be_bytes(fixed(bytes)?)),

@@ -302,3 +302,55 @@ fn time_and_interval() {
         "22P03"
     );
 }
+
+#[test]
+fn arrays_in_text_and_binary() {
+    let ints = |values: &[Option<i32>]| {
+        ScalarValue::List(ScalarValue::new_list_nullable(
+            &values
+                .iter()
+                .map(|v| ScalarValue::Int32(*v))
+                .collect::<Vec<_>>(),
+            &DataType::Int32,
+        ))
+    };
+    assert_eq!(
+        text("{1, 2,NULL}", 1007),
+        Ok(ints(&[Some(1), Some(2), None]))
+    );
+    assert_eq!(text("{}", 1007), Ok(ints(&[])));
+    assert_eq!(
+        from_bin(vec![Some(5i32), None], &Type::INT4_ARRAY, 1007),
+        Ok(ints(&[Some(5), None]))
+    );
+    // int2[] as sent, int4[] as the statement wants it.
+    assert_eq!(
+        from_bin(vec![7i16], &Type::INT2_ARRAY, 1007),
+        Ok(ints(&[Some(7)]))
+    );
+    let texts = text(r#"{a,"b c","x\"y",NULL,"NULL"}"#, 1009).expect("text array");
+    let ScalarValue::List(list) = texts else {
+        panic!("a list: {texts:?}");
+    };
+    let values: Vec<Option<String>> = list
+        .value(0)
+        .as_any()
+        .downcast_ref::<datafusion::arrow::array::StringArray>()
+        .expect("strings")
+        .iter()
+        .map(|v| v.map(String::from))
+        .collect();
+    assert_eq!(
+        values,
+        vec![
+            Some("a".into()),
+            Some("b c".into()),
+            Some("x\"y".into()),
+            None,
+            Some("NULL".into())
+        ]
+    );
+    assert_eq!(code(text("{1,{2}}", 1007)), "22P02");
+    assert_eq!(code(text("1,2", 1007)), "22P02");
+    assert_eq!(code(text("{1,x}", 1007)), "22P02");
+}

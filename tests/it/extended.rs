@@ -139,3 +139,54 @@ async fn update_overflow_is_out_of_range_on_every_path() {
     let got: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
     assert_eq!(got, vec![100, 100]);
 }
+
+/// `col = ANY($1)` binds a list: the parameter's type is inferred as an array of the column's type
+/// (tokio-postgres then sends it in binary), or declared by the client; NULL elements and an
+/// empty list work.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_list_binds_to_any() {
+    let srv = server().await;
+    let c = connect(&srv).await;
+    c.batch_execute(
+        "create table anyt (id int primary key, name text, big bigint); \
+         insert into anyt values (1, 'a', 10), (2, 'b c', 20), (3, null, 30)",
+    )
+    .await
+    .expect("setup");
+    let ids =
+        |rows: Vec<tokio_postgres::Row>| -> Vec<i32> { rows.iter().map(|r| r.get(0)).collect() };
+    let q = "select id from anyt where id = any($1) order by id";
+    let statement = c.prepare(q).await.expect("prepare");
+    assert_eq!(statement.params()[0].name(), "_int4");
+    let rows = c
+        .query(&statement, &[&vec![1i32, 3]])
+        .await
+        .expect("int list");
+    assert_eq!(ids(rows), vec![1, 3]);
+    let rows = c
+        .query(&statement, &[&Vec::<i32>::new()])
+        .await
+        .expect("empty list");
+    assert_eq!(ids(rows), Vec::<i32>::new());
+    let rows = c
+        .query(&statement, &[&vec![Some(2i32), None]])
+        .await
+        .expect("list with a NULL");
+    assert_eq!(ids(rows), vec![2]);
+    let rows = c
+        .query(
+            "select id from anyt where name = any($1) order by id",
+            &[&vec!["b c".to_string(), "zz".to_string()]],
+        )
+        .await
+        .expect("text list");
+    assert_eq!(ids(rows), vec![2]);
+    let rows = c
+        .query(
+            "select id from anyt where big <> all($1) order by id",
+            &[&vec![10i64]],
+        )
+        .await
+        .expect("bigint list with ALL");
+    assert_eq!(ids(rows), vec![2, 3]);
+}
