@@ -166,21 +166,13 @@ fn format(args: &[ScalarValue]) -> crate::Result<ScalarValue> {
     Ok(ScalarValue::Utf8(Some(out)))
 }
 
-fn quote_ident(s: &str) -> String {
-    let plain = s
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if plain {
-        s.to_string()
-    } else {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    }
+/// PostgreSQL's quote_ident (keywords quoted too).
+pub(crate) fn quote_ident(s: &str) -> String {
+    crate::pg_catalog::describe::quote_ident(s)
 }
 
-fn quote_literal(s: &str) -> String {
+/// PostgreSQL's quote_literal: quotes doubled; with a backslash, an E'' string.
+pub(crate) fn quote_literal(s: &str) -> String {
     if s.contains('\\') {
         format!("E'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
     } else {

@@ -234,13 +234,12 @@ pub(crate) fn register(state: &mut SessionState, shared: &Arc<SessionShared>) {
         }),
     ));
     fns.push(to_hex());
-    fns.push(text_fn("quote_ident", None, |s| Ok(Some(quote_ident(s)))));
-    fns.push(text_fn("quote_literal", None, |s| {
-        Ok(Some(quote_literal(s)))
+    fns.push(text_fn("quote_ident", None, |s| {
+        Ok(Some(crate::format::quote_ident(s)))
     }));
-    fns.push(Arc::new(ScalarUDF::new_from_impl(ArrayLength {
-        inner: datafusion::functions_nested::length::array_length_udf(),
-    })));
+    fns.push(text_fn("quote_literal", None, |s| {
+        Ok(Some(crate::format::quote_literal(s)))
+    }));
     fns.extend(crate::format::udfs());
     fns.extend(crate::cluster::udfs(shared));
     fns.push(crate::numeric_div::unconstrained_cast());
@@ -432,70 +431,6 @@ fn json_has_key() -> Arc<ScalarUDF> {
             Ok(ColumnarValue::Array(Arc::new(BooleanArray::from(out))))
         }),
     )
-}
-
-/// `array_length(a, dim)` as PostgreSQL's: NULL, not 0, for an empty array (rewrite.rs calls it
-/// for `array_length`).
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct ArrayLength {
-    inner: Arc<ScalarUDF>,
-}
-
-impl ScalarUDFImpl for ArrayLength {
-    fn name(&self) -> &str {
-        "weft_array_length"
-    }
-
-    fn signature(&self) -> &Signature {
-        self.inner.signature()
-    }
-
-    fn coerce_types(&self, arg_types: &[DataType]) -> DfResult<Vec<DataType>> {
-        self.inner.coerce_types(arg_types)
-    }
-
-    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
-        self.inner.return_type(arg_types)
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let rows = args.number_rows;
-        let lengths = self.inner.invoke_with_args(args)?.into_array(rows)?;
-        let zero = datafusion::arrow::array::new_empty_array(lengths.data_type());
-        let zero = datafusion::arrow::compute::cast(&Int64Array::from(vec![0]), zero.data_type())?;
-        let zero = datafusion::arrow::array::Scalar::new(zero);
-        let is_zero = datafusion::arrow::compute::kernels::cmp::eq(&lengths, &zero)?;
-        let none = datafusion::arrow::array::new_null_array(lengths.data_type(), lengths.len());
-        Ok(ColumnarValue::Array(
-            datafusion::arrow::compute::kernels::zip::zip(&is_zero, &none, &lengths)?,
-        ))
-    }
-}
-
-/// PostgreSQL's quote_ident: double-quoted (quotes doubled) unless a plain lower-case identifier.
-fn quote_ident(s: &str) -> String {
-    let plain = s
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '$');
-    if plain {
-        s.to_string()
-    } else {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    }
-}
-
-/// PostgreSQL's quote_literal: single-quoted with quotes doubled; with a backslash, an E'' string
-/// with backslashes doubled.
-fn quote_literal(s: &str) -> String {
-    let quoted = s.replace('\'', "''");
-    if s.contains('\\') {
-        format!("E'{}'", quoted.replace('\\', "\\\\"))
-    } else {
-        format!("'{quoted}'")
-    }
 }
 
 /// `to_hex` of an integer or bigint in two's complement of its own width, as PostgreSQL's

@@ -1,6 +1,7 @@
 //! PostgreSQL's errors on DataFusion's math functions: `ln`/`log` of zero or a negative number
 //! (2201E), `sqrt` of a negative number and undefined powers (2201F), and float division by
-//! zero (22012); `round(float8)` rounds half to even, as PostgreSQL's (`rint`) does.
+//! zero (22012); `round(float8)` rounds half to even, as PostgreSQL's (`rint`) does; `array_length`
+//! of an empty array is NULL.
 
 use std::sync::Arc;
 
@@ -26,6 +27,10 @@ pub(crate) fn udfs() -> Vec<Arc<ScalarUDF>> {
         (math::sqrt(), Check::Sqrt),
         (math::power(), Check::Power),
         (math::round(), Check::Rint),
+        (
+            datafusion::functions_nested::length::array_length_udf(),
+            Check::EmptyIsNull,
+        ),
     ]
     .into_iter()
     .map(|(inner, check)| Arc::new(ScalarUDF::new_from_impl(Checked { inner, check })))
@@ -56,6 +61,9 @@ enum Check {
     /// Not a check: `round` of one float argument is `rint` (half to even); numeric's `round`
     /// stays DataFusion's (half away from zero, as PostgreSQL's numeric round).
     Rint,
+    /// Not a check: `array_length` of an empty array is NULL in PostgreSQL, 0 in DataFusion (a
+    /// non-empty array's length is never 0).
+    EmptyIsNull,
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -183,9 +191,23 @@ impl ScalarUDFImpl for Checked {
                     }
                 }
             }
+            Check::EmptyIsNull => {
+                let lengths = self.inner.invoke_with_args(args)?.into_array(rows)?;
+                return Ok(ColumnarValue::Array(zero_as_null(&lengths)?));
+            }
         }
         self.inner.invoke_with_args(args)
     }
+}
+
+/// The lengths with every 0 replaced by NULL.
+fn zero_as_null(lengths: &ArrayRef) -> DfResult<ArrayRef> {
+    use datafusion::arrow::array::{new_null_array, Int64Array, Scalar};
+    use datafusion::arrow::compute::kernels::{cmp, zip};
+    let zero = Scalar::new(cast(&Int64Array::from(vec![0]), lengths.data_type())?);
+    let is_zero = cmp::eq(lengths, &zero)?;
+    let none = new_null_array(lengths.data_type(), lengths.len());
+    Ok(zip::zip(&is_zero, &none, lengths)?)
 }
 
 /// A float rounded half to even (PostgreSQL's `rint`); None for other types.

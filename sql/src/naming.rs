@@ -102,7 +102,6 @@ fn cast_type_of(function: &str) -> Option<&'static str> {
 fn rewritten_syntax(function: &str) -> Option<&'static str> {
     Some(match function {
         "weft_extract" => "extract",
-        "weft_array_length" => "array_length",
         "array_remove_all" => "array_remove",
         "signum" => "sign",
         "weft_at_time_zone" => "timezone",

@@ -244,12 +244,6 @@ fn postgres_function(f: &mut ast::Function) -> Option<Expr> {
                 x.clone(),
             ],
         )),
-        // PostgreSQL's array_length of an empty array is NULL, DataFusion's 0 (and a non-empty
-        // array's length is never 0).
-        ("array_length", [_, _]) if f.name.0.len() == 1 => {
-            f.name = ObjectName::from(vec![Ident::new("weft_array_length")]);
-            None
-        }
         // PostgreSQL's array_remove removes every equal element, DataFusion's the first.
         ("array_remove", [_, _]) if f.name.0.len() == 1 => {
             f.name = ObjectName::from(vec![Ident::new("array_remove_all")]);

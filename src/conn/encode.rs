@@ -342,23 +342,7 @@ fn record_text(array: &dyn Array, row: usize) -> Result<String, EncodeError> {
         let mut item = BytesMut::new();
         let oid = weft_sql::pgtype::PgType::from_field(field).oid();
         put_text(column.as_ref(), row, oid, &mut item)?;
-        let text = String::from_utf8_lossy(&item);
-        let needs_quotes = text.is_empty()
-            || text
-                .chars()
-                .any(|c| matches!(c, '(' | ')' | ',' | '"' | '\\') || c.is_ascii_whitespace());
-        if needs_quotes {
-            out.push('"');
-            for c in text.chars() {
-                if c == '"' || c == '\\' {
-                    out.push(c);
-                }
-                out.push(c);
-            }
-            out.push('"');
-        } else {
-            out.push_str(&text);
-        }
+        array::push_element(&mut out, &String::from_utf8_lossy(&item), true);
     }
     out.push(')');
     Ok(out)

@@ -20,7 +20,7 @@ mod attribute;
 mod builtin;
 mod class;
 mod constraint;
-mod describe;
+pub(crate) mod describe;
 mod empty;
 mod functions;
 mod index;
