@@ -621,6 +621,13 @@ impl Session {
             for (channel, payload) in self.shared.take_notifies() {
                 txn.notify(&channel, &payload);
             }
+            for (sqlstate, message) in self.shared.take_notices() {
+                self.notices.push(Notice {
+                    severity: "NOTICE".into(),
+                    sqlstate: sqlstate.into(),
+                    message,
+                });
+            }
             // DDL and DML change the catalog or data the next statement must see.
             self.shared.set_read(Some(view_of(txn)));
             out?

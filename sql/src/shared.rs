@@ -26,6 +26,8 @@ pub(crate) struct SessionShared {
     state: parking_lot::Mutex<Option<SessionState>>,
     /// `pg_notify()` calls of the running statement, moved into its transaction when it ends.
     notifies: parking_lot::Mutex<Vec<(String, String)>>,
+    /// NOTICEs the running statement raised (SQLSTATE, message), sent before its result.
+    notices: parking_lot::Mutex<Vec<(&'static str, String)>>,
     /// Statements answered by the point fast path (`point.rs`), for tests and diagnostics.
     pub point_hits: AtomicU64,
     /// While a statement with data-modifying CTEs plans its main part: each such CTE's
@@ -58,6 +60,7 @@ impl SessionShared {
             dml_target: RwLock::new(None),
             state: parking_lot::Mutex::new(None),
             notifies: parking_lot::Mutex::new(Vec::new()),
+            notices: parking_lot::Mutex::new(Vec::new()),
             point_hits: AtomicU64::new(0),
             cte_tables: RwLock::new(Vec::new()),
         })
@@ -69,6 +72,15 @@ impl SessionShared {
 
     pub fn take_notifies(&self) -> Vec<(String, String)> {
         std::mem::take(&mut *self.notifies.lock())
+    }
+
+    /// A NOTICE for the client, as PostgreSQL raises when `IF [NOT] EXISTS` skips an object.
+    pub fn push_notice(&self, sqlstate: &'static str, message: String) {
+        self.notices.lock().push((sqlstate, message));
+    }
+
+    pub fn take_notices(&self) -> Vec<(&'static str, String)> {
+        std::mem::take(&mut *self.notices.lock())
     }
 
     pub fn set_state(&self, state: Option<SessionState>) {

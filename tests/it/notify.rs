@@ -73,3 +73,69 @@ async fn session_notices_reach_the_client() {
         other => panic!("expected a notice, got {other:?}"),
     }
 }
+
+/// `IF [NOT] EXISTS` that skips an object says so with PostgreSQL's NOTICE, over the simple and
+/// the extended protocol, and the statement succeeds.
+#[tokio::test(flavor = "multi_thread")]
+async fn if_exists_that_skips_raises_a_notice() {
+    let srv = server().await;
+    let (c, mut rx) = connect_with_messages(&srv).await;
+    c.batch_execute("create table present (id int primary key)")
+        .await
+        .expect("create");
+    let cases = [
+        (
+            "drop table if exists absent",
+            "00000",
+            "table \"absent\" does not exist, skipping",
+        ),
+        (
+            "create table if not exists present (id int primary key)",
+            "42P07",
+            "relation \"present\" already exists, skipping",
+        ),
+        (
+            "alter table present add column if not exists id int",
+            "42701",
+            "column \"id\" of relation \"present\" already exists, skipping",
+        ),
+        (
+            "alter table present drop column if exists nope",
+            "00000",
+            "column \"nope\" of relation \"present\" does not exist, skipping",
+        ),
+    ];
+    for (i, (sql, code, message)) in cases.iter().enumerate() {
+        if i % 2 == 0 {
+            c.batch_execute(sql).await.expect(sql);
+        } else {
+            c.execute(*sql, &[]).await.expect(sql);
+        }
+        match recv_within(&mut rx, DEADLINE).await {
+            Some(AsyncMessage::Notice(n)) => {
+                assert_eq!((n.severity(), n.code().code()), ("NOTICE", *code), "{sql}");
+                assert_eq!(n.message(), *message, "{sql}");
+            }
+            other => panic!("expected a notice for {sql}, got {other:?}"),
+        }
+    }
+    // A statement that skips nothing raises none: after the first DROP (which drops) come only
+    // the second one's notice and then ROLLBACK's warning, as a marker.
+    c.batch_execute("drop table if exists present; drop table if exists present; rollback")
+        .await
+        .expect("drops");
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        match recv_within(&mut rx, DEADLINE).await {
+            Some(AsyncMessage::Notice(n)) => seen.push(n.message().to_string()),
+            other => panic!("expected a notice, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            "table \"present\" does not exist, skipping",
+            "there is no transaction in progress"
+        ]
+    );
+}

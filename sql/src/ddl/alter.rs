@@ -27,7 +27,13 @@ pub(super) async fn execute(
                 message: format!("\"{name}\" is not a table"),
             })
         }
-        None if at.if_exists => return Ok(tag("ALTER TABLE")),
+        None if at.if_exists => {
+            ctx.shared.push_notice(
+                "00000",
+                format!("relation \"{name}\" does not exist, skipping"),
+            );
+            return Ok(tag("ALTER TABLE"));
+        }
         None => {
             return Err(Error::UndefinedTable {
                 message: format!("relation \"{name}\" does not exist"),
@@ -65,6 +71,13 @@ fn apply(
             let col_name = ident(&column_def.name);
             if def.column_index(&col_name).is_some() {
                 if *if_not_exists {
+                    ctx.shared.push_notice(
+                        "42701",
+                        format!(
+                            "column \"{col_name}\" of relation \"{}\" already exists, skipping",
+                            def.name
+                        ),
+                    );
                     return Ok(def);
                 }
                 return Err(Error::DuplicateColumn {
@@ -110,7 +123,17 @@ fn apply(
             for n in column_names {
                 let pos = match column_position(&def, n) {
                     Ok(p) => p,
-                    Err(_) if *if_exists => continue,
+                    Err(_) if *if_exists => {
+                        ctx.shared.push_notice(
+                            "00000",
+                            format!(
+                                "column \"{}\" of relation \"{}\" does not exist, skipping",
+                                ident(n),
+                                def.name
+                            ),
+                        );
+                        continue;
+                    }
                     Err(e) => return Err(e),
                 };
                 def = drop_column(txn, def, pos)?;

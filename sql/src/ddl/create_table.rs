@@ -27,6 +27,10 @@ pub(super) async fn execute(
     }
     if txn.catalog().get_by_name(&name).is_some() {
         if ct.if_not_exists {
+            ctx.shared.push_notice(
+                "42P07",
+                format!("relation \"{name}\" already exists, skipping"),
+            );
             return Ok(tag("CREATE TABLE"));
         }
         return Err(Error::DuplicateTable {

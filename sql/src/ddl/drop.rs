@@ -7,8 +7,10 @@ use super::index::find_index;
 use super::{object_name, tag};
 use crate::error::{Error, Result};
 use crate::session::QueryOutput;
+use crate::shared::SessionShared;
 
 pub(super) fn execute(
+    shared: &SessionShared,
     txn: &mut Txn,
     kind: ast::ObjectType,
     if_exists: bool,
@@ -42,7 +44,10 @@ pub(super) fn execute(
         };
         match found {
             Some(f) => plan.push(f),
-            None if if_exists => {}
+            None if if_exists => shared.push_notice(
+                "00000",
+                format!("{label} \"{name}\" does not exist, skipping"),
+            ),
             // PostgreSQL: a missing table or view is 42P01, a missing index 42704.
             None if kind == ast::ObjectType::Index => {
                 return Err(Error::UndefinedObject {

@@ -6,6 +6,7 @@ use weft_storage::{Catalog, CatalogEntry, IndexDef, TableDef, Txn};
 use super::{ident, object_name, tag};
 use crate::error::{Error, Result};
 use crate::session::QueryOutput;
+use crate::shared::SessionShared;
 
 /// The table owning an index of this name, if any.
 pub(super) fn find_index<'a>(
@@ -24,7 +25,11 @@ pub(super) fn relation_name_taken(catalog: &Catalog, name: &str) -> bool {
         || catalog.tables().any(|t| t.pkey_name == name)
 }
 
-pub(super) fn create(txn: &mut Txn, ci: &ast::CreateIndex) -> Result<QueryOutput> {
+pub(super) fn create(
+    shared: &SessionShared,
+    txn: &mut Txn,
+    ci: &ast::CreateIndex,
+) -> Result<QueryOutput> {
     if ci.predicate.is_some() {
         return Err(Error::unsupported(
             "partial indexes (CREATE INDEX ... WHERE)",
@@ -82,6 +87,10 @@ pub(super) fn create(txn: &mut Txn, ci: &ast::CreateIndex) -> Result<QueryOutput
     };
     if relation_name_taken(&catalog, &name) {
         if ci.if_not_exists {
+            shared.push_notice(
+                "42P07",
+                format!("relation \"{name}\" already exists, skipping"),
+            );
             return Ok(tag("CREATE INDEX"));
         }
         return Err(Error::DuplicateTable {

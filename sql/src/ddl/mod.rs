@@ -37,18 +37,18 @@ pub(crate) async fn execute(
 ) -> Result<QueryOutput> {
     match &*stmt.ast {
         ast::Statement::CreateTable(ct) => create_table::execute(ctx, txn, ct).await,
-        ast::Statement::CreateIndex(ci) => index::create(txn, ci),
+        ast::Statement::CreateIndex(ci) => index::create(ctx.shared, txn, ci),
         ast::Statement::CreateView(cv) if stmt.live => crate::push::create(ctx, txn, cv).await,
         ast::Statement::CreateView(cv) => view::create(ctx, txn, cv).await,
         ast::Statement::Drop {
             if_exists, names, ..
-        } if stmt.live => crate::push::drop(txn, *if_exists, names),
+        } if stmt.live => crate::push::drop(ctx.shared, txn, *if_exists, names),
         ast::Statement::Drop {
             object_type,
             if_exists,
             names,
             ..
-        } => drop::execute(txn, *object_type, *if_exists, names),
+        } => drop::execute(ctx.shared, txn, *object_type, *if_exists, names),
         ast::Statement::AlterTable(at) => alter::execute(ctx, txn, at).await,
         ast::Statement::Truncate(t) => drop::truncate(txn, t),
         other => Err(Error::unsupported(format!(

@@ -163,6 +163,7 @@ pub(crate) async fn create(
 
 /// `DROP LIVE QUERY [IF EXISTS] name, …`.
 pub(crate) fn drop(
+    shared: &crate::shared::SessionShared,
     txn: &mut Txn,
     if_exists: bool,
     names: &[ast::ObjectName],
@@ -178,7 +179,10 @@ pub(crate) fn drop(
                     message: format!("\"{name}\" is not a live query"),
                 })
             }
-            None if if_exists => {}
+            None if if_exists => shared.push_notice(
+                "00000",
+                format!("live query \"{name}\" does not exist, skipping"),
+            ),
             None => {
                 return Err(Error::UndefinedTable {
                     message: format!("live query \"{name}\" does not exist"),
