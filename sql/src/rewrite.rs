@@ -744,6 +744,13 @@ pub(crate) fn rewrite<V: VisitMut>(node: &mut V) {
                 _ => None,
             },
             Expr::Function(f) => postgres_function(f),
+            // `current_schema` is a keyword function in PostgreSQL, called without parentheses
+            // too (a column of that name must be quoted).
+            Expr::Identifier(i)
+                if i.quote_style.is_none() && i.value.eq_ignore_ascii_case("current_schema") =>
+            {
+                Some(call_with("current_schema", Vec::new()))
+            }
             Expr::AnyOp { right, .. } | Expr::AllOp { right, .. } => {
                 if let Expr::Subquery(q) = right.as_mut() {
                     name_compared_column(q);
