@@ -502,23 +502,37 @@ fn regex_error(m: &str) -> Option<Error> {
     })
 }
 
+/// DataFusion's messages for bad input that PostgreSQL gives a data exception class of its own:
+/// (text in DataFusion's message, SQLSTATE, PostgreSQL's message).
+const DATA_ERRORS: &[(&str, &str, &str)] = &[
+    ("LIMIT must be >= 0", "2201W", "LIMIT must not be negative"),
+    ("OFFSET must be >=0", "2201X", "OFFSET must not be negative"),
+    (
+        "Step cannot be zero",
+        "22023",
+        "step size cannot equal zero",
+    ),
+    ("step can't be 0", "22023", "step size cannot equal zero"),
+    (
+        "negative count not allowed",
+        "22011",
+        "negative substring length not allowed",
+    ),
+];
+
+fn data_error(m: &str) -> Option<Error> {
+    DATA_ERRORS
+        .iter()
+        .find(|(needle, ..)| m.contains(needle))
+        .map(|&(_, code, message)| Error::Data {
+            code,
+            message: message.into(),
+        })
+}
+
 fn plan_error(m: String) -> Error {
-    if m.starts_with("LIMIT must be >= 0") {
-        return Error::Data {
-            code: "2201W",
-            message: "LIMIT must not be negative".into(),
-        };
-    }
-    if m.starts_with("OFFSET must be >=0") {
-        return Error::Data {
-            code: "2201X",
-            message: "OFFSET must not be negative".into(),
-        };
-    }
-    if m.contains("Step cannot be zero") {
-        return Error::InvalidParameterValue {
-            message: "step size cannot equal zero".into(),
-        };
+    if let Some(e) = data_error(&m) {
+        return e;
     }
     if m.contains("subquery can only be used in") {
         return Error::FeatureNotSupported {
@@ -600,19 +614,8 @@ fn execution_error(m: String) -> Error {
     if m.contains("Cast error") || m.contains("Cannot cast") {
         return cast_error(&m);
     }
-    if let Some(e) = regex_error(&m) {
+    if let Some(e) = regex_error(&m).or_else(|| data_error(&m)) {
         return e;
-    }
-    if m.contains("negative count not allowed") {
-        return Error::Data {
-            code: "22011",
-            message: "negative substring length not allowed".into(),
-        };
-    }
-    if m.contains("step can't be 0") {
-        return Error::InvalidParameterValue {
-            message: "step size cannot equal zero".into(),
-        };
     }
     if m.contains("field position must not be zero") || m.contains("invalid Unicode scalar value") {
         return Error::InvalidParameterValue { message: m };
