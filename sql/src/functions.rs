@@ -86,7 +86,7 @@ impl ScalarUDFImpl for Udf {
     }
 }
 
-fn udf(
+pub(crate) fn udf(
     name: &'static str,
     signature: Signature,
     ret: DataType,
@@ -163,6 +163,7 @@ pub(crate) fn register(state: &mut SessionState, shared: &Arc<SessionShared>) {
         json_op("weft_json_get", Some(PgType::Jsonb), false),
         json_op("weft_json_get_text", None, true),
     ];
+    fns.extend(crate::json_fn::all());
     // regtype is an oid (as in reg.rs); its text form is the type's name (pgtype::regtype_name).
     fns.push(udf(
         "pg_typeof",
@@ -524,6 +525,23 @@ impl ExprPlanner for JsonPlanner {
                 datafusion::logical_expr::expr::ScalarFunction::new_udf(
                     json_contains(),
                     vec![container, contained],
+                ),
+            )));
+        }
+        let jsonb_op = match expr.op {
+            BinaryOperator::HashArrow => Some("weft_json_path"),
+            BinaryOperator::HashLongArrow => Some("weft_json_path_text"),
+            BinaryOperator::StringConcat if is_json(&expr.left, schema) => {
+                Some("weft_jsonb_concat")
+            }
+            BinaryOperator::Minus if is_json(&expr.left, schema) => Some("weft_jsonb_delete"),
+            _ => None,
+        };
+        if let Some(f) = jsonb_op.and_then(crate::json_fn::function) {
+            return Ok(PlannerResult::Planned(Expr::ScalarFunction(
+                datafusion::logical_expr::expr::ScalarFunction::new_udf(
+                    f,
+                    vec![expr.left, expr.right],
                 ),
             )));
         }

@@ -50,6 +50,7 @@ fn write(value: &Json, out: &mut String) {
             }
             out.push(']');
         }
+        Json::Number(n) => out.push_str(&crate::json_fn::number_text(n)),
         other => out.push_str(&other.to_string()),
     }
 }

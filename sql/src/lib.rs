@@ -35,11 +35,13 @@ pub mod error;
 mod eval;
 /// `EXTRACT` and `date_part` with PostgreSQL's types and fractions.
 mod extract;
+pub mod float;
 mod format;
 mod functions;
 mod interrupt;
 pub mod interval;
 mod json;
+mod json_fn;
 /// PostgreSQL's errors on DataFusion's math functions.
 mod math;
 mod naming;

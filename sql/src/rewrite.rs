@@ -257,6 +257,10 @@ fn postgres_function(f: &mut ast::Function) -> Option<Expr> {
                 Expr::value(ast::Value::SingleQuotedString("NULL".into())),
             ],
         )),
+        ("json_agg" | "jsonb_agg", [_]) => Some(json_aggregate(f, name == "jsonb_agg")),
+        ("json_object_agg" | "jsonb_object_agg", [_, _]) => {
+            Some(json_aggregate(f, name == "jsonb_object_agg"))
+        }
         ("every", [_]) => {
             f.name = ObjectName::from(vec![Ident::new("bool_and")]);
             None
@@ -271,6 +275,175 @@ fn postgres_function(f: &mut ast::Function) -> Option<Expr> {
             right: Box::new(b.clone()),
         }))),
         _ => None,
+    }
+}
+
+/// `json_agg(x …)` is `weft_json_agg(array_agg(<x as json> …))`, and `json_object_agg(k, v …)`
+/// `weft_json_object_agg(array_agg(named_struct('k', to_json(k), 'v', to_json(v)) …))`: the
+/// aggregate keeps its ORDER BY, DISTINCT, FILTER and OVER; json_fn.rs finishes the text.
+fn json_aggregate(f: &ast::Function, jsonb: bool) -> Expr {
+    let mut inner = f.clone();
+    inner.name = ObjectName::from(vec![Ident::new("array_agg")]);
+    let object = f
+        .name
+        .0
+        .last()
+        .and_then(|p| p.as_ident())
+        .is_some_and(|i| i.value.to_lowercase().ends_with("object_agg"));
+    let to_json = if jsonb { "to_jsonb" } else { "to_json" };
+    if let FunctionArguments::List(list) = &mut inner.args {
+        let exprs: Vec<Expr> = list
+            .args
+            .iter()
+            .filter_map(|a| match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
+                _ => None,
+            })
+            .collect();
+        let arg = match exprs.as_slice() {
+            [k, v] if object => call_with(
+                "named_struct",
+                vec![
+                    Expr::value(ast::Value::SingleQuotedString("k".into())),
+                    call("to_json", k.clone()),
+                    Expr::value(ast::Value::SingleQuotedString("v".into())),
+                    call(to_json, v.clone()),
+                ],
+            ),
+            [x] if jsonb => call("to_jsonb", x.clone()),
+            [x] => call("weft_json_agg_element", x.clone()),
+            _ => return Expr::Function(inner),
+        };
+        list.args = vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))];
+    }
+    let finish = match (object, jsonb) {
+        (false, false) => "weft_json_agg",
+        (false, true) => "weft_jsonb_agg",
+        (true, false) => "weft_json_object_agg",
+        (true, true) => "weft_jsonb_object_agg",
+    };
+    call(finish, Expr::Function(inner))
+}
+
+/// The list function (json_fn.rs) a set-returning JSON function unnests, and the names of the
+/// columns it returns in FROM (None: the column is named after the function, or its alias).
+fn json_set_function(
+    name: &str,
+) -> Option<(&'static [&'static str], &'static [Option<&'static str>])> {
+    Some(match name {
+        "jsonb_array_elements" | "json_array_elements" => {
+            (&["weft_json_elements"], &[Some("value")])
+        }
+        "jsonb_array_elements_text" | "json_array_elements_text" => {
+            (&["weft_json_elements_text"], &[Some("value")])
+        }
+        "jsonb_object_keys" | "json_object_keys" => (&["weft_json_keys"], &[None]),
+        "jsonb_each" | "json_each" => (
+            &["weft_json_keys", "weft_json_values"],
+            &[Some("key"), Some("value")],
+        ),
+        "jsonb_each_text" | "json_each_text" => (
+            &["weft_json_keys", "weft_json_values_text"],
+            &[Some("key"), Some("value")],
+        ),
+        _ => return None,
+    })
+}
+
+/// A set-returning JSON function in FROM becomes a derived table of `unnest`s of its list
+/// function(s) (zipped), with PostgreSQL's column names.
+fn json_set_functions_in_from(s: &mut ast::Select) {
+    let factors = s.from.iter_mut().flat_map(|t| {
+        std::iter::once(&mut t.relation).chain(t.joins.iter_mut().map(|j| &mut j.relation))
+    });
+    for factor in factors {
+        let ast::TableFactor::Table {
+            name,
+            args: Some(args),
+            alias,
+            ..
+        } = factor
+        else {
+            continue;
+        };
+        let Some(fname) = name
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .map(crate::ddl::ident)
+        else {
+            continue;
+        };
+        let Some((lists, columns)) = json_set_function(&fname) else {
+            continue;
+        };
+        let arg_text: Vec<String> = args.args.iter().map(|a| a.to_string()).collect();
+        if let ([list], [column]) = (lists, columns) {
+            // One column: UNNEST, which may refer to the tables before it (LATERAL), its
+            // column named after the alias if there is one (`… , jsonb_array_elements(x) e`
+            // reads `e`), else `value` or the function's name.
+            let Some(call) = parse_expr(&format!("{list}({})", arg_text.join(", "))) else {
+                continue;
+            };
+            let given = alias.is_some();
+            let mut alias = alias.clone().unwrap_or_else(|| ast::TableAlias {
+                explicit: true,
+                name: Ident::with_quote('"', fname.clone()),
+                columns: Vec::new(),
+                at: None,
+            });
+            if alias.columns.is_empty() {
+                let column = match column {
+                    Some(c) if !given => c.to_string(),
+                    _ => alias.name.value.clone(),
+                };
+                alias
+                    .columns
+                    .push(ast::TableAliasColumnDef::from_name(column));
+            }
+            *factor = ast::TableFactor::UNNEST {
+                alias: Some(alias),
+                array_exprs: vec![call],
+                with_offset: false,
+                with_offset_alias: None,
+                with_ordinality: false,
+            };
+            continue;
+        }
+        let alias = alias.clone().unwrap_or_else(|| ast::TableAlias {
+            explicit: true,
+            name: Ident::with_quote('"', fname.clone()),
+            columns: Vec::new(),
+            at: None,
+        });
+        let items: Vec<String> = lists
+            .iter()
+            .zip(columns.iter())
+            .map(|(list, column)| {
+                let column = column
+                    .map(str::to_string)
+                    .unwrap_or_else(|| alias.name.value.clone());
+                format!(
+                    "unnest({list}({})) AS {}",
+                    arg_text.join(", "),
+                    Ident::with_quote('"', column)
+                )
+            })
+            .collect();
+        let sql = format!("SELECT {}", items.join(", "));
+        let dialect = crate::dialect::WeftDialect::default();
+        let Ok(query) = datafusion::sql::sqlparser::parser::Parser::new(&dialect)
+            .try_with_sql(&sql)
+            .and_then(|mut p| p.parse_query())
+        else {
+            continue;
+        };
+        *factor = ast::TableFactor::Derived {
+            lateral: false,
+            subquery: query,
+            alias: Some(alias),
+            sample: None,
+        };
     }
 }
 
@@ -500,13 +673,21 @@ fn set_returning_in_select_list(s: &mut ast::Select) {
             [schema, _] => schema.as_ident().map(crate::ddl::ident),
             _ => continue,
         };
-        if name != "generate_series" || schema.is_some_and(|s| s != crate::pg_catalog::PG_CATALOG) {
+        if schema.is_some_and(|s| s != crate::pg_catalog::PG_CATALOG) {
             continue;
         }
-        let unnest = call(
-            "unnest",
-            std::mem::replace(expr, Expr::value(ast::Value::Null)),
-        );
+        let list = match json_set_function(&name) {
+            Some(([list], _)) => {
+                let mut f = f.clone();
+                f.name = ObjectName::from(vec![Ident::new(*list)]);
+                Expr::Function(f)
+            }
+            _ if name == "generate_series" => {
+                std::mem::replace(expr, Expr::value(ast::Value::Null))
+            }
+            _ => continue,
+        };
+        let unnest = call("unnest", list);
         *item = ast::SelectItem::ExprWithAlias {
             expr: unnest,
             alias: alias.unwrap_or_else(|| Ident::with_quote('"', name)),
@@ -556,6 +737,7 @@ fn rewrite_select(body: &mut ast::SetExpr) {
         ast::SetExpr::Select(s) => {
             full_join_using(s);
             set_returning_in_select_list(s);
+            json_set_functions_in_from(s);
             name_table_functions(s);
             if let Some(w) = &mut s.selection {
                 row_in_as_exists(w);

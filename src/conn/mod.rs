@@ -15,7 +15,6 @@ mod decode;
 mod encode;
 mod error;
 mod extended;
-mod float;
 mod numeric;
 mod oid;
 mod registry;
@@ -24,7 +23,7 @@ mod simple;
 mod startup;
 mod stream;
 
-use weft_sql::{interval, pgtime};
+use weft_sql::{float, interval, pgtime};
 
 use std::io;
 use std::sync::Arc;
