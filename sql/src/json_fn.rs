@@ -1014,7 +1014,76 @@ fn list_of_text(tagged: Option<PgType>) -> DataType {
     DataType::List(field)
 }
 
-/// The JSON function of this name.
+/// `weft_row('a', x, 'b', y, …)`: a row whose fields keep their arguments' PostgreSQL types (a
+/// jsonb column stays jsonb inside `row_to_json(t)`); DataFusion's `named_struct` drops them.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Row {
+    signature: Signature,
+}
+
+impl Row {
+    fn fields(
+        args: &[FieldRef],
+        names: &[Option<&datafusion::common::ScalarValue>],
+    ) -> DfResult<Vec<FieldRef>> {
+        let mut fields = Vec::with_capacity(args.len() / 2);
+        for pair in (0..args.len()).step_by(2) {
+            let name = match names.get(pair).copied().flatten() {
+                Some(datafusion::common::ScalarValue::Utf8(Some(n))) => n.clone(),
+                _ => format!("f{}", pair / 2 + 1),
+            };
+            let value = args
+                .get(pair + 1)
+                .ok_or_else(|| to_df(invalid("weft_row takes name and value pairs")))?;
+            fields.push(Arc::new(
+                Field::new(name, value.data_type().clone(), true)
+                    .with_metadata(value.metadata().clone()),
+            ));
+        }
+        Ok(fields)
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for Row {
+    fn name(&self) -> &str {
+        "weft_row"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Err(to_df(Error::internal(
+            "weft_row's type comes from its arguments' fields",
+        )))
+    }
+
+    fn return_field_from_args(
+        &self,
+        args: datafusion::logical_expr::ReturnFieldArgs,
+    ) -> DfResult<FieldRef> {
+        let fields = Row::fields(args.arg_fields, args.scalar_arguments)?;
+        Ok(Arc::new(Field::new(
+            "weft_row",
+            DataType::Struct(fields.into()),
+            true,
+        )))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let DataType::Struct(fields) = args.return_field.data_type().clone() else {
+            return Err(to_df(Error::internal("weft_row without a row type")));
+        };
+        let columns = arrays(&args)?;
+        let values: Vec<ArrayRef> = columns.into_iter().skip(1).step_by(2).collect();
+        Ok(ColumnarValue::Array(Arc::new(
+            datafusion::arrow::array::StructArray::try_new(fields, values, None)?,
+        )))
+    }
+}
+
+/// The JSON function of this name./// The JSON function of this name.
 pub(crate) fn function(name: &str) -> Option<Arc<ScalarUDF>> {
     all().into_iter().find(|f| f.name() == name)
 }
@@ -1023,6 +1092,9 @@ pub(crate) fn function(name: &str) -> Option<Arc<ScalarUDF>> {
 pub(crate) fn all() -> Vec<Arc<ScalarUDF>> {
     let any = |n| Signature::any(n, Volatility::Immutable);
     let mut fns = vec![
+        Arc::new(ScalarUDF::new_from_impl(Row {
+            signature: Signature::variadic_any(Volatility::Immutable),
+        })),
         to_json("to_json", false),
         to_json("to_jsonb", true),
         to_json("row_to_json", false),

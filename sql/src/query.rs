@@ -120,6 +120,7 @@ pub(crate) async fn plan(
     catalog: Arc<Catalog>,
 ) -> Result<QueryPlan> {
     let mut ast = (*stmt.ast).clone();
+    crate::rewrite::whole_rows(&mut ast, &catalog);
     let names = naming::alias_outputs(&mut ast);
     let logical = state
         .statement_to_plan(DfStatement::Statement(Box::new(ast)))

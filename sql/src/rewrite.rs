@@ -780,6 +780,142 @@ impl VisitorMut for Clauses {
     }
 }
 
+/// A FROM item's name used as a value (`SELECT t FROM t`, `row_to_json(t)`, `json_agg(t)`) is
+/// the row of its columns, as in PostgreSQL: `named_struct('a', t.a, …)`. The columns come from
+/// the catalog (a table) or from a derived table's select list when each item is named. Runs at
+/// planning time, on the catalog the statement is planned against.
+pub(crate) fn whole_rows(stmt: &mut ast::Statement, catalog: &weft_storage::Catalog) {
+    struct Rows<'a>(&'a weft_storage::Catalog);
+    impl VisitorMut for Rows<'_> {
+        type Break = ();
+        fn pre_visit_query(&mut self, q: &mut Query) -> ControlFlow<()> {
+            if let ast::SetExpr::Select(s) = q.body.as_mut() {
+                whole_rows_in(s, self.0);
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = stmt.visit(&mut Rows(catalog));
+}
+
+/// The columns of a FROM item, if known without planning.
+fn factor_columns(f: &ast::TableFactor, catalog: &weft_storage::Catalog) -> Option<Vec<String>> {
+    match f {
+        ast::TableFactor::Derived { alias: Some(a), .. } if !a.columns.is_empty() => {
+            Some(a.columns.iter().map(|c| ident(&c.name)).collect())
+        }
+        ast::TableFactor::Table {
+            name, args: None, ..
+        } => {
+            let table = catalog.table(&crate::ddl::ident(name.0.last()?.as_ident()?))?;
+            Some(
+                table
+                    .columns
+                    .iter()
+                    .filter(|c| !c.hidden)
+                    .map(|c| c.name.clone())
+                    .collect(),
+            )
+        }
+        ast::TableFactor::Derived { subquery, .. } => {
+            let ast::SetExpr::Select(s) = subquery.body.as_ref() else {
+                return None;
+            };
+            let mut names = Vec::new();
+            for item in &s.projection {
+                match item {
+                    ast::SelectItem::ExprWithAlias { alias, .. } => names.push(ident(alias)),
+                    ast::SelectItem::UnnamedExpr(Expr::Identifier(i)) => names.push(ident(i)),
+                    ast::SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts)) => {
+                        names.push(ident(parts.last()?))
+                    }
+                    ast::SelectItem::Wildcard(_)
+                        if s.from.len() == 1 && s.from[0].joins.is_empty() =>
+                    {
+                        names.extend(factor_columns(&s.from[0].relation, catalog)?)
+                    }
+                    _ => return None,
+                }
+            }
+            Some(names)
+        }
+        _ => None,
+    }
+}
+
+fn ident(i: &Ident) -> String {
+    crate::ddl::ident(i)
+}
+
+fn whole_rows_in(s: &mut ast::Select, catalog: &weft_storage::Catalog) {
+    let mut scope: Vec<(String, Option<Vec<String>>)> = Vec::new();
+    for t in &s.from {
+        for f in std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)) {
+            if let Some(name) = factor_name(f) {
+                scope.push((ident(&name), factor_columns(f, catalog)));
+            }
+        }
+    }
+    if scope.is_empty() {
+        return;
+    }
+    // A column of that name wins over the row, as in PostgreSQL; unknown columns: leave it.
+    let is_column = |n: &str| {
+        scope
+            .iter()
+            .any(|(_, cols)| cols.as_ref().is_none_or(|c| c.iter().any(|c| c == n)))
+    };
+    let rows: Vec<(String, Vec<String>)> = scope
+        .iter()
+        .filter_map(|(name, cols)| Some((name.clone(), cols.clone()?)))
+        .filter(|(name, _)| !is_column(name))
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    for item in &mut s.projection {
+        let expr = match item {
+            ast::SelectItem::UnnamedExpr(e) => e,
+            ast::SelectItem::ExprWithAlias { expr, .. } => expr,
+            _ => continue,
+        };
+        // `SELECT t FROM t` keeps the name `t`.
+        if let Expr::Identifier(i) = expr {
+            let name = ident(i);
+            if rows.iter().any(|(n, _)| *n == name) {
+                let i = i.clone();
+                let value = std::mem::replace(expr, Expr::value(ast::Value::Null));
+                *item = ast::SelectItem::ExprWithAlias {
+                    expr: value,
+                    alias: Ident::with_quote('"', ident(&i)),
+                };
+            }
+        }
+        let expr = match item {
+            ast::SelectItem::UnnamedExpr(e) => e,
+            ast::SelectItem::ExprWithAlias { expr, .. } => expr,
+            _ => continue,
+        };
+        let _ = visit_expressions_mut(expr, |e: &mut Expr| {
+            if let Expr::Identifier(i) = e {
+                let name = ident(i);
+                if let Some((_, cols)) = rows.iter().find(|(n, _)| *n == name) {
+                    let mut args = Vec::with_capacity(cols.len() * 2);
+                    for c in cols {
+                        args.push(Expr::value(ast::Value::SingleQuotedString(c.clone())));
+                        args.push(Expr::CompoundIdentifier(vec![
+                            Ident::with_quote('"', name.clone()),
+                            Ident::with_quote('"', c.clone()),
+                        ]));
+                    }
+                    *e = call_with("weft_row", args);
+                }
+            }
+            ControlFlow::<()>::Continue(())
+        });
+    }
+}
+
 /// Rewrites every expression of a statement (or of an expression) in place.
 pub(crate) fn rewrite<V: VisitMut>(node: &mut V) {
     let _ = node.visit(&mut Clauses);
