@@ -13,46 +13,9 @@ pub fn normalize(text: &str) -> Result<String> {
     Ok(to_text(&value))
 }
 
-/// Canonical jsonb text of a parsed value.
+/// Canonical jsonb text of a parsed value (json_fn.rs prints it).
 pub fn to_text(value: &Json) -> String {
-    let mut out = String::new();
-    write(value, &mut out);
-    out
-}
-
-fn write(value: &Json, out: &mut String) {
-    match value {
-        Json::Object(map) => {
-            let mut entries: Vec<(&String, &Json)> = map.iter().collect();
-            entries.sort_by(|a, b| {
-                a.0.len()
-                    .cmp(&b.0.len())
-                    .then_with(|| a.0.as_bytes().cmp(b.0.as_bytes()))
-            });
-            out.push('{');
-            for (i, (k, v)) in entries.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                out.push_str(&Json::String((*k).clone()).to_string());
-                out.push_str(": ");
-                write(v, out);
-            }
-            out.push('}');
-        }
-        Json::Array(items) => {
-            out.push('[');
-            for (i, v) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write(v, out);
-            }
-            out.push(']');
-        }
-        Json::Number(n) => out.push_str(&crate::json_fn::number_text(n)),
-        other => out.push_str(&other.to_string()),
-    }
+    crate::json_fn::from_serde(value).jsonb()
 }
 
 /// A key or array index, as the right side of `->` / `->>`.

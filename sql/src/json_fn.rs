@@ -62,7 +62,7 @@ pub(crate) fn number_text(n: &serde_json::Number) -> String {
     }
 }
 
-fn from_serde(v: &Json) -> J {
+pub(crate) fn from_serde(v: &Json) -> J {
     match v {
         Json::Null => J::Null,
         Json::Bool(b) => J::Bool(*b),
@@ -81,6 +81,29 @@ pub(crate) fn parse(text: &str) -> Result<J> {
 
 fn push_string(out: &mut String, s: &str) {
     out.push_str(&Json::String(s.to_string()).to_string());
+}
+
+/// Writes a container: `open`, the items with `comma` between them (an object's keys quoted and
+/// followed by `colon`), `close`. Each json-producing function has its own spacing.
+fn container<'a>(
+    out: &mut String,
+    (open, close): (&str, &str),
+    (comma, colon): (&str, &str),
+    items: impl Iterator<Item = (Option<&'a str>, &'a J)>,
+    value: fn(&J, &mut String),
+) {
+    out.push_str(open);
+    for (i, (key, v)) in items.enumerate() {
+        if i > 0 {
+            out.push_str(comma);
+        }
+        if let Some(key) = key {
+            push_string(out, key);
+            out.push_str(colon);
+        }
+        value(v, out);
+    }
+    out.push_str(close);
 }
 
 impl J {
@@ -111,16 +134,13 @@ impl J {
                 Ok(v) => v.write_jsonb(out),
                 Err(_) => push_string(out, text),
             },
-            J::Arr(items) => {
-                out.push('[');
-                for (i, v) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push_str(", ");
-                    }
-                    v.write_jsonb(out);
-                }
-                out.push(']');
-            }
+            J::Arr(items) => container(
+                out,
+                ("[", "]"),
+                (", ", ""),
+                items.iter().map(|v| (None, v)),
+                J::write_jsonb,
+            ),
             J::Obj(pairs) => {
                 let mut unique: Vec<&(String, J)> = Vec::with_capacity(pairs.len());
                 for pair in pairs {
@@ -134,16 +154,13 @@ impl J {
                         .cmp(&b.0.len())
                         .then_with(|| a.0.as_bytes().cmp(b.0.as_bytes()))
                 });
-                out.push('{');
-                for (i, (k, v)) in unique.into_iter().map(|p| (&p.0, &p.1)).enumerate() {
-                    if i > 0 {
-                        out.push_str(", ");
-                    }
-                    push_string(out, k);
-                    out.push_str(": ");
-                    v.write_jsonb(out);
-                }
-                out.push('}');
+                container(
+                    out,
+                    ("{", "}"),
+                    (", ", ": "),
+                    unique.into_iter().map(|(k, v)| (Some(k.as_str()), v)),
+                    J::write_jsonb,
+                )
             }
         }
     }
@@ -158,28 +175,20 @@ impl J {
     fn write_json(&self, out: &mut String) {
         match self {
             J::Raw(text) => out.push_str(text),
-            J::Arr(items) => {
-                out.push('[');
-                for (i, v) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    v.write_json(out);
-                }
-                out.push(']');
-            }
-            J::Obj(pairs) => {
-                out.push('{');
-                for (i, (k, v)) in pairs.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    push_string(out, k);
-                    out.push(':');
-                    v.write_json(out);
-                }
-                out.push('}');
-            }
+            J::Arr(items) => container(
+                out,
+                ("[", "]"),
+                (",", ""),
+                items.iter().map(|v| (None, v)),
+                J::write_json,
+            ),
+            J::Obj(pairs) => container(
+                out,
+                ("{", "}"),
+                (",", ":"),
+                pairs.iter().map(|(k, v)| (Some(k.as_str()), v)),
+                J::write_json,
+            ),
             scalar => scalar.write_jsonb(out),
         }
     }
@@ -443,79 +452,73 @@ fn texts(values: Vec<Option<String>>) -> DfResult<ColumnarValue> {
     Ok(ColumnarValue::Array(Arc::new(StringArray::from(values))))
 }
 
-/// `to_json(x)`, `to_jsonb(x)`, `row_to_json(x)`.
-fn to_json(name: &'static str, jsonb: bool) -> Arc<ScalarUDF> {
-    let pg = if jsonb { PgType::Jsonb } else { PgType::Json };
+/// A one-argument function giving text for each row: NULL for a NULL argument, else `f` of
+/// the argument's array, the row, and the argument's PostgreSQL type.
+fn unary(
+    name: &'static str,
+    pg: Option<PgType>,
+    f: impl Fn(&dyn Array, usize, PgType) -> Result<String> + Send + Sync + 'static,
+) -> Arc<ScalarUDF> {
     udf(
         name,
         Signature::any(1, Volatility::Immutable),
         DataType::Utf8,
-        Some(pg),
+        pg,
         move |args| {
             let a = &arrays(args)?[0];
-            let pg = pg_of(args, 0);
+            let arg_pg = pg_of(args, 0);
             let mut out = Vec::with_capacity(a.len());
             for row in 0..a.len() {
-                if a.is_null(row) {
-                    out.push(None);
-                    continue;
-                }
-                let j = cell(a.as_ref(), row, pg, jsonb).map_err(to_df)?;
-                out.push(Some(if jsonb {
-                    j.resolved().map_err(to_df)?.jsonb()
+                out.push(if a.is_null(row) {
+                    None
                 } else {
-                    j.json()
-                }));
+                    Some(f(a.as_ref(), row, arg_pg).map_err(to_df)?)
+                });
             }
             texts(out)
         },
     )
+}
+
+fn json_type(jsonb: bool) -> Option<PgType> {
+    Some(if jsonb { PgType::Jsonb } else { PgType::Json })
+}
+
+/// `to_json(x)`, `to_jsonb(x)`, `row_to_json(x)`.
+fn to_json(name: &'static str, jsonb: bool) -> Arc<ScalarUDF> {
+    unary(name, json_type(jsonb), move |a, row, pg| {
+        let j = cell(a, row, pg, jsonb)?;
+        Ok(if jsonb {
+            j.resolved()?.jsonb()
+        } else {
+            j.json()
+        })
+    })
 }
 
 /// The element of `json_agg`: its `to_json` text, after `"\n "` when it is an array or a row
 /// (json_agg's separator before those), NULL as SQL NULL.
 fn json_agg_element() -> Arc<ScalarUDF> {
-    udf(
-        "weft_json_agg_element",
-        Signature::any(1, Volatility::Immutable),
-        DataType::Utf8,
-        None,
-        |args| {
-            let a = &arrays(args)?[0];
-            let pg = pg_of(args, 0);
-            let structured = matches!(
-                a.data_type(),
-                DataType::List(_)
-                    | DataType::LargeList(_)
-                    | DataType::FixedSizeList(..)
-                    | DataType::Struct(_)
-            );
-            let mut out = Vec::with_capacity(a.len());
-            for row in 0..a.len() {
-                if a.is_null(row) {
-                    out.push(None);
-                    continue;
-                }
-                let j = cell(a.as_ref(), row, pg, false).map_err(to_df)?;
-                let text = j.json();
-                out.push(Some(if structured {
-                    format!("\n {text}")
-                } else {
-                    text
-                }));
-            }
-            texts(out)
-        },
-    )
+    unary("weft_json_agg_element", None, |a, row, pg| {
+        let text = cell(a, row, pg, false)?.json();
+        Ok(match a.data_type() {
+            DataType::List(_)
+            | DataType::LargeList(_)
+            | DataType::FixedSizeList(..)
+            | DataType::Struct(_) => format!("\n {text}"),
+            _ => text,
+        })
+    })
 }
 
 /// The strings of a list value (`array_agg`'s result); None for a NULL list.
-fn list_strings(a: &dyn Array, row: usize) -> DfResult<Option<Vec<Option<String>>>> {
+fn list_strings(a: &dyn Array, row: usize) -> Result<Option<Vec<Option<String>>>> {
     if a.is_null(row) {
         return Ok(None);
     }
     let items = a.as_list::<i32>().value(row);
-    let items = datafusion::arrow::compute::cast(&items, &DataType::Utf8)?;
+    let items = datafusion::arrow::compute::cast(&items, &DataType::Utf8)
+        .map_err(|e| Error::internal(e.to_string()))?;
     let items = items.as_string::<i32>();
     Ok(Some(
         items
@@ -527,37 +530,22 @@ fn list_strings(a: &dyn Array, row: usize) -> DfResult<Option<Vec<Option<String>
 
 /// `json_agg`'s (and `jsonb_agg`'s) result from the `array_agg` of the elements' JSON.
 fn agg_finish(name: &'static str, jsonb: bool) -> Arc<ScalarUDF> {
-    let pg = if jsonb { PgType::Jsonb } else { PgType::Json };
-    udf(
-        name,
-        Signature::any(1, Volatility::Immutable),
-        DataType::Utf8,
-        Some(pg),
-        move |args| {
-            let a = &arrays(args)?[0];
-            let mut out = Vec::with_capacity(a.len());
-            for row in 0..a.len() {
-                let Some(items) = list_strings(a.as_ref(), row)? else {
-                    out.push(None);
-                    continue;
-                };
-                let mut s = String::from("[");
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        s.push_str(", ");
-                    }
-                    match item {
-                        None => s.push_str("null"),
-                        Some(t) if i == 0 => s.push_str(t.strip_prefix("\n ").unwrap_or(t)),
-                        Some(t) => s.push_str(t),
-                    }
-                }
-                s.push(']');
-                out.push(Some(s));
+    unary(name, json_type(jsonb), |a, row, _| {
+        let items = list_strings(a, row)?.unwrap_or_default();
+        let mut s = String::from("[");
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                s.push_str(", ");
             }
-            texts(out)
-        },
-    )
+            match item {
+                None => s.push_str("null"),
+                Some(t) if i == 0 => s.push_str(t.strip_prefix("\n ").unwrap_or(t)),
+                Some(t) => s.push_str(t),
+            }
+        }
+        s.push(']');
+        Ok(s)
+    })
 }
 
 /// An object key from the `to_json` text of the key's value: PostgreSQL's text of a scalar.
@@ -578,57 +566,39 @@ fn key_of(text: Option<&str>, null_message: &str) -> Result<String> {
 /// `json_object_agg` / `jsonb_object_agg` from the `array_agg` of `{k: to_json(key), v:
 /// to_json(value)}`.
 fn object_agg_finish(name: &'static str, jsonb: bool) -> Arc<ScalarUDF> {
-    let pg = if jsonb { PgType::Jsonb } else { PgType::Json };
-    udf(
-        name,
-        Signature::any(1, Volatility::Immutable),
-        DataType::Utf8,
-        Some(pg),
-        move |args| {
-            let a = &arrays(args)?[0];
-            let mut out = Vec::with_capacity(a.len());
-            for row in 0..a.len() {
-                if a.is_null(row) {
-                    out.push(None);
-                    continue;
-                }
-                let pairs = a.as_list::<i32>().value(row);
-                let pairs = pairs.as_struct();
-                let keys = datafusion::arrow::compute::cast(pairs.column(0), &DataType::Utf8)?;
-                let values = datafusion::arrow::compute::cast(pairs.column(1), &DataType::Utf8)?;
-                let (keys, values) = (keys.as_string::<i32>(), values.as_string::<i32>());
-                let mut obj = Vec::with_capacity(keys.len());
-                for i in 0..keys.len() {
-                    let key = (!keys.is_null(i)).then(|| keys.value(i));
-                    let key = key_of(key, "field name must not be null").map_err(to_df)?;
-                    let value = if values.is_null(i) {
-                        J::Null
-                    } else {
-                        J::Raw(values.value(i).to_string())
-                    };
-                    obj.push((key, value));
-                }
-                out.push(Some(if jsonb {
-                    J::Obj(obj).resolved().map_err(to_df)?.jsonb()
-                } else if obj.is_empty() {
-                    "{ }".into()
-                } else {
-                    let mut s = String::from("{ ");
-                    for (i, (k, v)) in obj.iter().enumerate() {
-                        if i > 0 {
-                            s.push_str(", ");
-                        }
-                        push_string(&mut s, k);
-                        s.push_str(" : ");
-                        v.write_json(&mut s);
-                    }
-                    s.push_str(" }");
-                    s
-                }));
-            }
-            texts(out)
-        },
-    )
+    unary(name, json_type(jsonb), move |a, row, _| {
+        let pairs = a.as_list::<i32>().value(row);
+        let pairs = pairs.as_struct();
+        let cast = |c: &ArrayRef| {
+            datafusion::arrow::compute::cast(c, &DataType::Utf8)
+                .map_err(|e| Error::internal(e.to_string()))
+        };
+        let (keys, values) = (cast(pairs.column(0))?, cast(pairs.column(1))?);
+        let (keys, values) = (keys.as_string::<i32>(), values.as_string::<i32>());
+        let mut obj = Vec::with_capacity(keys.len());
+        for i in 0..keys.len() {
+            let key = (!keys.is_null(i)).then(|| keys.value(i));
+            let key = key_of(key, "field name must not be null")?;
+            let value = if values.is_null(i) {
+                J::Null
+            } else {
+                J::Raw(values.value(i).to_string())
+            };
+            obj.push((key, value));
+        }
+        if jsonb {
+            return Ok(J::Obj(obj).resolved()?.jsonb());
+        }
+        let mut s = String::new();
+        container(
+            &mut s,
+            ("{ ", " }"),
+            (", ", " : "),
+            obj.iter().map(|(k, v)| (Some(k.as_str()), v)),
+            J::write_json,
+        );
+        Ok(s)
+    })
 }
 
 fn variadic() -> Signature {
@@ -680,29 +650,27 @@ fn build(name: &'static str, object: bool, jsonb: bool) -> Arc<ScalarUDF> {
                 if jsonb {
                     J::Obj(pairs).resolved().map_err(to_df)?.jsonb()
                 } else {
-                    let mut s = String::from("{");
-                    for (i, (k, v)) in pairs.iter().enumerate() {
-                        if i > 0 {
-                            s.push_str(", ");
-                        }
-                        push_string(&mut s, k);
-                        s.push_str(" : ");
-                        v.write_json(&mut s);
-                    }
-                    s.push('}');
+                    let mut s = String::new();
+                    container(
+                        &mut s,
+                        ("{", "}"),
+                        (", ", " : "),
+                        pairs.iter().map(|(k, v)| (Some(k.as_str()), v)),
+                        J::write_json,
+                    );
                     s
                 }
             } else if jsonb {
                 J::Arr(values).resolved().map_err(to_df)?.jsonb()
             } else {
-                let mut s = String::from("[");
-                for (i, v) in values.iter().enumerate() {
-                    if i > 0 {
-                        s.push_str(", ");
-                    }
-                    v.write_json(&mut s);
-                }
-                s.push(']');
+                let mut s = String::new();
+                container(
+                    &mut s,
+                    ("[", "]"),
+                    (", ", ""),
+                    values.iter().map(|v| (None, v)),
+                    J::write_json,
+                );
                 s
             };
             out.push(Some(text));
