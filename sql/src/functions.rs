@@ -256,6 +256,7 @@ pub(crate) fn register(state: &mut SessionState, shared: &Arc<SessionShared>) {
         }),
     );
     let _ = state.register_expr_planner(Arc::new(JsonPlanner));
+    let _ = state.register_expr_planner(Arc::new(crate::interval_arith::IntervalPlanner));
     let _ = state.register_expr_planner(Arc::new(crate::datetime_in::DateIntervalPlanner));
     let _ = state.register_expr_planner(Arc::new(crate::numeric_types::RealPromotionPlanner));
 }

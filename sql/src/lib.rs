@@ -40,6 +40,7 @@ mod format;
 mod functions;
 mod interrupt;
 pub mod interval;
+mod interval_arith;
 mod json;
 mod json_fn;
 /// PostgreSQL's errors on DataFusion's math functions.

@@ -1061,6 +1061,24 @@ pub(crate) fn rewrite<V: VisitMut>(node: &mut V) {
                 }))),
                 _ => None,
             },
+            // `localtime` and `localtimestamp` (keyword functions without parentheses): the
+            // session's zone is UTC, so they are the time and timestamp without time zone of now.
+            Expr::Function(f)
+                if matches!(f.args, FunctionArguments::None)
+                    && f.name.0.len() == 1
+                    && ["localtime", "localtimestamp"].iter().any(|n| {
+                        f.name.0[0].as_ident().is_some_and(|i| {
+                            i.quote_style.is_none() && i.value.eq_ignore_ascii_case(n)
+                        })
+                    }) =>
+            {
+                let time = f.name.to_string().eq_ignore_ascii_case("localtime");
+                parse_expr(if time {
+                    "CAST(now() AS TIME)"
+                } else {
+                    "CAST(now() AS TIMESTAMP)"
+                })
+            }
             Expr::Function(f) => postgres_function(f),
             // `current_schema` is a keyword function in PostgreSQL, called without parentheses
             // too (a column of that name must be quoted).
