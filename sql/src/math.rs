@@ -27,6 +27,8 @@ pub(crate) fn udfs() -> Vec<Arc<ScalarUDF>> {
         (math::sqrt(), Check::Sqrt),
         (math::power(), Check::Power),
         (math::round(), Check::Rint),
+        (math::ceil(), Check::WholeDecimal),
+        (math::floor(), Check::WholeDecimal),
         (
             datafusion::functions_nested::length::array_length_udf(),
             Check::EmptyIsNull,
@@ -64,6 +66,16 @@ enum Check {
     /// Not a check: `array_length` of an empty array is NULL in PostgreSQL, 0 in DataFusion (a
     /// non-empty array's length is never 0).
     EmptyIsNull,
+    /// Not a check: `ceil`/`floor` of a numeric has scale 0 (`ceil(1.5)` is `2`, not `2.0`).
+    WholeDecimal,
+}
+
+/// The type of `ceil`/`floor` of a numeric: the same precision, scale 0.
+fn whole(t: &DataType) -> Option<DataType> {
+    match t {
+        DataType::Decimal128(p, s) if *s > 0 => Some(DataType::Decimal128(*p, 0)),
+        _ => None,
+    }
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -159,6 +171,12 @@ impl ScalarUDFImpl for Checked {
     }
 
     fn aliases(&self) -> &[String] {
+        // PostgreSQL's other name for ceil.
+        static CEILING: std::sync::LazyLock<Vec<String>> =
+            std::sync::LazyLock::new(|| vec!["ceiling".to_string()]);
+        if self.inner.name() == "ceil" && self.inner.aliases().is_empty() {
+            return CEILING.as_slice();
+        }
         self.inner.aliases()
     }
 
@@ -171,11 +189,19 @@ impl ScalarUDFImpl for Checked {
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
-        self.inner.return_type(arg_types)
+        let t = self.inner.return_type(arg_types)?;
+        Ok(match self.check {
+            Check::WholeDecimal => whole(&t).unwrap_or(t),
+            _ => t,
+        })
     }
 
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> DfResult<FieldRef> {
-        self.inner.return_field_from_args(args)
+        let field = self.inner.return_field_from_args(args)?;
+        Ok(match (self.check, whole(field.data_type())) {
+            (Check::WholeDecimal, Some(t)) => Arc::new(field.as_ref().clone().with_data_type(t)),
+            _ => field,
+        })
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
@@ -190,6 +216,13 @@ impl ScalarUDFImpl for Checked {
                         return Ok(rounded);
                     }
                 }
+            }
+            Check::WholeDecimal => {
+                let result = self.inner.invoke_with_args(args)?.into_array(rows)?;
+                return Ok(ColumnarValue::Array(match whole(result.data_type()) {
+                    Some(t) => cast(&result, &t)?,
+                    None => result,
+                }));
             }
             Check::EmptyIsNull => {
                 let lengths = self.inner.invoke_with_args(args)?.into_array(rows)?;
