@@ -190,3 +190,39 @@ async fn a_list_binds_to_any() {
         .expect("bigint list with ALL");
     assert_eq!(ids(rows), vec![2, 3]);
 }
+
+/// JSON built by the JSON functions reaches a driver typed as json/jsonb (tokio-postgres reads
+/// both in binary into serde_json values), rows of a table included.
+#[tokio::test]
+async fn json_functions_decode_as_json_in_a_driver() {
+    let srv = server().await;
+    let c = connect(&srv).await;
+    c.batch_execute(
+        "create table jdoc (id int primary key, name text, meta jsonb); \
+         insert into jdoc values (1, 'a', '{\"k\": [1, 2]}'), (2, 'b', null)",
+    )
+    .await
+    .expect("setup");
+    let row = c
+        .query_one(
+            "select json_build_object('id', $1::int, 'tags', array['x', 'y']), \
+                    jsonb_agg(j order by j.id), \
+                    (select meta #> '{k,1}' from jdoc where id = 1) \
+             from jdoc j",
+            &[&7i32],
+        )
+        .await
+        .expect("json query");
+    let built: serde_json::Value = row.get(0);
+    assert_eq!(built, serde_json::json!({"id": 7, "tags": ["x", "y"]}));
+    let rows: serde_json::Value = row.get(1);
+    assert_eq!(
+        rows,
+        serde_json::json!([
+            {"id": 1, "name": "a", "meta": {"k": [1, 2]}},
+            {"id": 2, "name": "b", "meta": null}
+        ])
+    );
+    let element: serde_json::Value = row.get(2);
+    assert_eq!(element, serde_json::json!(2));
+}
