@@ -350,6 +350,147 @@ fn json_set_function(
     })
 }
 
+/// `FROM t, jsonb_array_elements(t.doc) e` (the function reads the table before it, LATERAL
+/// in PostgreSQL, which DataFusion cannot plan) becomes `FROM (SELECT t.*, unnest(…) AS e
+/// FROM t) t`: each row of `t` once per element, `e` a column beside `t`'s; `e.value` (and
+/// `e.key` of jsonb_each) are read from there. Only that shape: one table, then the function.
+fn json_lateral(s: &mut ast::Select) {
+    let [first, second] = s.from.as_slice() else {
+        return;
+    };
+    if !first.joins.is_empty() || !second.joins.is_empty() {
+        return;
+    }
+    let ast::TableFactor::Table { args: None, .. } = &first.relation else {
+        return;
+    };
+    let ast::TableFactor::Table {
+        name,
+        alias: f_alias,
+        args: Some(args),
+        ..
+    } = &second.relation
+    else {
+        return;
+    };
+    let Some(fname) = name
+        .0
+        .last()
+        .and_then(|p| p.as_ident())
+        .map(crate::ddl::ident)
+    else {
+        return;
+    };
+    let Some((lists, columns)) = json_set_function(&fname) else {
+        return;
+    };
+    let Some(table) = factor_name(&first.relation) else {
+        return;
+    };
+    let mut refers = false;
+    let mut arg_exprs: Vec<Expr> = args
+        .args
+        .iter()
+        .filter_map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
+            _ => None,
+        })
+        .collect();
+    let _ = visit_expressions_mut(&mut arg_exprs, |e: &mut Expr| {
+        refers |= matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_));
+        ControlFlow::<()>::Continue(())
+    });
+    if !refers || arg_exprs.len() != args.args.len() {
+        return;
+    }
+    let f_name = f_alias
+        .as_ref()
+        .map(|a| crate::ddl::ident(&a.name))
+        .unwrap_or_else(|| fname.clone());
+    let arg_text: Vec<String> = arg_exprs.iter().map(ToString::to_string).collect();
+    // Column names: a one-column function's is its alias (or `value`, or the function's name).
+    let names: Vec<String> = match (lists, columns) {
+        ([_], [column]) => vec![match (column, f_alias.is_some()) {
+            (Some(c), false) => c.to_string(),
+            _ => f_name.clone(),
+        }],
+        _ => columns
+            .iter()
+            .map(|c| c.unwrap_or("value").to_string())
+            .collect(),
+    };
+    let items: Vec<String> = lists
+        .iter()
+        .zip(&names)
+        .map(|(list, column)| {
+            format!(
+                "unnest({list}({})) AS {}",
+                arg_text.join(", "),
+                Ident::with_quote('"', column.clone())
+            )
+        })
+        .collect();
+    let sql = format!(
+        "SELECT {}.*, {} FROM {}",
+        Ident::with_quote('"', crate::ddl::ident(&table)),
+        items.join(", "),
+        first.relation
+    );
+    let dialect = crate::dialect::WeftDialect::default();
+    let Ok(query) = datafusion::sql::sqlparser::parser::Parser::new(&dialect)
+        .try_with_sql(&sql)
+        .and_then(|mut p| p.parse_query())
+    else {
+        return;
+    };
+    s.from = vec![ast::TableWithJoins {
+        relation: ast::TableFactor::Derived {
+            lateral: false,
+            subquery: query,
+            alias: Some(ast::TableAlias {
+                explicit: true,
+                name: table.clone(),
+                columns: Vec::new(),
+                at: None,
+            }),
+            sample: None,
+        },
+        joins: Vec::new(),
+    }];
+    // `e.value` / `e.key`: the function's columns now belong to the table's row; in the select
+    // list they keep their names.
+    for item in &mut s.projection {
+        if let ast::SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts)) = item {
+            if let [qualifier, column] = parts.as_slice() {
+                if crate::ddl::ident(qualifier) == f_name {
+                    let alias = Ident::with_quote('"', crate::ddl::ident(column));
+                    let expr = Expr::CompoundIdentifier(parts.clone());
+                    *item = ast::SelectItem::ExprWithAlias { expr, alias };
+                }
+            }
+        }
+    }
+    let single = names.len() == 1;
+    let _ = visit_expressions_mut(s, |e: &mut Expr| {
+        if let Expr::CompoundIdentifier(parts) = e {
+            if let [qualifier, column] = parts.as_slice() {
+                if crate::ddl::ident(qualifier) == f_name {
+                    let column = if single {
+                        names[0].clone()
+                    } else {
+                        crate::ddl::ident(column)
+                    };
+                    *e = Expr::CompoundIdentifier(vec![
+                        table.clone(),
+                        Ident::with_quote('"', column),
+                    ]);
+                }
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
 /// A set-returning JSON function in FROM becomes a derived table of `unnest`s of its list
 /// function(s) (zipped), with PostgreSQL's column names.
 fn json_set_functions_in_from(s: &mut ast::Select) {
@@ -737,6 +878,7 @@ fn rewrite_select(body: &mut ast::SetExpr) {
         ast::SetExpr::Select(s) => {
             full_join_using(s);
             set_returning_in_select_list(s);
+            json_lateral(s);
             json_set_functions_in_from(s);
             name_table_functions(s);
             if let Some(w) = &mut s.selection {
