@@ -57,6 +57,7 @@ pub mod pgtype;
 mod point;
 pub mod push;
 mod query;
+mod regexp;
 mod rewrite;
 mod scan;
 mod schema;

@@ -97,7 +97,8 @@ pub(crate) fn new_state(shared: &Arc<SessionShared>, database: &str) -> SessionS
         .into_iter()
         .chain(crate::datetime::udfs())
         .chain(crate::math::udfs())
-        .chain([crate::similar::udf()]);
+        .chain([crate::similar::udf()])
+        .chain(crate::regexp::udfs());
     for f in scalar {
         let _ = state.register_udf(f);
     }

@@ -325,9 +325,10 @@ fn json_aggregate(f: &ast::Function, jsonb: bool) -> Expr {
     call(finish, Expr::Function(inner))
 }
 
-/// The list function (json_fn.rs) a set-returning JSON function unnests, and the names of the
-/// columns it returns in FROM (None: the column is named after the function, or its alias).
-fn json_set_function(
+/// The list function(s) (json_fn.rs, regexp.rs) a set-returning function unnests, and the names
+/// of the columns it returns in FROM (None: the column is named after the function, or its
+/// alias).
+fn list_set_function(
     name: &str,
 ) -> Option<(&'static [&'static str], &'static [Option<&'static str>])> {
     Some(match name {
@@ -342,6 +343,8 @@ fn json_set_function(
             &["weft_json_keys", "weft_json_values"],
             &[Some("key"), Some("value")],
         ),
+        "regexp_split_to_table" => (&["regexp_split_to_array"], &[None]),
+        "regexp_matches" => (&["weft_regexp_matches"], &[None]),
         "jsonb_each_text" | "json_each_text" => (
             &["weft_json_keys", "weft_json_values_text"],
             &[Some("key"), Some("value")],
@@ -381,7 +384,7 @@ fn json_lateral(s: &mut ast::Select) {
     else {
         return;
     };
-    let Some((lists, columns)) = json_set_function(&fname) else {
+    let Some((lists, columns)) = list_set_function(&fname) else {
         return;
     };
     let Some(table) = factor_name(&first.relation) else {
@@ -515,7 +518,7 @@ fn json_set_functions_in_from(s: &mut ast::Select) {
         else {
             continue;
         };
-        let Some((lists, columns)) = json_set_function(&fname) else {
+        let Some((lists, columns)) = list_set_function(&fname) else {
             continue;
         };
         let arg_text: Vec<String> = args.args.iter().map(|a| a.to_string()).collect();
@@ -817,7 +820,7 @@ fn set_returning_in_select_list(s: &mut ast::Select) {
         if schema.is_some_and(|s| s != crate::pg_catalog::PG_CATALOG) {
             continue;
         }
-        let list = match json_set_function(&name) {
+        let list = match list_set_function(&name) {
             Some(([list], _)) => {
                 let mut f = f.clone();
                 f.name = ObjectName::from(vec![Ident::new(*list)]);
