@@ -197,6 +197,16 @@ fn char_cast(t: &DataType) -> Option<(&'static str, Option<u64>)> {
     }
 }
 
+/// A call's positional arguments (named ones and `*` left out).
+fn unnamed_exprs(args: &[FunctionArg]) -> Vec<Expr> {
+    args.iter()
+        .filter_map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// PostgreSQL functions DataFusion has under another name or as an operator.
 fn postgres_function(f: &mut ast::Function) -> Option<Expr> {
     let name = f
@@ -205,17 +215,10 @@ fn postgres_function(f: &mut ast::Function) -> Option<Expr> {
         .last()
         .and_then(|p| p.as_ident())
         .map(|i| i.value.to_lowercase())?;
-    let args = match &f.args {
-        FunctionArguments::List(l) => l.args.clone(),
+    let exprs = match &f.args {
+        FunctionArguments::List(l) => unnamed_exprs(&l.args),
         _ => return None,
     };
-    let exprs: Vec<Expr> = args
-        .into_iter()
-        .filter_map(|a| match a {
-            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
-            _ => None,
-        })
-        .collect();
     match (name.as_str(), exprs.as_slice()) {
         ("sign", [_]) => {
             f.name = ObjectName::from(vec![Ident::new("signum")]);
@@ -292,14 +295,7 @@ fn json_aggregate(f: &ast::Function, jsonb: bool) -> Expr {
         .is_some_and(|i| i.value.to_lowercase().ends_with("object_agg"));
     let to_json = if jsonb { "to_jsonb" } else { "to_json" };
     if let FunctionArguments::List(list) = &mut inner.args {
-        let exprs: Vec<Expr> = list
-            .args
-            .iter()
-            .filter_map(|a| match a {
-                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
-                _ => None,
-            })
-            .collect();
+        let exprs = unnamed_exprs(&list.args);
         let arg = match exprs.as_slice() {
             [k, v] if object => call_with(
                 "named_struct",
@@ -353,6 +349,36 @@ fn list_set_function(
     })
 }
 
+/// A set-returning function in FROM that unnests list functions: its name, arguments, alias,
+/// list functions and column names (`list_set_function`).
+#[allow(clippy::type_complexity)]
+fn set_call(
+    f: &ast::TableFactor,
+) -> Option<(
+    String,
+    &ast::TableFunctionArgs,
+    &Option<ast::TableAlias>,
+    &'static [&'static str],
+    &'static [Option<&'static str>],
+)> {
+    let ast::TableFactor::Table {
+        name,
+        args: Some(args),
+        alias,
+        ..
+    } = f
+    else {
+        return None;
+    };
+    let fname = name
+        .0
+        .last()
+        .and_then(|p| p.as_ident())
+        .map(crate::ddl::ident)?;
+    let (lists, columns) = list_set_function(&fname)?;
+    Some((fname, args, alias, lists, columns))
+}
+
 /// `FROM t, jsonb_array_elements(t.doc) e` (the function reads the table before it, LATERAL
 /// in PostgreSQL, which DataFusion cannot plan) becomes `FROM (SELECT t.*, unnest(…) AS e
 /// FROM t) t`: each row of `t` once per element, `e` a column beside `t`'s; `e.value` (and
@@ -367,38 +393,14 @@ fn json_lateral(s: &mut ast::Select) {
     let ast::TableFactor::Table { args: None, .. } = &first.relation else {
         return;
     };
-    let ast::TableFactor::Table {
-        name,
-        alias: f_alias,
-        args: Some(args),
-        ..
-    } = &second.relation
-    else {
-        return;
-    };
-    let Some(fname) = name
-        .0
-        .last()
-        .and_then(|p| p.as_ident())
-        .map(crate::ddl::ident)
-    else {
-        return;
-    };
-    let Some((lists, columns)) = list_set_function(&fname) else {
+    let Some((fname, args, f_alias, lists, columns)) = set_call(&second.relation) else {
         return;
     };
     let Some(table) = factor_name(&first.relation) else {
         return;
     };
     let mut refers = false;
-    let mut arg_exprs: Vec<Expr> = args
-        .args
-        .iter()
-        .filter_map(|a| match a {
-            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
-            _ => None,
-        })
-        .collect();
+    let mut arg_exprs = unnamed_exprs(&args.args);
     let _ = visit_expressions_mut(&mut arg_exprs, |e: &mut Expr| {
         refers |= matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_));
         ControlFlow::<()>::Continue(())
@@ -501,26 +503,10 @@ fn json_set_functions_in_from(s: &mut ast::Select) {
         std::iter::once(&mut t.relation).chain(t.joins.iter_mut().map(|j| &mut j.relation))
     });
     for factor in factors {
-        let ast::TableFactor::Table {
-            name,
-            args: Some(args),
-            alias,
-            ..
-        } = factor
-        else {
+        let Some((fname, args, alias, lists, columns)) = set_call(factor) else {
             continue;
         };
-        let Some(fname) = name
-            .0
-            .last()
-            .and_then(|p| p.as_ident())
-            .map(crate::ddl::ident)
-        else {
-            continue;
-        };
-        let Some((lists, columns)) = list_set_function(&fname) else {
-            continue;
-        };
+        let alias = alias.clone();
         let arg_text: Vec<String> = args.args.iter().map(|a| a.to_string()).collect();
         if let ([list], [column]) = (lists, columns) {
             // One column: UNNEST, which may refer to the tables before it (LATERAL), its
