@@ -980,9 +980,23 @@ fn ident(i: &Ident) -> String {
 
 fn whole_rows_in(s: &mut ast::Select, catalog: &weft_storage::Catalog) {
     let mut scope: Vec<(String, Option<Vec<String>>)> = Vec::new();
+    // Items of an outer join may be NULL-extended, where PostgreSQL's row is NULL and a row of
+    // NULL columns would be a wrong answer: their names are left alone (an error, 42703).
+    let mut outer: Vec<String> = Vec::new();
     for t in &s.from {
+        let inner = t.joins.iter().all(|j| {
+            matches!(
+                j.join_operator,
+                ast::JoinOperator::Join(_)
+                    | ast::JoinOperator::Inner(_)
+                    | ast::JoinOperator::CrossJoin(_)
+            )
+        });
         for f in std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)) {
             if let Some(name) = factor_name(f) {
+                if !inner {
+                    outer.push(ident(&name));
+                }
                 scope.push((ident(&name), factor_columns(f, catalog)));
             }
         }
@@ -999,7 +1013,7 @@ fn whole_rows_in(s: &mut ast::Select, catalog: &weft_storage::Catalog) {
     let rows: Vec<(String, Vec<String>)> = scope
         .iter()
         .filter_map(|(name, cols)| Some((name.clone(), cols.clone()?)))
-        .filter(|(name, _)| !is_column(name))
+        .filter(|(name, _)| !is_column(name) && !outer.contains(name))
         .collect();
     if rows.is_empty() {
         return;

@@ -226,3 +226,35 @@ async fn json_functions_decode_as_json_in_a_driver() {
     let element: serde_json::Value = row.get(2);
     assert_eq!(element, serde_json::json!(2));
 }
+
+/// A row reference to the NULL-extended side of an outer join is refused (42703) rather than
+/// answered with a row of NULL columns (PostgreSQL's answer there is NULL, which Weft cannot
+/// give yet); on an inner join it is the row.
+#[tokio::test]
+async fn row_of_an_outer_join_side_is_refused_not_wrong() {
+    let srv = server().await;
+    let c = connect(&srv).await;
+    c.batch_execute(
+        "create table ra (id int primary key); create table rb (id int primary key, v text); \
+         insert into ra values (1), (2); insert into rb values (1, 'x')",
+    )
+    .await
+    .expect("setup");
+    let e = c
+        .query(
+            "select row_to_json(b) from ra left join rb b on b.id = ra.id",
+            &[],
+        )
+        .await
+        .expect_err("outer join row");
+    assert_eq!(e.code().map(|c| c.code()), Some("42703"), "{e}");
+    let rows = c
+        .query(
+            "select row_to_json(b) from ra join rb b on b.id = ra.id",
+            &[],
+        )
+        .await
+        .expect("inner join row");
+    let row: serde_json::Value = rows[0].get(0);
+    assert_eq!(row, serde_json::json!({"id": 1, "v": "x"}));
+}
