@@ -6,16 +6,23 @@
 //! - `top`, `sort` and `minus` are not PostgreSQL keywords, so they are valid bare aliases
 //!   (`LATERAL (...) top`); sqlparser reserves them for other dialects.
 //!
+//! - Sequence options (`CREATE SEQUENCE`, `GENERATED … AS IDENTITY (…)`) come in any order, as
+//!   pg_dump writes them (`START WITH 1 INCREMENT BY 1`); sqlparser takes one fixed order.
+//!
 //! Everything else is PostgreSqlDialect's, including its `TypeId` (the parser asks
 //! `dialect_of!(self is PostgreSqlDialect)` in many places).
 
 use std::any::TypeId;
 
+use datafusion::sql::sqlparser::ast::{
+    ColumnOption, DataType, GeneratedAs, Ident, ObjectName, SequenceOptions, Statement,
+};
 use datafusion::sql::sqlparser::dialect::{Dialect, PostgreSqlDialect, Precedence};
 use datafusion::sql::sqlparser::keywords::{
     self, Keyword, RESERVED_FOR_COLUMN_ALIAS, RESERVED_FOR_TABLE_ALIAS,
 };
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
+use datafusion::sql::sqlparser::tokenizer::Token;
 
 #[derive(Debug, Default)]
 pub(crate) struct WeftDialect(PostgreSqlDialect);
@@ -52,6 +59,61 @@ impl Dialect for WeftDialect {
 
     fn get_next_precedence(&self, parser: &Parser) -> Option<Result<u8, ParserError>> {
         self.0.get_next_precedence(parser)
+    }
+
+    fn parse_statement(&self, parser: &mut Parser) -> Option<Result<Statement, ParserError>> {
+        let temporary = if parser.parse_keywords(&[Keyword::CREATE, Keyword::SEQUENCE]) {
+            false
+        } else if parser.parse_keywords(&[Keyword::CREATE, Keyword::TEMPORARY, Keyword::SEQUENCE])
+            || parser.parse_keywords(&[Keyword::CREATE, Keyword::TEMP, Keyword::SEQUENCE])
+        {
+            true
+        } else {
+            return None;
+        };
+        Some(create_sequence(parser, temporary))
+    }
+
+    fn parse_column_option(
+        &self,
+        parser: &mut Parser,
+    ) -> Result<Option<Result<Option<ColumnOption>, ParserError>>, ParserError> {
+        let generated_as = if parser.parse_keywords(&[
+            Keyword::GENERATED,
+            Keyword::ALWAYS,
+            Keyword::AS,
+            Keyword::IDENTITY,
+        ]) {
+            GeneratedAs::Always
+        } else if parser.parse_keywords(&[
+            Keyword::GENERATED,
+            Keyword::BY,
+            Keyword::DEFAULT,
+            Keyword::AS,
+            Keyword::IDENTITY,
+        ]) {
+            GeneratedAs::ByDefault
+        } else {
+            return Ok(None);
+        };
+        let mut options = Vec::new();
+        if parser.consume_token(&Token::LParen) {
+            let mut owned_by = None;
+            let mut data_type = None;
+            if let Err(e) = sequence_options(parser, &mut options, &mut data_type, &mut owned_by) {
+                return Ok(Some(Err(e)));
+            }
+            if let Err(e) = parser.expect_token(&Token::RParen) {
+                return Ok(Some(Err(e)));
+            }
+        }
+        Ok(Some(Ok(Some(ColumnOption::Generated {
+            generated_as,
+            sequence_options: Some(options),
+            generation_expr: None,
+            generation_expr_mode: None,
+            generated_keyword: true,
+        }))))
     }
 
     delegate! {
@@ -94,6 +156,74 @@ impl Dialect for WeftDialect {
     }
 }
 
+/// `CREATE [TEMP] SEQUENCE` after those words: `[IF NOT EXISTS] name` and options in any order.
+fn create_sequence(parser: &mut Parser, temporary: bool) -> Result<Statement, ParserError> {
+    let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+    let name = parser.parse_object_name(false)?;
+    let (mut options, mut data_type, mut owned_by) = (Vec::new(), None, None);
+    sequence_options(parser, &mut options, &mut data_type, &mut owned_by)?;
+    Ok(Statement::CreateSequence {
+        temporary,
+        if_not_exists,
+        name,
+        data_type,
+        sequence_options: options,
+        owned_by,
+    })
+}
+
+/// Sequence options, each at most once, in any order.
+fn sequence_options(
+    parser: &mut Parser,
+    options: &mut Vec<SequenceOptions>,
+    data_type: &mut Option<DataType>,
+    owned_by: &mut Option<ObjectName>,
+) -> Result<(), ParserError> {
+    loop {
+        let option = if parser.parse_keyword(Keyword::AS) {
+            *data_type = Some(parser.parse_data_type()?);
+            continue;
+        } else if parser.parse_keywords(&[Keyword::OWNED, Keyword::BY]) {
+            *owned_by = Some(if parser.parse_keyword(Keyword::NONE) {
+                ObjectName::from(vec![Ident::new("NONE")])
+            } else {
+                parser.parse_object_name(false)?
+            });
+            continue;
+        } else if parser.parse_keyword(Keyword::INCREMENT) {
+            let by = parser.parse_keyword(Keyword::BY);
+            SequenceOptions::IncrementBy(parser.parse_number()?, by)
+        } else if parser.parse_keyword(Keyword::MINVALUE) {
+            SequenceOptions::MinValue(Some(parser.parse_number()?))
+        } else if parser.parse_keyword(Keyword::MAXVALUE) {
+            SequenceOptions::MaxValue(Some(parser.parse_number()?))
+        } else if parser.parse_keywords(&[Keyword::NO, Keyword::MINVALUE]) {
+            SequenceOptions::MinValue(None)
+        } else if parser.parse_keywords(&[Keyword::NO, Keyword::MAXVALUE]) {
+            SequenceOptions::MaxValue(None)
+        } else if parser.parse_keyword(Keyword::START) {
+            let with = parser.parse_keyword(Keyword::WITH);
+            SequenceOptions::StartWith(parser.parse_number()?, with)
+        } else if parser.parse_keyword(Keyword::CACHE) {
+            SequenceOptions::Cache(parser.parse_number()?)
+        } else if parser.parse_keywords(&[Keyword::NO, Keyword::CYCLE]) {
+            SequenceOptions::Cycle(true)
+        } else if parser.parse_keyword(Keyword::CYCLE) {
+            SequenceOptions::Cycle(false)
+        } else {
+            return Ok(());
+        };
+        let same =
+            |o: &SequenceOptions| std::mem::discriminant(o) == std::mem::discriminant(&option);
+        if options.iter().any(same) {
+            return Err(ParserError::ParserError(
+                "conflicting or redundant options".into(),
+            ));
+        }
+        options.push(option);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,6 +247,24 @@ mod tests {
         assert!(parses("SELECT t.a, top.x FROM t, LATERAL (SELECT 1 AS x) top").is_ok());
         assert!(parses("SELECT 1 top, 2 sort").is_ok());
         assert!(parses("SELECT * FROM t minus").is_ok());
+    }
+
+    #[test]
+    fn sequence_options_in_any_order() {
+        let sql = "CREATE SEQUENCE s AS integer START WITH 1 INCREMENT BY 1 NO MINVALUE NO MAXVALUE CACHE 1";
+        let stmt = Parser::parse_sql(&WeftDialect::default(), sql).unwrap();
+        let Statement::CreateSequence {
+            sequence_options,
+            data_type,
+            ..
+        } = &stmt[0]
+        else {
+            panic!("{stmt:?}");
+        };
+        assert_eq!(sequence_options.len(), 5);
+        assert_eq!(data_type, &Some(DataType::Integer(None)));
+        parses("CREATE TABLE t (id int GENERATED BY DEFAULT AS IDENTITY (START WITH 10 INCREMENT BY 5))").unwrap();
+        assert!(parses("CREATE SEQUENCE s START 1 START 2").is_err());
     }
 
     #[test]

@@ -271,6 +271,14 @@ impl From<weft_storage::Error> for Error {
                 maybe_committed: true,
             } => Error::CompletionUnknown { message },
             S::Unsupported { feature } => Error::FeatureNotSupported { feature },
+            S::Sequence { kind, message } => match kind {
+                weft_storage::SequenceError::Limit => Error::Data {
+                    code: "2200H",
+                    message,
+                },
+                weft_storage::SequenceError::OutOfBounds => Error::NumericOutOfRange { message },
+                weft_storage::SequenceError::Gone => Error::UndefinedTable { message },
+            },
             other => Error::Internal(other.to_string()),
         }
     }

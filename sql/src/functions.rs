@@ -243,6 +243,7 @@ pub(crate) fn register(state: &mut SessionState, shared: &Arc<SessionShared>) {
     }));
     fns.extend(crate::format::udfs());
     fns.extend(crate::cluster::udfs(shared));
+    fns.extend(crate::sequence::udfs(shared));
     fns.push(crate::numeric_div::unconstrained_cast());
     fns.push(crate::numeric_display::array_udf());
     fns.extend(crate::bpchar::functions());

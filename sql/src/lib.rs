@@ -61,6 +61,7 @@ mod regexp;
 mod rewrite;
 mod scan;
 mod schema;
+mod sequence;
 pub mod session;
 mod setops;
 mod settings;

@@ -10,6 +10,7 @@ use datafusion::common::DataFusionError;
 use datafusion::datasource::{TableProvider, ViewTable};
 use weft_storage::CatalogEntry;
 
+use crate::error::Error;
 use crate::shared::SessionShared;
 use crate::table::WeftTable;
 
@@ -100,6 +101,12 @@ impl SchemaProvider for PublicSchema {
                     .ok_or_else(|| DataFusionError::Internal("session state not set".into()))?;
                 let plan = state.create_logical_plan(&lq.query).await?;
                 Ok(Some(Arc::new(ViewTable::new(plan, Some(lq.query.clone())))))
+            }
+            Some(CatalogEntry::Sequence(s)) => {
+                Err(crate::error::to_df(Error::unsupported(format!(
+                    "reading sequence \"{}\" as a table (use nextval, currval or pg_sequences)",
+                    s.name
+                ))))
             }
             None => Ok(None),
         }

@@ -618,6 +618,9 @@ impl Session {
             if out.is_ok() && calls_pg_notify(stmt) {
                 out = collect_rows(out?).await;
             }
+            if let Err(e) = crate::sequence::flush_pending(&self.shared, txn) {
+                out = out.and(Err(e));
+            }
             for (channel, payload) in self.shared.take_notifies() {
                 txn.notify(&channel, &payload);
             }
@@ -806,13 +809,15 @@ fn read_only_error(stmt: &Statement) -> Error {
     }
 }
 
-/// Whether the statement's text mentions `pg_notify` (any case), without allocating: this runs
-/// for every statement, the point fast path's included.
+/// Whether the statement's text mentions `pg_notify`, `nextval` or `setval` (any case), without
+/// allocating: this runs for every statement, the point fast path's included. Their effects
+/// (a notification, the state of a sequence this transaction created) belong to the transaction.
 fn calls_pg_notify(stmt: &Statement) -> bool {
-    stmt.sql
-        .as_bytes()
-        .windows(9)
-        .any(|w| w.eq_ignore_ascii_case(b"pg_notify"))
+    let sql = stmt.sql.as_bytes();
+    sql.windows(9).any(|w| w.eq_ignore_ascii_case(b"pg_notify"))
+        || sql
+            .windows(6)
+            .any(|w| w.eq_ignore_ascii_case(b"nextva") || w.eq_ignore_ascii_case(b"setval"))
 }
 
 /// Runs a result stream to its end, keeping the rows in memory.

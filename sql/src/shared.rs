@@ -33,6 +33,8 @@ pub(crate) struct SessionShared {
     /// While a statement with data-modifying CTEs plans its main part: each such CTE's
     /// RETURNING rows under the CTE's name (`dml/with.rs`); they shadow tables, as CTEs do.
     cte_tables: RwLock<Vec<(String, Arc<dyn TableProvider>)>>,
+    /// `currval`, `lastval` and the state of sequences the open transaction created.
+    pub sequences: parking_lot::Mutex<crate::sequence::SessionSequences>,
 }
 
 #[derive(Clone)]
@@ -63,6 +65,7 @@ impl SessionShared {
             notices: parking_lot::Mutex::new(Vec::new()),
             point_hits: AtomicU64::new(0),
             cte_tables: RwLock::new(Vec::new()),
+            sequences: Default::default(),
         })
     }
 

@@ -64,6 +64,9 @@ impl Txn {
             }
             self.note_table_ddl(id);
         }
+        if let CatalogEntry::Sequence(_) = entry {
+            self.drop_sequence_state(id);
+        }
         self.write(layout::catalog_key(id), None);
         let mut catalog = (*catalog).clone();
         catalog.entries.remove(&id);

@@ -59,9 +59,28 @@ pub enum Error {
         max_ms: u64,
     },
 
+    /// A sequence cannot do what was asked: it reached its end, a value is outside its range, or
+    /// it was dropped.
+    #[error("{message}")]
+    Sequence {
+        kind: SequenceError,
+        message: String,
+    },
+
     /// A caller passed something storage cannot act on (an unknown index, a foreign scan cursor).
     #[error("invalid storage request: {0}")]
     InvalidArgument(String),
+}
+
+/// Why a sequence refused (`Error::Sequence`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum SequenceError {
+    /// `nextval` at the end of a sequence without CYCLE (SQLSTATE 2200H).
+    Limit,
+    /// `setval` outside the sequence's range (22003).
+    OutOfBounds,
+    /// The sequence was dropped (42P01).
+    Gone,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -41,6 +41,9 @@ mod dml;
 /// Catalog writes: ids, entries, truncate, index builds.
 mod ddl;
 
+/// Sequence state and the blocks of values a node hands out.
+pub mod sequence;
+
 /// Reads merging the snapshot with the write buffer; scans.
 mod reader;
 
@@ -84,7 +87,7 @@ pub use change::{
 };
 pub use ddl::FIRST_OBJECT_ID;
 pub use display::format_value;
-pub use error::{Error, Result};
+pub use error::{Error, Result, SequenceError};
 pub use lww::{LogRead, LwwEntry, NodeId, RowState, Version, SYNC_BUCKETS};
 pub use reader::{KeyRange, ScanBatch, TxnReader};
 pub use replica::{

@@ -102,6 +102,8 @@ pub(crate) struct Inner {
     /// The committer's state, held by its thread while it works (see `apply_replicated`).
     committer_state: Arc<Mutex<Committer>>,
     committer: Mutex<Option<JoinHandle<()>>>,
+    /// Sequence values this node took and has not handed out.
+    pub sequences: crate::sequence::SequenceCache,
     /// Local commits handed to the committer and not yet answered (`committer::CommitPath`).
     commits_in_flight: AtomicUsize,
     last_concurrent_commit: AtomicU64,
@@ -249,6 +251,7 @@ impl Storage {
                 commits_in_flight: AtomicUsize::new(0),
                 last_concurrent_commit: AtomicU64::new(0),
                 committer: Mutex::new(Some(handle)),
+                sequences: Default::default(),
             }),
         })
     }

@@ -94,6 +94,7 @@ fn apply(
                 nullable: true,
                 default: None,
                 hidden: false,
+                identity: None,
             };
             for o in &column_def.options {
                 match &o.option {

@@ -4,12 +4,13 @@
 use datafusion::common::DFSchema;
 use datafusion::sql::sqlparser::ast;
 use weft_storage::{
-    CatalogEntry, CheckDef, ColumnDef, Consistency, DataType, IndexDef, TableDef, Txn,
+    CatalogEntry, CheckDef, ColumnDef, Consistency, DataType, Identity, IndexDef, TableDef, Txn,
 };
 
 use super::{column_type, ident, object_name, tag};
 use crate::error::{Error, Result};
 use crate::eval::{compile, parse_expr};
+use crate::sequence::{definition, nextval_default, owned_name};
 use crate::session::{ExecCtx, QueryOutput};
 use crate::table::table_schema;
 
@@ -42,6 +43,9 @@ pub(super) async fn execute(
     let mut pk: Option<(Option<String>, Vec<usize>)> = None;
     let mut uniques: Vec<(Option<String>, Vec<usize>)> = Vec::new();
     let mut checks: Vec<(Option<String>, ast::Expr, Option<String>)> = Vec::new();
+    // Sequences of serial and identity columns: (column position, name, options).
+    let mut sequences: Vec<(usize, String, Vec<ast::SequenceOptions>)> = Vec::new();
+    let catalog = txn.catalog();
     for c in &ct.columns {
         let col_name = ident(&c.name);
         if columns.iter().any(|x| x.name == col_name) {
@@ -50,13 +54,18 @@ pub(super) async fn execute(
             });
         }
         let idx = columns.len();
+        let serial = crate::sequence::serial_type(&c.data_type);
         let mut col = ColumnDef {
             id: idx as u32 + 1,
             name: col_name.clone(),
-            data_type: column_type(&c.data_type)?,
+            data_type: match serial {
+                Some(t) => t,
+                None => column_type(&c.data_type)?,
+            },
             nullable: true,
             default: None,
             hidden: false,
+            identity: None,
         };
         for opt in &c.options {
             match &opt.option {
@@ -80,8 +89,55 @@ pub(super) async fn execute(
                     (*chk.expr).clone(),
                     Some(col_name.clone()),
                 )),
+                ast::ColumnOption::Generated {
+                    generated_as,
+                    sequence_options,
+                    generation_expr: None,
+                    ..
+                } => {
+                    if !matches!(
+                        col.data_type,
+                        DataType::Int16 | DataType::Int32 | DataType::Int64
+                    ) {
+                        return Err(Error::InvalidParameterValue {
+                            message: "identity column type must be smallint, integer, or bigint"
+                                .into(),
+                        });
+                    }
+                    if col.identity.is_some() || serial.is_some() {
+                        return Err(Error::syntax(format!(
+                            "multiple identity specifications for column \"{col_name}\" of table \"{name}\""
+                        )));
+                    }
+                    col.identity = Some(match generated_as {
+                        ast::GeneratedAs::Always => Identity::Always,
+                        _ => Identity::ByDefault,
+                    });
+                    col.nullable = false;
+                    sequences.push((
+                        idx,
+                        owned_name(&catalog, &name, &col_name, &sequences),
+                        sequence_options.clone().unwrap_or_default(),
+                    ));
+                }
                 other => return Err(Error::unsupported(format!("column option {other}"))),
             }
+        }
+        if serial.is_some() {
+            col.nullable = false;
+            sequences.push((
+                idx,
+                owned_name(&catalog, &name, &col_name, &sequences),
+                Vec::new(),
+            ));
+        }
+        if let Some((_, seq, _)) = sequences.last().filter(|s| s.0 == idx) {
+            if col.default.is_some() {
+                return Err(Error::syntax(format!(
+                    "multiple default values specified for column \"{col_name}\" of table \"{name}\""
+                )));
+            }
+            col.default = Some(nextval_default(seq));
         }
         columns.push(col);
     }
@@ -140,6 +196,7 @@ pub(super) async fn execute(
                 nullable: false,
                 default: None,
                 hidden: true,
+                identity: None,
             });
             (format!("{name}_pkey"), vec![columns.len() - 1])
         }
@@ -147,7 +204,24 @@ pub(super) async fn execute(
     if consistency == Consistency::Lww {
         lww_restrictions(&columns, &primary_key, &uniques, &checks)?;
     }
+    // PostgreSQL creates a serial column's sequence before its table.
+    let mut sequence_defs = Vec::new();
+    for (col, seq_name, options) in &sequences {
+        let seq_id = txn.alloc_id()?;
+        sequence_defs.push((*col, seq_id, seq_name.clone(), options));
+    }
     let id = txn.alloc_id()?;
+    for (col, seq_id, seq_name, options) in sequence_defs {
+        let column = &columns[col];
+        let seq = definition(
+            seq_id,
+            seq_name,
+            column.data_type,
+            options,
+            Some((id, column.id)),
+        )?;
+        txn.put_entry(CatalogEntry::Sequence(seq))?;
+    }
     let mut def = TableDef {
         id,
         name: name.clone(),

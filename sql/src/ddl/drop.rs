@@ -20,6 +20,7 @@ pub(super) fn execute(
         ast::ObjectType::Table => ("table", "DROP TABLE"),
         ast::ObjectType::View => ("view", "DROP VIEW"),
         ast::ObjectType::Index => ("index", "DROP INDEX"),
+        ast::ObjectType::Sequence => ("sequence", "DROP SEQUENCE"),
         other => return Err(Error::unsupported(format!("DROP {other}"))),
     };
     // Resolve every name first: PostgreSQL drops all or none.
@@ -34,6 +35,9 @@ pub(super) fn execute(
                     Some((t.id, None))
                 }
                 Some(CatalogEntry::View(v)) if kind == ast::ObjectType::View => Some((v.id, None)),
+                Some(CatalogEntry::Sequence(s)) if kind == ast::ObjectType::Sequence => {
+                    Some((s.id, None))
+                }
                 Some(_) => {
                     return Err(Error::WrongObjectType {
                         message: format!("\"{name}\" is not a {label}"),
@@ -73,9 +77,33 @@ pub(super) fn execute(
             });
         }
     }
+    if kind == ast::ObjectType::Sequence {
+        let dropped: Vec<String> = plan
+            .iter()
+            .filter_map(|(id, _)| catalog.entries.get(id).map(|e| e.name().to_string()))
+            .collect();
+        for name in &dropped {
+            if let Some((table, column)) = crate::sequence::dependents(&catalog, name).first() {
+                return Err(Error::DependentObjects {
+                    message: format!(
+                        "cannot drop sequence {name} because other objects depend on it (default value for column {column} of table {table}); drop or alter that default first"
+                    ),
+                });
+            }
+        }
+    }
     for (id, index) in plan {
         match index {
-            None => txn.drop_entry(id)?,
+            None => {
+                // A table's serial and identity sequences go with it.
+                let owned: Vec<_> = catalog.owned_sequences(id).map(|s| s.id).collect();
+                txn.drop_entry(id)?;
+                for seq in owned {
+                    if txn.catalog().entries.contains_key(&seq) {
+                        txn.drop_entry(seq)?;
+                    }
+                }
+            }
             Some(index_id) => {
                 let mut def = catalog
                     .table_by_id(id)

@@ -23,6 +23,7 @@ pub(crate) fn is_ddl(stmt: &ast::Statement) -> bool {
             | ast::Statement::Drop { .. }
             | ast::Statement::AlterTable(_)
             | ast::Statement::Truncate(_)
+            | ast::Statement::CreateSequence { .. }
     )
 }
 
@@ -51,6 +52,9 @@ pub(crate) async fn execute(
         } => drop::execute(ctx.shared, txn, *object_type, *if_exists, names),
         ast::Statement::AlterTable(at) => alter::execute(ctx, txn, at).await,
         ast::Statement::Truncate(t) => drop::truncate(txn, t),
+        ast::Statement::CreateSequence { .. } => {
+            crate::sequence::create(ctx.shared, txn, &stmt.ast)
+        }
         other => Err(Error::unsupported(format!(
             "statement \"{}\"",
             statement_kind(other)

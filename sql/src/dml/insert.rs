@@ -242,6 +242,23 @@ fn complete(
     partial: Vec<Vec<Option<Value>>>,
 ) -> Result<Vec<Row>> {
     let n = partial.len();
+    for (i, &c) in cols.iter().enumerate() {
+        let col = &def.columns[c];
+        if col.identity == Some(weft_storage::Identity::Always)
+            && partial
+                .iter()
+                .any(|cells| cells.get(i).is_some_and(Option::is_some))
+        {
+            // sqlparser does not parse OVERRIDING SYSTEM VALUE, so there is no way around it.
+            return Err(Error::Data {
+                code: "428C9",
+                message: format!(
+                    "cannot insert a non-DEFAULT value into column \"{}\" (it is an identity column defined as GENERATED ALWAYS)",
+                    col.name
+                ),
+            });
+        }
+    }
     let mut rows: Vec<Row> = vec![vec![Value::Null; def.columns.len()]; n];
     let mut needs_default = vec![vec![false; n]; def.columns.len()];
     for (r, cells) in partial.into_iter().enumerate() {

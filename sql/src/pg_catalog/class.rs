@@ -53,7 +53,7 @@ fn rows(m: &Model) -> Vec<Row> {
             let am = match r.kind {
                 RelKind::Table => HEAP_AM,
                 RelKind::Index => BTREE_AM,
-                RelKind::View => 0,
+                RelKind::View | RelKind::Sequence => 0,
             };
             let replident = if r.kind == RelKind::Table { 'd' } else { 'n' };
             let filenode = if r.kind == RelKind::View { 0 } else { r.oid };

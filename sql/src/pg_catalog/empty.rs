@@ -161,19 +161,6 @@ pub const EMPTY: &[TableDef] = &[
         ],
     ),
     empty(
-        "pg_sequence",
-        &[
-            ("seqrelid", Col::Oid),
-            ("seqtypid", Col::Oid),
-            ("seqstart", Col::Int8),
-            ("seqincrement", Col::Int8),
-            ("seqmax", Col::Int8),
-            ("seqmin", Col::Int8),
-            ("seqcache", Col::Int8),
-            ("seqcycle", Col::Bool),
-        ],
-    ),
-    empty(
         "pg_foreign_table",
         &[
             ("ftrelid", Col::Oid),
@@ -203,22 +190,6 @@ pub const EMPTY: &[TableDef] = &[
             ("hasindexes", Col::Bool),
             ("ispopulated", Col::Bool),
             ("definition", Col::Text),
-        ],
-    ),
-    empty(
-        "pg_sequences",
-        &[
-            ("schemaname", Col::Name),
-            ("sequencename", Col::Name),
-            ("sequenceowner", Col::Name),
-            ("data_type", Col::Text),
-            ("start_value", Col::Int8),
-            ("min_value", Col::Int8),
-            ("max_value", Col::Int8),
-            ("increment_by", Col::Int8),
-            ("cycle", Col::Bool),
-            ("cache_size", Col::Int8),
-            ("last_value", Col::Int8),
         ],
     ),
 ];

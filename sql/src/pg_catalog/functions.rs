@@ -57,6 +57,23 @@ pub fn register_all(r: &mut Registry) {
         r.add(name, &[1], DataType::Boolean, None, bool_true);
     }
     r.add(
+        "pg_get_serial_sequence",
+        &[2],
+        DataType::Utf8,
+        None,
+        |c, a| {
+            let (Some(table), Some(column)) = (text(arg(a, 0)), text(arg(a, 1))) else {
+                return Ok(ScalarValue::Utf8(None));
+            };
+            let table = super::reg::split_name(table).1;
+            Ok(ScalarValue::Utf8(super::sequences::serial_sequence(
+                c.model(),
+                &table,
+                column,
+            )))
+        },
+    );
+    r.add(
         "pg_relation_is_publishable",
         &[1],
         DataType::Boolean,
@@ -88,7 +105,6 @@ pub fn register_all(r: &mut Registry) {
     for name in [
         "col_description",
         "pg_get_statisticsobjdef_columns",
-        "pg_get_serial_sequence",
         "pg_get_partkeydef",
         "pg_get_triggerdef",
         "pg_get_ruledef",

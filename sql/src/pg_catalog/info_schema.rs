@@ -18,7 +18,9 @@ pub(super) fn yes_no(b: bool) -> &'static str {
 
 /// Tables and views (not indexes) in the schemas information_schema shows.
 pub(super) fn relations(m: &Model) -> impl Iterator<Item = &Relation> {
-    m.relations.iter().filter(|r| r.kind != RelKind::Index)
+    m.relations
+        .iter()
+        .filter(|r| matches!(r.kind, RelKind::Table | RelKind::View))
 }
 
 pub const SCHEMATA: TableDef = TableDef {

@@ -33,6 +33,7 @@ mod proc;
 mod reg;
 mod rewrite;
 mod roles;
+mod sequences;
 mod settings;
 mod subquery;
 mod type_table;
@@ -113,17 +114,14 @@ fn pg_catalog_tables() -> Vec<(TableDef, RelKind)> {
         (views::PG_TABLES, V),
         (views::PG_VIEWS, V),
         (views::PG_INDEXES, V),
+        (sequences::PG_SEQUENCE, T),
+        (sequences::PG_SEQUENCES, V),
     ];
-    tables.extend(empty::EMPTY.iter().map(|t| {
-        (
-            *t,
-            if matches!(t.name, "pg_matviews" | "pg_sequences") {
-                V
-            } else {
-                T
-            },
-        )
-    }));
+    tables.extend(
+        empty::EMPTY
+            .iter()
+            .map(|t| (*t, if t.name == "pg_matviews" { V } else { T })),
+    );
     tables
 }
 
@@ -260,7 +258,7 @@ impl PgContext {
                 let (id, query, names) = match entry {
                     CatalogEntry::View(v) => (v.id, &v.query, v.columns.clone()),
                     CatalogEntry::LiveQuery(l) => (l.id, &l.query, Vec::new()),
-                    CatalogEntry::Table(_) => continue,
+                    CatalogEntry::Table(_) | CatalogEntry::Sequence(_) => continue,
                 };
                 let Ok(plan) = state.create_logical_plan(query).await else {
                     continue;

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use weft_storage::{Catalog, CatalogEntry, TableDef, TableId};
+use weft_storage::{Catalog, CatalogEntry, SequenceDef, TableDef, TableId};
 
 use super::oids::{self, CHECK_SLOT};
 use super::table::Col;
@@ -17,6 +17,7 @@ pub enum RelKind {
     Table,
     View,
     Index,
+    Sequence,
 }
 
 impl RelKind {
@@ -25,6 +26,7 @@ impl RelKind {
             RelKind::Table => 'r',
             RelKind::View => 'v',
             RelKind::Index => 'i',
+            RelKind::Sequence => 'S',
         }
     }
 }
@@ -91,6 +93,8 @@ pub struct Model {
     /// Functions a session can call (pg_proc): name and kind (`f` function, `a` aggregate,
     /// `w` window), in name order.
     pub functions: Vec<(String, char)>,
+    /// Sequences, each with the (table, column) whose serial or identity default it feeds.
+    pub sequences: Vec<(SequenceDef, Option<(String, String)>)>,
     by_oid: HashMap<u32, usize>,
 }
 
@@ -109,6 +113,7 @@ impl Model {
             relations: Vec::new(),
             constraints: Vec::new(),
             functions: Vec::new(),
+            sequences: Vec::new(),
             by_oid: HashMap::new(),
         };
         for (i, (ns, name, cols, kind)) in system.iter().enumerate() {
@@ -121,6 +126,25 @@ impl Model {
                 CatalogEntry::Table(def) => m.add_table(def),
                 CatalogEntry::View(v) => m.add_view(v.id, &v.name, &v.query, views),
                 CatalogEntry::LiveQuery(l) => m.add_view(l.id, &l.name, &l.query, views),
+                CatalogEntry::Sequence(s) => {
+                    m.relations.push(Relation {
+                        oid: s.id,
+                        namespace: oids::PUBLIC_NAMESPACE,
+                        name: s.name.clone(),
+                        kind: RelKind::Sequence,
+                        columns: Vec::new(),
+                        index: None,
+                        view_sql: None,
+                        has_index: false,
+                        checks: 0,
+                    });
+                    let owner = s.owned_by.and_then(|(table, column)| {
+                        let t = catalog.table_by_id(table)?;
+                        let c = t.columns.iter().find(|c| c.id == column)?;
+                        Some((t.name.clone(), c.name.clone()))
+                    });
+                    m.sequences.push((s.clone(), owner));
+                }
             }
         }
         m.by_oid = m

@@ -15,7 +15,7 @@ use super::views::namespace_name;
 use crate::error::{to_df, Error};
 
 /// Splits `schema.name`, folding unquoted parts to lower case.
-fn split_name(name: &str) -> (Option<String>, String) {
+pub(super) fn split_name(name: &str) -> (Option<String>, String) {
     let fold = |p: &str| {
         let p = p.trim();
         match p.strip_prefix('"').and_then(|p| p.strip_suffix('"')) {

@@ -25,6 +25,8 @@ pub const META_ROWID: &[u8] = b"mrowid";
 pub const META_NEXT_ID: &[u8] = b"mnext_id";
 /// `m w table_id`: version of the last commit that wrote the table's rows. Table DDL checks it.
 const META_TABLE_WRITE: &[u8] = b"mw";
+/// `m s sequence_id`: a sequence's state (`sequence.rs`).
+const META_SEQUENCE: &[u8] = b"ms";
 
 /// Bytes of `t table_id index_id`.
 pub const INDEX_PREFIX_LEN: usize = 9;
@@ -61,6 +63,12 @@ pub fn catalog_key(id: TableId) -> Vec<u8> {
 
 pub fn table_write_key(id: TableId) -> Vec<u8> {
     let mut k = META_TABLE_WRITE.to_vec();
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+pub fn sequence_key(id: TableId) -> Vec<u8> {
+    let mut k = META_SEQUENCE.to_vec();
     k.extend_from_slice(&id.to_be_bytes());
     k
 }

@@ -249,6 +249,7 @@ fn column(id: u32, ty: DataType) -> ColumnDef {
         nullable: true,
         default: None,
         hidden: false,
+        identity: None,
     }
 }
 

@@ -26,6 +26,7 @@ pub fn col(id: u32, name: &str, ty: DataType) -> ColumnDef {
         nullable: true,
         default: None,
         hidden: false,
+        identity: None,
     }
 }
 
