@@ -10,6 +10,7 @@ mod notify;
 mod protocol;
 mod psql;
 mod push;
+mod sequences;
 mod simple;
 mod support;
 mod types;
