@@ -31,6 +31,8 @@ pub(crate) struct SessionSequences {
     last: Option<TableId>,
     /// States of sequences the open transaction created, written into it when the statement ends.
     pending: HashMap<TableId, SequenceState>,
+    /// The running statement is in a READ ONLY transaction: nextval and setval are refused.
+    pub read_only: bool,
 }
 
 impl SessionSequences {
@@ -231,7 +233,17 @@ fn committed(shared: &SessionShared, def: &SequenceDef) -> bool {
     shared.storage.catalog().sequence_by_id(def.id).is_some()
 }
 
+fn writable(shared: &SessionShared, function: &str) -> Result<()> {
+    if shared.sequences.lock().read_only {
+        return Err(Error::ReadOnlyTransaction {
+            message: format!("cannot execute {function}() in a read-only transaction"),
+        });
+    }
+    Ok(())
+}
+
 fn nextval(shared: &SessionShared, def: &SequenceDef) -> Result<i64> {
+    writable(shared, "nextval")?;
     let value = if committed(shared, def) {
         match shared.storage.nextval_cached(def.id) {
             Some(v) => v,
@@ -254,11 +266,17 @@ fn nextval(shared: &SessionShared, def: &SequenceDef) -> Result<i64> {
 }
 
 fn setval(shared: &SessionShared, def: &SequenceDef, value: i64, called: bool) -> Result<()> {
+    writable(shared, "setval")?;
     if committed(shared, def) {
         block_on(shared.storage.setval(def.id, value, called))??;
     } else {
-        let state = SequenceState::set(def, value, called)?;
-        shared.sequences.lock().pending.insert(def.id, state);
+        let mut seqs = shared.sequences.lock();
+        let mut state = match seqs.pending.get(&def.id) {
+            Some(s) => *s,
+            None => own_state(shared, def)?,
+        };
+        state.set(def, value, called)?;
+        seqs.pending.insert(def.id, state);
     }
     if called {
         shared.sequences.lock().current.insert(def.id, value);

@@ -613,6 +613,7 @@ impl Session {
                 cancel: &self.cancel,
             };
             self.shared.take_notifies();
+            self.shared.sequences.lock().read_only = read_only;
             let mut out = run_statement(&ctx, txn, stmt, prepared, params).await;
             // pg_notify() runs while rows are produced: produce them now, inside the transaction.
             if out.is_ok() && calls_pg_notify(stmt) {

@@ -24,11 +24,14 @@ pub const BLOCK: i64 = 32;
 /// How often a block allocation that lost a write conflict is retried.
 const CONFLICT_RETRIES: usize = 50;
 
-/// A sequence's stored state, as PostgreSQL's `last_value` and `is_called`.
+/// A sequence's stored state, as PostgreSQL's `last_value` and `is_called`, and how many times
+/// it was reset (`setval`, `TRUNCATE … RESTART IDENTITY`): a node's block from before a reset is
+/// dropped instead of handed out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SequenceState {
     pub last: i64,
     pub called: bool,
+    pub generation: u32,
 }
 
 impl SequenceState {
@@ -37,21 +40,24 @@ impl SequenceState {
         SequenceState {
             last: def.start,
             called: false,
+            generation: 0,
         }
     }
 
     fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(9);
+        let mut out = Vec::with_capacity(13);
         out.push(u8::from(self.called));
         out.extend_from_slice(&self.last.to_be_bytes());
+        out.extend_from_slice(&self.generation.to_be_bytes());
         out
     }
 
     fn decode(bytes: &[u8]) -> Result<SequenceState> {
         match bytes {
-            [called, last @ ..] if last.len() == 8 => Ok(SequenceState {
-                last: i64::from_be_bytes(last.try_into().unwrap_or_default()),
+            [called, rest @ ..] if rest.len() == 12 => Ok(SequenceState {
+                last: i64::from_be_bytes(rest[..8].try_into().unwrap_or_default()),
                 called: *called != 0,
+                generation: u32::from_be_bytes(rest[8..].try_into().unwrap_or_default()),
             }),
             _ => Err(Error::Corruption(format!(
                 "sequence state of {} bytes",
@@ -107,8 +113,8 @@ impl SequenceState {
         Ok(values)
     }
 
-    /// The state `setval(value, called)` leaves; 22003 if `value` is outside the sequence's range.
-    pub fn set(def: &SequenceDef, value: i64, called: bool) -> Result<SequenceState> {
+    /// `setval(value, called)`: a reset; 22003 (and no change) if `value` is outside the range.
+    pub fn set(&mut self, def: &SequenceDef, value: i64, called: bool) -> Result<()> {
         if !(def.min..=def.max).contains(&value) {
             return Err(Error::Sequence {
                 kind: SequenceError::OutOfBounds,
@@ -118,25 +124,30 @@ impl SequenceState {
                 ),
             });
         }
-        Ok(SequenceState {
+        *self = SequenceState {
             last: value,
             called,
-        })
+            generation: self.generation.wrapping_add(1),
+        };
+        Ok(())
+    }
+
+    /// `TRUNCATE … RESTART IDENTITY`: back to the start, as a reset.
+    pub fn restart(&mut self, def: &SequenceDef) {
+        *self = SequenceState {
+            generation: self.generation.wrapping_add(1),
+            ..SequenceState::initial(def)
+        };
     }
 }
 
 /// Values this node took from sequences and has not handed out yet.
 #[derive(Default)]
 pub(crate) struct SequenceCache {
-    values: parking_lot::Mutex<HashMap<TableId, VecDeque<i64>>>,
+    /// Per sequence: the generation the block was taken in, and its values left.
+    values: parking_lot::Mutex<HashMap<TableId, (u32, VecDeque<i64>)>>,
     /// One block allocation at a time on a node: concurrent ones would only conflict.
     alloc: tokio::sync::Mutex<()>,
-}
-
-impl SequenceCache {
-    fn pop(&self, id: TableId) -> Option<i64> {
-        self.values.lock().get_mut(&id)?.pop_front()
-    }
 }
 
 impl TxnReader {
@@ -158,15 +169,42 @@ impl Txn {
         Ok(())
     }
 
+    /// `TRUNCATE … RESTART IDENTITY` of a sequence, in this transaction.
+    pub fn restart_sequence(&mut self, def: &SequenceDef) -> Result<()> {
+        let mut state = self.reader().sequence_state(def)?;
+        state.restart(def);
+        self.set_sequence_state(def.id, state)
+    }
+
     pub(crate) fn drop_sequence_state(&mut self, id: TableId) {
         self.write(layout::sequence_key(id), None);
     }
 }
 
 impl Storage {
-    /// A value of committed sequence `id` from this node's block, if one is left: no I/O.
+    /// A value of committed sequence `id` from this node's block, if one is left and the
+    /// sequence was not reset since the block was taken (one point read of its state).
     pub fn nextval_cached(&self, id: TableId) -> Option<i64> {
-        self.inner.sequences.pop(id)
+        let mut values = self.inner.sequences.values.lock();
+        let (generation, block) = values.get_mut(&id)?;
+        if block.is_empty() {
+            return None;
+        }
+        let current = self
+            .inner
+            .engine
+            .get_latest(&layout::sequence_key(id))
+            .ok()
+            .flatten()
+            .and_then(|stored| {
+                let (_, payload) = layout::decode_value(&stored).ok()?;
+                SequenceState::decode(payload?).ok()
+            });
+        if current.map(|s| s.generation) != Some(*generation) {
+            block.clear();
+            return None;
+        }
+        block.pop_front()
     }
 
     /// The next value of committed sequence `id`, taking a new block (one commit, through Raft in
@@ -177,31 +215,32 @@ impl Storage {
         }
         let cache = &self.inner.sequences;
         let _one = cache.alloc.lock().await;
-        if let Some(v) = cache.pop(id) {
+        if let Some(v) = self.nextval_cached(id) {
             return Ok(v);
         }
-        let mut block = self
-            .update_sequence(id, |def, state| state.take(def, def.cache.max(BLOCK)))
-            .await?
-            .into_iter();
+        let (generation, block) = self
+            .update_sequence(id, |def, state| {
+                Ok((state.generation, state.take(def, def.cache.max(BLOCK))?))
+            })
+            .await?;
+        let mut block = block.into_iter();
         let first = block
             .next()
             .ok_or_else(|| Error::InvalidArgument(format!("sequence {id} gave an empty block")))?;
-        cache.values.lock().entry(id).or_default().extend(block);
+        cache
+            .values
+            .lock()
+            .insert(id, (generation, block.collect()));
         Ok(first)
     }
 
-    /// `setval`: sets committed sequence `id`'s state for every node's next block. This node's
-    /// remaining block is dropped; other nodes finish theirs first (as other sessions' cached
-    /// values in PostgreSQL).
+    /// `setval`: sets committed sequence `id`'s state. Every node drops the rest of its block
+    /// once it has applied the change.
     pub async fn setval(&self, id: TableId, value: i64, called: bool) -> Result<()> {
         let cache = &self.inner.sequences;
         let _one = cache.alloc.lock().await;
-        self.update_sequence(id, |def, state| {
-            *state = SequenceState::set(def, value, called)?;
-            Ok(())
-        })
-        .await?;
+        self.update_sequence(id, |def, state| state.set(def, value, called))
+            .await?;
         cache.values.lock().remove(&id);
         Ok(())
     }
@@ -267,7 +306,8 @@ mod tests {
             s,
             SequenceState {
                 last: 14,
-                called: true
+                called: true,
+                generation: 0
             }
         );
     }
@@ -304,10 +344,14 @@ mod tests {
     #[test]
     fn set_checks_bounds_and_round_trips() {
         let def = seq(1, 1, 1, 10, false);
-        assert!(SequenceState::set(&def, 11, true).is_err());
-        let s = SequenceState::set(&def, 7, false).unwrap();
+        let mut s = SequenceState::initial(&def);
+        assert!(s.set(&def, 11, true).is_err());
+        assert_eq!(s, SequenceState::initial(&def));
+        s.set(&def, 7, false).unwrap();
+        assert_eq!(s.generation, 1);
         assert_eq!(SequenceState::decode(&s.encode()).unwrap(), s);
-        let mut s = s;
         assert_eq!(s.advance(&def).unwrap(), 7);
+        s.restart(&def);
+        assert_eq!((s.generation, s.advance(&def).unwrap()), (2, 1));
     }
 }

@@ -812,4 +812,20 @@ async fn serial_ids_from_every_node_are_unique_and_a_killed_node_never_repeats_o
         after > max_s,
         "node 3 handed out {after} after a restart (max before {max_s})"
     );
+    // setval resets the sequence on every node: nodes 1 and 2 drop what is left of their blocks.
+    let reset = c.client(1).await;
+    reset
+        .batch_execute("SELECT setval('s', 1000000)")
+        .await
+        .expect("setval");
+    for node in [1, 2] {
+        let v: i64 = c
+            .client(node)
+            .await
+            .query_one("SELECT nextval('s')", &[])
+            .await
+            .expect("nextval after setval")
+            .get(0);
+        assert!(v > 1_000_000, "node {node} handed out {v} after setval");
+    }
 }

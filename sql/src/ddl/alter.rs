@@ -137,7 +137,18 @@ fn apply(
                     }
                     Err(e) => return Err(e),
                 };
+                // A serial or identity column's sequence goes with it.
+                let owner = Some((def.id, def.columns[pos].id));
+                let owned: Vec<_> = txn
+                    .catalog()
+                    .owned_sequences(def.id)
+                    .filter(|s| s.owned_by == owner)
+                    .map(|s| s.id)
+                    .collect();
                 def = drop_column(txn, def, pos)?;
+                for seq in owned {
+                    txn.drop_entry(seq)?;
+                }
             }
             txn.put_entry(CatalogEntry::Table(def.clone()))?;
             Ok(def)

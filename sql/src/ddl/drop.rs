@@ -138,8 +138,14 @@ pub(super) fn truncate(txn: &mut Txn, t: &ast::Truncate) -> Result<QueryOutput> 
             }
         }
     }
+    let restart = t.identity == Some(ast::TruncateIdentityOption::Restart);
     for def in defs {
         txn.truncate(&def)?;
+        if restart {
+            for seq in catalog.owned_sequences(def.id) {
+                txn.restart_sequence(seq)?;
+            }
+        }
     }
     Ok(tag("TRUNCATE TABLE"))
 }
