@@ -107,7 +107,7 @@ pub(crate) fn rows_only(n: usize) -> Result<RecordBatch> {
 
 /// Evaluates a column's DEFAULT for `n` rows.
 pub(crate) fn default_values(
-    state: &SessionState,
+    ctx: &crate::session::ExecCtx<'_>,
     def: &TableDef,
     col: usize,
     n: usize,
@@ -116,8 +116,12 @@ pub(crate) fn default_values(
     let Some(sql) = &column.default else {
         return Ok(vec![weft_storage::Value::Null; n]);
     };
+    // A serial or identity column's default takes its values without planning an expression.
+    if let Some(values) = crate::sequence::default_values(ctx.shared, sql, column.data_type, n) {
+        return values;
+    }
     let expr = parse_expr(sql)?;
-    let compiled = compile(state, &expr, &DFSchema::empty())?;
+    let compiled = compile(ctx.state, &expr, &DFSchema::empty())?;
     let array = compiled.evaluate(&rows_only(n)?)?;
     (0..n)
         .map(|i| array_value(&array, i, column.data_type))

@@ -507,6 +507,63 @@ pub(crate) fn nextval_default(name: &str) -> String {
     )
 }
 
+/// `n` values for a DEFAULT that is `nextval_default` of a sequence (a serial or identity
+/// column), without planning the expression; `None` for any other DEFAULT.
+pub(crate) fn default_values(
+    shared: &SessionShared,
+    default: &str,
+    column_type: DataType,
+    n: usize,
+) -> Option<Result<Vec<weft_storage::Value>>> {
+    if !matches!(
+        column_type,
+        DataType::Int16 | DataType::Int32 | DataType::Int64
+    ) {
+        return None;
+    }
+    let quoted = default
+        .strip_prefix("nextval('")?
+        .strip_suffix("'::regclass)")?
+        .replace("''", "'");
+    let name = match quoted.strip_prefix('"') {
+        Some(rest) => rest.strip_suffix('"')?.replace("\"\"", "\""),
+        None => quoted,
+    };
+    if nextval_default(&name) != default {
+        return None;
+    }
+    let catalog = shared.catalog();
+    let Some(CatalogEntry::Sequence(def)) = catalog.get_by_name(&name) else {
+        return None;
+    };
+    let values = (0..n)
+        .map(|_| {
+            let v = nextval(shared, def)?;
+            let out_of_range = || Error::NumericOutOfRange {
+                message: format!("{} out of range", column_type_name(column_type)),
+            };
+            Ok(match column_type {
+                DataType::Int16 => {
+                    weft_storage::Value::Int16(i16::try_from(v).map_err(|_| out_of_range())?)
+                }
+                DataType::Int32 => {
+                    weft_storage::Value::Int32(i32::try_from(v).map_err(|_| out_of_range())?)
+                }
+                _ => weft_storage::Value::Int64(v),
+            })
+        })
+        .collect();
+    Some(values)
+}
+
+fn column_type_name(t: DataType) -> &'static str {
+    match t {
+        DataType::Int16 => "smallint",
+        DataType::Int32 => "integer",
+        _ => "bigint",
+    }
+}
+
 /// Columns whose DEFAULT calls `nextval` on sequence `name` (`table.column`).
 pub(crate) fn dependents(catalog: &Catalog, name: &str) -> Vec<(String, String)> {
     let plain = format!("nextval('{name}'");

@@ -269,7 +269,7 @@ fn fill_new_column(ctx: &ExecCtx<'_>, txn: &mut Txn, def: &TableDef, pos: usize)
              rows; add the column without a default and UPDATE them)",
         ));
     }
-    let values = default_values(ctx.state, def, pos, rows.len())?;
+    let values = default_values(ctx, def, pos, rows.len())?;
     for (old, value) in rows.into_iter().zip(values) {
         if value.is_null() && !col.nullable {
             return Err(Error::NotNullViolation {

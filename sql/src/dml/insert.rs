@@ -283,7 +283,7 @@ fn complete(
                 .collect::<Vec<_>>()
                 .into_iter()
         } else {
-            default_values(ctx.state, def, c, count)?.into_iter()
+            default_values(ctx, def, c, count)?.into_iter()
         };
         for (r, row) in rows.iter_mut().enumerate() {
             if needs_default[c][r] {

@@ -221,7 +221,7 @@ impl PgContext {
             .map(|(_, v)| v.clone())
     }
 
-    fn catalog(&self) -> Arc<Catalog> {
+    pub(super) fn catalog(&self) -> Arc<Catalog> {
         self.shared
             .upgrade()
             .map(|s| s.catalog())

@@ -84,6 +84,15 @@ pub fn register_all(r: &mut Registry) {
                 return Ok(ScalarValue::Int64(o.map(i64::from)));
             }
             let name = text(v).unwrap_or_default();
+            // A user relation's id is its oid: no model to build (a serial column's DEFAULT
+            // casts its sequence's name for every row). pg_catalog comes first on the search
+            // path, so its names take the long way.
+            let (schema, short) = split_name(name);
+            if schema.as_deref().is_none_or(|s| s == "public") && !short.starts_with("pg_") {
+                if let Some(e) = c.ctx().catalog().get_by_name(&short) {
+                    return Ok(ScalarValue::Int64(Some(i64::from(e.id()))));
+                }
+            }
             match lookup_relation(c.model(), name) {
                 Some(r) => Ok(ScalarValue::Int64(Some(i64::from(r.oid)))),
                 None => Err(to_df(Error::UndefinedTable {
