@@ -14,7 +14,10 @@ use datafusion::logical_expr::{
 };
 use datafusion::sql::sqlparser::ast;
 use weft_storage::sequence::SequenceState;
-use weft_storage::{Catalog, CatalogEntry, ColumnId, DataType, SequenceDef, TableId, Txn};
+use weft_storage::{
+    Catalog, CatalogEntry, ColumnDef, ColumnId, DataType, Identity, SequenceDef, TableDef, TableId,
+    Txn,
+};
 
 use crate::ddl::{ident, object_name, tag};
 use crate::error::{to_df, Error, Result};
@@ -341,6 +344,60 @@ pub(crate) fn create(
     let def = definition(id, name, data_type, sequence_options, owned_by)?;
     txn.put_entry(CatalogEntry::Sequence(def))?;
     Ok(tag("CREATE SEQUENCE"))
+}
+
+/// `GENERATED { ALWAYS | BY DEFAULT } AS IDENTITY [(options)]` on `col` of table `table`: marks the
+/// column (NOT NULL, identity) and returns its sequence's options.
+pub(crate) fn identity(
+    col: &mut ColumnDef,
+    table: &str,
+    serial: bool,
+    generated_as: &ast::GeneratedAs,
+    options: &Option<Vec<ast::SequenceOptions>>,
+) -> Result<Vec<ast::SequenceOptions>> {
+    if !matches!(
+        col.data_type,
+        DataType::Int16 | DataType::Int32 | DataType::Int64
+    ) {
+        return Err(Error::InvalidParameterValue {
+            message: "identity column type must be smallint, integer, or bigint".into(),
+        });
+    }
+    if col.identity.is_some() || serial {
+        return Err(Error::syntax(format!(
+            "multiple identity specifications for column \"{}\" of table \"{table}\"",
+            col.name
+        )));
+    }
+    col.identity = Some(match generated_as {
+        ast::GeneratedAs::Always => Identity::Always,
+        _ => Identity::ByDefault,
+    });
+    col.nullable = false;
+    Ok(options.clone().unwrap_or_default())
+}
+
+/// Creates the sequence of a serial or identity column added to table `table` and points the
+/// column's DEFAULT at it.
+pub(crate) fn attach(
+    txn: &mut Txn,
+    table: &TableDef,
+    col: &mut ColumnDef,
+    options: &[ast::SequenceOptions],
+) -> Result<()> {
+    let catalog = txn.catalog();
+    let name = owned_name::<()>(&catalog, &table.name, &col.name, &[]);
+    if col.default.is_some() {
+        return Err(Error::syntax(format!(
+            "multiple default values specified for column \"{}\" of table \"{}\"",
+            col.name, table.name
+        )));
+    }
+    let id = txn.alloc_id()?;
+    let def = definition(id, name, col.data_type, options, Some((table.id, col.id)))?;
+    col.default = Some(nextval_default(&def.name));
+    col.nullable = false;
+    Ok(txn.put_entry(CatalogEntry::Sequence(def))?)
 }
 
 /// `OWNED BY table.column`.

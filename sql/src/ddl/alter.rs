@@ -87,22 +87,53 @@ fn apply(
                     ),
                 });
             }
+            let serial = crate::sequence::serial_type(&column_def.data_type);
             let mut col = ColumnDef {
                 id: def.next_column_id,
                 name: col_name.clone(),
-                data_type: column_type(&column_def.data_type)?,
+                data_type: match serial {
+                    Some(t) => t,
+                    None => column_type(&column_def.data_type)?,
+                },
                 nullable: true,
                 default: None,
                 hidden: false,
                 identity: None,
             };
+            let mut sequence = None;
             for o in &column_def.options {
                 match &o.option {
                     ast::ColumnOption::Null => {}
                     ast::ColumnOption::NotNull => col.nullable = false,
                     ast::ColumnOption::Default(e) => col.default = Some(e.to_string()),
+                    ast::ColumnOption::Generated {
+                        generated_as,
+                        sequence_options,
+                        generation_expr: None,
+                        ..
+                    } => {
+                        sequence = Some(crate::sequence::identity(
+                            &mut col,
+                            &def.name,
+                            serial.is_some(),
+                            generated_as,
+                            sequence_options,
+                        )?);
+                    }
                     other => return Err(Error::unsupported(format!("ADD COLUMN with {other}"))),
                 }
+            }
+            if serial.is_some() {
+                sequence = Some(Vec::new());
+            }
+            if let Some(options) = &sequence {
+                if def.consistency == weft_storage::Consistency::Lww {
+                    // Filling the existing rows would need each node's own rows.
+                    return Err(Error::unsupported(
+                        "adding a serial or identity column to an lww table",
+                    ));
+                }
+                crate::sequence::attach(txn, &def, &mut col, options)?;
             }
             if def.consistency == weft_storage::Consistency::Lww && !col.nullable {
                 return Err(Error::unsupported(
@@ -113,6 +144,8 @@ fn apply(
             def.columns.push(col);
             let pos = def.columns.len() - 1;
             txn.put_entry(CatalogEntry::Table(def.clone()))?;
+            // The defaults below may call a sequence created just now.
+            ctx.shared.set_read(Some(crate::session::view_of(txn)));
             fill_new_column(ctx, txn, &def, pos)?;
             Ok(def)
         }

@@ -4,13 +4,13 @@
 use datafusion::common::DFSchema;
 use datafusion::sql::sqlparser::ast;
 use weft_storage::{
-    CatalogEntry, CheckDef, ColumnDef, Consistency, DataType, Identity, IndexDef, TableDef, Txn,
+    CatalogEntry, CheckDef, ColumnDef, Consistency, DataType, IndexDef, TableDef, Txn,
 };
 
 use super::{column_type, ident, object_name, tag};
 use crate::error::{Error, Result};
 use crate::eval::{compile, parse_expr};
-use crate::sequence::{definition, nextval_default, owned_name};
+use crate::sequence::{definition, identity, nextval_default, owned_name};
 use crate::session::{ExecCtx, QueryOutput};
 use crate::table::table_schema;
 
@@ -95,29 +95,17 @@ pub(super) async fn execute(
                     generation_expr: None,
                     ..
                 } => {
-                    if !matches!(
-                        col.data_type,
-                        DataType::Int16 | DataType::Int32 | DataType::Int64
-                    ) {
-                        return Err(Error::InvalidParameterValue {
-                            message: "identity column type must be smallint, integer, or bigint"
-                                .into(),
-                        });
-                    }
-                    if col.identity.is_some() || serial.is_some() {
-                        return Err(Error::syntax(format!(
-                            "multiple identity specifications for column \"{col_name}\" of table \"{name}\""
-                        )));
-                    }
-                    col.identity = Some(match generated_as {
-                        ast::GeneratedAs::Always => Identity::Always,
-                        _ => Identity::ByDefault,
-                    });
-                    col.nullable = false;
+                    let options = identity(
+                        &mut col,
+                        &name,
+                        serial.is_some(),
+                        generated_as,
+                        sequence_options,
+                    )?;
                     sequences.push((
                         idx,
                         owned_name(&catalog, &name, &col_name, &sequences),
-                        sequence_options.clone().unwrap_or_default(),
+                        options,
                     ));
                 }
                 other => return Err(Error::unsupported(format!("column option {other}"))),
