@@ -102,6 +102,24 @@ pub(crate) fn udf(
     }))
 }
 
+/// Each row's argument values, scalar arguments repeated (at least one row, for nullary calls).
+pub(crate) fn scalar_rows(args: &ScalarFunctionArgs) -> DfResult<Vec<Vec<ScalarValue>>> {
+    let n = args.number_rows.max(1);
+    let arrays = args
+        .args
+        .iter()
+        .map(|a| a.clone().into_array(n))
+        .collect::<DfResult<Vec<_>>>()?;
+    (0..n)
+        .map(|i| {
+            arrays
+                .iter()
+                .map(|a| ScalarValue::try_from_array(a, i))
+                .collect()
+        })
+        .collect()
+}
+
 /// A function of any result type, registered as is.
 pub(crate) fn udf_any(
     name: &'static str,
@@ -244,6 +262,7 @@ pub(crate) fn register(state: &mut SessionState, shared: &Arc<SessionShared>) {
     fns.extend(crate::format::udfs());
     fns.extend(crate::cluster::udfs(shared));
     fns.extend(crate::sequence::udfs(shared));
+    fns.extend(crate::misc_fn::udfs());
     fns.push(crate::numeric_div::unconstrained_cast());
     fns.push(crate::numeric_display::array_udf());
     fns.extend(crate::bpchar::functions());

@@ -45,11 +45,13 @@ mod json;
 mod json_fn;
 /// PostgreSQL's errors on DataFusion's math functions.
 mod math;
+mod misc_fn;
 mod naming;
 /// Unconstrained numeric values displayed at their own scale.
 mod numeric_display;
 mod numeric_div;
 mod numeric_types;
+mod ordered_set;
 mod pg_catalog;
 pub mod pgtime;
 pub mod pgtype;

@@ -106,6 +106,7 @@ fn rewritten_syntax(function: &str) -> Option<&'static str> {
         "signum" => "sign",
         "weft_at_time_zone" => "timezone",
         "weft_json_agg" => "json_agg",
+        "weft_every" => "every",
         "weft_jsonb_agg" => "jsonb_agg",
         "weft_json_object_agg" => "json_object_agg",
         "weft_jsonb_object_agg" => "jsonb_object_agg",

@@ -90,7 +90,10 @@ pub(crate) fn new_state(shared: &Arc<SessionShared>, database: &str) -> SessionS
         .build();
     functions::register(&mut state, shared);
     use datafusion::execution::FunctionRegistry as _;
-    for f in crate::aggregates::udafs() {
+    for f in crate::aggregates::udafs()
+        .into_iter()
+        .chain(crate::ordered_set::udafs())
+    {
         let _ = state.register_udaf(f);
     }
     let scalar = crate::extract::udfs()

@@ -265,7 +265,7 @@ fn postgres_function(f: &mut ast::Function) -> Option<Expr> {
             Some(json_aggregate(f, name == "jsonb_object_agg"))
         }
         ("every", [_]) => {
-            f.name = ObjectName::from(vec![Ident::new("bool_and")]);
+            f.name = ObjectName::from(vec![Ident::new("weft_every")]);
             None
         }
         ("variance", [_]) => {

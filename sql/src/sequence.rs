@@ -146,18 +146,9 @@ fn per_row(
     args: &ScalarFunctionArgs,
     mut f: impl FnMut(&[ScalarValue]) -> Result<Option<i64>>,
 ) -> DfResult<ColumnarValue> {
-    let n = args.number_rows.max(1);
-    let arrays = args
-        .args
-        .iter()
-        .map(|a| a.clone().into_array(n))
-        .collect::<DfResult<Vec<_>>>()?;
-    let mut out = Vec::with_capacity(n);
-    for i in 0..n {
-        let row = arrays
-            .iter()
-            .map(|a| ScalarValue::try_from_array(a, i))
-            .collect::<DfResult<Vec<_>>>()?;
+    let rows = crate::functions::scalar_rows(args)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
         if row.iter().take(2).any(ScalarValue::is_null) {
             out.push(None);
             continue;

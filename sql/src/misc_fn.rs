@@ -1,0 +1,166 @@
+//! PostgreSQL functions DataFusion lacks: `num_nulls`, `num_nonnulls`, `width_bucket` and
+//! `make_date`, with PostgreSQL's errors.
+
+use std::sync::Arc;
+
+use chrono::{Datelike, NaiveDate};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Signature, TypeSignature, Volatility};
+
+use crate::error::{to_df, Error};
+use crate::functions::{scalar_rows, udf};
+
+pub(crate) fn udfs() -> Vec<Arc<ScalarUDF>> {
+    let counting = |name: &'static str, nulls: bool| {
+        udf(
+            name,
+            Signature::variadic_any(Volatility::Immutable),
+            DataType::Int32,
+            None,
+            Arc::new(move |args| {
+                let rows = scalar_rows(args)?;
+                let counts = rows.iter().map(|row| {
+                    let n = row.iter().filter(|v| v.is_null() == nulls).count();
+                    ScalarValue::Int32(Some(i32::try_from(n).unwrap_or(i32::MAX)))
+                });
+                Ok(ColumnarValue::Array(ScalarValue::iter_to_array(counts)?))
+            }),
+        )
+    };
+    vec![
+        counting("num_nulls", true),
+        counting("num_nonnulls", false),
+        udf(
+            "width_bucket",
+            Signature::one_of(
+                vec![TypeSignature::Exact(vec![
+                    DataType::Float64,
+                    DataType::Float64,
+                    DataType::Float64,
+                    DataType::Int64,
+                ])],
+                Volatility::Immutable,
+            ),
+            DataType::Int32,
+            None,
+            Arc::new(|args| {
+                let out = scalar_rows(args)?
+                    .iter()
+                    .map(|row| match row.as_slice() {
+                        [ScalarValue::Float64(Some(x)), ScalarValue::Float64(Some(lo)), ScalarValue::Float64(Some(hi)), ScalarValue::Int64(Some(n))] => {
+                            width_bucket(*x, *lo, *hi, *n).map(|b| ScalarValue::Int32(Some(b)))
+                        }
+                        _ => Ok(ScalarValue::Int32(None)),
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(to_df)?;
+                Ok(ColumnarValue::Array(ScalarValue::iter_to_array(out)?))
+            }),
+        ),
+        udf(
+            "make_date",
+            Signature::exact(
+                vec![DataType::Int64, DataType::Int64, DataType::Int64],
+                Volatility::Immutable,
+            ),
+            DataType::Date32,
+            None,
+            Arc::new(|args| {
+                let out = scalar_rows(args)?
+                    .iter()
+                    .map(|row| match row.as_slice() {
+                        [ScalarValue::Int64(Some(y)), ScalarValue::Int64(Some(m)), ScalarValue::Int64(Some(d))] => {
+                            make_date(*y, *m, *d).map(|days| ScalarValue::Date32(Some(days)))
+                        }
+                        _ => Ok(ScalarValue::Date32(None)),
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(to_df)?;
+                Ok(ColumnarValue::Array(ScalarValue::iter_to_array(out)?))
+            }),
+        ),
+    ]
+}
+
+/// The bucket of `x` among `count` equal buckets between `low` and `high` (0 below, count + 1
+/// above; the bounds may be reversed).
+fn width_bucket(x: f64, low: f64, high: f64, count: i64) -> Result<i32, Error> {
+    let invalid = |message: &str| Error::Data {
+        code: "2201G",
+        message: message.into(),
+    };
+    if count <= 0 {
+        return Err(invalid("count must be greater than zero"));
+    }
+    if low == high {
+        return Err(invalid("lower bound cannot equal upper bound"));
+    }
+    if x.is_nan() || low.is_nan() || high.is_nan() || !low.is_finite() || !high.is_finite() {
+        return Err(invalid(
+            "operand, lower bound, and upper bound cannot be NaN or infinity",
+        ));
+    }
+    let n = count as f64;
+    let bucket = if low < high {
+        if x < low {
+            0.0
+        } else if x >= high {
+            n + 1.0
+        } else {
+            ((x - low) / (high - low) * n).floor() + 1.0
+        }
+    } else if x > low {
+        0.0
+    } else if x <= high {
+        n + 1.0
+    } else {
+        ((low - x) / (low - high) * n).floor() + 1.0
+    };
+    i32::try_from(bucket as i64).map_err(|_| Error::NumericOutOfRange {
+        message: "integer out of range".into(),
+    })
+}
+
+/// Days since 1970-01-01 of a year, month and day; a negative year is BC, as in PostgreSQL.
+fn make_date(year: i64, month: i64, day: i64) -> Result<i32, Error> {
+    let overflow = || Error::DatetimeFieldOverflow {
+        message: format!("date field value out of range: {year}-{month:02}-{day:02}"),
+    };
+    if year == 0 {
+        return Err(overflow());
+    }
+    // 1 BC is year 0 in chrono's proleptic calendar.
+    let y = if year < 0 { year + 1 } else { year };
+    let date = i32::try_from(y)
+        .ok()
+        .zip(u32::try_from(month).ok())
+        .zip(u32::try_from(day).ok())
+        .and_then(|((y, m), d)| NaiveDate::from_ymd_opt(y, m, d))
+        .ok_or_else(overflow)?;
+    Ok(date.num_days_from_ce() - 719_163)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_as_postgres() {
+        assert_eq!(width_bucket(5.35, 0.024, 10.06, 5).unwrap(), 3);
+        assert_eq!(width_bucket(-1.0, 0.0, 10.0, 5).unwrap(), 0);
+        assert_eq!(width_bucket(10.0, 0.0, 10.0, 5).unwrap(), 6);
+        assert_eq!(width_bucket(7.0, 10.0, 0.0, 5).unwrap(), 2);
+        assert!(width_bucket(1.0, 0.0, 10.0, 0).is_err());
+        assert!(width_bucket(1.0, 2.0, 2.0, 3).is_err());
+    }
+
+    #[test]
+    fn dates_and_their_errors() {
+        assert_eq!(make_date(1970, 1, 2).unwrap(), 1);
+        assert_eq!(make_date(2020, 2, 29).unwrap(), 18_321);
+        assert!(make_date(2021, 2, 29).is_err());
+        assert!(make_date(0, 1, 1).is_err());
+        assert!(make_date(-1, 1, 1).is_ok());
+    }
+}
