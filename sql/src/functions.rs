@@ -102,14 +102,20 @@ pub(crate) fn udf(
     }))
 }
 
-/// Each row's argument values, scalar arguments repeated (at least one row, for nullary calls).
-pub(crate) fn scalar_rows(args: &ScalarFunctionArgs) -> DfResult<Vec<Vec<ScalarValue>>> {
+/// The number of rows (at least one, for nullary calls) and each argument as an array of them.
+fn arg_arrays(args: &ScalarFunctionArgs) -> DfResult<(usize, Vec<ArrayRef>)> {
     let n = args.number_rows.max(1);
     let arrays = args
         .args
         .iter()
         .map(|a| a.clone().into_array(n))
         .collect::<DfResult<Vec<_>>>()?;
+    Ok((n, arrays))
+}
+
+/// Each row's argument values, scalar arguments repeated.
+pub(crate) fn scalar_rows(args: &ScalarFunctionArgs) -> DfResult<Vec<Vec<ScalarValue>>> {
+    let (n, arrays) = arg_arrays(args)?;
     (0..n)
         .map(|i| {
             arrays
@@ -222,12 +228,7 @@ pub(crate) fn register(state: &mut SessionState, shared: &Arc<SessionShared>) {
         DataType::Utf8,
         None,
         Arc::new(move |args| {
-            let n = args.number_rows.max(1);
-            let arrays = args
-                .args
-                .iter()
-                .map(|a| a.clone().into_array(n))
-                .collect::<DfResult<Vec<_>>>()?;
+            let (n, arrays) = arg_arrays(args)?;
             let (Some(channels), Some(payloads)) = (arrays.first(), arrays.get(1)) else {
                 return Err(datafusion::common::DataFusionError::Internal(
                     "pg_notify takes two arguments".into(),
