@@ -51,6 +51,9 @@ pub struct IndexDef {
     /// Positions into `TableDef::columns`.
     pub columns: Vec<usize>,
     pub unique: bool,
+    /// The index of a UNIQUE constraint (dropped with DROP CONSTRAINT, shown in pg_constraint).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub constraint: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -149,6 +149,47 @@ fn apply(
             fill_new_column(ctx, txn, &def, pos)?;
             Ok(def)
         }
+        Op::AddConstraint {
+            constraint,
+            not_valid: false,
+        } => {
+            add_constraint(ctx, txn, &mut def, constraint)?;
+            txn.put_entry(CatalogEntry::Table(def.clone()))?;
+            Ok(def)
+        }
+        Op::DropConstraint {
+            if_exists, name, ..
+        } => {
+            let name = ident(name);
+            if let Some(i) = def.checks.iter().position(|c| c.name == name) {
+                def.checks.remove(i);
+            } else if let Some(index) = def.indexes.iter().find(|i| i.name == name && i.constraint)
+            {
+                let id = index.id;
+                txn.drop_index(&def, id)?;
+                def.indexes.retain(|i| i.id != id);
+            } else if def.pkey_name == name {
+                return Err(Error::unsupported("dropping a primary key"));
+            } else if *if_exists {
+                ctx.shared.push_notice(
+                    "00000",
+                    format!(
+                        "constraint \"{name}\" of relation \"{}\" does not exist, skipping",
+                        def.name
+                    ),
+                );
+                return Ok(def);
+            } else {
+                return Err(Error::UndefinedObject {
+                    message: format!(
+                        "constraint \"{name}\" of relation \"{}\" does not exist",
+                        def.name
+                    ),
+                });
+            }
+            txn.put_entry(CatalogEntry::Table(def.clone()))?;
+            Ok(def)
+        }
         Op::DropColumn {
             column_names,
             if_exists,
@@ -279,6 +320,95 @@ fn for_each_row(
             Some(r) => resume = Some(r),
             None => return Ok(()),
         }
+    }
+}
+
+/// `ADD CONSTRAINT … UNIQUE (…)` (an index, built from the rows) or `… CHECK (…)` (checked
+/// against every row first).
+fn add_constraint(
+    ctx: &ExecCtx<'_>,
+    txn: &mut Txn,
+    def: &mut TableDef,
+    constraint: &ast::TableConstraint,
+) -> Result<()> {
+    let taken = |def: &TableDef, name: &str| -> Result<()> {
+        if def.checks.iter().any(|c| c.name == name) || relation_name_taken(&txn.catalog(), name) {
+            return Err(Error::DuplicateObject {
+                message: format!(
+                    "constraint \"{name}\" for relation \"{}\" already exists",
+                    def.name
+                ),
+            });
+        }
+        Ok(())
+    };
+    match constraint {
+        ast::TableConstraint::Unique(u) => {
+            let columns = u
+                .columns
+                .iter()
+                .map(|ic| match &ic.column.expr {
+                    ast::Expr::Identifier(i) => column_position(def, i),
+                    other => Err(Error::unsupported(format!("expression {other} in a key"))),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let names: Vec<&str> = columns
+                .iter()
+                .map(|&c| def.columns[c].name.as_str())
+                .collect();
+            let name = match &u.name {
+                Some(n) => ident(n),
+                None => format!("{}_{}_key", def.name, names.join("_")),
+            };
+            taken(def, &name)?;
+            super::index::add(txn, def, name, columns, true, true)
+        }
+        ast::TableConstraint::Check(chk) => {
+            if def.consistency == weft_storage::Consistency::Lww {
+                return Err(Error::unsupported(
+                    "CHECK constraints on an lww table (a row merged cell by cell from concurrent writes may not satisfy them)",
+                ));
+            }
+            let name = chk.name.as_ref().map(ident).unwrap_or_else(|| {
+                super::check_name(&def.name, &chk.expr, None, |c| {
+                    def.checks.iter().any(|x| x.name == c)
+                })
+            });
+            taken(def, &name)?;
+            // Plan it now, so a bad CHECK fails here even on an empty table.
+            let all: Vec<usize> = (0..def.columns.len()).collect();
+            let schema = datafusion::common::DFSchema::try_from_qualified_schema(
+                def.name.as_str(),
+                &crate::table::table_schema(def, &all),
+            )?;
+            crate::eval::compile(ctx.state, &chk.expr, &schema)?;
+            let check = weft_storage::CheckDef {
+                name: name.clone(),
+                expr: chk.expr.to_string(),
+            };
+            let only = TableDef {
+                checks: vec![check.clone()],
+                ..def.clone()
+            };
+            let mut rows = Vec::new();
+            for_each_row(txn, def, |_, row| {
+                rows.push(row);
+                Ok(())
+            })?;
+            crate::dml::constraints::check(ctx, &only, &rows).map_err(|e| match e {
+                Error::CheckViolation { detail, .. } => Error::CheckViolation {
+                    message: format!(
+                        "check constraint \"{name}\" of relation \"{}\" is violated by some row",
+                        def.name
+                    ),
+                    detail,
+                },
+                other => other,
+            })?;
+            def.checks.push(check);
+            Ok(())
+        }
+        other => Err(Error::unsupported(format!("ALTER TABLE ... ADD {other}"))),
     }
 }
 

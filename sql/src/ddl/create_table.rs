@@ -225,6 +225,7 @@ pub(super) async fn execute(
         let col_names: Vec<&str> = cols.iter().map(|&c| def.columns[c].name.as_str()).collect();
         let index_name = n.unwrap_or_else(|| format!("{name}_{}_key", col_names.join("_")));
         def.indexes.push(IndexDef {
+            constraint: true,
             id: i as u32 + 1,
             name: index_name,
             columns: cols,
@@ -236,9 +237,10 @@ pub(super) async fn execute(
     for (n, expr, col) in checks {
         // Plan now so a bad CHECK fails at CREATE time, not at the first insert.
         compile(ctx.state, &expr, &schema)?;
-        let check_name = n.unwrap_or_else(|| match &col {
-            Some(c) => format!("{name}_{c}_check"),
-            None => format!("{name}_check"),
+        let check_name = n.unwrap_or_else(|| {
+            super::check_name(&name, &expr, col.as_deref(), |c| {
+                def.checks.iter().any(|x| x.name == c)
+            })
         });
         def.checks.push(CheckDef {
             name: check_name,

@@ -29,7 +29,17 @@ pub(super) fn execute(
     for n in names {
         let name = object_name(n)?;
         let found = match kind {
-            ast::ObjectType::Index => find_index(&catalog, &name).map(|(t, i)| (t.id, Some(i.id))),
+            ast::ObjectType::Index => match find_index(&catalog, &name) {
+                Some((t, i)) if i.constraint => {
+                    return Err(Error::DependentObjects {
+                        message: format!(
+                            "cannot drop index {name} because constraint {name} on table {} requires it (use ALTER TABLE ... DROP CONSTRAINT)",
+                            t.name
+                        ),
+                    })
+                }
+                found => found.map(|(t, i)| (t.id, Some(i.id))),
+            },
             _ => match catalog.get_by_name(&name) {
                 Some(CatalogEntry::Table(t)) if kind == ast::ObjectType::Table => {
                     Some((t.id, None))

@@ -97,7 +97,22 @@ pub(super) fn create(
             message: format!("relation \"{name}\" already exists"),
         });
     }
-    if ci.unique && def.consistency == weft_storage::Consistency::Lww {
+    add(txn, &mut def, name, columns, ci.unique, false)?;
+    txn.put_entry(CatalogEntry::Table(def))?;
+    Ok(tag("CREATE INDEX"))
+}
+
+/// Adds index `name` on `columns` to `def` and builds it from the rows (23505 for a unique index
+/// over duplicates); the caller writes `def`.
+pub(super) fn add(
+    txn: &mut Txn,
+    def: &mut TableDef,
+    name: String,
+    columns: Vec<usize>,
+    unique: bool,
+    constraint: bool,
+) -> Result<()> {
+    if unique && def.consistency == weft_storage::Consistency::Lww {
         return Err(Error::unsupported(
             "unique indexes on an lww table (only the primary key is unique without coordination)",
         ));
@@ -107,10 +122,10 @@ pub(super) fn create(
         id,
         name,
         columns,
-        unique: ci.unique,
+        unique,
+        constraint,
     };
     def.indexes.push(index.clone());
-    txn.build_index(&def, &index)?;
-    txn.put_entry(CatalogEntry::Table(def))?;
-    Ok(tag("CREATE INDEX"))
+    txn.build_index(def, &index)?;
+    Ok(())
 }

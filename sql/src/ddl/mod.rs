@@ -70,6 +70,41 @@ fn statement_kind(stmt: &ast::Statement) -> String {
         .join(" ")
 }
 
+/// PostgreSQL's name for an unnamed CHECK: `<table>_<column>_check` when the expression reads
+/// exactly one column (or is a column's own constraint with none), else `<table>_check`; a digit
+/// is appended while `taken` says the name is used.
+pub(crate) fn check_name(
+    table: &str,
+    expr: &ast::Expr,
+    column: Option<&str>,
+    taken: impl Fn(&str) -> bool,
+) -> String {
+    let mut columns = std::collections::BTreeSet::new();
+    let _ = ast::visit_expressions(expr, |e: &ast::Expr| {
+        match e {
+            ast::Expr::Identifier(i) => {
+                columns.insert(ident(i));
+            }
+            ast::Expr::CompoundIdentifier(parts) => {
+                if let Some(last) = parts.last() {
+                    columns.insert(ident(last));
+                }
+            }
+            _ => {}
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    let base = match (columns.len(), columns.first(), column) {
+        (1, Some(c), _) => format!("{table}_{c}_check"),
+        (0, _, Some(c)) => format!("{table}_{c}_check"),
+        _ => format!("{table}_check"),
+    };
+    std::iter::once(base.clone())
+        .chain((1..).map(|i| format!("{base}{i}")))
+        .find(|n| !taken(n))
+        .unwrap_or(base)
+}
+
 /// An identifier as PostgreSQL folds it: unquoted names are lower-cased.
 pub(crate) fn ident(i: &ast::Ident) -> String {
     match i.quote_style {

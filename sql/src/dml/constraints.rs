@@ -22,7 +22,7 @@ fn failing_row(def: &TableDef, row: &Row) -> String {
 }
 
 /// Checks NOT NULL and CHECK constraints of `rows` (full rows of `def`).
-pub(super) fn check(ctx: &ExecCtx<'_>, def: &TableDef, rows: &[Row]) -> Result<()> {
+pub(crate) fn check(ctx: &ExecCtx<'_>, def: &TableDef, rows: &[Row]) -> Result<()> {
     for row in rows {
         for (i, c) in def.columns.iter().enumerate() {
             if !c.nullable && row.get(i).is_none_or(Value::is_null) {

@@ -1,7 +1,7 @@
 //! DML: INSERT, UPDATE and DELETE write rows into the session's transaction. Rows to change are
 //! found by a DataFusion query over the transaction's snapshot, fully read before the first write.
 
-mod constraints;
+pub(crate) mod constraints;
 mod delete;
 mod insert;
 pub(crate) mod point;

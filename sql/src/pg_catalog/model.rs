@@ -249,9 +249,9 @@ impl Model {
                 continue;
             };
             let index_oid = oids::index_oid(table_oid, ix.id);
-            // Storage does not record whether a unique index came from a UNIQUE constraint; those
-            // get PostgreSQL's `<table>_<columns>_key` name, which CREATE INDEX never generates.
-            if ix.unique && ix.name.ends_with("_key") {
+            // Catalogs written before `constraint` was recorded: a UNIQUE constraint's index has
+            // PostgreSQL's `<table>_<columns>_key` name, which CREATE INDEX never generates.
+            if ix.constraint || (ix.unique && ix.name.ends_with("_key")) {
                 self.constraints.push(Constraint {
                     oid: oids::constraint_oid(table_oid, ix.id),
                     name: ix.name.clone(),

@@ -119,12 +119,14 @@ async fn build_index_covers_existing_rows_and_checks_uniqueness() {
         name: "name_key".into(),
         columns: vec![1],
         unique: true,
+        constraint: false,
     };
     let err = txn.build_index(&t, &unique).expect_err("duplicate names");
     assert!(matches!(err, weft_storage::Error::UniqueViolation { .. }));
 
     let plain = IndexDef {
         unique: false,
+        constraint: false,
         name: "name_idx".into(),
         ..unique
     };

@@ -62,12 +62,14 @@ pub async fn create_users(storage: &Storage) -> TableDef {
             name: format!("users{id}_email_key"),
             columns: vec![2],
             unique: true,
+            constraint: false,
         },
         IndexDef {
             id: txn.alloc_id().expect("id"),
             name: format!("users{id}_age_idx"),
             columns: vec![3],
             unique: false,
+            constraint: false,
         },
     ];
     txn.put_entry(CatalogEntry::Table(def.clone()))

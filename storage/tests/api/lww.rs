@@ -105,6 +105,7 @@ async fn create_kv(s: &Storage) -> TableDef {
             name: "kv_b_idx".into(),
             columns: vec![2],
             unique: false,
+            constraint: false,
         }],
         checks: vec![],
         consistency: Consistency::Lww,

@@ -288,6 +288,7 @@ async fn schema_changes_under_replication() {
         name: "kv_a_idx".into(),
         columns: vec![1],
         unique: false,
+        constraint: false,
     });
     let alter = |s: Storage, def: TableDef| async move {
         let mut txn = s.begin();
@@ -356,6 +357,7 @@ async fn an_index_replaced_under_the_same_id_is_rebuilt() {
         name: "kv_a_idx".into(),
         columns: vec![1],
         unique: false,
+        constraint: false,
     }];
     let mut txn = n.s.begin();
     txn.drop_index(&n.kv, n.kv.indexes[0].id)

@@ -29,6 +29,7 @@ async fn create_pairs(s: &Storage) -> TableDef {
             name: "pairs_v_idx".into(),
             columns: vec![2],
             unique: false,
+            constraint: false,
         }],
         checks: vec![],
         consistency: Consistency::Raft,
