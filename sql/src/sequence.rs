@@ -614,13 +614,21 @@ fn column_type_name(t: DataType) -> &'static str {
 
 /// Columns whose DEFAULT calls `nextval` on sequence `name` (`table.column`).
 pub(crate) fn dependents(catalog: &Catalog, name: &str) -> Vec<(String, String)> {
-    let plain = format!("nextval('{name}'");
-    let quoted = format!("nextval('\"{name}\"'");
+    // As written by serial columns, by hand and by pg_dump (`'public.t_id_seq'::regclass`, which
+    // the parser may have turned into a function call around the literal).
+    let patterns = [
+        format!("'{name}'"),
+        format!("'\"{name}\"'"),
+        format!("'public.{name}'"),
+        format!("'public.\"{name}\"'"),
+    ];
     let mut out = Vec::new();
     for t in catalog.tables() {
         for c in &t.columns {
             if let Some(d) = &c.default {
-                if d.contains(&plain) || d.contains(&quoted) {
+                if d.to_lowercase().contains("nextval(")
+                    && patterns.iter().any(|p| d.contains(p.as_str()))
+                {
                     out.push((t.name.clone(), c.name.clone()));
                 }
             }

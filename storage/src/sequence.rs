@@ -185,11 +185,15 @@ impl Storage {
     /// A value of committed sequence `id` from this node's block, if one is left and the
     /// sequence was not reset since the block was taken (one point read of its state).
     pub fn nextval_cached(&self, id: TableId) -> Option<i64> {
-        let mut values = self.inner.sequences.values.lock();
-        let (generation, block) = values.get_mut(&id)?;
-        if block.is_empty() {
+        let values = &self.inner.sequences.values;
+        if values
+            .lock()
+            .get(&id)
+            .is_none_or(|(_, block)| block.is_empty())
+        {
             return None;
         }
+        // Read outside the lock, so sessions taking values do not wait on each other's reads.
         let current = self
             .inner
             .engine
@@ -200,6 +204,8 @@ impl Storage {
                 let (_, payload) = layout::decode_value(&stored).ok()?;
                 SequenceState::decode(payload?).ok()
             });
+        let mut values = values.lock();
+        let (generation, block) = values.get_mut(&id)?;
         if current.map(|s| s.generation) != Some(*generation) {
             block.clear();
             return None;
