@@ -66,8 +66,9 @@ pub(crate) struct Routed {
     /// The encoded NotificationResponse.
     pub wire: Bytes,
     pub position: Option<u64>,
-    /// The hub's count of messages routed before this one (`Hub::routed`).
-    pub seq: u64,
+    /// The change stream's number of the event it comes from (`CommitEvent::seq`); None for
+    /// a record read back from the change log.
+    pub event: Option<u64>,
 }
 
 #[derive(Default)]
@@ -86,9 +87,11 @@ struct MailboxState {
     /// (the sweep may still hold messages routed while that LISTEN was in effect) until the
     /// connection listens there again. Almost always empty.
     revoked: Vec<Arc<str>>,
-    /// Channels listened to again after a revoke, with the hub's routed count at that moment:
-    /// what was routed before (committed before this LISTEN, some of it while the failed one
-    /// was in effect) is not delivered on them. Dropped once a later message passes.
+    /// Channels listened to lately, with the number of the last event the change stream had
+    /// published at that LISTEN: a message from that event or an earlier one was committed
+    /// before it (the hub may route it later, having fallen behind or not yet woken), and is
+    /// not delivered on them. Messages come in event order: a message from a later event, on
+    /// any channel, clears the fences below it.
     fences: Vec<(Arc<str>, u64)>,
 }
 
@@ -97,20 +100,19 @@ impl MailboxState {
         self.revoked.iter().any(|c| &**c == channel)
     }
 
-    /// Whether a routed message is held back: its channel is revoked, or it was routed before
-    /// the channel's fence. Passing a fence clears it (messages come in routing order).
+    /// Whether a routed message is held back: its channel is revoked, or it was committed
+    /// before the channel's fence.
     fn holds_back(&mut self, r: &Routed) -> bool {
         if self.is_revoked(&r.channel) {
             return true;
         }
-        match self.fences.iter().position(|(c, _)| *c == r.channel) {
-            Some(i) if r.seq < self.fences[i].1 => true,
-            Some(i) => {
-                self.fences.swap_remove(i);
-                false
-            }
-            None => false,
-        }
+        let Some(event) = r.event else {
+            return false;
+        };
+        self.fences.retain(|(_, fence)| *fence >= event);
+        self.fences
+            .iter()
+            .any(|(c, _)| Arc::ptr_eq(c, &r.channel) || *c == r.channel)
     }
 
     fn has_backlog(&self) -> bool {
@@ -280,14 +282,15 @@ impl Mailbox {
         s.missed.retain(|(c, _)| c != channel);
     }
 
-    /// The connection listens on `channel` (again): its deliveries go out, except, after a
-    /// revoke, those the hub routed before `routed` (its count of routed messages now).
-    pub fn unrevoke(&self, channel: &str, routed: u64) {
+    /// The connection listens on `channel` (again, after a revoke): its deliveries go out,
+    /// except those from the change stream's events up to `fence` (the last one published
+    /// when it began to listen there), committed before this LISTEN.
+    pub fn listen(&self, channel: &str, fence: Option<u64>) {
         let mut s = self.state.lock();
-        if s.is_revoked(channel) {
-            s.revoked.retain(|c| &**c != channel);
-            s.fences.retain(|(c, _)| &**c != channel);
-            s.fences.push((Arc::from(channel), routed));
+        s.revoked.retain(|c| &**c != channel);
+        s.fences.retain(|(c, _)| &**c != channel);
+        if let Some(fence) = fence {
+            s.fences.push((Arc::from(channel), fence));
         }
     }
 
@@ -455,13 +458,13 @@ mod tests {
         assert!(matches!(m.try_pop(), Some(Delivery::Notification(n)) if n.payload == "3"));
     }
 
-    /// A routed message; its routing number is its position (0 without one).
+    /// A routed message; the number of its event is its position.
     fn routed(ch: &Arc<str>, wire: Bytes, position: Option<u64>) -> Routed {
         Routed {
             channel: Arc::clone(ch),
             wire,
             position,
-            seq: position.unwrap_or(0),
+            event: position,
         }
     }
 
@@ -541,10 +544,10 @@ mod tests {
         round(&m, &[routed(&b, on("b", "b4").encode(), Some(4))]);
         assert!(m.push_encoded("b", on("b", "b5").encode(), None));
         assert_eq!(payloads(&m), ["a1", "a2"]);
-        // Listened to again (and committed) when the hub had routed 5 messages, before the
-        // sweep came back to this connection: what was routed before that LISTEN is still held
-        // back; what was routed after it goes out.
-        m.unrevoke("b", 5);
+        // Listened to again (and committed) when the stream had published 5 events, before the
+        // sweep came back to this connection: what was committed before that LISTEN is still
+        // held back; what was committed after it goes out.
+        m.listen("b", Some(5));
         round(
             &m,
             &[
@@ -555,6 +558,37 @@ mod tests {
         round(&m, &[routed(&b, on("b", "b6").encode(), Some(6))]);
         round(&m, &[routed(&b, on("b", "b7").encode(), Some(7))]);
         assert_eq!(payloads(&m), ["a3", "b6", "b7"]);
+    }
+
+    #[test]
+    fn a_new_listener_gets_nothing_committed_before_its_listen() {
+        let m = Mailbox::new(10);
+        let (a, b, q): (Arc<str>, Arc<str>, Arc<str>) =
+            (Arc::from("a"), Arc::from("b"), Arc::from("quiet"));
+        // LISTEN b and quiet when the stream had published 5 events; a was listened to before.
+        m.listen("b", Some(5));
+        m.listen("quiet", Some(5));
+        // The hub, behind, routes events 4 and 5 after those LISTENs.
+        round(
+            &m,
+            &[
+                routed(&b, on("b", "b4").encode(), Some(4)),
+                routed(&a, on("a", "a4").encode(), Some(4)),
+                routed(&b, on("b", "b5").encode(), Some(5)),
+            ],
+        );
+        assert_eq!(m.state.lock().fences.len(), 2);
+        // Event 6, on another channel, lifts every fence: the quiet channel's too.
+        round(&m, &[routed(&a, on("a", "a6").encode(), Some(6))]);
+        assert!(m.state.lock().fences.is_empty());
+        round(
+            &m,
+            &[
+                routed(&b, on("b", "b7").encode(), Some(7)),
+                routed(&q, on("quiet", "q7").encode(), Some(7)),
+            ],
+        );
+        assert_eq!(payloads(&m), ["a4", "a6", "b7", "q7"]);
     }
 
     #[tokio::test]

@@ -37,7 +37,6 @@ mod mailbox;
 mod sweep;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -114,10 +113,6 @@ pub struct Subscriber {
 
 impl ListenTarget for Subscriber {
     fn listen(&self, channel: &str, on: bool) {
-        if on {
-            self.mailbox
-                .unrevoke(channel, self.hub.routed.load(Ordering::Acquire));
-        }
         self.hub.apply(self.pid, channel, on, &self.mailbox);
     }
 
@@ -139,9 +134,6 @@ pub struct Hub {
     live: RwLock<Arc<LiveByTable>>,
     /// Wakes the sleeping hub (with `Listeners::resume` set).
     wake: tokio::sync::Notify,
-    /// Messages routed so far (each numbered by this count as it is routed): a LISTEN again
-    /// after a revoke takes nothing routed before it (`Mailbox::unrevoke`).
-    routed: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -161,7 +153,6 @@ impl Hub {
             listeners: RwLock::new(Listeners::default()),
             live: RwLock::new(Arc::new(HashMap::new())),
             wake: tokio::sync::Notify::new(),
-            routed: Arc::new(AtomicU64::new(0)),
         });
         let task = Arc::clone(&hub);
         // Its own thread: a round's writes (one per listener) then compete with the committing
@@ -209,10 +200,12 @@ impl Hub {
             if !l.by_channel.contains_key(channel.as_str()) {
                 self.engine.storage().listen_filter(&channel, true);
             }
-            l.by_channel
-                .entry(Arc::from(channel.as_str()))
-                .or_default()
-                .insert(pid, Arc::clone(mailbox));
+            let listeners = l.by_channel.entry(Arc::from(channel.as_str())).or_default();
+            // A connection that begins to listen here gets nothing committed before: not what
+            // the hub, behind or not yet woken, still has to route (Mailbox::listen).
+            let fence = (!listeners.contains_key(&pid)).then(|| self.engine.storage().published());
+            mailbox.listen(&channel, fence);
+            listeners.insert(pid, Arc::clone(mailbox));
             l.by_pid.entry(pid).or_default().insert(channel);
             if l.dormant {
                 // Subscribed here, before the LISTEN is acknowledged: no commit after it
@@ -326,7 +319,7 @@ impl Hub {
         mut events: tokio::sync::broadcast::Receiver<Arc<CommitEvent>>,
         mut position: u64,
     ) -> bool {
-        let mut sweep = Sweep::counting(Arc::clone(&self.routed));
+        let mut sweep = Sweep::default();
         let mut reported = 0;
         loop {
             if sweep.is_idle() && events.is_empty() && self.sleep() {
@@ -375,6 +368,7 @@ impl Hub {
     }
 
     fn on_event(&self, event: &CommitEvent, position: &mut u64, sweep: &mut Sweep) {
+        sweep.routing(Some(event.seq));
         if event.catalog_changed {
             self.reload_live_queries();
         }
@@ -486,6 +480,7 @@ impl Hub {
     /// messages are not logged, so their listeners are told what was lost.
     fn catch_up(&self, position: &mut u64, sweep: &mut Sweep) {
         self.reload_live_queries();
+        sweep.routing(None);
         let storage = self.engine.storage();
         let target = storage.last_position();
         while *position < target {

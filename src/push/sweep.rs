@@ -19,7 +19,6 @@
 //! appends, one enrolment per listener per step and L writes, not n x L.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -89,17 +88,15 @@ pub(super) struct Sweep {
     /// Channel -> open spans on it among `behind`.
     members: HashMap<Arc<str>, usize>,
     last: Option<LastWrite>,
-    /// Messages routed, over every sweep of the hub (`Hub::routed`).
-    routed: Arc<AtomicU64>,
+    /// The change stream's number of the event being routed (`CommitEvent::seq`), None for
+    /// records read back from the change log: each message logged carries it.
+    event: Option<u64>,
 }
 
 impl Sweep {
-    /// A sweep that numbers what it routes on from `routed`.
-    pub fn counting(routed: Arc<AtomicU64>) -> Sweep {
-        Sweep {
-            routed,
-            ..Sweep::default()
-        }
+    /// The messages logged from now on come from the stream's event `event` (see `Routed`).
+    pub fn routing(&mut self, event: Option<u64>) {
+        self.event = event;
     }
 
     fn head(&self) -> u64 {
@@ -139,12 +136,11 @@ impl Sweep {
                 self.close_stale(channel, number);
             }
         }
-        let seq = self.routed.fetch_add(1, Ordering::AcqRel);
         self.log.push_back(Routed {
             channel: Arc::clone(channel),
             wire,
             position,
-            seq,
+            event: self.event,
         });
     }
 

@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
@@ -53,6 +53,9 @@ pub struct CommitEvent {
     /// The database was replaced by a snapshot from another node: positions before this event
     /// are gone and subscribers must start over (live queries push `{"op":"reset"}`).
     pub reset: bool,
+    /// Its number in the stream, from 1, set when it is published (`Storage::published`):
+    /// events are published in this order.
+    pub seq: u64,
 }
 
 /// The change stream's sending side. Once the subscriber has said which NOTIFY channels are
@@ -64,6 +67,9 @@ pub(crate) struct EventStream {
     tx: broadcast::Sender<Arc<CommitEvent>>,
     /// `None`: publish everything.
     listened: Arc<RwLock<Option<HashSet<String>>>>,
+    /// The number of the last event published; held while one is sent, so that events go
+    /// out in the order of their numbers.
+    published: Arc<Mutex<u64>>,
 }
 
 impl EventStream {
@@ -71,10 +77,11 @@ impl EventStream {
         EventStream {
             tx: broadcast::channel(capacity).0,
             listened: Arc::default(),
+            published: Arc::default(),
         }
     }
 
-    pub(crate) fn send(&self, event: CommitEvent) {
+    pub(crate) fn send(&self, mut event: CommitEvent) {
         if event.changes.is_empty() && !event.catalog_changed && !event.reset {
             if let Some(listened) = &*self.listened.read() {
                 if !event
@@ -86,8 +93,16 @@ impl EventStream {
                 }
             }
         }
+        let mut published = self.published.lock();
+        *published += 1;
+        event.seq = *published;
         // No subscribers is fine: the durable log has everything.
         let _ = self.tx.send(Arc::new(event));
+    }
+
+    /// The number of the last event published (0 if none).
+    pub(crate) fn published(&self) -> u64 {
+        *self.published.lock()
     }
 
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<CommitEvent>> {

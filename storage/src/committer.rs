@@ -320,6 +320,7 @@ impl Committer {
             catalog_changed: ws.catalog_changed,
             origin: ws.origin,
             reset: false,
+            seq: 0,
         };
         self.events.send(event);
     }
@@ -456,6 +457,7 @@ impl Committer {
             catalog_changed: w.ws.catalog_changed,
             origin: w.ws.origin,
             reset: false,
+            seq: 0,
         };
         self.events.send(event);
     }
@@ -499,6 +501,7 @@ impl Committer {
             catalog_changed: true,
             origin: 0,
             reset: true,
+            seq: 0,
         };
         self.events.send(event);
         Ok(())

@@ -362,6 +362,7 @@ impl Committer {
             catalog_changed: false,
             origin: applied.pid,
             reset: false,
+            seq: 0,
         };
         self.events.send(event);
     }

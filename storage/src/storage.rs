@@ -273,6 +273,12 @@ impl Storage {
         self.inner.events.subscribe()
     }
 
+    /// The number (`CommitEvent::seq`) of the last event published on the change stream: an
+    /// event committed after this call has a greater one.
+    pub fn published(&self) -> u64 {
+        self.inner.events.published()
+    }
+
     /// From now on a transaction's COMMIT is acknowledged only once the change stream's
     /// subscribers are at most `backlog` events behind (or after `max_wait`), so that a
     /// writer cannot run ahead of the fan-out: without it, a fan-out that falls behind queues
