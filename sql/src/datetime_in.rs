@@ -254,6 +254,11 @@ impl ScalarUDFImpl for ArrayIn {
                 Some(s) => array_in(s, field.data_type()).map_err(to_df),
             })
             .collect::<DfResult<Vec<_>>>()?;
+        if values.is_empty() {
+            return Ok(ColumnarValue::Array(
+                datafusion::arrow::array::new_empty_array(&self.target),
+            ));
+        }
         let out = ScalarValue::iter_to_array(values)?;
         if scalar && out.len() == 1 {
             return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?));

@@ -112,6 +112,14 @@ pub enum Error {
     WrongObjectType { message: String },
     #[error("{message}")]
     DependentObjects { message: String },
+    /// Any SQLSTATE with a DETAIL and a HINT (foreign keys: 23503, 2BP01, 0A000, 42830).
+    #[error("{message}")]
+    Detailed {
+        code: &'static str,
+        message: String,
+        detail: Option<String>,
+        hint: Option<String>,
+    },
     #[error("the server is shutting down")]
     ShuttingDown,
     /// The cluster could not take the statement and it surely had no effect (retry it).
@@ -171,6 +179,7 @@ impl Error {
             Error::InvalidSavepoint { .. } => "3B001",
             Error::WrongObjectType { .. } => "42809",
             Error::DependentObjects { .. } => "2BP01",
+            Error::Detailed { code, .. } => code,
             Error::ShuttingDown => "57P01",
             Error::ClusterUnavailable { .. } => "40001",
             Error::CompletionUnknown { .. } => "40003",
@@ -192,6 +201,7 @@ impl Error {
             Error::UniqueViolation { detail, .. }
             | Error::NotNullViolation { detail, .. }
             | Error::CheckViolation { detail, .. }
+            | Error::Detailed { detail, .. }
             | Error::SerializationFailure { detail } => detail.clone(),
             _ => None,
         }
@@ -205,6 +215,7 @@ impl Error {
             Error::CompletionUnknown { .. } => {
                 Some("The transaction may have committed: check before retrying it.".to_string())
             }
+            Error::Detailed { hint, .. } => hint.clone(),
             _ => None,
         }
     }

@@ -46,7 +46,7 @@ fn rowwise(
             .collect::<DfResult<Vec<_>>>()?;
         out.push(f(&values).map_err(to_df)?);
     }
-    Ok(ColumnarValue::Array(ScalarValue::iter_to_array(out)?))
+    crate::functions::rows_to_array(args, out)
 }
 
 fn text_of(v: &ScalarValue) -> Option<String> {

@@ -578,3 +578,18 @@ impl ExprPlanner for JsonPlanner {
         )))
     }
 }
+
+/// `values` (one per row) as the result array of a call: of the call's return type when there
+/// are none (`ScalarValue::iter_to_array` cannot tell the type of an empty list).
+pub(crate) fn rows_to_array(
+    args: &datafusion::logical_expr::ScalarFunctionArgs,
+    values: impl IntoIterator<Item = ScalarValue>,
+) -> DfResult<ColumnarValue> {
+    let mut values = values.into_iter().peekable();
+    if values.peek().is_none() {
+        return Ok(ColumnarValue::Array(
+            datafusion::arrow::array::new_empty_array(args.return_field.data_type()),
+        ));
+    }
+    Ok(ColumnarValue::Array(ScalarValue::iter_to_array(values)?))
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::{Datelike, NaiveDate};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
-use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Signature, TypeSignature, Volatility};
+use datafusion::logical_expr::{ScalarUDF, Signature, TypeSignature, Volatility};
 
 use crate::error::{to_df, Error};
 use crate::functions::{scalar_rows, udf};
@@ -24,7 +24,7 @@ pub(crate) fn udfs() -> Vec<Arc<ScalarUDF>> {
                     let n = row.iter().filter(|v| v.is_null() == nulls).count();
                     ScalarValue::Int32(Some(i32::try_from(n).unwrap_or(i32::MAX)))
                 });
-                Ok(ColumnarValue::Array(ScalarValue::iter_to_array(counts)?))
+                crate::functions::rows_to_array(args, counts)
             }),
         )
     };
@@ -55,7 +55,7 @@ pub(crate) fn udfs() -> Vec<Arc<ScalarUDF>> {
                     })
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(to_df)?;
-                Ok(ColumnarValue::Array(ScalarValue::iter_to_array(out)?))
+                crate::functions::rows_to_array(args, out)
             }),
         ),
         udf(
@@ -77,7 +77,7 @@ pub(crate) fn udfs() -> Vec<Arc<ScalarUDF>> {
                     })
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(to_df)?;
-                Ok(ColumnarValue::Array(ScalarValue::iter_to_array(out)?))
+                crate::functions::rows_to_array(args, out)
             }),
         ),
     ]

@@ -619,6 +619,14 @@ impl Session {
             if out.is_ok() && calls_pg_notify(stmt) {
                 out = collect_rows(out?).await;
             }
+            // Foreign keys hold at the end of each statement (NOT DEFERRABLE).
+            if out.is_ok() {
+                if let Err(e) = crate::dml::foreign::enforce(&ctx, txn) {
+                    out = Err(e);
+                }
+            } else {
+                txn.take_ri_events();
+            }
             if let Err(e) = crate::sequence::flush_pending(&self.shared, txn) {
                 out = out.and(Err(e));
             }

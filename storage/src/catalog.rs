@@ -56,6 +56,36 @@ pub struct IndexDef {
     pub constraint: bool,
 }
 
+/// What a foreign key does to the referencing rows when their referenced key is deleted or
+/// changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum FkAction {
+    /// Refused (23503) if referencing rows remain at the end of the statement.
+    #[default]
+    NoAction,
+    /// Refused (23503) if referencing rows remain.
+    Restrict,
+    /// The referencing rows are deleted (ON DELETE) or take the new key (ON UPDATE).
+    Cascade,
+    SetNull,
+    SetDefault,
+}
+
+/// A FOREIGN KEY constraint of the referencing table. Columns are named by id, so that they
+/// survive renames and other columns being dropped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForeignKeyDef {
+    pub name: String,
+    /// Referencing columns (of the table that holds this definition).
+    pub columns: Vec<ColumnId>,
+    pub ref_table: TableId,
+    /// Referenced columns, one per referencing column: together, the referenced table's
+    /// primary key or the columns of one of its unique indexes (in any order).
+    pub ref_columns: Vec<ColumnId>,
+    pub on_delete: FkAction,
+    pub on_update: FkAction,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckDef {
     pub name: String,
@@ -80,6 +110,9 @@ pub struct TableDef {
     pub consistency: Consistency,
     /// Next column id to hand out on ADD COLUMN.
     pub next_column_id: ColumnId,
+    /// FOREIGN KEY constraints of this table (it is the referencing side).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub foreign_keys: Vec<ForeignKeyDef>,
 }
 
 impl TableDef {
@@ -90,6 +123,11 @@ impl TableDef {
     /// Columns a user sees (`SELECT *`), in order.
     pub fn visible_columns(&self) -> impl Iterator<Item = (usize, &ColumnDef)> {
         self.columns.iter().enumerate().filter(|(_, c)| !c.hidden)
+    }
+
+    /// Position in `columns` of the column with id `id`.
+    pub fn column_position(&self, id: ColumnId) -> Option<usize> {
+        self.columns.iter().position(|c| c.id == id)
     }
 }
 
@@ -198,6 +236,16 @@ impl Catalog {
         self.entries.values().filter_map(move |e| match e {
             CatalogEntry::Sequence(s) if s.owned_by.is_some_and(|(t, _)| t == table) => Some(s),
             _ => None,
+        })
+    }
+
+    /// Foreign keys that reference table `table`, with the table that holds each.
+    pub fn referencing(&self, table: TableId) -> impl Iterator<Item = (&TableDef, &ForeignKeyDef)> {
+        self.tables().flat_map(move |t| {
+            t.foreign_keys
+                .iter()
+                .filter(move |f| f.ref_table == table)
+                .map(move |f| (t, f))
         })
     }
 

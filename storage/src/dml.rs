@@ -41,6 +41,7 @@ impl Txn {
             self.write(e.key, Some(e.value));
         }
         self.note_table_write(table.id);
+        self.note_ri(table.id, None, Some(&row));
         self.record(
             EncodedChange {
                 table_id: table.id,
@@ -90,6 +91,7 @@ impl Txn {
             }
         }
         self.note_table_write(table.id);
+        self.note_ri(table.id, Some(old), Some(&new));
         self.record(
             EncodedChange {
                 table_id: table.id,
@@ -114,6 +116,7 @@ impl Txn {
             self.write(e.key, None);
         }
         self.note_table_write(table.id);
+        self.note_ri(table.id, Some(old), None);
         self.record(
             EncodedChange {
                 table_id: table.id,

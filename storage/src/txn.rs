@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::lww::{row_op, RowWrite};
 use crate::reader::{Buffer, TxnReader};
 use crate::storage::{CommitInfo, Inner};
+use crate::types::{Row, Value};
 
 /// A buffered write: `data` key and payload (`None`: delete).
 type BufferedWrite = (Vec<u8>, Option<Vec<u8>>);
@@ -33,6 +34,16 @@ pub struct Savepoint {
     undo: usize,
     changes: usize,
     notifications: usize,
+    ri: usize,
+}
+
+/// A row written to a table that has foreign keys or is referenced by one: the SQL layer
+/// checks it (and runs the referential actions) at the end of the statement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RiEvent {
+    pub table: TableId,
+    pub old: Option<Row>,
+    pub new: Option<Row>,
 }
 
 /// A transaction, owned by one SQL session.
@@ -54,6 +65,11 @@ pub struct Txn {
     notifications: Vec<(String, String)>,
     max_rowid: AtomicU64,
     origin: u32,
+    /// Row writes whose foreign keys are still to be checked (`take_ri_events`).
+    ri: Vec<RiEvent>,
+    /// Tables that have a foreign key or are referenced by one, as of the catalog at that
+    /// address (recomputed when the catalog changes).
+    ri_tables: Option<(usize, std::collections::HashSet<TableId>)>,
 }
 
 impl Txn {
@@ -99,6 +115,8 @@ impl Txn {
             notifications: Vec::new(),
             max_rowid: AtomicU64::new(0),
             origin: 0,
+            ri: Vec::new(),
+            ri_tables: None,
         }
     }
 
@@ -152,6 +170,7 @@ impl Txn {
             undo: self.undo.len(),
             changes: self.changes.len(),
             notifications: self.notifications.len(),
+            ri: self.ri.len(),
         }
     }
 
@@ -173,6 +192,7 @@ impl Txn {
         self.changes.truncate(sp.changes);
         self.records.truncate(sp.changes);
         self.notifications.truncate(sp.notifications);
+        self.ri.truncate(sp.ri);
         if let Err(e) = self.rebuild_catalog() {
             self.poisoned.get_or_insert(e);
         }
@@ -293,6 +313,55 @@ impl Txn {
     /// our snapshot.
     pub(crate) fn note_table_ddl(&mut self, table: TableId) {
         self.checks.insert(layout::table_write_key(table));
+    }
+
+    /// Queues a row write for the foreign-key checks if `table` takes part in one.
+    pub(crate) fn note_ri(&mut self, table: TableId, old: Option<&Row>, new: Option<&Row>) {
+        let address = Arc::as_ptr(&self.catalog) as usize;
+        if self.ri_tables.as_ref().is_none_or(|(a, _)| *a != address) {
+            let mut set = std::collections::HashSet::new();
+            for t in self.catalog.tables() {
+                for f in &t.foreign_keys {
+                    set.insert(t.id);
+                    set.insert(f.ref_table);
+                }
+            }
+            self.ri_tables = Some((address, set));
+        }
+        if self
+            .ri_tables
+            .as_ref()
+            .is_some_and(|(_, set)| set.contains(&table))
+        {
+            self.ri.push(RiEvent {
+                table,
+                old: old.cloned(),
+                new: new.cloned(),
+            });
+        }
+    }
+
+    /// The row writes queued for foreign-key checks since the last call, in write order.
+    pub fn take_ri_events(&mut self) -> Vec<RiEvent> {
+        std::mem::take(&mut self.ri)
+    }
+
+    /// A row of this transaction references `key` of table `table`, which it found: the commit
+    /// fails (40001) if another transaction made that key stop existing after this one's
+    /// snapshot, and one that would make it stop existing later fails instead.
+    pub fn fk_reference(&mut self, table: TableId, key: &[Value]) {
+        let (gone, referenced) = layout::fk_keys(table, key);
+        self.checks.insert(gone);
+        self.touches.insert(referenced);
+    }
+
+    /// Key `key` of table `table` stops existing and this transaction found no row still
+    /// referencing it (or dealt with them): the commit fails (40001) if another transaction
+    /// made a row reference it after this one's snapshot, and one that would later fails.
+    pub fn fk_release(&mut self, table: TableId, key: &[Value]) {
+        let (gone, referenced) = layout::fk_keys(table, key);
+        self.touches.insert(gone);
+        self.checks.insert(referenced);
     }
 
     /// Recomputes the catalog from the snapshot's plus the catalog keys in the buffer.

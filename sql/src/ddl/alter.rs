@@ -158,14 +158,34 @@ fn apply(
             Ok(def)
         }
         Op::DropConstraint {
-            if_exists, name, ..
+            if_exists,
+            name,
+            drop_behavior,
         } => {
             let name = ident(name);
+            let cascade = matches!(drop_behavior, Some(ast::DropBehavior::Cascade));
             if let Some(i) = def.checks.iter().position(|c| c.name == name) {
                 def.checks.remove(i);
+            } else if let Some(i) = def.foreign_keys.iter().position(|f| f.name == name) {
+                def.foreign_keys.remove(i);
             } else if let Some(index) = def.indexes.iter().find(|i| i.name == name && i.constraint)
             {
                 let id = index.id;
+                let mut deps = super::foreign_key::using_key(&txn.catalog(), &def, Some(id))?;
+                // Its own foreign keys go with it.
+                def.foreign_keys
+                    .retain(|f| !deps.iter().any(|(n, t)| *n == f.name && *t == def.name));
+                deps.retain(|(_, t)| *t != def.name);
+                if !deps.is_empty() {
+                    if !cascade {
+                        return Err(super::foreign_key::dependents_error(
+                            format!("constraint {name} on table {}", def.name),
+                            &deps,
+                            &format!("index {name}"),
+                        ));
+                    }
+                    super::foreign_key::drop_dependents(ctx.shared, txn, &deps)?;
+                }
                 txn.drop_index(&def, id)?;
                 def.indexes.retain(|i| i.id != id);
             } else if def.pkey_name == name {
@@ -193,8 +213,10 @@ fn apply(
         Op::DropColumn {
             column_names,
             if_exists,
+            drop_behavior,
             ..
         } => {
+            let cascade = matches!(drop_behavior, Some(ast::DropBehavior::Cascade));
             for n in column_names {
                 let pos = match column_position(&def, n) {
                     Ok(p) => p,
@@ -219,6 +241,30 @@ fn apply(
                     .filter(|s| s.owned_by == owner)
                     .map(|s| s.id)
                     .collect();
+                // Foreign keys of its own on the column go with it; those of other tables that
+                // reference it need CASCADE.
+                let id = def.columns[pos].id;
+                def.foreign_keys.retain(|f| {
+                    !f.columns.contains(&id)
+                        && !(f.ref_table == def.id && f.ref_columns.contains(&id))
+                });
+                let deps: Vec<(String, String)> = txn
+                    .catalog()
+                    .referencing(def.id)
+                    .filter(|(t, f)| t.id != def.id && f.ref_columns.contains(&id))
+                    .map(|(t, f)| (f.name.clone(), t.name.clone()))
+                    .collect();
+                if !deps.is_empty() {
+                    let column = &def.columns[pos].name;
+                    if !cascade {
+                        return Err(super::foreign_key::dependents_error(
+                            format!("column {column} of table {}", def.name),
+                            &deps,
+                            &format!("column {column} of table {}", def.name),
+                        ));
+                    }
+                    super::foreign_key::drop_dependents(ctx.shared, txn, &deps)?;
+                }
                 def = drop_column(txn, def, pos)?;
                 for seq in owned {
                     txn.drop_entry(seq)?;
@@ -408,6 +454,7 @@ fn add_constraint(
             def.checks.push(check);
             Ok(())
         }
+        ast::TableConstraint::ForeignKey(fk) => super::foreign_key::add(txn, def, fk),
         other => Err(Error::unsupported(format!("ALTER TABLE ... ADD {other}"))),
     }
 }

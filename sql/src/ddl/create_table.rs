@@ -43,6 +43,8 @@ pub(super) async fn execute(
     let mut pk: Option<(Option<String>, Vec<usize>)> = None;
     let mut uniques: Vec<(Option<String>, Vec<usize>)> = Vec::new();
     let mut checks: Vec<(Option<String>, ast::Expr, Option<String>)> = Vec::new();
+    // FOREIGN KEYs, with the column of a column constraint.
+    let mut foreign: Vec<(Option<usize>, ast::ForeignKeyConstraint)> = Vec::new();
     // Sequences of serial and identity columns: (column position, name, options).
     let mut sequences: Vec<(usize, String, Vec<ast::SequenceOptions>)> = Vec::new();
     let catalog = txn.catalog();
@@ -108,6 +110,13 @@ pub(super) async fn execute(
                         options,
                     ));
                 }
+                ast::ColumnOption::ForeignKey(fk) => {
+                    let mut fk = fk.clone();
+                    if fk.name.is_none() {
+                        fk.name = opt.name.clone();
+                    }
+                    foreign.push((Some(idx), fk));
+                }
                 other => return Err(Error::unsupported(format!("column option {other}"))),
             }
         }
@@ -161,6 +170,7 @@ pub(super) async fn execute(
             ast::TableConstraint::Check(chk) => {
                 checks.push((chk.name.as_ref().map(ident), (*chk.expr).clone(), None))
             }
+            ast::TableConstraint::ForeignKey(fk) => foreign.push((None, fk.clone())),
             other => return Err(Error::unsupported(format!("table constraint {other}"))),
         }
     }
@@ -220,6 +230,7 @@ pub(super) async fn execute(
         indexes: Vec::new(),
         checks: Vec::new(),
         consistency,
+        foreign_keys: Vec::new(),
     };
     for (i, (n, cols)) in uniques.into_iter().enumerate() {
         let col_names: Vec<&str> = cols.iter().map(|&c| def.columns[c].name.as_str()).collect();
@@ -251,6 +262,19 @@ pub(super) async fn execute(
         if let Some(d) = &c.default {
             compile(ctx.state, &parse_expr(d)?, &DFSchema::empty())?;
         }
+    }
+    for (column, fk) in &foreign {
+        let cols = super::foreign_key::referencing_columns(&def, &fk.columns, *column)?;
+        let fk = super::foreign_key::define(&catalog, &def, fk, &cols)?;
+        if def.foreign_keys.iter().any(|f| f.name == fk.name) {
+            return Err(Error::DuplicateObject {
+                message: format!(
+                    "constraint \"{}\" for relation \"{name}\" already exists",
+                    fk.name
+                ),
+            });
+        }
+        def.foreign_keys.push(fk);
     }
     txn.put_entry(CatalogEntry::Table(def))?;
     Ok(tag("CREATE TABLE"))

@@ -15,6 +15,7 @@ pub(super) fn execute(
     kind: ast::ObjectType,
     if_exists: bool,
     names: &[ast::ObjectName],
+    cascade: bool,
 ) -> Result<QueryOutput> {
     let (label, done) = match kind {
         ast::ObjectType::Table => ("table", "DROP TABLE"),
@@ -87,6 +88,46 @@ pub(super) fn execute(
             });
         }
     }
+    // Foreign keys of other tables on a dropped table, or on a dropped unique index.
+    let dropped_tables: Vec<u32> = plan
+        .iter()
+        .filter(|(_, i)| i.is_none())
+        .map(|(id, _)| *id)
+        .collect();
+    let mut fk_deps = Vec::new();
+    for (id, index) in &plan {
+        let Some(def) = catalog.table_by_id(*id) else {
+            continue;
+        };
+        let (deps, what, on) = match index {
+            None => (
+                super::foreign_key::referencing_others(&catalog, def, &dropped_tables),
+                format!("table {}", def.name),
+                format!("table {}", def.name),
+            ),
+            Some(index_id) => {
+                let name = def
+                    .indexes
+                    .iter()
+                    .find(|i| i.id == *index_id)
+                    .map(|i| i.name.clone())
+                    .unwrap_or_default();
+                (
+                    super::foreign_key::using_key(&catalog, def, Some(*index_id))?,
+                    format!("index {name}"),
+                    format!("index {name}"),
+                )
+            }
+        };
+        if deps.is_empty() {
+            continue;
+        }
+        if !cascade {
+            return Err(super::foreign_key::dependents_error(what, &deps, &on));
+        }
+        fk_deps.extend(deps);
+    }
+    super::foreign_key::drop_dependents(shared, txn, &fk_deps)?;
     if kind == ast::ObjectType::Sequence {
         let dropped: Vec<String> = plan
             .iter()
@@ -115,7 +156,8 @@ pub(super) fn execute(
                 }
             }
             Some(index_id) => {
-                let mut def = catalog
+                let mut def = txn
+                    .catalog()
                     .table_by_id(id)
                     .cloned()
                     .ok_or_else(|| Error::internal("index owner vanished"))?;
@@ -128,7 +170,11 @@ pub(super) fn execute(
     Ok(tag(done))
 }
 
-pub(super) fn truncate(txn: &mut Txn, t: &ast::Truncate) -> Result<QueryOutput> {
+pub(super) fn truncate(
+    shared: &SessionShared,
+    txn: &mut Txn,
+    t: &ast::Truncate,
+) -> Result<QueryOutput> {
     let catalog = txn.catalog();
     let mut defs = Vec::new();
     for target in &t.table_names {
@@ -147,6 +193,41 @@ pub(super) fn truncate(txn: &mut Txn, t: &ast::Truncate) -> Result<QueryOutput> 
                 })
             }
         }
+    }
+    // A table referenced by a foreign key goes only with its referencing tables.
+    let cascade = matches!(t.cascade, Some(ast::CascadeOption::Cascade));
+    let mut i = 0;
+    while i < defs.len() {
+        let referencing: Vec<_> = catalog
+            .referencing(defs[i].id)
+            .map(|(child, _)| child.clone())
+            .collect();
+        for child in referencing {
+            if defs.iter().any(|d| d.id == child.id) {
+                continue;
+            }
+            if !cascade {
+                return Err(Error::Detailed {
+                    code: "0A000",
+                    message: "cannot truncate a table referenced in a foreign key constraint"
+                        .into(),
+                    detail: Some(format!(
+                        "Table \"{}\" references \"{}\".",
+                        child.name, defs[i].name
+                    )),
+                    hint: Some(format!(
+                        "Truncate table \"{}\" at the same time, or use TRUNCATE ... CASCADE.",
+                        child.name
+                    )),
+                });
+            }
+            shared.push_notice(
+                "00000",
+                format!("truncate cascades to table \"{}\"", child.name),
+            );
+            defs.push(child);
+        }
+        i += 1;
     }
     let restart = t.identity == Some(ast::TruncateIdentityOption::Restart);
     for def in defs {

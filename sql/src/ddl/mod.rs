@@ -4,6 +4,7 @@
 mod alter;
 mod create_table;
 mod drop;
+mod foreign_key;
 mod index;
 mod view;
 
@@ -48,10 +49,11 @@ pub(crate) async fn execute(
             object_type,
             if_exists,
             names,
+            cascade,
             ..
-        } => drop::execute(ctx.shared, txn, *object_type, *if_exists, names),
+        } => drop::execute(ctx.shared, txn, *object_type, *if_exists, names, *cascade),
         ast::Statement::AlterTable(at) => alter::execute(ctx, txn, at).await,
-        ast::Statement::Truncate(t) => drop::truncate(txn, t),
+        ast::Statement::Truncate(t) => drop::truncate(ctx.shared, txn, t),
         ast::Statement::CreateSequence { .. } => {
             crate::sequence::create(ctx.shared, txn, &stmt.ast)
         }

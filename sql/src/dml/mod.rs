@@ -3,6 +3,7 @@
 
 pub(crate) mod constraints;
 mod delete;
+pub(crate) mod foreign;
 mod insert;
 pub(crate) mod point;
 mod returning;

@@ -78,9 +78,15 @@ fn rows(m: &Model) -> Vec<Row> {
                 r.columns.len(),
                 r.checks,
             ];
+            // Foreign keys are triggers in PostgreSQL: psql lists them only when this is set.
+            let triggers = m.constraints.iter().any(|c| {
+                c.foreign
+                    .as_ref()
+                    .is_some_and(|f| c.table_oid == r.oid || f.table_oid == r.oid)
+            });
             row.extend(pg_row![
                 false,
-                false,
+                triggers,
                 false,
                 false,
                 false,

@@ -1,4 +1,5 @@
-//! pg_constraint: primary keys (`p`), unique constraints (`u`) and checks (`c`).
+//! pg_constraint: primary keys (`p`), unique constraints (`u`), checks (`c`) and foreign keys
+//! (`f`).
 
 use super::model::Model;
 use super::oids::PUBLIC_NAMESPACE;
@@ -54,10 +55,10 @@ fn rows(m: &Model) -> Vec<Row> {
                 0u32,
                 c.index_oid,
                 0u32,
-                0u32,
-                ' ',
-                ' ',
-                ' ',
+                c.foreign.as_ref().map_or(0u32, |f| f.table_oid),
+                c.foreign.as_ref().map_or(' ', |f| f.on_update),
+                c.foreign.as_ref().map_or(' ', |f| f.on_delete),
+                if c.foreign.is_some() { 's' } else { ' ' },
                 true,
                 0i32,
                 c.kind == 'c',
@@ -67,10 +68,13 @@ fn rows(m: &Model) -> Vec<Row> {
             } else {
                 Cell::Ints(c.keys.iter().map(|k| i64::from(*k)).collect())
             };
+            let ref_keys = match &c.foreign {
+                Some(f) => Cell::Ints(f.keys.iter().map(|k| i64::from(*k)).collect()),
+                None => Cell::Null,
+            };
             row.extend([
                 keys,
-                Cell::Null,
-                Cell::Null,
+                ref_keys,
                 Cell::Null,
                 Cell::Null,
                 Cell::Null,

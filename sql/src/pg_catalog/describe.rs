@@ -146,6 +146,27 @@ pub fn constraint_def(m: &Model, oid: u32, pretty: bool) -> Option<String> {
     Some(match c.kind {
         'p' => format!("PRIMARY KEY ({})", column_list(m, c.table_oid, &c.keys)),
         'u' => format!("UNIQUE ({})", column_list(m, c.table_oid, &c.keys)),
+        'f' => {
+            let f = c.foreign.as_ref()?;
+            let parent = m.relation(f.table_oid)?;
+            let mut def = format!(
+                "FOREIGN KEY ({}) REFERENCES {}({})",
+                column_list(m, c.table_oid, &c.keys),
+                quote_ident(&parent.name),
+                column_list(m, f.table_oid, &f.keys)
+            );
+            for (label, letter) in [("UPDATE", f.on_update), ("DELETE", f.on_delete)] {
+                let action = match letter {
+                    'r' => "RESTRICT",
+                    'c' => "CASCADE",
+                    'n' => "SET NULL",
+                    'd' => "SET DEFAULT",
+                    _ => continue,
+                };
+                def.push_str(&format!(" ON {label} {action}"));
+            }
+            def
+        }
         _ => {
             let expr = c.check.as_deref().unwrap_or("true");
             if pretty {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use weft_storage::{Catalog, CatalogEntry, SequenceDef, TableDef, TableId};
 
-use super::oids::{self, CHECK_SLOT};
+use super::oids::{self, CHECK_SLOT, FK_SLOT};
 use super::table::Col;
 use super::types::storage_type_oid;
 use crate::pgtype::{type_modifier, PgType};
@@ -76,6 +76,34 @@ pub struct Constraint {
     pub index_oid: u32,
     /// A check constraint's expression as SQL text.
     pub check: Option<String>,
+    /// A foreign key's referenced side.
+    pub foreign: Option<Foreign>,
+}
+
+/// What a foreign key (`f`) references, and its actions as pg_constraint's letters.
+#[derive(Debug, Clone)]
+pub struct Foreign {
+    pub table_oid: u32,
+    pub keys: Vec<i16>,
+    pub on_update: char,
+    pub on_delete: char,
+}
+
+/// pg_constraint's letter for a referential action.
+fn action_letter(a: weft_storage::FkAction) -> char {
+    match a {
+        weft_storage::FkAction::NoAction => 'a',
+        weft_storage::FkAction::Restrict => 'r',
+        weft_storage::FkAction::Cascade => 'c',
+        weft_storage::FkAction::SetNull => 'n',
+        weft_storage::FkAction::SetDefault => 'd',
+    }
+}
+
+/// A column's attribute number (its place among the visible columns), by column id.
+fn attnum(def: &TableDef, id: u32) -> Option<i16> {
+    let pos = def.visible_columns().position(|(_, c)| c.id == id)?;
+    i16::try_from(pos + 1).ok()
 }
 
 /// The column names, types and type modifiers of a view, from planning its query.
@@ -120,6 +148,9 @@ impl Model {
             let oid = oids::system_relation(name).unwrap_or(12100 + u32::try_from(i).unwrap_or(0));
             m.relations
                 .push(system_relation(oid, *ns, name, cols, *kind));
+        }
+        for def in catalog.tables() {
+            m.add_foreign_keys(catalog, def);
         }
         for entry in catalog.entries.values() {
             match entry {
@@ -196,6 +227,53 @@ impl Model {
         self.relation(rel)?.columns.iter().find(|a| a.num == num)
     }
 
+    fn add_foreign_keys(&mut self, catalog: &Catalog, def: &TableDef) {
+        for (i, fk) in def.foreign_keys.iter().enumerate() {
+            let Some(parent) = catalog.table_by_id(fk.ref_table) else {
+                continue;
+            };
+            let keys: Option<Vec<i16>> = fk.columns.iter().map(|&c| attnum(def, c)).collect();
+            let ref_keys: Option<Vec<i16>> =
+                fk.ref_columns.iter().map(|&c| attnum(parent, c)).collect();
+            let (Some(keys), Some(ref_keys)) = (keys, ref_keys) else {
+                continue;
+            };
+            // The referenced key's index: the primary key's, or the unique index's.
+            let ref_positions: Vec<usize> = fk
+                .ref_columns
+                .iter()
+                .filter_map(|&c| parent.column_position(c))
+                .collect();
+            let same = |cols: &[usize]| {
+                cols.len() == ref_positions.len() && cols.iter().all(|c| ref_positions.contains(c))
+            };
+            let index_id = if same(&parent.primary_key) {
+                Some(0)
+            } else {
+                parent
+                    .indexes
+                    .iter()
+                    .find(|ix| ix.unique && same(&ix.columns))
+                    .map(|ix| ix.id)
+            };
+            self.constraints.push(Constraint {
+                oid: oids::constraint_oid(def.id, FK_SLOT + u32::try_from(i).unwrap_or(0)),
+                name: fk.name.clone(),
+                kind: 'f',
+                table_oid: def.id,
+                keys,
+                index_oid: index_id.map_or(0, |id| oids::index_oid(parent.id, id)),
+                check: None,
+                foreign: Some(Foreign {
+                    table_oid: parent.id,
+                    keys: ref_keys,
+                    on_update: action_letter(fk.on_update),
+                    on_delete: action_letter(fk.on_delete),
+                }),
+            });
+        }
+    }
+
     fn add_table(&mut self, def: &TableDef) {
         // Attribute numbers count visible columns; the hidden row id has none.
         let mut attnum: Vec<Option<i16>> = Vec::with_capacity(def.columns.len());
@@ -235,6 +313,7 @@ impl Model {
                 keys: keys.clone(),
                 index_oid,
                 check: None,
+                foreign: None,
             });
             let index = Index {
                 table_oid,
@@ -260,6 +339,7 @@ impl Model {
                     keys: keys.clone(),
                     index_oid,
                     check: None,
+                    foreign: None,
                 });
             }
             indexes.push((
@@ -282,6 +362,7 @@ impl Model {
                 keys: Vec::new(),
                 index_oid: 0,
                 check: Some(chk.expr.clone()),
+                foreign: None,
             });
         }
         self.relations.push(Relation {

@@ -76,6 +76,8 @@ const DEFAULT_BASE: u32 = (1 << 30) + (1 << 29);
 const PER_TABLE: u32 = 1024;
 /// Check constraints count from here within a table's constraint range.
 pub const CHECK_SLOT: u32 = 512;
+/// Foreign keys count from here.
+pub const FK_SLOT: u32 = 768;
 
 fn derived(base: u32, table: TableId, k: u32) -> u32 {
     base.saturating_add(table.saturating_mul(PER_TABLE))

@@ -41,6 +41,10 @@ impl VisitorMut for Rewriter {
     }
 
     fn pre_visit_table_factor(&mut self, tf: &mut TableFactor) -> ControlFlow<()> {
+        if let Some(derived) = partition_ancestors(tf) {
+            *tf = derived;
+            return ControlFlow::Continue(());
+        }
         if let TableFactor::Table {
             name,
             args: Some(_),
@@ -69,6 +73,37 @@ impl VisitorMut for Rewriter {
     }
 }
 
+/// `pg_partition_ancestors(rel)` in FROM (psql's `\d` asks it): no table is partitioned, so
+/// its one row is the relation itself, as `relid`.
+fn partition_ancestors(tf: &TableFactor) -> Option<TableFactor> {
+    let TableFactor::Table {
+        name,
+        args: Some(args),
+        alias,
+        ..
+    } = tf
+    else {
+        return None;
+    };
+    if last_name(name) != "pg_partition_ancestors" {
+        return None;
+    }
+    let [FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))] = args.args.as_slice() else {
+        return None;
+    };
+    let sql = format!("SELECT weft_to_regclass({arg}) AS relid");
+    let mut statements = Parser::parse_sql(&crate::dialect::WeftDialect::default(), &sql).ok()?;
+    let Some(ast::Statement::Query(subquery)) = statements.pop() else {
+        return None;
+    };
+    Some(TableFactor::Derived {
+        lateral: false,
+        subquery,
+        alias: alias.clone(),
+        sample: None,
+    })
+}
+
 fn take(e: &mut Expr) -> Expr {
     std::mem::replace(e, Expr::value(Value::Null))
 }
@@ -77,6 +112,16 @@ fn replacement(e: &mut Expr) -> Option<Expr> {
     match e {
         Expr::Function(f) => {
             strip_pg_catalog(&mut f.name);
+            // In a select list, one row: the relation itself (see `partition_ancestors`).
+            if last_name(&f.name) == "pg_partition_ancestors" {
+                if let FunctionArguments::List(list) = &mut f.args {
+                    if let [FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))] =
+                        list.args.as_mut_slice()
+                    {
+                        return Some(call("weft_to_regclass", vec![take(arg)]));
+                    }
+                }
+            }
             match &mut f.args {
                 FunctionArguments::Subquery(q) if last_name(&f.name) == "array" => {
                     Some(if yields_no_rows(q) {

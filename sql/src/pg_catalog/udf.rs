@@ -134,7 +134,7 @@ impl ScalarUDFImpl for PgFn {
                 .collect::<DfResult<Vec<_>>>()?;
             out.push(typed((self.body)(&call, &values)?)?);
         }
-        Ok(ColumnarValue::Array(ScalarValue::iter_to_array(out)?))
+        crate::functions::rows_to_array(&args, out)
     }
 }
 

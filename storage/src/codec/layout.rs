@@ -27,6 +27,12 @@ pub const META_NEXT_ID: &[u8] = b"mnext_id";
 const META_TABLE_WRITE: &[u8] = b"mw";
 /// `m s sequence_id`: a sequence's state (`sequence.rs`).
 const META_SEQUENCE: &[u8] = b"ms";
+/// `m f e table_id key`: stamped when a referenced key of the table stops existing (a delete,
+/// or an update of the key); a transaction that made a row reference it checks it.
+const META_FK_GONE: &[u8] = b"mfe";
+/// `m f r table_id key`: stamped by every transaction that made a row reference the key; one
+/// that makes the key stop existing checks it.
+const META_FK_REFERENCED: &[u8] = b"mfr";
 
 /// Bytes of `t table_id index_id`.
 pub const INDEX_PREFIX_LEN: usize = 9;
@@ -65,6 +71,17 @@ pub fn table_write_key(id: TableId) -> Vec<u8> {
     let mut k = META_TABLE_WRITE.to_vec();
     k.extend_from_slice(&id.to_be_bytes());
     k
+}
+
+/// The pair of keys through which a foreign key's concurrent writers conflict (see
+/// `Txn::fk_reference`): `(gone, referenced)` for key `key` of referenced table `table`.
+pub fn fk_keys(table: TableId, key: &[Value]) -> (Vec<u8>, Vec<u8>) {
+    let mut gone = META_FK_GONE.to_vec();
+    gone.extend_from_slice(&table.to_be_bytes());
+    memcmp::encode_tuple(&mut gone, key);
+    let mut referenced = META_FK_REFERENCED.to_vec();
+    referenced.extend_from_slice(&gone[META_FK_GONE.len()..]);
+    (gone, referenced)
 }
 
 pub fn sequence_key(id: TableId) -> Vec<u8> {

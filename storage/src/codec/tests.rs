@@ -268,6 +268,7 @@ fn table_of(tys: &[DataType]) -> TableDef {
         indexes: vec![],
         checks: vec![],
         consistency: Consistency::Raft,
+        foreign_keys: Vec::new(),
         next_column_id: 100,
     }
 }

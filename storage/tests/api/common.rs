@@ -47,6 +47,7 @@ pub fn users_def(id: u32) -> TableDef {
         indexes: vec![],
         checks: vec![],
         consistency: Consistency::Raft,
+        foreign_keys: Vec::new(),
         next_column_id: 5,
     }
 }

@@ -109,6 +109,7 @@ async fn create_kv(s: &Storage) -> TableDef {
         }],
         checks: vec![],
         consistency: Consistency::Lww,
+        foreign_keys: Vec::new(),
         next_column_id: 4,
     };
     txn.put_entry(CatalogEntry::Table(def.clone()))
@@ -130,6 +131,7 @@ async fn create_plain(s: &Storage) -> TableDef {
         indexes: vec![],
         checks: vec![],
         consistency: Consistency::Raft,
+        foreign_keys: Vec::new(),
         next_column_id: 3,
     };
     txn.put_entry(CatalogEntry::Table(def.clone()))

@@ -33,6 +33,7 @@ async fn create_pairs(s: &Storage) -> TableDef {
         }],
         checks: vec![],
         consistency: Consistency::Raft,
+        foreign_keys: Vec::new(),
         next_column_id: 4,
     };
     txn.put_entry(CatalogEntry::Table(def.clone()))
