@@ -3,6 +3,7 @@ mod clients;
 mod cluster;
 mod errors;
 mod extended;
+mod foreign_keys;
 mod lifecycle;
 mod lww;
 mod nodes;
