@@ -597,6 +597,7 @@ impl Session {
             }
         };
         let output = {
+            let block = self.block.as_ref().map(|_| ());
             let (txn, read_only) = match (&mut self.block, &mut auto) {
                 (Some(b), _) => (&mut b.txn, b.read_only),
                 (None, Some(t)) => (t, false),
@@ -619,9 +620,14 @@ impl Session {
             if out.is_ok() && calls_pg_notify(stmt) {
                 out = collect_rows(out?).await;
             }
-            // Foreign keys hold at the end of each statement (NOT DEFERRABLE).
+            // Foreign keys hold at the end of each statement (NOT DEFERRABLE), deferred ones at
+            // COMMIT, which in autocommit is now.
             if out.is_ok() {
-                if let Err(e) = crate::dml::foreign::enforce(&ctx, txn) {
+                let mut checked = crate::dml::foreign::enforce(&ctx, txn);
+                if checked.is_ok() && block.is_none() {
+                    checked = crate::dml::foreign::enforce_deferred(&ctx, txn);
+                }
+                if let Err(e) = checked {
                     out = Err(e);
                 }
             } else {

@@ -137,6 +137,18 @@ async fn commit(session: &mut Session) -> Result<QueryOutput> {
             Ok(tag("ROLLBACK"))
         }
         Some(mut b) => {
+            // Deferred foreign keys: a violation fails the COMMIT, which rolls back.
+            let ctx = crate::session::ExecCtx {
+                state: &session.state,
+                shared: &session.shared,
+                read_only: b.read_only,
+                point_path: false,
+                cancel: &session.cancel,
+            };
+            if let Err(e) = crate::dml::foreign::enforce_deferred(&ctx, &mut b.txn) {
+                session.listen_pending.clear();
+                return Err(e);
+            }
             b.txn.set_origin(session.pid);
             let pending = std::mem::take(&mut session.listen_pending);
             let listening = session.listen_begin(&pending);

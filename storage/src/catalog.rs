@@ -84,6 +84,12 @@ pub struct ForeignKeyDef {
     pub ref_columns: Vec<ColumnId>,
     pub on_delete: FkAction,
     pub on_update: FkAction,
+    /// `DEFERRABLE`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deferrable: bool,
+    /// `INITIALLY DEFERRED`: the check waits for COMMIT (referential actions never do).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deferred: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -94,5 +94,5 @@ pub use replica::{
     replica_meta_key, ApplyOutcome, RaftLog, ReplicatedWrite, Replicator, RequestId, SnapshotFile,
 };
 pub use storage::{CommitInfo, Storage, StorageOptions};
-pub use txn::{Savepoint, Txn};
+pub use txn::{RiEvent, Savepoint, Txn};
 pub use types::{DataType, Row, Value};

@@ -35,6 +35,7 @@ pub struct Savepoint {
     changes: usize,
     notifications: usize,
     ri: usize,
+    ri_deferred: usize,
 }
 
 /// A row written to a table that has foreign keys or is referenced by one: the SQL layer
@@ -67,6 +68,8 @@ pub struct Txn {
     origin: u32,
     /// Row writes whose foreign keys are still to be checked (`take_ri_events`).
     ri: Vec<RiEvent>,
+    /// Row writes whose deferred foreign keys are checked at COMMIT (`defer_ri`).
+    ri_deferred: Vec<RiEvent>,
     /// Tables that have a foreign key or are referenced by one, as of the catalog at that
     /// address (recomputed when the catalog changes).
     ri_tables: Option<(usize, std::collections::HashSet<TableId>)>,
@@ -116,6 +119,7 @@ impl Txn {
             max_rowid: AtomicU64::new(0),
             origin: 0,
             ri: Vec::new(),
+            ri_deferred: Vec::new(),
             ri_tables: None,
         }
     }
@@ -171,6 +175,7 @@ impl Txn {
             changes: self.changes.len(),
             notifications: self.notifications.len(),
             ri: self.ri.len(),
+            ri_deferred: self.ri_deferred.len(),
         }
     }
 
@@ -193,6 +198,7 @@ impl Txn {
         self.records.truncate(sp.changes);
         self.notifications.truncate(sp.notifications);
         self.ri.truncate(sp.ri);
+        self.ri_deferred.truncate(sp.ri_deferred);
         if let Err(e) = self.rebuild_catalog() {
             self.poisoned.get_or_insert(e);
         }
@@ -344,6 +350,16 @@ impl Txn {
     /// The row writes queued for foreign-key checks since the last call, in write order.
     pub fn take_ri_events(&mut self) -> Vec<RiEvent> {
         std::mem::take(&mut self.ri)
+    }
+
+    /// Keeps a row write for the checks of deferred foreign keys, made at COMMIT.
+    pub fn defer_ri(&mut self, event: RiEvent) {
+        self.ri_deferred.push(event);
+    }
+
+    /// The row writes kept for deferred foreign keys, in write order.
+    pub fn take_deferred_ri(&mut self) -> Vec<RiEvent> {
+        std::mem::take(&mut self.ri_deferred)
     }
 
     /// A row of this transaction references `key` of table `table`, which it found: the commit

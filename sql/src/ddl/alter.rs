@@ -101,8 +101,16 @@ fn apply(
                 identity: None,
             };
             let mut sequence = None;
+            let mut foreign = Vec::new();
             for o in &column_def.options {
                 match &o.option {
+                    ast::ColumnOption::ForeignKey(fk) => {
+                        let mut fk = fk.clone();
+                        if fk.name.is_none() {
+                            fk.name = o.name.clone();
+                        }
+                        foreign.push(fk);
+                    }
                     ast::ColumnOption::Null => {}
                     ast::ColumnOption::NotNull => col.nullable = false,
                     ast::ColumnOption::Default(e) => col.default = Some(e.to_string()),
@@ -147,6 +155,12 @@ fn apply(
             // The defaults below may call a sequence created just now.
             ctx.shared.set_read(Some(crate::session::view_of(txn)));
             fill_new_column(ctx, txn, &def, pos)?;
+            if !foreign.is_empty() {
+                for fk in &foreign {
+                    super::foreign_key::add(txn, &mut def, fk, Some(pos))?;
+                }
+                txn.put_entry(CatalogEntry::Table(def.clone()))?;
+            }
             Ok(def)
         }
         Op::AddConstraint {
@@ -454,7 +468,7 @@ fn add_constraint(
             def.checks.push(check);
             Ok(())
         }
-        ast::TableConstraint::ForeignKey(fk) => super::foreign_key::add(txn, def, fk),
+        ast::TableConstraint::ForeignKey(fk) => super::foreign_key::add(txn, def, fk, None),
         other => Err(Error::unsupported(format!("ALTER TABLE ... ADD {other}"))),
     }
 }

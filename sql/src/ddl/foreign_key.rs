@@ -79,12 +79,16 @@ pub(super) fn define(
             return Err(Error::unsupported(format!("MATCH {m} foreign keys")));
         }
     }
+    let (mut deferrable, mut deferred) = (false, false);
     if let Some(c) = &fk.characteristics {
-        if c.deferrable == Some(true)
-            || matches!(c.initially, Some(ast::DeferrableInitial::Deferred))
-        {
-            return Err(Error::unsupported("DEFERRABLE foreign keys"));
+        deferred = matches!(c.initially, Some(ast::DeferrableInitial::Deferred));
+        if deferred && c.deferrable == Some(false) {
+            return Err(Error::Syntax {
+                message: "constraint declared INITIALLY DEFERRED must be DEFERRABLE".into(),
+                position: None,
+            });
         }
+        deferrable = deferred || c.deferrable == Some(true);
         if c.enforced == Some(false) {
             return Err(Error::unsupported("NOT ENFORCED foreign keys"));
         }
@@ -167,6 +171,8 @@ pub(super) fn define(
         ref_columns: refs.iter().map(|&r| parent.columns[r].id).collect(),
         on_delete: action(fk.on_delete),
         on_update: action(fk.on_update),
+        deferrable,
+        deferred,
     })
 }
 
@@ -201,8 +207,9 @@ pub(super) fn add(
     txn: &mut Txn,
     child: &mut TableDef,
     fk: &ast::ForeignKeyConstraint,
+    column: Option<usize>,
 ) -> Result<()> {
-    let columns = referencing_columns(child, &fk.columns, None)?;
+    let columns = referencing_columns(child, &fk.columns, column)?;
     let catalog = txn.catalog();
     let def = define(&catalog, child, fk, &columns)?;
     if constraint_taken(child, &def.name) {

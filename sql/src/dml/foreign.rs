@@ -18,7 +18,8 @@
 //! stop existing cannot both commit (40001), whichever commits first.
 
 use weft_storage::{
-    format_value, DataType, FkAction, ForeignKeyDef, IndexId, KeyRange, Row, TableDef, Txn, Value,
+    format_value, DataType, FkAction, ForeignKeyDef, IndexId, KeyRange, RiEvent, Row, TableDef,
+    Txn, Value,
 };
 
 use super::constraints;
@@ -39,28 +40,83 @@ pub(crate) fn enforce(ctx: &ExecCtx<'_>, txn: &mut Txn) -> Result<()> {
             return Ok(());
         }
         let catalog = txn.catalog();
-        for e in &events {
+        for e in events {
             let Some(def) = catalog.table_by_id(e.table) else {
                 continue;
             };
+            let mut defer = false;
             if let Some(old) = &e.old {
                 for (child, fk) in catalog.referencing(def.id) {
+                    let action = if e.new.is_some() {
+                        fk.on_update
+                    } else {
+                        fk.on_delete
+                    };
+                    if fk.deferred && action == FkAction::NoAction {
+                        defer = true;
+                        continue;
+                    }
                     referenced_key_changed(ctx, txn, def, old, e.new.as_ref(), child, fk)?;
                 }
             }
             if let Some(new) = &e.new {
                 for fk in &def.foreign_keys {
+                    if fk.deferred {
+                        defer = true;
+                        continue;
+                    }
                     let parent = catalog.table_by_id(fk.ref_table).ok_or_else(|| {
                         Error::internal(format!("foreign key {} lost its table", fk.name))
                     })?;
                     referencing_row_written(txn, def, fk, parent, e.old.as_ref(), new)?;
                 }
             }
+            if defer {
+                txn.defer_ri(e);
+            }
         }
     }
     Err(Error::ProgramLimitExceeded {
         message: "foreign key actions cascade more than 1000 levels deep".into(),
     })
+}
+
+/// At COMMIT: the checks of INITIALLY DEFERRED foreign keys, against the rows as the
+/// transaction leaves them (a row written and then deleted or fixed later is not held
+/// against it). Their referential actions are NO ACTION (the others ran at the statement).
+pub(crate) fn enforce_deferred(ctx: &ExecCtx<'_>, txn: &mut Txn) -> Result<()> {
+    let events: Vec<RiEvent> = txn.take_deferred_ri();
+    if events.is_empty() {
+        return Ok(());
+    }
+    let catalog = txn.catalog();
+    for e in &events {
+        let Some(def) = catalog.table_by_id(e.table) else {
+            continue;
+        };
+        if let Some(old) = &e.old {
+            for (child, fk) in catalog.referencing(def.id) {
+                if fk.deferred {
+                    referenced_key_changed(ctx, txn, def, old, e.new.as_ref(), child, fk)?;
+                }
+            }
+        }
+        let Some(new) = &e.new else {
+            continue;
+        };
+        // The row as it is now, by its primary key.
+        let pk: Vec<Value> = def.primary_key.iter().map(|&p| new[p].clone()).collect();
+        let Some(current) = txn.get(def, &pk)? else {
+            continue;
+        };
+        for fk in def.foreign_keys.iter().filter(|f| f.deferred) {
+            let parent = catalog.table_by_id(fk.ref_table).ok_or_else(|| {
+                Error::internal(format!("foreign key {} lost its table", fk.name))
+            })?;
+            referencing_row_written(txn, def, fk, parent, None, &current)?;
+        }
+    }
+    Ok(())
 }
 
 /// Positions in `def.columns` of the columns with ids `ids`.

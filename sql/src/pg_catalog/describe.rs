@@ -165,6 +165,11 @@ pub fn constraint_def(m: &Model, oid: u32, pretty: bool) -> Option<String> {
                 };
                 def.push_str(&format!(" ON {label} {action}"));
             }
+            if f.deferred {
+                def.push_str(" DEFERRABLE INITIALLY DEFERRED");
+            } else if f.deferrable {
+                def.push_str(" DEFERRABLE");
+            }
             def
         }
         _ => {

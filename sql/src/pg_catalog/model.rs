@@ -87,6 +87,8 @@ pub struct Foreign {
     pub keys: Vec<i16>,
     pub on_update: char,
     pub on_delete: char,
+    pub deferrable: bool,
+    pub deferred: bool,
 }
 
 /// pg_constraint's letter for a referential action.
@@ -269,6 +271,8 @@ impl Model {
                     keys: ref_keys,
                     on_update: action_letter(fk.on_update),
                     on_delete: action_letter(fk.on_delete),
+                    deferrable: fk.deferrable,
+                    deferred: fk.deferred,
                 }),
             });
         }
