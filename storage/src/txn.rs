@@ -70,9 +70,9 @@ pub struct Txn {
     ri: Vec<RiEvent>,
     /// Row writes whose deferred foreign keys are checked at COMMIT (`defer_ri`).
     ri_deferred: Vec<RiEvent>,
-    /// Tables that have a foreign key or are referenced by one, as of the catalog at that
-    /// address (recomputed when the catalog changes).
-    ri_tables: Option<(usize, std::collections::HashSet<TableId>)>,
+    /// Tables that have a foreign key or are referenced by one, as of that catalog (recomputed
+    /// when the transaction's catalog is another one; holding it keeps its address unique).
+    ri_tables: Option<(Arc<Catalog>, std::collections::HashSet<TableId>)>,
 }
 
 impl Txn {
@@ -323,8 +323,11 @@ impl Txn {
 
     /// Queues a row write for the foreign-key checks if `table` takes part in one.
     pub(crate) fn note_ri(&mut self, table: TableId, old: Option<&Row>, new: Option<&Row>) {
-        let address = Arc::as_ptr(&self.catalog) as usize;
-        if self.ri_tables.as_ref().is_none_or(|(a, _)| *a != address) {
+        if self
+            .ri_tables
+            .as_ref()
+            .is_none_or(|(c, _)| !Arc::ptr_eq(c, &self.catalog))
+        {
             let mut set = std::collections::HashSet::new();
             for t in self.catalog.tables() {
                 for f in &t.foreign_keys {
@@ -332,7 +335,7 @@ impl Txn {
                     set.insert(f.ref_table);
                 }
             }
-            self.ri_tables = Some((address, set));
+            self.ri_tables = Some((Arc::clone(&self.catalog), set));
         }
         if self
             .ri_tables
