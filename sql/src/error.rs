@@ -9,6 +9,34 @@ use datafusion::sql::sqlparser::parser::ParserError;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The database object an error is about, for the ErrorResponse's table (`t`), column (`c`) and
+/// constraint (`n`) fields (the schema, `s`, is then `public`), as PostgreSQL sends them with
+/// integrity violations: drivers expose them (`diag.constraint_name`, `err.constraint`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ErrorObject {
+    pub table: Option<String>,
+    pub column: Option<String>,
+    pub constraint: Option<String>,
+}
+
+impl ErrorObject {
+    pub fn constraint(table: &str, constraint: &str) -> ErrorObject {
+        ErrorObject {
+            table: Some(table.to_string()),
+            column: None,
+            constraint: Some(constraint.to_string()),
+        }
+    }
+
+    pub fn column(table: &str, column: &str) -> ErrorObject {
+        ErrorObject {
+            table: Some(table.to_string()),
+            column: Some(column.to_string()),
+            constraint: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     #[error("syntax error: {message}")]
@@ -71,16 +99,19 @@ pub enum Error {
     UniqueViolation {
         message: String,
         detail: Option<String>,
+        object: ErrorObject,
     },
     #[error("{message}")]
     NotNullViolation {
         message: String,
         detail: Option<String>,
+        object: ErrorObject,
     },
     #[error("{message}")]
     CheckViolation {
         message: String,
         detail: Option<String>,
+        object: ErrorObject,
     },
     #[error("{message}")]
     ActiveTransaction { message: String },
@@ -119,6 +150,7 @@ pub enum Error {
         message: String,
         detail: Option<String>,
         hint: Option<String>,
+        object: ErrorObject,
     },
     #[error("the server is shutting down")]
     ShuttingDown,
@@ -221,6 +253,17 @@ impl Error {
     }
 
     /// 1-based character offset into the statement, for syntax errors.
+    /// The table, column or constraint the error is about, if any.
+    pub fn object(&self) -> Option<&ErrorObject> {
+        match self {
+            Error::UniqueViolation { object, .. }
+            | Error::NotNullViolation { object, .. }
+            | Error::CheckViolation { object, .. }
+            | Error::Detailed { object, .. } => Some(object).filter(|o| o.table.is_some()),
+            _ => None,
+        }
+    }
+
     pub fn position(&self) -> Option<u32> {
         match self {
             Error::Syntax { position, .. } => *position,
@@ -265,9 +308,14 @@ impl From<weft_storage::Error> for Error {
     fn from(e: weft_storage::Error) -> Self {
         use weft_storage::Error as S;
         match e {
-            S::UniqueViolation { constraint, detail } => Error::UniqueViolation {
+            S::UniqueViolation {
+                table,
+                constraint,
+                detail,
+            } => Error::UniqueViolation {
                 message: format!("duplicate key value violates unique constraint \"{constraint}\""),
                 detail: Some(detail),
+                object: ErrorObject::constraint(&table, &constraint),
             },
             S::SerializationFailure { detail } => Error::SerializationFailure {
                 detail: Some(detail),
@@ -692,6 +740,7 @@ mod tests {
         let e = Error::from(to_df(Error::CheckViolation {
             message: "x".into(),
             detail: None,
+            object: ErrorObject::default(),
         }));
         assert_eq!(e.sqlstate(), "23514");
     }

@@ -27,6 +27,8 @@ pub struct SqlError {
     pub hint: Option<String>,
     /// 1-based character position in the statement text.
     pub position: Option<u32>,
+    /// The table, column and constraint an integrity violation is about.
+    pub object: Option<weft_sql::error::ErrorObject>,
 }
 
 impl SqlError {
@@ -38,6 +40,7 @@ impl SqlError {
             detail: None,
             hint: None,
             position: None,
+            object: None,
         }
     }
 
@@ -71,6 +74,12 @@ impl SqlError {
         info.detail = self.detail.clone();
         info.hint = self.hint.clone();
         info.position = self.position.map(|p| p.to_string());
+        if let Some(o) = &self.object {
+            info.schema = Some("public".to_string());
+            info.table = o.table.clone();
+            info.column = o.column.clone();
+            info.constraint = o.constraint.clone();
+        }
         info
     }
 
@@ -92,6 +101,7 @@ impl From<weft_sql::Error> for SqlError {
             detail: e.detail(),
             hint: e.hint(),
             position: e.position(),
+            object: e.object().cloned(),
         }
     }
 }

@@ -152,6 +152,7 @@ fn record(table: &TableDef, op: ChangeOp, old: Option<Row>, new: Option<Row>) ->
 
 fn pk_violation(table: &TableDef, row: &[Value]) -> Error {
     Error::UniqueViolation {
+        table: table.name.clone(),
         constraint: table.pkey_name.clone(),
         detail: key_exists_detail(table, &table.primary_key, row),
     }
@@ -163,6 +164,7 @@ pub(crate) fn index_violation(
     row: &[Value],
 ) -> Error {
     Error::UniqueViolation {
+        table: table.name.clone(),
         constraint: index.name.clone(),
         detail: key_exists_detail(table, &index.columns, row),
     }

@@ -13,7 +13,12 @@ pub enum Error {
     /// A primary key or unique index value is already present in the transaction's view.
     /// `detail` reads like PostgreSQL's: `Key (a)=(1) already exists.`
     #[error("duplicate key value violates unique constraint \"{constraint}\"")]
-    UniqueViolation { constraint: String, detail: String },
+    UniqueViolation {
+        /// The table the index belongs to.
+        table: String,
+        constraint: String,
+        detail: String,
+    },
 
     /// A key this transaction wrote or depends on was changed by a transaction that committed
     /// after this one's snapshot was taken. Safe to retry (SQLSTATE 40001).

@@ -66,3 +66,61 @@ async fn runtime_errors() {
         .expect_err("no parameters in a simple query");
     assert_eq!(sqlstate(&e), "42P02");
 }
+
+/// Integrity violations name their schema, table, column or constraint in the ErrorResponse
+/// fields, as PostgreSQL's do (drivers expose them: `err.constraint`, `diag.constraint_name`).
+#[tokio::test]
+async fn integrity_errors_name_their_table_column_and_constraint() {
+    let srv = server().await;
+    let c = connect(&srv).await;
+    c.batch_execute(
+        "create table vp (id int primary key, e text unique, n int not null default 0, check (n >= 0));
+         create table vc (id int primary key, p int references vp);
+         insert into vp values (1, 'a')",
+    )
+    .await
+    .expect("setup");
+    let cases: [(&str, &str, Option<&str>, Option<&str>); 5] = [
+        (
+            "insert into vp values (1, 'b')",
+            "vp",
+            None,
+            Some("vp_pkey"),
+        ),
+        (
+            "insert into vp values (2, 'a')",
+            "vp",
+            None,
+            Some("vp_e_key"),
+        ),
+        (
+            "insert into vp values (3, 'c', null)",
+            "vp",
+            Some("n"),
+            None,
+        ),
+        (
+            "insert into vp values (4, 'd', -1)",
+            "vp",
+            None,
+            Some("vp_n_check"),
+        ),
+        (
+            "insert into vc values (1, 9)",
+            "vc",
+            None,
+            Some("vc_p_fkey"),
+        ),
+    ];
+    for (sql, table, column, constraint) in cases {
+        let e = c.batch_execute(sql).await.expect_err(sql);
+        let db = e.as_db_error().expect("a server error");
+        assert_eq!(db.schema(), Some("public"), "{sql}");
+        assert_eq!(db.table(), Some(table), "{sql}");
+        assert_eq!(db.column(), column, "{sql}");
+        assert_eq!(db.constraint(), constraint, "{sql}");
+    }
+    // Other errors name nothing.
+    let e = c.batch_execute("select 1/0").await.expect_err("division");
+    assert_eq!(e.as_db_error().and_then(|d| d.table()), None);
+}

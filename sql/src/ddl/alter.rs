@@ -456,12 +456,13 @@ fn add_constraint(
                 Ok(())
             })?;
             crate::dml::constraints::check(ctx, &only, &rows).map_err(|e| match e {
-                Error::CheckViolation { detail, .. } => Error::CheckViolation {
+                Error::CheckViolation { detail, object, .. } => Error::CheckViolation {
                     message: format!(
                         "check constraint \"{name}\" of relation \"{}\" is violated by some row",
                         def.name
                     ),
                     detail,
+                    object,
                 },
                 other => other,
             })?;
@@ -502,6 +503,7 @@ fn fill_new_column(ctx: &ExecCtx<'_>, txn: &mut Txn, def: &TableDef, pos: usize)
                     col.name, def.name
                 ),
                 detail: None,
+                object: crate::error::ErrorObject::column(&def.name, &col.name),
             });
         }
         let mut new = old.clone();
@@ -520,6 +522,7 @@ fn check_no_nulls(txn: &mut Txn, def: &TableDef, pos: usize) -> Result<()> {
                     def.columns[pos].name, def.name
                 ),
                 detail: None,
+                object: crate::error::ErrorObject::column(&def.name, &def.columns[pos].name),
             });
         }
         Ok(())

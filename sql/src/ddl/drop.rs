@@ -219,6 +219,7 @@ pub(super) fn truncate(
                         "Truncate table \"{}\" at the same time, or use TRUNCATE ... CASCADE.",
                         child.name
                     )),
+                    object: crate::error::ErrorObject::default(),
                 });
             }
             shared.push_notice(

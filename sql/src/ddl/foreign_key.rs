@@ -21,6 +21,7 @@ fn invalid(message: String) -> Error {
         message,
         detail: None,
         hint: None,
+        object: crate::error::ErrorObject::default(),
     }
 }
 
@@ -161,6 +162,7 @@ pub(super) fn define(
                     sql_type_name(b.data_type)
                 )),
                 hint: None,
+                object: crate::error::ErrorObject::default(),
             });
         }
     }
@@ -298,6 +300,7 @@ pub(super) fn dependents_error(what: String, deps: &[(String, String)], on: &str
         message: format!("cannot drop {what} because other objects depend on it"),
         detail: Some(detail.join("\n")),
         hint: Some("Use DROP ... CASCADE to drop the dependent objects too.".into()),
+        object: crate::error::ErrorObject::default(),
     }
 }
 

@@ -29,6 +29,7 @@ pub(crate) fn check(ctx: &ExecCtx<'_>, def: &TableDef, rows: &[Row]) -> Result<(
                 return Err(Error::NotNullViolation {
                     message: format!("null value in column \"{}\" of relation \"{}\" violates not-null constraint", c.name, def.name),
                     detail: Some(failing_row(def, row)),
+                    object: crate::error::ErrorObject::column(&def.name, &c.name),
                 });
             }
         }
@@ -54,6 +55,7 @@ pub(crate) fn check(ctx: &ExecCtx<'_>, def: &TableDef, rows: &[Row]) -> Result<(
                     def.name, check.name
                 ),
                 detail: Some(failing_row(def, &rows[i])),
+                object: crate::error::ErrorObject::constraint(&def.name, &check.name),
             });
         }
     }

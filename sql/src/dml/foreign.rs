@@ -23,7 +23,7 @@ use weft_storage::{
 };
 
 use super::constraints;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorObject, Result};
 use crate::session::ExecCtx;
 
 /// Rounds of referential actions one statement may set off (each cascading one level).
@@ -292,6 +292,7 @@ fn referencing_row_written(
             parent.name
         )),
         hint: None,
+        object: ErrorObject::constraint(&child.name, &fk.name),
     })
 }
 
@@ -366,6 +367,7 @@ fn referenced_key_changed(
                     child.name
                 )),
                 hint: None,
+                object: ErrorObject::constraint(&child.name, &fk.name),
             })
         }
         (FkAction::Cascade, None) => {

@@ -162,6 +162,7 @@ async fn unique_violations_are_reported_like_postgres() {
     assert_eq!(
         err,
         Error::UniqueViolation {
+            table: t.name.clone(),
             constraint: t.pkey_name.clone(),
             detail: "Key (id)=(1) already exists.".into()
         }
@@ -172,6 +173,7 @@ async fn unique_violations_are_reported_like_postgres() {
     assert_eq!(
         err,
         Error::UniqueViolation {
+            table: t.name.clone(),
             constraint: t.indexes[0].name.clone(),
             detail: "Key (email)=(a@x) already exists.".into()
         }
