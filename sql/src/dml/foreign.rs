@@ -95,8 +95,16 @@ pub(crate) fn enforce_deferred(ctx: &ExecCtx<'_>, txn: &mut Txn) -> Result<()> {
             continue;
         };
         if let Some(old) = &e.old {
+            let action = |fk: &ForeignKeyDef| {
+                if e.new.is_some() {
+                    fk.on_update
+                } else {
+                    fk.on_delete
+                }
+            };
             for (child, fk) in catalog.referencing(def.id) {
-                if fk.deferred {
+                // Only the check waits; CASCADE and SET … ran with the statement.
+                if fk.deferred && action(fk) == FkAction::NoAction {
                     referenced_key_changed(ctx, txn, def, old, e.new.as_ref(), child, fk)?;
                 }
             }
