@@ -172,6 +172,11 @@ pub(crate) struct ReferencedKey {
 }
 
 impl ReferencedKey {
+    /// The key's index id: 0 for the primary key.
+    pub(crate) fn index_id(&self) -> IndexId {
+        self.index.unwrap_or(0)
+    }
+
     /// `values` (one per referenced column, in the foreign key's order) in the key's order.
     fn order(&self, ref_positions: &[usize], values: &[Value]) -> Vec<Value> {
         self.columns

@@ -241,23 +241,10 @@ impl Model {
                 continue;
             };
             // The referenced key's index: the primary key's, or the unique index's.
-            let ref_positions: Vec<usize> = fk
-                .ref_columns
-                .iter()
-                .filter_map(|&c| parent.column_position(c))
-                .collect();
-            let same = |cols: &[usize]| {
-                cols.len() == ref_positions.len() && cols.iter().all(|c| ref_positions.contains(c))
-            };
-            let index_id = if same(&parent.primary_key) {
-                Some(0)
-            } else {
-                parent
-                    .indexes
-                    .iter()
-                    .find(|ix| ix.unique && same(&ix.columns))
-                    .map(|ix| ix.id)
-            };
+            let index_id = crate::dml::foreign::positions(parent, &fk.ref_columns)
+                .ok()
+                .and_then(|refs| crate::dml::foreign::unique_key(parent, &refs))
+                .map(|k| k.index_id());
             self.constraints.push(Constraint {
                 oid: oids::constraint_oid(def.id, FK_SLOT + u32::try_from(i).unwrap_or(0)),
                 name: fk.name.clone(),
