@@ -9,13 +9,16 @@
 //! - Sequence options (`CREATE SEQUENCE`, `GENERATED … AS IDENTITY (…)`) come in any order, as
 //!   pg_dump writes them (`START WITH 1 INCREMENT BY 1`); sqlparser takes one fixed order.
 //!
+//! - `SET CONSTRAINTS { ALL | name [, …] } { DEFERRED | IMMEDIATE }`, which sqlparser does not
+//!   know, becomes a `SET` of the marker variable [`SET_CONSTRAINTS`] (see [`set_constraints`]).
+//!
 //! Everything else is PostgreSqlDialect's, including its `TypeId` (the parser asks
 //! `dialect_of!(self is PostgreSqlDialect)` in many places).
 
 use std::any::TypeId;
 
 use datafusion::sql::sqlparser::ast::{
-    ColumnOption, DataType, GeneratedAs, Ident, ObjectName, SequenceOptions, Statement,
+    ColumnOption, DataType, Expr, GeneratedAs, Ident, ObjectName, SequenceOptions, Set, Statement,
 };
 use datafusion::sql::sqlparser::dialect::{Dialect, PostgreSqlDialect, Precedence};
 use datafusion::sql::sqlparser::keywords::{
@@ -62,6 +65,14 @@ impl Dialect for WeftDialect {
     }
 
     fn parse_statement(&self, parser: &mut Parser) -> Option<Result<Statement, ParserError>> {
+        let constraints = |t: &Token| matches!(t, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case("constraints"));
+        if matches!(&parser.peek_token().token, Token::Word(w) if w.keyword == Keyword::SET)
+            && constraints(&parser.peek_nth_token(1).token)
+        {
+            parser.next_token();
+            parser.next_token();
+            return Some(parse_set_constraints(parser));
+        }
         let temporary = if parser.parse_keywords(&[Keyword::CREATE, Keyword::SEQUENCE]) {
             false
         } else if parser.parse_keywords(&[Keyword::CREATE, Keyword::TEMPORARY, Keyword::SEQUENCE])
@@ -156,6 +167,66 @@ impl Dialect for WeftDialect {
     }
 }
 
+/// The variable a `SET CONSTRAINTS` statement is parsed as setting (a name no setting has).
+pub(crate) const SET_CONSTRAINTS: &str = "weft:set_constraints";
+
+/// `SET CONSTRAINTS` after those words: `ALL` or names, then the mode. Parsed as `SET
+/// "weft:set_constraints" = mode [, name …]`, each name as a (possibly qualified) identifier.
+fn parse_set_constraints(parser: &mut Parser) -> Result<Statement, ParserError> {
+    let names = if parser.parse_keyword(Keyword::ALL) {
+        Vec::new()
+    } else {
+        parser.parse_comma_separated(|p| p.parse_object_name(false))?
+    };
+    let mode = if parser.parse_keyword(Keyword::DEFERRED) {
+        "DEFERRED"
+    } else {
+        parser.expect_keyword_is(Keyword::IMMEDIATE)?;
+        "IMMEDIATE"
+    };
+    let mut values = vec![Expr::Identifier(Ident::new(mode))];
+    for name in names {
+        let parts: Vec<Ident> = name.0.iter().filter_map(|p| p.as_ident().cloned()).collect();
+        values.push(Expr::CompoundIdentifier(parts));
+    }
+    Ok(Statement::Set(Set::SingleAssignment {
+        scope: None,
+        hivevar: false,
+        variable: ObjectName::from(vec![Ident::new(SET_CONSTRAINTS)]),
+        values,
+    }))
+}
+
+/// A `SET CONSTRAINTS` statement's names (each as its parts; none for `ALL`) and whether it
+/// defers them.
+pub(crate) fn set_constraints(stmt: &Statement) -> Option<(Vec<Vec<String>>, bool)> {
+    let Statement::Set(Set::SingleAssignment {
+        variable, values, ..
+    }) = stmt
+    else {
+        return None;
+    };
+    let [part] = &variable.0[..] else {
+        return None;
+    };
+    let marker = part.as_ident()?;
+    if marker.value != SET_CONSTRAINTS || marker.quote_style.is_some() {
+        return None;
+    }
+    let (mode, names) = values.split_first()?;
+    let deferred = matches!(mode, Expr::Identifier(i) if i.value == "DEFERRED");
+    let names = names
+        .iter()
+        .filter_map(|n| match n {
+            Expr::CompoundIdentifier(parts) => {
+                Some(parts.iter().map(|p| p.value.clone()).collect())
+            }
+            _ => None,
+        })
+        .collect();
+    Some((names, deferred))
+}
+
 /// `CREATE [TEMP] SEQUENCE` after those words: `[IF NOT EXISTS] name` and options in any order.
 fn create_sequence(parser: &mut Parser, temporary: bool) -> Result<Statement, ParserError> {
     let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
@@ -247,6 +318,24 @@ mod tests {
         assert!(parses("SELECT t.a, top.x FROM t, LATERAL (SELECT 1 AS x) top").is_ok());
         assert!(parses("SELECT 1 top, 2 sort").is_ok());
         assert!(parses("SELECT * FROM t minus").is_ok());
+    }
+
+    #[test]
+    fn set_constraints_is_a_marked_set() {
+        let parse = |sql: &str| {
+            let stmt = Parser::parse_sql(&WeftDialect::default(), sql).unwrap();
+            set_constraints(&stmt[0])
+        };
+        assert_eq!(parse("SET CONSTRAINTS ALL DEFERRED"), Some((vec![], true)));
+        assert_eq!(
+            parse("set constraints a, public.\"B\" immediate"),
+            Some((vec![vec!["a".into()], vec!["public".into(), "B".into()]], false))
+        );
+        // A setting that happens to have the marker's name, quoted, is not the statement.
+        assert_eq!(parse("SET \"weft:set_constraints\" = 'DEFERRED'"), None);
+        assert_eq!(parse("SET search_path = public"), None);
+        assert!(parses("SET CONSTRAINTS ALL").is_err());
+        assert!(parses("SET CONSTRAINTS DEFERRED").is_err());
     }
 
     #[test]

@@ -561,6 +561,9 @@ impl Session {
         if self.block.as_ref().is_some_and(|b| b.failed) {
             return Err(Error::InFailedTransaction);
         }
+        if let Some((names, deferred)) = crate::dialect::set_constraints(&stmt.ast) {
+            return txn_control::set_constraints(self, &names, deferred);
+        }
         if let Some(out) = self.execute_setting(stmt)? {
             // current_setting() and pg_settings read the session's values.
             if let Some(ctx) = crate::pg_catalog::PgContext::of(&self.state) {
@@ -625,7 +628,7 @@ impl Session {
             if out.is_ok() {
                 let mut checked = crate::dml::foreign::enforce(&ctx, txn);
                 if checked.is_ok() && block.is_none() {
-                    checked = crate::dml::foreign::enforce_deferred(&ctx, txn);
+                    checked = crate::dml::foreign::enforce_deferred(&ctx, txn, crate::dml::foreign::Deferred::AtCommit);
                 }
                 if let Err(e) = checked {
                     out = Err(e);

@@ -145,7 +145,11 @@ async fn commit(session: &mut Session) -> Result<QueryOutput> {
                 point_path: false,
                 cancel: &session.cancel,
             };
-            if let Err(e) = crate::dml::foreign::enforce_deferred(&ctx, &mut b.txn) {
+            if let Err(e) = crate::dml::foreign::enforce_deferred(
+                &ctx,
+                &mut b.txn,
+                crate::dml::foreign::Deferred::AtCommit,
+            ) {
                 session.listen_pending.clear();
                 return Err(e);
             }
@@ -158,6 +162,123 @@ async fn commit(session: &mut Session) -> Result<QueryOutput> {
             Ok(tag("COMMIT"))
         }
     }
+}
+
+/// `SET CONSTRAINTS { ALL | name, … } { DEFERRED | IMMEDIATE }` (`names` empty for ALL): the
+/// mode of deferrable foreign keys for the rest of the transaction. Made IMMEDIATE, their
+/// pending checks run now, as in PostgreSQL. Outside a transaction block it only warns.
+pub(crate) fn set_constraints(
+    session: &mut Session,
+    names: &[Vec<String>],
+    deferred: bool,
+) -> Result<QueryOutput> {
+    let Some(b) = &mut session.block else {
+        session.notice(
+            "WARNING",
+            "25P01",
+            "SET CONSTRAINTS can only be used in transaction blocks",
+        );
+        return Ok(tag("SET CONSTRAINTS"));
+    };
+    let catalog = b.txn.catalog();
+    let mut keys = Vec::new();
+    for parts in names {
+        let database = crate::pg_catalog::PgContext::of(&session.state)
+            .map(|c| c.database().to_string())
+            .unwrap_or_default();
+        let (schema, name) = match &parts[..] {
+            [name] => (None, name),
+            [schema, name] => (Some(schema), name),
+            [db, schema, name] if *db == database => (Some(schema), name),
+            [_, _, _] => {
+                return Err(Error::Detailed {
+                    code: "0A000",
+                    message: format!(
+                        "cross-database references are not implemented: \"{}\"",
+                        parts.join(".")
+                    ),
+                    detail: None,
+                    hint: None,
+                    object: Default::default(),
+                })
+            }
+            _ => {
+                return Err(Error::Syntax {
+                    message: format!(
+                        "improper qualified name (too many dotted names): {}",
+                        parts.join(".")
+                    ),
+                    position: None,
+                })
+            }
+        };
+        if let Some(schema) = schema.filter(|s| *s != "public") {
+            return Err(Error::Detailed {
+                code: "3F000",
+                message: format!("schema \"{schema}\" does not exist"),
+                detail: None,
+                hint: None,
+                object: Default::default(),
+            });
+        }
+        let not_deferrable = || Error::WrongObjectType {
+            message: format!("constraint \"{name}\" is not deferrable"),
+        };
+        // As in PostgreSQL, a constraint that is not deferrable may be named IMMEDIATE (it is
+        // already), not DEFERRED.
+        let mut found = false;
+        for def in catalog.tables() {
+            for fk in def.foreign_keys.iter().filter(|fk| fk.name == *name) {
+                found = true;
+                if fk.deferrable {
+                    keys.push((def.id, fk.name.clone()));
+                } else if deferred {
+                    return Err(not_deferrable());
+                }
+            }
+            let pkey = def.pkey_name == *name
+                && def
+                    .primary_key
+                    .iter()
+                    .all(|&p| def.columns.get(p).is_some_and(|c| !c.hidden));
+            let unique = def
+                .indexes
+                .iter()
+                .any(|ix| ix.name == *name && ix.constraint);
+            if pkey || unique || def.checks.iter().any(|c| c.name == *name) {
+                found = true;
+                if deferred {
+                    return Err(not_deferrable());
+                }
+            }
+        }
+        if !found {
+            return Err(Error::UndefinedObject {
+                message: format!("constraint \"{name}\" does not exist"),
+            });
+        }
+    }
+    if names.is_empty() {
+        b.txn.set_fk_mode(None, deferred);
+    }
+    for key in keys {
+        b.txn.set_fk_mode(Some(key), deferred);
+    }
+    if !deferred {
+        let ctx = crate::session::ExecCtx {
+            state: &session.state,
+            shared: &session.shared,
+            read_only: b.read_only,
+            point_path: false,
+            cancel: &session.cancel,
+        };
+        crate::dml::foreign::enforce_deferred(
+            &ctx,
+            &mut b.txn,
+            crate::dml::foreign::Deferred::NowImmediate,
+        )?;
+    }
+    Ok(tag("SET CONSTRAINTS"))
 }
 
 fn set_value_text(e: &ast::Expr) -> String {

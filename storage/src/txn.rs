@@ -10,7 +10,7 @@ use parking_lot::RwLock;
 
 use crate::apply::{CommitState, WriteSet};
 use crate::catalog::Consistency;
-use crate::catalog::{Catalog, CatalogEntry, TableId};
+use crate::catalog::{Catalog, CatalogEntry, ForeignKeyDef, TableId};
 use crate::change::{ChangeRecord, EncodedChange};
 use crate::codec::layout::TABLE_TAG;
 use crate::codec::layout::{self, CATALOG_TAG, META_COMMIT};
@@ -36,6 +36,7 @@ pub struct Savepoint {
     notifications: usize,
     ri: usize,
     ri_deferred: usize,
+    fk_modes: usize,
 }
 
 /// A row written to a table that has foreign keys or is referenced by one: the SQL layer
@@ -70,6 +71,9 @@ pub struct Txn {
     ri: Vec<RiEvent>,
     /// Row writes whose deferred foreign keys are checked at COMMIT (`defer_ri`).
     ri_deferred: Vec<RiEvent>,
+    /// `SET CONSTRAINTS`, in the order given: deferred (true) or immediate, for every deferrable
+    /// foreign key (`None`) or for one, by its table and name. The last that names a key wins.
+    fk_modes: Vec<(Option<(TableId, String)>, bool)>,
     /// Tables that have a foreign key or are referenced by one, as of that catalog (recomputed
     /// when the transaction's catalog is another one; holding it keeps its address unique).
     ri_tables: Option<(Arc<Catalog>, std::collections::HashSet<TableId>)>,
@@ -120,6 +124,7 @@ impl Txn {
             origin: 0,
             ri: Vec::new(),
             ri_deferred: Vec::new(),
+            fk_modes: Vec::new(),
             ri_tables: None,
         }
     }
@@ -176,6 +181,7 @@ impl Txn {
             notifications: self.notifications.len(),
             ri: self.ri.len(),
             ri_deferred: self.ri_deferred.len(),
+            fk_modes: self.fk_modes.len(),
         }
     }
 
@@ -199,6 +205,7 @@ impl Txn {
         self.notifications.truncate(sp.notifications);
         self.ri.truncate(sp.ri);
         self.ri_deferred.truncate(sp.ri_deferred);
+        self.fk_modes.truncate(sp.fk_modes);
         if let Err(e) = self.rebuild_catalog() {
             self.poisoned.get_or_insert(e);
         }
@@ -358,6 +365,29 @@ impl Txn {
     /// Keeps a row write for the checks of deferred foreign keys, made at COMMIT.
     pub fn defer_ri(&mut self, event: RiEvent) {
         self.ri_deferred.push(event);
+    }
+
+    /// `SET CONSTRAINTS`: from now on in this transaction (a savepoint rolled back to undoes
+    /// it), the foreign key `name` of `table`, or every deferrable one (`None`), is checked at
+    /// COMMIT (`deferred`) or at the end of each statement.
+    pub fn set_fk_mode(&mut self, key: Option<(TableId, String)>, deferred: bool) {
+        self.fk_modes.push((key, deferred));
+    }
+
+    /// Whether the check of foreign key `fk` of table `table` waits for COMMIT: never if it is
+    /// not DEFERRABLE; else as `SET CONSTRAINTS` last said, or as it was declared.
+    pub fn fk_deferred(&self, table: TableId, fk: &ForeignKeyDef) -> bool {
+        if !fk.deferrable {
+            return false;
+        }
+        self.fk_modes
+            .iter()
+            .rev()
+            .find(|(key, _)| {
+                key.as_ref()
+                    .is_none_or(|(t, name)| *t == table && *name == fk.name)
+            })
+            .map_or(fk.deferred, |(_, deferred)| *deferred)
     }
 
     /// The row writes kept for deferred foreign keys, in write order.

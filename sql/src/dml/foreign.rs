@@ -52,7 +52,7 @@ pub(crate) fn enforce(ctx: &ExecCtx<'_>, txn: &mut Txn) -> Result<()> {
                     } else {
                         fk.on_delete
                     };
-                    if fk.deferred && action == FkAction::NoAction {
+                    if action == FkAction::NoAction && txn.fk_deferred(child.id, fk) {
                         defer = true;
                         continue;
                     }
@@ -61,7 +61,7 @@ pub(crate) fn enforce(ctx: &ExecCtx<'_>, txn: &mut Txn) -> Result<()> {
             }
             if let Some(new) = &e.new {
                 for fk in &def.foreign_keys {
-                    if fk.deferred {
+                    if txn.fk_deferred(def.id, fk) {
                         defer = true;
                         continue;
                     }
@@ -81,19 +81,38 @@ pub(crate) fn enforce(ctx: &ExecCtx<'_>, txn: &mut Txn) -> Result<()> {
     })
 }
 
-/// At COMMIT: the checks of INITIALLY DEFERRED foreign keys, against the rows as the
-/// transaction leaves them (a row written and then deleted or fixed later is not held
-/// against it). Their referential actions are NO ACTION (the others ran at the statement).
-pub(crate) fn enforce_deferred(ctx: &ExecCtx<'_>, txn: &mut Txn) -> Result<()> {
+/// When the deferred checks run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Deferred {
+    /// COMMIT: every pending check.
+    AtCommit,
+    /// `SET CONSTRAINTS … IMMEDIATE`: the checks of the keys no longer deferred; the others
+    /// stay pending.
+    NowImmediate,
+}
+
+/// The checks of deferred foreign keys (INITIALLY DEFERRED, or `SET CONSTRAINTS … DEFERRED`),
+/// against the rows as the transaction has them now (a row written and then deleted or fixed
+/// later is not held against it). Their referential actions are NO ACTION (the others ran
+/// with the statement).
+pub(crate) fn enforce_deferred(ctx: &ExecCtx<'_>, txn: &mut Txn, when: Deferred) -> Result<()> {
     let events: Vec<RiEvent> = txn.take_deferred_ri();
     if events.is_empty() {
         return Ok(());
     }
     let catalog = txn.catalog();
-    for e in &events {
+    // Whether the check of key `fk` of table `table` runs now, or is still to wait.
+    let due = |txn: &Txn, table, fk: &ForeignKeyDef| {
+        fk.deferrable && (when == Deferred::AtCommit || !txn.fk_deferred(table, fk))
+    };
+    let waits = |txn: &Txn, table, fk: &ForeignKeyDef| {
+        fk.deferrable && when == Deferred::NowImmediate && txn.fk_deferred(table, fk)
+    };
+    for e in events {
         let Some(def) = catalog.table_by_id(e.table) else {
             continue;
         };
+        let mut still_deferred = false;
         if let Some(old) = &e.old {
             let action = |fk: &ForeignKeyDef| {
                 if e.new.is_some() {
@@ -104,24 +123,34 @@ pub(crate) fn enforce_deferred(ctx: &ExecCtx<'_>, txn: &mut Txn) -> Result<()> {
             };
             for (child, fk) in catalog.referencing(def.id) {
                 // Only the check waits; CASCADE and SET … ran with the statement.
-                if fk.deferred && action(fk) == FkAction::NoAction {
+                if action(fk) != FkAction::NoAction {
+                    continue;
+                }
+                if due(txn, child.id, fk) {
                     referenced_key_changed(ctx, txn, def, old, e.new.as_ref(), child, fk)?;
+                } else if waits(txn, child.id, fk) {
+                    still_deferred = true;
                 }
             }
         }
-        let Some(new) = &e.new else {
-            continue;
-        };
-        // The row as it is now, by its primary key.
-        let pk: Vec<Value> = def.primary_key.iter().map(|&p| new[p].clone()).collect();
-        let Some(current) = txn.get(def, &pk)? else {
-            continue;
-        };
-        for fk in def.foreign_keys.iter().filter(|f| f.deferred) {
-            let parent = catalog.table_by_id(fk.ref_table).ok_or_else(|| {
-                Error::internal(format!("foreign key {} lost its table", fk.name))
-            })?;
-            referencing_row_written(txn, def, fk, parent, None, &current)?;
+        if let Some(new) = &e.new {
+            // The row as it is now, by its primary key.
+            let pk: Vec<Value> = def.primary_key.iter().map(|&p| new[p].clone()).collect();
+            if let Some(current) = txn.get(def, &pk)? {
+                for fk in &def.foreign_keys {
+                    if due(txn, def.id, fk) {
+                        let parent = catalog.table_by_id(fk.ref_table).ok_or_else(|| {
+                            Error::internal(format!("foreign key {} lost its table", fk.name))
+                        })?;
+                        referencing_row_written(txn, def, fk, parent, None, &current)?;
+                    } else if waits(txn, def.id, fk) {
+                        still_deferred = true;
+                    }
+                }
+            }
+        }
+        if still_deferred {
+            txn.defer_ri(e);
         }
     }
     Ok(())

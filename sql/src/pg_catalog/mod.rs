@@ -209,6 +209,10 @@ impl PgContext {
         *self.settings.write() = settings;
     }
 
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
     pub fn user(&self) -> String {
         self.user.read().clone()
     }

@@ -58,6 +58,12 @@ struct Cli {
     drain: Duration,
     #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// Then Weft again with its writer paced at this many times PostgreSQL's commits/s (the
+    /// trigger's for the live query, NOTIFY's for NOTIFY; medians of this run at the same
+    /// listener count): the latency Weft gives while delivering that multiple of PostgreSQL's
+    /// deliveries/s, where the full-speed rows show it at its own saturation.
+    #[arg(long)]
+    paced: Option<f64>,
     /// Also write the tables as Markdown to this file.
     #[arg(long)]
     markdown: Option<std::path::PathBuf>,
@@ -112,6 +118,7 @@ async fn bench(cli: Cli) -> Result<(), String> {
         duration: cli.duration,
         warmup: cli.warmup,
         drain: cli.drain,
+        rate: None,
     };
     let mut rows: Vec<Row> = Vec::new();
     let mut idle_rows: Vec<Row> = Vec::new();
@@ -149,12 +156,95 @@ async fn bench(cli: Cli) -> Result<(), String> {
             }
         }
     }
-    let text = report(&cli, &rows, &idle_rows);
+    let mut paced_rows: Vec<Row> = Vec::new();
+    if let (Some(k), Some(t)) = (cli.paced, &weft) {
+        for run in 1..=cli.runs {
+            for &l in &cli.listeners {
+                for (s, of) in [
+                    (Scenario::WeftLive, Scenario::PgTrigger),
+                    (Scenario::WeftNotify, Scenario::PgNotify),
+                ] {
+                    let Some(pg_rate) = rows
+                        .iter()
+                        .find(|r| r.scenario == of && r.listeners == l)
+                        .and_then(|r| median(&r.runs, |o| Some(o.commits_per_s)))
+                        .filter(|r| *r > 0.0)
+                    else {
+                        continue;
+                    };
+                    let paced = Shape {
+                        rate: Some(k * pg_rate),
+                        ..shape(l)
+                    };
+                    let o = scenario::run(t, s, &paced, &mut next_id).await;
+                    eprintln!(
+                        "run {run} L={l} {} paced at {:.0} commits/s: {}",
+                        s.name(),
+                        k * pg_rate,
+                        line(&o)
+                    );
+                    push(&mut paced_rows, s, l, o);
+                }
+            }
+        }
+    }
+    let mut text = report(&cli, &rows, &idle_rows);
+    if let Some(k) = cli.paced {
+        text.push_str(&paced_report(k, &rows, &paced_rows));
+    }
     print!("{text}");
     if let Some(path) = &cli.markdown {
         std::fs::write(path, &text).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(())
+}
+
+/// The paced Weft rows beside the PostgreSQL rows they are paced against.
+fn paced_report(k: f64, rows: &[Row], paced: &[Row]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "\nWeft with its writer paced at {k}× PostgreSQL's commits/s (latency from the scheduled send), median of the runs\n"
+    );
+    let _ = writeln!(
+        s,
+        "| mechanism | listeners | paced at commits/s | deliveries/s | × PostgreSQL's deliveries/s | p50 ms | p99 ms | max ms | failed runs |"
+    );
+    let _ = writeln!(s, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
+    for r in paced {
+        let of = match r.scenario {
+            Scenario::WeftLive => Scenario::PgTrigger,
+            _ => Scenario::PgNotify,
+        };
+        let pg = rows
+            .iter()
+            .find(|p| p.scenario == of && p.listeners == r.listeners);
+        let pg_commits = pg.and_then(|p| median(&p.runs, |o| Some(o.commits_per_s)));
+        let pg_deliveries = pg.and_then(|p| median(&p.runs, |o| Some(o.deliveries_per_s)));
+        let deliveries = median(&r.runs, |o| Some(o.deliveries_per_s));
+        let failed: Vec<String> = r.runs.iter().filter_map(|o| o.error.clone()).collect();
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.scenario.name(),
+            r.listeners,
+            pg_commits.map_or("-".into(), |v| format!("{:.0}", v * k)),
+            deliveries.map_or("-".into(), |v| format!("{v:.0}")),
+            match (deliveries, pg_deliveries) {
+                (Some(a), Some(b)) if b > 0.0 => format!("{:.1}×", a / b),
+                _ => "-".into(),
+            },
+            ms(median(&r.runs, |o| o.p50_ms)),
+            ms(median(&r.runs, |o| o.p99_ms)),
+            ms(median(&r.runs, |o| o.max_ms)),
+            if failed.is_empty() {
+                "0".to_string()
+            } else {
+                format!("{}: {}", failed.len(), failed[0])
+            },
+        );
+    }
+    s
 }
 
 fn order(s: Scenario) -> u8 {

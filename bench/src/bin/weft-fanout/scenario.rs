@@ -85,6 +85,10 @@ pub struct Shape {
     pub duration: Duration,
     pub warmup: Duration,
     pub drain: Duration,
+    /// The writer's commits per second, on a fixed schedule; None: back to back. When paced,
+    /// latency counts from the scheduled send time, so a writer that falls behind its schedule
+    /// shows in the latency instead of slowing the offered load (no coordinated omission).
+    pub rate: Option<f64>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -280,7 +284,7 @@ async fn run_inner(
     // runtime its next commit would wait behind every listener's wake-up.
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
     let (go_tx, go_rx) = std::sync::mpsc::channel::<Window>();
-    let (url, first_id) = (t.url.clone(), *next_id);
+    let (url, first_id, rate) = (t.url.clone(), *next_id, shape.rate);
     let writer = std::thread::spawn(move || -> Writes {
         let rt = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -292,7 +296,7 @@ async fn run_inner(
                 return Writes::default();
             }
         };
-        rt.block_on(write(url, s, first_id, ready_tx, go_rx))
+        rt.block_on(write(url, s, first_id, rate, ready_tx, go_rx))
     });
     ready_rx
         .recv()
@@ -416,11 +420,13 @@ struct Writes {
     next_id: i64,
 }
 
-/// One change per transaction (autocommit), back to back, until the window ends.
+/// One change per transaction (autocommit), back to back or on the `rate` schedule, until the
+/// window ends.
 async fn write(
     url: String,
     s: Scenario,
     mut next_id: i64,
+    rate: Option<f64>,
     ready: std::sync::mpsc::Sender<Result<(), String>>,
     go: std::sync::mpsc::Receiver<Window>,
 ) -> Writes {
@@ -447,8 +453,24 @@ async fn write(
         return Writes::default();
     };
     let mut w = Writes::default();
+    let interval_us = rate.map(|r| 1e6 / r);
+    let first_us = now_us();
+    let mut scheduled = 0u64;
     while now_us() < window.to_us {
-        let sent = now_us();
+        let sent = match interval_us {
+            None => now_us(),
+            Some(iv) => {
+                let at = first_us + (scheduled as f64 * iv) as u64;
+                scheduled += 1;
+                let now = now_us();
+                if at > now {
+                    // This thread runs nothing else while no commit is in flight; a thread
+                    // sleep keeps to the schedule more closely than tokio's 1 ms timer.
+                    std::thread::sleep(Duration::from_micros(at - now));
+                }
+                at
+            }
+        };
         let r = if s.inserts() {
             next_id += 1;
             timeout(
