@@ -186,7 +186,11 @@ fn parse_set_constraints(parser: &mut Parser) -> Result<Statement, ParserError> 
     };
     let mut values = vec![Expr::Identifier(Ident::new(mode))];
     for name in names {
-        let parts: Vec<Ident> = name.0.iter().filter_map(|p| p.as_ident().cloned()).collect();
+        let parts: Vec<Ident> = name
+            .0
+            .iter()
+            .filter_map(|p| p.as_ident().cloned())
+            .collect();
         values.push(Expr::CompoundIdentifier(parts));
     }
     Ok(Statement::Set(Set::SingleAssignment {
@@ -329,7 +333,10 @@ mod tests {
         assert_eq!(parse("SET CONSTRAINTS ALL DEFERRED"), Some((vec![], true)));
         assert_eq!(
             parse("set constraints a, public.\"B\" immediate"),
-            Some((vec![vec!["a".into()], vec!["public".into(), "B".into()]], false))
+            Some((
+                vec![vec!["a".into()], vec!["public".into(), "B".into()]],
+                false
+            ))
         );
         // A setting that happens to have the marker's name, quoted, is not the statement.
         assert_eq!(parse("SET \"weft:set_constraints\" = 'DEFERRED'"), None);

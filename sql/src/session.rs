@@ -628,7 +628,11 @@ impl Session {
             if out.is_ok() {
                 let mut checked = crate::dml::foreign::enforce(&ctx, txn);
                 if checked.is_ok() && block.is_none() {
-                    checked = crate::dml::foreign::enforce_deferred(&ctx, txn, crate::dml::foreign::Deferred::AtCommit);
+                    checked = crate::dml::foreign::enforce_deferred(
+                        &ctx,
+                        txn,
+                        crate::dml::foreign::Deferred::AtCommit,
+                    );
                 }
                 if let Err(e) = checked {
                     out = Err(e);

@@ -210,7 +210,10 @@ fn paced_report(k: f64, rows: &[Row], paced: &[Row]) -> String {
         s,
         "| mechanism | listeners | paced at commits/s | deliveries/s | × PostgreSQL's deliveries/s | p50 ms | p99 ms | max ms | failed runs |"
     );
-    let _ = writeln!(s, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
+    let _ = writeln!(
+        s,
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+    );
     for r in paced {
         let of = match r.scenario {
             Scenario::WeftLive => Scenario::PgTrigger,
