@@ -6,11 +6,13 @@ use std::collections::HashSet;
 use crate::catalog::{CatalogEntry, Consistency, IndexDef, IndexId, TableDef, TableId};
 use crate::change::{ChangeOp, ChangeRecord, EncodedChange};
 use crate::codec::layout::{self, META_NEXT_ID};
+use crate::codec::row::encode_row;
 use crate::codec::row::RowDecoder;
-use crate::dml::index_violation;
+use crate::dml::{index_violation, pk_violation};
 use crate::error::{Error, Result};
 use crate::index;
 use crate::txn::Txn;
+use crate::types::Row;
 
 /// First id `alloc_id` hands out; PostgreSQL's first OID for user objects, so ids can double as
 /// OIDs without colliding with built-in ones.
@@ -96,6 +98,41 @@ impl Txn {
                 new: None,
             },
         );
+        Ok(())
+    }
+
+    /// Replaces every row of a table by `rows`, written under its new definition `table` (ALTER
+    /// COLUMN … TYPE: one column's stored type changed, so the rows, their keys and index
+    /// entries are encoded anew). Primary and unique keys are checked among the new rows
+    /// (`UniqueViolation`, and nothing written). Like TRUNCATE, one `Truncate` change record:
+    /// live queries over the table re-read it.
+    pub fn rewrite_table(&mut self, table: &TableDef, rows: Vec<Row>) -> Result<()> {
+        self.check_usable()?;
+        let mut writes = Vec::with_capacity(rows.len() * (1 + table.indexes.len()));
+        let mut keys = HashSet::with_capacity(rows.len());
+        for row in &rows {
+            let payload = encode_row(table, row)?;
+            let pk = index::pk_bytes(table, row)?;
+            let key = index::row_key_from_pk_bytes(table, &pk);
+            if !keys.insert(key.clone()) {
+                return Err(pk_violation(table, row));
+            }
+            writes.push((key, payload));
+            for (idx, e) in table
+                .indexes
+                .iter()
+                .zip(crate::dml::entries(table, row, &pk)?)
+            {
+                if e.unique_key && !keys.insert(e.key.clone()) {
+                    return Err(index_violation(table, idx, row));
+                }
+                writes.push((e.key, e.value));
+            }
+        }
+        self.truncate(table)?;
+        for (key, value) in writes {
+            self.write(key, Some(value));
+        }
         Ok(())
     }
 

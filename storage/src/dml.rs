@@ -150,7 +150,7 @@ fn record(table: &TableDef, op: ChangeOp, old: Option<Row>, new: Option<Row>) ->
     }
 }
 
-fn pk_violation(table: &TableDef, row: &[Value]) -> Error {
+pub(crate) fn pk_violation(table: &TableDef, row: &[Value]) -> Error {
     Error::UniqueViolation {
         table: table.name.clone(),
         constraint: table.pkey_name.clone(),

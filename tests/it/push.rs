@@ -845,3 +845,56 @@ async fn notifications_carry_the_sender_backend_pid() {
         other => panic!("expected a notification, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_column_type_change_resets_the_live_query_and_the_change_log_stays_readable() {
+    let srv = server().await;
+    let c = connect(&srv).await;
+    c.batch_execute(
+        "CREATE TABLE ty (id int PRIMARY KEY, v int);
+         INSERT INTO ty VALUES (1, 5);
+         CREATE LIVE QUERY tyq AS SELECT id, v FROM ty",
+    )
+    .await
+    .expect("setup");
+    let (listener, mut rx) = connect_with_messages(&srv).await;
+    listener.batch_execute("LISTEN tyq").await.expect("listens");
+    c.batch_execute("ALTER TABLE ty ALTER COLUMN v TYPE text USING 'v' || v")
+        .await
+        .expect("changes the type");
+    let reset = json(&next(&mut rx).await.1);
+    assert_eq!(reset["op"], "reset", "{reset}");
+    c.batch_execute("INSERT INTO ty VALUES (2, 'w')")
+        .await
+        .expect("inserts a text value");
+    let insert = json(&next(&mut rx).await.1);
+    assert_eq!(insert["op"], "insert", "{insert}");
+    assert_eq!(insert["row"], serde_json::json!({"id": 2, "v": "w"}));
+    // The insert of (1, 5) was stored as an integer: replayed, it is a reset, not an error.
+    let ops: Vec<Option<String>> = rows(
+        &c.simple_query("SELECT op FROM weft_changes('tyq', 0)")
+            .await
+            .expect("weft_changes reads across the type change"),
+    )
+    .into_iter()
+    .map(|r| r[0].clone())
+    .collect();
+    assert_eq!(
+        ops.last().cloned().flatten().as_deref(),
+        Some("insert"),
+        "{ops:?}"
+    );
+    assert!(
+        ops[..ops.len() - 1]
+            .iter()
+            .all(|o| o.as_deref() == Some("reset")),
+        "{ops:?}"
+    );
+    let current = rows(
+        &c.simple_query("SELECT id::text, v FROM tyq ORDER BY id")
+            .await
+            .expect("reads the live query"),
+    );
+    let want = |id: &str, v: &str| vec![Some(id.to_string()), Some(v.to_string())];
+    assert_eq!(current, vec![want("1", "v5"), want("2", "w")]);
+}

@@ -1,5 +1,6 @@
 //! ALTER TABLE: ADD / DROP / RENAME COLUMN, RENAME TO, and column DEFAULT / NOT NULL changes.
-//! Rows are encoded by column id, so only ADD COLUMN with a value and SET NOT NULL touch rows.
+//! Rows are encoded by column id, so only ADD COLUMN with a value and SET NOT NULL touch rows
+//! (and ALTER COLUMN … TYPE, which rewrites them: `alter_type`).
 
 use std::ops::ControlFlow;
 
@@ -41,7 +42,19 @@ pub(super) async fn execute(
         }
     };
     for op in &at.operations {
-        def = apply(ctx, txn, def, op)?;
+        def = match op {
+            ast::AlterTableOperation::AlterColumn {
+                column_name,
+                op:
+                    ast::AlterColumnOperation::SetDataType {
+                        data_type, using, ..
+                    },
+            } => {
+                let pos = column_position(&def, column_name)?;
+                super::alter_type::retype(ctx, txn, def, pos, data_type, using.as_ref()).await?
+            }
+            op => apply(ctx, txn, def, op)?,
+        };
     }
     Ok(tag("ALTER TABLE"))
 }

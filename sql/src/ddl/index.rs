@@ -126,6 +126,23 @@ pub(super) fn add(
         constraint,
     };
     def.indexes.push(index.clone());
-    txn.build_index(def, &index)?;
+    txn.build_index(def, &index).map_err(build_error)?;
     Ok(())
+}
+
+/// An error of building a unique index over existing rows, as PostgreSQL words it: two rows
+/// with one key are "duplicated", not a key that "already exists".
+pub(super) fn build_error(e: weft_storage::Error) -> Error {
+    match e {
+        weft_storage::Error::UniqueViolation {
+            table,
+            constraint,
+            detail,
+        } => Error::UniqueViolation {
+            message: format!("could not create unique index \"{constraint}\""),
+            detail: Some(detail.replace(" already exists.", " is duplicated.")),
+            object: crate::error::ErrorObject::constraint(&table, &constraint),
+        },
+        other => other.into(),
+    }
 }

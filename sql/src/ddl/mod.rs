@@ -2,6 +2,7 @@
 //! atomically with data and are visible to the next statement once committed.
 
 mod alter;
+mod alter_type;
 mod create_table;
 mod drop;
 mod foreign_key;

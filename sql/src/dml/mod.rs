@@ -107,6 +107,43 @@ pub(crate) async fn describe(
     Ok((param_types, fields))
 }
 
+/// Every row of `def` as the transaction sees it, as record batches: its columns (hidden ones
+/// too) in table order, then one column per expression of `extra` over them (ALTER COLUMN …
+/// TYPE … USING).
+pub(crate) async fn rows_with(
+    ctx: &ExecCtx<'_>,
+    def: &TableDef,
+    extra: Vec<ast::Expr>,
+) -> Result<Vec<datafusion::arrow::record_batch::RecordBatch>> {
+    let mut projection = select::all_columns(def, &def.name);
+    for (i, expr) in extra.into_iter().enumerate() {
+        projection.push(ast::SelectItem::ExprWithAlias {
+            expr,
+            alias: ast::Ident::new(format!("weft_expr_{i}")),
+        });
+    }
+    let template = format!("SELECT 1 FROM {}", ast::Ident::with_quote('"', &def.name));
+    let from = match crate::statement::parse(&template)?.pop().map(|s| s.ast) {
+        Some(stmt) => match &*stmt {
+            ast::Statement::Query(q) => match q.body.as_ref() {
+                ast::SetExpr::Select(s) => s.from.clone(),
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        },
+        None => Vec::new(),
+    };
+    if from.is_empty() {
+        return Err(Error::internal("the row query of a table did not parse"));
+    }
+    let stmt = select::select_stmt(projection, from, None)?;
+    let params = Params {
+        values: Vec::new(),
+        types: Vec::new(),
+    };
+    select::run(ctx, def.id, &stmt, &params).await
+}
+
 /// Bound parameter values with the types the statement was prepared with.
 pub(crate) struct Params {
     pub values: Vec<ScalarValue>,

@@ -367,8 +367,15 @@ impl LiveQuery {
         }
         let width = self.def.columns.len();
         let rows: Vec<&Row> = [&change.old, &change.new].into_iter().flatten().collect();
-        if rows.iter().any(|r| r.len() != width) {
-            // The table changed shape after this record was made; say so rather than guess.
+        let fits = |r: &Row| {
+            r.len() == width
+                && r.iter()
+                    .zip(&self.types)
+                    .all(|(v, t)| weft_storage::value_fits(*t, v))
+        };
+        if !rows.iter().all(|r| fits(r)) {
+            // The table changed shape (a column added or dropped, or its type changed) after
+            // this record was made; say so rather than guess.
             return Ok(Some(reset(change.position)));
         }
         let owned: Vec<Row> = rows.iter().map(|r| (*r).clone()).collect();
