@@ -21,6 +21,7 @@ mod arith;
 mod bpchar;
 pub mod cluster;
 pub mod convert;
+pub mod copy;
 mod cpu;
 /// `date/time` functions: `age`, `justify_*`, `AT TIME ZONE`.
 mod datetime;

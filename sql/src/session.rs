@@ -123,6 +123,8 @@ pub struct Prepared {
     pub(crate) plan: Option<query::QueryPlan>,
     /// The primary-key point fast path, when the statement fits it.
     pub(crate) point: Option<point::PointPlan>,
+    /// A COPY: the front end runs COPY's sub-protocol around the execution.
+    pub copy: Option<crate::copy::CopySpec>,
 }
 
 /// An explicit transaction block.
@@ -360,10 +362,17 @@ impl Session {
         parse(sql).inspect_err(|_| self.fail_block())
     }
 
-    fn fail_block(&mut self) {
+    /// A statement failed before the session ran it (a COPY whose data never arrived whole):
+    /// the open transaction block is failed, as if it had run.
+    pub fn fail_block(&mut self) {
         if let Some(b) = &mut self.block {
             b.failed = true;
         }
+    }
+
+    /// The data of the COPY … FROM STDIN about to be executed, or the client's CopyFail message.
+    pub fn set_copy_data(&self, data: std::result::Result<Vec<u8>, String>) {
+        self.shared.set_copy_data(data);
     }
 
     /// Parses and prepares one statement (extended protocol Parse). `param_types` are client-declared
@@ -377,6 +386,7 @@ impl Session {
                 stmt: None,
                 plan: None,
                 point: None,
+                copy: None,
             })),
             1 => self.prepare_statement(stmts.remove(0), param_types).await,
             _ => Err(Error::syntax(
@@ -439,8 +449,12 @@ impl Session {
                     stmt: Some(stmt),
                     plan: None,
                     point: None,
+                    copy: None,
                 });
             }
+        }
+        if let ast::Statement::Copy { .. } = &*stmt.ast {
+            return crate::copy::prepare(self, stmt, declared).await;
         }
         if query::is_query(&stmt.ast) {
             let catalog = self.shared.catalog();
@@ -451,6 +465,7 @@ impl Session {
                 stmt: Some(stmt),
                 point: point::for_query(&plan, catalog),
                 plan: Some(plan),
+                copy: None,
             });
         }
         let mut point = None;
@@ -492,6 +507,7 @@ impl Session {
             stmt: Some(stmt),
             plan: None,
             point,
+            copy: None,
         })
     }
 
@@ -782,6 +798,7 @@ async fn run_statement(
 ) -> Result<QueryOutput> {
     let is_write = match &*stmt.ast {
         ast::Statement::Insert(_) | ast::Statement::Update(_) | ast::Statement::Delete(_) => true,
+        ast::Statement::Copy { to: false, .. } => true,
         ast::Statement::Query(q) => dml::with::has_dml_ctes(q),
         _ => false,
     };
@@ -800,6 +817,7 @@ async fn run_statement(
         ast::Statement::NOTIFY { channel, payload } => {
             push::notify(txn, channel, payload.as_deref())
         }
+        ast::Statement::Copy { to: false, .. } => crate::copy::copy_from(ctx, txn, stmt),
         ast::Statement::Insert(_) | ast::Statement::Update(_) | ast::Statement::Delete(_) => {
             dml::execute(ctx, txn, stmt, &prepared.param_types, params)
                 .await

@@ -28,6 +28,8 @@ pub(crate) struct SessionShared {
     notifies: parking_lot::Mutex<Vec<(String, String)>>,
     /// NOTICEs the running statement raised (SQLSTATE, message), sent before its result.
     notices: parking_lot::Mutex<Vec<(&'static str, String)>>,
+    /// COPY FROM STDIN's data, or the client's CopyFail message, for the statement about to run.
+    copy_data: parking_lot::Mutex<Option<std::result::Result<Vec<u8>, String>>>,
     /// Statements answered by the point fast path (`point.rs`), for tests and diagnostics.
     pub point_hits: AtomicU64,
     /// While a statement with data-modifying CTEs plans its main part: each such CTE's
@@ -63,6 +65,7 @@ impl SessionShared {
             state: parking_lot::Mutex::new(None),
             notifies: parking_lot::Mutex::new(Vec::new()),
             notices: parking_lot::Mutex::new(Vec::new()),
+            copy_data: parking_lot::Mutex::new(None),
             point_hits: AtomicU64::new(0),
             cte_tables: RwLock::new(Vec::new()),
             sequences: Default::default(),
@@ -80,6 +83,14 @@ impl SessionShared {
     /// A NOTICE for the client, as PostgreSQL raises when `IF [NOT] EXISTS` skips an object.
     pub fn push_notice(&self, sqlstate: &'static str, message: String) {
         self.notices.lock().push((sqlstate, message));
+    }
+
+    pub fn set_copy_data(&self, data: std::result::Result<Vec<u8>, String>) {
+        *self.copy_data.lock() = Some(data);
+    }
+
+    pub fn take_copy_data(&self) -> Option<std::result::Result<Vec<u8>, String>> {
+        self.copy_data.lock().take()
     }
 
     pub fn take_notices(&self) -> Vec<(&'static str, String)> {

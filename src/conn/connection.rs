@@ -313,7 +313,7 @@ impl Connection {
 /// Encoded notifications written straight into the write buffer flush beyond this.
 const WRITE_FLUSH_BYTES: usize = 64 * 1024;
 
-fn kind_name(m: &PgWireFrontendMessage) -> &'static str {
+pub(super) fn kind_name(m: &PgWireFrontendMessage) -> &'static str {
     match m {
         PgWireFrontendMessage::Startup(_) => "StartupMessage",
         PgWireFrontendMessage::CancelRequest(_) => "CancelRequest",

@@ -19,6 +19,7 @@ use pgwire::messages::extendedquery::{
 };
 use pgwire::messages::response::{CommandComplete, EmptyQueryResponse};
 use pgwire::messages::PgWireBackendMessage;
+use weft_sql::copy::CopySpec;
 use weft_sql::{Prepared, QueryOutput};
 
 use super::connection::Connection;
@@ -174,6 +175,8 @@ pub async fn describe(conn: &mut Connection, msg: Describe) -> Result<(), Fail> 
         }
     };
     let message = match &prepared.fields {
+        // COPY answers with its own sub-protocol, not rows.
+        Some(_) if prepared.copy.is_some() => PgWireBackendMessage::NoData(NoData::new()),
         Some(fields) => {
             let formats = resolve_formats(&formats, fields.len()).map_err(SqlError::protocol)?;
             PgWireBackendMessage::RowDescription(row_description(fields, &formats))
@@ -186,6 +189,13 @@ pub async fn describe(conn: &mut Connection, msg: Describe) -> Result<(), Fail> 
 
 pub async fn execute(conn: &mut Connection, msg: Execute) -> Result<(), Fail> {
     let name = msg.name.unwrap_or_default();
+    let copy = conn.portals.get(&name).and_then(|p| match p.state {
+        PortalState::Ready(_) => p.prepared.copy.clone(),
+        _ => None,
+    });
+    if let Some(spec) = copy {
+        return execute_copy(conn, &name, &spec).await;
+    }
     let max_rows = usize::try_from(msg.max_rows).unwrap_or(0);
     let Connection {
         portals,
@@ -236,6 +246,38 @@ pub async fn execute(conn: &mut Connection, msg: Execute) -> Result<(), Fail> {
         }
     };
     socket.feed(message).await?;
+    Ok(())
+}
+
+/// Execute of a COPY portal: the whole COPY sub-protocol, then CommandComplete (COPY has no
+/// row limit).
+async fn execute_copy(conn: &mut Connection, name: &str, spec: &CopySpec) -> Result<(), Fail> {
+    let Some(portal) = conn.portals.get_mut(name) else {
+        return Ok(());
+    };
+    let prepared = Arc::clone(&portal.prepared);
+    let params = match &mut portal.state {
+        PortalState::Ready(params) => std::mem::take(params),
+        _ => Vec::new(),
+    };
+    portal.state = PortalState::DoneEmpty;
+    if spec.from_stdin {
+        let data = super::copy::receive(conn, spec)
+            .await
+            .inspect_err(|_| conn.session.fail_block())?;
+        conn.session.set_copy_data(data);
+    }
+    let tag = match conn.session.execute(&prepared, params).await? {
+        QueryOutput::Rows { fields, stream, .. } => {
+            super::copy::send(&mut conn.socket, spec, &fields, stream).await?
+        }
+        QueryOutput::Command { tag } => tag,
+        QueryOutput::Empty => String::new(),
+    };
+    if let Some(portal) = conn.portals.get_mut(name) {
+        portal.state = PortalState::Done(tag.clone());
+    }
+    conn.socket.feed(command_complete(tag)).await?;
     Ok(())
 }
 

@@ -11,6 +11,7 @@
 mod array;
 mod codec;
 mod connection;
+mod copy;
 mod decode;
 mod encode;
 mod error;

@@ -41,7 +41,22 @@ async fn run(conn: &mut Connection, sql: &str) -> Result<(), Fail> {
         if !prepared.param_types.is_empty() {
             return Err(SqlError::new("42P02", "there is no parameter $1").into());
         }
-        let output = conn.session.execute(&prepared, Vec::new()).await?;
+        if let Some(spec) = prepared.copy.as_ref().filter(|s| s.from_stdin) {
+            let data = super::copy::receive(conn, spec)
+                .await
+                .inspect_err(|_| conn.session.fail_block())?;
+            conn.session.set_copy_data(data);
+        }
+        let output = match (
+            conn.session.execute(&prepared, Vec::new()).await?,
+            &prepared.copy,
+        ) {
+            (QueryOutput::Rows { fields, stream, .. }, Some(spec)) => {
+                let tag = super::copy::send(&mut conn.socket, spec, &fields, stream).await?;
+                QueryOutput::Command { tag }
+            }
+            (output, _) => output,
+        };
         match output {
             QueryOutput::Rows {
                 fields,

@@ -1,5 +1,5 @@
 //! Real client libraries other than tokio-postgres, driven as their users would: psycopg 3
-//! (`conn.notifies()`) and node-postgres (`notification` events). The scripts under tests/python
+//! (`conn.notifies()`, `cursor.copy()`) and node-postgres (`notification` events). The scripts under tests/python
 //! and tests/node assert; here each runs under a deadline and its output is shown on failure.
 //! A missing python3, psycopg, node or node-postgres fails the test with what to install
 //! (scripts/install-deps installs them); it is never skipped.
@@ -49,6 +49,21 @@ async fn psycopg3_receives_notify_and_live_query_changes() {
     assert!(
         out.status.success() && stdout.trim_end().ends_with("OK"),
         "psycopg script failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn psycopg3_copies_in_and_out() {
+    let srv = server().await;
+    let out = python("copy_psycopg.py", &srv.conn_string()).await;
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success() && stdout.trim_end().ends_with("OK"),
+        "psycopg COPY script failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
         out.status
     );
 }

@@ -1,6 +1,7 @@
 mod cancel;
 mod clients;
 mod cluster;
+mod copy;
 mod errors;
 mod extended;
 mod foreign_keys;

@@ -240,9 +240,10 @@ fn complete(
     def: &TableDef,
     cols: &[usize],
     partial: Vec<Vec<Option<Value>>>,
+    overriding: bool,
 ) -> Result<Vec<Row>> {
     let n = partial.len();
-    for (i, &c) in cols.iter().enumerate() {
+    for (i, &c) in cols.iter().enumerate().filter(|_| !overriding) {
         let col = &def.columns[c];
         if col.identity == Some(weft_storage::Identity::Always)
             && partial
@@ -294,6 +295,25 @@ fn complete(
     Ok(rows)
 }
 
+/// Inserts rows given for the columns `cols` (a `None` cell takes its default), as COPY FROM
+/// does: identity columns take the values given, even GENERATED ALWAYS ones (PostgreSQL's COPY
+/// does, so that a dump restores). Returns how many rows were inserted.
+pub(crate) fn insert_rows(
+    ctx: &ExecCtx<'_>,
+    txn: &mut Txn,
+    def: &TableDef,
+    cols: &[usize],
+    partial: Vec<Vec<Option<Value>>>,
+) -> Result<usize> {
+    let rows = complete(ctx, txn, def, cols, partial, true)?;
+    constraints::check(ctx, def, &rows)?;
+    let n = rows.len();
+    for row in rows {
+        txn.insert(def, row)?;
+    }
+    Ok(n)
+}
+
 pub(super) async fn execute(
     ctx: &ExecCtx<'_>,
     txn: &mut Txn,
@@ -331,7 +351,7 @@ pub(super) async fn execute(
         }
         (None, None) => vec![Vec::new(); 1],
     };
-    let rows = complete(ctx, txn, &def, &cols, partial)?;
+    let rows = complete(ctx, txn, &def, &cols, partial, false)?;
     constraints::check(ctx, &def, &rows)?;
     let written = match &i.on {
         None => {

@@ -4,7 +4,7 @@
 pub(crate) mod constraints;
 mod delete;
 pub(crate) mod foreign;
-mod insert;
+pub(crate) mod insert;
 pub(crate) mod point;
 mod returning;
 mod select;
