@@ -838,12 +838,15 @@ async fn run_statement(
 }
 
 fn read_only_error(stmt: &Statement) -> Error {
-    let verb = stmt
-        .sql
-        .split_whitespace()
-        .next()
-        .unwrap_or("statement")
-        .to_ascii_uppercase();
+    let verb = match &*stmt.ast {
+        ast::Statement::Copy { to: false, .. } => "COPY FROM".to_string(),
+        _ => stmt
+            .sql
+            .split_whitespace()
+            .next()
+            .unwrap_or("statement")
+            .to_ascii_uppercase(),
+    };
     Error::ReadOnlyTransaction {
         message: format!("cannot execute {verb} in a read-only transaction"),
     }
