@@ -11,6 +11,10 @@
 //!
 //! - `SET CONSTRAINTS { ALL | name [, …] } { DEFERRED | IMMEDIATE }`, which sqlparser does not
 //!   know, becomes a `SET` of the marker variable [`SET_CONSTRAINTS`] (see [`set_constraints`]).
+//! - `ALTER SEQUENCE [IF EXISTS] name OWNED BY { table.column | NONE }` (pg_dump writes one per
+//!   serial column), which sqlparser does not know either, becomes a `SET` of
+//!   [`ALTER_SEQUENCE`] (see [`alter_sequence`]); other ALTER SEQUENCE forms are kept as text
+//!   and refused when run.
 //!
 //! Everything else is PostgreSqlDialect's, including its `TypeId` (the parser asks
 //! `dialect_of!(self is PostgreSqlDialect)` in many places).
@@ -72,6 +76,9 @@ impl Dialect for WeftDialect {
             parser.next_token();
             parser.next_token();
             return Some(parse_set_constraints(parser));
+        }
+        if parser.parse_keywords(&[Keyword::ALTER, Keyword::SEQUENCE]) {
+            return Some(parse_alter_sequence(parser));
         }
         let temporary = if parser.parse_keywords(&[Keyword::CREATE, Keyword::SEQUENCE]) {
             false
@@ -229,6 +236,93 @@ pub(crate) fn set_constraints(stmt: &Statement) -> Option<(Vec<Vec<String>>, boo
         })
         .collect();
     Some((names, deferred))
+}
+
+/// The variable an `ALTER SEQUENCE` statement is parsed as setting.
+pub(crate) const ALTER_SEQUENCE: &str = "weft:alter_sequence";
+
+/// What an `ALTER SEQUENCE` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum AlterSequence {
+    /// `OWNED BY table.column` (the name's parts) or `OWNED BY NONE` (empty).
+    OwnedBy(Vec<String>),
+    /// Any other option, as written.
+    Other(String),
+}
+
+/// `ALTER SEQUENCE` after those words, as `SET "weft:alter_sequence" = if_exists, name,
+/// (OWNED | OTHER), …`.
+fn parse_alter_sequence(parser: &mut Parser) -> Result<Statement, ParserError> {
+    let if_exists = parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+    let name = parser.parse_object_name(false)?;
+    let parts = |n: &ObjectName| -> Vec<Ident> {
+        n.0.iter().filter_map(|p| p.as_ident().cloned()).collect()
+    };
+    let mut values = vec![
+        Expr::Value(datafusion::sql::sqlparser::ast::Value::Boolean(if_exists).into()),
+        Expr::CompoundIdentifier(parts(&name)),
+    ];
+    if parser.parse_keywords(&[Keyword::OWNED, Keyword::BY]) {
+        values.push(Expr::Identifier(Ident::new("OWNED")));
+        if !parser.parse_keyword(Keyword::NONE) {
+            values.push(Expr::CompoundIdentifier(parts(
+                &parser.parse_object_name(false)?,
+            )));
+        }
+    } else {
+        let mut rest = Vec::new();
+        loop {
+            let t = parser.peek_token().token;
+            if matches!(t, Token::EOF | Token::SemiColon) {
+                break;
+            }
+            rest.push(parser.next_token().token.to_string());
+        }
+        if rest.is_empty() {
+            return parser.expected("an ALTER SEQUENCE option", parser.peek_token());
+        }
+        values.push(Expr::Identifier(Ident::new("OTHER")));
+        values.push(Expr::Identifier(Ident::new(rest.join(" "))));
+    }
+    Ok(Statement::Set(Set::SingleAssignment {
+        scope: None,
+        hivevar: false,
+        variable: ObjectName::from(vec![Ident::new(ALTER_SEQUENCE)]),
+        values,
+    }))
+}
+
+/// An `ALTER SEQUENCE` statement: IF EXISTS, the sequence's name parts, and what it asks for.
+pub(crate) fn alter_sequence(stmt: &Statement) -> Option<(bool, Vec<String>, AlterSequence)> {
+    let Statement::Set(Set::SingleAssignment {
+        variable, values, ..
+    }) = stmt
+    else {
+        return None;
+    };
+    let [part] = &variable.0[..] else {
+        return None;
+    };
+    let marker = part.as_ident()?;
+    if marker.value != ALTER_SEQUENCE || marker.quote_style.is_some() {
+        return None;
+    }
+    let names = |e: &Expr| match e {
+        Expr::CompoundIdentifier(parts) => parts.iter().map(|p| p.value.clone()).collect(),
+        _ => Vec::new(),
+    };
+    let if_exists = matches!(values.first()?, Expr::Value(v) if v.value == datafusion::sql::sqlparser::ast::Value::Boolean(true));
+    let name = names(values.get(1)?);
+    let what = match values.get(2)? {
+        Expr::Identifier(i) if i.value == "OWNED" => {
+            AlterSequence::OwnedBy(values.get(3).map(names).unwrap_or_default())
+        }
+        _ => AlterSequence::Other(match values.get(3)? {
+            Expr::Identifier(i) => i.value.clone(),
+            _ => String::new(),
+        }),
+    };
+    Some((if_exists, name, what))
 }
 
 /// `CREATE [TEMP] SEQUENCE` after those words: `[IF NOT EXISTS] name` and options in any order.

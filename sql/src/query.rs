@@ -454,12 +454,21 @@ pub(crate) fn text_field(name: &str) -> FieldInfo {
 
 /// A one-row, one-column text result (SHOW).
 pub(crate) fn single_text(name: &str, value: String) -> Result<QueryOutput> {
+    one_text(name, value, "SHOW")
+}
+
+/// A one-row, one-column text result of a SELECT (`set_config`).
+pub(crate) fn select_text(name: &str, value: String) -> Result<QueryOutput> {
+    one_text(name, value, "SELECT")
+}
+
+fn one_text(name: &str, value: String, command: &'static str) -> Result<QueryOutput> {
     let schema = Arc::new(Schema::new(vec![Field::new(name, ArrowType::Utf8, false)]));
     let batch = RecordBatch::try_new(
         Arc::clone(&schema),
         vec![Arc::new(StringArray::from(vec![value]))],
     )?;
-    Ok(rows_output(vec![text_field(name)], vec![batch], "SHOW"))
+    Ok(rows_output(vec![text_field(name)], vec![batch], command))
 }
 
 pub(crate) fn show_all(values: Vec<(String, String)>) -> Result<QueryOutput> {

@@ -394,7 +394,16 @@ pub(crate) fn attach(
 /// `OWNED BY table.column`.
 fn owner(catalog: &Catalog, o: &ast::ObjectName) -> Result<(TableId, ColumnId)> {
     let parts: Vec<String> = o.0.iter().filter_map(|p| p.as_ident().map(ident)).collect();
-    let [table, column] = parts.as_slice() else {
+    owner_of_parts(catalog, &parts)
+}
+
+/// `table.column` (or `public.table.column`) as an owner.
+fn owner_of_parts(catalog: &Catalog, parts: &[String]) -> Result<(TableId, ColumnId)> {
+    let parts = match parts {
+        [schema, rest @ ..] if schema == "public" && rest.len() == 2 => rest,
+        _ => parts,
+    };
+    let [table, column] = parts else {
         return Err(Error::syntax(
             "invalid OWNED BY option (specify OWNED BY table.column or OWNED BY NONE)",
         ));
@@ -410,6 +419,63 @@ fn owner(catalog: &Catalog, o: &ast::ObjectName) -> Result<(TableId, ColumnId)> 
             message: format!("column \"{column}\" of relation \"{table}\" does not exist"),
         })?;
     Ok((def.id, col.id))
+}
+
+/// `ALTER SEQUENCE [IF EXISTS] name OWNED BY { table.column | NONE }`; other options are
+/// refused (0A000; `setval` sets the next value).
+pub(crate) fn alter(
+    shared: &SessionShared,
+    txn: &mut Txn,
+    if_exists: bool,
+    name: &[String],
+    what: &crate::dialect::AlterSequence,
+) -> Result<QueryOutput> {
+    let owned_by = match what {
+        crate::dialect::AlterSequence::OwnedBy(parts) => parts,
+        crate::dialect::AlterSequence::Other(text) => {
+            return Err(Error::unsupported(format!(
+                "ALTER SEQUENCE … {text} (only OWNED BY; setval() sets the next value)"
+            )))
+        }
+    };
+    let name = match name {
+        [schema, n] if schema == "public" => n.clone(),
+        [n] => n.clone(),
+        _ => {
+            return Err(Error::unsupported(format!(
+                "schemas other than public (in {})",
+                name.join(".")
+            )))
+        }
+    };
+    let catalog = txn.catalog();
+    let mut def = match catalog.get_by_name(&name) {
+        Some(CatalogEntry::Sequence(s)) => s.clone(),
+        Some(_) => {
+            return Err(Error::WrongObjectType {
+                message: format!("\"{name}\" is not a sequence"),
+            })
+        }
+        None if if_exists => {
+            shared.push_notice(
+                "00000",
+                format!("relation \"{name}\" does not exist, skipping"),
+            );
+            return Ok(tag("ALTER SEQUENCE"));
+        }
+        None => {
+            return Err(Error::UndefinedTable {
+                message: format!("relation \"{name}\" does not exist"),
+            })
+        }
+    };
+    def.owned_by = if owned_by.is_empty() {
+        None
+    } else {
+        Some(owner_of_parts(&catalog, owned_by)?)
+    };
+    txn.put_entry(CatalogEntry::Sequence(def))?;
+    Ok(tag("ALTER SEQUENCE"))
 }
 
 /// `smallint`, `integer` or `bigint`.

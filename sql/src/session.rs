@@ -456,6 +456,16 @@ impl Session {
         if let ast::Statement::Copy { .. } = &*stmt.ast {
             return crate::copy::prepare(self, stmt, declared).await;
         }
+        if crate::txn_control::set_config_call(&stmt.ast).is_some() {
+            return Ok(Prepared {
+                param_types: Vec::new(),
+                fields: Some(Arc::new(vec![query::text_field("set_config")])),
+                stmt: Some(stmt),
+                plan: None,
+                point: None,
+                copy: None,
+            });
+        }
         if query::is_query(&stmt.ast) {
             let catalog = self.shared.catalog();
             let plan = query::plan(&self.state, &stmt, declared, Arc::clone(&catalog)).await?;
@@ -579,6 +589,9 @@ impl Session {
         }
         if let Some((names, deferred)) = crate::dialect::set_constraints(&stmt.ast) {
             return txn_control::set_constraints(self, &names, deferred);
+        }
+        if crate::dialect::alter_sequence(&stmt.ast).is_some() {
+            return self.execute_in_txn(stmt, prepared, params).await;
         }
         if let Some(out) = self.execute_setting(stmt)? {
             // current_setting() and pg_settings read the session's values.
@@ -711,6 +724,11 @@ impl Session {
     }
 
     fn execute_setting(&mut self, stmt: &Statement) -> Result<Option<QueryOutput>> {
+        if let Some((name, value)) = crate::txn_control::set_config_call(&stmt.ast) {
+            self.settings.set(&name, &value)?;
+            let shown = self.settings.get(&name).unwrap_or_default().to_string();
+            return query::select_text("set_config", shown).map(Some);
+        }
         match &*stmt.ast {
             ast::Statement::ShowVariable { variable } if is_show_live(variable) => {
                 push::show(&self.shared.catalog()).map(Some)

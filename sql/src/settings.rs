@@ -11,9 +11,12 @@ pub(crate) const SERVER_VERSION: &str = concat!("15.0 (Weft ", env!("CARGO_PKG_V
 const KNOWN: &[(&str, &str, bool)] = &[
     ("application_name", "", true),
     ("bytea_output", "hex", false),
+    ("check_function_bodies", "on", false),
     ("client_encoding", "UTF8", true),
     ("client_min_messages", "notice", false),
     ("DateStyle", "ISO, MDY", true),
+    ("default_table_access_method", "heap", false),
+    ("default_tablespace", "", false),
     ("default_transaction_isolation", "repeatable read", false),
     ("default_transaction_read_only", "off", true),
     ("extra_float_digits", "1", false),
@@ -44,6 +47,7 @@ const KNOWN: &[(&str, &str, bool)] = &[
     ("transaction_read_only", "off", false),
     ("weft.point_fast_path", "on", false),
     ("weft.read_consistency", "linearizable", false),
+    ("xmloption", "content", false),
 ];
 
 const READ_ONLY: &[&str] = &[

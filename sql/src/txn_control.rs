@@ -331,3 +331,53 @@ pub(crate) fn execute_set(session: &mut Session, set: &ast::Set) -> Result<Query
     }
     Ok(tag("SET"))
 }
+
+/// `SELECT [pg_catalog.]set_config('name', 'value', is_local)` alone, with constant arguments,
+/// as pg_dump and ORMs send it: the setting's name and value. It changes the session, so it is
+/// run as a SET rather than as a function inside a query.
+pub(crate) fn set_config_call(stmt: &ast::Statement) -> Option<(String, String)> {
+    let ast::Statement::Query(q) = stmt else {
+        return None;
+    };
+    let ast::SetExpr::Select(s) = q.body.as_ref() else {
+        return None;
+    };
+    if !s.from.is_empty() || s.selection.is_some() || s.projection.len() != 1 || q.with.is_some() {
+        return None;
+    }
+    let expr = match &s.projection[0] {
+        ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => e,
+        _ => return None,
+    };
+    let ast::Expr::Function(f) = expr else {
+        return None;
+    };
+    let name: Vec<String> = f
+        .name
+        .0
+        .iter()
+        .filter_map(|p| p.as_ident().map(|i| i.value.to_ascii_lowercase()))
+        .collect();
+    if !matches!(name.as_slice(), [n] | [_, n] if n == "set_config")
+        || !matches!(name.as_slice(), [_] | [_, _])
+        || (name.len() == 2 && name[0] != "pg_catalog")
+    {
+        return None;
+    }
+    let ast::FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    let text = |a: &ast::FunctionArg| match a {
+        ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(ast::Expr::Value(v))) => {
+            match &v.value {
+                ast::Value::SingleQuotedString(s) => Some(s.clone()),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    match list.args.as_slice() {
+        [n, v, _] => Some((text(n)?, text(v)?)),
+        _ => None,
+    }
+}

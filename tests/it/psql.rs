@@ -163,3 +163,92 @@ async fn psql_describe_commands() {
     let dv = run("\\dv").await;
     assert!(dv.contains("cheap") && dv.contains("view"), "{dv}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pg_dump_restores_with_psql() {
+    let srv = server().await;
+    let dump =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pg_dump_books.sql");
+    let out = psql(
+        srv.addr().port(),
+        &["-q", "-f", &dump.display().to_string()],
+    )
+    .await;
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c = super::support::connect(&srv).await;
+    let rows = super::support::rows(
+        &c.simple_query(
+            "SELECT b.id, a.name, b.title, b.price, b.tags
+             FROM books b JOIN authors a ON a.id = b.author_id ORDER BY b.id",
+        )
+        .await
+        .expect("reads the restored rows"),
+    );
+    let row = |v: [Option<&str>; 5]| v.map(|c| c.map(str::to_string)).to_vec();
+    assert_eq!(
+        rows,
+        vec![
+            row([
+                Some("1"),
+                Some("Ann"),
+                Some("First"),
+                Some("9.99"),
+                Some("{\"a\": [1, 2]}")
+            ]),
+            row([
+                Some("2"),
+                Some("Ann"),
+                Some("Second, with comma"),
+                None,
+                None
+            ]),
+            row([
+                Some("3"),
+                Some("Cé \"quoted\""),
+                Some("tab\there"),
+                Some("12.50"),
+                Some("\"x\"")
+            ]),
+        ]
+    );
+    // The serial keys go on from the dump's setval, the sequences belong to their columns, and
+    // the constraints hold.
+    let id = c
+        .query_one(
+            "INSERT INTO authors (name) VALUES ('New') RETURNING id",
+            &[],
+        )
+        .await
+        .expect("inserts with the serial default");
+    assert_eq!(id.get::<_, i32>(0), 4);
+    let seq = c
+        .query_one("SELECT pg_get_serial_sequence('books', 'id')", &[])
+        .await
+        .expect("reads the owner");
+    assert_eq!(
+        seq.get::<_, Option<String>>(0).as_deref(),
+        Some("public.books_id_seq")
+    );
+    for (sql, code) in [
+        (
+            "INSERT INTO books (author_id, title) VALUES (9, 'x')",
+            "23503",
+        ),
+        (
+            "INSERT INTO books (author_id, title) VALUES (1, 'First')",
+            "23505",
+        ),
+        (
+            "INSERT INTO books (id, author_id, title) VALUES (1, 1, 'Third')",
+            "23505",
+        ),
+    ] {
+        let e = c.batch_execute(sql).await.expect_err(sql);
+        assert_eq!(super::support::sqlstate(&e), code, "{sql}: {e:?}");
+    }
+}

@@ -21,6 +21,23 @@ pub(super) async fn execute(
     at: &ast::AlterTable,
 ) -> Result<QueryOutput> {
     let name = object_name(&at.name)?;
+    // Ownership: Weft has no roles beyond the connecting user (trust authentication; every user
+    // is a superuser), so `OWNER TO` (pg_dump writes one per table and sequence) changes nothing.
+    // The relation must exist, whatever its kind.
+    if !at.operations.is_empty()
+        && at
+            .operations
+            .iter()
+            .all(|op| matches!(op, ast::AlterTableOperation::OwnerTo { .. }))
+    {
+        return match txn.catalog().get_by_name(&name) {
+            Some(_) => Ok(tag("ALTER TABLE")),
+            None if at.if_exists => Ok(tag("ALTER TABLE")),
+            None => Err(Error::UndefinedTable {
+                message: format!("relation \"{name}\" does not exist"),
+            }),
+        };
+    }
     let mut def = match txn.catalog().get_by_name(&name) {
         Some(CatalogEntry::Table(t)) => t.clone(),
         Some(_) => {
@@ -59,7 +76,7 @@ pub(super) async fn execute(
     Ok(tag("ALTER TABLE"))
 }
 
-fn column_position(def: &TableDef, name: &ast::Ident) -> Result<usize> {
+pub(super) fn column_position(def: &TableDef, name: &ast::Ident) -> Result<usize> {
     let n = ident(name);
     def.column_index(&n)
         .filter(|&i| !def.columns[i].hidden)
@@ -376,7 +393,7 @@ fn apply(
 }
 
 /// Visits every row of a table in batches, in key order.
-fn for_each_row(
+pub(super) fn for_each_row(
     txn: &mut Txn,
     def: &TableDef,
     mut f: impl FnMut(&mut Txn, weft_storage::Row) -> Result<()>,
@@ -483,6 +500,15 @@ fn add_constraint(
             Ok(())
         }
         ast::TableConstraint::ForeignKey(fk) => super::foreign_key::add(txn, def, fk, None),
+        ast::TableConstraint::PrimaryKey(pk) => {
+            if def.consistency == weft_storage::Consistency::Lww {
+                return Err(Error::unsupported(
+                    "adding a primary key to an lww table (each node holds its own rows)",
+                ));
+            }
+            *def = super::primary_key::add(txn, def.clone(), pk)?;
+            Ok(())
+        }
         other => Err(Error::unsupported(format!("ALTER TABLE ... ADD {other}"))),
     }
 }

@@ -7,6 +7,7 @@ mod create_table;
 mod drop;
 mod foreign_key;
 mod index;
+mod primary_key;
 mod view;
 
 use datafusion::sql::sqlparser::ast;
@@ -26,7 +27,7 @@ pub(crate) fn is_ddl(stmt: &ast::Statement) -> bool {
             | ast::Statement::AlterTable(_)
             | ast::Statement::Truncate(_)
             | ast::Statement::CreateSequence { .. }
-    )
+    ) || crate::dialect::alter_sequence(stmt).is_some()
 }
 
 pub(crate) fn tag(t: &str) -> QueryOutput {
@@ -38,6 +39,9 @@ pub(crate) async fn execute(
     txn: &mut Txn,
     stmt: &Statement,
 ) -> Result<QueryOutput> {
+    if let Some((if_exists, name, what)) = crate::dialect::alter_sequence(&stmt.ast) {
+        return crate::sequence::alter(ctx.shared, txn, if_exists, &name, &what);
+    }
     match &*stmt.ast {
         ast::Statement::CreateTable(ct) => create_table::execute(ctx, txn, ct).await,
         ast::Statement::CreateIndex(ci) => index::create(ctx.shared, txn, ci),
