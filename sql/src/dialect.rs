@@ -440,6 +440,32 @@ mod tests {
     }
 
     #[test]
+    fn alter_sequence_is_a_marked_set() {
+        let parse = |sql: &str| {
+            let stmt = Parser::parse_sql(&WeftDialect::default(), sql).unwrap();
+            alter_sequence(&stmt[0])
+        };
+        assert_eq!(
+            parse("ALTER SEQUENCE public.s OWNED BY public.t.id"),
+            Some((
+                false,
+                vec!["public".into(), "s".into()],
+                AlterSequence::OwnedBy(vec!["public".into(), "t".into(), "id".into()])
+            ))
+        );
+        assert_eq!(
+            parse("ALTER SEQUENCE IF EXISTS s OWNED BY NONE"),
+            Some((true, vec!["s".into()], AlterSequence::OwnedBy(vec![])))
+        );
+        assert!(matches!(
+            parse("ALTER SEQUENCE s RESTART WITH 5"),
+            Some((false, _, AlterSequence::Other(_)))
+        ));
+        assert!(parses("ALTER SEQUENCE s").is_err());
+        assert!(parses("ALTER TABLE t ADD COLUMN c int").is_ok());
+    }
+
+    #[test]
     fn sequence_options_in_any_order() {
         let sql = "CREATE SEQUENCE s AS integer START WITH 1 INCREMENT BY 1 NO MINVALUE NO MAXVALUE CACHE 1";
         let stmt = Parser::parse_sql(&WeftDialect::default(), sql).unwrap();
