@@ -174,6 +174,33 @@ impl Dialect for WeftDialect {
     }
 }
 
+/// A statement sqlparser does not know, as a `SET` of the variable `marker` (a name no
+/// setting has, and that an unquoted identifier cannot spell) to `values`.
+fn mark(marker: &str, values: Vec<Expr>) -> Statement {
+    Statement::Set(Set::SingleAssignment {
+        scope: None,
+        hivevar: false,
+        variable: ObjectName::from(vec![Ident::new(marker)]),
+        values,
+    })
+}
+
+/// The values of a statement made by [`mark`] with `marker`; None for any other statement
+/// (a user's `SET "weft:…"` is quoted, so it is not one).
+fn marked<'a>(stmt: &'a Statement, marker: &str) -> Option<&'a [Expr]> {
+    let Statement::Set(Set::SingleAssignment {
+        variable, values, ..
+    }) = stmt
+    else {
+        return None;
+    };
+    let [part] = &variable.0[..] else {
+        return None;
+    };
+    let name = part.as_ident()?;
+    (name.value == marker && name.quote_style.is_none()).then_some(values.as_slice())
+}
+
 /// The variable a `SET CONSTRAINTS` statement is parsed as setting (a name no setting has).
 pub(crate) const SET_CONSTRAINTS: &str = "weft:set_constraints";
 
@@ -200,30 +227,13 @@ fn parse_set_constraints(parser: &mut Parser) -> Result<Statement, ParserError> 
             .collect();
         values.push(Expr::CompoundIdentifier(parts));
     }
-    Ok(Statement::Set(Set::SingleAssignment {
-        scope: None,
-        hivevar: false,
-        variable: ObjectName::from(vec![Ident::new(SET_CONSTRAINTS)]),
-        values,
-    }))
+    Ok(mark(SET_CONSTRAINTS, values))
 }
 
 /// A `SET CONSTRAINTS` statement's names (each as its parts; none for `ALL`) and whether it
 /// defers them.
 pub(crate) fn set_constraints(stmt: &Statement) -> Option<(Vec<Vec<String>>, bool)> {
-    let Statement::Set(Set::SingleAssignment {
-        variable, values, ..
-    }) = stmt
-    else {
-        return None;
-    };
-    let [part] = &variable.0[..] else {
-        return None;
-    };
-    let marker = part.as_ident()?;
-    if marker.value != SET_CONSTRAINTS || marker.quote_style.is_some() {
-        return None;
-    }
+    let values = marked(stmt, SET_CONSTRAINTS)?;
     let (mode, names) = values.split_first()?;
     let deferred = matches!(mode, Expr::Identifier(i) if i.value == "DEFERRED");
     let names = names
@@ -284,29 +294,12 @@ fn parse_alter_sequence(parser: &mut Parser) -> Result<Statement, ParserError> {
         values.push(Expr::Identifier(Ident::new("OTHER")));
         values.push(Expr::Identifier(Ident::new(rest.join(" "))));
     }
-    Ok(Statement::Set(Set::SingleAssignment {
-        scope: None,
-        hivevar: false,
-        variable: ObjectName::from(vec![Ident::new(ALTER_SEQUENCE)]),
-        values,
-    }))
+    Ok(mark(ALTER_SEQUENCE, values))
 }
 
 /// An `ALTER SEQUENCE` statement: IF EXISTS, the sequence's name parts, and what it asks for.
 pub(crate) fn alter_sequence(stmt: &Statement) -> Option<(bool, Vec<String>, AlterSequence)> {
-    let Statement::Set(Set::SingleAssignment {
-        variable, values, ..
-    }) = stmt
-    else {
-        return None;
-    };
-    let [part] = &variable.0[..] else {
-        return None;
-    };
-    let marker = part.as_ident()?;
-    if marker.value != ALTER_SEQUENCE || marker.quote_style.is_some() {
-        return None;
-    }
+    let values = marked(stmt, ALTER_SEQUENCE)?;
     let names = |e: &Expr| match e {
         Expr::CompoundIdentifier(parts) => parts.iter().map(|p| p.value.clone()).collect(),
         _ => Vec::new(),

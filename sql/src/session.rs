@@ -362,6 +362,23 @@ impl Session {
         parse(sql).inspect_err(|_| self.fail_block())
     }
 
+    /// The deferred foreign-key checks of `block` (taken out of the session): at COMMIT, or
+    /// those a `SET CONSTRAINTS … IMMEDIATE` makes due.
+    pub(crate) fn check_deferred(
+        &self,
+        block: &mut Block,
+        when: crate::dml::foreign::Deferred,
+    ) -> Result<()> {
+        let ctx = ExecCtx {
+            state: &self.state,
+            shared: &self.shared,
+            read_only: block.read_only,
+            point_path: false,
+            cancel: &self.cancel,
+        };
+        crate::dml::foreign::enforce_deferred(&ctx, &mut block.txn, when)
+    }
+
     /// A statement failed before the session ran it (a COPY whose data never arrived whole):
     /// the open transaction block is failed, as if it had run.
     pub fn fail_block(&mut self) {

@@ -138,18 +138,8 @@ async fn commit(session: &mut Session) -> Result<QueryOutput> {
         }
         Some(mut b) => {
             // Deferred foreign keys: a violation fails the COMMIT, which rolls back.
-            let ctx = crate::session::ExecCtx {
-                state: &session.state,
-                shared: &session.shared,
-                read_only: b.read_only,
-                point_path: false,
-                cancel: &session.cancel,
-            };
-            if let Err(e) = crate::dml::foreign::enforce_deferred(
-                &ctx,
-                &mut b.txn,
-                crate::dml::foreign::Deferred::AtCommit,
-            ) {
+            if let Err(e) = session.check_deferred(&mut b, crate::dml::foreign::Deferred::AtCommit)
+            {
                 session.listen_pending.clear();
                 return Err(e);
             }
@@ -265,18 +255,12 @@ pub(crate) fn set_constraints(
         b.txn.set_fk_mode(Some(key), deferred);
     }
     if !deferred {
-        let ctx = crate::session::ExecCtx {
-            state: &session.state,
-            shared: &session.shared,
-            read_only: b.read_only,
-            point_path: false,
-            cancel: &session.cancel,
-        };
-        crate::dml::foreign::enforce_deferred(
-            &ctx,
-            &mut b.txn,
-            crate::dml::foreign::Deferred::NowImmediate,
-        )?;
+        if let Some(mut b) = session.block.take() {
+            let checked =
+                session.check_deferred(&mut b, crate::dml::foreign::Deferred::NowImmediate);
+            session.block = Some(b);
+            checked?;
+        }
     }
     Ok(tag("SET CONSTRAINTS"))
 }

@@ -99,11 +99,7 @@ pub async fn send(
         let names: Vec<String> = fields.iter().map(|c| c.name.clone()).collect();
         let mut line = Vec::new();
         encode_header(&names, f, &mut line);
-        socket
-            .feed(PgWireBackendMessage::CopyData(CopyData::new(Bytes::from(
-                line,
-            ))))
-            .await?;
+        feed_line(socket, line).await?;
     }
     let encoder = RowEncoder::new(
         fields
@@ -121,11 +117,7 @@ pub async fn send(
             let cells = data_row_cells(&row.data);
             let mut line = Vec::new();
             encode_row(&cells, f, &mut line);
-            socket
-                .feed(PgWireBackendMessage::CopyData(CopyData::new(Bytes::from(
-                    line,
-                ))))
-                .await?;
+            feed_line(socket, line).await?;
             count += 1;
         }
     }
@@ -133,6 +125,14 @@ pub async fn send(
         .feed(PgWireBackendMessage::CopyDone(CopyDone::new()))
         .await?;
     Ok(format!("COPY {count}"))
+}
+
+async fn feed_line(socket: &mut Socket, line: Vec<u8>) -> io::Result<()> {
+    socket
+        .feed(PgWireBackendMessage::CopyData(CopyData::new(Bytes::from(
+            line,
+        ))))
+        .await
 }
 
 /// The cells of an encoded DataRow: per field a length (-1: NULL) and its bytes.

@@ -24,6 +24,19 @@ async fn python(script: &str, conninfo: &str) -> std::process::Output {
         })
 }
 
+/// A client script passed: it exited 0 and printed OK last.
+fn passes(script: &str, out: &std::process::Output) {
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success() && stdout.trim_end().ends_with("OK"),
+        "{script} failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn psycopg3_receives_notify_and_live_query_changes() {
     let probe = Command::new("python3")
@@ -41,30 +54,18 @@ async fn psycopg3_receives_notify_and_live_query_changes() {
     );
 
     let srv = server().await;
-    let out = python("notify_psycopg.py", &srv.conn_string()).await;
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(
-        out.status.success() && stdout.trim_end().ends_with("OK"),
-        "psycopg script failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        out.status
+    passes(
+        "notify_psycopg.py",
+        &python("notify_psycopg.py", &srv.conn_string()).await,
     );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn psycopg3_copies_in_and_out() {
     let srv = server().await;
-    let out = python("copy_psycopg.py", &srv.conn_string()).await;
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(
-        out.status.success() && stdout.trim_end().ends_with("OK"),
-        "psycopg COPY script failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        out.status
+    passes(
+        "copy_psycopg.py",
+        &python("copy_psycopg.py", &srv.conn_string()).await,
     );
 }
 

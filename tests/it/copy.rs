@@ -4,9 +4,8 @@
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
-use tokio::process::Command;
 
-use super::support::{connect, rows, server, sqlstate, DEADLINE};
+use super::support::{connect, rows, server, sqlstate};
 
 async fn copy_out(client: &tokio_postgres::Client, sql: &str) -> String {
     let stream = client.copy_out(sql).await.expect("COPY TO starts");
@@ -130,7 +129,6 @@ async fn psql_copies_a_csv_file_in_and_out() {
     let input = dir.path().join("in.csv");
     let output = dir.path().join("out.csv");
     std::fs::write(&input, "id,note\n1,\"a, b\"\n2,\n3,\"\"\n").expect("writes the file");
-    let port = srv.addr().port().to_string();
     let copy_in = format!(
         "\\copy pc FROM '{}' WITH (FORMAT csv, HEADER)",
         input.display()
@@ -139,35 +137,7 @@ async fn psql_copies_a_csv_file_in_and_out() {
         "\\copy (SELECT * FROM pc ORDER BY id) TO '{}' WITH (FORMAT csv)",
         output.display()
     );
-    let out = tokio::time::timeout(
-        DEADLINE,
-        Command::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port,
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-            ])
-            .args([
-                "-X",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-                &copy_in,
-                "-c",
-                &copy_out,
-            ])
-            .env("PGCONNECT_TIMEOUT", "10")
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("psql finishes")
-    .expect("psql runs");
+    let out = super::psql::psql(srv.addr().port(), &["-c", &copy_in, "-c", &copy_out]).await;
     assert!(
         out.status.success(),
         "stdout: {} stderr: {}",

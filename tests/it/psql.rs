@@ -4,7 +4,7 @@ use tokio::process::Command;
 
 use super::support::{server, DEADLINE};
 
-async fn psql(port: u16, args: &[&str]) -> std::process::Output {
+pub(super) async fn psql(port: u16, args: &[&str]) -> std::process::Output {
     let mut cmd = Command::new("psql");
     cmd.args([
         "-h",

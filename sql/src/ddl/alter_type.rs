@@ -13,7 +13,7 @@
 //! ```
 
 use datafusion::sql::sqlparser::ast;
-use weft_storage::{CatalogEntry, Consistency, DataType, KeyRange, Row, TableDef, Txn};
+use weft_storage::{CatalogEntry, Consistency, DataType, Row, TableDef, Txn};
 
 use super::column_type;
 use crate::convert::array_value;
@@ -21,8 +21,6 @@ use crate::dml::foreign::compatible;
 use crate::error::{Error, ErrorObject, Result};
 use crate::pgtype::sql_type_name;
 use crate::session::ExecCtx;
-
-const SCAN_BATCH: usize = 1024;
 
 pub(super) async fn retype(
     ctx: &ExecCtx<'_>,
@@ -125,23 +123,7 @@ pub(super) async fn retype(
             .table_by_id(fk.ref_table)
             .cloned()
             .ok_or_else(|| Error::internal("a foreign key's table vanished"))?;
-        let mut resume: Option<Vec<u8>> = None;
-        loop {
-            let batch = txn.reader().scan(
-                &child,
-                &KeyRange::full(),
-                resume.as_deref(),
-                None,
-                SCAN_BATCH,
-            )?;
-            for row in &batch.rows {
-                crate::dml::foreign::check_reference(txn, &child, &fk, &parent, row)?;
-            }
-            match batch.resume {
-                Some(r) => resume = Some(r),
-                None => break,
-            }
-        }
+        super::foreign_key::check_existing_rows(txn, &child, &fk, &parent)?;
     }
     Ok(def)
 }

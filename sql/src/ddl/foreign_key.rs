@@ -230,6 +230,19 @@ pub(super) fn add(
             .cloned()
             .ok_or_else(|| Error::internal("referenced table vanished"))?
     };
+    check_existing_rows(txn, child, &def, &parent)?;
+    child.foreign_keys.push(def);
+    Ok(())
+}
+
+/// Every row of `child` references a row of `parent` through `fk` (or has a NULL in its key):
+/// when the key is added, or its columns change type.
+pub(super) fn check_existing_rows(
+    txn: &mut Txn,
+    child: &TableDef,
+    fk: &ForeignKeyDef,
+    parent: &TableDef,
+) -> Result<()> {
     let mut resume: Option<Vec<u8>> = None;
     loop {
         let batch = txn.reader().scan(
@@ -240,15 +253,13 @@ pub(super) fn add(
             SCAN_BATCH,
         )?;
         for row in &batch.rows {
-            crate::dml::foreign::check_reference(txn, child, &def, &parent, row)?;
+            crate::dml::foreign::check_reference(txn, child, fk, parent, row)?;
         }
         match batch.resume {
             Some(r) => resume = Some(r),
-            None => break,
+            None => return Ok(()),
         }
     }
-    child.foreign_keys.push(def);
-    Ok(())
 }
 
 /// Foreign keys of other tables than those in `dropped` that reference table `table`, as
