@@ -602,6 +602,8 @@ impl Session {
             return Ok(out);
         }
         if self.block.as_ref().is_some_and(|b| b.failed) {
+            // A COPY's data received for a statement that will not run is dropped now.
+            self.shared.take_copy_data();
             return Err(Error::InFailedTransaction);
         }
         if let Some((names, deferred)) = crate::dialect::set_constraints(&stmt.ast) {

@@ -73,6 +73,18 @@ async fn copy_in_and_out_through_the_extended_protocol() {
         .expect("the connection still works");
     assert_eq!(count.get::<_, i64>(0), 3);
 
+    // A row with a cell missing: 22P04, and nothing of the COPY is kept.
+    let sink = c
+        .copy_in("COPY cp (id, name) FROM STDIN")
+        .await
+        .expect("COPY FROM starts");
+    futures::pin_mut!(sink);
+    sink.send(Bytes::from_static(b"7\tg\n8\n"))
+        .await
+        .expect("sends data");
+    let e = sink.finish().await.expect_err("22P04");
+    assert_eq!(sqlstate(&e), "22P04", "{e:?}");
+
     // A client that gives up (tokio-postgres sends CopyFail when the sink is dropped): nothing
     // is inserted and the connection goes on.
     {

@@ -36,6 +36,16 @@ def main():
             sys.exit("a duplicate key was copied in")
         except psycopg.errors.UniqueViolation:
             pass
+        # An exception inside the block makes psycopg send CopyFail (the server answers 57014,
+        # which psycopg consumes before re-raising the exception): nothing is kept.
+        try:
+            with conn.cursor() as cur:
+                with cur.copy("COPY pyc (id) FROM STDIN") as copy:
+                    copy.write_row((3,))
+                    raise RuntimeError("client gives up")
+            sys.exit("the COPY did not fail")
+        except RuntimeError:
+            pass
         check("rows after the failed COPY", conn.execute("SELECT count(*) FROM pyc").fetchone()[0], 2)
     print("OK")
 
