@@ -15,14 +15,19 @@
 //!   serial column), which sqlparser does not know either, becomes a `SET` of
 //!   [`ALTER_SEQUENCE`] (see [`alter_sequence`]); other ALTER SEQUENCE forms are kept as text
 //!   and refused when run.
+//! - `CREATE TABLE name (column, …) AS query` (names without types) and `CREATE TABLE … AS query
+//!   WITH [NO] DATA`, which sqlparser does not know, become its `CREATE TABLE … AS`, with the
+//!   table option [`NO_DATA`] for `WITH NO DATA`.
 //!
 //! Everything else is PostgreSqlDialect's, including its `TypeId` (the parser asks
 //! `dialect_of!(self is PostgreSqlDialect)` in many places).
 
 use std::any::TypeId;
 
+use datafusion::sql::sqlparser::ast::helpers::stmt_create_table::CreateTableBuilder;
 use datafusion::sql::sqlparser::ast::{
-    ColumnOption, DataType, Expr, GeneratedAs, Ident, ObjectName, SequenceOptions, Set, Statement,
+    ColumnDef, ColumnOption, CreateTableOptions, DataType, Expr, GeneratedAs, Ident, ObjectName,
+    SequenceOptions, Set, SqlOption, Statement, Value,
 };
 use datafusion::sql::sqlparser::dialect::{Dialect, PostgreSqlDialect, Precedence};
 use datafusion::sql::sqlparser::keywords::{
@@ -79,6 +84,13 @@ impl Dialect for WeftDialect {
         }
         if parser.parse_keywords(&[Keyword::ALTER, Keyword::SEQUENCE]) {
             return Some(parse_alter_sequence(parser));
+        }
+        if starts_create_table(parser) {
+            return create_table(parser);
+        }
+        // `TABLE name`, PostgreSQL's short form of `SELECT * FROM name`, as a statement.
+        if matches!(&parser.peek_token().token, Token::Word(w) if w.keyword == Keyword::TABLE) {
+            return Some(parser.parse_query().map(Statement::Query));
         }
         let temporary = if parser.parse_keywords(&[Keyword::CREATE, Keyword::SEQUENCE]) {
             false
@@ -199,6 +211,113 @@ fn marked<'a>(stmt: &'a Statement, marker: &str) -> Option<&'a [Expr]> {
     };
     let name = part.as_ident()?;
     (name.value == marker && name.quote_style.is_none()).then_some(values.as_slice())
+}
+
+/// Whether the next tokens are `CREATE [GLOBAL | LOCAL] [TEMP | TEMPORARY | UNLOGGED] TABLE`.
+fn starts_create_table(parser: &Parser) -> bool {
+    let words: [Token; 4] = parser.peek_tokens();
+    let kw = |t: &Token| match t {
+        Token::Word(w) => Some(w.keyword),
+        _ => None,
+    };
+    if kw(&words[0]) != Some(Keyword::CREATE) {
+        return false;
+    }
+    words[1..].iter().map(kw).try_for_each(|k| match k {
+        Some(Keyword::TABLE) => Err(true),
+        Some(
+            Keyword::GLOBAL
+            | Keyword::LOCAL
+            | Keyword::TEMP
+            | Keyword::TEMPORARY
+            | Keyword::UNLOGGED,
+        ) => Ok(()),
+        _ => Err(false),
+    }) == Err(true)
+}
+
+/// The table option that marks `CREATE TABLE … AS … WITH NO DATA` (a key an unquoted identifier
+/// cannot spell; sqlparser has no such clause).
+pub(crate) const NO_DATA: &str = "weft:no_data";
+
+/// `CREATE TABLE` as sqlparser parses it, and two forms of `CREATE TABLE … AS` it does not: a
+/// list of column names without types (`CREATE TABLE t (a, b) AS SELECT …`) and a trailing
+/// `WITH [NO] DATA`, kept as the table option [`NO_DATA`]. None lets sqlparser report the error.
+fn create_table(parser: &mut Parser) -> Option<Result<Statement, ParserError>> {
+    let standard = parser.maybe_parse(|p| {
+        p.expect_keyword_is(Keyword::CREATE)?;
+        p.parse_create()
+    });
+    let stmt = match standard {
+        Ok(Some(stmt)) => stmt,
+        Ok(None) => match parser.maybe_parse(create_table_as_named) {
+            Ok(Some(stmt)) => stmt,
+            Ok(None) => return None,
+            Err(e) => return Some(Err(e)),
+        },
+        Err(e) => return Some(Err(e)),
+    };
+    let Statement::CreateTable(mut ct) = stmt else {
+        return Some(Ok(stmt));
+    };
+    if ct.query.is_some() && parser.parse_keyword(Keyword::WITH) {
+        let no_data = parser.parse_keyword(Keyword::NO);
+        if let Err(e) = parser.expect_keyword_is(Keyword::DATA) {
+            return Some(Err(e));
+        }
+        if no_data {
+            let marker = SqlOption::KeyValue {
+                key: Ident::new(NO_DATA),
+                value: Expr::value(Value::Boolean(true)),
+            };
+            ct.table_options = match ct.table_options {
+                CreateTableOptions::With(mut list) => {
+                    list.push(marker);
+                    CreateTableOptions::With(list)
+                }
+                _ => CreateTableOptions::With(vec![marker]),
+            };
+        }
+    }
+    Some(Ok(Statement::CreateTable(ct)))
+}
+
+/// `CREATE [TEMP] TABLE [IF NOT EXISTS] name (column, …) [WITH (options)] AS query`.
+fn create_table_as_named(parser: &mut Parser) -> Result<Statement, ParserError> {
+    parser.expect_keyword_is(Keyword::CREATE)?;
+    let _ = parser.parse_one_of_keywords(&[Keyword::GLOBAL, Keyword::LOCAL]);
+    let temporary = parser
+        .parse_one_of_keywords(&[Keyword::TEMP, Keyword::TEMPORARY])
+        .is_some();
+    let _ = parser.parse_keyword(Keyword::UNLOGGED);
+    parser.expect_keyword_is(Keyword::TABLE)?;
+    let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+    let name = parser.parse_object_name(false)?;
+    parser.expect_token(&Token::LParen)?;
+    let columns = parser.parse_comma_separated(|p| {
+        Ok(ColumnDef {
+            name: p.parse_identifier()?,
+            data_type: DataType::Unspecified,
+            options: Vec::new(),
+        })
+    })?;
+    parser.expect_token(&Token::RParen)?;
+    let options = parser.parse_options(Keyword::WITH)?;
+    parser.expect_keyword_is(Keyword::AS)?;
+    let query = parser.parse_query()?;
+    Ok(Statement::CreateTable(
+        CreateTableBuilder::new(name)
+            .temporary(temporary)
+            .if_not_exists(if_not_exists)
+            .columns(columns)
+            .table_options(if options.is_empty() {
+                CreateTableOptions::None
+            } else {
+                CreateTableOptions::With(options)
+            })
+            .query(Some(query))
+            .build(),
+    ))
 }
 
 /// The variable a `SET CONSTRAINTS` statement is parsed as setting (a name no setting has).
@@ -430,6 +549,43 @@ mod tests {
         assert_eq!(parse("SET search_path = public"), None);
         assert!(parses("SET CONSTRAINTS ALL").is_err());
         assert!(parses("SET CONSTRAINTS DEFERRED").is_err());
+    }
+
+    #[test]
+    fn create_table_as_takes_names_and_with_data() {
+        let parse = |sql: &str| match Parser::parse_sql(&WeftDialect::default(), sql)
+            .unwrap()
+            .remove(0)
+        {
+            Statement::CreateTable(ct) => ct,
+            other => panic!("not a CREATE TABLE: {other}"),
+        };
+        let ct = parse("CREATE TABLE t (a, \"B\") AS SELECT 1, 2");
+        let names: Vec<_> = ct.columns.iter().map(|c| c.name.value.as_str()).collect();
+        assert_eq!(names, ["a", "B"]);
+        assert!(ct
+            .columns
+            .iter()
+            .all(|c| c.data_type == DataType::Unspecified));
+        assert!(ct.query.is_some());
+        let no_data = |ct: &datafusion::sql::sqlparser::ast::CreateTable| match &ct.table_options {
+            CreateTableOptions::With(l) => l
+                .iter()
+                .any(|o| matches!(o, SqlOption::KeyValue { key, .. } if key.value == NO_DATA)),
+            _ => false,
+        };
+        assert!(no_data(&parse(
+            "create temp table if not exists t (a) with (consistency = 'raft') as select 1 with no data"
+        )));
+        assert!(!no_data(&parse("CREATE TABLE t AS SELECT 1 WITH DATA")));
+        assert!(no_data(&parse(
+            "CREATE TABLE t AS SELECT * FROM u WITH NO DATA"
+        )));
+        // Plain CREATE TABLE is sqlparser's.
+        assert_eq!(parse("CREATE TABLE t (a int, b text)").columns.len(), 2);
+        assert!(parses("CREATE TABLE t (a, b)").is_err());
+        assert!(parses("CREATE TABLE t AS SELECT 1 WITH NO").is_err());
+        assert!(parses("CREATE TABLE t (a int) AS SELECT 1 WITH NO DATA extra").is_err());
     }
 
     #[test]

@@ -162,12 +162,32 @@ pub(crate) fn alias_outputs(stmt: &mut ast::Statement) -> Names {
         return names;
     };
     let _ = ast::VisitMut::visit(q.as_mut(), &mut NameInner);
+    let shadowing = qualified_order_names(q);
+    let mut renamed: HashMap<String, Option<String>> = HashMap::new();
     let Some(select) = leftmost_select(&mut q.body) else {
         return names;
     };
     let mut seen: HashSet<String> = HashSet::new();
     for (i, item) in select.projection.iter_mut().enumerate() {
         let internal = format!("{PREFIX}{i}");
+        // An output named like a column that ORDER BY reads qualified (`SELECT b.id::text …
+        // ORDER BY b.id`) takes an internal name: DataFusion sorts by a column it adds to the
+        // projection, and a projection may not have both `id` and `b.id`. ORDER BY `id` alone
+        // still means the output column, as in PostgreSQL (rewritten below).
+        if let ast::SelectItem::ExprWithAlias { alias, .. } = item {
+            let name = ident(alias);
+            if shadowing.contains(&name) {
+                seen.insert(name.clone());
+                // Two outputs of that name: a bare ORDER BY of it is ambiguous, left as it is.
+                renamed
+                    .entry(name.clone())
+                    .and_modify(|r| *r = None)
+                    .or_insert_with(|| Some(internal.clone()));
+                names.insert(internal.clone(), name);
+                *alias = ast::Ident::new(internal);
+                continue;
+            }
+        }
         match item {
             ast::SelectItem::UnnamedExpr(e) => {
                 let plain_column = matches!(
@@ -196,7 +216,45 @@ pub(crate) fn alias_outputs(stmt: &mut ast::Statement) -> Names {
             _ => {}
         }
     }
+    if let Some(ast::OrderByKind::Expressions(items)) = q.order_by.as_mut().map(|o| &mut o.kind) {
+        for item in items {
+            if let ast::Expr::Identifier(i) = &item.expr {
+                if let Some(Some(internal)) = renamed.get(&ident(i)) {
+                    item.expr = ast::Expr::Identifier(ast::Ident::new(internal.clone()));
+                }
+            }
+        }
+    }
     names
+}
+
+/// The column names a query's own ORDER BY reads qualified (`b.id`), where its body is a SELECT.
+fn qualified_order_names(q: &ast::Query) -> HashSet<String> {
+    let mut out = HashSet::new();
+    let (Some(ast::OrderByKind::Expressions(items)), ast::SetExpr::Select(_)) =
+        (q.order_by.as_ref().map(|o| &o.kind), q.body.as_ref())
+    else {
+        return out;
+    };
+    for item in items {
+        let _ = ast::Visit::visit(&item.expr, &mut QualifiedNames(&mut out));
+    }
+    out
+}
+
+struct QualifiedNames<'a>(&'a mut HashSet<String>);
+
+impl ast::Visitor for QualifiedNames<'_> {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, e: &ast::Expr) -> std::ops::ControlFlow<()> {
+        if let ast::Expr::CompoundIdentifier(parts) = e {
+            if parts.len() > 1 {
+                self.0.extend(parts.last().map(ident));
+            }
+        }
+        std::ops::ControlFlow::Continue(())
+    }
 }
 
 /// Names the select-list expressions of every SELECT as PostgreSQL does (`count`, `?column?`), so

@@ -442,6 +442,21 @@ pub(crate) async fn execute(
     })
 }
 
+/// Runs a planned query without parameters and collects its rows as the plan typed them (no
+/// display conversion): CREATE TABLE … AS stores them.
+pub(crate) async fn collect(ctx: &ExecCtx<'_>, plan: &QueryPlan) -> Result<Vec<RecordBatch>> {
+    use futures::StreamExt;
+
+    let physical = physical_plan(ctx.state, plan, Vec::new()).await?;
+    let physical = crate::interrupt::interruptible(physical, ctx.cancel)?;
+    let mut stream = crate::cpu::execute(physical, ctx.state.task_ctx());
+    let mut batches = Vec::new();
+    while let Some(batch) = stream.next().await {
+        batches.push(batch?);
+    }
+    Ok(batches)
+}
+
 pub(crate) fn text_field(name: &str) -> FieldInfo {
     FieldInfo {
         name: name.to_string(),

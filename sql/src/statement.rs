@@ -33,6 +33,15 @@ impl Statement {
     pub fn sql(&self) -> &str {
         &self.sql
     }
+
+    /// A query taken from within a statement parsed from `sql` (its positions refer to `sql`).
+    pub(crate) fn query(query: ast::Query, sql: Arc<str>) -> Statement {
+        Statement {
+            ast: Arc::new(ast::Statement::Query(Box::new(query))),
+            sql,
+            live: false,
+        }
+    }
 }
 
 /// PostgreSQL's `ABORT [WORK | TRANSACTION]` is `ROLLBACK`; sqlparser does not know it.
@@ -225,6 +234,7 @@ pub(crate) fn parse(sql: &str) -> Result<Vec<Statement>> {
         .into_iter()
         .enumerate()
         .map(|(i, mut s)| {
+            select_into_is_create_table_as(&mut s);
             crate::rewrite::rewrite(&mut s);
             let live = live.get(i).copied().unwrap_or(false)
                 && matches!(
@@ -238,6 +248,26 @@ pub(crate) fn parse(sql: &str) -> Result<Vec<Statement>> {
             }
         })
         .collect())
+}
+
+/// `SELECT … INTO [TEMP] t FROM …` is PostgreSQL's older spelling of `CREATE TABLE t AS SELECT …`.
+fn select_into_is_create_table_as(stmt: &mut ast::Statement) {
+    let ast::Statement::Query(q) = stmt else {
+        return;
+    };
+    let ast::SetExpr::Select(select) = q.body.as_mut() else {
+        return;
+    };
+    let Some(into) = select.into.take() else {
+        return;
+    };
+    let query = q.clone();
+    *stmt = ast::Statement::CreateTable(
+        ast::helpers::stmt_create_table::CreateTableBuilder::new(into.name)
+            .temporary(into.temporary)
+            .query(Some(query))
+            .build(),
+    );
 }
 
 /// Whether an expression in `statements` nests deeper than `MAX_EXPR_DEPTH`. The walk stops

@@ -68,35 +68,66 @@ pub struct CommitState {
     pub ts: u64,
     /// Highest hidden-row-id counter value committed.
     pub rowid: u64,
+    /// Tombstones of commits before this HLC time are forgotten (`purge_tombstones`).
+    pub gc_ts: u64,
+    /// The highest version of a forgotten tombstone: a write set whose snapshot is older cannot
+    /// tell whether a key it finds missing was deleted after its snapshot, so it is refused.
+    pub gc_version: u64,
 }
 
 impl CommitState {
     pub fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(32);
-        for n in [self.version, self.position, self.catalog_version, self.ts] {
+        let mut v = Vec::with_capacity(48);
+        for n in [
+            self.version,
+            self.position,
+            self.catalog_version,
+            self.ts,
+            self.gc_ts,
+            self.gc_version,
+        ] {
             v.extend_from_slice(&n.to_be_bytes());
         }
         v
     }
 
-    /// Decodes the `META_COMMIT` payload; `rowid` is read separately.
+    /// Decodes the `META_COMMIT` payload (32 bytes before tombstones were forgotten, 48 since);
+    /// `rowid` is read separately.
     pub fn decode(b: &[u8]) -> Result<CommitState> {
-        if b.len() != 32 {
+        if b.len() != 32 && b.len() != 48 {
             return Err(Error::Corruption(format!(
                 "commit state of {} bytes",
                 b.len()
             )));
         }
-        let n = |i: usize| layout::decode_u64(&b[i * 8..i * 8 + 8]);
+        let n = |i: usize| -> Result<u64> {
+            match b.get(i * 8..i * 8 + 8) {
+                Some(x) => layout::decode_u64(x),
+                None => Ok(0),
+            }
+        };
         Ok(CommitState {
             version: n(0)?,
             position: n(1)?,
             catalog_version: n(2)?,
             ts: n(3)?,
             rowid: 0,
+            gc_ts: n(4)?,
+            gc_version: n(5)?,
         })
     }
 }
+
+/// How long a deleted key's tombstone is kept, in HLC units (10 minutes of commit time). A
+/// tombstone is what lets a transaction that read the key earlier learn, at commit, that it was
+/// deleted since; a write set whose snapshot is older than the forgotten tombstones is refused
+/// with 40001 when it finds a key missing (see `CommitState::gc_version`).
+pub const TOMBSTONE_WINDOW: u64 = (10 * 60 * 1000) << 22;
+
+/// Tombstones are forgotten when a commit's HLC time enters a new bucket of 2^38 units (about 65
+/// seconds): decided by the commits' timestamps alone, so every Raft replica forgets the same
+/// tombstones at the same log entry, however its entries are grouped into batches.
+const GC_BUCKET_SHIFT: u32 = 38;
 
 /// What one applied write set was given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +149,11 @@ pub struct ApplyBatch<'a> {
     rowid_dirty: bool,
     /// LWW row states staged earlier in this batch, by `data` key; they shadow the `lww` CF.
     pub(crate) lww: HashMap<Vec<u8>, crate::lww::RowState>,
+    /// Tombstones staged in this batch: (HLC time, `data` key, version); not yet in the
+    /// database's tombstone queue, so a purge later in the batch finds them here.
+    tombs: Vec<(u64, Vec<u8>, u64)>,
+    /// Keys whose tombstone a purge in this batch deleted; they shadow the database.
+    gone: std::collections::HashSet<Vec<u8>>,
 }
 
 impl<'a> ApplyBatch<'a> {
@@ -129,6 +165,8 @@ impl<'a> ApplyBatch<'a> {
             state,
             rowid_dirty: false,
             lww: HashMap::new(),
+            tombs: Vec::new(),
+            gone: std::collections::HashSet::new(),
         }
     }
 
@@ -200,11 +238,82 @@ impl<'a> ApplyBatch<'a> {
         if let Some(v) = self.staged.get(key) {
             return Ok(Some(*v));
         }
+        if self.gone.contains(key) {
+            return Ok(None);
+        }
         match self.engine.get_latest(key)? {
             Some(stored) => Ok(Some(layout::decode_value(&stored)?.0)),
             None => Ok(None),
         }
     }
+
+    /// Whether `key` is, as of this batch, the tombstone written at `version`.
+    fn is_tombstone_of(&self, key: &[u8], version: u64) -> Result<bool> {
+        if let Some(v) = self.staged.get(key) {
+            // Staged in this batch: the tombstone itself if the versions match (a later write
+            // of the key has a later version).
+            return Ok(*v == version);
+        }
+        if self.gone.contains(key) {
+            return Ok(false);
+        }
+        match self.engine.get_latest(key)? {
+            Some(stored) => {
+                let (v, payload) = layout::decode_value(&stored)?;
+                Ok(v == version && payload.is_none())
+            }
+            None => Ok(false),
+        }
+    }
+}
+
+/// Forgets the tombstones written before HLC time `horizon`: each queued one that is still the
+/// key's latest value is deleted, and `gc_version` rises to the newest of them. Deterministic:
+/// it reads the replicated state only (the database plus this batch).
+fn purge_tombstones(batch: &mut ApplyBatch<'_>, horizon: u64) -> Result<()> {
+    if horizon <= batch.state.gc_ts {
+        return Ok(());
+    }
+    let from = layout::tomb_queue_bound(batch.state.gc_ts);
+    let to = layout::tomb_queue_bound(horizon);
+    let data = batch.engine.cf(CF_DATA)?;
+    let mut queued: Vec<(Vec<u8>, u64)> = Vec::new();
+    {
+        let mut opts = rocksdb::ReadOptions::default();
+        opts.set_iterate_upper_bound(to.clone());
+        let mut it = batch.engine.db.raw_iterator_cf_opt(&data, opts);
+        it.seek(&from);
+        while it.valid() {
+            if let (Some(k), Some(v)) = (it.key(), it.value()) {
+                let version = match layout::decode_value(v)? {
+                    (_, Some(payload)) => layout::decode_u64(payload)?,
+                    (_, None) => 0,
+                };
+                queued.push((layout::tomb_queue_data_key(k).to_vec(), version));
+            }
+            it.next();
+        }
+        it.status().map_err(engine)?;
+    }
+    let (old, young): (Vec<_>, Vec<_>) = std::mem::take(&mut batch.tombs)
+        .into_iter()
+        .partition(|(ts, _, _)| *ts < horizon);
+    batch.tombs = young;
+    queued.extend(old.into_iter().map(|(_, key, version)| (key, version)));
+    for (key, version) in queued {
+        if version == 0 || !batch.is_tombstone_of(&key, version)? {
+            continue;
+        }
+        batch.batch.delete_cf(&data, &key);
+        batch.staged.remove(&key);
+        batch.gone.insert(key);
+        batch.state.gc_version = batch.state.gc_version.max(version);
+    }
+    // The batch's own queue entries before `horizon` are covered too (a range deletion applies
+    // to what the batch put before it).
+    batch.batch.delete_range_cf(&data, &from, &to);
+    batch.state.gc_ts = horizon;
+    Ok(())
 }
 
 /// Validates `ws` and, if it does not conflict, stages it into `batch` as commit `version` at HLC
@@ -218,8 +327,8 @@ pub fn apply(batch: &mut ApplyBatch<'_>, ws: &WriteSet, version: u64, ts: u64) -
     }
     let keys = ws.writes.iter().map(|(k, _)| k).chain(ws.checks.iter());
     for key in keys {
-        if let Some(v) = batch.current_version(key)? {
-            if v > ws.read_version {
+        match batch.current_version(key)? {
+            Some(v) if v > ws.read_version => {
                 return Err(Error::SerializationFailure {
                     detail: format!(
                         "a row or catalog object this transaction uses was changed by commit {v}, \
@@ -228,6 +337,17 @@ pub fn apply(batch: &mut ApplyBatch<'_>, ws: &WriteSet, version: u64, ts: u64) -
                     ),
                 });
             }
+            // The key may have been deleted after the snapshot, its tombstone since forgotten.
+            None if ws.read_version < batch.state.gc_version => {
+                return Err(Error::SerializationFailure {
+                    detail: format!(
+                        "the transaction's snapshot at commit {} is older than the deleted rows \
+                         forgotten since (up to commit {})",
+                        ws.read_version, batch.state.gc_version
+                    ),
+                });
+            }
+            _ => {}
         }
     }
 
@@ -236,6 +356,14 @@ pub fn apply(batch: &mut ApplyBatch<'_>, ws: &WriteSet, version: u64, ts: u64) -
         let stored = layout::encode_value(version, payload.as_deref());
         batch.batch.put_cf(&data, key, stored);
         batch.staged.insert(key.clone(), version);
+        batch.gone.remove(key);
+        if payload.is_none() {
+            let queued = layout::encode_value(version, Some(&version.to_be_bytes()));
+            batch
+                .batch
+                .put_cf(&data, layout::tomb_queue_key(ts, key), queued);
+            batch.tombs.push((ts, key.clone(), version));
+        }
     }
     for key in &ws.touches {
         batch
@@ -245,7 +373,13 @@ pub fn apply(batch: &mut ApplyBatch<'_>, ws: &WriteSet, version: u64, ts: u64) -
     }
     let first_position = batch.stage_changes(ts, &ws.changes)?;
     batch.state.version = version;
+    let previous_ts = batch.state.ts;
     batch.state.ts = batch.state.ts.max(ts);
+    if previous_ts >> GC_BUCKET_SHIFT != batch.state.ts >> GC_BUCKET_SHIFT
+        && batch.state.ts > TOMBSTONE_WINDOW
+    {
+        purge_tombstones(batch, batch.state.ts - TOMBSTONE_WINDOW)?;
+    }
     if ws.catalog_changed {
         batch.state.catalog_version = version;
         // Until the lww data is brought in line with the new catalog (`reconcile_lww`).
@@ -264,4 +398,188 @@ pub fn apply(batch: &mut ApplyBatch<'_>, ws: &WriteSet, version: u64, ts: u64) -
         first_position,
         last_position: batch.state.position,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BUCKET: u64 = 1 << GC_BUCKET_SHIFT;
+
+    fn ws(read_version: u64, writes: &[(&str, Option<&str>)]) -> WriteSet {
+        WriteSet {
+            read_version,
+            writes: writes
+                .iter()
+                .map(|(k, v)| (key(k), v.map(|v| v.as_bytes().to_vec())))
+                .collect(),
+            ..WriteSet::default()
+        }
+    }
+
+    fn key(k: &str) -> Vec<u8> {
+        let mut out = vec![layout::TABLE_TAG];
+        out.extend_from_slice(k.as_bytes());
+        out
+    }
+
+    /// Applies each `(write set, ts)` in one batch; the state after it.
+    fn commit_all(engine: &Engine, state: CommitState, sets: &[(WriteSet, u64)]) -> CommitState {
+        let mut batch = ApplyBatch::new(engine, state);
+        for (ws, ts) in sets {
+            let version = batch.state.version + 1;
+            apply(&mut batch, ws, version, *ts).unwrap();
+        }
+        batch.write(false).unwrap()
+    }
+
+    fn refused(engine: &Engine, state: CommitState, ws: &WriteSet, ts: u64) -> bool {
+        let mut batch = ApplyBatch::new(engine, state);
+        matches!(
+            apply(&mut batch, ws, state.version + 1, ts),
+            Err(Error::SerializationFailure { .. })
+        )
+    }
+
+    /// Every `data` key and value.
+    fn contents(engine: &Engine) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let data = engine.cf(CF_DATA).unwrap();
+        let mut it = engine.db.raw_iterator_cf(&data);
+        it.seek_to_first();
+        let mut out = Vec::new();
+        while it.valid() {
+            out.push((it.key().unwrap().to_vec(), it.value().unwrap().to_vec()));
+            it.next();
+        }
+        out
+    }
+
+    fn queue_len(engine: &Engine) -> usize {
+        contents(engine)
+            .iter()
+            .filter(|(k, _)| k.starts_with(b"mg"))
+            .count()
+    }
+
+    /// A history with deletes spread over more than the window, and what a later write sees.
+    fn history(t0: u64) -> Vec<(WriteSet, u64)> {
+        vec![
+            (
+                ws(
+                    0,
+                    &[
+                        ("a", Some("1")),
+                        ("b", Some("2")),
+                        ("c", Some("3")),
+                        ("f", Some("6")),
+                    ],
+                ),
+                t0,
+            ),
+            (ws(1, &[("a", None)]), t0 + 1),
+            (ws(2, &[("b", None)]), t0 + BUCKET),
+            // Deleted, then written again: the row stays.
+            (ws(3, &[("c", None)]), t0 + BUCKET + 1),
+            (ws(4, &[("c", Some("33"))]), t0 + BUCKET + 2),
+            (ws(5, &[("d", Some("4"))]), t0 + TOMBSTONE_WINDOW + BUCKET),
+            (
+                ws(6, &[("e", Some("5"))]),
+                t0 + TOMBSTONE_WINDOW + 3 * BUCKET,
+            ),
+        ]
+    }
+
+    #[test]
+    fn tombstones_are_forgotten_after_the_window_and_old_snapshots_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(dir.path()).unwrap();
+        let t0 = TOMBSTONE_WINDOW + 10 * BUCKET;
+        let sets = history(t0);
+        let mut state = CommitState::default();
+        for (i, set) in sets.iter().enumerate() {
+            if i == 2 {
+                // Before any purge, a transaction that read `a` before its delete conflicts.
+                assert!(refused(&engine, state, &ws(1, &[("a", Some("x"))]), t0 + 2));
+                assert_eq!(queue_len(&engine), 1);
+            }
+            state = commit_all(&engine, state, std::slice::from_ref(set));
+        }
+        assert_eq!(engine.get_latest(&key("a")).unwrap(), None);
+        assert_eq!(engine.get_latest(&key("b")).unwrap(), None);
+        let c = engine.get_latest(&key("c")).unwrap().unwrap();
+        assert_eq!(layout::decode_value(&c).unwrap(), (5, Some(&b"33"[..])));
+        assert_eq!(queue_len(&engine), 0);
+        assert_eq!(state.gc_version, 3);
+        // A transaction whose snapshot predates a forgotten delete is refused when it finds a
+        // key missing; a newer one is not; a present key is judged by its version as before.
+        assert!(refused(
+            &engine,
+            state,
+            &ws(1, &[("a", Some("x"))]),
+            t0 + TOMBSTONE_WINDOW + 4 * BUCKET
+        ));
+        assert!(refused(
+            &engine,
+            state,
+            &ws(2, &[("z", Some("x"))]),
+            t0 + TOMBSTONE_WINDOW + 4 * BUCKET
+        ));
+        assert!(!refused(
+            &engine,
+            state,
+            &ws(3, &[("a", Some("x"))]),
+            t0 + TOMBSTONE_WINDOW + 4 * BUCKET
+        ));
+        assert!(!refused(
+            &engine,
+            state,
+            &ws(2, &[("f", Some("x"))]),
+            t0 + TOMBSTONE_WINDOW + 4 * BUCKET
+        ));
+        assert!(refused(
+            &engine,
+            state,
+            &ws(5, &[("d", Some("x"))]),
+            t0 + TOMBSTONE_WINDOW + 4 * BUCKET
+        ));
+        // The counters survive a decode.
+        let stored = engine.get_latest(META_COMMIT).unwrap().unwrap();
+        let decoded =
+            CommitState::decode(layout::decode_value(&stored).unwrap().1.unwrap()).unwrap();
+        assert_eq!(
+            (decoded.gc_ts, decoded.gc_version),
+            (state.gc_ts, state.gc_version)
+        );
+    }
+
+    #[test]
+    fn batching_does_not_change_what_is_forgotten() {
+        let t0 = TOMBSTONE_WINDOW + 10 * BUCKET;
+        let sets = history(t0);
+        let one = tempfile::tempdir().unwrap();
+        let one = Engine::open(one.path()).unwrap();
+        let mut state = CommitState::default();
+        for set in &sets {
+            state = commit_all(&one, state, std::slice::from_ref(set));
+        }
+        let all = tempfile::tempdir().unwrap();
+        let all = Engine::open(all.path()).unwrap();
+        let together = commit_all(&all, CommitState::default(), &sets);
+        assert_eq!(together, state);
+        assert_eq!(contents(&all), contents(&one));
+    }
+
+    #[test]
+    fn an_old_commit_state_decodes() {
+        let state = CommitState {
+            version: 7,
+            position: 9,
+            catalog_version: 3,
+            ts: 11,
+            ..CommitState::default()
+        };
+        let old = &state.encode()[..32];
+        assert_eq!(CommitState::decode(old).unwrap(), state);
+        assert!(CommitState::decode(&[0; 40]).is_err());
+    }
 }

@@ -124,3 +124,47 @@ async fn integrity_errors_name_their_table_column_and_constraint() {
     let e = c.batch_execute("select 1/0").await.expect_err("division");
     assert_eq!(e.as_db_error().and_then(|d| d.table()), None);
 }
+
+/// What CREATE TABLE … AS cannot make is refused with 0A000 and a message naming the column;
+/// nothing is left behind, and the connection goes on.
+#[tokio::test]
+async fn create_table_as_refuses_what_tables_cannot_hold() {
+    let srv = server().await;
+    let c = connect(&srv).await;
+    for (sql, code, words) in [
+        (
+            "CREATE TABLE ctas_i AS SELECT 1 AS n, interval '1 day' AS i",
+            "0A000",
+            "column \"i\"",
+        ),
+        (
+            "CREATE TABLE ctas_l WITH (consistency = 'lww') AS SELECT 1 AS n",
+            "0A000",
+            "primary key",
+        ),
+        (
+            "CREATE TABLE ctas_t (a int) AS SELECT 1",
+            "42601",
+            "column names",
+        ),
+    ] {
+        let e = c.simple_query(sql).await.expect_err(sql);
+        assert_eq!(sqlstate(&e), code, "{sql}: {e:?}");
+        let message = e.as_db_error().map(|d| d.message().to_string());
+        assert!(
+            message.as_deref().is_some_and(|m| m.contains(words)),
+            "{sql}: {message:?}"
+        );
+    }
+    let e = c
+        .simple_query("SELECT * FROM ctas_i")
+        .await
+        .expect_err("no table");
+    assert_eq!(sqlstate(&e), "42P01");
+    assert_eq!(
+        scalar(&c, "SELECT count(*) FROM (SELECT 1) s")
+            .await
+            .as_deref(),
+        Some("1")
+    );
+}

@@ -1,15 +1,22 @@
 //! CREATE TABLE: columns, primary key (or a hidden row id), NOT NULL, DEFAULT, UNIQUE, CHECK and
 //! the table's consistency mode (`WITH (consistency = 'raft' | 'lww')`).
 
-use datafusion::common::DFSchema;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::Field;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{DFSchema, TableReference};
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::sqlparser::ast;
 use weft_storage::{
     CatalogEntry, CheckDef, ColumnDef, Consistency, DataType, IndexDef, TableDef, Txn,
 };
 
 use super::{column_type, ident, object_name, tag};
+use crate::convert::array_value;
 use crate::error::{Error, Result};
 use crate::eval::{compile, parse_expr};
+use crate::pgtype::PgType;
 use crate::sequence::{definition, identity, nextval_default, owned_name};
 use crate::session::{ExecCtx, QueryOutput};
 use crate::table::table_schema;
@@ -21,22 +28,14 @@ pub(super) async fn execute(
     ctx: &ExecCtx<'_>,
     txn: &mut Txn,
     ct: &ast::CreateTable,
+    sql: &Arc<str>,
 ) -> Result<QueryOutput> {
     let name = object_name(&ct.name)?;
-    if ct.query.is_some() {
-        return Err(Error::unsupported("CREATE TABLE ... AS"));
+    if let Some(query) = &ct.query {
+        return create_as(ctx, txn, ct, query, sql).await;
     }
-    if txn.catalog().get_by_name(&name).is_some() {
-        if ct.if_not_exists {
-            ctx.shared.push_notice(
-                "42P07",
-                format!("relation \"{name}\" already exists, skipping"),
-            );
-            return Ok(tag("CREATE TABLE"));
-        }
-        return Err(Error::DuplicateTable {
-            message: format!("relation \"{name}\" already exists"),
-        });
+    if exists(ctx, txn, ct, &name)? {
+        return Ok(tag("CREATE TABLE"));
     }
     let consistency = consistency_option(&ct.table_options)?;
     let mut columns: Vec<ColumnDef> = Vec::new();
@@ -278,6 +277,196 @@ pub(super) async fn execute(
     }
     txn.put_entry(CatalogEntry::Table(def))?;
     Ok(tag("CREATE TABLE"))
+}
+
+/// Whether `name` exists already and IF NOT EXISTS lets the statement skip it (with PostgreSQL's
+/// notice); 42P07 without IF NOT EXISTS.
+fn exists(ctx: &ExecCtx<'_>, txn: &Txn, ct: &ast::CreateTable, name: &str) -> Result<bool> {
+    if txn.catalog().get_by_name(name).is_none() {
+        return Ok(false);
+    }
+    if ct.if_not_exists {
+        ctx.shared.push_notice(
+            "42P07",
+            format!("relation \"{name}\" already exists, skipping"),
+        );
+        return Ok(true);
+    }
+    Err(Error::DuplicateTable {
+        message: format!("relation \"{name}\" already exists"),
+    })
+}
+
+/// `CREATE TABLE name [(column, …)] [WITH (…)] AS query [WITH [NO] DATA]`, and `SELECT … INTO
+/// name` (parsed into this form): a table without constraints (so with a hidden row id) whose
+/// columns take the query's names, or the given ones, and types, filled with the query's rows in
+/// the query's order. A column read straight from a table keeps that column's exact type
+/// (`varchar(10)`, `numeric(10,2)`), as in PostgreSQL; a computed `numeric` is unconstrained.
+async fn create_as(
+    ctx: &ExecCtx<'_>,
+    txn: &mut Txn,
+    ct: &ast::CreateTable,
+    query: &ast::Query,
+    sql: &Arc<str>,
+) -> Result<QueryOutput> {
+    let name = object_name(&ct.name)?;
+    if exists(ctx, txn, ct, &name)? {
+        return Ok(tag("CREATE TABLE AS"));
+    }
+    if !ct.constraints.is_empty()
+        || ct
+            .columns
+            .iter()
+            .any(|c| c.data_type != ast::DataType::Unspecified || !c.options.is_empty())
+    {
+        return Err(Error::syntax(
+            "CREATE TABLE … AS takes column names only, without types or constraints",
+        ));
+    }
+    let (options, no_data) = without_no_data(&ct.table_options);
+    let stmt = crate::statement::Statement::query(query.clone(), Arc::clone(sql));
+    let plan = crate::query::plan(ctx.state, &stmt, &[], txn.catalog()).await?;
+    if ct.columns.len() > plan.fields.len() {
+        return Err(Error::syntax("too many column names were specified"));
+    }
+    let mut columns = Vec::with_capacity(plan.fields.len());
+    for (i, (qualifier, field)) in plan.plan.schema().iter().enumerate() {
+        let info = &plan.fields[i];
+        let column_name = ct
+            .columns
+            .get(i)
+            .map_or(info.name.clone(), |c| ident(&c.name));
+        let data_type = match read_from_table(txn, &plan.plan, qualifier, field) {
+            Some(t) => t,
+            None => stored_type(info.pg_type).ok_or_else(|| Error::FeatureNotSupported {
+                feature: format!(
+                    "a table column of type {} (column \"{column_name}\")",
+                    crate::pgtype::regtype_name(info.pg_type.oid())
+                ),
+            })?,
+        };
+        columns.push(ast::ColumnDef {
+            name: ast::Ident::with_quote('"', column_name),
+            data_type: super::ast_type(data_type)?,
+            options: Vec::new(),
+        });
+    }
+    let create = ast::CreateTable {
+        columns,
+        query: None,
+        table_options: options,
+        ..ct.clone()
+    };
+    Box::pin(execute(ctx, txn, &create, sql)).await?;
+    if no_data {
+        return Ok(tag("CREATE TABLE AS"));
+    }
+    let def = match txn.catalog().get_by_name(&name) {
+        Some(CatalogEntry::Table(def)) => def.clone(),
+        _ => {
+            return Err(Error::internal(
+                "the table CREATE TABLE … AS made is missing",
+            ))
+        }
+    };
+    let batches = crate::query::collect(ctx, &plan).await?;
+    let cols: Vec<usize> = (0..plan.fields.len()).collect();
+    let mut rows = Vec::new();
+    for b in &batches {
+        for r in 0..b.num_rows() {
+            rows.push(
+                cols.iter()
+                    .map(|&c| array_value(b.column(c), r, def.columns[c].data_type).map(Some))
+                    .collect::<Result<Vec<_>>>()?,
+            );
+        }
+    }
+    let n = crate::dml::insert::insert_rows(ctx, txn, &def, &cols, rows)?;
+    Ok(tag(&format!("SELECT {n}")))
+}
+
+/// The table options without the marker of `WITH NO DATA`, and whether it was there.
+fn without_no_data(options: &ast::CreateTableOptions) -> (ast::CreateTableOptions, bool) {
+    let is_marker = |o: &ast::SqlOption| {
+        matches!(o, ast::SqlOption::KeyValue { key, .. }
+            if key.value == crate::dialect::NO_DATA && key.quote_style.is_none())
+    };
+    match options {
+        ast::CreateTableOptions::With(list) if list.iter().any(is_marker) => {
+            let rest: Vec<ast::SqlOption> =
+                list.iter().filter(|o| !is_marker(o)).cloned().collect();
+            let rest = if rest.is_empty() {
+                ast::CreateTableOptions::None
+            } else {
+                ast::CreateTableOptions::With(rest)
+            };
+            (rest, true)
+        }
+        other => (other.clone(), false),
+    }
+}
+
+/// The stored type of an output column that is a column of a stored table, read straight
+/// (through table aliases only): `qualifier` names a scan of that table in `plan`.
+fn read_from_table(
+    txn: &Txn,
+    plan: &LogicalPlan,
+    qualifier: Option<&TableReference>,
+    field: &Field,
+) -> Option<DataType> {
+    let qualifier = qualifier?;
+    let mut table: Option<String> = None;
+    let _ = plan.apply_with_subqueries(|node| {
+        let scanned = match node {
+            LogicalPlan::TableScan(scan) if scan.table_name == *qualifier => Some(&scan.table_name),
+            LogicalPlan::SubqueryAlias(a) if a.alias == *qualifier => match a.input.as_ref() {
+                LogicalPlan::TableScan(scan) => Some(&scan.table_name),
+                _ => None,
+            },
+            _ => None,
+        };
+        Ok(match scanned {
+            Some(t) => {
+                table = Some(t.table().to_string());
+                TreeNodeRecursion::Stop
+            }
+            None => TreeNodeRecursion::Continue,
+        })
+    });
+    let catalog = txn.catalog();
+    let Some(CatalogEntry::Table(def)) = catalog.get_by_name(&table?) else {
+        return None;
+    };
+    let column = def.columns.iter().find(|c| c.name == *field.name())?;
+    (crate::pgtype::arrow_type(column.data_type) == *field.data_type()).then_some(column.data_type)
+}
+
+/// The stored type of a computed output column of PostgreSQL type `t` (an unknown literal is
+/// text, as in PostgreSQL 10 and later); None where tables cannot hold it.
+fn stored_type(t: PgType) -> Option<DataType> {
+    Some(match t {
+        PgType::Bool => DataType::Bool,
+        PgType::Bytea => DataType::Bytea,
+        PgType::Int2 => DataType::Int16,
+        PgType::Int4 => DataType::Int32,
+        PgType::Int8 => DataType::Int64,
+        PgType::Float4 => DataType::Float32,
+        PgType::Float8 => DataType::Float64,
+        PgType::Text | PgType::Name | PgType::Unknown | PgType::Char | PgType::Bpchar => {
+            DataType::Text
+        }
+        PgType::Varchar => DataType::Varchar(None),
+        PgType::Numeric => DataType::Numeric {
+            precision: 38,
+            scale: 16,
+        },
+        PgType::Date => DataType::Date,
+        PgType::Timestamp => DataType::Timestamp,
+        PgType::TimestampTz => DataType::TimestampTz,
+        PgType::Uuid => DataType::Uuid,
+        PgType::Json | PgType::Jsonb => DataType::Jsonb,
+        _ => return None,
+    })
 }
 
 fn multiple_pk(table: &str) -> Error {

@@ -43,7 +43,7 @@ pub(crate) async fn execute(
         return crate::sequence::alter(ctx.shared, txn, if_exists, &name, &what);
     }
     match &*stmt.ast {
-        ast::Statement::CreateTable(ct) => create_table::execute(ctx, txn, ct).await,
+        ast::Statement::CreateTable(ct) => create_table::execute(ctx, txn, ct, &stmt.sql).await,
         ast::Statement::CreateIndex(ci) => index::create(ctx.shared, txn, ci),
         ast::Statement::CreateView(cv) if stmt.live => crate::push::create(ctx, txn, cv).await,
         ast::Statement::CreateView(cv) => view::create(ctx, txn, cv).await,
@@ -141,6 +141,15 @@ pub(crate) fn object_name(name: &ast::ObjectName) -> Result<String> {
 }
 
 /// The storage type of a declared SQL type.
+/// The SQL type `t` is stored as, the inverse of [`column_type`].
+pub(crate) fn ast_type(t: DataType) -> Result<ast::DataType> {
+    let name = crate::pgtype::sql_type_name(t);
+    datafusion::sql::sqlparser::parser::Parser::new(&crate::dialect::WeftDialect::default())
+        .try_with_sql(&name)
+        .and_then(|mut p| p.parse_data_type())
+        .map_err(|e| Error::internal(format!("type {name} did not parse: {e}")))
+}
+
 pub(crate) fn column_type(t: &ast::DataType) -> Result<DataType> {
     use ast::DataType as T;
     let char_len = |l: &Option<ast::CharacterLength>| -> Result<Option<u32>> {

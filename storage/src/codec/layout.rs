@@ -34,6 +34,10 @@ const META_FK_GONE: &[u8] = b"mfe";
 /// that makes the key stop existing checks it.
 const META_FK_REFERENCED: &[u8] = b"mfr";
 
+/// `m g ts:u64be key`: a tombstone written at HLC time `ts`, with its version as the value, so
+/// that it can be forgotten once old enough (`apply::purge_tombstones`).
+const META_TOMB_QUEUE: &[u8] = b"mg";
+
 /// Bytes of `t table_id index_id`.
 pub const INDEX_PREFIX_LEN: usize = 9;
 
@@ -82,6 +86,26 @@ pub fn fk_keys(table: TableId, key: &[Value]) -> (Vec<u8>, Vec<u8>) {
     let mut referenced = META_FK_REFERENCED.to_vec();
     referenced.extend_from_slice(&gone[META_FK_GONE.len()..]);
     (gone, referenced)
+}
+
+/// The tombstone queue's entry for `key`, deleted at HLC time `ts`.
+pub fn tomb_queue_key(ts: u64, key: &[u8]) -> Vec<u8> {
+    let mut k = tomb_queue_bound(ts);
+    k.extend_from_slice(key);
+    k
+}
+
+/// The first tombstone queue key not older than `ts`.
+pub fn tomb_queue_bound(ts: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(META_TOMB_QUEUE.len() + 8);
+    k.extend_from_slice(META_TOMB_QUEUE);
+    k.extend_from_slice(&ts.to_be_bytes());
+    k
+}
+
+/// The `data` key of a tombstone queue key.
+pub fn tomb_queue_data_key(queue_key: &[u8]) -> &[u8] {
+    &queue_key[META_TOMB_QUEUE.len() + 8..]
 }
 
 pub fn sequence_key(id: TableId) -> Vec<u8> {
