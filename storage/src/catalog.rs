@@ -1,6 +1,8 @@
 //! Catalog objects. They are stored as JSON under `b'c'` keys in the data column family and change
 //! only through committed transactions, so DDL is transactional and (later) replicated by Raft.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::types::DataType;
@@ -119,6 +121,9 @@ pub struct TableDef {
     /// FOREIGN KEY constraints of this table (it is the referencing side).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub foreign_keys: Vec<ForeignKeyDef>,
+    /// COMMENT ON: the table's under 0, a column's under its id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub comments: BTreeMap<ColumnId, String>,
 }
 
 impl TableDef {
@@ -144,6 +149,9 @@ pub struct ViewDef {
     /// The view's SELECT as SQL text.
     pub query: String,
     pub columns: Vec<String>,
+    /// COMMENT ON: the view's under 0, a column's under its position plus one.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub comments: BTreeMap<u32, String>,
 }
 
 /// A live query: one table, a projection and a predicate (issue 3).

@@ -230,6 +230,7 @@ pub(super) async fn execute(
         checks: Vec::new(),
         consistency,
         foreign_keys: Vec::new(),
+        comments: Default::default(),
     };
     for (i, (n, cols)) in uniques.into_iter().enumerate() {
         let col_names: Vec<&str> = cols.iter().map(|&c| def.columns[c].name.as_str()).collect();

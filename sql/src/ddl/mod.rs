@@ -3,6 +3,7 @@
 
 mod alter;
 mod alter_type;
+mod comment;
 mod create_table;
 mod drop;
 mod foreign_key;
@@ -27,6 +28,7 @@ pub(crate) fn is_ddl(stmt: &ast::Statement) -> bool {
             | ast::Statement::AlterTable(_)
             | ast::Statement::Truncate(_)
             | ast::Statement::CreateSequence { .. }
+            | ast::Statement::Comment { .. }
     ) || crate::dialect::alter_sequence(stmt).is_some()
 }
 
@@ -62,6 +64,12 @@ pub(crate) async fn execute(
         ast::Statement::CreateSequence { .. } => {
             crate::sequence::create(ctx.shared, txn, &stmt.ast)
         }
+        ast::Statement::Comment {
+            object_type,
+            object_name,
+            comment,
+            ..
+        } => comment::execute(txn, *object_type, object_name, comment),
         other => Err(Error::unsupported(format!(
             "statement \"{}\"",
             statement_kind(other)

@@ -59,6 +59,7 @@ pub(super) async fn create(
         name,
         query,
         columns,
+        comments: Default::default(),
     }))?;
     Ok(tag("CREATE VIEW"))
 }

@@ -48,6 +48,28 @@ fn namespaces(_: &Model) -> Vec<Row> {
     ]
 }
 
+/// Comments (COMMENT ON) on relations and their columns.
+pub const PG_DESCRIPTION: TableDef = TableDef {
+    name: "pg_description",
+    columns: &[
+        ("objoid", Col::Oid),
+        ("classoid", Col::Oid),
+        ("objsubid", Col::Int4),
+        ("description", Col::Text),
+    ],
+    rows: descriptions,
+};
+
+/// pg_class's own oid: the `classoid` of a relation's comment.
+pub const PG_CLASS_OID: u32 = 1259;
+
+fn descriptions(m: &Model) -> Vec<Row> {
+    m.comments
+        .iter()
+        .map(|((oid, sub), text)| pg_row![*oid, PG_CLASS_OID, *sub, text.clone()])
+        .collect()
+}
+
 pub const PG_AM: TableDef = TableDef {
     name: "pg_am",
     columns: &[

@@ -13,15 +13,6 @@ const fn empty(name: &'static str, columns: &'static [(&'static str, Col)]) -> T
 
 pub const EMPTY: &[TableDef] = &[
     empty(
-        "pg_description",
-        &[
-            ("objoid", Col::Oid),
-            ("classoid", Col::Oid),
-            ("objsubid", Col::Int4),
-            ("description", Col::Text),
-        ],
-    ),
-    empty(
         "pg_shdescription",
         &[
             ("objoid", Col::Oid),

@@ -99,11 +99,32 @@ pub fn register_all(r: &mut Registry) {
             Ok(ScalarValue::Boolean(visible))
         },
     );
-    for name in ["obj_description", "shobj_description"] {
-        r.add(name, &[1, 2], DataType::Utf8, None, null_text);
-    }
+    // A comment of a relation (the catalog named, if any, is pg_class) or of one of its columns.
+    r.add("obj_description", &[1, 2], DataType::Utf8, None, |c, a| {
+        let of_class = a.len() < 2 || text(arg(a, 1)) == Some("pg_class");
+        let found = oid(arg(a, 0))
+            .filter(|_| of_class)
+            .and_then(|o| c.model().comments.get(&(o, 0)).cloned());
+        Ok(ScalarValue::Utf8(found))
+    });
+    r.add("col_description", &[2], DataType::Utf8, None, |c, a| {
+        let found = match (
+            oid(arg(a, 0)),
+            int(arg(a, 1)).and_then(|n| i32::try_from(n).ok()),
+        ) {
+            (Some(o), Some(n)) if n > 0 => c.model().comments.get(&(o, n)).cloned(),
+            _ => None,
+        };
+        Ok(ScalarValue::Utf8(found))
+    });
+    r.add(
+        "shobj_description",
+        &[1, 2],
+        DataType::Utf8,
+        None,
+        null_text,
+    );
     for name in [
-        "col_description",
         "pg_get_statisticsobjdef_columns",
         "pg_get_partkeydef",
         "pg_get_triggerdef",

@@ -102,6 +102,7 @@ fn pg_catalog_tables() -> Vec<(TableDef, RelKind)> {
         (index::PG_INDEX, T),
         (constraint::PG_CONSTRAINT, T),
         (builtin::PG_AM, T),
+        (builtin::PG_DESCRIPTION, T),
         (builtin::PG_COLLATION, T),
         (builtin::PG_TABLESPACE, T),
         (roles::PG_DATABASE, T),

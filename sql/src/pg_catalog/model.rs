@@ -125,6 +125,8 @@ pub struct Model {
     pub functions: Vec<(String, char)>,
     /// Sequences, each with the (table, column) whose serial or identity default it feeds.
     pub sequences: Vec<(SequenceDef, Option<(String, String)>)>,
+    /// COMMENT ON texts of relations (pg_description): (relation oid, attribute number or 0).
+    pub comments: std::collections::BTreeMap<(u32, i32), String>,
     by_oid: HashMap<u32, usize>,
 }
 
@@ -144,6 +146,7 @@ impl Model {
             constraints: Vec::new(),
             functions: Vec::new(),
             sequences: Vec::new(),
+            comments: std::collections::BTreeMap::new(),
             by_oid: HashMap::new(),
         };
         for (i, (ns, name, cols, kind)) in system.iter().enumerate() {
@@ -156,8 +159,23 @@ impl Model {
         }
         for entry in catalog.entries.values() {
             match entry {
-                CatalogEntry::Table(def) => m.add_table(def),
-                CatalogEntry::View(v) => m.add_view(v.id, &v.name, &v.query, views),
+                CatalogEntry::Table(def) => {
+                    for (&key, text) in &def.comments {
+                        let num = if key == 0 { Some(0) } else { attnum(def, key) };
+                        if let Some(num) = num {
+                            m.comments.insert((def.id, i32::from(num)), text.clone());
+                        }
+                    }
+                    m.add_table(def)
+                }
+                CatalogEntry::View(v) => {
+                    for (&key, text) in &v.comments {
+                        if let Ok(num) = i32::try_from(key) {
+                            m.comments.insert((v.id, num), text.clone());
+                        }
+                    }
+                    m.add_view(v.id, &v.name, &v.query, views)
+                }
                 CatalogEntry::LiveQuery(l) => m.add_view(l.id, &l.name, &l.query, views),
                 CatalogEntry::Sequence(s) => {
                     m.relations.push(Relation {

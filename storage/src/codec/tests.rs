@@ -269,6 +269,7 @@ fn table_of(tys: &[DataType]) -> TableDef {
         checks: vec![],
         consistency: Consistency::Raft,
         foreign_keys: Vec::new(),
+        comments: Default::default(),
         next_column_id: 100,
     }
 }

@@ -18,6 +18,7 @@ async fn catalog_survives_reopen() {
             name: "v".into(),
             query: "select 1".into(),
             columns: vec!["x".into()],
+            comments: Default::default(),
         }))
         .expect("view");
         txn.commit().await.expect("commit");

@@ -48,6 +48,7 @@ pub fn users_def(id: u32) -> TableDef {
         checks: vec![],
         consistency: Consistency::Raft,
         foreign_keys: Vec::new(),
+        comments: Default::default(),
         next_column_id: 5,
     }
 }

@@ -110,6 +110,7 @@ async fn create_kv(s: &Storage) -> TableDef {
         checks: vec![],
         consistency: Consistency::Lww,
         foreign_keys: Vec::new(),
+        comments: Default::default(),
         next_column_id: 4,
     };
     txn.put_entry(CatalogEntry::Table(def.clone()))
@@ -132,6 +133,7 @@ async fn create_plain(s: &Storage) -> TableDef {
         checks: vec![],
         consistency: Consistency::Raft,
         foreign_keys: Vec::new(),
+        comments: Default::default(),
         next_column_id: 3,
     };
     txn.put_entry(CatalogEntry::Table(def.clone()))

@@ -34,6 +34,7 @@ async fn create_pairs(s: &Storage) -> TableDef {
         checks: vec![],
         consistency: Consistency::Raft,
         foreign_keys: Vec::new(),
+        comments: Default::default(),
         next_column_id: 4,
     };
     txn.put_entry(CatalogEntry::Table(def.clone()))
