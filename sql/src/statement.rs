@@ -27,6 +27,17 @@ pub struct Statement {
     /// Written as `CREATE LIVE QUERY` / `DROP LIVE QUERY`: parsed as the materialized-view
     /// form of the same statement (which Weft does not otherwise support), marked live here.
     pub(crate) live: bool,
+    /// `INSERT … OVERRIDING { SYSTEM | USER } VALUE` (see [`overriding_clauses`]).
+    pub(crate) overriding: Option<Overriding>,
+}
+
+/// Which values of identity columns an INSERT's OVERRIDING clause lets win.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Overriding {
+    /// The values given, even for GENERATED ALWAYS columns.
+    System,
+    /// The sequence's: values given for identity columns are ignored.
+    User,
 }
 
 impl Statement {
@@ -40,6 +51,7 @@ impl Statement {
             ast: Arc::new(ast::Statement::Query(Box::new(query))),
             sql,
             live: false,
+            overriding: None,
         }
     }
 }
@@ -86,6 +98,57 @@ fn live_query_is_materialized_view(tokens: &mut [TokenWithSpan]) -> Vec<bool> {
         i += 1;
     }
     live
+}
+
+/// `OVERRIDING { SYSTEM | USER } VALUE` in an INSERT, which sqlparser does not parse: its words
+/// become whitespace, and the clause is returned for each non-empty statement in order (None
+/// where there is none).
+fn overriding_clauses(tokens: &mut [TokenWithSpan]) -> Vec<Option<Overriding>> {
+    let word = |t: &TokenWithSpan, w: &str| matches!(&t.token, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w));
+    let mut out: Vec<Option<Overriding>> = Vec::new();
+    let (mut started, mut insert, mut depth) = (false, false, 0usize);
+    let mut i = 0;
+    while i < tokens.len() {
+        match &tokens[i].token {
+            Token::Whitespace(_) => {}
+            Token::SemiColon => started = false,
+            _ if !started => {
+                started = true;
+                insert = word(&tokens[i], "insert");
+                depth = 0;
+                out.push(None);
+            }
+            Token::LParen => depth += 1,
+            Token::RParen => depth = depth.saturating_sub(1),
+            _ if insert && depth == 0 && word(&tokens[i], "overriding") => {
+                let next: Vec<usize> = (i + 1..tokens.len())
+                    .filter(|&j| !matches!(tokens[j].token, Token::Whitespace(_)))
+                    .take(2)
+                    .collect();
+                if let [kind, value] = next[..] {
+                    let clause = if word(&tokens[kind], "system") {
+                        Some(Overriding::System)
+                    } else if word(&tokens[kind], "user") {
+                        Some(Overriding::User)
+                    } else {
+                        None
+                    };
+                    if let (Some(clause), true) = (clause, word(&tokens[value], "value")) {
+                        for j in [i, kind, value] {
+                            tokens[j].token = Token::Whitespace(Whitespace::Space);
+                        }
+                        if let Some(last) = out.last_mut() {
+                            *last = Some(clause);
+                        }
+                        i = value;
+                    }
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    out
 }
 
 /// At statement start `i`: `CREATE|DROP LIVE QUERY` becomes `CREATE|DROP MATERIALIZED VIEW`.
@@ -214,6 +277,7 @@ pub(crate) fn parse(sql: &str) -> Result<Vec<Statement>> {
     abort_is_rollback(&mut tokens);
     let mut tokens = maintenance_as_vacuum(tokens);
     let live = live_query_is_materialized_view(&mut tokens);
+    let overriding = overriding_clauses(&mut tokens);
     let statements = Parser::new(&dialect)
         .with_recursion_limit(RECURSION_LIMIT)
         .with_tokens_with_locations(tokens)
@@ -241,10 +305,16 @@ pub(crate) fn parse(sql: &str) -> Result<Vec<Statement>> {
                     &s,
                     ast::Statement::CreateView(_) | ast::Statement::Drop { .. }
                 );
+            let overriding = overriding
+                .get(i)
+                .copied()
+                .flatten()
+                .filter(|_| matches!(&s, ast::Statement::Insert(_)));
             Statement {
                 ast: Arc::new(s),
                 sql: Arc::clone(&text),
                 live,
+                overriding,
             }
         })
         .collect())

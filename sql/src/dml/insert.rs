@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::eval::{compile, default_values, rows_only};
 use crate::pgtype::PgType;
 use crate::session::{ExecCtx, QueryOutput};
+use crate::statement::Overriding;
 
 pub(super) fn table_name(i: &ast::Insert) -> Result<String> {
     match &i.table {
@@ -250,13 +251,18 @@ fn complete(
                 .iter()
                 .any(|cells| cells.get(i).is_some_and(Option::is_some))
         {
-            // sqlparser does not parse OVERRIDING SYSTEM VALUE, so there is no way around it.
-            return Err(Error::Data {
+            return Err(Error::Detailed {
                 code: "428C9",
                 message: format!(
-                    "cannot insert a non-DEFAULT value into column \"{}\" (it is an identity column defined as GENERATED ALWAYS)",
+                    "cannot insert a non-DEFAULT value into column \"{}\"",
                     col.name
                 ),
+                detail: Some(format!(
+                    "Column \"{}\" is an identity column defined as GENERATED ALWAYS.",
+                    col.name
+                )),
+                hint: Some("Use OVERRIDING SYSTEM VALUE to override.".into()),
+                object: Default::default(),
             });
         }
     }
@@ -319,6 +325,7 @@ pub(super) async fn execute(
     txn: &mut Txn,
     i: &ast::Insert,
     params: &Params,
+    overriding: Option<Overriding>,
 ) -> Result<QueryOutput> {
     let catalog = txn.catalog();
     let def = target_by_name(&catalog, table_name(i)?)?.clone();
@@ -351,7 +358,29 @@ pub(super) async fn execute(
         }
         (None, None) => vec![Vec::new(); 1],
     };
-    let rows = complete(ctx, txn, &def, &cols, partial, false)?;
+    let partial = match overriding {
+        // The values given for identity columns give way to their sequences.
+        Some(Overriding::User) => {
+            let identity: Vec<usize> = cols
+                .iter()
+                .enumerate()
+                .filter(|(_, &c)| def.columns[c].identity.is_some())
+                .map(|(i, _)| i)
+                .collect();
+            let mut partial = partial;
+            for row in &mut partial {
+                for &i in &identity {
+                    if let Some(cell) = row.get_mut(i) {
+                        *cell = None;
+                    }
+                }
+            }
+            partial
+        }
+        _ => partial,
+    };
+    let system = overriding == Some(Overriding::System);
+    let rows = complete(ctx, txn, &def, &cols, partial, system)?;
     constraints::check(ctx, &def, &rows)?;
     let written = match &i.on {
         None => {

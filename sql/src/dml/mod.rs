@@ -33,7 +33,7 @@ pub(crate) async fn execute(
 ) -> Result<QueryOutput> {
     let params = Params::new(param_types, params)?;
     match &*stmt.ast {
-        ast::Statement::Insert(i) => insert::execute(ctx, txn, i, &params).await,
+        ast::Statement::Insert(i) => insert::execute(ctx, txn, i, &params, stmt.overriding).await,
         ast::Statement::Update(u) => update::execute(ctx, txn, u, &params).await,
         ast::Statement::Delete(d) => delete::execute(ctx, txn, d, &params).await,
         _ => Err(Error::internal("not a DML statement")),

@@ -138,6 +138,7 @@ pub(crate) async fn execute(
             ast: Arc::new(dml.clone()),
             sql: Arc::clone(&stmt.sql),
             live: false,
+            overriding: None,
         };
         let out = Box::pin(super::execute(ctx, txn, &sub, param_types, params.clone())).await?;
         if let QueryOutput::Rows { stream, .. } = out {
@@ -154,6 +155,7 @@ pub(crate) async fn execute(
         ast: Arc::new(main_statement(q)?),
         sql: Arc::clone(&stmt.sql),
         live: false,
+        overriding: None,
     };
     let out = match &*main.ast {
         ast::Statement::Query(_) => {
@@ -241,5 +243,6 @@ fn statement(ast: ast::Statement) -> Statement {
         ast: Arc::new(ast),
         sql,
         live: false,
+        overriding: None,
     }
 }
