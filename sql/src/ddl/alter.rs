@@ -309,6 +309,7 @@ fn apply(
                     }
                     super::foreign_key::drop_dependents(ctx.shared, txn, &deps)?;
                 }
+                def.comments.remove(&id);
                 def = drop_column(txn, def, pos)?;
                 for seq in owned {
                     txn.drop_entry(seq)?;

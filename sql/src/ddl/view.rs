@@ -54,12 +54,17 @@ pub(super) async fn create(
         .iter()
         .map(|f| f.name().clone())
         .collect();
+    // CREATE OR REPLACE keeps the comments (COMMENT ON), as PostgreSQL does.
+    let comments = match existing {
+        Some(CatalogEntry::View(v)) => v.comments,
+        _ => Default::default(),
+    };
     txn.put_entry(CatalogEntry::View(ViewDef {
         id,
         name,
         query,
         columns,
-        comments: Default::default(),
+        comments,
     }))?;
     Ok(tag("CREATE VIEW"))
 }
