@@ -52,6 +52,26 @@ async fn bootstrap_join_ddl_everywhere_and_follower_reads_are_linearizable() {
             "row {i} written on node {f1} not seen on node {f2}"
         );
     }
+    // CREATE TABLE … AS and COMMENT ON on one follower: table, rows and comment on every node.
+    a.batch_execute(
+        "CREATE TABLE acct_copy AS SELECT id, balance FROM acct WHERE id < 5; \
+         COMMENT ON TABLE acct_copy IS 'five accounts'",
+    )
+    .await
+    .expect("create table as on a follower");
+    for id in 1..=3 {
+        let cl = c.client(id).await;
+        assert_eq!(count(&cl, "SELECT count(*) FROM acct_copy").await, 5);
+        let comment = cl
+            .query_one(
+                "SELECT obj_description('acct_copy'::regclass, 'pg_class')",
+                &[],
+            )
+            .await
+            .expect("comment")
+            .get::<_, Option<String>>(0);
+        assert_eq!(comment.as_deref(), Some("five accounts"), "node {id}");
+    }
     // Conflicts are decided by the state machine: one of two concurrent updates fails 40001.
     let t1 = c.client(f1).await;
     let t2 = c.client(f2).await;
