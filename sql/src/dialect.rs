@@ -88,10 +88,6 @@ impl Dialect for WeftDialect {
         if starts_create_table(parser) {
             return create_table(parser);
         }
-        // `TABLE name`, PostgreSQL's short form of `SELECT * FROM name`, as a statement.
-        if matches!(&parser.peek_token().token, Token::Word(w) if w.keyword == Keyword::TABLE) {
-            return Some(parser.parse_query().map(Statement::Query));
-        }
         let temporary = if parser.parse_keywords(&[Keyword::CREATE, Keyword::SEQUENCE]) {
             false
         } else if parser.parse_keywords(&[Keyword::CREATE, Keyword::TEMPORARY, Keyword::SEQUENCE])

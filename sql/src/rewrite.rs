@@ -878,42 +878,7 @@ fn rewrite_select(body: &mut ast::SetExpr) {
             rewrite_select(left);
             rewrite_select(right);
         }
-        ast::SetExpr::Table(t) => {
-            if let Some(select) = table_as_select(t) {
-                *body = select;
-                rewrite_select(body);
-            }
-        }
         _ => {}
-    }
-}
-
-/// `TABLE name` is `SELECT * FROM name`. sqlparser keeps the name's text without its quotes: a
-/// name that can be written unquoted is (so `TABLE Foo` still folds to `foo`), any other is
-/// quoted.
-fn table_as_select(t: &ast::Table) -> Option<ast::SetExpr> {
-    let part = |s: &str| {
-        let plain = s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if plain {
-            s.to_string()
-        } else {
-            ast::Ident::with_quote('"', s).to_string()
-        }
-    };
-    let mut name = Vec::new();
-    name.extend(t.schema_name.as_deref().map(part));
-    name.push(part(t.table_name.as_deref()?));
-    let sql = format!("SELECT * FROM {}", name.join("."));
-    let parsed = datafusion::sql::sqlparser::parser::Parser::parse_sql(
-        &crate::dialect::WeftDialect::default(),
-        &sql,
-    )
-    .ok()?
-    .pop()?;
-    match parsed {
-        ast::Statement::Query(q) => Some(*q.body),
-        _ => None,
     }
 }
 

@@ -100,6 +100,58 @@ fn live_query_is_materialized_view(tokens: &mut [TokenWithSpan]) -> Vec<bool> {
     live
 }
 
+/// `TABLE name`, PostgreSQL's short form of `SELECT * FROM name`, where a query starts: at the
+/// start of a statement, after `(`, after `AS` (CREATE TABLE / VIEW … AS) and after a set
+/// operator. sqlparser parses `TABLE name` only after a `WITH` or inside CREATE TABLE … AS, and
+/// there it swallows the two tokens after the name (`TABLE t ORDER BY id` lost its ORDER BY).
+fn table_as_select(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    let mut out: Vec<TokenWithSpan> = Vec::with_capacity(tokens.len());
+    for t in tokens {
+        let is_table = matches!(&t.token, Token::Word(w) if w.quote_style.is_none() && w.keyword == Keyword::TABLE);
+        let starts_query = is_table
+            && match out
+                .iter()
+                .rev()
+                .find(|p| !matches!(p.token, Token::Whitespace(_)))
+                .map(|p| &p.token)
+            {
+                None | Some(Token::SemiColon | Token::LParen) => true,
+                Some(Token::Word(w)) => {
+                    w.quote_style.is_none()
+                        && matches!(
+                            w.keyword,
+                            Keyword::AS
+                                | Keyword::UNION
+                                | Keyword::EXCEPT
+                                | Keyword::INTERSECT
+                                | Keyword::ALL
+                                | Keyword::DISTINCT
+                        )
+                }
+                _ => false,
+            };
+        if !starts_query {
+            out.push(t);
+            continue;
+        }
+        let span = t.span;
+        let token = |token: Token| TokenWithSpan { token, span };
+        let word = |value: &str, keyword| {
+            token(Token::Word(Word {
+                value: value.into(),
+                quote_style: None,
+                keyword,
+            }))
+        };
+        out.push(word("SELECT", Keyword::SELECT));
+        out.push(token(Token::Whitespace(Whitespace::Space)));
+        out.push(token(Token::Mul));
+        out.push(token(Token::Whitespace(Whitespace::Space)));
+        out.push(word("FROM", Keyword::FROM));
+    }
+    out
+}
+
 /// `OVERRIDING { SYSTEM | USER } VALUE` in an INSERT, which sqlparser does not parse: its words
 /// become whitespace, and the clause is returned for each non-empty statement in order (None
 /// where there is none).
@@ -275,7 +327,8 @@ pub(crate) fn parse(sql: &str) -> Result<Vec<Statement>> {
         .tokenize_with_location()
         .map_err(|e| Error::from(ParserError::from(e)).with_sql_position(sql))?;
     abort_is_rollback(&mut tokens);
-    let mut tokens = maintenance_as_vacuum(tokens);
+    let tokens = maintenance_as_vacuum(tokens);
+    let mut tokens = table_as_select(tokens);
     let live = live_query_is_materialized_view(&mut tokens);
     let overriding = overriding_clauses(&mut tokens);
     let statements = Parser::new(&dialect)
@@ -424,6 +477,32 @@ mod tests {
     fn empty_and_multi() {
         assert!(parse("  ;; ").map(|v| v.is_empty()).unwrap_or(false));
         assert_eq!(parse("select 1; select 2").map(|v| v.len()).ok(), Some(2));
+    }
+
+    #[test]
+    fn table_name_is_select_star_where_a_query_starts() {
+        let texts = |sql: &str| -> Vec<String> {
+            parse(sql)
+                .unwrap()
+                .iter()
+                .map(|s| s.ast.to_string())
+                .collect()
+        };
+        assert_eq!(
+            texts("TABLE a; table \"B\" ORDER BY x LIMIT 1"),
+            ["SELECT * FROM a", "SELECT * FROM \"B\" ORDER BY x LIMIT 1"]
+        );
+        assert_eq!(
+            texts("SELECT 1 FROM (TABLE a) s UNION ALL TABLE b"),
+            ["SELECT 1 FROM (SELECT * FROM a) s UNION ALL SELECT * FROM b"]
+        );
+        // TABLE as a keyword of other statements stays.
+        assert_eq!(
+            texts("COMMENT ON TABLE a IS 'x'; DROP TABLE a"),
+            ["COMMENT ON TABLE a IS 'x'", "DROP TABLE a"]
+        );
+        let ctas = parse("CREATE TABLE t AS TABLE a WITH NO DATA").unwrap();
+        assert!(matches!(&*ctas[0].ast, ast::Statement::CreateTable(ct) if ct.query.is_some()));
     }
 
     #[test]
