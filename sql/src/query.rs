@@ -442,12 +442,16 @@ pub(crate) async fn execute(
     })
 }
 
-/// Runs a planned query without parameters and collects its rows as the plan typed them (no
+/// Runs a planned query with its parameters and collects its rows as the plan typed them (no
 /// display conversion): CREATE TABLE … AS stores them.
-pub(crate) async fn collect(ctx: &ExecCtx<'_>, plan: &QueryPlan) -> Result<Vec<RecordBatch>> {
+pub(crate) async fn collect(
+    ctx: &ExecCtx<'_>,
+    plan: &QueryPlan,
+    params: Vec<ScalarValue>,
+) -> Result<Vec<RecordBatch>> {
     use futures::StreamExt;
 
-    let physical = physical_plan(ctx.state, plan, Vec::new()).await?;
+    let physical = physical_plan(ctx.state, plan, params).await?;
     let physical = crate::interrupt::interruptible(physical, ctx.cancel)?;
     let mut stream = crate::cpu::execute(physical, ctx.state.task_ctx());
     let mut batches = Vec::new();

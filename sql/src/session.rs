@@ -510,6 +510,15 @@ impl Session {
                 point = dml::point::prepare(&ctx, &stmt, &param_types).await;
                 (param_types, fields)
             }
+            // CREATE TABLE … AS takes the parameters of its query, as PostgreSQL does.
+            ast::Statement::CreateTable(ast::CreateTable {
+                query: Some(query), ..
+            }) => {
+                let source = Statement::query((**query).clone(), Arc::clone(&stmt.sql));
+                let plan =
+                    query::plan(&self.state, &source, declared, self.shared.catalog()).await?;
+                (plan.param_types, None)
+            }
             ast::Statement::ShowVariable { variable } if is_show_live(variable) => (
                 Vec::new(),
                 Some(Arc::new(
@@ -869,7 +878,7 @@ async fn run_statement(
             if ctx.read_only && ddl::is_ddl(&stmt.ast) {
                 return Err(read_only_error(stmt));
             }
-            ddl::execute(ctx, txn, stmt).await
+            ddl::execute(ctx, txn, stmt, &prepared.param_types, params).await
         }
     }
 }

@@ -126,7 +126,7 @@ async fn integrity_errors_name_their_table_column_and_constraint() {
 }
 
 /// What CREATE TABLE … AS cannot make is refused with 0A000 and a message naming the column;
-/// nothing is left behind, and the connection goes on.
+/// nothing is left behind, and the connection goes on. Its query takes parameters as a SELECT does.
 #[tokio::test]
 async fn create_table_as_refuses_what_tables_cannot_hold() {
     let srv = server().await;
@@ -161,6 +161,26 @@ async fn create_table_as_refuses_what_tables_cannot_hold() {
         .await
         .expect_err("no table");
     assert_eq!(sqlstate(&e), "42P01");
+    // Its query's parameters: bound over the extended protocol, 42P02 in a simple query.
+    let e = c
+        .simple_query("CREATE TABLE ctas_p AS SELECT $1 AS a")
+        .await
+        .expect_err("no parameter in a simple query");
+    assert_eq!(sqlstate(&e), "42P02", "{e:?}");
+    let n = c
+        .execute(
+            "CREATE TABLE ctas_p AS SELECT $1::int AS a, $2::text AS b",
+            &[&5i32, &"five"],
+        )
+        .await
+        .expect("CREATE TABLE AS with parameters");
+    assert_eq!(n, 1);
+    assert_eq!(
+        scalar(&c, "SELECT a::text || b FROM ctas_p")
+            .await
+            .as_deref(),
+        Some("5five")
+    );
     assert_eq!(
         scalar(&c, "SELECT count(*) FROM (SELECT 1) s")
             .await

@@ -24,15 +24,23 @@ use crate::table::table_schema;
 /// The hidden key column of a table declared without a primary key.
 pub(crate) const ROWID: &str = "__weft_rowid";
 
+/// The bound parameters of a CREATE TABLE … AS (its query's), with the types it was prepared
+/// with.
+pub(super) struct Params<'a> {
+    pub types: &'a [PgType],
+    pub values: Vec<datafusion::scalar::ScalarValue>,
+}
+
 pub(super) async fn execute(
     ctx: &ExecCtx<'_>,
     txn: &mut Txn,
     ct: &ast::CreateTable,
     sql: &Arc<str>,
+    params: Params<'_>,
 ) -> Result<QueryOutput> {
     let name = object_name(&ct.name)?;
     if let Some(query) = &ct.query {
-        return create_as(ctx, txn, ct, query, sql).await;
+        return create_as(ctx, txn, ct, query, sql, params).await;
     }
     if exists(ctx, txn, ct, &name)? {
         return Ok(tag("CREATE TABLE"));
@@ -309,6 +317,7 @@ async fn create_as(
     ct: &ast::CreateTable,
     query: &ast::Query,
     sql: &Arc<str>,
+    params: Params<'_>,
 ) -> Result<QueryOutput> {
     let name = object_name(&ct.name)?;
     if exists(ctx, txn, ct, &name)? {
@@ -326,7 +335,8 @@ async fn create_as(
     }
     let (options, no_data) = without_no_data(&ct.table_options);
     let stmt = crate::statement::Statement::query(query.clone(), Arc::clone(sql));
-    let plan = crate::query::plan(ctx.state, &stmt, &[], txn.catalog()).await?;
+    let declared: Vec<Option<PgType>> = params.types.iter().copied().map(Some).collect();
+    let plan = crate::query::plan(ctx.state, &stmt, &declared, txn.catalog()).await?;
     if ct.columns.len() > plan.fields.len() {
         return Err(Error::syntax("too many column names were specified"));
     }
@@ -358,7 +368,11 @@ async fn create_as(
         table_options: options,
         ..ct.clone()
     };
-    Box::pin(execute(ctx, txn, &create, sql)).await?;
+    let none = Params {
+        types: &[],
+        values: Vec::new(),
+    };
+    Box::pin(execute(ctx, txn, &create, sql, none)).await?;
     if no_data {
         return Ok(tag("CREATE TABLE AS"));
     }
@@ -370,7 +384,7 @@ async fn create_as(
             ))
         }
     };
-    let batches = crate::query::collect(ctx, &plan).await?;
+    let batches = crate::query::collect(ctx, &plan, params.values).await?;
     let cols: Vec<usize> = (0..plan.fields.len()).collect();
     let mut rows = Vec::new();
     for b in &batches {

@@ -40,12 +40,20 @@ pub(crate) async fn execute(
     ctx: &ExecCtx<'_>,
     txn: &mut Txn,
     stmt: &Statement,
+    param_types: &[crate::pgtype::PgType],
+    params: Vec<datafusion::scalar::ScalarValue>,
 ) -> Result<QueryOutput> {
     if let Some((if_exists, name, what)) = crate::dialect::alter_sequence(&stmt.ast) {
         return crate::sequence::alter(ctx.shared, txn, if_exists, &name, &what);
     }
     match &*stmt.ast {
-        ast::Statement::CreateTable(ct) => create_table::execute(ctx, txn, ct, &stmt.sql).await,
+        ast::Statement::CreateTable(ct) => {
+            let params = create_table::Params {
+                types: param_types,
+                values: params,
+            };
+            create_table::execute(ctx, txn, ct, &stmt.sql, params).await
+        }
         ast::Statement::CreateIndex(ci) => index::create(ctx.shared, txn, ci),
         ast::Statement::CreateView(cv) if stmt.live => crate::push::create(ctx, txn, cv).await,
         ast::Statement::CreateView(cv) => view::create(ctx, txn, cv).await,
