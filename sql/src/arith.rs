@@ -22,7 +22,7 @@ use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::utils::merge_schema;
 use datafusion::logical_expr::{
     BinaryExpr, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs,
-    ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    ScalarUDF, ScalarUDFImpl, Signature, Union, Values, Volatility,
 };
 use datafusion::optimizer::AnalyzerRule;
 
@@ -50,6 +50,9 @@ pub(crate) fn rewrite_plan(
     f: &dyn Fn(Expr, &DFSchema) -> DfResult<Transformed<Expr>>,
 ) -> DfResult<LogicalPlan> {
     plan.transform_up_with_subqueries(|node| {
+        if let LogicalPlan::Union(u) = node {
+            return narrow_union(u).map(Transformed::yes);
+        }
         // A LIMIT's count must stay Int64; VALUES keeps the schema it was planned with.
         // Types below may have changed: every node's schema is recomputed.
         if matches!(node, LogicalPlan::Limit(_) | LogicalPlan::Values(_)) {
@@ -74,6 +77,85 @@ pub(crate) fn rewrite_plan(
     .map(|t| t.data)
 }
 
+/// A union's column planned `Int64` is `Int32` when every input's is (rewritten literals: `SELECT 1
+/// UNION ALL SELECT 2` is int4); the union keeps its names, qualifiers and metadata.
+fn narrow_union(u: Union) -> DfResult<LogicalPlan> {
+    let fields = u
+        .schema
+        .iter()
+        .enumerate()
+        .map(|(i, (qualifier, f))| {
+            let narrowed = f.data_type() == &DataType::Int64
+                && u.inputs.iter().all(|p| {
+                    p.schema()
+                        .fields()
+                        .get(i)
+                        .is_some_and(|g| g.data_type() == &DataType::Int32)
+                });
+            let f = if narrowed {
+                Arc::new(f.as_ref().clone().with_data_type(DataType::Int32))
+            } else {
+                Arc::clone(f)
+            };
+            (qualifier.cloned(), f)
+        })
+        .collect();
+    let schema = DFSchema::new_with_metadata(fields, u.schema.metadata().clone())?;
+    Ok(LogicalPlan::Union(Union {
+        inputs: u.inputs,
+        schema: Arc::new(schema),
+    }))
+}
+
+/// A VALUES column of integer literals that all fit in 32 bits is `Int32` (`VALUES (1), (2)` is
+/// int4 in PostgreSQL); a column with anything else (an expression, a parameter, NULL, a larger
+/// number) keeps the type it was planned with.
+fn narrow_values(v: Values) -> DfResult<Transformed<LogicalPlan>> {
+    let small = |e: &Expr| matches!(e, Expr::Literal(ScalarValue::Int64(Some(n)), _) if i32::try_from(*n).is_ok());
+    let columns: Vec<usize> = (0..v.schema.fields().len())
+        .filter(|&i| {
+            v.schema.field(i).data_type() == &DataType::Int64
+                && v.values.iter().all(|row| row.get(i).is_some_and(small))
+        })
+        .collect();
+    if columns.is_empty() || v.values.is_empty() {
+        return Ok(Transformed::no(LogicalPlan::Values(v)));
+    }
+    let values = v
+        .values
+        .into_iter()
+        .map(|row| {
+            row.into_iter()
+                .enumerate()
+                .map(|(i, e)| match e {
+                    Expr::Literal(ScalarValue::Int64(Some(n)), meta) if columns.contains(&i) => {
+                        Expr::Literal(ScalarValue::Int32(i32::try_from(n).ok()), meta)
+                    }
+                    other => other,
+                })
+                .collect()
+        })
+        .collect();
+    let fields = v
+        .schema
+        .iter()
+        .enumerate()
+        .map(|(i, (qualifier, f))| {
+            let f = if columns.contains(&i) {
+                Arc::new(f.as_ref().clone().with_data_type(DataType::Int32))
+            } else {
+                Arc::clone(f)
+            };
+            (qualifier.cloned(), f)
+        })
+        .collect();
+    let schema = DFSchema::new_with_metadata(fields, v.schema.metadata().clone())?;
+    Ok(Transformed::yes(LogicalPlan::Values(Values {
+        schema: Arc::new(schema),
+        values,
+    })))
+}
+
 #[derive(Debug)]
 struct IntLiterals;
 
@@ -96,6 +178,12 @@ impl AnalyzerRule for IntLiterals {
         if recursive {
             return Ok(plan);
         }
+        let plan = plan
+            .transform_up_with_subqueries(|node| match node {
+                LogicalPlan::Values(v) => narrow_values(v),
+                other => Ok(Transformed::no(other)),
+            })?
+            .data;
         rewrite_plan(plan, &|e, _| match e {
             Expr::Literal(ScalarValue::Int64(Some(v)), meta) => match i32::try_from(v) {
                 Ok(v) => Ok(Transformed::yes(Expr::Literal(
@@ -131,6 +219,16 @@ pub(crate) fn checked_expr(e: Expr, schema: &DFSchema) -> DfResult<Expr> {
     e.transform_up(|x| checked_node(x, schema)).map(|t| t.data)
 }
 
+/// Functions whose result PostgreSQL types `integer`.
+const INT4_ARRAY_FUNCTIONS: &[&str] = &[
+    "array_length",
+    "cardinality",
+    "array_position",
+    "array_ndims",
+    "array_lower",
+    "array_upper",
+];
+
 /// One node of `CheckedArithmetic`: rounding integer casts, numeric division, checked `+ - *`.
 fn checked_node(e: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
     let e = match e {
@@ -150,12 +248,27 @@ fn checked_node(e: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
                 Transformed::no(Expr::Cast(c))
             });
         }
+        // Array sizes and positions are int4 in PostgreSQL; DataFusion's are UInt64.
+        Expr::ScalarFunction(f)
+            if INT4_ARRAY_FUNCTIONS.contains(&f.name())
+                && expr_type(&Expr::ScalarFunction(f.clone()), schema)
+                    == Some(DataType::UInt64) =>
+        {
+            return Ok(Transformed::yes(
+                Expr::ScalarFunction(f).cast_to(&DataType::Int32, schema)?,
+            ));
+        }
         other => other,
     };
     let Expr::BinaryExpr(BinaryExpr { left, op, right }) = e else {
         return Ok(Transformed::no(e));
     };
     let types = (expr_type(&left, schema), expr_type(&right, schema));
+    // date - date is a number of days: int4 in PostgreSQL, Int64 in DataFusion.
+    if op == Operator::Minus && matches!(&types, (Some(DataType::Date32), Some(DataType::Date32))) {
+        let days = Expr::BinaryExpr(BinaryExpr { left, op, right });
+        return Ok(Transformed::yes(days.cast_to(&DataType::Int32, schema)?));
+    }
     if op == Operator::Divide {
         if let (Some(l), Some(r)) = &types {
             let decimal = |t: &DataType| matches!(t, DataType::Decimal128(..));

@@ -60,7 +60,8 @@ pub(crate) fn execute(plan: Arc<dyn ExecutionPlan>, task: Arc<TaskContext>) -> R
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<_>>(AHEAD);
     let on_panic = tx.clone();
     let work = async move {
-        let mut stream = match execute_stream(plan, task) {
+        let ordered = crate::union_order::in_order(plan);
+        let mut stream = match ordered.and_then(|plan| execute_stream(plan, task)) {
             Ok(s) => s,
             Err(e) => {
                 let _ = tx.send(Err(Error::from(e))).await;

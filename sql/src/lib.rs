@@ -75,6 +75,7 @@ mod statement;
 mod table;
 mod txn_control;
 mod typecheck;
+mod union_order;
 
 pub use cluster::{ClusterAdmin, NodeInfo};
 pub use datafusion;

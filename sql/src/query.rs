@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::functions;
 use crate::naming;
 use crate::pg_catalog;
-use crate::pgtype::PgType;
+use crate::pgtype::{PgType, PG_TYPE_KEY};
 use crate::schema::{PublicSchema, WeftCatalog, DEFAULT_SCHEMA};
 use crate::session::{ExecCtx, FieldInfo, QueryOutput, RowStream};
 use crate::shared::SessionShared;
@@ -137,12 +137,13 @@ pub(crate) async fn plan(
     for f in &mut fields {
         f.name = naming::output_name(&names, &f.name).to_string();
     }
-    let fields = Arc::new(fields);
     let optimized = if reusable(&logical) {
         state.optimize(&logical).ok()
     } else {
         None
     };
+    analyzed_numeric_outputs(state, &logical, optimized.as_ref(), &mut fields);
+    let fields = Arc::new(fields);
     Ok(QueryPlan {
         optimized,
         plan: logical,
@@ -192,6 +193,49 @@ fn reusable(plan: &LogicalPlan) -> bool {
         })
     });
     walked.is_ok() && ok
+}
+
+/// Describes a numeric output by the type the analyzed plan gives it when that differs from the
+/// planned one: DataFusion plans integer literals as `Int64` and our analyzer makes them `Int32`
+/// (`SELECT 1`, `VALUES (1)` are int4 in PostgreSQL), which also changes what is computed from
+/// them (`sum` of int4 is bigint, of int8 numeric). The analyzed plan is what executes, so its
+/// type is the one the rows have. Outputs with an explicit PostgreSQL type are left alone.
+fn analyzed_numeric_outputs(
+    state: &SessionState,
+    logical: &LogicalPlan,
+    optimized: Option<&LogicalPlan>,
+    fields: &mut [FieldInfo],
+) {
+    let numeric = |t: &ArrowType| t.is_numeric();
+    let candidate = |f: &Field| numeric(f.data_type()) && !f.metadata().contains_key(PG_TYPE_KEY);
+    if !logical.schema().fields().iter().any(|f| candidate(f)) {
+        return;
+    }
+    let analyzed;
+    let executed = match optimized {
+        Some(plan) => plan,
+        None => {
+            let Ok(plan) = state.analyzer().execute_and_check(
+                logical.clone(),
+                state.config_options(),
+                |_, _| {},
+            ) else {
+                return;
+            };
+            analyzed = plan;
+            &analyzed
+        }
+    };
+    let planned = logical.schema().fields();
+    let run = executed.schema().fields();
+    if planned.len() != run.len() {
+        return;
+    }
+    for ((f, before), after) in fields.iter_mut().zip(planned).zip(run) {
+        if candidate(before) && candidate(after) && before.data_type() != after.data_type() {
+            f.pg_type = PgType::from_arrow(after.data_type());
+        }
+    }
 }
 
 /// RowDescription fields of an output schema.

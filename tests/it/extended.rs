@@ -61,7 +61,7 @@ async fn portal_paging() {
     let portal = tx.bind(&stmt, &[]).await.expect("binds");
     let mut pages = Vec::new();
     loop {
-        let page: Vec<i64> = tx
+        let page: Vec<i32> = tx
             .query_portal(&portal, 2)
             .await
             .expect("fetches")

@@ -162,6 +162,35 @@ async fn psql_describe_commands() {
 
     let dv = run("\\dv").await;
     assert!(dv.contains("cheap") && dv.contains("view"), "{dv}");
+
+    // A sequence's owner, from pg_depend: serial and OWNED BY, identity, none.
+    let made = psql(
+        port,
+        &[
+            "-c",
+            "create table counters (id serial primary key, g int generated always as identity, v int)",
+            "-c",
+            "create sequence loose",
+        ],
+    )
+    .await;
+    assert!(made.status.success(), "{made:?}");
+    let ds = run("\\d counters_id_seq").await;
+    assert!(
+        ds.contains("Sequence \"public.counters_id_seq\"")
+            && ds.contains("Owned by: public.counters.id"),
+        "{ds}"
+    );
+    let ds = run("\\d counters_g_seq").await;
+    assert!(
+        ds.contains("Sequence for identity column: public.counters.g"),
+        "{ds}"
+    );
+    let ds = run("\\d loose").await;
+    assert!(
+        ds.contains("Sequence \"public.loose\"") && !ds.contains("Owned by"),
+        "{ds}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

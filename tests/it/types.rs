@@ -191,3 +191,86 @@ async fn float_text_like_postgres() {
         ]
     );
 }
+
+/// Integer literals are int4 in RowDescription, as in PostgreSQL, so a driver reads `SELECT 1`
+/// as an i32 (tokio-postgres refuses to read an int8 column as i32); a literal beyond 32 bits,
+/// or arithmetic with a bigint, stays int8.
+#[tokio::test(flavor = "multi_thread")]
+async fn integer_literals_are_int4() {
+    use tokio_postgres::types::Type;
+    let srv = server().await;
+    let c = connect(&srv).await;
+    c.batch_execute("create table big (id bigint primary key)")
+        .await
+        .expect("create");
+    c.batch_execute("insert into big values (5)")
+        .await
+        .expect("insert");
+    let cases: [(&str, &[Type]); 10] = [
+        ("select 1", &[Type::INT4]),
+        ("select 1 + 1, -7", &[Type::INT4, Type::INT4]),
+        ("select 3000000000, 2147483647", &[Type::INT8, Type::INT4]),
+        ("select 1 as a union all select 2", &[Type::INT4]),
+        ("select 1 union all select 3000000000", &[Type::INT8]),
+        (
+            "select x, y from (values (1, 3000000000), (2, 4)) v(x, y)",
+            &[Type::INT4, Type::INT8],
+        ),
+        (
+            "select id, id + 1, 1 from big",
+            &[Type::INT8, Type::INT8, Type::INT4],
+        ),
+        ("select 1, now() is not null", &[Type::INT4, Type::BOOL]),
+        (
+            "select sum(x), sum(y), avg(x) from (values (1, 3000000000), (2, 4)) v(x, y)",
+            &[Type::INT8, Type::NUMERIC, Type::NUMERIC],
+        ),
+        (
+            "select date '2020-03-01' - date '2020-02-01', \
+             array_length(array[1, 2], 1), cardinality(array[1]), array_position(array[5, 6], 6)",
+            &[Type::INT4, Type::INT4, Type::INT4, Type::INT4],
+        ),
+    ];
+    for (sql, types) in cases {
+        let stmt = c.prepare(sql).await.expect(sql);
+        let got: Vec<Type> = stmt.columns().iter().map(|c| c.type_().clone()).collect();
+        assert_eq!(got, types, "{sql}");
+    }
+    let row = c.query_one("select 1, 1 + 1", &[]).await.expect("select");
+    assert_eq!((row.get::<_, i32>(0), row.get::<_, i32>(1)), (1, 2));
+    let row = c
+        .query_one(
+            "select date '2020-03-01' - date '2020-02-01', array_length(array[1, 2], 1), \
+             sum(x) from (values (1), (2)) v(x)",
+            &[],
+        )
+        .await
+        .expect("select");
+    assert_eq!(
+        (
+            row.get::<_, i32>(0),
+            row.get::<_, i32>(1),
+            row.get::<_, i64>(2)
+        ),
+        (29, 2, 3)
+    );
+    let rows = c
+        .query("select x from (values (3), (1), (2)) v(x)", &[])
+        .await
+        .expect("values");
+    let got: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(got, [3, 1, 2]);
+    // CREATE TABLE AS keeps the query's types.
+    c.batch_execute("create table lit as select 1 as a, 3000000000 as b")
+        .await
+        .expect("ctas");
+    let row = c
+        .query_one(
+            "select format_type(atttypid, atttypmod) from pg_attribute \
+             where attrelid = 'lit'::regclass and attname = 'a'",
+            &[],
+        )
+        .await
+        .expect("attribute");
+    assert_eq!(row.get::<_, String>(0), "integer");
+}

@@ -78,6 +78,7 @@ pub(super) async fn run(
         logical.with_param_values(ParamValues::from(params.values.clone()))?
     };
     let physical = ctx.state.create_physical_plan(&logical).await?;
+    let physical = crate::union_order::in_order(physical)?;
     Ok(collect(physical, ctx.state.task_ctx()).await?)
 }
 

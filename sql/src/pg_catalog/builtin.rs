@@ -70,6 +70,39 @@ fn descriptions(m: &Model) -> Vec<Row> {
         .collect()
 }
 
+/// Dependencies between objects; Weft lists those a client reads: a sequence on the column it
+/// feeds (psql's `\d sequence` shows "Owned by" from it).
+pub const PG_DEPEND: TableDef = TableDef {
+    name: "pg_depend",
+    columns: &[
+        ("classid", Col::Oid),
+        ("objid", Col::Oid),
+        ("objsubid", Col::Int4),
+        ("refclassid", Col::Oid),
+        ("refobjid", Col::Oid),
+        ("refobjsubid", Col::Int4),
+        ("deptype", Col::Char),
+    ],
+    rows: dependencies,
+};
+
+fn dependencies(m: &Model) -> Vec<Row> {
+    m.owned_sequences
+        .iter()
+        .map(|&(seq, table, num, kind)| {
+            pg_row![
+                PG_CLASS_OID,
+                seq,
+                0i32,
+                PG_CLASS_OID,
+                table,
+                i32::from(num),
+                kind
+            ]
+        })
+        .collect()
+}
+
 pub const PG_AM: TableDef = TableDef {
     name: "pg_am",
     columns: &[

@@ -103,6 +103,7 @@ fn pg_catalog_tables() -> Vec<(TableDef, RelKind)> {
         (constraint::PG_CONSTRAINT, T),
         (builtin::PG_AM, T),
         (builtin::PG_DESCRIPTION, T),
+        (builtin::PG_DEPEND, T),
         (builtin::PG_COLLATION, T),
         (builtin::PG_TABLESPACE, T),
         (roles::PG_DATABASE, T),

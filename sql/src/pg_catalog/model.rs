@@ -127,6 +127,9 @@ pub struct Model {
     pub sequences: Vec<(SequenceDef, Option<(String, String)>)>,
     /// COMMENT ON texts of relations (pg_description): (relation oid, attribute number or 0).
     pub comments: std::collections::BTreeMap<(u32, i32), String>,
+    /// Sequences owned by a column (pg_depend): (sequence oid, table oid, attribute number,
+    /// `a` for serial and OWNED BY or `i` for an identity column).
+    pub owned_sequences: Vec<(u32, u32, i16, char)>,
     by_oid: HashMap<u32, usize>,
 }
 
@@ -147,6 +150,7 @@ impl Model {
             functions: Vec::new(),
             sequences: Vec::new(),
             comments: std::collections::BTreeMap::new(),
+            owned_sequences: Vec::new(),
             by_oid: HashMap::new(),
         };
         for (i, (ns, name, cols, kind)) in system.iter().enumerate() {
@@ -192,6 +196,10 @@ impl Model {
                     let owner = s.owned_by.and_then(|(table, column)| {
                         let t = catalog.table_by_id(table)?;
                         let c = t.columns.iter().find(|c| c.id == column)?;
+                        if let Some(num) = attnum(t, column) {
+                            let kind = if c.identity.is_some() { 'i' } else { 'a' };
+                            m.owned_sequences.push((s.id, t.id, num, kind));
+                        }
                         Some((t.name.clone(), c.name.clone()))
                     });
                     m.sequences.push((s.clone(), owner));

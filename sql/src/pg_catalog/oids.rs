@@ -48,6 +48,7 @@ pub const SYSTEM_RELATIONS: &[(&str, u32)] = &[
     ("pg_database", 1262),
     ("pg_authid", 1260),
     ("pg_description", 2609),
+    ("pg_depend", 2608),
     ("pg_trigger", 2620),
     ("pg_rewrite", 2618),
     ("pg_collation", 3456),
