@@ -270,6 +270,7 @@ pub(crate) fn register(state: &mut SessionState, shared: &Arc<SessionShared>) {
     for f in fns {
         let _ = state.register_udf(f);
     }
+    state.register_udtf("generate_series", Arc::new(crate::series::GenerateSeries));
     state.register_udtf(
         crate::push::changes::FUNCTION,
         Arc::new(crate::push::changes::ChangesFunction {

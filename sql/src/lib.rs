@@ -65,6 +65,7 @@ mod rewrite;
 mod scan;
 mod schema;
 mod sequence;
+mod series;
 pub mod session;
 mod setops;
 mod settings;

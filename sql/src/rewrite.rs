@@ -862,10 +862,113 @@ fn name_table_functions(s: &mut ast::Select) {
     }
 }
 
+/// `generate_series(start, stop, step)` over timestamps or dates resolves an untyped string bound
+/// to the other bound's type and an untyped step to `interval`, as PostgreSQL resolves unknown
+/// literals (`generate_series('2020-01-01'::timestamp, '2020-01-31', '1 day')`); DataFusion
+/// would take them as text and find no such function.
+fn typed_series_args(s: &mut ast::Select) {
+    let from = s
+        .from
+        .iter_mut()
+        .flat_map(|t| {
+            std::iter::once(&mut t.relation).chain(t.joins.iter_mut().map(|j| &mut j.relation))
+        })
+        .filter_map(|factor| match factor {
+            ast::TableFactor::Table {
+                name,
+                args: Some(args),
+                ..
+            } if is_generate_series(name) => Some(&mut args.args),
+            _ => None,
+        });
+    let mut lists: Vec<&mut Vec<FunctionArg>> = from.collect();
+    for item in &mut s.projection {
+        let expr = match item {
+            ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => e,
+            _ => continue,
+        };
+        if let Expr::Function(f) = expr {
+            if is_generate_series(&f.name) {
+                if let FunctionArguments::List(l) = &mut f.args {
+                    lists.push(&mut l.args);
+                }
+            }
+        }
+    }
+    for args in lists {
+        let mut exprs: Vec<&mut Expr> = args
+            .iter_mut()
+            .filter_map(|a| match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+                _ => None,
+            })
+            .collect();
+        if exprs.len() != 3 {
+            continue;
+        }
+        let typed = |e: &Expr| match e {
+            Expr::Cast { data_type, .. } => Some(data_type.clone()),
+            Expr::TypedString(t) => Some(t.data_type.clone()),
+            _ => None,
+        };
+        let Some(bound) = typed(exprs[0]).or_else(|| typed(exprs[1])) else {
+            continue;
+        };
+        if !matches!(
+            bound,
+            DataType::Timestamp(..) | DataType::TimestampNtz(..) | DataType::Date
+        ) {
+            continue;
+        }
+        let untyped = |e: &Expr| matches!(e, Expr::Value(v) if matches!(v.value, ast::Value::SingleQuotedString(_)));
+        let cast = |e: &mut Expr, data_type: DataType| {
+            let inner = std::mem::replace(e, Expr::value(ast::Value::Null));
+            *e = Expr::Cast {
+                kind: ast::CastKind::DoubleColon,
+                expr: Box::new(inner),
+                data_type,
+                array: false,
+                format: None,
+            };
+        };
+        for e in exprs.iter_mut().take(2) {
+            if untyped(e) {
+                cast(e, bound.clone());
+            }
+        }
+        if untyped(exprs[2]) {
+            cast(
+                exprs[2],
+                DataType::Interval {
+                    fields: None,
+                    precision: None,
+                },
+            );
+        }
+    }
+}
+
+fn is_generate_series(name: &ObjectName) -> bool {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .filter_map(|p| p.as_ident().map(crate::ddl::ident))
+        .collect();
+    matches!(
+        parts
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .as_slice(),
+        ["generate_series"] | ["pg_catalog", "generate_series"]
+    )
+}
+
 fn rewrite_select(body: &mut ast::SetExpr) {
     match body {
         ast::SetExpr::Select(s) => {
             full_join_using(s);
+            typed_series_args(s);
             set_returning_in_select_list(s);
             json_lateral(s);
             json_set_functions_in_from(s);
