@@ -248,6 +248,25 @@ fn checked_node(e: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
                 Transformed::no(Expr::Cast(c))
             });
         }
+        // interval as text is PostgreSQL's form (`1 day`), not Arrow's (`1 days`).
+        Expr::Cast(c)
+            if c.field.data_type() == &DataType::Utf8
+                && matches!(
+                    c.expr.get_type(schema),
+                    Ok(DataType::Interval(
+                        datafusion::arrow::datatypes::IntervalUnit::MonthDayNano
+                    ))
+                ) =>
+        {
+            return Ok(Transformed::yes(Expr::ScalarFunction(
+                ScalarFunction::new_udf(
+                    Arc::new(ScalarUDF::new_from_impl(IntervalText {
+                        signature: Signature::any(1, Volatility::Immutable),
+                    })),
+                    vec![*c.expr],
+                ),
+            )));
+        }
         // Array sizes and positions are int4 in PostgreSQL; DataFusion's are UInt64.
         Expr::ScalarFunction(f)
             if INT4_ARRAY_FUNCTIONS.contains(&f.name())
@@ -424,6 +443,61 @@ impl ScalarUDFImpl for RoundToInteger {
             Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?))
         } else {
             Ok(ColumnarValue::Array(out))
+        }
+    }
+}
+
+/// `interval::text`: each interval in PostgreSQL's text form.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct IntervalText {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for IntervalText {
+    fn name(&self) -> &str {
+        "weft_interval_text"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        use datafusion::arrow::array::{AsArray, StringArray};
+        use datafusion::arrow::datatypes::IntervalMonthDayNanoType;
+        let Some(arg) = args.args.first() else {
+            return Err(to_df(Error::internal("interval text without an operand")));
+        };
+        let scalar = matches!(arg, ColumnarValue::Scalar(_));
+        let a = arg.clone().into_array(args.number_rows)?;
+        let Some(intervals) = a.as_primitive_opt::<IntervalMonthDayNanoType>() else {
+            return Err(to_df(Error::internal("interval text of a non-interval")));
+        };
+        let out: StringArray = intervals
+            .iter()
+            .map(|v| {
+                v.map(|v| {
+                    let mut s = String::new();
+                    crate::interval::format_interval(
+                        crate::interval::Interval {
+                            months: v.months,
+                            days: v.days,
+                            micros: v.nanoseconds.div_euclid(1_000),
+                        },
+                        &mut s,
+                    );
+                    s
+                })
+            })
+            .collect();
+        if scalar {
+            Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?))
+        } else {
+            Ok(ColumnarValue::Array(Arc::new(out)))
         }
     }
 }

@@ -42,7 +42,8 @@ use crate::pgtime::{self, Invalid};
 use crate::pgtype::UTC;
 use crate::{interval, Result};
 
-/// Plans SQL `timestamp` (without a precision) as microseconds, PostgreSQL's precision.
+/// Plans SQL `timestamp` (without a precision) as microseconds, PostgreSQL's precision, and
+/// `text` as a type of its own (see below).
 #[derive(Debug)]
 pub(crate) struct PgTypePlanner;
 
@@ -56,6 +57,19 @@ impl TypePlanner for PgTypePlanner {
                 TimeUnit::Microsecond,
                 matches!(tz, TimezoneInfo::Tz | TimezoneInfo::WithTimeZone).then(|| UTC.into()),
             ),
+            // A cast to `text` names its type: DataFusion's cast to a bare type keeps the
+            // operand's field metadata, so `'{"a":1}'::jsonb::text` stayed jsonb.
+            ast::DataType::Text => {
+                let field = datafusion::arrow::datatypes::Field::new("", DataType::Utf8, true)
+                    .with_metadata(
+                        [(
+                            crate::pgtype::PG_TYPE_KEY.to_string(),
+                            crate::pgtype::PgType::Text.name().to_string(),
+                        )]
+                        .into(),
+                    );
+                return Ok(Some(Arc::new(field)));
+            }
             _ => return Ok(None),
         };
         Ok(Some(Arc::new(datafusion::arrow::datatypes::Field::new(

@@ -274,3 +274,30 @@ async fn integer_literals_are_int4() {
         .expect("attribute");
     assert_eq!(row.get::<_, String>(0), "integer");
 }
+
+/// A cast to text is text in RowDescription, whatever it casts: DataFusion kept the operand's
+/// type on a cast to a bare type, so `jsonb::text` was described (and decoded) as jsonb.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cast_to_text_is_text() {
+    use tokio_postgres::types::Type;
+    let srv = server().await;
+    let c = connect(&srv).await;
+    let row = c
+        .query_one(
+            "select '{\"a\":1}'::jsonb::text, json_build_object('a', 1)::text, \
+             interval '1 day'::text",
+            &[],
+        )
+        .await
+        .expect("select");
+    let types: Vec<Type> = row.columns().iter().map(|c| c.type_().clone()).collect();
+    assert_eq!(types, [Type::TEXT, Type::TEXT, Type::TEXT]);
+    assert_eq!(
+        (
+            row.get::<_, String>(0),
+            row.get::<_, String>(1),
+            row.get::<_, String>(2)
+        ),
+        ("{\"a\": 1}".into(), "{\"a\" : 1}".into(), "1 day".into())
+    );
+}
