@@ -258,3 +258,20 @@ async fn row_of_an_outer_join_side_is_refused_not_wrong() {
     let row: serde_json::Value = rows[0].get(0);
     assert_eq!(row, serde_json::json!({"id": 1, "v": "x"}));
 }
+
+/// A prepared scalar subquery whose condition is a parameter: once bound, the condition folds
+/// away and the subquery has no row; its value is NULL (it failed with "declared as
+/// non-nullable but contains null values").
+#[tokio::test(flavor = "multi_thread")]
+async fn scalar_subquery_without_a_row_is_null() {
+    let srv = server().await;
+    let c = connect(&srv).await;
+    let stmt = c
+        .prepare("select (select 1 where $1::int = 2)")
+        .await
+        .expect("prepares");
+    let row = c.query_one(&stmt, &[&1i32]).await.expect("no row");
+    assert_eq!(row.get::<_, Option<i32>>(0), None);
+    let row = c.query_one(&stmt, &[&2i32]).await.expect("a row");
+    assert_eq!(row.get::<_, Option<i32>>(0), Some(1));
+}

@@ -51,6 +51,9 @@ impl AnalyzerRule for ScalarSubqueryValue {
                 .collect();
             node.map_expressions(|e| {
                 e.transform_up(|e| match e {
+                    Expr::ScalarSubquery(sq) if needs_nullable_value(&sq) => {
+                        Ok(Transformed::yes(Expr::ScalarSubquery(nullable_value(sq)?)))
+                    }
                     Expr::ScalarSubquery(sq) if needs_value_aggregate(&sq) => {
                         let (condition, sq) = hoist_outer_conditions(sq)?;
                         let value = Expr::ScalarSubquery(wrap(sq)?);
@@ -104,6 +107,80 @@ fn needs_value_aggregate(sq: &Subquery) -> bool {
         _ => false,
     };
     !aggregated && sq.subquery.max_rows().is_none_or(|n| n > 1)
+}
+
+/// An uncorrelated scalar subquery whose one column cannot be NULL (`(SELECT 1 WHERE $1 = 2)`):
+/// it is NULL when the subquery has no row, but DataFusion types the value as its column, and
+/// executing it failed with "declared as non-nullable but contains null values".
+fn needs_nullable_value(sq: &Subquery) -> bool {
+    let fields = sq.subquery.schema().fields();
+    sq.outer_ref_columns.is_empty() && fields.len() == 1 && !fields[0].is_nullable()
+}
+
+/// The subquery with its column passed through `weft_nullable`, which makes it nullable.
+fn nullable_value(sq: Subquery) -> DfResult<Subquery> {
+    let plan = Arc::unwrap_or_clone(sq.subquery);
+    let (qualifier, field) = plan.schema().qualified_field(0);
+    let name = field.name().clone();
+    let column = Expr::Column(Column::new(qualifier.cloned(), name.clone()));
+    let value = Expr::ScalarFunction(datafusion::logical_expr::expr::ScalarFunction::new_udf(
+        Arc::new(datafusion::logical_expr::ScalarUDF::new_from_impl(
+            Nullable {
+                signature: Signature::any(1, Volatility::Volatile),
+            },
+        )),
+        vec![column],
+    ));
+    let wrapped = LogicalPlanBuilder::from(plan)
+        .project(vec![value.alias(name)])?
+        .build()?;
+    Ok(Subquery {
+        subquery: Arc::new(wrapped),
+        ..sq
+    })
+}
+
+/// Its argument, as a nullable value. Volatile, so that constant folding does not turn
+/// `weft_nullable(1)` back into a literal that cannot be NULL.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Nullable {
+    signature: Signature,
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for Nullable {
+    fn name(&self) -> &str {
+        "weft_nullable"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(arg_types.first().cloned().unwrap_or(DataType::Null))
+    }
+
+    fn return_field_from_args(
+        &self,
+        args: datafusion::logical_expr::ReturnFieldArgs,
+    ) -> DfResult<FieldRef> {
+        let Some(arg) = args.arg_fields.first() else {
+            return Err(DataFusionError::Internal(
+                "weft_nullable takes one value".into(),
+            ));
+        };
+        Ok(Arc::new(arg.as_ref().clone().with_nullable(true)))
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> DfResult<datafusion::logical_expr::ColumnarValue> {
+        args.args
+            .into_iter()
+            .next()
+            .ok_or_else(|| DataFusionError::Internal("weft_nullable takes one value".into()))
+    }
 }
 
 fn has_outer(e: &Expr) -> bool {
