@@ -479,20 +479,7 @@ impl ScalarUDFImpl for IntervalText {
         };
         let out: StringArray = intervals
             .iter()
-            .map(|v| {
-                v.map(|v| {
-                    let mut s = String::new();
-                    crate::interval::format_interval(
-                        crate::interval::Interval {
-                            months: v.months,
-                            days: v.days,
-                            micros: v.nanoseconds.div_euclid(1_000),
-                        },
-                        &mut s,
-                    );
-                    s
-                })
-            })
+            .map(|v| v.map(crate::interval::month_day_nano_text))
             .collect();
         if scalar {
             Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?))

@@ -87,6 +87,20 @@ fn frac_micros(f: &str) -> Option<i64> {
     Some((v + 5) / 10)
 }
 
+/// The text of an Arrow interval (months, days, nanoseconds), to microsecond precision.
+pub fn month_day_nano_text(v: datafusion::arrow::datatypes::IntervalMonthDayNano) -> String {
+    let mut s = String::new();
+    format_interval(
+        Interval {
+            months: v.months,
+            days: v.days,
+            micros: v.nanoseconds.div_euclid(1_000),
+        },
+        &mut s,
+    );
+    s
+}
+
 /// `interval` text like PostgreSQL's `postgres` style: `1 year 2 mons -3 days +04:05:06.5`.
 pub fn format_interval(iv: Interval, out: &mut String) {
     let mut is_zero = true;

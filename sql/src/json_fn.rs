@@ -350,16 +350,7 @@ pub(crate) fn cell(array: &dyn Array, row: usize, pg: PgType, jsonb: bool) -> Re
         }
         DataType::Interval(IntervalUnit::MonthDayNano) => {
             let v = array.as_primitive::<IntervalMonthDayNanoType>().value(row);
-            let mut s = String::new();
-            crate::interval::format_interval(
-                crate::interval::Interval {
-                    months: v.months,
-                    days: v.days,
-                    micros: v.nanoseconds.div_euclid(1_000),
-                },
-                &mut s,
-            );
-            text(s)
+            text(crate::interval::month_day_nano_text(v))
         }
         DataType::List(child) => {
             let items = array.as_list::<i32>().value(row);

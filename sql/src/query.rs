@@ -195,7 +195,7 @@ fn reusable(plan: &LogicalPlan) -> bool {
     walked.is_ok() && ok
 }
 
-/// Describes a numeric output by the type the analyzed plan gives it when that differs from the
+/// Describes a numeric output (or an array of numbers) by the type the analyzed plan gives it when that differs from the
 /// planned one: DataFusion plans integer literals as `Int64` and our analyzer makes them `Int32`
 /// (`SELECT 1`, `VALUES (1)` are int4 in PostgreSQL), which also changes what is computed from
 /// them (`sum` of int4 is bigint, of int8 numeric). The analyzed plan is what executes, so its
@@ -206,7 +206,11 @@ fn analyzed_numeric_outputs(
     optimized: Option<&LogicalPlan>,
     fields: &mut [FieldInfo],
 ) {
-    let numeric = |t: &ArrowType| t.is_numeric();
+    // Numbers, and arrays of them (`ARRAY[1, 2]` is int4[]).
+    let numeric = |t: &ArrowType| match t {
+        ArrowType::List(item) => item.data_type().is_numeric(),
+        t => t.is_numeric(),
+    };
     let candidate = |f: &Field| numeric(f.data_type()) && !f.metadata().contains_key(PG_TYPE_KEY);
     if !logical.schema().fields().iter().any(|f| candidate(f)) {
         return;

@@ -206,7 +206,7 @@ async fn integer_literals_are_int4() {
     c.batch_execute("insert into big values (5)")
         .await
         .expect("insert");
-    let cases: [(&str, &[Type]); 10] = [
+    let cases: [(&str, &[Type]); 11] = [
         ("select 1", &[Type::INT4]),
         ("select 1 + 1, -7", &[Type::INT4, Type::INT4]),
         ("select 3000000000, 2147483647", &[Type::INT8, Type::INT4]),
@@ -229,6 +229,10 @@ async fn integer_literals_are_int4() {
             "select date '2020-03-01' - date '2020-02-01', \
              array_length(array[1, 2], 1), cardinality(array[1]), array_position(array[5, 6], 6)",
             &[Type::INT4, Type::INT4, Type::INT4, Type::INT4],
+        ),
+        (
+            "select array[1, 2], array[3000000000], array_append(array[1], 2)",
+            &[Type::INT4_ARRAY, Type::INT8_ARRAY, Type::INT4_ARRAY],
         ),
     ];
     for (sql, types) in cases {
