@@ -56,6 +56,15 @@ fn runtime() -> Option<&'static tokio::runtime::Runtime> {
 }
 
 /// Executes `plan` on the query runtime; its batches arrive on the returned stream.
+/// The message a panic carried.
+pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_string())
+}
+
 pub(crate) fn execute(plan: Arc<dyn ExecutionPlan>, task: Arc<TaskContext>) -> RowStream {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<_>>(AHEAD);
     let on_panic = tx.clone();
@@ -85,11 +94,7 @@ pub(crate) fn execute(plan: Arc<dyn ExecutionPlan>, task: Arc<TaskContext>) -> R
     // would answer fewer rows, or none, as if it had succeeded.
     let work = async move {
         if let Err(panic) = std::panic::AssertUnwindSafe(work).catch_unwind().await {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic".to_string());
+            let what = panic_text(panic.as_ref());
             let _ = on_panic
                 .send(Err(Error::internal(format!(
                     "query execution failed: {what}"

@@ -138,7 +138,11 @@ pub(crate) async fn plan(
         f.name = naming::output_name(&names, &f.name).to_string();
     }
     let optimized = if reusable(&logical) {
-        state.optimize(&logical).ok()
+        // A panic while optimizing (constant folding of a list too large for Arrow) leaves the
+        // plan unoptimized; planning it again at execution reports the panic as an error.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| state.optimize(&logical)))
+            .ok()
+            .and_then(|r| r.ok())
     } else {
         None
     };
@@ -433,7 +437,28 @@ fn bind(
 /// The physical plan for one execution: from the prepared optimized plan when there is one
 /// (binding, then simplifying so that `CAST(k AS bigint) = 5` becomes a key lookup again),
 /// else through DataFusion's whole optimizer.
+/// The physical plan of `plan` with its parameters. A panic inside DataFusion's planning
+/// (constant folding evaluates expressions: `generate_series(1, 3000000000)` in a select list
+/// builds a list past Arrow's offsets and panics) becomes an error, not a dropped connection.
 async fn physical_plan(
+    state: &SessionState,
+    plan: &QueryPlan,
+    params: Vec<ScalarValue>,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(physical_plan_of(state, plan, params))
+        .catch_unwind()
+        .await
+    {
+        Ok(planned) => planned,
+        Err(panic) => Err(Error::internal(format!(
+            "query planning failed: {}",
+            crate::cpu::panic_text(panic.as_ref())
+        ))),
+    }
+}
+
+async fn physical_plan_of(
     state: &SessionState,
     plan: &QueryPlan,
     params: Vec<ScalarValue>,

@@ -817,7 +817,23 @@ fn set_returning_in_select_list(s: &mut ast::Select) {
             }
             _ => continue,
         };
-        let unnest = call("unnest", list);
+        let small_integers = matches!(&list, Expr::Function(f) if name == "generate_series"
+            && matches!(&f.args, FunctionArguments::List(l) if !l.args.is_empty()
+                && l.args.iter().all(|a| matches!(a,
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v)))
+                        if matches!(&v.value, ast::Value::Number(n, _)
+                            if n.parse::<i32>().is_ok())))));
+        let mut unnest = call("unnest", list);
+        if small_integers {
+            // int4 bounds give an int4 series, as in PostgreSQL (DataFusion's is int8).
+            unnest = Expr::Cast {
+                kind: ast::CastKind::DoubleColon,
+                expr: Box::new(unnest),
+                data_type: DataType::Int(None),
+                array: false,
+                format: None,
+            };
+        }
         *item = ast::SelectItem::ExprWithAlias {
             expr: unnest,
             alias: alias.unwrap_or_else(|| Ident::with_quote('"', name)),
