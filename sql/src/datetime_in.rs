@@ -70,12 +70,27 @@ impl TypePlanner for PgTypePlanner {
                     );
                 return Ok(Some(Arc::new(field)));
             }
+            // Top-level casts to these become weft_json / weft_jsonb / weft_uuid (rewrite.rs);
+            // here they are the elements of an array type (`$1::jsonb[]`).
+            ast::DataType::JSON => return Ok(Some(tagged(crate::pgtype::PgType::Json))),
+            ast::DataType::JSONB => return Ok(Some(tagged(crate::pgtype::PgType::Jsonb))),
+            ast::DataType::Uuid => return Ok(Some(tagged(crate::pgtype::PgType::Uuid))),
+            ast::DataType::Custom(name, m)
+                if m.is_empty() && name.to_string().eq_ignore_ascii_case("jsonb") =>
+            {
+                return Ok(Some(tagged(crate::pgtype::PgType::Jsonb)))
+            }
             _ => return Ok(None),
         };
         Ok(Some(Arc::new(datafusion::arrow::datatypes::Field::new(
             "", t, true,
         ))))
     }
+}
+
+/// A nullable Utf8 field holding values of `pg`.
+fn tagged(pg: crate::pgtype::PgType) -> datafusion::arrow::datatypes::FieldRef {
+    crate::pgtype::tagged_utf8_field("", pg)
 }
 
 /// Plans `date ± interval` as a timestamp, so that the statement's result type is PostgreSQL's.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Int64Array, StringArray,
 };
-use datafusion::arrow::datatypes::{DataType, FieldRef};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{DFSchema, Result as DfResult, ScalarValue};
 use datafusion::execution::session_state::SessionState;
 use datafusion::execution::FunctionRegistry;
@@ -170,19 +170,12 @@ pub(crate) fn register(state: &mut SessionState, shared: &Arc<SessionShared>) {
                 Ok(ColumnarValue::Array(Arc::new(values)))
             }),
         ),
-        text_fn("weft_uuid", Some(PgType::Uuid), |s| {
-            uuid::Uuid::parse_str(s.trim())
-                .map(|u| Some(u.to_string()))
-                .map_err(|_| crate::Error::InvalidTextRepresentation {
-                    message: format!("invalid input syntax for type uuid: \"{s}\""),
-                })
-        }),
-        text_fn("weft_jsonb", Some(PgType::Jsonb), |s| {
-            json::normalize(s).map(Some)
-        }),
-        text_fn("weft_json", Some(PgType::Json), |s| {
-            json::normalize(s).map(|_| Some(s.to_string()))
-        }),
+        text_fn("weft_uuid", Some(PgType::Uuid), uuid_in),
+        text_fn("weft_jsonb", Some(PgType::Jsonb), jsonb_in),
+        text_fn("weft_json", Some(PgType::Json), json_in),
+        text_array_fn("weft_uuid_array", PgType::Uuid, uuid_in),
+        text_array_fn("weft_jsonb_array", PgType::Jsonb, jsonb_in),
+        text_array_fn("weft_json_array", PgType::Json, json_in),
         bytea_input(),
         json_op("weft_json_get", Some(PgType::Jsonb), false),
         json_op("weft_json_get_text", None, true),
@@ -309,6 +302,61 @@ fn text_fn(
                 .map(|v| v.map(f).transpose().map(Option::flatten))
                 .collect::<crate::Result<StringArray>>()
                 .map_err(to_df)?;
+            Ok(ColumnarValue::Array(Arc::new(out)))
+        }),
+    )
+}
+
+fn uuid_in(s: &str) -> crate::Result<Option<String>> {
+    uuid::Uuid::parse_str(s.trim())
+        .map(|u| Some(u.to_string()))
+        .map_err(|_| crate::Error::InvalidTextRepresentation {
+            message: format!("invalid input syntax for type uuid: \"{s}\""),
+        })
+}
+
+fn jsonb_in(s: &str) -> crate::Result<Option<String>> {
+    json::normalize(s).map(Some)
+}
+
+fn json_in(s: &str) -> crate::Result<Option<String>> {
+    json::normalize(s).map(|_| Some(s.to_string()))
+}
+
+/// A cast of an array (given as `text[]`) to `element[]`: `f` reads each element, as the
+/// scalar cast does (`$1::jsonb[]`, `ARRAY['…']::uuid[]`).
+fn text_array_fn(
+    name: &'static str,
+    element: PgType,
+    f: fn(&str) -> crate::Result<Option<String>>,
+) -> Arc<ScalarUDF> {
+    let item = crate::pgtype::tagged_utf8_field("item", element);
+    let ret = DataType::List(Arc::clone(&item));
+    udf(
+        name,
+        Signature::any(1, Volatility::Immutable),
+        ret.clone(),
+        element.array(),
+        Arc::new(move |args| {
+            let input = args.args[0].clone().into_array(args.number_rows)?;
+            let input = datafusion::arrow::compute::cast(
+                &input,
+                &DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
+            )?;
+            let list = input.as_list::<i32>();
+            let values = list
+                .values()
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.map(f).transpose().map(Option::flatten))
+                .collect::<crate::Result<StringArray>>()
+                .map_err(to_df)?;
+            let out = datafusion::arrow::array::ListArray::try_new(
+                Arc::clone(&item),
+                list.offsets().clone(),
+                Arc::new(values),
+                list.nulls().cloned(),
+            )?;
             Ok(ColumnarValue::Array(Arc::new(out)))
         }),
     )

@@ -77,6 +77,7 @@ mod table;
 mod txn_control;
 mod typecheck;
 mod union_order;
+mod unnest_fields;
 
 pub use cluster::{ClusterAdmin, NodeInfo};
 pub use datafusion;

@@ -94,6 +94,9 @@ fn cast_type_of(function: &str) -> Option<&'static str> {
         "weft_varchar" => "varchar",
         "weft_bpchar" => "bpchar",
         "weft_numeric_array" => "numeric",
+        "weft_uuid_array" => "uuid",
+        "weft_json_array" => "json",
+        "weft_jsonb_array" => "jsonb",
         _ => return None,
     })
 }

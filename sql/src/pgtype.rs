@@ -51,6 +51,19 @@ pub enum PgType {
     OidArray,
     NameArray,
     CharArray,
+    Float4Array,
+    NumericArray,
+    DateArray,
+    TimeArray,
+    TimestampArray,
+    TimestampTzArray,
+    IntervalArray,
+    UuidArray,
+    JsonArray,
+    JsonbArray,
+    ByteaArray,
+    VarcharArray,
+    BpcharArray,
 }
 
 impl PgType {
@@ -91,10 +104,23 @@ impl PgType {
             OidArray => 1028,
             NameArray => 1003,
             CharArray => 1002,
+            Float4Array => 1021,
+            NumericArray => 1231,
+            DateArray => 1182,
+            TimeArray => 1183,
+            TimestampArray => 1115,
+            TimestampTzArray => 1185,
+            IntervalArray => 1187,
+            UuidArray => 2951,
+            JsonArray => 199,
+            JsonbArray => 3807,
+            ByteaArray => 1001,
+            VarcharArray => 1015,
+            BpcharArray => 1014,
         }
     }
 
-    pub const ALL: [PgType; 34] = {
+    pub const ALL: [PgType; 47] = {
         use PgType::*;
         [
             Bool,
@@ -131,6 +157,19 @@ impl PgType {
             OidArray,
             NameArray,
             CharArray,
+            Float4Array,
+            NumericArray,
+            DateArray,
+            TimeArray,
+            TimestampArray,
+            TimestampTzArray,
+            IntervalArray,
+            UuidArray,
+            JsonArray,
+            JsonbArray,
+            ByteaArray,
+            VarcharArray,
+            BpcharArray,
         ]
     };
 
@@ -175,6 +214,19 @@ impl PgType {
             OidArray => "_oid",
             NameArray => "_name",
             CharArray => "_char",
+            Float4Array => "_float4",
+            NumericArray => "_numeric",
+            DateArray => "_date",
+            TimeArray => "_time",
+            TimestampArray => "_timestamp",
+            TimestampTzArray => "_timestamptz",
+            IntervalArray => "_interval",
+            UuidArray => "_uuid",
+            JsonArray => "_json",
+            JsonbArray => "_jsonb",
+            ByteaArray => "_bytea",
+            VarcharArray => "_varchar",
+            BpcharArray => "_bpchar",
         }
     }
 
@@ -202,6 +254,19 @@ impl PgType {
             OidArray => "oid[]",
             NameArray => "name[]",
             CharArray => "\"char\"[]",
+            Float4Array => "real[]",
+            NumericArray => "numeric[]",
+            DateArray => "date[]",
+            TimeArray => "time without time zone[]",
+            TimestampArray => "timestamp without time zone[]",
+            TimestampTzArray => "timestamp with time zone[]",
+            IntervalArray => "interval[]",
+            UuidArray => "uuid[]",
+            JsonArray => "json[]",
+            JsonbArray => "jsonb[]",
+            ByteaArray => "bytea[]",
+            VarcharArray => "character varying[]",
+            BpcharArray => "character[]",
             Char => "\"char\"",
             other => other.name(),
         }
@@ -255,14 +320,7 @@ impl PgType {
             ArrowType::Timestamp(_, Some(_)) => PgType::TimestampTz,
             ArrowType::Interval(_) | ArrowType::Duration(_) => PgType::Interval,
             ArrowType::List(f) | ArrowType::LargeList(f) | ArrowType::FixedSizeList(f, _) => {
-                match PgType::from_field(f) {
-                    PgType::Bool => PgType::BoolArray,
-                    PgType::Int2 => PgType::Int2Array,
-                    PgType::Int4 => PgType::Int4Array,
-                    PgType::Int8 => PgType::Int8Array,
-                    PgType::Float4 | PgType::Float8 => PgType::Float8Array,
-                    _ => PgType::TextArray,
-                }
+                PgType::from_field(f).array().unwrap_or(PgType::TextArray)
             }
             ArrowType::Null => PgType::Text,
             _ => PgType::Text,
@@ -288,20 +346,67 @@ impl PgType {
             Interval => {
                 ArrowType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano)
             }
-            BoolArray | Int2Array | Int4Array | Int8Array | TextArray | Float8Array => {
-                let element = match self {
-                    BoolArray => Bool,
-                    Int2Array => Int2,
-                    Int4Array => Int4,
-                    Int8Array => Int8,
-                    Float8Array => Float8,
-                    _ => Text,
+            _ if self.element().is_some() => {
+                let element = self.element().unwrap_or(Text);
+                let field = Field::new_list_field(element.to_arrow(), true);
+                // Elements whose Arrow type is ambiguous (uuid, jsonb: Utf8) name their type.
+                let field = match element {
+                    Uuid | Json | Jsonb | Varchar | Bpchar => field.with_metadata(HashMap::from([(
+                        PG_TYPE_KEY.to_string(),
+                        element.name().to_string(),
+                    )])),
+                    _ => field,
                 };
-                ArrowType::List(Arc::new(Field::new_list_field(element.to_arrow(), true)))
+                ArrowType::List(Arc::new(field))
             }
             _ => ArrowType::Utf8,
         }
     }
+
+    /// The element type of an array type.
+    pub fn element(self) -> Option<PgType> {
+        PgType::ARRAYS
+            .iter()
+            .find(|(a, _)| *a == self)
+            .map(|(_, e)| *e)
+    }
+
+    /// The array type whose elements are of this type (text[] stands for the others).
+    pub fn array(self) -> Option<PgType> {
+        PgType::ARRAYS
+            .iter()
+            .find(|(_, e)| *e == self)
+            .map(|(a, _)| *a)
+    }
+
+    /// (array type, element type)
+    const ARRAYS: [(PgType, PgType); 22] = {
+        use PgType::*;
+        [
+            (BoolArray, Bool),
+            (Int2Array, Int2),
+            (Int4Array, Int4),
+            (Int8Array, Int8),
+            (TextArray, Text),
+            (Float8Array, Float8),
+            (OidArray, Oid),
+            (NameArray, Name),
+            (CharArray, Char),
+            (Float4Array, Float4),
+            (NumericArray, Numeric),
+            (DateArray, Date),
+            (TimeArray, Time),
+            (TimestampArray, Timestamp),
+            (TimestampTzArray, TimestampTz),
+            (IntervalArray, Interval),
+            (UuidArray, Uuid),
+            (JsonArray, Json),
+            (JsonbArray, Jsonb),
+            (ByteaArray, Bytea),
+            (VarcharArray, Varchar),
+            (BpcharArray, Bpchar),
+        ]
+    };
 
     /// The PostgreSQL type of a stored column.
     pub fn from_storage(t: DataType) -> PgType {

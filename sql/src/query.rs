@@ -132,6 +132,7 @@ pub(crate) async fn plan(
         .map_err(|e| Error::from(e).with_sql_position(&stmt.sql))?;
     let logical = crate::numeric_display::mark_outputs(logical)?;
     let logical = infer_params(logical, declared)?;
+    let logical = crate::unnest_fields::keep_element_types(logical)?;
     let (param_types, param_arrow) = param_types(&logical)?;
     let mut fields = fields_of(logical.schema().as_arrow());
     for f in &mut fields {

@@ -1232,6 +1232,38 @@ pub(crate) fn rewrite<V: VisitMut>(node: &mut V) {
                 };
                 Some(call("weft_numeric_array", cast))
             }
+            // `uuid[]`, `json[]`, `jsonb[]`: each element read as the scalar cast reads it.
+            Expr::Cast {
+                expr,
+                data_type: DataType::Array(ast::ArrayElemTypeDef::SquareBracket(element, None)),
+                kind,
+                format,
+                ..
+            } if matches!(
+                function_for(element),
+                Some("weft_uuid" | "weft_json" | "weft_jsonb")
+            ) =>
+            {
+                let f = match function_for(element) {
+                    Some("weft_uuid") => "weft_uuid_array",
+                    Some("weft_json") => "weft_json_array",
+                    _ => "weft_jsonb_array",
+                };
+                let cast = Expr::Cast {
+                    kind: kind.clone(),
+                    expr: Box::new(std::mem::replace(
+                        expr.as_mut(),
+                        Expr::value(ast::Value::Null),
+                    )),
+                    data_type: DataType::Array(ast::ArrayElemTypeDef::SquareBracket(
+                        Box::new(DataType::Text),
+                        None,
+                    )),
+                    array: false,
+                    format: format.clone(),
+                };
+                Some(call(f, cast))
+            }
             Expr::Cast {
                 expr,
                 data_type,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::catalog::Session as DfSession;
-use datafusion::common::DataFusionError;
+use datafusion::common::{Constraint, Constraints, DataFusionError};
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::memory::{LazyBatchGenerator, LazyMemoryExec};
@@ -26,6 +26,9 @@ pub(crate) struct WeftTable {
     schema: SchemaRef,
     /// Positions into `def.columns` of each schema field.
     columns: Vec<usize>,
+    /// The primary key, when all its columns are in the schema: DataFusion then accepts a
+    /// column of the table beside `GROUP BY <its primary key>`, as PostgreSQL does.
+    constraints: Option<Constraints>,
     shared: Arc<SessionShared>,
 }
 
@@ -48,10 +51,17 @@ impl WeftTable {
             .map(|(i, _)| i)
             .collect();
         let schema = table_schema(def, &columns);
+        let key: Option<Vec<usize>> = def
+            .primary_key
+            .iter()
+            .map(|k| columns.iter().position(|c| c == k))
+            .collect();
+        let constraints = key.map(|key| Constraints::new_unverified(vec![Constraint::PrimaryKey(key)]));
         WeftTable {
             def: Arc::new(def.clone()),
             schema,
             columns,
+            constraints,
             shared,
         }
     }
@@ -86,6 +96,10 @@ impl TableProvider for WeftTable {
 
     fn table_type(&self) -> TableType {
         TableType::Base
+    }
+
+    fn constraints(&self) -> Option<&Constraints> {
+        self.constraints.as_ref()
     }
 
     fn supports_filters_pushdown(

@@ -56,18 +56,33 @@ fn binary_format() -> DecodeError {
     err("22P03", "incorrect binary data format")
 }
 
-/// The array types a parameter may have (one dimension): `id = ANY($1)` with a list bound.
+/// The element type of an array parameter (one dimension): `id = ANY($1)` with a list bound,
+/// `unnest($1::timestamptz[])`.
 fn param_array_element(oid: u32) -> Option<u32> {
-    match oid::array_element(oid)? {
-        e @ (oid::BOOL | oid::INT2 | oid::INT4 | oid::INT8 | oid::TEXT | oid::FLOAT8) => Some(e),
-        _ => None,
-    }
+    oid::array_element(oid)
+}
+
+/// The field of a list parameter's elements: uuid, json and character elements are Utf8 and
+/// name their type, as the engine's own lists of them do (`weft_sql::PgType::to_arrow`).
+fn item_field(element: u32, data_type: DataType) -> Arc<Field> {
+    let field = Field::new_list_field(data_type, true);
+    let tag = match element {
+        oid::UUID => "uuid",
+        oid::JSON => "json",
+        oid::JSONB => "jsonb",
+        oid::VARCHAR => "varchar",
+        oid::BPCHAR => "bpchar",
+        _ => return Arc::new(field),
+    };
+    Arc::new(field.with_metadata(
+        [(weft_sql::pgtype::PG_TYPE_KEY.to_string(), tag.to_string())].into(),
+    ))
 }
 
 /// The Arrow type a parameter of `oid` is given to the engine as.
 pub fn data_type(oid: u32) -> DataType {
     if let Some(element) = param_array_element(oid) {
-        return DataType::List(Arc::new(Field::new_list_field(data_type(element), true)));
+        return DataType::List(item_field(element, data_type(element)));
     }
     match oid {
         oid::BOOL => DataType::Boolean,
@@ -124,7 +139,7 @@ pub fn from_text(text: &str, target: u32) -> Result<ScalarValue, DecodeError> {
                     .map_err(|e| err("XX000", e.to_string())),
             })
             .collect::<Result<Vec<_>, _>>()?;
-        return Ok(list(&values, element));
+        return list(&values, element);
     }
     let t = text.trim();
     Ok(match target {
@@ -266,9 +281,43 @@ fn fixed<const N: usize>(bytes: &[u8]) -> Result<[u8; N], DecodeError> {
 
 /// Reads the binary form of a `wire` value. Integers are read by their length, so an int2,
 /// int4 or int8 is accepted wherever an integer is expected.
-/// A one-dimensional list value of `element`s.
-fn list(values: &[ScalarValue], element: u32) -> ScalarValue {
-    ScalarValue::List(ScalarValue::new_list_nullable(values, &data_type(element)))
+/// A one-dimensional list value of `element`s. Numeric elements share the largest scale.
+fn list(values: &[ScalarValue], element: u32) -> Result<ScalarValue, DecodeError> {
+    let mut item_type = data_type(element);
+    let rescaled;
+    let values = if element == oid::NUMERIC {
+        let scale = values
+            .iter()
+            .filter_map(|v| match v {
+                ScalarValue::Decimal128(_, _, s) => Some(*s),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
+        item_type = DataType::Decimal128(38, scale);
+        rescaled = values
+            .iter()
+            .map(|v| {
+                v.cast_to(&item_type)
+                    .map_err(|_| err("22003", "numeric field overflow"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        &rescaled[..]
+    } else {
+        values
+    };
+    let items = if values.is_empty() {
+        datafusion::arrow::array::new_empty_array(&item_type)
+    } else {
+        ScalarValue::iter_to_array(values.iter().cloned()).map_err(|e| err("XX000", e.to_string()))?
+    };
+    let list = datafusion::arrow::array::ListArray::new(
+        item_field(element, item_type),
+        datafusion::arrow::buffer::OffsetBuffer::from_lengths([items.len()]),
+        items,
+        None,
+    );
+    Ok(ScalarValue::List(Arc::new(list)))
 }
 
 /// The items of a one-dimensional array literal (`{1,NULL,"a b","x\"y"}`), None where NULL; None
@@ -358,7 +407,7 @@ fn array_from_binary(bytes: &[u8], element: u32) -> Result<ScalarValue, DecodeEr
     if at != bytes.len() {
         return Err(binary_format());
     }
-    Ok(list(&values, element))
+    list(&values, element)
 }
 
 fn from_binary(bytes: &[u8], wire: u32) -> Result<ScalarValue, DecodeError> {
@@ -458,6 +507,10 @@ fn convert(v: ScalarValue, target: u32) -> Result<ScalarValue, DecodeError> {
         }
     }
     if v.data_type() == want {
+        return Ok(v);
+    }
+    // Each element was converted as it was read (`array_from_binary`).
+    if param_array_element(target).is_some() && matches!(v, ScalarValue::List(_)) {
         return Ok(v);
     }
     match (&v, target) {
