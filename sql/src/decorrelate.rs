@@ -15,7 +15,8 @@
 //!
 //! The left join keeps every domain row, so a key no inner row matches still forms a group:
 //! `count(*)` gives 0 and other aggregates NULL there, as in PostgreSQL (the "count bug"); a
-//! HAVING that rejects the group leaves the value NULL. Shapes outside this one (a LIMIT, a
+//! HAVING that rejects the group leaves the value NULL. A subquery that picks one row (`ORDER BY
+//! … LIMIT 1`) is computed per key by top_one.rs and joined back the same way. Shapes outside this one (a LIMIT, a
 //! correlated join, a correlation through a nested subquery, an input with volatile functions,
 //! which would be read twice) are left as they are: DataFusion then reports them as not
 //! supported (0A000), never a wrong answer.
@@ -68,7 +69,10 @@ fn rewrite_node(node: LogicalPlan) -> DfResult<Transformed<LogicalPlan>> {
     for e in node.expressions() {
         e.apply(|x| {
             if let Expr::ScalarSubquery(sq) = x {
-                if !found.contains(sq) && Spine::of(sq, input.schema().as_ref()).is_some() {
+                let schema = input.schema().as_ref();
+                let taken = Spine::of(sq, schema).is_some()
+                    || crate::top_one::TopOne::of(sq, schema).is_some();
+                if !found.contains(sq) && taken {
                     found.push(sq.clone());
                 }
             }
@@ -82,12 +86,17 @@ fn rewrite_node(node: LogicalPlan) -> DfResult<Transformed<LogicalPlan>> {
     let mut joined = LogicalPlanBuilder::from(Arc::unwrap_or_clone(Arc::clone(&input)));
     let mut values = Vec::with_capacity(found.len());
     for sq in &found {
-        let Some(spine) = Spine::of(sq, input.schema().as_ref()) else {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let schema = input.schema().as_ref();
+        let (plan, keys, value, outer) = if let Some(spine) = Spine::of(sq, schema) {
+            let (plan, keys, value) = spine.per_key(&input, id)?;
+            (plan, keys, value, spine.outer.clone())
+        } else if let Some(top) = crate::top_one::TopOne::of(sq, schema) {
+            let (plan, keys, value) = top.per_key(id)?;
+            (plan, keys, value, top.outer())
+        } else {
             continue;
         };
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let (plan, keys, value) = spine.per_key(&input, id)?;
-        let outer: Vec<Column> = spine.outer.clone();
         joined = joined.join_detailed(
             plan,
             JoinType::Left,
@@ -431,7 +440,7 @@ fn outer_columns(e: &Expr) -> Vec<Column> {
 }
 
 /// Any outer reference in `plan`, its nested subqueries included.
-fn deeply_correlated(plan: &LogicalPlan) -> bool {
+pub(crate) fn deeply_correlated(plan: &LogicalPlan) -> bool {
     let mut found = false;
     let _ = plan.apply_with_subqueries(|n| {
         n.apply_expressions(|e| {

@@ -17,12 +17,14 @@
 
 /// `avg` and `sum` with PostgreSQL's result types.
 mod aggregates;
+mod any_decimal;
 mod arith;
 mod bpchar;
 pub mod cluster;
 pub mod convert;
 pub mod copy;
 mod cpu;
+mod cursor;
 /// `date/time` functions: `age`, `justify_*`, `AT TIME ZONE`.
 mod datetime;
 mod datetime_in;
@@ -74,6 +76,7 @@ mod shared;
 mod similar;
 mod statement;
 mod table;
+mod top_one;
 mod txn_control;
 mod typecheck;
 mod union_order;

@@ -350,13 +350,13 @@ impl PgType {
                 let element = self.element().unwrap_or(Text);
                 let field = Field::new_list_field(element.to_arrow(), true);
                 // Elements whose Arrow type is ambiguous (uuid, jsonb: Utf8) name their type.
-                let field = match element {
-                    Uuid | Json | Jsonb | Varchar | Bpchar => field.with_metadata(HashMap::from([(
-                        PG_TYPE_KEY.to_string(),
-                        element.name().to_string(),
-                    )])),
-                    _ => field,
-                };
+                let field =
+                    match element {
+                        Uuid | Json | Jsonb | Varchar | Bpchar => field.with_metadata(
+                            HashMap::from([(PG_TYPE_KEY.to_string(), element.name().to_string())]),
+                        ),
+                        _ => field,
+                    };
                 ArrowType::List(Arc::new(field))
             }
             _ => ArrowType::Utf8,

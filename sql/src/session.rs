@@ -167,6 +167,8 @@ pub struct Session {
     listen_target: Option<Arc<dyn ListenTarget>>,
     /// The backend pid the front end gave this session (the sender pid of its notifications).
     pub(crate) pid: u32,
+    /// Open SQL cursors (DECLARE … CURSOR).
+    pub(crate) cursors: crate::cursor::Cursors,
 }
 
 impl Session {
@@ -211,7 +213,13 @@ impl Session {
             listening: BTreeSet::new(),
             listen_target: None,
             pid: 0,
+            cursors: crate::cursor::Cursors::default(),
         }
+    }
+
+    /// The row description of an open cursor (a portal of the same name, for Describe).
+    pub fn cursor_fields(&self, name: &str) -> Option<Arc<Vec<FieldInfo>>> {
+        self.cursors.fields(name)
     }
 
     /// In a cluster, waits until this node has applied every commit acknowledged before now,
@@ -473,6 +481,30 @@ impl Session {
         if let ast::Statement::Copy { .. } = &*stmt.ast {
             return crate::copy::prepare(self, stmt, declared).await;
         }
+        // DECLARE … CURSOR takes its query's parameters; FETCH returns its cursor's columns.
+        if let Some((_, query)) = crate::cursor::declared_query(&stmt.ast) {
+            let source = Statement::query(query.clone(), Arc::clone(&stmt.sql));
+            let plan = query::plan(&self.state, &source, declared, self.shared.catalog()).await?;
+            return Ok(Prepared {
+                param_types: plan.param_types,
+                fields: None,
+                stmt: Some(stmt),
+                plan: None,
+                point: None,
+                copy: None,
+            });
+        }
+        if let ast::Statement::Fetch { name, .. } = &*stmt.ast {
+            let fields = self.cursors.describe_fetch(name)?;
+            return Ok(Prepared {
+                param_types: Vec::new(),
+                fields: Some(fields),
+                stmt: Some(stmt),
+                plan: None,
+                point: None,
+                copy: None,
+            });
+        }
         if crate::txn_control::set_config_call(&stmt.ast).is_some() {
             return Ok(Prepared {
                 param_types: Vec::new(),
@@ -630,6 +662,27 @@ impl Session {
         }
         if let Some(out) = self.execute_listen(stmt) {
             return Ok(out);
+        }
+        match &*stmt.ast {
+            ast::Statement::Fetch {
+                name,
+                direction,
+                into: None,
+                ..
+            } => return self.cursors.fetch(name, direction).await,
+            ast::Statement::Close { cursor } => return self.cursors.close(cursor),
+            _ => {}
+        }
+        if let Some((declare, query)) = crate::cursor::declared_query(&stmt.ast) {
+            let in_block = self.block.is_some();
+            let name = self.cursors.check_declare(declare, in_block)?;
+            let hold = declare.hold == Some(true);
+            let source = Statement::query(query.clone(), Arc::clone(&stmt.sql));
+            let declared: Vec<Option<PgType>> =
+                prepared.param_types.iter().copied().map(Some).collect();
+            let inner = Arc::new(self.prepare_inner(source.clone(), &declared).await?);
+            let rows = self.execute_in_txn(&source, &inner, params).await?;
+            return self.cursors.open(name, rows, hold, in_block);
         }
         self.execute_in_txn(stmt, prepared, params).await
     }

@@ -56,7 +56,8 @@ impl WeftTable {
             .iter()
             .map(|k| columns.iter().position(|c| c == k))
             .collect();
-        let constraints = key.map(|key| Constraints::new_unverified(vec![Constraint::PrimaryKey(key)]));
+        let constraints =
+            key.map(|key| Constraints::new_unverified(vec![Constraint::PrimaryKey(key)]));
         WeftTable {
             def: Arc::new(def.clone()),
             schema,

@@ -26,6 +26,7 @@ pub(crate) async fn execute(
             if session.block.take().is_none() {
                 session.notice("WARNING", "25P01", "there is no transaction in progress");
             }
+            session.cursors.end_of_block(false);
             session.listen_pending.clear();
             session.shared.set_read(None);
             Ok(Some(tag("ROLLBACK")))
@@ -126,6 +127,13 @@ async fn begin(session: &mut Session, modes: &[ast::TransactionMode]) -> Result<
 }
 
 async fn commit(session: &mut Session) -> Result<QueryOutput> {
+    let out = commit_block(session).await;
+    let committed = matches!(&out, Ok(QueryOutput::Command { tag }) if tag == "COMMIT");
+    session.cursors.end_of_block(committed);
+    out
+}
+
+async fn commit_block(session: &mut Session) -> Result<QueryOutput> {
     session.shared.set_read(None);
     match session.block.take() {
         None => {

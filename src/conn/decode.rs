@@ -74,9 +74,9 @@ fn item_field(element: u32, data_type: DataType) -> Arc<Field> {
         oid::BPCHAR => "bpchar",
         _ => return Arc::new(field),
     };
-    Arc::new(field.with_metadata(
-        [(weft_sql::pgtype::PG_TYPE_KEY.to_string(), tag.to_string())].into(),
-    ))
+    Arc::new(
+        field.with_metadata([(weft_sql::pgtype::PG_TYPE_KEY.to_string(), tag.to_string())].into()),
+    )
 }
 
 /// The Arrow type a parameter of `oid` is given to the engine as.
@@ -309,7 +309,8 @@ fn list(values: &[ScalarValue], element: u32) -> Result<ScalarValue, DecodeError
     let items = if values.is_empty() {
         datafusion::arrow::array::new_empty_array(&item_type)
     } else {
-        ScalarValue::iter_to_array(values.iter().cloned()).map_err(|e| err("XX000", e.to_string()))?
+        ScalarValue::iter_to_array(values.iter().cloned())
+            .map_err(|e| err("XX000", e.to_string()))?
     };
     let list = datafusion::arrow::array::ListArray::new(
         item_field(element, item_type),

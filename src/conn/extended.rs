@@ -163,9 +163,17 @@ pub async fn describe(conn: &mut Connection, msg: Describe) -> Result<(), Fail> 
             (prepared, Vec::new())
         }
         TARGET_TYPE_BYTE_PORTAL => {
-            let portal = conn.portals.get(&name).ok_or_else(|| {
-                SqlError::new("34000", format!("portal \"{name}\" does not exist"))
-            })?;
+            let Some(portal) = conn.portals.get(&name) else {
+                // A cursor DECLAREd in SQL is a portal of the same name.
+                let fields = conn.session.cursor_fields(&name).ok_or_else(|| {
+                    SqlError::new("34000", format!("portal \"{name}\" does not exist"))
+                })?;
+                let formats = resolve_formats(&[], fields.len()).map_err(SqlError::protocol)?;
+                let description = row_description(&fields, &formats);
+                conn.send(PgWireBackendMessage::RowDescription(description))
+                    .await?;
+                return Ok(());
+            };
             (Arc::clone(&portal.prepared), portal.result_formats.clone())
         }
         other => {

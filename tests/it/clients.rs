@@ -1,5 +1,5 @@
 //! Real client libraries other than tokio-postgres, driven as their users would: psycopg 3
-//! (`conn.notifies()`, `cursor.copy()`) and node-postgres (`notification` events). The scripts under tests/python
+//! (`conn.notifies()`, `cursor.copy()`, typed array parameters, named cursors) and node-postgres (`notification` events). The scripts under tests/python
 //! and tests/node assert; here each runs under a deadline and its output is shown on failure.
 //! A missing python3, psycopg, node or node-postgres fails the test with what to install
 //! (scripts/install-deps installs them); it is never skipped.
@@ -66,6 +66,15 @@ async fn psycopg3_copies_in_and_out() {
     passes(
         "copy_psycopg.py",
         &python("copy_psycopg.py", &srv.conn_string()).await,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn psycopg3_as_orms_use_it() {
+    let srv = server().await;
+    passes(
+        "orm_psycopg.py",
+        &python("orm_psycopg.py", &srv.conn_string()).await,
     );
 }
 

@@ -78,6 +78,7 @@ pub(crate) fn analyzer_rules() -> Vec<Arc<dyn AnalyzerRule + Send + Sync>> {
         Arc::new(array_literal::ArrayLiterals),
         Arc::new(crate::setops::MultisetSetOps),
         Arc::new(crate::typecheck::UnmatchedTypes),
+        Arc::new(crate::any_decimal::AnyDecimal),
     ];
     rules.extend(Analyzer::new().rules);
     rules.push(Arc::new(subquery::ScalarSubqueryValue));
