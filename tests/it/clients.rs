@@ -1,5 +1,5 @@
 //! Real client libraries other than tokio-postgres, driven as their users would: psycopg 3
-//! (`conn.notifies()`, `cursor.copy()`, typed array parameters, named cursors) and node-postgres (`notification` events). The scripts under tests/python
+//! (`conn.notifies()`, `cursor.copy()`, typed array parameters, named cursors), Django 5.2 (`migrate` and its ORM) and node-postgres (`notification` events). The scripts under tests/python
 //! and tests/node assert; here each runs under a deadline and its output is shown on failure.
 //! A missing python3, psycopg, node or node-postgres fails the test with what to install
 //! (scripts/install-deps installs them); it is never skipped.
@@ -75,6 +75,28 @@ async fn psycopg3_as_orms_use_it() {
     passes(
         "orm_psycopg.py",
         &python("orm_psycopg.py", &srv.conn_string()).await,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn django_migrates_and_runs_its_orm() {
+    let probe = Command::new("python3")
+        .args(["-c", "import django; print(django.__version__)"])
+        .output()
+        .await
+        .unwrap_or_else(|e| {
+            panic!("cannot run python3 ({e}); install it, or run scripts/install-deps as root")
+        });
+    assert!(
+        probe.status.success(),
+        "Django is not importable by python3: run scripts/install-deps (pip install \
+         'Django>=5.2,<5.3'): {}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    let srv = server().await;
+    passes(
+        "django_orm.py",
+        &python("django_orm.py", &srv.conn_string()).await,
     );
 }
 

@@ -1,0 +1,162 @@
+"""Django 5.2 against Weft, as a Django application uses it: `migrate` of the contrib apps and of
+a small app, then ORM operations whose SQL Weft must run as PostgreSQL does (bulk_create through
+UNNEST of typed arrays, annotate() grouping by the primary key, Subquery(qs[:1]), iterator()
+over a named cursor, JSON lookups, savepoints, constraint errors).
+
+Run by tests/it/clients.rs as `python3 django_orm.py "<conninfo>"`; prints OK and exits 0,
+or prints what went wrong and exits 1.
+"""
+
+import datetime
+import decimal
+import os
+import sys
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import django
+from django.conf import settings
+
+
+def check(what, got, want):
+    if got != want:
+        sys.exit(f"{what}: got {got!r}, want {want!r}")
+
+
+def configure(conninfo):
+    params = dict(p.split("=", 1) for p in conninfo.split())
+    settings.configure(
+        SECRET_KEY="test",
+        USE_TZ=True,
+        DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
+        INSTALLED_APPS=[
+            "django.contrib.auth",
+            "django.contrib.contenttypes",
+            "django.contrib.sessions",
+            "django_app",
+        ],
+        DATABASES={
+            "default": {
+                "ENGINE": "django.db.backends.postgresql",
+                "HOST": params.get("host", "127.0.0.1"),
+                "PORT": params.get("port", "5433"),
+                "USER": params.get("user", "postgres"),
+                "NAME": params.get("dbname", "postgres"),
+            }
+        },
+    )
+    django.setup()
+
+
+def main():
+    configure(sys.argv[1])
+    from django.core.management import call_command
+    from django.db import IntegrityError, transaction
+    from django.db.models import (Avg, Case, Count, Exists, F, Max, OuterRef, Q, Subquery,
+                                  Sum, Value, When, Window)
+    from django.db.models.functions import Coalesce, Concat, Length, Lower, RowNumber, TruncDay
+
+    call_command("migrate", verbosity=0)
+    from django.contrib.auth.models import Group, Permission, User
+    from django_app.models import Author, Book
+
+    ann = Author.objects.create(name="Ann", born=datetime.date(1970, 1, 2), meta={"x": 1, "tags": ["a", "b"]})
+    bob = Author.objects.create(name="Bob", meta={"x": 2})
+    cy = Author.objects.create(name="Cy")
+    Book.objects.bulk_create([
+        Book(title=f"T{i}", author=[ann, bob, cy][i % 3], price=decimal.Decimal(i) + decimal.Decimal("0.5"),
+             tags=[i, "t"], ref=uuid.UUID(int=i))
+        for i in range(10)
+    ])
+    check("books", Book.objects.count(), 10)
+    check("select_related",
+          [(b.title, b.author.name) for b in Book.objects.select_related("author").order_by("title")[:3]],
+          [("T0", "Ann"), ("T1", "Bob"), ("T2", "Cy")])
+    check("prefetch_related",
+          [(a.name, sorted(b.title for b in a.books.all())) for a in Author.objects.prefetch_related("books").order_by("name")],
+          [("Ann", ["T0", "T3", "T6", "T9"]), ("Bob", ["T1", "T4", "T7"]), ("Cy", ["T2", "T5", "T8"])])
+    check("annotate count",
+          list(Author.objects.annotate(n=Count("books")).order_by("name").values_list("name", "n")),
+          [("Ann", 4), ("Bob", 3), ("Cy", 3)])
+    check("annotate sum, max",
+          list(Author.objects.annotate(s=Sum("books__price"), m=Max("books__price")).order_by("name").values_list("name", "s", "m")),
+          [("Ann", decimal.Decimal("20.00"), decimal.Decimal("9.50")),
+           ("Bob", decimal.Decimal("13.50"), decimal.Decimal("7.50")),
+           ("Cy", decimal.Decimal("16.50"), decimal.Decimal("8.50"))])
+    check("count with filter", Author.objects.aggregate(n=Count("books", filter=Q(books__price__gt=5))), {"n": 5})
+    check("avg", Book.objects.aggregate(a=Avg("price"))["a"], decimal.Decimal("5"))
+    check("json key", list(Author.objects.filter(meta__x=1).values_list("name", flat=True)), ["Ann"])
+    check("json contains", list(Author.objects.filter(meta__contains={"x": 2}).values_list("name", flat=True)), ["Bob"])
+    check("json has_key", list(Author.objects.filter(meta__has_key="tags").values_list("name", flat=True)), ["Ann"])
+    check("json path", list(Author.objects.filter(meta__tags__0="a").values_list("name", flat=True)), ["Ann"])
+    check("json list contains", Book.objects.filter(tags__contains=[3]).count(), 1)
+    check("icontains", list(Book.objects.filter(title__icontains="t1").values_list("title", flat=True)), ["T1"])
+    check("regex", Book.objects.filter(title__regex=r"^T[0-4]$").count(), 5)
+    check("uuid in", Book.objects.filter(ref__in=[uuid.UUID(int=1), uuid.UUID(int=2)]).count(), 2)
+    check("update with F", Book.objects.filter(price__lt=3).update(price=F("price") * 2), 3)
+    check("Subquery of one row",
+          list(Author.objects.annotate(top=Subquery(
+              Book.objects.filter(author=OuterRef("pk")).order_by("-price").values("title")[:1]
+          )).order_by("name").values_list("name", "top")),
+          [("Ann", "T9"), ("Bob", "T7"), ("Cy", "T8")])
+    check("Exists",
+          list(Author.objects.filter(Exists(Book.objects.filter(author=OuterRef("pk"), price__gt=8))).order_by("name").values_list("name", flat=True)),
+          ["Ann", "Cy"])
+    check("window",
+          list(Book.objects.annotate(r=Window(RowNumber(), partition_by=F("author"), order_by=F("price").desc())).order_by("title").values_list("title", "r")[:4]),
+          [("T0", 4), ("T1", 3), ("T2", 3), ("T3", 3)])
+    check("coalesce",
+          list(Author.objects.annotate(b=Coalesce("born", Value(datetime.date(2000, 1, 1)))).order_by("name").values_list("b", flat=True)),
+          [datetime.date(1970, 1, 2), datetime.date(2000, 1, 1), datetime.date(2000, 1, 1)])
+    check("concat, lower, length",
+          list(Author.objects.annotate(x=Concat("name", Value("-"), Lower("name")), n=Length("name")).order_by("name").values_list("x", "n")),
+          [("Ann-ann", 3), ("Bob-bob", 3), ("Cy-cy", 2)])
+    check("trunc day", Book.objects.annotate(d=TruncDay("published")).values("d").distinct().count(), 1)
+    check("distinct on",
+          list(Book.objects.order_by("author_id", "-price").distinct("author_id").values_list("title", flat=True)),
+          ["T9", "T7", "T8"])
+    check("case", list(Book.objects.annotate(c=Case(When(price__gt=5, then=Value("hi")), default=Value("lo"))).order_by("title").values_list("c", flat=True))[4:7],
+          ["lo", "hi", "hi"])
+    check("get_or_create", Author.objects.get_or_create(name="Dee")[1], True)
+    check("get_or_create again", Author.objects.get_or_create(name="Dee")[1], False)
+
+    try:
+        with transaction.atomic():
+            Author.objects.create(name="Eve")
+            with transaction.atomic():
+                Author.objects.create(name="Fay")
+                raise ValueError
+    except ValueError:
+        pass
+    check("savepoints", sorted(Author.objects.values_list("name", flat=True)), ["Ann", "Bob", "Cy", "Dee"])
+    try:
+        with transaction.atomic():
+            Author.objects.create(name="Ann")
+        sys.exit("a duplicate name was accepted")
+    except IntegrityError:
+        pass
+    try:
+        with transaction.atomic():
+            Book.objects.create(title="neg", author=ann, price=-1)
+        sys.exit("a negative price was accepted")
+    except IntegrityError:
+        pass
+    check("iterator (named cursor)", sum(1 for _ in Book.objects.iterator(chunk_size=3)), 10)
+    check("delete cascades", Author.objects.filter(name="Cy").delete(), (4, {"django_app.Book": 3, "django_app.Author": 1}))
+    check("bulk_update", Book.objects.bulk_update(
+        [Book(id=b.id, title=b.title + "x") for b in Book.objects.all()], ["title"]), 7)
+    check("titles", sorted(Book.objects.values_list("title", flat=True)),
+          ["T0x", "T1x", "T3x", "T4x", "T6x", "T7x", "T9x"])
+
+    user = User.objects.create_user("joe", "joe@example.com", "pw")
+    group = Group.objects.create(name="g1")
+    user.groups.add(group)
+    group.permissions.add(*Permission.objects.filter(codename__in=["add_group", "add_permission"]))
+    check("permissions", sorted(User.objects.get(username="joe").get_all_permissions()),
+          ["auth.add_group", "auth.add_permission"])
+    print("OK")
+
+
+if __name__ == "__main__":
+    main()
