@@ -64,6 +64,8 @@ pub enum PgType {
     ByteaArray,
     VarcharArray,
     BpcharArray,
+    Int2Vector,
+    OidVector,
 }
 
 impl PgType {
@@ -117,10 +119,12 @@ impl PgType {
             ByteaArray => 1001,
             VarcharArray => 1015,
             BpcharArray => 1014,
+            Int2Vector => 22,
+            OidVector => 30,
         }
     }
 
-    pub const ALL: [PgType; 47] = {
+    pub const ALL: [PgType; 49] = {
         use PgType::*;
         [
             Bool,
@@ -170,6 +174,8 @@ impl PgType {
             ByteaArray,
             VarcharArray,
             BpcharArray,
+            Int2Vector,
+            OidVector,
         ]
     };
 
@@ -227,6 +233,8 @@ impl PgType {
             ByteaArray => "_bytea",
             VarcharArray => "_varchar",
             BpcharArray => "_bpchar",
+            Int2Vector => "int2vector",
+            OidVector => "oidvector",
         }
     }
 
@@ -380,7 +388,7 @@ impl PgType {
     }
 
     /// (array type, element type)
-    const ARRAYS: [(PgType, PgType); 22] = {
+    const ARRAYS: [(PgType, PgType); 24] = {
         use PgType::*;
         [
             (BoolArray, Bool),
@@ -405,6 +413,9 @@ impl PgType {
             (ByteaArray, Bytea),
             (VarcharArray, Varchar),
             (BpcharArray, Bpchar),
+            // After int2[] and oid[], which `array()` finds first.
+            (Int2Vector, Int2),
+            (OidVector, Oid),
         ]
     };
 

@@ -247,6 +247,24 @@ fn postgres_function(f: &mut ast::Function) -> Option<Expr> {
                 x.clone(),
             ],
         )),
+        // generate_subscripts(a, dim) in a select list: the subscripts of that dimension, as
+        // rows beside the other set-returning calls (SQLAlchemy reads index keys so).
+        ("generate_subscripts", [a, dim]) => {
+            let bound = |f: &str| Expr::Cast {
+                kind: ast::CastKind::DoubleColon,
+                expr: Box::new(call_with(f, vec![a.clone(), dim.clone()])),
+                data_type: DataType::BigInt(None),
+                array: false,
+                format: None,
+            };
+            let upper = Expr::BinaryOp {
+                left: Box::new(bound("array_upper")),
+                op: ast::BinaryOperator::Plus,
+                right: Box::new(Expr::value(ast::Value::Number("1".into(), false))),
+            };
+            let subscripts = call_with("range", vec![bound("array_lower"), upper]);
+            Some(call("unnest", subscripts))
+        }
         // PostgreSQL's array_remove removes every equal element, DataFusion's the first.
         ("array_remove", [_, _]) if f.name.0.len() == 1 => {
             f.name = ObjectName::from(vec![Ident::new("array_remove_all")]);

@@ -854,11 +854,18 @@ fn is_show_live(variable: &[ast::Ident]) -> bool {
 }
 
 fn show_name(variable: &[ast::Ident]) -> String {
-    variable
+    let name = variable
         .iter()
         .map(|i| i.value.clone())
         .collect::<Vec<_>>()
-        .join(" ")
+        .join(" ");
+    // The SQL-standard spellings PostgreSQL's SHOW accepts (SQLAlchemy sends the first).
+    match name.to_lowercase().as_str() {
+        "transaction isolation level" => "transaction_isolation".into(),
+        "time zone" => "timezone".into(),
+        "session authorization" => "session_authorization".into(),
+        _ => name,
+    }
 }
 
 pub(crate) fn view_of(txn: &Txn) -> ReadView {

@@ -14,6 +14,19 @@ pub fn text(array: &dyn Array, row: usize, oid: u32) -> Result<String, EncodeErr
         .ok_or_else(|| mismatch(array.data_type()))?;
     let element = oid::array_element(oid).unwrap_or(oid::TEXT);
     let values = list.value(row);
+    // int2vector and oidvector: `1 2`, as PostgreSQL's int2vectorout and oidvectorout.
+    if matches!(oid, oid::INT2VECTOR | oid::OIDVECTOR) {
+        let mut out = String::new();
+        for i in 0..values.len() {
+            if i > 0 {
+                out.push(' ');
+            }
+            let mut item = BytesMut::new();
+            put_text(values.as_ref(), i, element, &mut item)?;
+            out.push_str(&String::from_utf8_lossy(&item));
+        }
+        return Ok(out);
+    }
     let mut out = String::from("{");
     for i in 0..values.len() {
         if i > 0 {

@@ -1,5 +1,5 @@
 //! Real client libraries other than tokio-postgres, driven as their users would: psycopg 3
-//! (`conn.notifies()`, `cursor.copy()`, typed array parameters, named cursors), Django 5.2 (`migrate` and its ORM) and node-postgres (`notification` events). The scripts under tests/python
+//! (`conn.notifies()`, `cursor.copy()`, typed array parameters, named cursors), Django 5.2 (`migrate` and its ORM), SQLAlchemy 2 and node-postgres (`notification` events). The scripts under tests/python
 //! and tests/node assert; here each runs under a deadline and its output is shown on failure.
 //! A missing python3, psycopg, node or node-postgres fails the test with what to install
 //! (scripts/install-deps installs them); it is never skipped.
@@ -78,10 +78,10 @@ async fn psycopg3_as_orms_use_it() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn django_migrates_and_runs_its_orm() {
+/// python3 can import `module`; else the test fails saying what to install.
+async fn importable(module: &str, pip: &str) {
     let probe = Command::new("python3")
-        .args(["-c", "import django; print(django.__version__)"])
+        .args(["-c", &format!("import {module}")])
         .output()
         .await
         .unwrap_or_else(|e| {
@@ -89,10 +89,24 @@ async fn django_migrates_and_runs_its_orm() {
         });
     assert!(
         probe.status.success(),
-        "Django is not importable by python3: run scripts/install-deps (pip install \
-         'Django>=5.2,<5.3'): {}",
+        "{module} is not importable by python3: run scripts/install-deps (pip install '{pip}'): {}",
         String::from_utf8_lossy(&probe.stderr)
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlalchemy_creates_reflects_and_runs_its_orm() {
+    importable("sqlalchemy", "SQLAlchemy>=2.0,<2.2").await;
+    let srv = server().await;
+    passes(
+        "sqlalchemy_orm.py",
+        &python("sqlalchemy_orm.py", &srv.conn_string()).await,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn django_migrates_and_runs_its_orm() {
+    importable("django", "Django>=5.2,<5.3").await;
     let srv = server().await;
     passes(
         "django_orm.py",

@@ -77,6 +77,22 @@ def main():
         except psycopg.errors.InvalidTextRepresentation:
             pass
 
+        # executemany of an INSERT whose parameters are cast, and an upsert whose SET takes a
+        # parameter (SQLAlchemy's and Django's upserts).
+        conn.cursor().executemany(
+            "INSERT INTO orm_item (id, name) VALUES (%s::INTEGER, %s::VARCHAR)", [(10, "j"), (11, "k")]
+        )
+        conn.cursor().executemany(
+            "INSERT INTO orm_item (id, name) VALUES (%(id)s::INTEGER, %(name)s::VARCHAR)"
+            " ON CONFLICT (id) DO UPDATE SET name = %(new)s::VARCHAR WHERE orm_item.id <> %(skip)s",
+            [{"id": 10, "name": "x", "new": "J", "skip": 0}, {"id": 11, "name": "x", "new": "K", "skip": 11}],
+        )
+        got = conn.execute("SELECT id, name FROM orm_item WHERE id >= 10 ORDER BY id").fetchall()
+        check("upsert with parameters", got, [(10, "J"), (11, "k")])
+        conn.execute("DELETE FROM orm_item WHERE id >= 10")
+        check("SHOW TRANSACTION ISOLATION LEVEL",
+              conn.execute("SHOW TRANSACTION ISOLATION LEVEL").fetchone()[0] in ("repeatable read", "read committed"), True)
+
         # GROUP BY the primary key admits the table's other columns (Django's annotate()).
         conn.execute("CREATE TABLE orm_part (id bigserial PRIMARY KEY, item_id bigint, n int)")
         conn.execute("INSERT INTO orm_part (item_id, n) VALUES (1, 1), (1, 2), (2, 5)")

@@ -14,6 +14,7 @@ use crate::eval::{compile, default_values, rows_only};
 use crate::pgtype::PgType;
 use crate::session::{ExecCtx, QueryOutput};
 use crate::statement::Overriding;
+use datafusion::sql::sqlparser::parser::Parser;
 
 pub(super) fn table_name(i: &ast::Insert) -> Result<String> {
     match &i.table {
@@ -172,7 +173,7 @@ fn evaluate_constant(ctx: &ExecCtx<'_>, e: &ast::Expr, params: &Params) -> Resul
 }
 
 /// Replaces `$n` with its bound value as a literal of the parameter's type.
-fn substitute_params(e: &mut ast::Expr, params: &Params) -> Result<()> {
+pub(super) fn substitute_params(e: &mut ast::Expr, params: &Params) -> Result<()> {
     use std::ops::ControlFlow;
     let mut err = None;
     let _ = ast::visit_expressions_mut(e, |x: &mut ast::Expr| {
@@ -181,22 +182,27 @@ fn substitute_params(e: &mut ast::Expr, params: &Params) -> Result<()> {
                 match params.get(p) {
                     Ok(value) => {
                         let text = crate::convert::scalar_text(value);
-                        let ty = crate::pgtype::PgType::from_arrow(&value.data_type()).name();
+                        let ty = crate::pgtype::PgType::from_arrow(&value.data_type());
                         *x = if value.is_null() {
                             ast::Expr::value(ast::Value::Null)
                         } else {
-                            ast::Expr::Cast {
+                            // The type by its SQL name (`smallint`, not `int2`, which DataFusion
+                            // does not know), the cast then read as any other (rewrite.rs).
+                            let data_type = Parser::new(&crate::dialect::WeftDialect::default())
+                                .try_with_sql(ty.display_name())
+                                .and_then(|mut p| p.parse_data_type())
+                                .unwrap_or(ast::DataType::Text);
+                            let mut cast = ast::Expr::Cast {
                                 kind: ast::CastKind::DoubleColon,
                                 expr: Box::new(ast::Expr::value(ast::Value::SingleQuotedString(
                                     text,
                                 ))),
-                                data_type: ast::DataType::Custom(
-                                    ast::ObjectName::from(vec![ast::Ident::new(ty)]),
-                                    vec![],
-                                ),
+                                data_type,
                                 array: false,
                                 format: None,
-                            }
+                            };
+                            crate::rewrite::rewrite(&mut cast);
+                            cast
                         };
                     }
                     Err(e) => err = Some(e),

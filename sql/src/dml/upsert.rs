@@ -157,7 +157,7 @@ pub(super) fn execute(
     qualifier: &str,
     oc: &ast::OnConflict,
     rows: Vec<Row>,
-    _params: &Params,
+    params: &Params,
 ) -> Result<Vec<Row>> {
     let arbiters = arbiters(def, &oc.conflict_target)?;
     let plan = match &oc.action {
@@ -171,13 +171,20 @@ pub(super) fn execute(
             let a = table_batch(def, qualifier, &[])?;
             let b = table_batch(def, "excluded", &[])?;
             let schema = a.schema.join(&b.schema)?;
+            // `SET name = $3`: the statement's parameters, bound.
+            let bound = |e: &ast::Expr| -> Result<ast::Expr> {
+                let mut e = e.clone();
+                super::insert::substitute_params(&mut e, params)?;
+                Ok(e)
+            };
             let sets = du
                 .assignments
                 .iter()
                 .map(|asg| match &asg.target {
-                    ast::AssignmentTarget::ColumnName(n) => {
-                        Ok((column_of(def, n)?, compile(ctx.state, &asg.value, &schema)?))
-                    }
+                    ast::AssignmentTarget::ColumnName(n) => Ok((
+                        column_of(def, n)?,
+                        compile(ctx.state, &bound(&asg.value)?, &schema)?,
+                    )),
                     ast::AssignmentTarget::Tuple(_) => {
                         Err(Error::unsupported("multi-column assignment in ON CONFLICT"))
                     }
@@ -186,7 +193,7 @@ pub(super) fn execute(
             let filter = du
                 .selection
                 .as_ref()
-                .map(|e| compile(ctx.state, e, &schema))
+                .map(|e| compile(ctx.state, &bound(e)?, &schema))
                 .transpose()?;
             Some(DoUpdate { sets, filter })
         }

@@ -12,6 +12,22 @@ const fn empty(name: &'static str, columns: &'static [(&'static str, Col)]) -> T
 }
 
 pub const EMPTY: &[TableDef] = &[
+    // Operator classes: an index's columns use their type's default one, which clients take
+    // when none is listed (SQLAlchemy reads the non-default ones from here).
+    empty(
+        "pg_opclass",
+        &[
+            ("oid", Col::Oid),
+            ("opcmethod", Col::Oid),
+            ("opcname", Col::Name),
+            ("opcnamespace", Col::Oid),
+            ("opcowner", Col::Oid),
+            ("opcfamily", Col::Oid),
+            ("opcintype", Col::Oid),
+            ("opcdefault", Col::Bool),
+            ("opckeytype", Col::Oid),
+        ],
+    ),
     empty(
         "pg_shdescription",
         &[
@@ -59,7 +75,7 @@ pub const EMPTY: &[TableDef] = &[
             ("tgdeferrable", Col::Bool),
             ("tginitdeferred", Col::Bool),
             ("tgnargs", Col::Int2),
-            ("tgattr", Col::Int2Array),
+            ("tgattr", Col::Int2Vector),
             ("tgargs", Col::Text),
             ("tgqual", Col::Text),
             ("tgoldtable", Col::Name),
@@ -120,7 +136,7 @@ pub const EMPTY: &[TableDef] = &[
             ("stxnamespace", Col::Oid),
             ("stxowner", Col::Oid),
             ("stxstattarget", Col::Int4),
-            ("stxkeys", Col::Int2Array),
+            ("stxkeys", Col::Int2Vector),
             ("stxkind", Col::CharArray),
             ("stxexprs", Col::Text),
         ],
@@ -132,9 +148,9 @@ pub const EMPTY: &[TableDef] = &[
             ("partstrat", Col::Char),
             ("partnatts", Col::Int2),
             ("partdefid", Col::Oid),
-            ("partattrs", Col::Int2Array),
-            ("partclass", Col::OidArray),
-            ("partcollation", Col::OidArray),
+            ("partattrs", Col::Int2Vector),
+            ("partclass", Col::OidVector),
+            ("partcollation", Col::OidVector),
             ("partexprs", Col::Text),
         ],
     ),

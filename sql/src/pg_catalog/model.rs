@@ -500,6 +500,8 @@ pub fn col_type_oid(c: Col) -> u32 {
         Col::TimestampTz => 1184,
         Col::OidArray => 1028,
         Col::Int2Array => 1005,
+        Col::Int2Vector => 22,
+        Col::OidVector => 30,
         Col::TextArray => 1009,
         Col::CharArray => 1002,
     }

@@ -38,8 +38,12 @@ pub enum Col {
     Float4,
     TimestampTz,
     OidArray,
-    /// `int2vector` and `int2[]`.
+    /// `int2[]`.
     Int2Array,
+    /// `int2vector`: shown as `1 2`, subscripted from 0 in PostgreSQL.
+    Int2Vector,
+    /// `oidvector`.
+    OidVector,
     TextArray,
     CharArray,
 }
@@ -64,6 +68,8 @@ impl Col {
             ),
             Col::OidArray => (ArrowType::List(item(ArrowType::Int64)), Some("_oid")),
             Col::Int2Array => (ArrowType::List(item(ArrowType::Int16)), None),
+            Col::Int2Vector => (ArrowType::List(item(ArrowType::Int16)), Some("int2vector")),
+            Col::OidVector => (ArrowType::List(item(ArrowType::Int64)), Some("oidvector")),
             Col::TextArray => (ArrowType::List(item(ArrowType::Utf8)), None),
             Col::CharArray => (ArrowType::List(item(ArrowType::Utf8)), Some("_char")),
         };
@@ -289,7 +295,7 @@ fn column<'a>(col: Col, cells: impl Iterator<Item = Option<&'a Cell>>) -> ArrayR
             cells.for_each(|c| b.append_option(int(c)));
             Arc::new(b.finish())
         }
-        Col::OidArray => {
+        Col::OidArray | Col::OidVector => {
             let mut b = ListBuilder::new(Int64Builder::new());
             for c in cells {
                 match c {
@@ -299,7 +305,7 @@ fn column<'a>(col: Col, cells: impl Iterator<Item = Option<&'a Cell>>) -> ArrayR
             }
             Arc::new(b.finish())
         }
-        Col::Int2Array => {
+        Col::Int2Array | Col::Int2Vector => {
             let mut b = ListBuilder::new(Int16Builder::new());
             for c in cells {
                 match c {
