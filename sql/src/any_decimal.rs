@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::Transformed;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DFSchema, Result as DfResult};
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan};
@@ -19,6 +19,23 @@ pub(crate) struct AnyDecimal;
 
 impl AnalyzerRule for AnyDecimal {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
+        // Most plans have no `array_has`: leave them without rebuilding every node.
+        let mut found = false;
+        plan.apply_with_subqueries(|node| {
+            node.apply_expressions(|e| {
+                found |= e.exists(|x| {
+                    Ok(matches!(x, Expr::ScalarFunction(f) if f.name() == "array_has"))
+                })?;
+                Ok(if found {
+                    TreeNodeRecursion::Stop
+                } else {
+                    TreeNodeRecursion::Continue
+                })
+            })
+        })?;
+        if !found {
+            return Ok(plan);
+        }
         crate::arith::rewrite_plan(plan, &widen)
     }
 

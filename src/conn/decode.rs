@@ -510,8 +510,9 @@ fn convert(v: ScalarValue, target: u32) -> Result<ScalarValue, DecodeError> {
     if v.data_type() == want {
         return Ok(v);
     }
-    // Each element was converted as it was read (`array_from_binary`).
-    if param_array_element(target).is_some() && matches!(v, ScalarValue::List(_)) {
+    // Numeric elements were converted as they were read (`array_from_binary`), at the list's
+    // largest scale, which the target type (scale 0) does not say.
+    if param_array_element(target) == Some(oid::NUMERIC) && matches!(v, ScalarValue::List(_)) {
         return Ok(v);
     }
     match (&v, target) {

@@ -350,6 +350,32 @@ fn arrays_in_text_and_binary() {
             Some("NULL".into())
         ]
     );
+    // numeric[] elements share the largest scale; timestamptz[] elements are UTC instants.
+    let ScalarValue::List(list) = text("{1.5,2,NULL}", 1231).expect("numeric array") else {
+        panic!("a list");
+    };
+    assert_eq!(list.value_type(), DataType::Decimal128(38, 1));
+    let decimals = list
+        .value(0)
+        .as_any()
+        .downcast_ref::<datafusion::arrow::array::Decimal128Array>()
+        .expect("decimals")
+        .iter()
+        .collect::<Vec<_>>();
+    assert_eq!(decimals, vec![Some(15), Some(20), None]);
+    let ScalarValue::List(list) =
+        text("{\"2020-01-02 03:04:05+00\"}", 1185).expect("timestamptz[]")
+    else {
+        panic!("a list");
+    };
+    assert_eq!(
+        list.value_type(),
+        DataType::Timestamp(
+            datafusion::arrow::datatypes::TimeUnit::Microsecond,
+            Some(UTC.into())
+        )
+    );
+    assert_eq!(code(text("{not-a-uuid}", 2951)), "22P02");
     assert_eq!(code(text("{1,{2}}", 1007)), "22P02");
     assert_eq!(code(text("1,2", 1007)), "22P02");
     assert_eq!(code(text("{1,x}", 1007)), "22P02");
