@@ -38,6 +38,20 @@ pub(crate) fn declared_query(stmt: &ast::Statement) -> Option<(&ast::Declare, &a
     }
 }
 
+/// A cursor reads a query: a SELECT, VALUES or TABLE, not a data-modifying statement.
+pub(crate) fn check_query(q: &ast::Query) -> Result<()> {
+    match *q.body {
+        ast::SetExpr::Select(_)
+        | ast::SetExpr::Query(_)
+        | ast::SetExpr::SetOperation { .. }
+        | ast::SetExpr::Values(_)
+        | ast::SetExpr::Table(_) => Ok(()),
+        _ => Err(Error::syntax(
+            "a cursor's query must be a SELECT, VALUES or TABLE query",
+        )),
+    }
+}
+
 /// An open cursor.
 pub(crate) struct Cursor {
     fields: Arc<Vec<FieldInfo>>,
@@ -136,6 +150,9 @@ impl Cursors {
             return Err(Error::NoActiveTransaction {
                 message: "DECLARE CURSOR can only be used in transaction blocks".into(),
             });
+        }
+        if let Some(q) = declare.for_query.as_deref() {
+            check_query(q)?;
         }
         if self.open.contains_key(&name) {
             return Err(Error::Detailed {

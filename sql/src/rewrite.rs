@@ -514,6 +514,71 @@ fn json_lateral(s: &mut ast::Select) {
     });
 }
 
+/// `UNNEST(a, …) WITH ORDINALITY`, which DataFusion refuses, is `UNNEST(a, …, range(1, n + 1))`
+/// with n the longest array's length: the ordinality column is one more zipped array, numbered
+/// from 1 in the arrays' order (`FROM unnest($1::int[]) WITH ORDINALITY AS t(id, n)`). Without
+/// column names PostgreSQL calls it `ordinality`.
+fn unnest_with_ordinality(s: &mut ast::Select) {
+    let factors = s.from.iter_mut().flat_map(|t| {
+        std::iter::once(&mut t.relation).chain(t.joins.iter_mut().map(|j| &mut j.relation))
+    });
+    for factor in factors {
+        let ast::TableFactor::UNNEST {
+            alias,
+            array_exprs,
+            with_offset: false,
+            with_ordinality,
+            ..
+        } = factor
+        else {
+            continue;
+        };
+        if !*with_ordinality || array_exprs.is_empty() {
+            continue;
+        }
+        let lengths: Vec<Expr> = array_exprs
+            .iter()
+            .map(|a| call("cardinality", a.clone()))
+            .collect();
+        let longest = match lengths.len() {
+            1 => lengths
+                .into_iter()
+                .next()
+                .unwrap_or(Expr::value(ast::Value::Null)),
+            _ => call_with("greatest", lengths),
+        };
+        let upper = Expr::BinaryOp {
+            left: Box::new(Expr::Cast {
+                kind: ast::CastKind::DoubleColon,
+                expr: Box::new(longest),
+                data_type: DataType::BigInt(None),
+                array: false,
+                format: None,
+            }),
+            op: ast::BinaryOperator::Plus,
+            right: Box::new(Expr::value(ast::Value::Number("1".into(), false))),
+        };
+        let one = Expr::value(ast::Value::Number("1".into(), false));
+        array_exprs.push(call_with("range", vec![one, upper]));
+        *with_ordinality = false;
+        if alias.is_none() && array_exprs.len() == 2 {
+            *alias = Some(ast::TableAlias {
+                explicit: true,
+                name: Ident::new("unnest"),
+                columns: vec![ast::TableAliasColumnDef::from_name("unnest")],
+                at: None,
+            });
+        }
+        if let Some(alias) = alias {
+            if !alias.columns.is_empty() && alias.columns.len() < array_exprs.len() {
+                alias
+                    .columns
+                    .push(ast::TableAliasColumnDef::from_name("ordinality"));
+            }
+        }
+    }
+}
+
 /// A set-returning JSON function in FROM becomes a derived table of `unnest`s of its list
 /// function(s) (zipped), with PostgreSQL's column names.
 fn json_set_functions_in_from(s: &mut ast::Select) {
@@ -1006,6 +1071,7 @@ fn rewrite_select(body: &mut ast::SetExpr) {
             set_returning_in_select_list(s);
             json_lateral(s);
             json_set_functions_in_from(s);
+            unnest_with_ordinality(s);
             name_table_functions(s);
             if let Some(w) = &mut s.selection {
                 row_in_as_exists(w);

@@ -483,6 +483,7 @@ impl Session {
         }
         // DECLARE … CURSOR takes its query's parameters; FETCH returns its cursor's columns.
         if let Some((_, query)) = crate::cursor::declared_query(&stmt.ast) {
+            crate::cursor::check_query(query)?;
             let source = Statement::query(query.clone(), Arc::clone(&stmt.sql));
             let plan = query::plan(&self.state, &source, declared, self.shared.catalog()).await?;
             return Ok(Prepared {
@@ -834,7 +835,10 @@ impl Session {
                     tag: "RESET".into(),
                 }))
             }
-            ast::Statement::Discard { .. } => {
+            ast::Statement::Discard { object_type } => {
+                if *object_type == ast::DiscardObject::ALL {
+                    self.cursors.close(&ast::CloseCursor::All)?;
+                }
                 self.settings.reset_all();
                 Ok(Some(QueryOutput::Command {
                     tag: "DISCARD ALL".into(),
