@@ -182,6 +182,32 @@ fn function_for(t: &DataType) -> Option<&'static str> {
     }
 }
 
+/// `f(operand::element[])`: the operand (taken out of its cast) cast to an array of `element`,
+/// then handed to the function that finishes the cast.
+fn array_cast_call(
+    f: &str,
+    operand: &mut Box<Expr>,
+    kind: &ast::CastKind,
+    format: &Option<ast::CastFormat>,
+    element: DataType,
+    size: Option<u64>,
+) -> Expr {
+    let cast = Expr::Cast {
+        kind: kind.clone(),
+        expr: Box::new(std::mem::replace(
+            operand.as_mut(),
+            Expr::value(ast::Value::Null),
+        )),
+        data_type: DataType::Array(ast::ArrayElemTypeDef::SquareBracket(
+            Box::new(element),
+            size,
+        )),
+        array: false,
+        format: format.clone(),
+    };
+    call(f, cast)
+}
+
 /// A cast to `char(n)` or `varchar(n)` as (function, n): bpchar.rs.
 fn char_cast(t: &DataType) -> Option<(&'static str, Option<u64>)> {
     let n = |l: &Option<ast::CharacterLength>| match l {
@@ -1299,22 +1325,15 @@ pub(crate) fn rewrite<V: VisitMut>(node: &mut V) {
                     | DataType::Decimal(ast::ExactNumberInfo::None)
             ) =>
             {
-                let cast = Expr::Cast {
-                    kind: kind.clone(),
-                    expr: Box::new(std::mem::replace(
-                        expr.as_mut(),
-                        Expr::value(ast::Value::Null),
-                    )),
-                    data_type: DataType::Array(ast::ArrayElemTypeDef::SquareBracket(
-                        Box::new(DataType::Numeric(ast::ExactNumberInfo::PrecisionAndScale(
-                            38, 16,
-                        ))),
-                        *size,
-                    )),
-                    array: false,
-                    format: format.clone(),
-                };
-                Some(call("weft_numeric_array", cast))
+                let element = DataType::Numeric(ast::ExactNumberInfo::PrecisionAndScale(38, 16));
+                Some(array_cast_call(
+                    "weft_numeric_array",
+                    expr,
+                    kind,
+                    format,
+                    element,
+                    *size,
+                ))
             }
             // `uuid[]`, `json[]`, `jsonb[]`: each element read as the scalar cast reads it.
             Expr::Cast {
@@ -1333,20 +1352,7 @@ pub(crate) fn rewrite<V: VisitMut>(node: &mut V) {
                     Some("weft_json") => "weft_json_array",
                     _ => "weft_jsonb_array",
                 };
-                let cast = Expr::Cast {
-                    kind: kind.clone(),
-                    expr: Box::new(std::mem::replace(
-                        expr.as_mut(),
-                        Expr::value(ast::Value::Null),
-                    )),
-                    data_type: DataType::Array(ast::ArrayElemTypeDef::SquareBracket(
-                        Box::new(DataType::Text),
-                        None,
-                    )),
-                    array: false,
-                    format: format.clone(),
-                };
-                Some(call(f, cast))
+                Some(array_cast_call(f, expr, kind, format, DataType::Text, None))
             }
             Expr::Cast {
                 expr,

@@ -71,11 +71,7 @@ async fn psycopg3_copies_in_and_out() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn psycopg3_as_orms_use_it() {
-    let srv = server().await;
-    passes(
-        "orm_psycopg.py",
-        &python("orm_psycopg.py", &srv.conn_string()).await,
-    );
+    python_passes("psycopg", "psycopg[binary]>=3.2", "orm_psycopg.py").await;
 }
 
 /// python3 can import `module`; else the test fails saying what to install.
@@ -94,24 +90,21 @@ async fn importable(module: &str, pip: &str) {
     );
 }
 
+/// `script` passes against a fresh server, once python3 can import `module`.
+async fn python_passes(module: &str, pip: &str, script: &str) {
+    importable(module, pip).await;
+    let srv = server().await;
+    passes(script, &python(script, &srv.conn_string()).await);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sqlalchemy_creates_reflects_and_runs_its_orm() {
-    importable("sqlalchemy", "SQLAlchemy>=2.0,<2.2").await;
-    let srv = server().await;
-    passes(
-        "sqlalchemy_orm.py",
-        &python("sqlalchemy_orm.py", &srv.conn_string()).await,
-    );
+    python_passes("sqlalchemy", "SQLAlchemy>=2.0,<2.2", "sqlalchemy_orm.py").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn django_migrates_and_runs_its_orm() {
-    importable("django", "Django>=5.2,<5.3").await;
-    let srv = server().await;
-    passes(
-        "django_orm.py",
-        &python("django_orm.py", &srv.conn_string()).await,
-    );
+    python_passes("django", "Django>=5.2,<5.3", "django_orm.py").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
