@@ -39,25 +39,7 @@ fn passes(script: &str, out: &std::process::Output) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn psycopg3_receives_notify_and_live_query_changes() {
-    let probe = Command::new("python3")
-        .args(["-c", "import psycopg; print(psycopg.__version__)"])
-        .output()
-        .await
-        .unwrap_or_else(|e| {
-            panic!("cannot run python3 ({e}); install it, or run scripts/install-deps as root")
-        });
-    assert!(
-        probe.status.success(),
-        "psycopg 3 is not importable by python3: run scripts/install-deps (pip install \
-         'psycopg[binary]>=3.2'): {}",
-        String::from_utf8_lossy(&probe.stderr)
-    );
-
-    let srv = server().await;
-    passes(
-        "notify_psycopg.py",
-        &python("notify_psycopg.py", &srv.conn_string()).await,
-    );
+    python_passes("psycopg", "psycopg[binary]>=3.2", "notify_psycopg.py").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
