@@ -127,8 +127,8 @@ impl Cursors {
 
     /// The fields FETCH from `name` returns: the statement is described at Parse.
     pub(crate) fn describe_fetch(&self, name: &ast::Ident) -> Result<Arc<Vec<FieldInfo>>> {
-        self.fields(&name.value)
-            .ok_or_else(|| undefined(&name.value))
+        let name = crate::ddl::ident(name);
+        self.fields(&name).ok_or_else(|| undefined(&name))
     }
 
     /// Checks a DECLARE before its query runs.
@@ -136,7 +136,7 @@ impl Cursors {
         let name = declare
             .names
             .first()
-            .map(|n| n.value.clone())
+            .map(crate::ddl::ident)
             .ok_or_else(|| Error::internal("DECLARE without a name"))?;
         if declare.scroll == Some(true) {
             return Err(Error::unsupported(
@@ -202,10 +202,8 @@ impl Cursors {
         direction: &ast::FetchDirection,
     ) -> Result<QueryOutput> {
         let count = fetch_count(direction)?;
-        let cursor = self
-            .open
-            .get_mut(&name.value)
-            .ok_or_else(|| undefined(&name.value))?;
+        let name = crate::ddl::ident(name);
+        let cursor = self.open.get_mut(&name).ok_or_else(|| undefined(&name))?;
         let stream = cursor
             .stream
             .get_mut()
@@ -248,9 +246,8 @@ impl Cursors {
                 })
             }
             ast::CloseCursor::Specific { name } => {
-                self.open
-                    .remove(&name.value)
-                    .ok_or_else(|| undefined(&name.value))?;
+                let name = crate::ddl::ident(name);
+                self.open.remove(&name).ok_or_else(|| undefined(&name))?;
                 Ok(QueryOutput::Command {
                     tag: "CLOSE CURSOR".into(),
                 })

@@ -85,6 +85,9 @@ impl Dialect for WeftDialect {
         if parser.parse_keywords(&[Keyword::ALTER, Keyword::SEQUENCE]) {
             return Some(parse_alter_sequence(parser));
         }
+        if let Some(fetch) = fetch_next(parser) {
+            return Some(fetch);
+        }
         if starts_create_table(parser) {
             return create_table(parser);
         }
@@ -634,4 +637,51 @@ mod tests {
         assert!(parses("SELECT 1::int, E'a\\n'").is_ok());
         assert!(parses("LISTEN ch").is_ok());
     }
+}
+
+/// `FETCH name` and `FETCH FROM | IN name`, which PostgreSQL reads as `FETCH NEXT FROM name` and
+/// sqlparser refuses (it wants a count or a direction first).
+fn fetch_next(parser: &mut Parser) -> Option<Result<Statement, ParserError>> {
+    let word = |t: &Token| match t {
+        Token::Word(w) => Some(w.clone()),
+        _ => None,
+    };
+    let end = |t: &Token| matches!(t, Token::EOF | Token::SemiColon);
+    if word(&parser.peek_token().token)?.keyword != Keyword::FETCH {
+        return None;
+    }
+    let first = word(&parser.peek_nth_token(1).token)?;
+    let skip = if matches!(first.keyword, Keyword::FROM | Keyword::IN) {
+        word(&parser.peek_nth_token(2).token)?;
+        if !end(&parser.peek_nth_token(3).token) {
+            return None;
+        }
+        2
+    } else {
+        let direction = matches!(
+            first.keyword,
+            Keyword::NEXT
+                | Keyword::PRIOR
+                | Keyword::FIRST
+                | Keyword::LAST
+                | Keyword::ABSOLUTE
+                | Keyword::RELATIVE
+                | Keyword::ALL
+                | Keyword::FORWARD
+                | Keyword::BACKWARD
+        );
+        if direction || !end(&parser.peek_nth_token(2).token) {
+            return None;
+        }
+        1
+    };
+    for _ in 0..skip {
+        parser.next_token();
+    }
+    Some(parser.parse_identifier().map(|name| Statement::Fetch {
+        name,
+        direction: datafusion::sql::sqlparser::ast::FetchDirection::Next,
+        position: datafusion::sql::sqlparser::ast::FetchPosition::From,
+        into: None,
+    }))
 }
