@@ -481,16 +481,17 @@ impl Session {
         if let ast::Statement::Copy { .. } = &*stmt.ast {
             return crate::copy::prepare(self, stmt, declared).await;
         }
-        // DECLARE … CURSOR takes its query's parameters; FETCH returns its cursor's columns.
+        // DECLARE … CURSOR takes its query's parameters and keeps its plan (run at Execute);
+        // FETCH returns its cursor's columns.
         if let Some((_, query)) = crate::cursor::declared_query(&stmt.ast) {
             crate::cursor::check_query(query)?;
             let source = Statement::query(query.clone(), Arc::clone(&stmt.sql));
             let plan = query::plan(&self.state, &source, declared, self.shared.catalog()).await?;
             return Ok(Prepared {
-                param_types: plan.param_types,
+                param_types: plan.param_types.clone(),
                 fields: None,
                 stmt: Some(stmt),
-                plan: None,
+                plan: Some(plan),
                 point: None,
                 copy: None,
             });
@@ -679,9 +680,19 @@ impl Session {
             let name = self.cursors.check_declare(declare, in_block)?;
             let hold = declare.hold == Some(true);
             let source = Statement::query(query.clone(), Arc::clone(&stmt.sql));
-            let declared: Vec<Option<PgType>> =
-                prepared.param_types.iter().copied().map(Some).collect();
-            let inner = Arc::new(self.prepare_inner(source.clone(), &declared).await?);
+            // The query as planned at Parse (planned again there if the catalog has changed).
+            let plan = prepared
+                .plan
+                .clone()
+                .ok_or_else(|| Error::internal("DECLARE prepared without its query's plan"))?;
+            let inner = Arc::new(Prepared {
+                param_types: prepared.param_types.clone(),
+                fields: Some(Arc::clone(&plan.fields)),
+                stmt: Some(source.clone()),
+                plan: Some(plan),
+                point: None,
+                copy: None,
+            });
             let rows = self.execute_in_txn(&source, &inner, params).await?;
             return self.cursors.open(name, rows, hold, in_block);
         }

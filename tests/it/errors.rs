@@ -188,3 +188,32 @@ async fn create_table_as_refuses_what_tables_cannot_hold() {
         Some("1")
     );
 }
+
+/// What Weft's forward-only cursors refuse, each with its SQLSTATE, inside a block that the
+/// error then fails (25P02) as any statement's would.
+#[tokio::test(flavor = "multi_thread")]
+async fn cursors_refuse_what_they_cannot_do() {
+    let srv = server().await;
+    let c = connect(&srv).await;
+    for (sql, code) in [
+        ("DECLARE s SCROLL CURSOR FOR SELECT 1", "0A000"),
+        ("DECLARE b BINARY CURSOR FOR SELECT 1", "0A000"),
+        ("FETCH BACKWARD 1 FROM f", "55000"),
+        ("FETCH PRIOR FROM f", "55000"),
+        ("FETCH LAST FROM f", "0A000"),
+        ("FETCH ABSOLUTE 1 FROM f", "0A000"),
+    ] {
+        c.batch_execute("BEGIN; DECLARE f CURSOR FOR SELECT 1")
+            .await
+            .expect("declares");
+        let e = c.simple_query(sql).await.expect_err(sql);
+        assert_eq!(sqlstate(&e), code, "{sql}: {e}");
+        let e = c
+            .simple_query("FETCH NEXT FROM f")
+            .await
+            .expect_err("failed block");
+        assert_eq!(sqlstate(&e), "25P02");
+        c.batch_execute("ROLLBACK").await.expect("rolls back");
+    }
+    assert_eq!(scalar(&c, "select 1").await.as_deref(), Some("1"));
+}
