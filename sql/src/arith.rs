@@ -267,6 +267,24 @@ fn checked_node(e: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
                 ),
             )));
         }
+        // An array as text is PostgreSQL's literal (`{1,2}`), not Arrow's (`[1, 2]`);
+        // int2vector and oidvector keep their own form.
+        Expr::Cast(c)
+            if c.field.data_type() == &DataType::Utf8
+                && c.expr.to_field(schema).is_ok_and(|(_, f)| {
+                    matches!(
+                        f.data_type(),
+                        DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..)
+                    ) && !f
+                        .metadata()
+                        .get(crate::pgtype::PG_TYPE_KEY)
+                        .is_some_and(|t| t.ends_with("vector"))
+                }) =>
+        {
+            return Ok(Transformed::yes(Expr::ScalarFunction(
+                ScalarFunction::new_udf(crate::array_text::udf(), vec![*c.expr]),
+            )));
+        }
         // Array sizes and positions are int4 in PostgreSQL; DataFusion's are UInt64.
         Expr::ScalarFunction(f)
             if INT4_ARRAY_FUNCTIONS.contains(&f.name())

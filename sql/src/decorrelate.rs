@@ -216,6 +216,8 @@ struct Spine<'a> {
     between: Vec<&'a Projection>,
     predicate: Option<&'a Expr>,
     bottom: &'a LogicalPlan,
+    /// The bottom reads the outer columns in one lateral call (lateral.rs).
+    lateral_bottom: bool,
     /// The outer columns referenced, in a fixed order: the domain's columns.
     outer: Vec<Column>,
 }
@@ -242,8 +244,10 @@ impl<'a> Spine<'a> {
         };
         let mut between = Vec::new();
         let mut node = aggregate.input.as_ref();
+        let in_outer = |c: &Column| outer_schema.has_column(c);
+        let lateral = |n: &LogicalPlan| crate::lateral::lone_lateral_call(n, &in_outer);
         let (predicate, bottom) = loop {
-            if !deeply_correlated(node) {
+            if !deeply_correlated(node) || lateral(node) {
                 break (None, node);
             }
             match node {
@@ -251,18 +255,20 @@ impl<'a> Spine<'a> {
                     between.push(p);
                     node = &p.input;
                 }
-                LogicalPlan::Filter(f) if !deeply_correlated(&f.input) => {
+                LogicalPlan::Filter(f) if !deeply_correlated(&f.input) || lateral(&f.input) => {
                     break (Some(&f.predicate), f.input.as_ref());
                 }
                 _ => return None,
             }
         };
+        let lateral_bottom = deeply_correlated(bottom);
         let spine = Spine {
             above,
             aggregate,
             between,
             predicate,
             bottom,
+            lateral_bottom,
             outer: Vec::new(),
         };
         let mut outer = Vec::new();
@@ -284,6 +290,16 @@ impl<'a> Spine<'a> {
                     only_equi_in_filter = false;
                 }
             }
+        }
+        if spine.lateral_bottom {
+            // The lateral call's outer columns, and a correlation DataFusion cannot handle.
+            let _ = spine.bottom.apply_with_subqueries(|n| {
+                n.apply_expressions(|e| {
+                    outer.extend(outer_columns(e));
+                    Ok(TreeNodeRecursion::Continue)
+                })
+            });
+            only_equi_in_filter = false;
         }
         let mut seen = HashSet::new();
         outer.retain(|c| seen.insert(c.clone()));
@@ -348,7 +364,45 @@ impl<'a> Spine<'a> {
                     .map(|(c, k)| Expr::Column(c.clone()).alias(k)),
             )?
             .distinct()?;
-        let bottom = self.bottom.clone();
+        let mut bottom = self.bottom.clone();
+        // A lateral call in the bottom runs once per domain row of a second copy of the domain,
+        // whose keys (`…_jN`) come out with the bottom's rows and are matched to the first's.
+        let mut same_row: Vec<Expr> = Vec::new();
+        if self.lateral_bottom {
+            let copy_names: Vec<String> = (0..self.outer.len())
+                .map(|i| format!("__weft_sq{id}_j{i}"))
+                .collect();
+            let copy = LogicalPlanBuilder::from(Arc::unwrap_or_clone(Arc::clone(input)))
+                .project(
+                    self.outer
+                        .iter()
+                        .zip(&copy_names)
+                        .map(|(c, k)| Expr::Column(c.clone()).alias(k)),
+                )?
+                .distinct()?
+                .build()?;
+            let carried: Vec<Expr> = copy_names
+                .iter()
+                .map(|k| Expr::Column(Column::from_name(k)))
+                .collect();
+            let binder = |c: &Column| match self.outer.iter().position(|o| o == c) {
+                Some(i) => Expr::Column(Column::from_name(&copy_names[i])),
+                None => Expr::Column(c.clone()),
+            };
+            bottom =
+                crate::lateral::graft_lateral_call(&bottom, &Arc::new(copy), &carried, &binder)?;
+            same_row = key_names
+                .iter()
+                .zip(&copy_names)
+                .map(|(k, j)| {
+                    Expr::BinaryExpr(BinaryExpr::new(
+                        Box::new(Expr::Column(Column::from_name(k))),
+                        Operator::IsNotDistinctFrom,
+                        Box::new(Expr::Column(Column::from_name(j))),
+                    ))
+                })
+                .collect();
+        }
         let inner = LogicalPlanBuilder::from(bottom.clone())
             .project(
                 bottom
@@ -363,6 +417,7 @@ impl<'a> Spine<'a> {
             Some(p) => bind(p.clone())?,
             None => lit(true),
         };
+        let on = same_row.into_iter().fold(on, Expr::and);
         let mut plan = domain.join_on(inner, JoinType::Left, [on])?;
         for p in self.between.iter().rev() {
             let exprs = p

@@ -19,6 +19,7 @@
 mod aggregates;
 mod any_decimal;
 mod arith;
+pub mod array_text;
 mod bpchar;
 pub mod cluster;
 pub mod convert;
@@ -46,6 +47,7 @@ pub mod interval;
 mod interval_arith;
 mod json;
 mod json_fn;
+mod lateral;
 /// PostgreSQL's errors on DataFusion's math functions.
 mod math;
 mod misc_fn;
@@ -81,6 +83,7 @@ mod txn_control;
 mod typecheck;
 mod union_order;
 mod unnest_fields;
+mod unnest_keys;
 
 pub use cluster::{ClusterAdmin, NodeInfo};
 pub use datafusion;

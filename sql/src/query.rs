@@ -86,6 +86,7 @@ pub(crate) fn new_state(shared: &Arc<SessionShared>, database: &str) -> SessionS
         .with_default_features()
         .with_catalog_list(catalogs)
         .with_analyzer_rules(crate::arith::analyzer_rules(pg_catalog::analyzer_rules()))
+        .with_optimizer_rules(crate::unnest_keys::optimizer_rules())
         .with_type_planner(Arc::new(crate::datetime_in::PgTypePlanner))
         .build();
     functions::register(&mut state, shared);

@@ -423,123 +423,6 @@ fn set_call(
     Some((fname, args, alias, lists, columns))
 }
 
-/// `FROM t, jsonb_array_elements(t.doc) e` (the function reads the table before it, LATERAL
-/// in PostgreSQL, which DataFusion cannot plan) becomes `FROM (SELECT t.*, unnest(…) AS e
-/// FROM t) t`: each row of `t` once per element, `e` a column beside `t`'s; `e.value` (and
-/// `e.key` of jsonb_each) are read from there. Only that shape: one table, then the function.
-fn json_lateral(s: &mut ast::Select) {
-    let [first, second] = s.from.as_slice() else {
-        return;
-    };
-    if !first.joins.is_empty() || !second.joins.is_empty() {
-        return;
-    }
-    let ast::TableFactor::Table { args: None, .. } = &first.relation else {
-        return;
-    };
-    let Some((fname, args, f_alias, lists, columns)) = set_call(&second.relation) else {
-        return;
-    };
-    let Some(table) = factor_name(&first.relation) else {
-        return;
-    };
-    let mut refers = false;
-    let mut arg_exprs = unnamed_exprs(&args.args);
-    let _ = visit_expressions_mut(&mut arg_exprs, |e: &mut Expr| {
-        refers |= matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_));
-        ControlFlow::<()>::Continue(())
-    });
-    if !refers || arg_exprs.len() != args.args.len() {
-        return;
-    }
-    let f_name = f_alias
-        .as_ref()
-        .map(|a| crate::ddl::ident(&a.name))
-        .unwrap_or_else(|| fname.clone());
-    let arg_text: Vec<String> = arg_exprs.iter().map(ToString::to_string).collect();
-    // Column names: a one-column function's is its alias (or `value`, or the function's name).
-    let names: Vec<String> = match (lists, columns) {
-        ([_], [column]) => vec![match (column, f_alias.is_some()) {
-            (Some(c), false) => c.to_string(),
-            _ => f_name.clone(),
-        }],
-        _ => columns
-            .iter()
-            .map(|c| c.unwrap_or("value").to_string())
-            .collect(),
-    };
-    let items: Vec<String> = lists
-        .iter()
-        .zip(&names)
-        .map(|(list, column)| {
-            format!(
-                "unnest({list}({})) AS {}",
-                arg_text.join(", "),
-                Ident::with_quote('"', column.clone())
-            )
-        })
-        .collect();
-    let sql = format!(
-        "SELECT {}.*, {} FROM {}",
-        Ident::with_quote('"', crate::ddl::ident(&table)),
-        items.join(", "),
-        first.relation
-    );
-    let dialect = crate::dialect::WeftDialect::default();
-    let Ok(query) = datafusion::sql::sqlparser::parser::Parser::new(&dialect)
-        .try_with_sql(&sql)
-        .and_then(|mut p| p.parse_query())
-    else {
-        return;
-    };
-    s.from = vec![ast::TableWithJoins {
-        relation: ast::TableFactor::Derived {
-            lateral: false,
-            subquery: query,
-            alias: Some(ast::TableAlias {
-                explicit: true,
-                name: table.clone(),
-                columns: Vec::new(),
-                at: None,
-            }),
-            sample: None,
-        },
-        joins: Vec::new(),
-    }];
-    // `e.value` / `e.key`: the function's columns now belong to the table's row; in the select
-    // list they keep their names.
-    for item in &mut s.projection {
-        if let ast::SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts)) = item {
-            if let [qualifier, column] = parts.as_slice() {
-                if crate::ddl::ident(qualifier) == f_name {
-                    let alias = Ident::with_quote('"', crate::ddl::ident(column));
-                    let expr = Expr::CompoundIdentifier(parts.clone());
-                    *item = ast::SelectItem::ExprWithAlias { expr, alias };
-                }
-            }
-        }
-    }
-    let single = names.len() == 1;
-    let _ = visit_expressions_mut(s, |e: &mut Expr| {
-        if let Expr::CompoundIdentifier(parts) = e {
-            if let [qualifier, column] = parts.as_slice() {
-                if crate::ddl::ident(qualifier) == f_name {
-                    let column = if single {
-                        names[0].clone()
-                    } else {
-                        crate::ddl::ident(column)
-                    };
-                    *e = Expr::CompoundIdentifier(vec![
-                        table.clone(),
-                        Ident::with_quote('"', column),
-                    ]);
-                }
-            }
-        }
-        ControlFlow::<()>::Continue(())
-    });
-}
-
 /// `UNNEST(a, …) WITH ORDINALITY`, which DataFusion refuses, is `UNNEST(a, …, range(1, n + 1))`
 /// with n the longest array's length: the ordinality column is one more zipped array, numbered
 /// from 1 in the arrays' order (`FROM unnest($1::int[]) WITH ORDINALITY AS t(id, n)`). Without
@@ -605,9 +488,95 @@ fn unnest_with_ordinality(s: &mut ast::Select) {
     }
 }
 
+/// `LATERAL f(…)` in FROM is parsed as its own kind of table factor; PostgreSQL's functions in
+/// FROM are always lateral, so it is the plain call (`LATERAL unnest(…)` an UNNEST). A
+/// `generate_series` whose bounds read columns of the tables before it becomes an UNNEST of the
+/// select-list form's array, which lateral.rs then computes per row.
+fn lateral_functions(s: &mut ast::Select) {
+    let factors = s.from.iter_mut().flat_map(|t| {
+        std::iter::once(&mut t.relation).chain(t.joins.iter_mut().map(|j| &mut j.relation))
+    });
+    for factor in factors {
+        if let ast::TableFactor::Function {
+            lateral: true,
+            name,
+            args,
+            with_ordinality,
+            alias,
+        } = factor
+        {
+            let is_unnest = matches!(name.0.as_slice(), [p]
+                if p.as_ident().is_some_and(|i| crate::ddl::ident(i) == "unnest"));
+            *factor = if is_unnest {
+                ast::TableFactor::UNNEST {
+                    alias: alias.take(),
+                    array_exprs: unnamed_exprs(args),
+                    with_offset: false,
+                    with_offset_alias: None,
+                    with_ordinality: *with_ordinality,
+                }
+            } else {
+                ast::TableFactor::Table {
+                    name: name.clone(),
+                    alias: alias.take(),
+                    args: Some(ast::TableFunctionArgs {
+                        args: std::mem::take(args),
+                        settings: None,
+                    }),
+                    with_hints: vec![],
+                    version: None,
+                    with_ordinality: *with_ordinality,
+                    partitions: vec![],
+                    json_path: None,
+                    sample: None,
+                    index_hints: vec![],
+                }
+            };
+        }
+        let ast::TableFactor::Table {
+            name,
+            args: Some(args),
+            alias,
+            with_ordinality,
+            ..
+        } = factor
+        else {
+            continue;
+        };
+        if !is_generate_series(name) {
+            continue;
+        }
+        let exprs = unnamed_exprs(&args.args);
+        if !reads_columns(&exprs) || exprs.len() != args.args.len() {
+            continue;
+        }
+        let mut alias = alias.take().unwrap_or_else(|| ast::TableAlias {
+            explicit: true,
+            name: Ident::with_quote('"', "generate_series"),
+            columns: Vec::new(),
+            at: None,
+        });
+        if alias.columns.is_empty() {
+            alias.columns.push(ast::TableAliasColumnDef::from_name(
+                alias.name.value.clone(),
+            ));
+        }
+        *factor = ast::TableFactor::UNNEST {
+            alias: Some(alias),
+            array_exprs: vec![call_with("generate_series", exprs)],
+            with_offset: false,
+            with_offset_alias: None,
+            with_ordinality: *with_ordinality,
+        };
+    }
+}
+
 /// A set-returning JSON function in FROM becomes a derived table of `unnest`s of its list
 /// function(s) (zipped), with PostgreSQL's column names.
 fn json_set_functions_in_from(s: &mut ast::Select) {
+    // Aliases whose one column is named after them, and the function's own column name, which
+    // PostgreSQL also accepts (`e.value` of `jsonb_array_elements(x) e`).
+    let mut renamed: Vec<(String, String)> = Vec::new();
     let factors = s.from.iter_mut().flat_map(|t| {
         std::iter::once(&mut t.relation).chain(t.joins.iter_mut().map(|j| &mut j.relation))
     });
@@ -632,6 +601,9 @@ fn json_set_functions_in_from(s: &mut ast::Select) {
                 at: None,
             });
             if alias.columns.is_empty() {
+                if let (true, Some(own)) = (given, column) {
+                    renamed.push((crate::ddl::ident(&alias.name), own.to_string()));
+                }
                 let column = match column {
                     Some(c) if !given => c.to_string(),
                     _ => alias.name.value.clone(),
@@ -678,12 +650,45 @@ fn json_set_functions_in_from(s: &mut ast::Select) {
             continue;
         };
         *factor = ast::TableFactor::Derived {
-            lateral: false,
+            lateral: true,
             subquery: query,
             alias: Some(alias),
             sample: None,
         };
     }
+    if renamed.is_empty() {
+        return;
+    }
+    let is_own = |parts: &[Ident]| match parts {
+        [qualifier, column] => renamed
+            .iter()
+            .any(|(a, c)| *a == crate::ddl::ident(qualifier) && *c == crate::ddl::ident(column)),
+        _ => false,
+    };
+    // In the select list the column keeps the name it was read by.
+    for item in &mut s.projection {
+        if let ast::SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts)) = item {
+            if is_own(parts) {
+                let alias = Ident::with_quote('"', crate::ddl::ident(&parts[1]));
+                let expr = Expr::CompoundIdentifier(parts.clone());
+                *item = ast::SelectItem::ExprWithAlias { expr, alias };
+            }
+        }
+    }
+    let _ = visit_expressions_mut(s, |e: &mut Expr| {
+        if let Expr::CompoundIdentifier(parts) = e {
+            if let [qualifier, column] = parts.as_slice() {
+                let q = crate::ddl::ident(qualifier);
+                let own = renamed
+                    .iter()
+                    .any(|(a, c)| *a == q && *c == crate::ddl::ident(column));
+                if own {
+                    parts[1] = Ident::with_quote('"', q);
+                }
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
 }
 
 /// `FETCH FIRST n ROWS ONLY` is `LIMIT n` (WITH TIES and PERCENT are left for DataFusion to refuse).
@@ -1093,9 +1098,9 @@ fn rewrite_select(body: &mut ast::SetExpr) {
     match body {
         ast::SetExpr::Select(s) => {
             full_join_using(s);
+            lateral_functions(s);
             typed_series_args(s);
             set_returning_in_select_list(s);
-            json_lateral(s);
             json_set_functions_in_from(s);
             unnest_with_ordinality(s);
             name_table_functions(s);
@@ -1291,12 +1296,29 @@ fn whole_rows_in(s: &mut ast::Select, catalog: &weft_storage::Catalog) {
 }
 
 /// Rewrites every expression of a statement (or of an expression) in place.
+/// Any column reference in `exprs`.
+fn reads_columns(exprs: &[Expr]) -> bool {
+    let mut found = false;
+    let mut scan = exprs.to_vec();
+    let _ = visit_expressions_mut(&mut scan, |e: &mut Expr| {
+        found |= matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_));
+        ControlFlow::<()>::Continue(())
+    });
+    found
+}
+
 pub(crate) fn rewrite<V: VisitMut>(node: &mut V) {
     let _ = node.visit(&mut Clauses);
     crate::pg_catalog::rewrite(node);
     crate::push::changes::rewrite(node);
     let _ = visit_expressions_mut(node, |e: &mut Expr| {
         let replacement = match e {
+            // DataFusion plans an ARRAY[…] literal's elements without the enclosing query's
+            // columns (`FROM t, unnest(ARRAY[t.a, t.b])`, `ARRAY[outer.x]` in a subquery:
+            // "column does not exist"); make_array, what it becomes, is planned with them.
+            Expr::Array(ast::Array { elem, .. }) if reads_columns(elem) => {
+                Some(call_with("make_array", std::mem::take(elem)))
+            }
             Expr::Cast {
                 expr,
                 data_type:

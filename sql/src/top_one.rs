@@ -37,6 +37,8 @@ pub(crate) struct TopOne<'a> {
     correlation: Vec<(Expr, Column)>,
     /// The filter's other conjuncts, free of outer references.
     rest: Vec<Expr>,
+    /// Rows kept per key: 1 for a scalar subquery, the LIMIT of a LATERAL one.
+    fetch: usize,
 }
 
 fn outer_column(e: &Expr) -> Option<&Column> {
@@ -51,30 +53,46 @@ fn has_outer(e: &Expr) -> bool {
         .unwrap_or(true)
 }
 
-fn limit_one(l: &Limit) -> bool {
-    let literal = |e: &Option<Box<Expr>>, want: i64| match e.as_deref() {
-        None => want == 0,
-        Some(Expr::Literal(v, _)) => matches!(
-            v.cast_to(&datafusion::arrow::datatypes::DataType::Int64),
-            Ok(datafusion::scalar::ScalarValue::Int64(Some(n))) if n == want
-        ),
-        Some(_) => false,
+/// The row count of `LIMIT n` (no OFFSET), n a literal from 1 to `most`.
+fn limit_of(l: &Limit, most: usize) -> Option<usize> {
+    let literal = |e: &Option<Box<Expr>>| match e.as_deref() {
+        None => Some(0),
+        Some(Expr::Literal(v, _)) => {
+            match v.cast_to(&datafusion::arrow::datatypes::DataType::Int64) {
+                Ok(datafusion::scalar::ScalarValue::Int64(Some(n))) => usize::try_from(n).ok(),
+                _ => None,
+            }
+        }
+        Some(_) => None,
     };
-    literal(&l.fetch, 1) && literal(&l.skip, 0)
+    match (literal(&l.fetch)?, literal(&l.skip)?) {
+        (n, 0) if (1..=most).contains(&n) => Some(n),
+        _ => None,
+    }
 }
 
 impl<'a> TopOne<'a> {
     pub(crate) fn of(sq: &'a Subquery, outer_schema: &DFSchema) -> Option<Self> {
+        Self::of_limit(sq, outer_schema, 1)
+    }
+
+    /// The shape above with `LIMIT n`, n at most `most` (a LATERAL subquery: the first n rows
+    /// of each key).
+    pub(crate) fn of_limit(sq: &'a Subquery, outer_schema: &DFSchema, most: usize) -> Option<Self> {
         let mut chain = Vec::new();
         let mut node = sq.subquery.as_ref();
-        let mut limited = false;
+        let mut limited: Option<usize> = None;
         let mut sorted = false;
         let filter = loop {
             match node {
-                LogicalPlan::Limit(l) if !limited && !sorted && limit_one(l) => limited = true,
+                LogicalPlan::Limit(l) if limited.is_none() && !sorted => {
+                    limited = Some(limit_of(l, most)?);
+                }
                 LogicalPlan::Sort(s) if !sorted => {
                     sorted = true;
-                    limited |= s.fetch == Some(1);
+                    if limited.is_none() {
+                        limited = s.fetch.filter(|n| (1..=most).contains(n));
+                    }
                     if s.expr.iter().any(|se| has_outer(&se.expr)) {
                         return None;
                     }
@@ -87,7 +105,8 @@ impl<'a> TopOne<'a> {
             chain.push(node);
             node = node.inputs().first()?;
         };
-        if !limited || crate::decorrelate::deeply_correlated(&filter.input) {
+        let fetch = limited?;
+        if crate::decorrelate::deeply_correlated(&filter.input) {
             return None;
         }
         let mut correlation = Vec::new();
@@ -123,6 +142,7 @@ impl<'a> TopOne<'a> {
             filter,
             correlation,
             rest,
+            fetch,
         })
     }
 
@@ -133,10 +153,22 @@ impl<'a> TopOne<'a> {
 
     /// The first row of each key: the plan, its key columns and its value column.
     pub(crate) fn per_key(&self, id: u64) -> DfResult<(LogicalPlan, Vec<Column>, String)> {
+        let (plan, key_columns) = self.rows_per_key(id)?;
+        let value = format!("__weft_sq{id}_v");
+        let (qualifier, field) = plan.schema().qualified_field(0);
+        let value_column = Expr::Column(Column::new(qualifier.cloned(), field.name()));
+        let keys = key_columns.iter().cloned().map(Expr::Column);
+        let plan = LogicalPlanBuilder::from(plan)
+            .project([value_column.alias(&value)].into_iter().chain(keys))?
+            .build()?;
+        Ok((plan, key_columns, value))
+    }
+
+    /// The first rows of each key (`fetch` of them): the subquery's columns, then the keys.
+    pub(crate) fn rows_per_key(&self, id: u64) -> DfResult<(LogicalPlan, Vec<Column>)> {
         let key_names: Vec<String> = (0..self.correlation.len())
             .map(|i| format!("__weft_sq{id}_k{i}"))
             .collect();
-        let value = format!("__weft_sq{id}_v");
         let row = format!("__weft_sq{id}_rn");
         let keys = || key_names.iter().map(|k| Expr::Column(Column::from_name(k)));
         let bottom = self.filter.input.as_ref().clone();
@@ -170,22 +202,17 @@ impl<'a> TopOne<'a> {
                 ),
                 LogicalPlan::Sort(s) => {
                     windowed = true;
-                    first_of_each(plan, keys().collect(), Some(s), &row)?
+                    first_of_each(plan, keys().collect(), Some(s), &row, self.fetch)?
                 }
                 LogicalPlan::Limit(_) if !windowed => {
                     windowed = true;
-                    first_of_each(plan, keys().collect(), None, &row)?
+                    first_of_each(plan, keys().collect(), None, &row, self.fetch)?
                 }
                 _ => plan,
             };
         }
-        let (qualifier, field) = plan.schema().qualified_field(0);
-        let value_column = Expr::Column(Column::new(qualifier.cloned(), field.name()));
-        let plan = LogicalPlanBuilder::from(plan)
-            .project([value_column.alias(&value)].into_iter().chain(keys()))?
-            .build()?;
         let key_columns = key_names.iter().map(Column::from_name).collect();
-        Ok((plan, key_columns, value))
+        Ok((plan, key_columns))
     }
 }
 
@@ -196,13 +223,14 @@ fn conjunction(exprs: Vec<Expr>) -> Expr {
         .unwrap_or_else(|| lit(true))
 }
 
-/// The rows of `plan` numbered within each key in `sort`'s order, only the first kept, and the
-/// columns of `plan` projected again (the number dropped).
+/// The rows of `plan` numbered within each key in `sort`'s order, only the first `fetch` kept,
+/// and the columns of `plan` projected again (the number dropped).
 fn first_of_each(
     plan: LogicalPlan,
     keys: Vec<Expr>,
     sort: Option<&Sort>,
     row: &str,
+    fetch: usize,
 ) -> DfResult<LogicalPlan> {
     let columns: Vec<Expr> = plan
         .schema()
@@ -216,7 +244,7 @@ fn first_of_each(
     }
     LogicalPlanBuilder::from(plan)
         .window([number.build()?.alias(row)])?
-        .filter(Expr::Column(Column::from_name(row)).eq(lit(1u64)))?
+        .filter(Expr::Column(Column::from_name(row)).lt_eq(lit(fetch as u64)))?
         .project(columns)?
         .build()
 }

@@ -44,30 +44,7 @@ pub fn text(array: &dyn Array, row: usize, oid: u32) -> Result<String, EncodeErr
     Ok(out)
 }
 
-/// Appends `text` as an element of an array literal (`record` false) or a row literal (`record`
-/// true), quoted when it is empty, holds a delimiter, a quote, a backslash or a space, or (in an
-/// array) reads as NULL. Inside quotes, an array escapes `"` and `\` with a backslash and a row
-/// doubles them, as PostgreSQL's array_out and record_out do.
-pub(super) fn push_element(out: &mut String, text: &str, record: bool) {
-    let (open, close) = if record { ('(', ')') } else { ('{', '}') };
-    let needs_quotes = text.is_empty()
-        || (!record && text.eq_ignore_ascii_case("NULL"))
-        || text.chars().any(|c| {
-            c == open || c == close || matches!(c, ',' | '"' | '\\') || c.is_ascii_whitespace()
-        });
-    if !needs_quotes {
-        out.push_str(text);
-        return;
-    }
-    out.push('"');
-    for c in text.chars() {
-        if c == '"' || c == '\\' {
-            out.push(if record { c } else { '\\' });
-        }
-        out.push(c);
-    }
-    out.push('"');
-}
+pub(super) use weft_sql::array_text::push_element;
 
 /// One-dimensional array: ndim, has-nulls flag, element oid, (length, lower bound 1), elements.
 pub fn binary(

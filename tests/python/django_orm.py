@@ -155,6 +155,59 @@ def main():
     group.permissions.add(*Permission.objects.filter(codename__in=["add_group", "add_permission"]))
     check("permissions", sorted(User.objects.get(username="joe").get_all_permissions()),
           ["auth.add_group", "auth.add_permission"])
+
+    # The schema editor reads constraints and indexes back (get_constraints: unnest(conkey) WITH
+    # ORDINALITY in a correlated ARRAY(…), unnest(indkey, indoption) beside pg_index) before it
+    # drops an index or a unique constraint.
+    from django.db import connection
+    from django.db import models as m
+
+    def constraints(table):
+        with connection.cursor() as c:
+            got = connection.introspection.get_constraints(c, table)
+        return {k: (v["columns"], v["unique"], v["index"], v["primary_key"], v["foreign_key"])
+                for k, v in got.items()}
+
+    fk = ("django_app_author", "id")
+    book = {
+        "django_app_book_pkey": (["id"], True, False, True, None),
+        "django_app_book_author_id_4e69c439_fk_django_app_author_id": (["author_id"], False, False, False, fk),
+        "django_app_book_author_id_4e69c439": (["author_id"], False, True, False, None),
+        "price_nonneg": (["price"], False, False, False, None),
+    }
+    check("book constraints", constraints("django_app_book"), {
+        **book,
+        "django_app_book_title_c347a1de": (["title"], False, True, False, None),
+        "django_app_book_title_c347a1de_like": (["title"], False, True, False, None),
+    })
+    like = {"django_app_author_pkey": (["id"], True, False, True, None),
+            "django_app_author_name_edf88fc4_like": (["name"], False, True, False, None)}
+    check("author constraints", constraints("django_app_author"),
+          {**like, "django_app_author_name_key": (["name"], True, False, False, None)})
+
+    with connection.schema_editor() as editor:
+        title = m.CharField(max_length=300)
+        title.set_attributes_from_name("title")
+        title.model = Book
+        editor.alter_field(Book, Book._meta.get_field("title"), title, strict=True)
+        loose = m.CharField(max_length=150)
+        loose.set_attributes_from_name("name")
+        loose.model = Author
+        editor.alter_field(Author, Author._meta.get_field("name"), loose, strict=True)
+        unique = m.CharField(max_length=150, unique=True)
+        unique.set_attributes_from_name("name")
+        unique.model = Author
+        editor.alter_field(Author, loose, unique, strict=True)
+    check("book constraints after AlterField", constraints("django_app_book"), book)
+    check("author constraints after AlterField", constraints("django_app_author"),
+          {**like, "django_app_author_name_edf88fc4_uniq": (["name"], True, False, False, None)})
+    Author.objects.create(name="N" * 150)
+    try:
+        with transaction.atomic():
+            Author.objects.create(name="N" * 150)
+        sys.exit("a duplicate name was accepted after AlterField")
+    except IntegrityError:
+        pass
     print("OK")
 
 

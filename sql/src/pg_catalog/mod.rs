@@ -82,6 +82,7 @@ pub(crate) fn analyzer_rules() -> Vec<Arc<dyn AnalyzerRule + Send + Sync>> {
     ];
     rules.extend(Analyzer::new().rules);
     rules.push(Arc::new(subquery::ScalarSubqueryValue));
+    rules.push(Arc::new(crate::lateral::LateralCalls));
     rules.push(Arc::new(crate::decorrelate::Decorrelate));
     rules
 }

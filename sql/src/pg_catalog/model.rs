@@ -108,6 +108,37 @@ fn attnum(def: &TableDef, id: u32) -> Option<i16> {
     i16::try_from(pos + 1).ok()
 }
 
+/// The attnums of the columns a CHECK expression reads, in column order (conkey).
+fn check_columns(def: &TableDef, expr: &str) -> Vec<i16> {
+    use datafusion::sql::sqlparser::ast::{visit_expressions, Expr};
+    use std::ops::ControlFlow;
+    let dialect = crate::dialect::WeftDialect::default();
+    let Ok(parsed) = datafusion::sql::sqlparser::parser::Parser::new(&dialect)
+        .try_with_sql(expr)
+        .and_then(|mut p| p.parse_expr())
+    else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = Vec::new();
+    let _ = visit_expressions(&parsed, |e: &Expr| {
+        match e {
+            Expr::Identifier(i) => names.push(crate::ddl::ident(i)),
+            Expr::CompoundIdentifier(parts) => {
+                if let Some(last) = parts.last() {
+                    names.push(crate::ddl::ident(last));
+                }
+            }
+            _ => {}
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    def.visible_columns()
+        .enumerate()
+        .filter(|(_, (_, c))| names.contains(&c.name))
+        .filter_map(|(i, _)| i16::try_from(i + 1).ok())
+        .collect()
+}
+
 /// The column names, types and type modifiers of a view, from planning its query.
 pub type ViewColumns = HashMap<TableId, Vec<(String, PgType, i32)>>;
 
@@ -376,7 +407,7 @@ impl Model {
                 name: chk.name.clone(),
                 kind: 'c',
                 table_oid,
-                keys: Vec::new(),
+                keys: check_columns(def, &chk.expr),
                 index_oid: 0,
                 check: Some(chk.expr.clone()),
                 foreign: None,
