@@ -267,18 +267,16 @@ fn checked_node(e: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
                 ),
             )));
         }
-        // An array as text is PostgreSQL's literal (`{1,2}`), not Arrow's (`[1, 2]`);
-        // int2vector and oidvector keep their own form.
+        // An array as text is PostgreSQL's literal (`{1,2}`), not Arrow's (`[1, 2]`), and
+        // floats and timestamps PostgreSQL's text; int2vector and oidvector keep their own form.
         Expr::Cast(c)
             if c.field.data_type() == &DataType::Utf8
                 && c.expr.to_field(schema).is_ok_and(|(_, f)| {
-                    matches!(
-                        f.data_type(),
-                        DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..)
-                    ) && !f
-                        .metadata()
-                        .get(crate::pgtype::PG_TYPE_KEY)
-                        .is_some_and(|t| t.ends_with("vector"))
+                    crate::array_text::needs_pg_text(f.data_type())
+                        && !f
+                            .metadata()
+                            .get(crate::pgtype::PG_TYPE_KEY)
+                            .is_some_and(|t| t.ends_with("vector"))
                 }) =>
         {
             return Ok(Transformed::yes(Expr::ScalarFunction(

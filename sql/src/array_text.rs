@@ -1,4 +1,6 @@
-//! `array::text`: PostgreSQL's array literal (`{1,2,NULL,"a b"}`), not Arrow's (`[1, 2, ]`).
+//! `array::text`: PostgreSQL's array literal (`{1,2,NULL,"a b"}`), not Arrow's (`[1, 2, ]`);
+//! likewise a float or a timestamp cast to text (`1e+20`, `2020-01-02 03:04:05`, not Arrow's
+//! `1e20`, `2020-01-02T03:04:05`).
 //! Elements are written as PostgreSQL writes them (`t`/`f`, floats in shortest form, dates
 //! and timestamps in ISO style) and quoted where array_out quotes them; the wire encoder of
 //! array columns uses the same quoting.
@@ -43,7 +45,26 @@ pub fn push_element(out: &mut String, text: &str, record: bool) {
     out.push('"');
 }
 
-/// The UDF an analyzer rule puts in place of a cast of a list to text.
+fn is_list(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..)
+    )
+}
+
+/// Whether a cast of `t` to text needs [`udf`]: Arrow's text differs from PostgreSQL's.
+pub(crate) fn needs_pg_text(t: &DataType) -> bool {
+    is_list(t)
+        || matches!(
+            t,
+            DataType::Float32
+                | DataType::Float64
+                | DataType::Timestamp(TimeUnit::Microsecond | TimeUnit::Nanosecond, _)
+        )
+}
+
+/// The UDF an analyzer rule puts in place of a cast to text of a list, a float or a
+/// timestamp.
 pub(crate) fn udf() -> Arc<ScalarUDF> {
     Arc::new(ScalarUDF::new_from_impl(ArrayText {
         signature: Signature::any(1, Volatility::Immutable),
@@ -73,18 +94,32 @@ impl ScalarUDFImpl for ArrayText {
             return Err(to_df(Error::internal("array text without an operand")));
         };
         let scalar = matches!(arg, ColumnarValue::Scalar(_));
-        let lists = arg.clone().into_array(args.number_rows)?;
-        let mut out: Vec<Option<String>> = Vec::with_capacity(lists.len());
-        for row in 0..lists.len() {
-            out.push(if lists.is_null(row) {
-                None
-            } else {
-                let mut text = String::new();
-                list_text(&lists, row, &mut text)?;
-                Some(text)
-            });
-        }
-        let out = StringArray::from(out);
+        let values = arg.clone().into_array(args.number_rows)?;
+        let out = if is_list(values.data_type()) {
+            let mut out: Vec<Option<String>> = Vec::with_capacity(values.len());
+            for row in 0..values.len() {
+                out.push(if values.is_null(row) {
+                    None
+                } else {
+                    let mut text = String::new();
+                    list_text(&values, row, &mut text)?;
+                    Some(text)
+                });
+            }
+            StringArray::from(out)
+        } else {
+            // A scalar type whose text Arrow writes otherwise (timestamps, floats).
+            let texts = element_texts(&values)?;
+            StringArray::from(
+                texts
+                    .into_iter()
+                    .map(|t| match t {
+                        Some(Element::Scalar(t) | Element::Nested(t)) => Some(t),
+                        None => None,
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        };
         if scalar {
             Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?))
         } else {
@@ -191,6 +226,19 @@ fn element_texts(values: &ArrayRef) -> DfResult<Vec<Option<Element>>> {
                 let mut t = String::new();
                 crate::pgtime::format_timestamp(ts.value(i), zone.is_some(), &mut t)
                     .ok_or_else(|| to_df(Error::internal("timestamp out of range")))?;
+                Ok(t)
+            })
+        }
+        DataType::Timestamp(TimeUnit::Nanosecond, zone) => {
+            let ts = values.as_primitive::<datafusion::arrow::datatypes::TimestampNanosecondType>();
+            each(&|i| {
+                let mut t = String::new();
+                crate::pgtime::format_timestamp(
+                    ts.value(i).div_euclid(1000),
+                    zone.is_some(),
+                    &mut t,
+                )
+                .ok_or_else(|| to_df(Error::internal("timestamp out of range")))?;
                 Ok(t)
             })
         }

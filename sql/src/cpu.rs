@@ -55,9 +55,8 @@ fn runtime() -> Option<&'static tokio::runtime::Runtime> {
         .as_ref()
 }
 
-/// Executes `plan` on the query runtime; its batches arrive on the returned stream.
 /// The message a panic carried.
-pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| (*s).to_string())
@@ -65,6 +64,7 @@ pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic".to_string())
 }
 
+/// Executes `plan` on the query runtime; its batches arrive on the returned stream.
 pub(crate) fn execute(plan: Arc<dyn ExecutionPlan>, task: Arc<TaskContext>) -> RowStream {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<_>>(AHEAD);
     let on_panic = tx.clone();

@@ -86,6 +86,7 @@ mod unnest_fields;
 mod unnest_keys;
 
 pub use cluster::{ClusterAdmin, NodeInfo};
+pub use cpu::panic_text;
 pub use datafusion;
 pub use engine::{Engine, EngineConfig};
 pub use error::{Error, Result};

@@ -1,5 +1,5 @@
-//! PostgreSQL functions DataFusion lacks: `num_nulls`, `num_nonnulls`, `width_bucket` and
-//! `make_date`, with PostgreSQL's errors.
+//! PostgreSQL functions DataFusion lacks: `num_nulls`, `num_nonnulls`, `width_bucket`,
+//! `make_date`, `make_timestamp(tz)` and `isfinite`, with PostgreSQL's errors.
 
 use std::sync::Arc;
 
@@ -80,7 +80,97 @@ pub(crate) fn udfs() -> Vec<Arc<ScalarUDF>> {
                 crate::functions::rows_to_array(args, out)
             }),
         ),
+        make_timestamp("make_timestamp", None),
+        make_timestamp("make_timestamptz", Some(crate::pgtype::UTC)),
+        udf(
+            "isfinite",
+            Signature::any(1, Volatility::Immutable),
+            DataType::Boolean,
+            None,
+            Arc::new(|args| {
+                let out = scalar_rows(args)?
+                    .iter()
+                    .map(|row| {
+                        ScalarValue::Boolean(match row.first() {
+                            Some(ScalarValue::Date32(Some(d))) => {
+                                Some(*d != i32::MAX && *d != i32::MIN)
+                            }
+                            Some(ScalarValue::TimestampMicrosecond(Some(t), _)) => {
+                                Some(*t != i64::MAX && *t != i64::MIN)
+                            }
+                            Some(ScalarValue::IntervalMonthDayNano(Some(_))) => Some(true),
+                            _ => None,
+                        })
+                    })
+                    .collect::<Vec<_>>();
+                crate::functions::rows_to_array(args, out)
+            }),
+        ),
     ]
+}
+
+/// `make_timestamp(year, month, day, hour, min, sec)` (and `make_timestamptz`, in UTC, the
+/// session's only zone).
+fn make_timestamp(name: &'static str, zone: Option<&'static str>) -> Arc<ScalarUDF> {
+    let int = DataType::Int64;
+    udf(
+        name,
+        Signature::exact(
+            vec![
+                int.clone(),
+                int.clone(),
+                int.clone(),
+                int.clone(),
+                int,
+                DataType::Float64,
+            ],
+            Volatility::Immutable,
+        ),
+        DataType::Timestamp(
+            datafusion::arrow::datatypes::TimeUnit::Microsecond,
+            zone.map(Into::into),
+        ),
+        None,
+        Arc::new(move |args| {
+            let out = scalar_rows(args)?
+                .iter()
+                .map(|row| {
+                    let micros = match row.as_slice() {
+                        [ScalarValue::Int64(Some(y)), ScalarValue::Int64(Some(mo)), ScalarValue::Int64(Some(d)), ScalarValue::Int64(Some(h)), ScalarValue::Int64(Some(mi)), ScalarValue::Float64(Some(s))] => {
+                            Some(timestamp_micros(*y, *mo, *d, *h, *mi, *s)?)
+                        }
+                        _ => None,
+                    };
+                    Ok(ScalarValue::TimestampMicrosecond(micros, zone.map(Into::into)))
+                })
+                .collect::<Result<Vec<_>, Error>>()
+                .map_err(to_df)?;
+            crate::functions::rows_to_array(args, out)
+        }),
+    )
+}
+
+/// Microseconds since 1970-01-01 00:00 of a date and a time of day, with PostgreSQL's range
+/// checks (22008).
+fn timestamp_micros(
+    year: i64,
+    month: i64,
+    day: i64,
+    hour: i64,
+    min: i64,
+    sec: f64,
+) -> Result<i64, Error> {
+    let days = make_date(year, month, day)?;
+    // 60 seconds (a leap second) rolls over into the next minute, as in PostgreSQL.
+    let valid = (0..=23).contains(&hour) && (0..=59).contains(&min) && (0.0..=60.0).contains(&sec)
+        || (hour == 24 && min == 0 && sec == 0.0);
+    if !valid || !sec.is_finite() {
+        return Err(Error::DatetimeFieldOverflow {
+            message: format!("time field value out of range: {hour}:{min:02}:{sec:02}"),
+        });
+    }
+    let in_day = (hour * 3600 + min * 60) * 1_000_000 + (sec * 1_000_000.0).round() as i64;
+    Ok(i64::from(days) * 86_400_000_000 + in_day)
 }
 
 /// The bucket of `x` among `count` equal buckets between `low` and `high` (0 below, count + 1

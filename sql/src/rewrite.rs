@@ -250,6 +250,11 @@ fn postgres_function(f: &mut ast::Function) -> Option<Expr> {
             f.name = ObjectName::from(vec![Ident::new("signum")]);
             None
         }
+        // timezone(zone, t) is `t AT TIME ZONE zone`.
+        ("timezone", [zone, t]) => Some(call_with(
+            "weft_at_time_zone",
+            vec![t.clone(), zone.clone()],
+        )),
         // age(x) is age(current_date, x), as PostgreSQL defines it.
         ("age", [x]) => Some(call_with(
             "age",

@@ -133,7 +133,7 @@ impl Connection {
                 }
                 Event::Message(Some(Ok(frame))) => {
                     self.idle = false;
-                    if let Flow::Stop = self.handle(frame).await? {
+                    if let Flow::Stop = self.handle_guarded(frame).await? {
                         return Ok(());
                     }
                 }
@@ -148,6 +148,31 @@ impl Connection {
         if let Some(tail) = self.mailbox.disable_direct() {
             self.socket.write_buffer_mut().extend_from_slice(&tail);
         }
+    }
+
+    /// [`Self::handle`], with a panic while handling the message answered as an internal error
+    /// (XX000) that fails the transaction block, as PostgreSQL's elog(ERROR) does: the
+    /// connection stays usable instead of closing.
+    async fn handle_guarded(&mut self, frame: Frontend) -> io::Result<Flow> {
+        use futures::FutureExt;
+        let simple = matches!(&frame, Frontend::Message(PgWireFrontendMessage::Query(_)));
+        let handled = std::panic::AssertUnwindSafe(self.handle(frame))
+            .catch_unwind()
+            .await;
+        let panic = match handled {
+            Ok(flow) => return flow,
+            Err(panic) => panic,
+        };
+        let text = weft_sql::panic_text(panic.as_ref());
+        tracing::error!(panic = %text, pid = self.pid, "handling a client message panicked");
+        self.take_socket_back();
+        self.session.fail_block();
+        let e = SqlError::new("XX000", format!("internal error: {text}"));
+        self.report(e, !simple).await?;
+        if simple {
+            self.ready_for_query().await?;
+        }
+        Ok(Flow::Continue)
     }
 
     async fn handle(&mut self, frame: Frontend) -> io::Result<Flow> {
