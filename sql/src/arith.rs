@@ -248,27 +248,9 @@ fn checked_node(e: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
                 Transformed::no(Expr::Cast(c))
             });
         }
-        // interval as text is PostgreSQL's form (`1 day`), not Arrow's (`1 days`).
-        Expr::Cast(c)
-            if c.field.data_type() == &DataType::Utf8
-                && matches!(
-                    c.expr.get_type(schema),
-                    Ok(DataType::Interval(
-                        datafusion::arrow::datatypes::IntervalUnit::MonthDayNano
-                    ))
-                ) =>
-        {
-            return Ok(Transformed::yes(Expr::ScalarFunction(
-                ScalarFunction::new_udf(
-                    Arc::new(ScalarUDF::new_from_impl(IntervalText {
-                        signature: Signature::any(1, Volatility::Immutable),
-                    })),
-                    vec![*c.expr],
-                ),
-            )));
-        }
         // An array as text is PostgreSQL's literal (`{1,2}`), not Arrow's (`[1, 2]`), and
-        // floats and timestamps PostgreSQL's text; int2vector and oidvector keep their own form.
+        // floats, timestamps and intervals PostgreSQL's text (`1 day`, not Arrow's `1 days`);
+        // int2vector and oidvector keep their own form.
         Expr::Cast(c)
             if c.field.data_type() == &DataType::Utf8
                 && c.expr.to_field(schema).is_ok_and(|(_, f)| {
@@ -459,48 +441,6 @@ impl ScalarUDFImpl for RoundToInteger {
             Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?))
         } else {
             Ok(ColumnarValue::Array(out))
-        }
-    }
-}
-
-/// `interval::text`: each interval in PostgreSQL's text form.
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct IntervalText {
-    signature: Signature,
-}
-
-impl ScalarUDFImpl for IntervalText {
-    fn name(&self) -> &str {
-        "weft_interval_text"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
-        Ok(DataType::Utf8)
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        use datafusion::arrow::array::{AsArray, StringArray};
-        use datafusion::arrow::datatypes::IntervalMonthDayNanoType;
-        let Some(arg) = args.args.first() else {
-            return Err(to_df(Error::internal("interval text without an operand")));
-        };
-        let scalar = matches!(arg, ColumnarValue::Scalar(_));
-        let a = arg.clone().into_array(args.number_rows)?;
-        let Some(intervals) = a.as_primitive_opt::<IntervalMonthDayNanoType>() else {
-            return Err(to_df(Error::internal("interval text of a non-interval")));
-        };
-        let out: StringArray = intervals
-            .iter()
-            .map(|v| v.map(crate::interval::month_day_nano_text))
-            .collect();
-        if scalar {
-            Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?))
-        } else {
-            Ok(ColumnarValue::Array(Arc::new(out)))
         }
     }
 }

@@ -1,6 +1,6 @@
 //! `array::text`: PostgreSQL's array literal (`{1,2,NULL,"a b"}`), not Arrow's (`[1, 2, ]`);
-//! likewise a float or a timestamp cast to text (`1e+20`, `2020-01-02 03:04:05`, not Arrow's
-//! `1e20`, `2020-01-02T03:04:05`).
+//! likewise a float, a timestamp or an interval cast to text (`1e+20`, `2020-01-02 03:04:05`,
+//! `1 day`, not Arrow's `1e20`, `2020-01-02T03:04:05`, `1 days`).
 //! Elements are written as PostgreSQL writes them (`t`/`f`, floats in shortest form, dates
 //! and timestamps in ISO style) and quoted where array_out quotes them; the wire encoder of
 //! array columns uses the same quoting.
@@ -60,11 +60,12 @@ pub(crate) fn needs_pg_text(t: &DataType) -> bool {
             DataType::Float32
                 | DataType::Float64
                 | DataType::Timestamp(TimeUnit::Microsecond | TimeUnit::Nanosecond, _)
+                | DataType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano)
         )
 }
 
-/// The UDF an analyzer rule puts in place of a cast to text of a list, a float or a
-/// timestamp.
+/// The UDF an analyzer rule puts in place of a cast to text of a list, a float, a timestamp
+/// or an interval.
 pub(crate) fn udf() -> Arc<ScalarUDF> {
     Arc::new(ScalarUDF::new_from_impl(ArrayText {
         signature: Signature::any(1, Volatility::Immutable),
