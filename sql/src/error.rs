@@ -481,6 +481,31 @@ fn cast_error(m: &str) -> Error {
     }
 }
 
+/// What an unplannable outer reference is, from DataFusion's message (`… Column { relation:
+/// Some(Bare { table: "t" }), name: "x" } …`): the column and where it may come from.
+fn outer_reference_feature(m: &str) -> String {
+    let column = m.find("Column { relation: ").map(|at| &m[at..]);
+    let quoted = |s: &str, key: &str| {
+        let start = s.find(key)? + key.len();
+        let end = s[start..].find('"')?;
+        Some(s[start..start + end].to_string())
+    };
+    let name = column.and_then(|c| quoted(c, "name: \""));
+    let table = column
+        .filter(|c| c.starts_with("Column { relation: Some("))
+        .and_then(|c| quoted(c, "table: \""));
+    let what = match (table, name) {
+        (Some(t), Some(n)) => format!("\"{t}.{n}\""),
+        (None, Some(n)) => format!("\"{n}\""),
+        _ => "of an outer query".to_string(),
+    };
+    format!(
+        "a reference to column {what} from this LATERAL item or correlated subquery (Weft plans \
+         LATERAL set-returning calls, LEFT JOIN LATERAL … ON true, and LIMIT under equality \
+         correlation)"
+    )
+}
+
 impl From<DataFusionError> for Error {
     fn from(e: DataFusionError) -> Self {
         match e {
@@ -492,6 +517,13 @@ impl From<DataFusionError> for Error {
             {
                 Error::NumericOutOfRange {
                     message: "value overflows numeric format".into(),
+                }
+            }
+            // An outer reference DataFusion could not decorrelate reaches the physical planner
+            // with its debug form; name the column instead.
+            DataFusionError::NotImplemented(m) if m.contains("OuterReferenceColumn") => {
+                Error::FeatureNotSupported {
+                    feature: outer_reference_feature(&m),
                 }
             }
             DataFusionError::NotImplemented(m) => Error::FeatureNotSupported { feature: m },
@@ -703,6 +735,20 @@ pub fn to_df(e: Error) -> DataFusionError {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_unplannable_outer_reference_names_its_column() {
+        let m = "Physical plan does not support logical expression OuterReferenceColumn(Field { \
+                 name: \"id\", data_type: Int32 }, Column { relation: Some(Bare { table: \"d\" }), \
+                 name: \"id\" }) is not supported";
+        let e = super::Error::from(datafusion::error::DataFusionError::NotImplemented(m.into()));
+        assert_eq!(e.sqlstate(), "0A000");
+        let text = e.to_string();
+        assert!(
+            text.starts_with("a reference to column \"d.id\" from this LATERAL item"),
+            "{text}"
+        );
+    }
+
     use super::*;
 
     #[test]

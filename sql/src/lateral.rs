@@ -17,9 +17,12 @@
 //!          EmptyRelation (one row)
 //! ```
 //!
-//! A row of L whose arrays are empty or NULL yields no row, as in PostgreSQL. Other shapes (a
-//! table inside the subquery, a LEFT JOIN LATERAL, a reference to a query further out) are left
-//! alone for DataFusion to refuse.
+//! A row of L whose arrays are empty or NULL yields no row, as in PostgreSQL; under `LEFT JOIN
+//! LATERAL … ON true` it keeps one row of NULLs. A subquery over a table that picks the first n
+//! rows per key (`WHERE t.k = l.k ORDER BY … LIMIT n`) is computed for every key at once
+//! (top_one.rs) and joined on the key. Other shapes (LEFT JOIN LATERAL with another condition,
+//! LIMIT under a correlation that is not an equality, a reference to a query further out) are
+//! left alone for DataFusion to refuse (0A000, error.rs names the column).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -217,3 +217,39 @@ async fn cursors_refuse_what_they_cannot_do() {
     }
     assert_eq!(scalar(&c, "select 1").await.as_deref(), Some("1"));
 }
+
+/// LATERAL shapes Weft cannot plan yet are refused with 0A000 naming the outer column, never
+/// answered wrongly, and the connection keeps working.
+#[tokio::test(flavor = "multi_thread")]
+async fn unplannable_lateral_shapes_are_refused() {
+    let srv = server().await;
+    let c = connect(&srv).await;
+    c.batch_execute(
+        "CREATE TABLE lt (id int PRIMARY KEY, j jsonb); \
+         CREATE TABLE lt_e (id int PRIMARY KEY, lt_id int, pay int); \
+         INSERT INTO lt VALUES (1, '[1,2]')",
+    )
+    .await
+    .expect("creates");
+    for (sql, column) in [
+        (
+            "SELECT lt.id, e.value FROM lt LEFT JOIN LATERAL jsonb_array_elements(lt.j) e \
+             ON e.value::text::int > 1",
+            "\"lt.j\"",
+        ),
+        (
+            "SELECT lt.id, t.pay FROM lt, LATERAL (SELECT pay FROM lt_e WHERE lt_e.lt_id < lt.id \
+             ORDER BY pay LIMIT 1) t",
+            "\"lt.id\"",
+        ),
+    ] {
+        let e = c.simple_query(sql).await.expect_err(sql);
+        assert_eq!(sqlstate(&e), "0A000", "{sql}: {e}");
+        let text = e
+            .as_db_error()
+            .map(|d| d.message().to_string())
+            .unwrap_or_default();
+        assert!(text.contains(column), "{sql}: {text}");
+    }
+    assert_eq!(scalar(&c, "select 1").await.as_deref(), Some("1"));
+}
