@@ -6,14 +6,15 @@ use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate};
 use datafusion::arrow::array::{
-    Array, ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder,
-    Float32Builder, Float64Builder, Int16Builder, Int32Builder, Int64Builder, StringBuilder,
-    TimestampMicrosecondBuilder,
+    Array, ArrayRef, AsArray, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder,
+    Float32Builder, Float64Builder, Int16Builder, Int32Builder, Int64Builder, ListArray,
+    StringBuilder, TimestampMicrosecondBuilder,
 };
+use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer};
 use datafusion::arrow::datatypes::{DataType as ArrowType, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::common::ScalarValue;
-use weft_storage::{DataType, Row, Value};
+use weft_storage::{ArrayElem, DataType, Row, Value};
 
 use crate::error::{Error, Result};
 use crate::json;
@@ -64,7 +65,42 @@ pub fn build_array<'a>(t: DataType, values: impl Iterator<Item = &'a Value>) -> 
             TimestampMicrosecondBuilder::new().with_timezone(UTC),
             Value::TimestampTz(v) => *v
         ),
+        DataType::Array(elem) => list_array(t, elem, values)?,
     })
+}
+
+/// A list column: the elements of every row flattened into one element array, with offsets.
+fn list_array<'a>(
+    t: DataType,
+    elem: ArrayElem,
+    values: impl Iterator<Item = &'a Value>,
+) -> Result<ArrayRef> {
+    let mut offsets = vec![0i32];
+    let mut valid = Vec::new();
+    let mut items: Vec<&Value> = Vec::new();
+    for value in values {
+        match value {
+            Value::Null => valid.push(false),
+            Value::Array(xs) => {
+                items.extend(xs);
+                valid.push(true);
+            }
+            other => return Err(mismatch(t, other)),
+        }
+        let end = i32::try_from(items.len())
+            .map_err(|_| Error::internal("more array elements than a batch can hold"))?;
+        offsets.push(end);
+    }
+    let field = Arc::new(crate::pgtype::arrow_field("item", elem.scalar(), true));
+    let elements = build_array(elem.scalar(), items.into_iter())?;
+    let list = ListArray::try_new(
+        field,
+        OffsetBuffer::new(offsets.into()),
+        elements,
+        Some(NullBuffer::from(valid)),
+    )
+    .map_err(Error::from)?;
+    Ok(Arc::new(list))
 }
 
 fn mismatch(t: DataType, v: &Value) -> Error {
@@ -112,11 +148,16 @@ pub fn value_to_scalar(v: &Value, t: DataType) -> ScalarValue {
         (Value::Timestamp(t), _) => ScalarValue::TimestampMicrosecond(Some(*t), None),
         (Value::TimestampTz(t), _) => ScalarValue::TimestampMicrosecond(Some(*t), Some(UTC.into())),
         (Value::Uuid(u), _) => ScalarValue::Utf8(Some(uuid::Uuid::from_bytes(*u).to_string())),
+        (Value::Array(_), DataType::Array(_)) => match build_array(t, std::iter::once(v)) {
+            Ok(a) => ScalarValue::List(Arc::new(a.as_list::<i32>().clone())),
+            Err(_) => ScalarValue::Null,
+        },
+        (Value::Array(_), _) => ScalarValue::Null,
     }
 }
 
-fn type_label(t: DataType) -> &'static str {
-    match t {
+fn type_label(t: DataType) -> String {
+    let label = match t {
         DataType::Int16 => "smallint",
         DataType::Int32 => "integer",
         DataType::Int64 => "bigint",
@@ -133,7 +174,9 @@ fn type_label(t: DataType) -> &'static str {
         DataType::TimestampTz => "timestamp with time zone",
         DataType::Uuid => "uuid",
         DataType::Jsonb => "jsonb",
-    }
+        DataType::Array(elem) => return format!("{}[]", type_label(elem.scalar())),
+    };
+    label.to_string()
 }
 
 fn bad_input(t: DataType, s: &str) -> Error {
@@ -278,16 +321,21 @@ pub fn scalar_to_value(s: &ScalarValue, t: DataType) -> Result<Value> {
                 return Err(wrong_type(t, s));
             }
             let v = scalar_as_i128(s, t)?.ok_or_else(|| wrong_type(t, s))?;
+            // Text input names itself, as PostgreSQL's int4in does.
+            let range = |_| match scalar_str(s) {
+                Some(text) => Error::NumericOutOfRange {
+                    message: format!(
+                        "value \"{}\" is out of range for type {}",
+                        text.trim(),
+                        type_label(t)
+                    ),
+                },
+                None => out_of_range(t),
+            };
             match t {
-                DataType::Int16 => i16::try_from(v)
-                    .map(Value::Int16)
-                    .map_err(|_| out_of_range(t)),
-                DataType::Int32 => i32::try_from(v)
-                    .map(Value::Int32)
-                    .map_err(|_| out_of_range(t)),
-                _ => i64::try_from(v)
-                    .map(Value::Int64)
-                    .map_err(|_| out_of_range(t)),
+                DataType::Int16 => i16::try_from(v).map(Value::Int16).map_err(range),
+                DataType::Int32 => i32::try_from(v).map(Value::Int32).map_err(range),
+                _ => i64::try_from(v).map(Value::Int64).map_err(range),
             }
         }
         DataType::Float32 | DataType::Float64 => {
@@ -432,7 +480,40 @@ pub fn scalar_to_value(s: &ScalarValue, t: DataType) -> Result<Value> {
                 Value::TimestampTz(us)
             })
         }
+        DataType::Array(elem) => array_of(s, elem, t),
     }
+}
+
+/// An array value from a list, or from PostgreSQL's array text (`{1,2,NULL}`), each element
+/// coerced to the element type as a column of that type would coerce it.
+fn array_of(s: &ScalarValue, elem: ArrayElem, t: DataType) -> Result<Value> {
+    let parsed;
+    let s = match scalar_str(s) {
+        // Read as text elements first, so that a bad element gets its own type's error.
+        Some(text) => {
+            parsed = crate::datetime_in::array_in(text, &ArrowType::Utf8)?;
+            &parsed
+        }
+        None => s,
+    };
+    let items: ArrayRef = match s {
+        ScalarValue::List(l) if !l.is_empty() => l.value(0),
+        ScalarValue::LargeList(l) if !l.is_empty() => l.value(0),
+        ScalarValue::FixedSizeList(l) if !l.is_empty() => l.value(0),
+        other => return Err(wrong_type(t, other)),
+    };
+    if matches!(
+        items.data_type(),
+        ArrowType::List(_) | ArrowType::LargeList(_) | ArrowType::FixedSizeList(..)
+    ) {
+        return Err(Error::FeatureNotSupported {
+            feature: "multidimensional arrays".into(),
+        });
+    }
+    (0..items.len())
+        .map(|i| array_value(&items, i, elem.scalar()))
+        .collect::<Result<Vec<_>>>()
+        .map(Value::Array)
 }
 
 fn timestamp_micros(s: &ScalarValue) -> Option<i64> {

@@ -296,7 +296,7 @@ impl ScalarUDFImpl for ArrayIn {
     }
 }
 
-fn array_in(s: &str, element: &DataType) -> Result<ScalarValue> {
+pub(crate) fn array_in(s: &str, element: &DataType) -> Result<ScalarValue> {
     let t = s.trim();
     if t.starts_with('[') {
         return Err(Error::FeatureNotSupported {

@@ -577,6 +577,48 @@ fn is_json(e: &Expr, schema: &DFSchema) -> bool {
         .is_ok_and(|(_, f)| PgType::from_field(&f) == PgType::Jsonb)
 }
 
+/// `@>`, `<@` and `&&` between arrays, as `array_has_all` / `array_has_any`; a string literal on
+/// one side is read as an array of the other side's element type, as PostgreSQL types it.
+fn array_containment(expr: &RawBinaryExpr, schema: &DFSchema) -> DfResult<Option<Expr>> {
+    use datafusion::functions_nested::expr_fn::{array_has_all, array_has_any};
+    use datafusion::logical_expr::ExprSchemable;
+    if !matches!(
+        expr.op,
+        BinaryOperator::AtArrow | BinaryOperator::ArrowAt | BinaryOperator::PGOverlap
+    ) {
+        return Ok(None);
+    }
+    let element = |e: &Expr| match e.get_type(schema) {
+        Ok(DataType::List(f) | DataType::LargeList(f)) => Some(f.data_type().clone()),
+        _ => None,
+    };
+    let (le, re) = (element(&expr.left), element(&expr.right));
+    if le.is_none() && re.is_none() {
+        return Ok(None);
+    }
+    let operand = |e: &Expr, other: &Option<DataType>| -> DfResult<Expr> {
+        match (e, other) {
+            (Expr::Literal(ScalarValue::Utf8(Some(text)), _), Some(t)) => {
+                crate::pg_catalog::array_literal::parse(text, t)
+                    .map(|v| Expr::Literal(v, None))
+                    .ok_or_else(|| {
+                        to_df(crate::error::Error::InvalidTextRepresentation {
+                            message: format!("malformed array literal: \"{text}\""),
+                        })
+                    })
+            }
+            _ => Ok(e.clone()),
+        }
+    };
+    let left = operand(&expr.left, &re)?;
+    let right = operand(&expr.right, &le)?;
+    Ok(Some(match expr.op {
+        BinaryOperator::AtArrow => array_has_all(left, right),
+        BinaryOperator::ArrowAt => array_has_all(right, left),
+        _ => array_has_any(left, right),
+    }))
+}
+
 /// Plans `a -> b`, `a ->> b`, `a ? b`, and `@>` / `<@` on jsonb, as the jsonb functions.
 #[derive(Debug)]
 struct JsonPlanner;
@@ -588,6 +630,9 @@ impl ExprPlanner for JsonPlanner {
         schema: &DFSchema,
     ) -> DfResult<PlannerResult<RawBinaryExpr>> {
         let json = || is_json(&expr.left, schema) || is_json(&expr.right, schema);
+        if let Some(planned) = array_containment(&expr, schema)? {
+            return Ok(PlannerResult::Planned(planned));
+        }
         if matches!(expr.op, BinaryOperator::AtArrow | BinaryOperator::ArrowAt) && json() {
             let (container, contained) = match expr.op {
                 BinaryOperator::AtArrow => (expr.left, expr.right),

@@ -59,6 +59,7 @@ fn figure(e: &ast::Expr) -> Option<(String, bool)> {
             expr, data_type, ..
         } => Some(cast_name(Some(expr), type_name(data_type))),
         ast::Expr::Nested(e) => figure(e),
+        ast::Expr::CompoundFieldAccess { root, .. } => figure(root),
         ast::Expr::Case { .. } => Some(("case".into(), false)),
         ast::Expr::Exists { .. } => Some(("exists".into(), true)),
         ast::Expr::Subquery(q) => match q.body.as_ref() {

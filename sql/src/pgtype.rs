@@ -438,6 +438,9 @@ impl PgType {
             DataType::TimestampTz => PgType::TimestampTz,
             DataType::Uuid => PgType::Uuid,
             DataType::Jsonb => PgType::Jsonb,
+            DataType::Array(elem) => PgType::from_storage(elem.scalar())
+                .array()
+                .unwrap_or(PgType::TextArray),
         }
     }
 }
@@ -458,6 +461,9 @@ pub fn arrow_type(t: DataType) -> ArrowType {
         DataType::Date => ArrowType::Date32,
         DataType::Timestamp => ArrowType::Timestamp(TimeUnit::Microsecond, None),
         DataType::TimestampTz => ArrowType::Timestamp(TimeUnit::Microsecond, Some(UTC.into())),
+        DataType::Array(elem) => {
+            ArrowType::List(Arc::new(arrow_field("item", elem.scalar(), true)))
+        }
     }
 }
 
@@ -492,9 +498,10 @@ pub fn is_unconstrained_numeric(t: DataType) -> bool {
     }
 }
 
-/// pg_attribute.atttypmod of a stored column (-1 where none).
+/// pg_attribute.atttypmod of a stored column (-1 where none); an array's is its element's.
 pub fn type_modifier(t: DataType) -> i32 {
     match t {
+        DataType::Array(elem) => type_modifier(elem.scalar()),
         DataType::Varchar(Some(n)) | DataType::Char(n) => {
             i32::try_from(n).unwrap_or(i32::MAX - 4) + 4
         }
@@ -544,6 +551,7 @@ pub fn sql_type_name(t: DataType) -> String {
         DataType::TimestampTz => "timestamp with time zone".into(),
         DataType::Uuid => "uuid".into(),
         DataType::Jsonb => "jsonb".into(),
+        DataType::Array(elem) => format!("{}[]", sql_type_name(elem.scalar())),
     }
 }
 

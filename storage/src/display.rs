@@ -52,6 +52,20 @@ pub fn format_value(ty: Option<DataType>, v: &Value) -> String {
         Value::Date(d) => format_date(i64::from(*d)),
         Value::Timestamp(t) => format_timestamp(*t),
         Value::TimestampTz(t) => format!("{}+00", format_timestamp(*t)),
+        Value::Array(items) => {
+            let elem = match ty {
+                Some(DataType::Array(elem)) => Some(elem.scalar()),
+                _ => None,
+            };
+            let items: Vec<String> = items
+                .iter()
+                .map(|x| match x {
+                    Value::Null => "NULL".to_string(),
+                    x => format_value(elem, x),
+                })
+                .collect();
+            format!("{{{}}}", items.join(","))
+        }
         Value::Uuid(u) => {
             let hex: String = u.iter().map(|b| format!("{b:02x}")).collect();
             format!(

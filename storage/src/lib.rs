@@ -96,4 +96,4 @@ pub use replica::{
 };
 pub use storage::{CommitInfo, Storage, StorageOptions};
 pub use txn::{RiEvent, Savepoint, Txn};
-pub use types::{DataType, Row, Value};
+pub use types::{ArrayElem, DataType, Row, Value};

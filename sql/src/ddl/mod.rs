@@ -227,6 +227,19 @@ pub(crate) fn column_type(t: &ast::DataType) -> Result<DataType> {
         T::TimestampNtz(_) => DataType::Timestamp,
         T::Uuid => DataType::Uuid,
         T::JSON | T::JSONB => DataType::Jsonb,
+        T::Array(ast::ArrayElemTypeDef::SquareBracket(inner, _)) => {
+            // `int[][]` is the same type as `int[]` in PostgreSQL (the dimensions are the values').
+            let mut inner = inner.as_ref();
+            while let T::Array(ast::ArrayElemTypeDef::SquareBracket(i, _)) = inner {
+                inner = i;
+            }
+            let scalar = column_type(inner)?;
+            DataType::Array(weft_storage::ArrayElem::of(scalar).ok_or_else(|| {
+                Error::FeatureNotSupported {
+                    feature: format!("arrays of type {}", crate::pgtype::sql_type_name(scalar)),
+                }
+            })?)
+        }
         T::Custom(name, _) => match name.to_string().to_lowercase().as_str() {
             "jsonb" | "json" => DataType::Jsonb,
             "timestamptz" => DataType::TimestampTz,

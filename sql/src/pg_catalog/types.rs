@@ -240,6 +240,10 @@ pub fn format_type(oid: u32, typmod: Option<i32>) -> String {
         return "???".to_string();
     };
     let typmod = typmod.filter(|m| *m >= 0);
+    if ti.category == 'A' && ti.elem != 0 && typmod.is_some() {
+        // An array's modifier is its element's: `character varying(3)[]`.
+        return format!("{}[]", format_type(ti.elem, typmod));
+    }
     match (ti.oid, typmod) {
         (1043 | 1042, Some(m)) if m >= 4 => format!("{}({})", ti.sql_name, m - 4),
         (1700, Some(m)) if m >= 4 => {

@@ -539,6 +539,14 @@ pub fn value_json(ty: DataType, v: &Value) -> String {
         Value::Bytes(_) | Value::Date(_) | Value::Uuid(_) => {
             json_string(&format_value(Some(ty), v))
         }
+        Value::Array(items) => {
+            let elem = match ty {
+                DataType::Array(elem) => elem.scalar(),
+                other => other,
+            };
+            let items: Vec<String> = items.iter().map(|x| value_json(elem, x)).collect();
+            format!("[{}]", items.join(", "))
+        }
     }
 }
 

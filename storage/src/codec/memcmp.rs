@@ -14,6 +14,7 @@
 //! | text / bytea | bytes with `00` escaped as `00 FF`, terminated by `00 01` |
 //! | date, timestamp(tz) | integer with the sign bit flipped, big-endian |
 //! | uuid | the 16 bytes |
+//! | array | each element as `01` then its encoding, then `00` (a prefix sorts first) |
 //! | NULL | the tag alone, above every other tag |
 //!
 //! Storage itself only compares, concatenates and skips encoded keys; full decoding is kept for
@@ -32,6 +33,10 @@ const TAG_DATE: u8 = 0x40;
 const TAG_TIMESTAMP: u8 = 0x41;
 const TAG_TIMESTAMPTZ: u8 = 0x42;
 const TAG_UUID: u8 = 0x50;
+const TAG_ARRAY: u8 = 0x60;
+/// Inside an array: another element follows, or the array ends.
+const ARRAY_MORE: u8 = 0x01;
+const ARRAY_END: u8 = 0x00;
 /// Above every other tag: NULL sorts last.
 const TAG_NULL: u8 = 0xF0;
 
@@ -65,6 +70,14 @@ pub fn encode_value(out: &mut Vec<u8>, v: &Value) {
         Value::Uuid(u) => {
             out.push(TAG_UUID);
             out.extend_from_slice(u);
+        }
+        Value::Array(items) => {
+            out.push(TAG_ARRAY);
+            for item in items {
+                out.push(ARRAY_MORE);
+                encode_value(out, item);
+            }
+            out.push(ARRAY_END);
         }
     }
 }
@@ -150,6 +163,16 @@ pub fn decode_value(buf: &mut &[u8], ty: DataType) -> Result<Value> {
         DataType::Timestamp => Value::Timestamp(decode_i64(buf)?),
         DataType::TimestampTz => Value::TimestampTz(decode_i64(buf)?),
         DataType::Uuid => Value::Uuid(array(take(buf, 16)?)?),
+        DataType::Array(elem) => {
+            let mut items = Vec::new();
+            loop {
+                match take(buf, 1)?[0] {
+                    ARRAY_MORE => items.push(decode_value(buf, elem.scalar())?),
+                    ARRAY_END => break Value::Array(items),
+                    b => return Err(corrupt(format!("array key byte {b:#x}"))),
+                }
+            }
+        }
     })
 }
 
@@ -164,6 +187,16 @@ pub fn skip_value(buf: &mut &[u8]) -> Result<()> {
         TAG_NUMERIC | TAG_UUID => 16,
         TAG_STRING => {
             decode_bytes(buf)?;
+            0
+        }
+        TAG_ARRAY => {
+            loop {
+                match take(buf, 1)?[0] {
+                    ARRAY_MORE => skip_value(buf)?,
+                    ARRAY_END => break,
+                    b => return Err(corrupt(format!("array key byte {b:#x}"))),
+                }
+            }
             0
         }
         t => return Err(corrupt(format!("unknown key tag {t:#x}"))),
@@ -187,6 +220,7 @@ fn tag_of(ty: DataType) -> u8 {
         DataType::Timestamp => TAG_TIMESTAMP,
         DataType::TimestampTz => TAG_TIMESTAMPTZ,
         DataType::Uuid => TAG_UUID,
+        DataType::Array(_) => TAG_ARRAY,
     }
 }
 

@@ -7,6 +7,9 @@
 //!
 //! The wire type says how long the payload is, so a decoder skips the fields of columns that have
 //! since been dropped, and a column added later is simply absent (it reads as NULL).
+//!
+//! An array's payload is `varint(count) element*`, each element `varint(wire) payload` with wire
+//! 0 for a NULL element (arrays do not nest).
 
 use crate::catalog::{ColumnId, TableDef};
 use crate::error::{Error, Result};
@@ -28,6 +31,9 @@ const WIRE_DATE: u8 = 11;
 const WIRE_TIMESTAMP: u8 = 12;
 const WIRE_TIMESTAMPTZ: u8 = 13;
 const WIRE_UUID: u8 = 14;
+const WIRE_ARRAY: u8 = 15;
+/// An array element that is NULL (only inside an array's payload).
+const WIRE_NULL_ELEMENT: u8 = 0;
 
 /// Encodes `row` (in `table`'s column order). Fails if the row does not fit the table.
 pub fn encode_row(table: &TableDef, row: &[Value]) -> Result<Vec<u8>> {
@@ -82,65 +88,70 @@ pub fn value_fits(ty: DataType, v: &Value) -> bool {
             | (DataType::Timestamp, Value::Timestamp(_))
             | (DataType::TimestampTz, Value::TimestampTz(_))
             | (DataType::Uuid, Value::Uuid(_))
-    )
+    ) || match (ty, v) {
+        (DataType::Array(elem), Value::Array(items)) => items
+            .iter()
+            .all(|x| !matches!(x, Value::Array(_)) && value_fits(elem.scalar(), x)),
+        _ => false,
+    }
 }
 
 fn encode_field(out: &mut Vec<u8>, id: ColumnId, v: &Value) {
-    let head =
-        |out: &mut Vec<u8>, wire: u8| put_varint(out, (u64::from(id) << 4) | u64::from(wire));
+    if !v.is_null() {
+        put_varint(out, (u64::from(id) << 4) | u64::from(wire_of(v)));
+        encode_payload(out, v);
+    }
+}
+
+fn wire_of(v: &Value) -> u8 {
     match v {
-        Value::Null => {}
-        Value::Bool(false) => head(out, WIRE_FALSE),
-        Value::Bool(true) => head(out, WIRE_TRUE),
-        Value::Int16(i) => {
-            head(out, WIRE_INT16);
-            put_varint(out, zigzag(i64::from(*i)));
-        }
-        Value::Int32(i) => {
-            head(out, WIRE_INT32);
-            put_varint(out, zigzag(i64::from(*i)));
-        }
-        Value::Int64(i) => {
-            head(out, WIRE_INT64);
-            put_varint(out, zigzag(*i));
-        }
-        Value::Float32(f) => {
-            head(out, WIRE_FLOAT32);
-            out.extend_from_slice(&f.to_le_bytes());
-        }
-        Value::Float64(f) => {
-            head(out, WIRE_FLOAT64);
-            out.extend_from_slice(&f.to_le_bytes());
-        }
-        Value::Numeric(n) => {
-            head(out, WIRE_NUMERIC);
-            out.extend_from_slice(&n.to_le_bytes());
-        }
+        Value::Null => WIRE_NULL_ELEMENT,
+        Value::Bool(false) => WIRE_FALSE,
+        Value::Bool(true) => WIRE_TRUE,
+        Value::Int16(_) => WIRE_INT16,
+        Value::Int32(_) => WIRE_INT32,
+        Value::Int64(_) => WIRE_INT64,
+        Value::Float32(_) => WIRE_FLOAT32,
+        Value::Float64(_) => WIRE_FLOAT64,
+        Value::Numeric(_) => WIRE_NUMERIC,
+        Value::Text(_) => WIRE_TEXT,
+        Value::Bytes(_) => WIRE_BYTES,
+        Value::Date(_) => WIRE_DATE,
+        Value::Timestamp(_) => WIRE_TIMESTAMP,
+        Value::TimestampTz(_) => WIRE_TIMESTAMPTZ,
+        Value::Uuid(_) => WIRE_UUID,
+        Value::Array(_) => WIRE_ARRAY,
+    }
+}
+
+/// The payload of `v` (its wire type written by the caller); nothing for NULL and booleans.
+fn encode_payload(out: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::Null | Value::Bool(_) => {}
+        Value::Int16(i) => put_varint(out, zigzag(i64::from(*i))),
+        Value::Int32(i) => put_varint(out, zigzag(i64::from(*i))),
+        Value::Int64(i) => put_varint(out, zigzag(*i)),
+        Value::Float32(f) => out.extend_from_slice(&f.to_le_bytes()),
+        Value::Float64(f) => out.extend_from_slice(&f.to_le_bytes()),
+        Value::Numeric(n) => out.extend_from_slice(&n.to_le_bytes()),
         Value::Text(s) => {
-            head(out, WIRE_TEXT);
             put_varint(out, s.len() as u64);
             out.extend_from_slice(s.as_bytes());
         }
         Value::Bytes(b) => {
-            head(out, WIRE_BYTES);
             put_varint(out, b.len() as u64);
             out.extend_from_slice(b);
         }
-        Value::Date(d) => {
-            head(out, WIRE_DATE);
-            put_varint(out, zigzag(i64::from(*d)));
-        }
-        Value::Timestamp(t) => {
-            head(out, WIRE_TIMESTAMP);
-            put_varint(out, zigzag(*t));
-        }
-        Value::TimestampTz(t) => {
-            head(out, WIRE_TIMESTAMPTZ);
-            put_varint(out, zigzag(*t));
-        }
-        Value::Uuid(u) => {
-            head(out, WIRE_UUID);
-            out.extend_from_slice(u);
+        Value::Date(d) => put_varint(out, zigzag(i64::from(*d))),
+        Value::Timestamp(t) => put_varint(out, zigzag(*t)),
+        Value::TimestampTz(t) => put_varint(out, zigzag(*t)),
+        Value::Uuid(u) => out.extend_from_slice(u),
+        Value::Array(items) => {
+            put_varint(out, items.len() as u64);
+            for item in items {
+                put_varint(out, u64::from(wire_of(item)));
+                encode_payload(out, item);
+            }
         }
     }
 }
@@ -245,6 +256,29 @@ fn decode_payload(buf: &mut &[u8], wire: u8) -> Result<Value> {
         WIRE_TIMESTAMP => Value::Timestamp(unzigzag(get_varint(buf)?)),
         WIRE_TIMESTAMPTZ => Value::TimestampTz(unzigzag(get_varint(buf)?)),
         WIRE_UUID => Value::Uuid(array(take(buf, 16)?)?),
+        WIRE_ARRAY => {
+            let count = length(get_varint(buf)?)?;
+            // Each element takes at least one byte: a count beyond the payload is corrupt.
+            if count > buf.len() {
+                return Err(Error::Corruption(format!(
+                    "array of {count} elements ends early"
+                )));
+            }
+            let mut items = Vec::with_capacity(count);
+            for _ in 0..count {
+                let wire = get_varint(buf)?;
+                items.push(match u8::try_from(wire) {
+                    Ok(WIRE_NULL_ELEMENT) => Value::Null,
+                    Ok(w) if w != WIRE_ARRAY => decode_payload(buf, w)?,
+                    _ => {
+                        return Err(Error::Corruption(format!(
+                            "array element of wire type {wire}"
+                        )))
+                    }
+                });
+            }
+            Value::Array(items)
+        }
         w => return Err(Error::Corruption(format!("unknown row wire type {w}"))),
     })
 }

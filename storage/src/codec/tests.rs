@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use super::memcmp::{decode_value, encode_tuple, encode_value, skip_value};
 use super::row::{encode_row, RowDecoder};
 use crate::catalog::{ColumnDef, Consistency, TableDef};
-use crate::types::{DataType, Value};
+use crate::types::{ArrayElem, DataType, Value};
 
 fn data_type() -> impl Strategy<Value = DataType> {
     prop_oneof![
@@ -30,6 +30,9 @@ fn data_type() -> impl Strategy<Value = DataType> {
         Just(DataType::TimestampTz),
         Just(DataType::Uuid),
         Just(DataType::Jsonb),
+        Just(DataType::Array(ArrayElem::Int32)),
+        Just(DataType::Array(ArrayElem::Text)),
+        Just(DataType::Array(ArrayElem::Float64)),
     ]
 }
 
@@ -89,6 +92,9 @@ fn value_of(ty: DataType) -> BoxedStrategy<Value> {
         DataType::Timestamp => any::<i64>().prop_map(Value::Timestamp).boxed(),
         DataType::TimestampTz => any::<i64>().prop_map(Value::TimestampTz).boxed(),
         DataType::Uuid => any::<[u8; 16]>().prop_map(Value::Uuid).boxed(),
+        DataType::Array(elem) => prop::collection::vec(value_of(elem.scalar()), 0..4)
+            .prop_map(Value::Array)
+            .boxed(),
     };
     prop_oneof![1 => Just(Value::Null), 6 => v].boxed()
 }
@@ -133,6 +139,12 @@ fn sql_cmp(a: &Value, b: &Value) -> Ordering {
         (Value::Timestamp(x), Value::Timestamp(y)) => x.cmp(y),
         (Value::TimestampTz(x), Value::TimestampTz(y)) => x.cmp(y),
         (Value::Uuid(x), Value::Uuid(y)) => x.cmp(y),
+        (Value::Array(x), Value::Array(y)) => x
+            .iter()
+            .zip(y)
+            .map(|(x, y)| sql_cmp(x, y))
+            .find(|o| o.is_ne())
+            .unwrap_or_else(|| x.len().cmp(&y.len())),
         _ => panic!("values of different types: {a:?} {b:?}"),
     }
 }
@@ -142,6 +154,7 @@ fn key_normal(v: &Value) -> Value {
     match v {
         Value::Float64(f) if *f == 0.0 => Value::Float64(0.0),
         Value::Float32(f) if *f == 0.0 => Value::Float32(0.0),
+        Value::Array(items) => Value::Array(items.iter().map(key_normal).collect()),
         other => other.clone(),
     }
 }
@@ -154,6 +167,9 @@ fn same(a: &Value, b: &Value) -> bool {
         }
         (Value::Float32(x), Value::Float32(y)) => {
             x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan())
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y))
         }
         _ => a == b,
     }
