@@ -26,7 +26,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, IntervalMonthDayNano, IntervalUnit, TimeUnit};
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::Transformed;
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, Result as DfResult, ScalarValue};
 use datafusion::logical_expr::expr::{Cast, ScalarFunction};
 use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawBinaryExpr, TypePlanner};
@@ -162,6 +162,11 @@ fn is_input_target(t: &DataType) -> bool {
             | DataType::Interval(IntervalUnit::MonthDayNano)
             | DataType::Time64(_)
     )
+}
+
+/// The same for one expression compiled outside a plan (eval.rs: VALUES, defaults).
+pub(crate) fn input_casts(e: Expr, schema: &DFSchema) -> DfResult<Expr> {
+    e.transform_up(|e| input_node(e, schema)).map(|t| t.data)
 }
 
 fn input_node(e: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
@@ -310,11 +315,21 @@ pub(crate) fn array_in(s: &str, element: &DataType) -> Result<ScalarValue> {
             feature: "multidimensional array input".into(),
         });
     }
-    crate::pg_catalog::array_literal::parse(t, element).ok_or_else(|| {
-        Error::InvalidTextRepresentation {
-            message: format!("malformed array literal: \"{s}\""),
-        }
-    })
+    let malformed = || Error::InvalidTextRepresentation {
+        message: format!("malformed array literal: \"{s}\""),
+    };
+    if !is_input_target(element) {
+        return crate::pg_catalog::array_literal::parse(t, element).ok_or_else(malformed);
+    }
+    // Dates and times: each element through PostgreSQL's input function (`{epoch,today}`).
+    let Some(ScalarValue::List(texts)) =
+        crate::pg_catalog::array_literal::parse(t, &DataType::Utf8)
+    else {
+        return Err(malformed());
+    };
+    let items = texts.value(0);
+    let items = convert(items.as_string::<i32>().iter(), element)?;
+    Ok(datafusion::common::utils::SingleRowListArrayBuilder::new(items).build_list_scalar())
 }
 
 /// The error for input `s` that type `type_name` rejected: 22008 or 22007 as PostgreSQL tells.

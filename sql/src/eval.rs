@@ -57,6 +57,7 @@ pub(crate) fn compile(
     let simplifier = ExprSimplifier::new(context);
     let logical = simplifier
         .coerce(logical, schema)
+        .and_then(|e| crate::datetime_in::input_casts(e, schema))
         .and_then(|e| simplifier.simplify(e))
         .map_err(Error::from)?;
     let physical = state

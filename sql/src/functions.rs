@@ -588,24 +588,38 @@ fn array_containment(expr: &RawBinaryExpr, schema: &DFSchema) -> DfResult<Option
     ) {
         return Ok(None);
     }
-    let element = |e: &Expr| match e.get_type(schema) {
-        Ok(DataType::List(f) | DataType::LargeList(f)) => Some(f.data_type().clone()),
+    let list = |e: &Expr| match e.get_type(schema) {
+        Ok(t @ (DataType::List(_) | DataType::LargeList(_))) => Some(t),
         _ => None,
     };
-    let (le, re) = (element(&expr.left), element(&expr.right));
+    let (le, re) = (list(&expr.left), list(&expr.right));
     if le.is_none() && re.is_none() {
         return Ok(None);
     }
+    // A string literal or an untyped parameter takes the other side's array type.
     let operand = |e: &Expr, other: &Option<DataType>| -> DfResult<Expr> {
-        match (e, other) {
-            (Expr::Literal(ScalarValue::Utf8(Some(text)), _), Some(t)) => {
-                crate::pg_catalog::array_literal::parse(text, t)
+        let element = match other {
+            Some(DataType::List(f) | DataType::LargeList(f)) => f.data_type(),
+            _ => return Ok(e.clone()),
+        };
+        match e {
+            Expr::Literal(ScalarValue::Utf8(Some(text)), _) => {
+                crate::pg_catalog::array_literal::parse(text, element)
                     .map(|v| Expr::Literal(v, None))
                     .ok_or_else(|| {
                         to_df(crate::error::Error::InvalidTextRepresentation {
                             message: format!("malformed array literal: \"{text}\""),
                         })
                     })
+            }
+            Expr::Placeholder(p) if p.field.is_none() => {
+                let field = Field::new("", other.clone().unwrap_or(DataType::Null), true);
+                Ok(Expr::Placeholder(
+                    datafusion::logical_expr::expr::Placeholder::new_with_field(
+                        p.id.clone(),
+                        Some(Arc::new(field)),
+                    ),
+                ))
             }
             _ => Ok(e.clone()),
         }

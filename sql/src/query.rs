@@ -327,38 +327,48 @@ pub(crate) fn infer_params(plan: LogicalPlan, declared: &[Option<PgType>]) -> Re
 }
 
 /// `x = ANY($1)` is `array_has($1, x)` (and `x <> ALL($1)` uses $1 more than once): an untyped
-/// $1 there is an array of x's type, as PostgreSQL infers it (text would not plan).
+/// $1 there is an array of x's type, as PostgreSQL infers it (text would not plan). The other
+/// way round, `$1 = ANY(arr)` is `array_has(arr, $1)`: $1 is of arr's element type.
 fn any_lists(
     plan: &LogicalPlan,
     declared: &[Option<PgType>],
 ) -> Result<HashMap<String, ArrowType>> {
     let mut lists = HashMap::new();
+    let untyped = |p: &Placeholder| p.field.is_none() && declared_type(&p.id, declared).is_none();
     plan.apply_with_subqueries(|node| {
         let input = node
             .inputs()
             .first()
             .map(|i| Arc::clone(i.schema()))
             .unwrap_or_else(|| Arc::clone(node.schema()));
+        let type_of = |e: &Expr| {
+            datafusion::logical_expr::ExprSchemable::get_type(e, input.as_ref())
+                .ok()
+                .filter(|t| *t != ArrowType::Null)
+        };
         node.apply_expressions(|e| {
             e.apply(|e| {
-                if let Expr::ScalarFunction(f) = e {
-                    if let (true, Some(Expr::Placeholder(p)), Some(x)) =
-                        (f.name() == "array_has", f.args.first(), f.args.get(1))
-                    {
-                        let element =
-                            datafusion::logical_expr::ExprSchemable::get_type(x, input.as_ref());
-                        if let Ok(t) = element {
-                            if p.field.is_none()
-                                && declared_type(&p.id, declared).is_none()
-                                && t != ArrowType::Null
-                            {
-                                lists.insert(
-                                    p.id.clone(),
-                                    ArrowType::List(Arc::new(Field::new_list_field(t, true))),
-                                );
-                            }
+                let Expr::ScalarFunction(f) = e else {
+                    return Ok(TreeNodeRecursion::Continue);
+                };
+                if f.name() != "array_has" {
+                    return Ok(TreeNodeRecursion::Continue);
+                }
+                match (f.args.first(), f.args.get(1)) {
+                    (Some(Expr::Placeholder(p)), Some(x)) if untyped(p) => {
+                        if let Some(t) = type_of(x) {
+                            lists.insert(
+                                p.id.clone(),
+                                ArrowType::List(Arc::new(Field::new_list_field(t, true))),
+                            );
                         }
                     }
+                    (Some(list), Some(Expr::Placeholder(p))) if untyped(p) => {
+                        if let Some(ArrowType::List(f) | ArrowType::LargeList(f)) = type_of(list) {
+                            lists.insert(p.id.clone(), f.data_type().clone());
+                        }
+                    }
+                    _ => {}
                 }
                 Ok(TreeNodeRecursion::Continue)
             })

@@ -898,3 +898,44 @@ async fn a_column_type_change_resets_the_live_query_and_the_change_log_stays_rea
     let want = |id: &str, v: &str| vec![Some(id.to_string()), Some(v.to_string())];
     assert_eq!(current, vec![want("1", "v5"), want("2", "w")]);
 }
+
+/// A live query over array columns: its predicate reads an array (`@>`), and the payload holds
+/// each array as `to_jsonb` renders it in PostgreSQL 15 (NULL elements, NaN as a string,
+/// numerics at their own scale, timestamptz in ISO form).
+#[tokio::test(flavor = "multi_thread")]
+async fn live_query_payloads_carry_arrays_as_json_arrays() {
+    let srv = server().await;
+    let c = connect(&srv).await;
+    c.batch_execute(
+        "CREATE TABLE shelf (id int PRIMARY KEY, tags text[], n numeric[], f float8[], d timestamptz[]);
+         CREATE LIVE QUERY tagged AS SELECT id, tags, n, f, d FROM shelf WHERE tags @> '{a}'",
+    )
+    .await
+    .expect("creates");
+    let (listener, mut rx) = connect_with_messages(&srv).await;
+    listener
+        .batch_execute("LISTEN tagged")
+        .await
+        .expect("listens");
+    c.batch_execute(
+        "INSERT INTO shelf VALUES (1, '{a,\"b c\",NULL}', '{1.5,2}', '{NaN,1e20}', '{2020-01-01 00:00:00+00}'),
+                                  (2, '{x}', NULL, NULL, NULL);
+         UPDATE shelf SET tags = '{x}' WHERE id = 1",
+    )
+    .await
+    .expect("writes");
+    let row = serde_json::json!({
+        "id": 1,
+        "tags": ["a", "b c", null],
+        "n": [1.5, 2],
+        "f": ["NaN", 1e20],
+        "d": ["2020-01-01T00:00:00+00:00"],
+    });
+    let insert = json(&next(&mut rx).await.1);
+    assert_eq!(insert["op"], "insert");
+    assert_eq!(insert["row"], row);
+    let delete = json(&next(&mut rx).await.1);
+    assert_eq!(delete["op"], "delete", "{delete}");
+    assert_eq!(delete["old"], row);
+    assert_eq!(delete["key"], serde_json::json!({"id": 1}));
+}

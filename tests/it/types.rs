@@ -331,3 +331,108 @@ async fn a_cast_to_text_is_text() {
         ("{\"a\": 1}".into(), "{\"a\" : 1}".into(), "1 day".into())
     );
 }
+
+/// Array columns through tokio-postgres: parameters bound in binary (text[], int4[], int8[],
+/// uuid[], numeric[] with NULL elements), results read in binary with their array types, and
+/// the containment operators with a bound array.
+#[tokio::test(flavor = "multi_thread")]
+async fn array_columns_round_trip() {
+    use tokio_postgres::types::Type;
+    let srv = server().await;
+    let c = connect(&srv).await;
+    c.batch_execute(
+        "create table arr (id int primary key, tags text[], nums int[], big bigint[], \
+         ids uuid[], amounts numeric(8,2)[], days date[])",
+    )
+    .await
+    .expect("create");
+    let tags = vec![Some("a".to_string()), None, Some("b c".to_string())];
+    let nums = vec![1i32, -2, 3];
+    let big = vec![Some(1i64 << 40), None];
+    let ids = vec![uuid::Uuid::from_u128(5)];
+    let amounts = vec![Decimal::new(125, 2), Decimal::new(-5, 0)];
+    let days = vec![NaiveDate::from_ymd_opt(2024, 2, 29).expect("date")];
+    let empty: Vec<String> = Vec::new();
+    c.execute(
+        "insert into arr values (1, $1, $2, $3, $4, $5, $6), (2, $7, null, null, null, null, null)",
+        &[&tags, &nums, &big, &ids, &amounts, &days, &empty],
+    )
+    .await
+    .expect("inserts");
+
+    let row = c
+        .query_one("select * from arr where id = 1", &[])
+        .await
+        .expect("selects");
+    let types: Vec<Type> = row.columns().iter().map(|c| c.type_().clone()).collect();
+    assert_eq!(
+        types,
+        vec![
+            Type::INT4,
+            Type::TEXT_ARRAY,
+            Type::INT4_ARRAY,
+            Type::INT8_ARRAY,
+            Type::UUID_ARRAY,
+            Type::NUMERIC_ARRAY,
+            Type::DATE_ARRAY
+        ]
+    );
+    assert_eq!(row.get::<_, Vec<Option<String>>>(1), tags);
+    assert_eq!(row.get::<_, Vec<i32>>(2), nums);
+    assert_eq!(row.get::<_, Vec<Option<i64>>>(3), big);
+    assert_eq!(row.get::<_, Vec<uuid::Uuid>>(4), ids);
+    assert_eq!(row.get::<_, Vec<Decimal>>(5), amounts);
+    assert_eq!(row.get::<_, Vec<NaiveDate>>(6), days);
+    let row = c
+        .query_one("select tags, nums from arr where id = 2", &[])
+        .await
+        .expect("selects");
+    assert_eq!(row.get::<_, Vec<String>>(0), empty);
+    assert_eq!(row.get::<_, Option<Vec<i32>>>(1), None);
+
+    let ids_of =
+        |rows: Vec<tokio_postgres::Row>| -> Vec<i32> { rows.iter().map(|r| r.get(0)).collect() };
+    let wanted = vec!["b c".to_string()];
+    for (sql, want) in [
+        ("select id from arr where tags @> $1 order by id", vec![1]),
+        ("select id from arr where $1 <@ tags order by id", vec![1]),
+        ("select id from arr where tags && $1 order by id", vec![1]),
+    ] {
+        let got = c.query(sql, &[&wanted]).await.expect(sql);
+        assert_eq!(ids_of(got), want, "{sql}");
+    }
+    let got = c
+        .query("select id from arr where nums = $1", &[&nums])
+        .await
+        .expect("equality");
+    assert_eq!(ids_of(got), vec![1]);
+    let got = c
+        .query("select id from arr where $1 = any(nums)", &[&-2i32])
+        .await
+        .expect("any");
+    assert_eq!(ids_of(got), vec![1]);
+
+    // A bad element is the element type's error, and the connection goes on.
+    let err = c
+        .batch_execute("insert into arr (id, nums) values (3, '{1,x}')")
+        .await
+        .expect_err("bad element");
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::INVALID_TEXT_REPRESENTATION)
+    );
+    let err = c
+        .batch_execute("insert into arr (id, nums) values (3, '{{1},{2}}')")
+        .await
+        .expect_err("two dimensions");
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::FEATURE_NOT_SUPPORTED)
+    );
+    let n: i64 = c
+        .query_one("select count(*) from arr", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(n, 2);
+}

@@ -1,7 +1,7 @@
 """Django 5.2 against Weft, as a Django application uses it: `migrate` of the contrib apps and of
 a small app, then ORM operations whose SQL Weft must run as PostgreSQL does (bulk_create through
 UNNEST of typed arrays, annotate() grouping by the primary key, Subquery(qs[:1]), iterator()
-over a named cursor, JSON lookups, savepoints, constraint errors).
+over a named cursor, JSON lookups, savepoints, constraint errors, ArrayField lookups).
 
 Run by tests/it/clients.rs as `python3 django_orm.py "<conninfo>"`; prints OK and exits 0,
 or prints what went wrong and exits 1.
@@ -59,7 +59,7 @@ def main():
 
     call_command("migrate", verbosity=0)
     from django.contrib.auth.models import Group, Permission, User
-    from django_app.models import Author, Book
+    from django_app.models import Author, Book, Shelf
 
     ann = Author.objects.create(name="Ann", born=datetime.date(1970, 1, 2), meta={"x": 1, "tags": ["a", "b"]})
     bob = Author.objects.create(name="Bob", meta={"x": 2})
@@ -148,6 +148,31 @@ def main():
         [Book(id=b.id, title=b.title + "x") for b in Book.objects.all()], ["title"]), 7)
     check("titles", sorted(Book.objects.values_list("title", flat=True)),
           ["T0x", "T1x", "T3x", "T4x", "T6x", "T7x", "T9x"])
+
+    Shelf.objects.bulk_create([Shelf(labels=["a", "b"], counts=[1, None]), Shelf(labels=["b c"]),
+                               Shelf(labels=[], counts=[3])])
+    shelves = list(Shelf.objects.order_by("id"))
+    check("arrays read back", [(s.labels, s.counts) for s in shelves],
+          [(["a", "b"], [1, None]), (["b c"], None), ([], [3])])
+    first = shelves[0].id
+
+    def shelf_ids(qs):
+        return [i - first for i in qs.order_by("id").values_list("id", flat=True)]
+    check("array contains", shelf_ids(Shelf.objects.filter(labels__contains=["b"])), [0])
+    check("array contained_by", shelf_ids(Shelf.objects.filter(labels__contained_by=["a", "b", "x"])), [0, 2])
+    check("array overlap", shelf_ids(Shelf.objects.filter(labels__overlap=["a", "b c"])), [0, 1])
+    check("array len", shelf_ids(Shelf.objects.filter(labels__len=1)), [1])
+    check("array index", shelf_ids(Shelf.objects.filter(labels__0="b c")), [1])
+    check("array exact", shelf_ids(Shelf.objects.filter(counts=[3])), [2])
+    check("array slice", list(Shelf.objects.filter(id=first).values_list("labels__0_1", flat=True)), [["a"]])
+    Shelf.objects.filter(id=first).update(labels=["z"] * 3)
+    check("array update", Shelf.objects.get(id=first).labels, ["z", "z", "z"])
+    try:
+        with transaction.atomic():
+            Shelf.objects.create(labels=["x" * 21])
+        sys.exit("a label longer than varchar(20) was accepted")
+    except django.db.utils.DataError:
+        pass
 
     user = User.objects.create_user("joe", "joe@example.com", "pw")
     group = Group.objects.create(name="g1")

@@ -168,6 +168,7 @@ fn compile(ctx: &ExecCtx<'_>, e: &Expr, input: &DFSchema) -> Option<Arc<dyn Phys
     let simplifier = ExprSimplifier::new(context);
     let e = simplifier
         .coerce(e, input)
+        .and_then(|e| crate::datetime_in::input_casts(e, input))
         .and_then(|e| simplifier.simplify(e))
         .and_then(|e| crate::arith::checked_expr(e, input))
         .ok()?;

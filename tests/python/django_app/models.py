@@ -1,5 +1,7 @@
-"""Models of the Django test (django_orm.py): a foreign key, JSON, decimals, a check constraint."""
+"""Models of the Django test (django_orm.py): a foreign key, JSON, decimals, a check constraint,
+array columns."""
 
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
 
@@ -21,3 +23,10 @@ class Book(models.Model):
         constraints = [
             models.CheckConstraint(condition=models.Q(price__gte=0), name="price_nonneg")
         ]
+
+
+class Shelf(models.Model):
+    """Array columns (django.contrib.postgres's ArrayField)."""
+
+    labels = ArrayField(models.CharField(max_length=20), default=list)
+    counts = ArrayField(models.IntegerField(null=True), null=True)
