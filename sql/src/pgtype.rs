@@ -328,7 +328,12 @@ impl PgType {
             ArrowType::Timestamp(_, Some(_)) => PgType::TimestampTz,
             ArrowType::Interval(_) | ArrowType::Duration(_) => PgType::Interval,
             ArrowType::List(f) | ArrowType::LargeList(f) | ArrowType::FixedSizeList(f, _) => {
-                PgType::from_field(f).array().unwrap_or(PgType::TextArray)
+                let element = PgType::from_field(f);
+                // A list of lists is a multidimensional array, of the same type in PostgreSQL.
+                match element.element() {
+                    Some(_) => element,
+                    None => element.array().unwrap_or(PgType::TextArray),
+                }
             }
             ArrowType::Null => PgType::Text,
             _ => PgType::Text,
@@ -483,7 +488,11 @@ pub fn arrow_field(name: &str, t: DataType, nullable: bool) -> Field {
         }
         None => field,
     };
-    if is_unconstrained_numeric(t) {
+    let own_scale = match t {
+        DataType::Array(elem) => is_unconstrained_numeric(elem.scalar()),
+        t => is_unconstrained_numeric(t),
+    };
+    if own_scale {
         crate::numeric_display::mark(field)
     } else {
         field

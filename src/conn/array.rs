@@ -1,5 +1,5 @@
-//! One-dimensional arrays: text `{a,b,NULL}` and the binary array format, element by element
-//! through the scalar encoders.
+//! Arrays: text `{a,b,NULL}` (nested lists as `{{1},{2}}`) and the one-dimensional binary array
+//! format, element by element through the scalar encoders.
 
 use bytes::{BufMut, BytesMut};
 use datafusion::arrow::array::{Array, AsArray};
@@ -34,6 +34,11 @@ pub fn text(array: &dyn Array, row: usize, oid: u32) -> Result<String, EncodeErr
         }
         if values.is_null(i) {
             out.push_str("NULL");
+            continue;
+        }
+        // A list of lists (`array_agg` of an array column) is PostgreSQL's `{{1,2},{3,4}}`.
+        if values.as_list_opt::<i32>().is_some() {
+            out.push_str(&text(values.as_ref(), i, oid)?);
             continue;
         }
         let mut item = BytesMut::new();

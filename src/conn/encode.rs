@@ -164,7 +164,12 @@ fn target_type(dt: &DataType, oid: u32) -> Option<DataType> {
                 List(f) | LargeList(f) | FixedSizeList(f, _) => f.data_type().clone(),
                 _ => return None,
             };
-            let child = target_type(&child, element).unwrap_or(child);
+            // A list of lists is a multidimensional array of the same type.
+            let of = match child {
+                List(_) | LargeList(_) | FixedSizeList(..) => other,
+                _ => element,
+            };
+            let child = target_type(&child, of).unwrap_or(child);
             List(Arc::new(Field::new("item", child, true)))
         }
     };

@@ -480,7 +480,10 @@ fn stored_type(t: PgType) -> Option<DataType> {
         PgType::TimestampTz => DataType::TimestampTz,
         PgType::Uuid => DataType::Uuid,
         PgType::Json | PgType::Jsonb => DataType::Jsonb,
-        _ => return None,
+        array => {
+            let element = stored_type(array.element()?)?;
+            DataType::Array(weft_storage::ArrayElem::of(element)?)
+        }
     })
 }
 

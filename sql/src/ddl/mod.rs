@@ -236,7 +236,7 @@ pub(crate) fn column_type(t: &ast::DataType) -> Result<DataType> {
             let scalar = column_type(inner)?;
             DataType::Array(weft_storage::ArrayElem::of(scalar).ok_or_else(|| {
                 Error::FeatureNotSupported {
-                    feature: format!("arrays of type {}", crate::pgtype::sql_type_name(scalar)),
+                    feature: format!("an array of type {}", crate::pgtype::sql_type_name(scalar)),
                 }
             })?)
         }
