@@ -1057,6 +1057,7 @@ pub(crate) fn all() -> Vec<Arc<ScalarUDF>> {
         to_json("to_json", false),
         to_json("to_jsonb", true),
         to_json("row_to_json", false),
+        to_json("array_to_json", false),
         json_agg_element(),
         agg_finish("weft_json_agg", false),
         agg_finish("weft_jsonb_agg", true),
