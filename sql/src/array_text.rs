@@ -129,6 +129,19 @@ impl ScalarUDFImpl for ArrayText {
     }
 }
 
+/// A list scalar as PostgreSQL's array text (`{1,2,NULL}`); None for other scalars.
+pub(crate) fn scalar_list_text(s: &ScalarValue) -> Option<String> {
+    let array = match s {
+        ScalarValue::List(l) => Arc::clone(l) as ArrayRef,
+        ScalarValue::LargeList(l) => Arc::clone(l) as ArrayRef,
+        ScalarValue::FixedSizeList(l) => Arc::clone(l) as ArrayRef,
+        _ => return None,
+    };
+    let mut out = String::new();
+    list_text(&array, 0, &mut out).ok()?;
+    Some(out)
+}
+
 /// The list at `row` of `lists` as `{…}` (nested lists as nested braces).
 fn list_text(lists: &ArrayRef, row: usize, out: &mut String) -> DfResult<()> {
     let values = match lists.data_type() {

@@ -563,7 +563,7 @@ pub fn scalar_text(s: &ScalarValue) -> String {
         ScalarValue::Date32(Some(d)) => format_date(*d),
         other => match timestamp_micros(other) {
             Some(us) => format_timestamp(us),
-            None => other.to_string(),
+            None => crate::array_text::scalar_list_text(other).unwrap_or_else(|| other.to_string()),
         },
     }
 }

@@ -633,7 +633,8 @@ fn array_containment(expr: &RawBinaryExpr, schema: &DFSchema) -> DfResult<Option
     }))
 }
 
-/// Plans `a -> b`, `a ->> b`, `a ? b`, and `@>` / `<@` on jsonb, as the jsonb functions.
+/// Plans `a -> b`, `a ->> b`, `a ? b`, and `@>` / `<@` on jsonb, as the jsonb functions; `@>`,
+/// `<@` and `&&` on arrays as PostgreSQL reads them.
 #[derive(Debug)]
 struct JsonPlanner;
 

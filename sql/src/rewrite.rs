@@ -1300,7 +1300,6 @@ fn whole_rows_in(s: &mut ast::Select, catalog: &weft_storage::Catalog) {
     }
 }
 
-/// Rewrites every expression of a statement (or of an expression) in place.
 /// Any column reference in `exprs`.
 fn reads_columns(exprs: &[Expr]) -> bool {
     let mut found = false;
@@ -1312,6 +1311,62 @@ fn reads_columns(exprs: &[Expr]) -> bool {
     found
 }
 
+/// `t.col[1]`: the parser reads a qualified column before a subscript as a field access
+/// (`t` then `.col`), which DataFusion plans only on struct values; as `(t.col)[1]` it is the
+/// column's element.
+fn qualified_subscript(root: &mut Box<Expr>, chain: &mut Vec<ast::AccessExpr>) -> Option<Expr> {
+    let Expr::Identifier(first) = root.as_ref() else {
+        return None;
+    };
+    let dots = chain
+        .iter()
+        .take_while(|a| matches!(a, ast::AccessExpr::Dot(Expr::Identifier(_))))
+        .count();
+    if dots == 0 || dots == chain.len() {
+        return None;
+    }
+    let mut parts = vec![first.clone()];
+    for access in chain.drain(..dots) {
+        if let ast::AccessExpr::Dot(Expr::Identifier(i)) = access {
+            parts.push(i);
+        }
+    }
+    Some(Expr::CompoundFieldAccess {
+        root: Box::new(Expr::CompoundIdentifier(parts)),
+        access_chain: std::mem::take(chain),
+    })
+}
+
+/// `a[i]` where `i` is not a positive integer literal: PostgreSQL reads no element at 0 or below
+/// (NULL) where DataFusion's `array_element` counts negative positions from the end, so the
+/// position becomes `nullif(greatest(i, 0), 0)`. String keys are left alone.
+fn guard_subscripts(chain: &mut [ast::AccessExpr]) {
+    for access in chain {
+        let ast::AccessExpr::Subscript(ast::Subscript::Index { index }) = access else {
+            continue;
+        };
+        let skip = match index {
+            Expr::Value(v) => match &v.value {
+                ast::Value::Number(n, _) => n.parse::<i64>().is_ok_and(|n| n > 0),
+                ast::Value::SingleQuotedString(_) => true,
+                _ => false,
+            },
+            Expr::Function(f) => f.name.to_string().eq_ignore_ascii_case("nullif"),
+            _ => false,
+        };
+        if skip {
+            continue;
+        }
+        let zero = || Expr::value(ast::Value::Number("0".into(), false));
+        let i = std::mem::replace(index, zero());
+        *index = call_with(
+            "nullif",
+            vec![call_with("greatest", vec![i, zero()]), zero()],
+        );
+    }
+}
+
+/// Rewrites every expression of a statement (or of an expression) in place.
 pub(crate) fn rewrite<V: VisitMut>(node: &mut V) {
     let _ = node.visit(&mut Clauses);
     crate::pg_catalog::rewrite(node);
@@ -1323,6 +1378,10 @@ pub(crate) fn rewrite<V: VisitMut>(node: &mut V) {
             // "column does not exist"); make_array, what it becomes, is planned with them.
             Expr::Array(ast::Array { elem, .. }) if reads_columns(elem) => {
                 Some(call_with("make_array", std::mem::take(elem)))
+            }
+            Expr::CompoundFieldAccess { root, access_chain } => {
+                guard_subscripts(access_chain);
+                qualified_subscript(root, access_chain)
             }
             Expr::Cast {
                 expr,

@@ -1,7 +1,8 @@
 """SQLAlchemy 2 (with psycopg 3) against Weft: create_all, the ORM's unit of work (its
 "insertmanyvalues" bulk INSERT … RETURNING), eager loading, grouping by a primary key, JSONB
-lookups, a PostgreSQL upsert with parameters, and reflection through pg_catalog (Alembic's
-autogenerate reads the same).
+lookups, ARRAY columns (executemany of bound arrays, contains/overlap/any, a subscript), a
+PostgreSQL upsert with parameters, and reflection through pg_catalog (Alembic's autogenerate
+reads the same).
 
 Run by tests/it/clients.rs as `python3 sqlalchemy_orm.py "<conninfo>"`; prints OK and exits 0,
 or prints what went wrong and exits 1.
@@ -11,8 +12,9 @@ import decimal
 import sys
 import uuid
 
-from sqlalchemy import ForeignKey, Numeric, String, create_engine, func, inspect, select, text
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy import (ForeignKey, Integer, Numeric, String, any_, create_engine, func, inspect,
+                        select, text)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import (DeclarativeBase, Mapped, Session, joinedload, mapped_column,
                             relationship, selectinload)
@@ -43,6 +45,13 @@ class Player(Base):
     data: Mapped[dict] = mapped_column(JSONB, default=dict)
     uid: Mapped[uuid.UUID] = mapped_column(UUID, default=uuid.uuid4)
     team: Mapped[Team] = relationship(back_populates="players")
+
+
+class Tagged(Base):
+    __tablename__ = "sa_tagged"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tags: Mapped[list[str]] = mapped_column(ARRAY(String(20)))
+    nums: Mapped[list[int]] = mapped_column(ARRAY(Integer), nullable=True)
 
 
 def main():
@@ -83,8 +92,25 @@ def main():
         c.execute(Player.__table__.insert(),
                   [{"name": f"b{i}", "team_id": 1, "score": 1, "data": {}, "uid": uuid.uuid4()} for i in range(20)])
         check("executemany", c.execute(text("SELECT count(*) FROM sa_player")).scalar(), 26)
+    with Session(engine) as s:
+        s.add_all([Tagged(id=1, tags=["a", "b c"], nums=[1, 2]), Tagged(id=2, tags=["c"], nums=[]),
+                   Tagged(id=3, tags=[], nums=None)])
+        s.commit()
+        check("array contains", s.scalars(select(Tagged.id).where(Tagged.tags.contains(["a"]))).all(), [1])
+        check("array overlap",
+              s.scalars(select(Tagged.id).where(Tagged.tags.overlap(["c", "b c"])).order_by(Tagged.id)).all(),
+              [1, 2])
+        check("array any", s.scalars(select(Tagged.id).where(2 == any_(Tagged.nums))).all(), [1])
+        check("array subscript", s.scalars(select(Tagged.tags[2]).order_by(Tagged.id)).all(), ["b c", None, None])
+        t = s.get(Tagged, 2)
+        t.tags = t.tags + ["x"]
+        s.commit()
+        check("array update", s.get(Tagged, 2).tags, ["c", "x"])
     i = inspect(engine)
-    check("tables", sorted(t for t in i.get_table_names() if t.startswith("sa_")), ["sa_player", "sa_team"])
+    check("tables", sorted(t for t in i.get_table_names() if t.startswith("sa_")),
+          ["sa_player", "sa_tagged", "sa_team"])
+    check("array columns", [(c["name"], repr(c["type"])) for c in i.get_columns("sa_tagged")],
+          [("id", "INTEGER()"), ("tags", "ARRAY(VARCHAR(length=20))"), ("nums", "ARRAY(INTEGER())")])
     check("columns", [c["name"] for c in i.get_columns("sa_player")],
           ["id", "name", "team_id", "score", "data", "uid"])
     check("primary key", i.get_pk_constraint("sa_player")["constrained_columns"], ["id"])
