@@ -1,4 +1,5 @@
-// node-postgres against Weft: LISTEN, then 'notification' events for NOTIFY and a live query.
+// node-postgres against Weft: LISTEN, then 'notification' events for NOTIFY and a live query;
+// array columns written from JS arrays and read back as JS arrays.
 // Run by tests/it/clients.rs as `node notify_pg.js <port>`; prints OK and exits 0, or exits 1.
 const { Client } = require('pg');
 
@@ -38,6 +39,11 @@ async function main() {
     await writer.query("INSERT INTO orders VALUES (1, 'ada', 'open')");
     const change = JSON.parse((await got).payload);
     check(change.op === 'insert' && change.key.id === 1 && change.row.customer === 'ada', JSON.stringify(change));
+
+    await writer.query('CREATE TABLE shelves (id int PRIMARY KEY, tags text[], counts int[])');
+    await writer.query('INSERT INTO shelves VALUES ($1, $2, $3)', [1, ['a', 'b c', null], [1, 2]]);
+    const shelf = (await writer.query('SELECT tags, counts FROM shelves WHERE $1 = ANY(tags)', ['b c'])).rows[0];
+    check(JSON.stringify(shelf) === JSON.stringify({ tags: ['a', 'b c', null], counts: [1, 2] }), JSON.stringify(shelf));
   } finally {
     await listener.end();
     await writer.end();
