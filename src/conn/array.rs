@@ -1,5 +1,5 @@
-//! Arrays: text `{a,b,NULL}` (nested lists as `{{1},{2}}`) and the one-dimensional binary array
-//! format, element by element through the scalar encoders.
+//! Arrays: text `{a,b,NULL}` (nested lists as `{{1},{2}}`) and the binary array format (nested
+//! lists as a multidimensional array), element by element through the scalar encoders.
 
 use bytes::{BufMut, BytesMut};
 use datafusion::arrow::array::{Array, AsArray};
@@ -51,7 +51,7 @@ pub fn text(array: &dyn Array, row: usize, oid: u32) -> Result<String, EncodeErr
 
 pub(super) use weft_sql::array_text::push_element;
 
-/// One-dimensional array: ndim, has-nulls flag, element oid, (length, lower bound 1), elements.
+/// ndim, has-nulls flag, element oid, (length, lower bound 1) per dimension, then the elements.
 pub fn binary(
     array: &dyn Array,
     row: usize,
@@ -62,19 +62,42 @@ pub fn binary(
         .as_list_opt::<i32>()
         .ok_or_else(|| mismatch(array.data_type()))?;
     let element = oid::array_element(oid).unwrap_or(oid::TEXT);
-    let values = list.value(row);
-    let len = i32::try_from(values.len()).map_err(|_| err("54000", "array too large"))?;
-    if len == 0 {
+    let mut values = list.value(row);
+    // A list of lists (`array_agg` of an array column): dimensions outermost first, elements
+    // in row-major order, as PostgreSQL's array_send writes a multidimensional array.
+    let mut dims = vec![values.len()];
+    loop {
+        let Some(inner) = values.as_list_opt::<i32>() else {
+            break;
+        };
+        let offsets = inner.value_offsets();
+        let width = offsets.get(1).map_or(0, |end| end - offsets[0]);
+        if inner.null_count() > 0 || offsets.windows(2).any(|w| w[1] - w[0] != width) {
+            return Err(err(
+                "2202E",
+                "multidimensional arrays must have array expressions with matching dimensions",
+            ));
+        }
+        dims.push(usize::try_from(width).unwrap_or(0));
+        let start = usize::try_from(offsets[0]).unwrap_or(0);
+        let end = usize::try_from(offsets[inner.len()]).unwrap_or(start);
+        let flat = inner.values().slice(start, end - start);
+        values = flat;
+    }
+    if values.is_empty() {
         buf.put_i32(0);
         buf.put_i32(0);
         buf.put_u32(element);
         return Ok(());
     }
-    buf.put_i32(1);
+    let ndim = i32::try_from(dims.len()).map_err(|_| err("54000", "array too large"))?;
+    buf.put_i32(ndim);
     buf.put_i32(i32::from(values.null_count() > 0));
     buf.put_u32(element);
-    buf.put_i32(len);
-    buf.put_i32(1);
+    for d in dims {
+        buf.put_i32(i32::try_from(d).map_err(|_| err("54000", "array too large"))?);
+        buf.put_i32(1);
+    }
     for i in 0..values.len() {
         put_cell(values.as_ref(), i, element, Format::Binary, buf)?;
     }

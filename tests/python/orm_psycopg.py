@@ -1,6 +1,6 @@
 """psycopg 3 against Weft, as ORMs use it: a bulk insert through UNNEST of typed array
-parameters (Django 5.2's bulk_create), `= ANY(%s)` with lists, GROUP BY a primary key, and
-named (server-side) cursors.
+parameters (Django 5.2's bulk_create), `= ANY(%s)` with lists, GROUP BY a primary key,
+named (server-side) cursors, and array columns read in binary (one and two dimensions).
 
 Run by tests/it/clients.rs as `python3 orm_psycopg.py "<conninfo>"`; prints OK and exits 0,
 or prints what went wrong and exits 1.
@@ -115,6 +115,13 @@ def main():
             conn.execute("DELETE FROM orm_item WHERE id = 1")
             check("held cursor rows", cur.fetchmany(2), [("a",), ("b",)])
             check("held cursor rest", cur.fetchall(), [("c",)])
+        conn.execute("CREATE TABLE orm_grid (id int PRIMARY KEY, cells int[])")
+        with conn.cursor(binary=True) as cur:
+            cur.executemany("INSERT INTO orm_grid VALUES (%s, %s)", [(1, [1, 2]), (2, [3, None])])
+            cur.execute("SELECT cells FROM orm_grid ORDER BY id")
+            check("arrays in binary", cur.fetchall(), [([1, 2],), ([3, None],)])
+            cur.execute("SELECT array_agg(cells ORDER BY id) FROM orm_grid")
+            check("two dimensions in binary", cur.fetchall(), [([[1, 2], [3, None]],)])
     print("OK")
 
 
