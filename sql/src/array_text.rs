@@ -268,3 +268,48 @@ fn element_texts(values: &ArrayRef) -> DfResult<Vec<Option<Element>>> {
         }
     }
 }
+
+/// The items of a one-dimensional array literal (`{1,NULL,"a b","x\"y"}`), None where NULL; None
+/// for text that is not such a literal (nested arrays included).
+pub fn array_items(text: &str) -> Option<Vec<Option<String>>> {
+    let inner = text.trim().strip_prefix('{')?.strip_suffix('}')?;
+    let mut items = Vec::new();
+    if inner.trim().is_empty() {
+        return Some(items);
+    }
+    let mut chars = inner.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_ascii_whitespace()).is_some() {}
+        let mut item = String::new();
+        let mut quoted = false;
+        if chars.next_if_eq(&'"').is_some() {
+            quoted = true;
+            loop {
+                match chars.next()? {
+                    '"' => break,
+                    '\\' => item.push(chars.next()?),
+                    c => item.push(c),
+                }
+            }
+            while chars.next_if(|c| c.is_ascii_whitespace()).is_some() {}
+        } else {
+            while let Some(c) = chars.next_if(|c| *c != ',') {
+                match c {
+                    '{' | '}' | '"' => return None,
+                    '\\' => item.push(chars.next()?),
+                    c => item.push(c),
+                }
+            }
+            item.truncate(item.trim_end().len());
+            if item.is_empty() {
+                return None;
+            }
+        }
+        items.push((quoted || !item.eq_ignore_ascii_case("NULL")).then_some(item));
+        match chars.next() {
+            None => return Some(items),
+            Some(',') => {}
+            Some(_) => return None,
+        }
+    }
+}

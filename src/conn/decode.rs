@@ -130,7 +130,7 @@ pub fn decode(
 /// Parses the text form of a `target` value.
 pub fn from_text(text: &str, target: u32) -> Result<ScalarValue, DecodeError> {
     if let Some(element) = param_array_element(target) {
-        let items = array_items(text).ok_or_else(|| syntax(target, text))?;
+        let items = weft_sql::array_text::array_items(text).ok_or_else(|| syntax(target, text))?;
         let values = items
             .into_iter()
             .map(|item| match item {
@@ -319,51 +319,6 @@ fn list(values: &[ScalarValue], element: u32) -> Result<ScalarValue, DecodeError
         None,
     );
     Ok(ScalarValue::List(Arc::new(list)))
-}
-
-/// The items of a one-dimensional array literal (`{1,NULL,"a b","x\"y"}`), None where NULL; None
-/// for text that is not such a literal (nested arrays included).
-fn array_items(text: &str) -> Option<Vec<Option<String>>> {
-    let inner = text.trim().strip_prefix('{')?.strip_suffix('}')?;
-    let mut items = Vec::new();
-    if inner.trim().is_empty() {
-        return Some(items);
-    }
-    let mut chars = inner.chars().peekable();
-    loop {
-        while chars.next_if(|c| c.is_ascii_whitespace()).is_some() {}
-        let mut item = String::new();
-        let mut quoted = false;
-        if chars.next_if_eq(&'"').is_some() {
-            quoted = true;
-            loop {
-                match chars.next()? {
-                    '"' => break,
-                    '\\' => item.push(chars.next()?),
-                    c => item.push(c),
-                }
-            }
-            while chars.next_if(|c| c.is_ascii_whitespace()).is_some() {}
-        } else {
-            while let Some(c) = chars.next_if(|c| *c != ',') {
-                match c {
-                    '{' | '}' | '"' => return None,
-                    '\\' => item.push(chars.next()?),
-                    c => item.push(c),
-                }
-            }
-            item.truncate(item.trim_end().len());
-            if item.is_empty() {
-                return None;
-            }
-        }
-        items.push((quoted || !item.eq_ignore_ascii_case("NULL")).then_some(item));
-        match chars.next() {
-            None => return Some(items),
-            Some(',') => {}
-            Some(_) => return None,
-        }
-    }
 }
 
 /// A one-dimensional array in PostgreSQL's binary form: ndim, has-null flag, element oid, then

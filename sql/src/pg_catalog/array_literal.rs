@@ -78,44 +78,7 @@ fn coerce(e: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
 
 /// A one-dimensional array literal (`{1,2}`, `{"a b",NULL}`) as a list of `element`.
 pub(crate) fn parse(s: &str, element: &DataType) -> Option<ScalarValue> {
-    let inner = s.trim().strip_prefix('{')?.strip_suffix('}')?;
-    let mut items: Vec<Option<String>> = Vec::new();
-    let mut chars = inner.chars().peekable();
-    while chars.peek().is_some() {
-        let mut item = String::new();
-        let mut quoted = false;
-        while chars.peek() == Some(&' ') {
-            chars.next();
-        }
-        if chars.peek() == Some(&'"') {
-            quoted = true;
-            chars.next();
-            while let Some(c) = chars.next() {
-                match c {
-                    '\\' => item.extend(chars.next()),
-                    '"' => break,
-                    c => item.push(c),
-                }
-            }
-        }
-        for c in chars.by_ref() {
-            if c == ',' {
-                break;
-            }
-            if !quoted {
-                item.push(c);
-            }
-        }
-        let item = if quoted {
-            item
-        } else {
-            item.trim().to_string()
-        };
-        items.push((quoted || !item.eq_ignore_ascii_case("null")).then_some(item));
-    }
-    if items.len() == 1 && items[0].as_deref() == Some("") {
-        items.clear();
-    }
+    let items = crate::array_text::array_items(s)?;
     let values = items
         .into_iter()
         .map(|i| match i {
