@@ -91,7 +91,7 @@ fn list_array<'a>(
             .map_err(|_| Error::internal("more array elements than a batch can hold"))?;
         offsets.push(end);
     }
-    let field = Arc::new(crate::pgtype::arrow_field("item", elem.scalar(), true));
+    let field = crate::pgtype::list_item_field(elem);
     let elements = build_array(elem.scalar(), items.into_iter())?;
     let list = ListArray::try_new(
         field,

@@ -294,7 +294,20 @@ impl ScalarUDFImpl for ArrayIn {
             ));
         }
         let out = ScalarValue::iter_to_array(values)?;
+        // Exactly the declared type, element field metadata included (`varchar(n)[]`, `uuid[]`):
+        // a plan's schema carries it.
+        let out = if out.data_type() == &self.target {
+            out
+        } else {
+            datafusion::arrow::compute::cast(&out, &self.target)?
+        };
         if scalar && out.len() == 1 {
+            // As the one-row list itself: `try_from_array` rebuilds its field without metadata.
+            if let Some(list) = out.as_list_opt::<i32>() {
+                return Ok(ColumnarValue::Scalar(ScalarValue::List(Arc::new(
+                    list.clone(),
+                ))));
+            }
             return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?));
         }
         Ok(ColumnarValue::Array(out))

@@ -261,6 +261,7 @@ pub(crate) fn register(state: &mut SessionState, shared: &Arc<SessionShared>) {
     fns.push(crate::numeric_display::array_udf());
     fns.extend(crate::bpchar::functions());
     fns.push(Arc::new(crate::series::BoundedSeries::udf()));
+    fns.push(crate::coalesce::udf());
     for f in fns {
         let _ = state.register_udf(f);
     }

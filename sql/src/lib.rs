@@ -22,6 +22,7 @@ mod arith;
 pub mod array_text;
 mod bpchar;
 pub mod cluster;
+mod coalesce;
 pub mod convert;
 pub mod copy;
 mod cpu;

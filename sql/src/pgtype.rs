@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType as ArrowType, Field, TimeUnit};
-use weft_storage::DataType;
+use datafusion::arrow::datatypes::{DataType as ArrowType, Field, FieldRef, TimeUnit};
+use weft_storage::{ArrayElem, DataType};
 
 /// Field metadata key carrying the PostgreSQL type name where Arrow's type is ambiguous.
 pub const PG_TYPE_KEY: &str = "weft.pg_type";
@@ -466,10 +466,15 @@ pub fn arrow_type(t: DataType) -> ArrowType {
         DataType::Date => ArrowType::Date32,
         DataType::Timestamp => ArrowType::Timestamp(TimeUnit::Microsecond, None),
         DataType::TimestampTz => ArrowType::Timestamp(TimeUnit::Microsecond, Some(UTC.into())),
-        DataType::Array(elem) => {
-            ArrowType::List(Arc::new(arrow_field("item", elem.scalar(), true)))
-        }
+        DataType::Array(elem) => ArrowType::List(list_item_field(elem)),
     }
+}
+
+/// The element field of an array column's Arrow list: plain, without metadata, as DataFusion's
+/// array functions build their results' (a plan's schema must match what they return); the
+/// array's PostgreSQL type is carried on the column's own field instead ([`arrow_field`]).
+pub fn list_item_field(elem: ArrayElem) -> FieldRef {
+    Arc::new(Field::new_list_field(arrow_type(elem.scalar()), true))
 }
 
 /// Arrow field of a stored column, with the PostgreSQL type in its metadata where Arrow is ambiguous.
@@ -480,6 +485,7 @@ pub fn arrow_field(name: &str, t: DataType, nullable: bool) -> Field {
         DataType::Jsonb => Some("jsonb"),
         DataType::Varchar(_) => Some("varchar"),
         DataType::Char(_) => Some("bpchar"),
+        DataType::Array(_) => Some(PgType::from_storage(t).name()),
         _ => None,
     };
     let field = match pg {
