@@ -294,8 +294,8 @@ impl ScalarUDFImpl for ArrayIn {
             ));
         }
         let out = ScalarValue::iter_to_array(values)?;
-        // Exactly the declared type, element field metadata included (`varchar(n)[]`, `uuid[]`):
-        // a plan's schema carries it.
+        // Exactly the declared type, the element field's metadata included (a cast's target
+        // may tag its elements, `::uuid[]`): the plan's schema carries it.
         let out = if out.data_type() == &self.target {
             out
         } else {
@@ -335,13 +335,8 @@ pub(crate) fn array_in(s: &str, element: &DataType) -> Result<ScalarValue> {
         return crate::pg_catalog::array_literal::parse(t, element).ok_or_else(malformed);
     }
     // Dates and times: each element through PostgreSQL's input function (`{epoch,today}`).
-    let Some(ScalarValue::List(texts)) =
-        crate::pg_catalog::array_literal::parse(t, &DataType::Utf8)
-    else {
-        return Err(malformed());
-    };
-    let items = texts.value(0);
-    let items = convert(items.as_string::<i32>().iter(), element)?;
+    let texts = crate::array_text::array_items(t).ok_or_else(malformed)?;
+    let items = convert(texts.iter().map(Option::as_deref), element)?;
     Ok(datafusion::common::utils::SingleRowListArrayBuilder::new(items).build_list_scalar())
 }
 

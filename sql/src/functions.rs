@@ -599,10 +599,10 @@ fn array_containment(expr: &RawBinaryExpr, schema: &DFSchema) -> DfResult<Option
     }
     // A string literal or an untyped parameter takes the other side's array type.
     let operand = |e: &Expr, other: &Option<DataType>| -> DfResult<Expr> {
-        let element = match other {
-            Some(DataType::List(f) | DataType::LargeList(f)) => f.data_type(),
-            _ => return Ok(e.clone()),
+        let Some(list @ (DataType::List(f) | DataType::LargeList(f))) = other else {
+            return Ok(e.clone());
         };
+        let element = f.data_type();
         match e {
             Expr::Literal(ScalarValue::Utf8(Some(text)), _) => {
                 crate::pg_catalog::array_literal::parse(text, element)
@@ -614,7 +614,7 @@ fn array_containment(expr: &RawBinaryExpr, schema: &DFSchema) -> DfResult<Option
                     })
             }
             Expr::Placeholder(p) if p.field.is_none() => {
-                let field = Field::new("", other.clone().unwrap_or(DataType::Null), true);
+                let field = Field::new("", list.clone(), true);
                 Ok(Expr::Placeholder(
                     datafusion::logical_expr::expr::Placeholder::new_with_field(
                         p.id.clone(),
