@@ -52,6 +52,7 @@ mod lateral;
 /// PostgreSQL's errors on DataFusion's math functions.
 mod math;
 mod misc_fn;
+mod named;
 mod naming;
 /// Unconstrained numeric values displayed at their own scale.
 mod numeric_display;

@@ -169,6 +169,8 @@ pub struct Session {
     pub(crate) pid: u32,
     /// Open SQL cursors (DECLARE … CURSOR).
     pub(crate) cursors: crate::cursor::Cursors,
+    /// Statements prepared with SQL's PREPARE.
+    named: crate::named::Named,
 }
 
 impl Session {
@@ -214,6 +216,7 @@ impl Session {
             listen_target: None,
             pid: 0,
             cursors: crate::cursor::Cursors::default(),
+            named: crate::named::Named::default(),
         }
     }
 
@@ -465,6 +468,26 @@ impl Session {
         stmt: Statement,
         declared: &[Option<PgType>],
     ) -> Result<Prepared> {
+        // PREPARE returns nothing; EXECUTE returns its statement's rows (both run at Execute).
+        let fields = match &*stmt.ast {
+            ast::Statement::Prepare { .. } => Some(None),
+            ast::Statement::Execute {
+                name: Some(name),
+                immediate: false,
+                ..
+            } => Some(self.named.get(&ddl::object_name(name)?)?.fields.clone()),
+            _ => None,
+        };
+        if let Some(fields) = fields {
+            return Ok(Prepared {
+                param_types: Vec::new(),
+                fields,
+                stmt: Some(stmt),
+                plan: None,
+                point: None,
+                copy: None,
+            });
+        }
         if let ast::Statement::Query(q) = &*stmt.ast {
             if dml::with::has_dml_ctes(q) {
                 let (param_types, fields) = dml::with::describe(self, q, declared).await?;
@@ -582,6 +605,38 @@ impl Session {
     }
 
     /// A read view for planning: the open transaction's, else none (the latest catalog is used).
+    /// `PREPARE name [(types)] AS statement`: planned now, kept by name for EXECUTE. Like
+    /// PostgreSQL's, it is not transactional (a ROLLBACK keeps it).
+    async fn sql_prepare(
+        &mut self,
+        outer: &Statement,
+        name: &ast::Ident,
+        types: &[ast::DataType],
+        inner: &ast::Statement,
+    ) -> Result<QueryOutput> {
+        let name = ddl::ident(name);
+        self.named.check_free(&name)?;
+        if !matches!(
+            inner,
+            ast::Statement::Query(_)
+                | ast::Statement::Insert(_)
+                | ast::Statement::Update(_)
+                | ast::Statement::Delete(_)
+        ) {
+            return Err(Error::syntax(
+                "PREPARE takes a SELECT, VALUES, INSERT, UPDATE or DELETE",
+            ));
+        }
+        let oids = crate::named::param_oids(types)?;
+        let prepared = self
+            .prepare_statement(outer.inner(inner.clone()), &oids)
+            .await?;
+        self.named.insert(name, prepared)?;
+        Ok(QueryOutput::Command {
+            tag: "PREPARE".into(),
+        })
+    }
+
     fn read_view_for_planning(&self) -> Option<ReadView> {
         self.block.as_ref().map(|b| view_of(&b.txn))
     }
@@ -651,6 +706,28 @@ impl Session {
         }
         if let Some((names, deferred)) = crate::dialect::set_constraints(&stmt.ast) {
             return txn_control::set_constraints(self, &names, deferred);
+        }
+        match &*stmt.ast {
+            ast::Statement::Prepare {
+                name,
+                data_types,
+                statement,
+            } => return self.sql_prepare(stmt, name, data_types, statement).await,
+            ast::Statement::Execute {
+                name: Some(name),
+                parameters,
+                immediate: false,
+                ..
+            } => {
+                let name = ddl::object_name(name)?;
+                let named = self.named.get(&name)?;
+                let args = crate::named::arguments(&self.state, &name, &named, parameters)?;
+                let Some(inner) = named.stmt.clone() else {
+                    return Ok(QueryOutput::Empty);
+                };
+                return Box::pin(self.dispatch(&inner, &named, args)).await;
+            }
+            _ => {}
         }
         if crate::dialect::alter_sequence(&stmt.ast).is_some() {
             return self.execute_in_txn(stmt, prepared, params).await;
@@ -849,15 +926,19 @@ impl Session {
             ast::Statement::Discard { object_type } => {
                 if *object_type == ast::DiscardObject::ALL {
                     self.cursors.close(&ast::CloseCursor::All)?;
+                    self.named.clear();
                 }
                 self.settings.reset_all();
                 Ok(Some(QueryOutput::Command {
                     tag: "DISCARD ALL".into(),
                 }))
             }
-            ast::Statement::Deallocate { .. } => Ok(Some(QueryOutput::Command {
-                tag: "DEALLOCATE".into(),
-            })),
+            ast::Statement::Deallocate { name, .. } => {
+                self.named.deallocate(name)?;
+                Ok(Some(QueryOutput::Command {
+                    tag: "DEALLOCATE".into(),
+                }))
+            }
             other => crate::statement::maintenance(other, self.block.is_some()),
         }
     }
@@ -961,6 +1042,10 @@ async fn run_statement(
 fn read_only_error(stmt: &Statement) -> Error {
     let verb = match &*stmt.ast {
         ast::Statement::Copy { to: false, .. } => "COPY FROM".to_string(),
+        // Also when run by EXECUTE, whose text is the PREPARE's.
+        ast::Statement::Insert(_) => "INSERT".to_string(),
+        ast::Statement::Update(_) => "UPDATE".to_string(),
+        ast::Statement::Delete(_) => "DELETE".to_string(),
         _ => stmt
             .sql
             .split_whitespace()

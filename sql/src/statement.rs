@@ -45,6 +45,17 @@ impl Statement {
         &self.sql
     }
 
+    /// A statement taken from within this one (PREPARE's), keeping this one's text (the
+    /// positions in `ast` refer to it).
+    pub(crate) fn inner(&self, ast: ast::Statement) -> Statement {
+        Statement {
+            ast: Arc::new(ast),
+            sql: Arc::clone(&self.sql),
+            live: false,
+            overriding: self.overriding.clone(),
+        }
+    }
+
     /// A query taken from within a statement parsed from `sql` (its positions refer to `sql`).
     pub(crate) fn query(query: ast::Query, sql: Arc<str>) -> Statement {
         Statement {

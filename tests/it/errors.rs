@@ -253,3 +253,37 @@ async fn unplannable_lateral_shapes_are_refused() {
     }
     assert_eq!(scalar(&c, "select 1").await.as_deref(), Some("1"));
 }
+
+/// PREPARE takes only what PostgreSQL's does (a query or a DML statement), a type Weft has for
+/// each declared parameter, and a name not in use; EXECUTE runs through the extended protocol
+/// too, with its statement's columns.
+#[tokio::test(flavor = "multi_thread")]
+async fn sql_prepare_refusals_and_execute_over_the_extended_protocol() {
+    let srv = server().await;
+    let c = connect(&srv).await;
+    c.batch_execute("CREATE TABLE pe (id int PRIMARY KEY, v text); INSERT INTO pe VALUES (1, 'a')")
+        .await
+        .expect("creates");
+    for (sql, code) in [
+        ("PREPARE p1 AS CREATE TABLE x (a int)", "42601"),
+        ("PREPARE p2 (interval) AS SELECT $1", "0A000"),
+        ("EXECUTE missing", "26000"),
+        ("DEALLOCATE missing", "26000"),
+    ] {
+        let e = c.simple_query(sql).await.expect_err(sql);
+        assert_eq!(sqlstate(&e), code, "{sql}: {e}");
+    }
+    c.batch_execute("PREPARE one AS SELECT id, v FROM pe WHERE id = $1")
+        .await
+        .expect("prepares");
+    let e = c
+        .batch_execute("PREPARE one AS SELECT 1")
+        .await
+        .expect_err("a second PREPARE of the name");
+    assert_eq!(sqlstate(&e), "42P05");
+    let rows = c.query("EXECUTE one(1)", &[]).await.expect("executes");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].columns()[1].name(), "v");
+    assert_eq!(rows[0].get::<_, String>(1), "a");
+    assert_eq!(scalar(&c, "select 1").await.as_deref(), Some("1"));
+}
