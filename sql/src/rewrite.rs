@@ -1339,7 +1339,8 @@ fn qualified_subscript(root: &mut Box<Expr>, chain: &mut Vec<ast::AccessExpr>) -
 
 /// `a[i]` where `i` is not a positive integer literal: PostgreSQL reads no element at 0 or below
 /// (NULL) where DataFusion's `array_element` counts negative positions from the end, so the
-/// position becomes `nullif(greatest(i, 0), 0)`. String keys are left alone.
+/// position becomes `nullif(greatest(i, 0), 0)` (wrapping twice would change nothing). String
+/// keys are left alone.
 fn guard_subscripts(chain: &mut [ast::AccessExpr]) {
     for access in chain {
         let ast::AccessExpr::Subscript(ast::Subscript::Index { index }) = access else {
@@ -1351,7 +1352,6 @@ fn guard_subscripts(chain: &mut [ast::AccessExpr]) {
                 ast::Value::SingleQuotedString(_) => true,
                 _ => false,
             },
-            Expr::Function(f) => f.name.to_string().eq_ignore_ascii_case("nullif"),
             _ => false,
         };
         if skip {

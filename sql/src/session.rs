@@ -604,7 +604,6 @@ impl Session {
         })
     }
 
-    /// A read view for planning: the open transaction's, else none (the latest catalog is used).
     /// `PREPARE name [(types)] AS statement`: planned now, kept by name for EXECUTE. Like
     /// PostgreSQL's, it is not transactional (a ROLLBACK keeps it).
     async fn sql_prepare(
@@ -637,6 +636,7 @@ impl Session {
         })
     }
 
+    /// A read view for planning: the open transaction's, else none (the latest catalog is used).
     fn read_view_for_planning(&self) -> Option<ReadView> {
         self.block.as_ref().map(|b| view_of(&b.txn))
     }
