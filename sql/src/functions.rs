@@ -578,17 +578,23 @@ fn is_json(e: &Expr, schema: &DFSchema) -> bool {
         .is_ok_and(|(_, f)| PgType::from_field(&f) == PgType::Jsonb)
 }
 
-/// `@>`, `<@` and `&&` between arrays, as `array_has_all` / `array_has_any`; a string literal on
-/// one side is read as an array of the other side's element type, as PostgreSQL types it.
+/// `@>`, `<@` and `&&` between arrays, as `array_has_all` / `array_has_any`, and comparisons
+/// of an array; a string literal on one side is read as an array of the other side's element
+/// type, as PostgreSQL types it (in a select list too, where DataFusion would find no common
+/// type while planning, before any analyzer rule).
 fn array_containment(expr: &RawBinaryExpr, schema: &DFSchema) -> DfResult<Option<Expr>> {
     use datafusion::functions_nested::expr_fn::{array_has_all, array_has_any};
-    use datafusion::logical_expr::ExprSchemable;
-    if !matches!(
-        expr.op,
-        BinaryOperator::AtArrow | BinaryOperator::ArrowAt | BinaryOperator::PGOverlap
-    ) {
-        return Ok(None);
-    }
+    use datafusion::logical_expr::{BinaryExpr, ExprSchemable, Operator};
+    let comparison = match expr.op {
+        BinaryOperator::Eq => Some(Operator::Eq),
+        BinaryOperator::NotEq => Some(Operator::NotEq),
+        BinaryOperator::Lt => Some(Operator::Lt),
+        BinaryOperator::LtEq => Some(Operator::LtEq),
+        BinaryOperator::Gt => Some(Operator::Gt),
+        BinaryOperator::GtEq => Some(Operator::GtEq),
+        BinaryOperator::AtArrow | BinaryOperator::ArrowAt | BinaryOperator::PGOverlap => None,
+        _ => return Ok(None),
+    };
     let list = |e: &Expr| match e.get_type(schema) {
         Ok(t @ (DataType::List(_) | DataType::LargeList(_))) => Some(t),
         _ => None,
@@ -627,10 +633,11 @@ fn array_containment(expr: &RawBinaryExpr, schema: &DFSchema) -> DfResult<Option
     };
     let left = operand(&expr.left, &re)?;
     let right = operand(&expr.right, &le)?;
-    Ok(Some(match expr.op {
-        BinaryOperator::AtArrow => array_has_all(left, right),
-        BinaryOperator::ArrowAt => array_has_all(right, left),
-        _ => array_has_any(left, right),
+    Ok(Some(match (comparison, &expr.op) {
+        (Some(op), _) => Expr::BinaryExpr(BinaryExpr::new(Box::new(left), op, Box::new(right))),
+        (None, BinaryOperator::AtArrow) => array_has_all(left, right),
+        (None, BinaryOperator::ArrowAt) => array_has_all(right, left),
+        (None, _) => array_has_any(left, right),
     }))
 }
 
