@@ -435,4 +435,26 @@ async fn array_columns_round_trip() {
         .expect("count")
         .get(0);
     assert_eq!(n, 2);
+
+    // A ragged list of lists has no binary array form (tokio-postgres reads results in binary).
+    c.batch_execute("insert into arr (id, nums) values (3, '{9}')")
+        .await
+        .expect("inserts");
+    let err = c
+        .query(
+            "select array_agg(nums order by id) from arr where id <> 2",
+            &[],
+        )
+        .await
+        .expect_err("ragged two-dimensional array");
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::ARRAY_SUBSCRIPT_ERROR)
+    );
+    let n: i64 = c
+        .query_one("select count(*) from arr", &[])
+        .await
+        .expect("the connection goes on")
+        .get(0);
+    assert_eq!(n, 3);
 }

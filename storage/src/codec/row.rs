@@ -89,9 +89,10 @@ pub fn value_fits(ty: DataType, v: &Value) -> bool {
             | (DataType::TimestampTz, Value::TimestampTz(_))
             | (DataType::Uuid, Value::Uuid(_))
     ) || match (ty, v) {
-        (DataType::Array(elem), Value::Array(items)) => items
-            .iter()
-            .all(|x| !matches!(x, Value::Array(_)) && value_fits(elem.scalar(), x)),
+        // An element type is never an array, so a nested array does not fit.
+        (DataType::Array(elem), Value::Array(items)) => {
+            items.iter().all(|x| value_fits(elem.scalar(), x))
+        }
         _ => false,
     }
 }
