@@ -40,13 +40,16 @@ const AVG_MIN_SCALE: i8 = 16;
 const MAX_PRECISION: u8 = 38;
 
 /// `avg` and `sum` as PostgreSQL types them.
-pub(crate) fn udafs() -> [Arc<AggregateUDF>; 3] {
+pub(crate) fn udafs() -> [Arc<AggregateUDF>; 4] {
     let bool_and = datafusion::functions_aggregate::bool_and_or::bool_and_udaf();
+    let var_samp = datafusion::functions_aggregate::variance::var_samp_udaf();
     [
         Arc::new(AggregateUDF::new_from_impl(PgAvg::new())),
         Arc::new(AggregateUDF::new_from_impl(PgSum::new())),
         // `every` is bool_and under the name rewrite.rs gives it (so the column is named `every`).
         Arc::new(bool_and.as_ref().clone().with_aliases(["weft_every"])),
+        // `variance` is var_samp, likewise named by rewrite.rs.
+        Arc::new(var_samp.as_ref().clone().with_aliases(["weft_variance"])),
     ]
 }
 

@@ -665,6 +665,22 @@ fn plan_error(m: String) -> Error {
             message: format!("operator does not exist: {m}"),
         };
     }
+    if let Some(name) = between(&m, "table function '", "' not found") {
+        if matches!(
+            name,
+            "jsonb_to_record" | "json_to_record" | "jsonb_to_recordset" | "json_to_recordset"
+        ) {
+            // rewrite.rs reads these only with a column definition list (`AS r(a int)`).
+            return Error::Syntax {
+                message: "a column definition list is required for functions returning \"record\""
+                    .into(),
+                position: None,
+            };
+        }
+        return Error::UndefinedFunction {
+            message: format!("function {name} does not exist"),
+        };
+    }
     if let Some(name) = between(&m, "table '", "' not found") {
         let name = name.rsplit('.').next().unwrap_or(name);
         return Error::UndefinedTable {

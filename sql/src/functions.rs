@@ -13,7 +13,9 @@ use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{DFSchema, Result as DfResult, ScalarValue};
 use datafusion::execution::session_state::SessionState;
 use datafusion::execution::FunctionRegistry;
-use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawBinaryExpr};
+use datafusion::logical_expr::planner::{
+    ExprPlanner, PlannerResult, RawBinaryExpr, RawFieldAccessExpr,
+};
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
     Volatility,
@@ -259,6 +261,7 @@ pub(crate) fn register(state: &mut SessionState, shared: &Arc<SessionShared>) {
     fns.extend(crate::misc_fn::udfs());
     fns.push(crate::numeric_div::unconstrained_cast());
     fns.push(crate::numeric_display::array_udf());
+    fns.push(crate::numeric_display::text_udf());
     fns.extend(crate::bpchar::functions());
     fns.push(Arc::new(crate::series::BoundedSeries::udf()));
     fns.push(crate::coalesce::udf());
@@ -639,6 +642,74 @@ fn array_containment(expr: &RawBinaryExpr, schema: &DFSchema) -> DfResult<Option
         (None, BinaryOperator::ArrowAt) => array_has_all(right, left),
         (None, _) => array_has_any(left, right),
     }))
+}
+
+/// Plans subscripts as PostgreSQL reads them, ahead of DataFusion's planner: on jsonb, `j['k']`
+/// and `j[0]` are `j -> 'k'` and `j -> 0` (PostgreSQL 14's jsonb subscripts); on an array, a
+/// position that is not a positive integer literal becomes `nullif(greatest(i, 0), 0)`, because
+/// PostgreSQL reads no element at 0 or below (NULL) where DataFusion's `array_element` counts
+/// negative positions from the end.
+#[derive(Debug)]
+pub(crate) struct SubscriptPlanner;
+
+impl ExprPlanner for SubscriptPlanner {
+    fn plan_field_access(
+        &self,
+        expr: RawFieldAccessExpr,
+        schema: &DFSchema,
+    ) -> DfResult<PlannerResult<RawFieldAccessExpr>> {
+        use datafusion::logical_expr::{lit, GetFieldAccess};
+        let RawFieldAccessExpr { expr, field_access } = expr;
+        if is_json(&expr, schema) {
+            let key = match field_access {
+                GetFieldAccess::NamedStructField { name } => Expr::Literal(name, None),
+                GetFieldAccess::ListIndex { key } => *key,
+                other => {
+                    return Ok(PlannerResult::Original(RawFieldAccessExpr {
+                        expr,
+                        field_access: other,
+                    }))
+                }
+            };
+            let get = json_op("weft_json_get", Some(PgType::Jsonb), false);
+            return Ok(PlannerResult::Planned(Expr::ScalarFunction(
+                datafusion::logical_expr::expr::ScalarFunction::new_udf(get, vec![expr, key]),
+            )));
+        }
+        match field_access {
+            GetFieldAccess::ListIndex { key }
+                if matches!(
+                    datafusion::logical_expr::ExprSchemable::get_type(&expr, schema),
+                    Ok(DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..))
+                ) =>
+            {
+                use datafusion::functions::expr_fn::{greatest, nullif};
+                let key = if positive_literal(&key) {
+                    *key
+                } else {
+                    nullif(greatest(vec![*key, lit(0i64)]), lit(0i64))
+                };
+                // array_element also of `(array_agg(x))[1]`, which DataFusion would plan as
+                // nth_value and then refuse.
+                Ok(PlannerResult::Planned(
+                    datafusion::functions_nested::expr_fn::array_element(expr, key),
+                ))
+            }
+            other => Ok(PlannerResult::Original(RawFieldAccessExpr {
+                expr,
+                field_access: other,
+            })),
+        }
+    }
+}
+
+fn positive_literal(e: &Expr) -> bool {
+    match e {
+        Expr::Literal(v, _) => v
+            .cast_to(&DataType::Int64)
+            .is_ok_and(|v| matches!(v, ScalarValue::Int64(Some(n)) if n > 0)),
+        _ => false,
+    }
 }
 
 /// Plans `a -> b`, `a ->> b`, `a ? b`, and `@>` / `<@` on jsonb, as the jsonb functions; `@>`,

@@ -1,12 +1,16 @@
 //! PostgreSQL functions DataFusion lacks: `num_nulls`, `num_nonnulls`, `width_bucket`,
-//! `make_date`, `make_timestamp(tz)` and `isfinite`, with PostgreSQL's errors.
+//! `make_date`, `make_timestamp(tz)` and `isfinite`, with PostgreSQL's errors; and `weft_same`,
+//! which rewrite.rs wraps casts in where DataFusion would give two expressions one name.
 
 use std::sync::Arc;
 
 use chrono::{Datelike, NaiveDate};
-use datafusion::arrow::datatypes::DataType;
-use datafusion::common::ScalarValue;
-use datafusion::logical_expr::{ScalarUDF, Signature, TypeSignature, Volatility};
+use datafusion::arrow::datatypes::{DataType, FieldRef};
+use datafusion::common::{Result as DfResult, ScalarValue};
+use datafusion::logical_expr::{
+    ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    TypeSignature, Volatility,
+};
 
 use crate::error::{to_df, Error};
 use crate::functions::{scalar_rows, udf};
@@ -29,6 +33,9 @@ pub(crate) fn udfs() -> Vec<Arc<ScalarUDF>> {
         )
     };
     vec![
+        Arc::new(ScalarUDF::new_from_impl(Same {
+            signature: Signature::any(1, Volatility::Immutable),
+        })),
         counting("num_nulls", true),
         counting("num_nonnulls", false),
         udf(
@@ -229,6 +236,43 @@ fn make_date(year: i64, month: i64, day: i64) -> Result<i32, Error> {
         .and_then(|((y, m), d)| NaiveDate::from_ymd_opt(y, m, d))
         .ok_or_else(overflow)?;
     Ok(date.num_days_from_ce() - 719_163)
+}
+
+/// `weft_same(x)` is `x`, field and all (type, nullability, metadata). DataFusion names a cast
+/// as it names its operand (apache/datafusion#18975), so `sum(x), sum(x::int8)` and `GROUP BY
+/// x::int8, x` are two expressions of one name, which it refuses ("specified more than once");
+/// rewrite.rs wraps the casts of such a query in this function, which is named after itself.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Same {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for Same {
+    fn name(&self) -> &str {
+        "weft_same"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(arg_types.first().cloned().unwrap_or(DataType::Null))
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> DfResult<FieldRef> {
+        args.arg_fields
+            .first()
+            .cloned()
+            .ok_or_else(|| to_df(Error::internal("weft_same without an operand")))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        args.args
+            .into_iter()
+            .next()
+            .ok_or_else(|| to_df(Error::internal("weft_same without an operand")))
+    }
 }
 
 #[cfg(test)]

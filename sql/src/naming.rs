@@ -27,6 +27,10 @@ fn figure(e: &ast::Expr) -> Option<(String, bool)> {
         ast::Expr::CompoundIdentifier(parts) => parts.last().map(|p| (ident(p), true)),
         ast::Expr::Function(f) => {
             let name = f.name.0.last().and_then(|p| p.as_ident()).map(ident)?;
+            if name == "weft_same" {
+                // A cast wrapped by rewrite.rs (`distinct_cast_names`).
+                return first_arg(f).and_then(figure);
+            }
             match cast_type_of(&name) {
                 // A cast rewritten into a call (rewrite.rs) is named like the cast.
                 Some(t) => Some(cast_name(first_arg(f), t.into())),
@@ -111,6 +115,7 @@ fn rewritten_syntax(function: &str) -> Option<&'static str> {
         "weft_at_time_zone" => "timezone",
         "weft_json_agg" => "json_agg",
         "weft_every" => "every",
+        "weft_variance" => "variance",
         "weft_jsonb_agg" => "jsonb_agg",
         "weft_json_object_agg" => "json_object_agg",
         "weft_jsonb_object_agg" => "jsonb_object_agg",

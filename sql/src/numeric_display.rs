@@ -26,11 +26,11 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, ListArray, StringArray}
 use datafusion::arrow::datatypes::{DataType, Decimal128Type, Field, FieldRef, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::metadata::FieldMetadata;
-use datafusion::common::tree_node::Transformed;
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, ExprSchema, Result as DfResult};
 use datafusion::logical_expr::{
-    ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, Projection, ReturnFieldArgs,
-    ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    Aggregate, ColumnarValue, Expr, ExprSchemable, Filter, LogicalPlan, Operator, Projection,
+    ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use futures::StreamExt;
 
@@ -171,9 +171,12 @@ pub(crate) fn output(out: QueryOutput) -> QueryOutput {
 /// Marks the projected expressions computed from marked values without fixing a scale
 /// (`balance - 101`, `-u`, `coalesce(u, 0)`, `CASE … THEN u END`): Arrow gives them a scale
 /// derived from 16 that, like the column's, says nothing about the values. Runs on a planned
-/// statement before analysis; a marked field's name is kept (an alias of its own name).
+/// statement before analysis; a marked field's name is kept (an alias of its own name). Also
+/// marks `min`/`max` of marked values, and casts them to text at their own scale
+/// (`u::text`), where Arrow's cast would print all 16 digits.
 pub(crate) fn mark_outputs(plan: LogicalPlan) -> Result<LogicalPlan> {
     plan.transform_up_with_subqueries(|node| {
+        let node = text_casts(node)?;
         // A marked projection below changes the fields these nodes pass on.
         let node = match node {
             LogicalPlan::Filter(_)
@@ -181,8 +184,10 @@ pub(crate) fn mark_outputs(plan: LogicalPlan) -> Result<LogicalPlan> {
             | LogicalPlan::Limit(_)
             | LogicalPlan::SubqueryAlias(_)
             | LogicalPlan::Distinct(_)
-            | LogicalPlan::Aggregate(_)
+            | LogicalPlan::Window(_)
+            | LogicalPlan::Join(_)
             | LogicalPlan::Union(_) => node.recompute_schema()?,
+            LogicalPlan::Aggregate(a) => mark_aggregates(a)?,
             other => other,
         };
         let LogicalPlan::Projection(p) = node else {
@@ -190,22 +195,20 @@ pub(crate) fn mark_outputs(plan: LogicalPlan) -> Result<LogicalPlan> {
         };
         let schema = Arc::clone(p.input.schema());
         if !p.expr.iter().any(|e| needs_mark(e, &schema)) {
-            return Ok(Transformed::no(LogicalPlan::Projection(p)));
+            // Its fields may come marked from below (`SELECT u * 2 … ORDER BY k` projects the
+            // marked inner projection's column).
+            return LogicalPlan::Projection(p)
+                .recompute_schema()
+                .map(Transformed::no);
         }
-        let metadata = FieldMetadata::new(BTreeMap::from([(KEY.to_string(), OWN.to_string())]));
         let exprs: Vec<Expr> = p
             .expr
             .into_iter()
             .map(|e| {
-                if !needs_mark(&e, &schema) {
-                    return e;
-                }
-                match e {
-                    Expr::Alias(a) => Expr::Alias(a.with_metadata(Some(metadata.clone()))),
-                    e => {
-                        let name = e.schema_name().to_string();
-                        e.alias_with_metadata(name, Some(metadata.clone()))
-                    }
+                if needs_mark(&e, &schema) {
+                    marked_alias(e)
+                } else {
+                    e
                 }
             })
             .collect();
@@ -215,6 +218,87 @@ pub(crate) fn mark_outputs(plan: LogicalPlan) -> Result<LogicalPlan> {
     })
     .map(|t| t.data)
     .map_err(Error::from)
+}
+
+/// `e` under an alias of its own name whose field is marked.
+fn marked_alias(e: Expr) -> Expr {
+    let metadata = FieldMetadata::new(BTreeMap::from([(KEY.to_string(), OWN.to_string())]));
+    match e {
+        Expr::Alias(a) => Expr::Alias(a.with_metadata(Some(metadata))),
+        e => {
+            let name = e.schema_name().to_string();
+            e.alias_with_metadata(name, Some(metadata))
+        }
+    }
+}
+
+/// An aggregation whose `min`/`max` of marked values are marked: they are among the values.
+fn mark_aggregates(a: Aggregate) -> DfResult<LogicalPlan> {
+    let schema = Arc::clone(a.input.schema());
+    let chooses = |e: &Expr| match e {
+        Expr::AggregateFunction(f) => {
+            matches!(f.func.name(), "min" | "max")
+                && f.params.args.first().is_some_and(|x| derives(x, &schema))
+        }
+        _ => false,
+    };
+    if !a.aggr_expr.iter().any(chooses) {
+        return LogicalPlan::Aggregate(a).recompute_schema();
+    }
+    let aggr_expr = a
+        .aggr_expr
+        .into_iter()
+        .map(|e| if chooses(&e) { marked_alias(e) } else { e })
+        .collect();
+    Aggregate::try_new(a.input, a.group_expr, aggr_expr).map(LogicalPlan::Aggregate)
+}
+
+/// `node` with its casts of marked values to text (`u::text`, `u::varchar(10)`) written at the
+/// values' own scale: in a projection (each expression keeps its name) or a filter.
+fn text_casts(node: LogicalPlan) -> DfResult<LogicalPlan> {
+    match node {
+        LogicalPlan::Projection(p) => {
+            let schema = Arc::clone(p.input.schema());
+            let mut changed = false;
+            let mut exprs = Vec::with_capacity(p.expr.len());
+            for e in p.expr {
+                let name = e.schema_name().to_string();
+                let t = text_casts_in(e, &schema)?;
+                changed |= t.transformed;
+                exprs.push(match t.data {
+                    e @ Expr::Alias(_) => e,
+                    e if t.transformed => e.alias(name),
+                    e => e,
+                });
+            }
+            if !changed {
+                return Projection::try_new_with_schema(exprs, p.input, p.schema)
+                    .map(LogicalPlan::Projection);
+            }
+            Projection::try_new(exprs, p.input).map(LogicalPlan::Projection)
+        }
+        LogicalPlan::Filter(f) => {
+            let schema = Arc::clone(f.input.schema());
+            let predicate = text_casts_in(f.predicate, &schema)?.data;
+            Filter::try_new(predicate, f.input).map(LogicalPlan::Filter)
+        }
+        other => Ok(other),
+    }
+}
+
+fn text_casts_in(e: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
+    e.transform_up(|e| match e {
+        Expr::Cast(c)
+            if matches!(
+                c.field.data_type(),
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+            ) && matches!(c.expr.get_type(schema), Ok(DataType::Decimal128(..)))
+                && derives(&c.expr, schema) =>
+        {
+            Ok(Transformed::yes(text_udf().call(vec![*c.expr])))
+        }
+        e => Ok(Transformed::no(e)),
+    })
 }
 
 /// A decimal expression of marked values whose own field is not marked.
@@ -288,6 +372,27 @@ impl ScalarUDFImpl for NumericArray {
             .next()
             .ok_or_else(|| to_df(Error::internal("weft_numeric_array without an operand")))
     }
+}
+
+/// `weft_numeric_text(d)`: a decimal as text at each value's own scale.
+pub(crate) fn text_udf() -> Arc<ScalarUDF> {
+    crate::functions::udf(
+        "weft_numeric_text",
+        Signature::any(1, Volatility::Immutable),
+        DataType::Utf8,
+        None,
+        Arc::new(|args| {
+            let Some(operand) = args.args.first() else {
+                return Err(to_df(Error::internal(
+                    "weft_numeric_text without an operand",
+                )));
+            };
+            let a = operand.clone().into_array(args.number_rows.max(1))?;
+            let text = decimal_text(a.as_ref())
+                .ok_or_else(|| to_df(Error::internal("weft_numeric_text of a non-decimal")))?;
+            Ok(ColumnarValue::Array(Arc::new(text)))
+        }),
+    )
 }
 
 #[cfg(test)]

@@ -81,14 +81,18 @@ pub(crate) fn new_state(shared: &Arc<SessionShared>, database: &str) -> SessionS
     let catalog = Arc::new(WeftCatalog::new(public, others));
     let catalogs = Arc::new(MemoryCatalogProviderList::new());
     catalogs.register_catalog(database.to_string(), catalog);
-    let mut state = SessionStateBuilder::new()
+    let mut builder = SessionStateBuilder::new()
         .with_config(config)
         .with_default_features()
         .with_catalog_list(catalogs)
         .with_analyzer_rules(crate::arith::analyzer_rules(pg_catalog::analyzer_rules()))
         .with_optimizer_rules(crate::unnest_keys::optimizer_rules())
-        .with_type_planner(Arc::new(crate::datetime_in::PgTypePlanner))
-        .build();
+        .with_type_planner(Arc::new(crate::datetime_in::PgTypePlanner));
+    if let Some(planners) = builder.expr_planners() {
+        // Before DataFusion's, which would plan every subscript its own way.
+        planners.insert(0, Arc::new(functions::SubscriptPlanner));
+    }
+    let mut state = builder.build();
     functions::register(&mut state, shared);
     use datafusion::execution::FunctionRegistry as _;
     for f in crate::aggregates::udafs()

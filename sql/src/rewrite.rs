@@ -318,7 +318,7 @@ fn postgres_function(f: &mut ast::Function) -> Option<Expr> {
             None
         }
         ("variance", [_]) => {
-            f.name = ObjectName::from(vec![Ident::new("var_samp")]);
+            f.name = ObjectName::from(vec![Ident::new("weft_variance")]);
             None
         }
         ("mod", [a, b]) => Some(Expr::Nested(Box::new(Expr::BinaryOp {
@@ -389,6 +389,7 @@ fn list_set_function(
             &[Some("key"), Some("value")],
         ),
         "regexp_split_to_table" => (&["regexp_split_to_array"], &[None]),
+        "string_to_table" => (&["string_to_array"], &[None]),
         "regexp_matches" => (&["weft_regexp_matches"], &[None]),
         "jsonb_each_text" | "json_each_text" => (
             &["weft_json_keys", "weft_json_values_text"],
@@ -572,6 +573,87 @@ fn lateral_functions(s: &mut ast::Select) {
             with_offset: false,
             with_offset_alias: None,
             with_ordinality: *with_ordinality,
+        };
+    }
+}
+
+/// `jsonb_to_record(j) AS r(a int, b text)` (and `json_to_record`, and the `…_to_recordset`
+/// forms over an array of objects) is a derived table, LATERAL so that `j` may read the tables
+/// before it, of each named key read as its column's type: `(j ->> 'a')::int`, and `j -> 'b'`
+/// for a json or jsonb column, as PostgreSQL's populate functions read them (a key that is
+/// absent is NULL). Without a column definition list the call is left for DataFusion to refuse.
+fn json_record_functions_in_from(s: &mut ast::Select) {
+    let factors = s.from.iter_mut().flat_map(|t| {
+        std::iter::once(&mut t.relation).chain(t.joins.iter_mut().map(|j| &mut j.relation))
+    });
+    for factor in factors {
+        let ast::TableFactor::Table {
+            name,
+            args: Some(args),
+            alias: Some(alias),
+            ..
+        } = factor
+        else {
+            continue;
+        };
+        let Some(fname) = name
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .map(crate::ddl::ident)
+        else {
+            continue;
+        };
+        let set = match fname.as_str() {
+            "jsonb_to_record" | "json_to_record" => false,
+            "jsonb_to_recordset" | "json_to_recordset" => true,
+            _ => continue,
+        };
+        let ([arg], false) = (args.args.as_slice(), alias.columns.is_empty()) else {
+            continue;
+        };
+        let row = if set {
+            format!("unnest(weft_json_elements({arg}))")
+        } else {
+            format!("({arg})")
+        };
+        let mut items = Vec::with_capacity(alias.columns.len());
+        for column in &alias.columns {
+            let Some(t) = &column.data_type else {
+                continue;
+            };
+            let key = crate::ddl::ident(&column.name).replace('\'', "''");
+            let json = matches!(t, DataType::JSON | DataType::JSONB);
+            let value = if json {
+                format!("({row} -> '{key}')::{t}")
+            } else {
+                format!("({row} ->> '{key}')::{t}")
+            };
+            items.push(format!(
+                "{value} AS {}",
+                Ident::with_quote('"', crate::ddl::ident(&column.name))
+            ));
+        }
+        if items.len() != alias.columns.len() {
+            continue;
+        }
+        let sql = format!("SELECT {}", items.join(", "));
+        let dialect = crate::dialect::WeftDialect::default();
+        let Ok(query) = datafusion::sql::sqlparser::parser::Parser::new(&dialect)
+            .try_with_sql(&sql)
+            .and_then(|mut p| p.parse_query())
+        else {
+            continue;
+        };
+        let alias = ast::TableAlias {
+            columns: Vec::new(),
+            ..alias.clone()
+        };
+        *factor = ast::TableFactor::Derived {
+            lateral: true,
+            subquery: query,
+            alias: Some(alias),
+            sample: None,
         };
     }
 }
@@ -1106,6 +1188,7 @@ fn rewrite_select(body: &mut ast::SetExpr) {
             lateral_functions(s);
             typed_series_args(s);
             set_returning_in_select_list(s);
+            json_record_functions_in_from(s);
             json_set_functions_in_from(s);
             unnest_with_ordinality(s);
             name_table_functions(s);
@@ -1121,6 +1204,89 @@ fn rewrite_select(body: &mut ast::SetExpr) {
     }
 }
 
+/// `e` without its casts: what DataFusion names it by (`sum(CAST(x AS Int64))` is `sum(x)`).
+fn without_casts(e: &Expr) -> String {
+    let mut e = e.clone();
+    let _ = visit_expressions_mut(&mut e, |e: &mut Expr| {
+        if let Expr::Cast { expr, .. } = e {
+            *e = take(expr);
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    e.to_string()
+}
+
+/// DataFusion names a cast as it names its operand (apache/datafusion#18975), so two calls, or
+/// two grouping expressions, of one SELECT that differ only in casts (`sum(x), sum(x::int8)`,
+/// `GROUP BY x::int8, x`) have one name, which it refuses ("specified more than once"). In such
+/// a SELECT every cast of the select list, DISTINCT ON, GROUP BY, HAVING, QUALIFY, WINDOW and
+/// ORDER BY is wrapped in `weft_same` (misc_fn.rs), which passes its operand through and is
+/// named after itself: the names differ, and an expression written alike in two clauses is still
+/// alike. WHERE is left as it is (the point fast path reads its casts).
+fn distinct_cast_names(q: &mut Query) {
+    let ast::SetExpr::Select(s) = q.body.as_mut() else {
+        return;
+    };
+    let groups = match &s.group_by {
+        ast::GroupByExpr::Expressions(exprs, _) => exprs.as_slice(),
+        ast::GroupByExpr::All(_) => &[],
+    };
+    let mut names: std::collections::HashMap<String, String> = Default::default();
+    let mut collide = false;
+    let mut note = |e: &Expr| {
+        let full = e.to_string();
+        match names.entry(without_casts(e)) {
+            std::collections::hash_map::Entry::Occupied(o) => collide |= *o.get() != full,
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(full);
+            }
+        }
+    };
+    let calls = |e: &Expr, note: &mut dyn FnMut(&Expr)| {
+        let _ = ast::visit_expressions(e, |e: &Expr| {
+            if matches!(e, Expr::Function(_)) {
+                note(e);
+            }
+            ControlFlow::<()>::Continue(())
+        });
+    };
+    for e in groups {
+        note(e);
+        calls(e, &mut note);
+    }
+    let _ = ast::visit_expressions(&s.projection, |e: &Expr| {
+        if matches!(e, Expr::Function(_)) {
+            note(e);
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    for e in s.having.iter().chain(&s.qualify) {
+        calls(e, &mut note);
+    }
+    if let Some(ast::OrderByKind::Expressions(items)) = q.order_by.as_ref().map(|o| &o.kind) {
+        for item in items {
+            calls(&item.expr, &mut note);
+        }
+    }
+    if !collide {
+        return;
+    }
+    let wrap = |e: &mut Expr| {
+        if let Expr::Cast { .. } = e {
+            let cast = std::mem::replace(e, Expr::value(ast::Value::Null));
+            *e = call("weft_same", cast);
+        }
+        ControlFlow::<()>::Continue(())
+    };
+    let _ = visit_expressions_mut(&mut s.projection, wrap);
+    let _ = visit_expressions_mut(&mut s.distinct, wrap);
+    let _ = visit_expressions_mut(&mut s.group_by, wrap);
+    let _ = visit_expressions_mut(&mut s.having, wrap);
+    let _ = visit_expressions_mut(&mut s.qualify, wrap);
+    let _ = visit_expressions_mut(&mut s.named_window, wrap);
+    let _ = visit_expressions_mut(&mut q.order_by, wrap);
+}
+
 struct Clauses;
 
 impl VisitorMut for Clauses {
@@ -1129,6 +1295,7 @@ impl VisitorMut for Clauses {
     fn pre_visit_query(&mut self, q: &mut Query) -> ControlFlow<()> {
         fetch_as_limit(q);
         rewrite_select(&mut q.body);
+        distinct_cast_names(q);
         ControlFlow::Continue(())
     }
 
@@ -1337,35 +1504,6 @@ fn qualified_subscript(root: &mut Box<Expr>, chain: &mut Vec<ast::AccessExpr>) -
     })
 }
 
-/// `a[i]` where `i` is not a positive integer literal: PostgreSQL reads no element at 0 or below
-/// (NULL) where DataFusion's `array_element` counts negative positions from the end, so the
-/// position becomes `nullif(greatest(i, 0), 0)` (wrapping twice would change nothing). String
-/// keys are left alone.
-fn guard_subscripts(chain: &mut [ast::AccessExpr]) {
-    for access in chain {
-        let ast::AccessExpr::Subscript(ast::Subscript::Index { index }) = access else {
-            continue;
-        };
-        let skip = match index {
-            Expr::Value(v) => match &v.value {
-                ast::Value::Number(n, _) => n.parse::<i64>().is_ok_and(|n| n > 0),
-                ast::Value::SingleQuotedString(_) => true,
-                _ => false,
-            },
-            _ => false,
-        };
-        if skip {
-            continue;
-        }
-        let zero = || Expr::value(ast::Value::Number("0".into(), false));
-        let i = std::mem::replace(index, zero());
-        *index = call_with(
-            "nullif",
-            vec![call_with("greatest", vec![i, zero()]), zero()],
-        );
-    }
-}
-
 /// Rewrites every expression of a statement (or of an expression) in place.
 pub(crate) fn rewrite<V: VisitMut>(node: &mut V) {
     let _ = node.visit(&mut Clauses);
@@ -1380,7 +1518,6 @@ pub(crate) fn rewrite<V: VisitMut>(node: &mut V) {
                 Some(call_with("make_array", std::mem::take(elem)))
             }
             Expr::CompoundFieldAccess { root, access_chain } => {
-                guard_subscripts(access_chain);
                 qualified_subscript(root, access_chain)
             }
             Expr::Cast {
@@ -1518,21 +1655,32 @@ pub(crate) fn rewrite<V: VisitMut>(node: &mut V) {
                 function_for(&ts.data_type).map(|f| call(f, Expr::Value(ts.value.clone())))
             }
             // PostgreSQL's prefix and postfix operators DataFusion does not plan, as the functions
-            // they stand for; `~x` is `x # -1` (every bit flipped).
-            Expr::UnaryOp { op, expr } => match op {
-                ast::UnaryOperator::PGSquareRoot => Some(call("sqrt", take(expr))),
-                ast::UnaryOperator::PGCubeRoot => Some(call("cbrt", take(expr))),
-                ast::UnaryOperator::PGAbs => Some(call("abs", take(expr))),
-                ast::UnaryOperator::PGPostfixFactorial | ast::UnaryOperator::PGPrefixFactorial => {
-                    Some(call("factorial", take(expr)))
+            // they stand for under a unary `+` (which DataFusion plans as its numeric operand), so
+            // that the column is named `?column?` as an operator's is; `~x` is `x # -1` (every
+            // bit flipped).
+            Expr::UnaryOp { op, expr } => {
+                let operator = |f: &str, operand: Expr| {
+                    Some(Expr::UnaryOp {
+                        op: ast::UnaryOperator::Plus,
+                        expr: Box::new(call(f, operand)),
+                    })
+                };
+                match op {
+                    ast::UnaryOperator::PGSquareRoot => operator("sqrt", take(expr)),
+                    ast::UnaryOperator::PGCubeRoot => operator("cbrt", take(expr)),
+                    ast::UnaryOperator::PGAbs => operator("abs", take(expr)),
+                    ast::UnaryOperator::PGPostfixFactorial
+                    | ast::UnaryOperator::PGPrefixFactorial => operator("factorial", take(expr)),
+                    ast::UnaryOperator::BitwiseNot => {
+                        Some(Expr::Nested(Box::new(Expr::BinaryOp {
+                            left: Box::new(Expr::Nested(Box::new(take(expr)))),
+                            op: ast::BinaryOperator::PGBitwiseXor,
+                            right: Box::new(Expr::value(ast::Value::Number("-1".into(), false))),
+                        })))
+                    }
+                    _ => None,
                 }
-                ast::UnaryOperator::BitwiseNot => Some(Expr::Nested(Box::new(Expr::BinaryOp {
-                    left: Box::new(Expr::Nested(Box::new(take(expr)))),
-                    op: ast::BinaryOperator::PGBitwiseXor,
-                    right: Box::new(Expr::value(ast::Value::Number("-1".into(), false))),
-                }))),
-                _ => None,
-            },
+            }
             // `localtime` and `localtimestamp` (keyword functions without parentheses): the
             // session's zone is UTC, so they are the time and timestamp without time zone of now.
             Expr::Function(f)

@@ -155,6 +155,16 @@ async fn columns_are_named_as_postgresql_names_them() {
         ("select generate_series(1, 2), 1 as x", &["generate_series", "x"]),
         ("select * from unnest(array[1])", &["unnest"]),
         ("select * from unnest(array[1]) u", &["u"]),
+        // Casts wrapped apart so that DataFusion takes the two for two (rewrite.rs).
+        (
+            "select a::int8, sum(a), sum(a::int8), variance(a) from nm group by a::int8, a",
+            &["a", "sum", "sum", "variance"],
+        ),
+        ("select |/ 16, @ -5, abs(-5), sqrt(4)", &["?column?", "?column?", "abs", "sqrt"]),
+        (
+            "select * from jsonb_to_record('{}') as r(k int, \"V\" text)",
+            &["k", "V"],
+        ),
     ];
     for (sql, names) in cases {
         let statement = c.prepare(sql).await.expect(sql);
