@@ -65,7 +65,7 @@ pub enum Error {
     #[error("{message}")]
     Grouping { message: String },
     #[error("{message}")]
-    InvalidColumnDefinition { message: String },
+    InvalidColumnReference { message: String },
     #[error("{message}")]
     InvalidTableDefinition { message: String },
     #[error("{message}")]
@@ -179,7 +179,7 @@ impl Error {
             Error::AmbiguousColumn { .. } => "42702",
             Error::DatatypeMismatch { .. } => "42804",
             Error::Grouping { .. } => "42803",
-            Error::InvalidColumnDefinition { .. } => "42611",
+            Error::InvalidColumnReference { .. } => "42P10",
             Error::InvalidTableDefinition { .. } => "42P16",
             Error::InvalidParameterValue { .. } => "22023",
             Error::Data { code, .. } => code,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::DataType;
+use crate::types::{DataType, Value};
 
 pub type TableId = u32;
 pub type IndexId = u32;
@@ -56,6 +56,60 @@ pub struct IndexDef {
     /// The index of a UNIQUE constraint (dropped with DROP CONSTRAINT, shown in pg_constraint).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub constraint: bool,
+    /// An expression index (`CREATE UNIQUE INDEX … (lower(email))`): the function applied to
+    /// each of `columns` before it is indexed (None: the value as it is). Empty for an index of
+    /// plain columns, the only kind a plan, a foreign key or `ON CONFLICT (cols)` may use.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub functions: Vec<Option<KeyFn>>,
+}
+
+/// A function of one column that an expression index keys on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyFn {
+    /// `lower(text)`: Unicode lower case, as `str::to_lowercase` (and DataFusion's `lower`).
+    Lower,
+    /// `upper(text)`.
+    Upper,
+}
+
+impl KeyFn {
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyFn::Lower => "lower",
+            KeyFn::Upper => "upper",
+        }
+    }
+
+    /// The indexed value of `v`.
+    pub fn apply(self, v: &Value) -> Value {
+        match (self, v) {
+            (KeyFn::Lower, Value::Text(s)) => Value::Text(s.to_lowercase()),
+            (KeyFn::Upper, Value::Text(s)) => Value::Text(s.to_uppercase()),
+            (_, other) => other.clone(),
+        }
+    }
+}
+
+impl IndexDef {
+    /// Whether the index keys are its columns' values as they are.
+    pub fn is_plain(&self) -> bool {
+        self.functions.iter().all(Option::is_none)
+    }
+
+    /// The function applied to the `i`th key column, if any.
+    pub fn function(&self, i: usize) -> Option<KeyFn> {
+        self.functions.get(i).copied().flatten()
+    }
+
+    /// The key column `i` (of type `t`) as PostgreSQL shows it in an error detail: `email`,
+    /// `lower(email)`, or `lower(email::text)` for a varchar column (which lower reads as text).
+    pub fn key_name(&self, i: usize, column: &str, t: DataType) -> String {
+        match (self.function(i), t) {
+            (Some(f), DataType::Varchar(_)) => format!("{}({column}::text)", f.name()),
+            (Some(f), _) => format!("{}({column})", f.name()),
+            (None, _) => column.to_string(),
+        }
+    }
 }
 
 /// What a foreign key does to the referencing rows when their referenced key is deleted or

@@ -1,21 +1,38 @@
 //! Values rendered the way PostgreSQL prints them in error details (`Key (a)=(1) already exists.`).
 
-use crate::catalog::TableDef;
+use crate::catalog::{KeyFn, TableDef};
 use crate::types::{DataType, Value};
 
 /// `Key (a, b)=(1, x) already exists.` for the columns at `positions` of `row`.
 pub fn key_exists_detail(table: &TableDef, positions: &[usize], row: &[Value]) -> String {
+    index_key_detail(table, positions, &[], row)
+}
+
+/// [`key_exists_detail`] of an index key, whose columns may go through `functions`
+/// (`Key (lower(email))=(a@b.c) already exists.`).
+pub fn index_key_detail(
+    table: &TableDef,
+    positions: &[usize],
+    functions: &[Option<KeyFn>],
+    row: &[Value],
+) -> String {
     let mut names = Vec::with_capacity(positions.len());
     let mut values = Vec::with_capacity(positions.len());
-    for &p in positions {
+    for (i, &p) in positions.iter().enumerate() {
         let (name, ty) = match table.columns.get(p) {
             Some(c) => (c.name.as_str(), Some(c.data_type)),
             None => ("?", None),
         };
-        names.push(name.to_string());
-        values.push(match row.get(p) {
-            Some(v) => format_value(ty, v),
-            None => "?".to_string(),
+        let function = functions.get(i).copied().flatten();
+        names.push(match (function, ty) {
+            (Some(f), Some(DataType::Varchar(_))) => format!("{}({name}::text)", f.name()),
+            (Some(f), _) => format!("{}({name})", f.name()),
+            (None, _) => name.to_string(),
+        });
+        values.push(match (row.get(p), function) {
+            (Some(v), Some(f)) => format_value(ty, &f.apply(v)),
+            (Some(v), None) => format_value(ty, v),
+            (None, _) => "?".to_string(),
         });
     }
     format!(

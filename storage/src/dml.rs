@@ -166,6 +166,6 @@ pub(crate) fn index_violation(
     Error::UniqueViolation {
         table: table.name.clone(),
         constraint: index.name.clone(),
-        detail: key_exists_detail(table, &index.columns, row),
+        detail: crate::display::index_key_detail(table, &index.columns, &index.functions, row),
     }
 }

@@ -41,10 +41,13 @@ pub fn row_key_from_pk_bytes(table: &TableDef, pk: &[u8]) -> Vec<u8> {
 pub fn entry(table: &TableDef, index: &IndexDef, row: &[Value], pk: &[u8]) -> Result<Entry> {
     let mut key = layout::index_prefix(table.id, index.id);
     let mut has_null = false;
-    for &p in &index.columns {
+    for (i, &p) in index.columns.iter().enumerate() {
         let v = cell(table, row, p)?;
         has_null |= v.is_null();
-        memcmp::encode_value(&mut key, v);
+        match index.function(i) {
+            Some(f) => memcmp::encode_value(&mut key, &f.apply(v)),
+            None => memcmp::encode_value(&mut key, v),
+        }
     }
     if index.unique && !has_null {
         Ok(Entry {

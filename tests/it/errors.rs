@@ -287,3 +287,32 @@ async fn sql_prepare_refusals_and_execute_over_the_extended_protocol() {
     assert_eq!(rows[0].get::<_, String>(1), "a");
     assert_eq!(scalar(&c, "select 1").await.as_deref(), Some("1"));
 }
+
+/// An index keys on columns, or on lower() / upper() of a text column; any other expression is
+/// refused with 0A000 saying so, and nothing is created.
+#[tokio::test]
+async fn expression_indexes_other_than_lower_and_upper_are_refused() {
+    let srv = server().await;
+    let c = connect(&srv).await;
+    c.batch_execute("CREATE TABLE xi (id int PRIMARY KEY, a text, b text)")
+        .await
+        .expect("create");
+    for sql in [
+        "CREATE INDEX xi_cat ON xi ((a || b))",
+        "CREATE INDEX xi_cat ON xi (substr(a, 1, 2))",
+        "CREATE INDEX xi_cat ON xi (lower(a || b))",
+    ] {
+        let e = c.simple_query(sql).await.expect_err(sql);
+        assert_eq!(sqlstate(&e), "0A000", "{sql}: {e:?}");
+        let message = e.as_db_error().map(|d| d.message().to_string());
+        assert!(
+            message
+                .as_deref()
+                .is_some_and(|m| m.contains("expression indexes")),
+            "{sql}: {message:?}"
+        );
+    }
+    c.batch_execute("CREATE INDEX xi_cat ON xi (lower(a))")
+        .await
+        .expect("the name is free: nothing was created");
+}

@@ -452,7 +452,7 @@ fn add_constraint(
                 None => format!("{}_{}_key", def.name, names.join("_")),
             };
             taken(def, &name)?;
-            super::index::add(txn, def, name, columns, true, true)
+            super::index::add(txn, def, name, (columns, Vec::new()), true, true)
         }
         ast::TableConstraint::Check(chk) => {
             if def.consistency == weft_storage::Consistency::Lww {

@@ -61,6 +61,22 @@ pub(super) async fn retype(
             message: "identity column type must be smallint, integer, or bigint".into(),
         });
     }
+    // An expression index's function must still take the column (`lower(text)`).
+    let keyed = def.indexes.iter().find_map(|ix| {
+        let i = ix.columns.iter().position(|&c| c == pos)?;
+        ix.function(i)
+    });
+    if let Some(f) = keyed {
+        if !matches!(to, DataType::Text | DataType::Varchar(_)) {
+            return Err(Error::UndefinedFunction {
+                message: format!(
+                    "function {}({}) does not exist",
+                    f.name(),
+                    crate::pgtype::sql_type_name(to)
+                ),
+            });
+        }
+    }
     let mut new_def = def.clone();
     new_def.columns[pos].data_type = to;
     let catalog = txn.catalog();

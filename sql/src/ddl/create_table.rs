@@ -245,6 +245,7 @@ pub(super) async fn execute(
         let index_name = n.unwrap_or_else(|| format!("{name}_{}_key", col_names.join("_")));
         def.indexes.push(IndexDef {
             constraint: true,
+            functions: Vec::new(),
             id: i as u32 + 1,
             name: index_name,
             columns: cols,

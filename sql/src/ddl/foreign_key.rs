@@ -289,8 +289,8 @@ pub(super) fn using_key(
         let key_cols = match index {
             None => table.primary_key.clone(),
             Some(id) => match table.indexes.iter().find(|i| i.id == id) {
-                Some(i) => i.columns.clone(),
-                None => continue,
+                Some(i) if i.is_plain() => i.columns.clone(),
+                _ => continue,
             },
         };
         if key_cols.len() == refs.len() && key_cols.iter().all(|c| refs.contains(c)) {

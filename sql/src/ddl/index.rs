@@ -1,7 +1,7 @@
 //! CREATE [UNIQUE] INDEX: a secondary index, filled from existing rows and kept on every write.
 
 use datafusion::sql::sqlparser::ast;
-use weft_storage::{Catalog, CatalogEntry, IndexDef, TableDef, Txn};
+use weft_storage::{Catalog, CatalogEntry, DataType, IndexDef, KeyFn, TableDef, Txn};
 
 use super::{ident, object_name, tag};
 use crate::error::{Error, Result};
@@ -53,24 +53,21 @@ pub(super) fn create(
             })
         }
     };
-    let columns: Vec<usize> = ci
+    let keys: Vec<(usize, Option<KeyFn>)> = ci
         .columns
         .iter()
-        .map(|ic| match &ic.column.expr {
-            ast::Expr::Identifier(i) => {
-                let n = ident(i);
-                def.column_index(&n)
-                    .filter(|&c| !def.columns[c].hidden)
-                    .ok_or_else(|| Error::UndefinedColumn {
-                        message: format!("column \"{n}\" does not exist"),
-                    })
-            }
-            other => Err(Error::unsupported(format!("expression indexes ({other})"))),
-        })
+        .map(|ic| index_key(&def, &ic.column.expr))
         .collect::<Result<_>>()?;
-    let col_names: Vec<&str> = columns
+    let columns: Vec<usize> = keys.iter().map(|(c, _)| *c).collect();
+    let functions: Vec<Option<KeyFn>> = if keys.iter().any(|(_, f)| f.is_some()) {
+        keys.iter().map(|(_, f)| *f).collect()
+    } else {
+        Vec::new()
+    };
+    // PostgreSQL names an expression's part of the index after the function (`t_lower_idx`).
+    let col_names: Vec<String> = keys
         .iter()
-        .map(|&c| def.columns[c].name.as_str())
+        .map(|&(c, f)| f.map_or_else(|| def.columns[c].name.clone(), |f| f.name().to_string()))
         .collect();
     let name = match &ci.name {
         Some(n) => object_name(n)?,
@@ -97,18 +94,72 @@ pub(super) fn create(
             message: format!("relation \"{name}\" already exists"),
         });
     }
-    add(txn, &mut def, name, columns, ci.unique, false)?;
+    add(txn, &mut def, name, (columns, functions), ci.unique, false)?;
     txn.put_entry(CatalogEntry::Table(def))?;
     Ok(tag("CREATE INDEX"))
 }
 
-/// Adds index `name` on `columns` to `def` and builds it from the rows (23505 for a unique index
-/// over duplicates); the caller writes `def`.
+/// One key of an index: a column (`email`), or `lower(email)` / `upper(email)` of a text
+/// column (an expression index; other expressions are 0A000).
+fn index_key(def: &TableDef, e: &ast::Expr) -> Result<(usize, Option<KeyFn>)> {
+    let column = |i: &ast::Ident| {
+        let n = ident(i);
+        def.column_index(&n)
+            .filter(|&c| !def.columns[c].hidden)
+            .ok_or_else(|| Error::UndefinedColumn {
+                message: format!("column \"{n}\" does not exist"),
+            })
+    };
+    match e {
+        ast::Expr::Identifier(i) => Ok((column(i)?, None)),
+        ast::Expr::Nested(inner) => index_key(def, inner),
+        ast::Expr::Function(f) => {
+            let name = f.name.0.last().and_then(|p| p.as_ident()).map(ident);
+            let function = match name.as_deref() {
+                Some("lower") => KeyFn::Lower,
+                Some("upper") => KeyFn::Upper,
+                _ => {
+                    return Err(Error::unsupported(format!(
+                        "expression indexes ({e}) other than lower(column) and upper(column)"
+                    )))
+                }
+            };
+            let args = match &f.args {
+                ast::FunctionArguments::List(l) if l.duplicate_treatment.is_none() => &l.args,
+                _ => return Err(Error::unsupported(format!("expression indexes ({e})"))),
+            };
+            let [ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(ast::Expr::Identifier(i)))] =
+                args.as_slice()
+            else {
+                return Err(Error::unsupported(format!(
+                    "expression indexes ({e}) other than lower(column) and upper(column)"
+                )));
+            };
+            let c = column(i)?;
+            let t = def.columns[c].data_type;
+            if !matches!(t, DataType::Text | DataType::Varchar(_)) {
+                return Err(Error::UndefinedFunction {
+                    message: format!(
+                        "function {}({}) does not exist",
+                        function.name(),
+                        crate::pgtype::sql_type_name(t)
+                    ),
+                });
+            }
+            Ok((c, Some(function)))
+        }
+        other => Err(Error::unsupported(format!("expression indexes ({other})"))),
+    }
+}
+
+/// Adds index `name` on `columns` (each through its function of `functions`, if any) to `def`
+/// and builds it from the rows (23505 for a unique index over duplicates); the caller writes
+/// `def`.
 pub(super) fn add(
     txn: &mut Txn,
     def: &mut TableDef,
     name: String,
-    columns: Vec<usize>,
+    (columns, functions): (Vec<usize>, Vec<Option<KeyFn>>),
     unique: bool,
     constraint: bool,
 ) -> Result<()> {
@@ -124,6 +175,7 @@ pub(super) fn add(
         columns,
         unique,
         constraint,
+        functions,
     };
     def.indexes.push(index.clone());
     txn.build_index(def, &index).map_err(build_error)?;

@@ -186,7 +186,7 @@ pub(crate) fn unique_key(parent: &TableDef, ref_positions: &[usize]) -> Option<R
     parent
         .indexes
         .iter()
-        .find(|i| i.unique && same(&i.columns))
+        .find(|i| i.unique && i.is_plain() && same(&i.columns))
         .map(|i| ReferencedKey {
             index: Some(i.id),
             columns: i.columns.clone(),
@@ -471,7 +471,11 @@ fn referencing_rows(
     let reader = txn.reader();
     let (index, range) = if leading(&child.primary_key) {
         (None, KeyRange::prefix(prefix(&child.primary_key)))
-    } else if let Some(i) = child.indexes.iter().find(|i| leading(&i.columns)) {
+    } else if let Some(i) = child
+        .indexes
+        .iter()
+        .find(|i| i.is_plain() && leading(&i.columns))
+    {
         (Some(i.id), KeyRange::prefix(prefix(&i.columns)))
     } else {
         (None, KeyRange::full())

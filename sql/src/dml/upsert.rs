@@ -21,7 +21,7 @@ use crate::session::ExecCtx;
 type Arbiter = Option<weft_storage::IndexId>;
 
 fn arbiters(def: &TableDef, target: &Option<ast::ConflictTarget>) -> Result<Vec<Arbiter>> {
-    let no_match = || Error::InvalidColumnDefinition {
+    let no_match = || Error::InvalidColumnReference {
         message:
             "there is no unique or exclusion constraint matching the ON CONFLICT specification"
                 .into(),
@@ -47,7 +47,7 @@ fn arbiters(def: &TableDef, target: &Option<ast::ConflictTarget>) -> Result<Vec<
                 let idx = def
                     .indexes
                     .iter()
-                    .find(|i| i.unique && same(&i.columns))
+                    .find(|i| i.unique && i.is_plain() && same(&i.columns))
                     .ok_or_else(no_match)?;
                 vec![Some(idx.id)]
             }
@@ -88,7 +88,15 @@ fn existing(txn: &Txn, def: &TableDef, arbiter: Arbiter, row: &Row) -> Result<Op
             let Some(index) = def.indexes.iter().find(|i| i.id == id) else {
                 return Ok(None);
             };
-            let key: Vec<Value> = index.columns.iter().map(|&c| row[c].clone()).collect();
+            let key: Vec<Value> = index
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(i, &c)| match index.function(i) {
+                    Some(f) => f.apply(&row[c]),
+                    None => row[c].clone(),
+                })
+                .collect();
             if key.iter().any(Value::is_null) {
                 return Ok(None);
             }

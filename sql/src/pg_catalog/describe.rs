@@ -121,7 +121,11 @@ fn index_of(m: &Model, oid: u32) -> Option<(&Relation, &super::model::Index)> {
 pub fn index_def(m: &Model, oid: u32, column: i32, pretty: bool) -> Option<String> {
     let (r, ix) = index_of(m, oid)?;
     if column > 0 {
-        let key = ix.keys.get(usize::try_from(column - 1).ok()?)?;
+        let i = usize::try_from(column - 1).ok()?;
+        if let Some(Some(e)) = ix.exprs.get(i) {
+            return Some(e.clone());
+        }
+        let key = ix.keys.get(i)?;
         return m
             .attribute(ix.table_oid, *key)
             .map(|a| quote_ident(&a.name));
@@ -134,7 +138,15 @@ pub fn index_def(m: &Model, oid: u32, column: i32, pretty: bool) -> Option<Strin
         if ix.unique { "UNIQUE " } else { "" },
         quote_ident(&r.name),
         quote_ident(&table.name),
-        column_list(m, ix.table_oid, &ix.keys)
+        ix.keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| match ix.exprs.get(i) {
+                Some(Some(e)) => e.clone(),
+                _ => column_list(m, ix.table_oid, std::slice::from_ref(k)),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
     ))
 }
 

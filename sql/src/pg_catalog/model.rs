@@ -49,6 +49,9 @@ pub struct Index {
     pub keys: Vec<i16>,
     pub unique: bool,
     pub primary: bool,
+    /// Per key, the expression an expression index keys on (`lower(email)`); empty if none.
+    /// (`keys` still holds the column's number, where PostgreSQL has 0 and `indexprs`.)
+    pub exprs: Vec<Option<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -368,6 +371,7 @@ impl Model {
                 keys,
                 unique: true,
                 primary: true,
+                exprs: Vec::new(),
             };
             indexes.push((index_oid, def.pkey_name.clone(), index));
         }
@@ -398,6 +402,25 @@ impl Model {
                     keys,
                     unique: ix.unique,
                     primary: false,
+                    exprs: if ix.is_plain() {
+                        Vec::new()
+                    } else {
+                        ix.columns
+                            .iter()
+                            .enumerate()
+                            .map(|(i, &p)| {
+                                // As pg_get_indexdef deparses it: `lower((email)::text)` of a
+                                // varchar column.
+                                let c = &def.columns[p];
+                                let name = crate::format::quote_ident(&c.name);
+                                let name = match c.data_type {
+                                    weft_storage::DataType::Varchar(_) => format!("({name})"),
+                                    _ => name,
+                                };
+                                ix.function(i).map(|_| ix.key_name(i, &name, c.data_type))
+                            })
+                            .collect()
+                    },
                 },
             ));
         }

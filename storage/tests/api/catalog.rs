@@ -121,6 +121,7 @@ async fn build_index_covers_existing_rows_and_checks_uniqueness() {
         columns: vec![1],
         unique: true,
         constraint: false,
+        functions: Vec::new(),
     };
     let err = txn.build_index(&t, &unique).expect_err("duplicate names");
     assert!(matches!(err, weft_storage::Error::UniqueViolation { .. }));
@@ -128,6 +129,7 @@ async fn build_index_covers_existing_rows_and_checks_uniqueness() {
     let plain = IndexDef {
         unique: false,
         constraint: false,
+        functions: Vec::new(),
         name: "name_idx".into(),
         ..unique
     };
@@ -161,4 +163,66 @@ async fn build_index_covers_existing_rows_and_checks_uniqueness() {
         .expect("scan");
     assert!(b.rows.is_empty());
     txn.commit().await.expect("commit");
+}
+
+/// An expression index keys on `lower(name)`: two names that differ only in case collide in a
+/// unique one, when it is built and on insert, and a scan looks up the lowered value.
+#[tokio::test]
+async fn an_expression_index_keys_on_the_function_of_its_column() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = open(dir.path());
+    let t = create_users(&s).await;
+    insert_users(
+        &s,
+        &t,
+        vec![user(1, "Ann", None, 1), user(2, "bob", None, 2)],
+    )
+    .await;
+    let mut txn = s.begin();
+    let lower = IndexDef {
+        id: txn.alloc_id().expect("id"),
+        name: "users_lower_name".into(),
+        columns: vec![1],
+        unique: true,
+        constraint: false,
+        functions: vec![Some(weft_storage::KeyFn::Lower)],
+    };
+    assert!(!lower.is_plain());
+    let mut def = t.clone();
+    def.indexes.push(lower.clone());
+    txn.put_entry(CatalogEntry::Table(def.clone()))
+        .expect("put");
+    txn.build_index(&def, &lower).expect("build");
+    let err = txn
+        .insert(&def, user(3, "ANN", None, 3))
+        .expect_err("lower(name) collides");
+    match err {
+        weft_storage::Error::UniqueViolation { detail, .. } => {
+            assert_eq!(detail, "Key (lower(name))=(ann) already exists.")
+        }
+        other => panic!("{other:?}"),
+    }
+    txn.insert(&def, user(4, "Cy", None, 4)).expect("insert");
+    let range = weft_storage::KeyRange::prefix(vec![Value::Text("cy".into())]);
+    let b = txn
+        .reader()
+        .index_scan(&def, lower.id, &range, None, Some(&[0]), 10)
+        .expect("scan");
+    assert_eq!(b.rows, vec![vec![Value::Int32(4)]]);
+    txn.commit().await.expect("commit");
+
+    // Built over rows that already collide, it is refused.
+    let mut txn = s.begin();
+    let upper = IndexDef {
+        id: txn.alloc_id().expect("id"),
+        name: "users_upper_name".into(),
+        functions: vec![Some(weft_storage::KeyFn::Upper)],
+        ..lower
+    };
+    // (Written without the lower(name) index, which would refuse it.)
+    txn.insert(&t, user(5, "cY", None, 5)).expect("insert");
+    let err = txn
+        .build_index(&t, &upper)
+        .expect_err("upper(name) duplicated");
+    assert!(matches!(err, weft_storage::Error::UniqueViolation { .. }));
 }

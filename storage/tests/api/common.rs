@@ -65,6 +65,7 @@ pub async fn create_users(storage: &Storage) -> TableDef {
             columns: vec![2],
             unique: true,
             constraint: false,
+            functions: Vec::new(),
         },
         IndexDef {
             id: txn.alloc_id().expect("id"),
@@ -72,6 +73,7 @@ pub async fn create_users(storage: &Storage) -> TableDef {
             columns: vec![3],
             unique: false,
             constraint: false,
+            functions: Vec::new(),
         },
     ];
     txn.put_entry(CatalogEntry::Table(def.clone()))

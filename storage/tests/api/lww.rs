@@ -106,6 +106,7 @@ async fn create_kv(s: &Storage) -> TableDef {
             columns: vec![2],
             unique: false,
             constraint: false,
+            functions: Vec::new(),
         }],
         checks: vec![],
         consistency: Consistency::Lww,

@@ -289,6 +289,7 @@ async fn schema_changes_under_replication() {
         columns: vec![1],
         unique: false,
         constraint: false,
+        functions: Vec::new(),
     });
     let alter = |s: Storage, def: TableDef| async move {
         let mut txn = s.begin();
@@ -358,6 +359,7 @@ async fn an_index_replaced_under_the_same_id_is_rebuilt() {
         columns: vec![1],
         unique: false,
         constraint: false,
+        functions: Vec::new(),
     }];
     let mut txn = n.s.begin();
     txn.drop_index(&n.kv, n.kv.indexes[0].id)

@@ -30,6 +30,7 @@ async fn create_pairs(s: &Storage) -> TableDef {
             columns: vec![2],
             unique: false,
             constraint: false,
+            functions: Vec::new(),
         }],
         checks: vec![],
         consistency: Consistency::Raft,
