@@ -434,10 +434,7 @@ fn set_call(
 /// from 1 in the arrays' order (`FROM unnest($1::int[]) WITH ORDINALITY AS t(id, n)`). Without
 /// column names PostgreSQL calls it `ordinality`.
 fn unnest_with_ordinality(s: &mut ast::Select) {
-    let factors = s.from.iter_mut().flat_map(|t| {
-        std::iter::once(&mut t.relation).chain(t.joins.iter_mut().map(|j| &mut j.relation))
-    });
-    for factor in factors {
+    for factor in from_factors(&mut s.from) {
         let ast::TableFactor::UNNEST {
             alias,
             array_exprs,
@@ -499,10 +496,7 @@ fn unnest_with_ordinality(s: &mut ast::Select) {
 /// `generate_series` whose bounds read columns of the tables before it becomes an UNNEST of the
 /// select-list form's array, which lateral.rs then computes per row.
 fn lateral_functions(s: &mut ast::Select) {
-    let factors = s.from.iter_mut().flat_map(|t| {
-        std::iter::once(&mut t.relation).chain(t.joins.iter_mut().map(|j| &mut j.relation))
-    });
-    for factor in factors {
+    for factor in from_factors(&mut s.from) {
         if let ast::TableFactor::Function {
             lateral: true,
             name,
@@ -583,10 +577,7 @@ fn lateral_functions(s: &mut ast::Select) {
 /// for a json or jsonb column, as PostgreSQL's populate functions read them (a key that is
 /// absent is NULL). Without a column definition list the call is left for DataFusion to refuse.
 fn json_record_functions_in_from(s: &mut ast::Select) {
-    let factors = s.from.iter_mut().flat_map(|t| {
-        std::iter::once(&mut t.relation).chain(t.joins.iter_mut().map(|j| &mut j.relation))
-    });
-    for factor in factors {
+    for factor in from_factors(&mut s.from) {
         let ast::TableFactor::Table {
             name,
             args: Some(args),
@@ -638,11 +629,7 @@ fn json_record_functions_in_from(s: &mut ast::Select) {
             continue;
         }
         let sql = format!("SELECT {}", items.join(", "));
-        let dialect = crate::dialect::WeftDialect::default();
-        let Ok(query) = datafusion::sql::sqlparser::parser::Parser::new(&dialect)
-            .try_with_sql(&sql)
-            .and_then(|mut p| p.parse_query())
-        else {
+        let Some(query) = parse_query(&sql) else {
             continue;
         };
         let alias = ast::TableAlias {
@@ -664,10 +651,7 @@ fn json_set_functions_in_from(s: &mut ast::Select) {
     // Aliases whose one column is named after them, and the function's own column name, which
     // PostgreSQL also accepts (`e.value` of `jsonb_array_elements(x) e`).
     let mut renamed: Vec<(String, String)> = Vec::new();
-    let factors = s.from.iter_mut().flat_map(|t| {
-        std::iter::once(&mut t.relation).chain(t.joins.iter_mut().map(|j| &mut j.relation))
-    });
-    for factor in factors {
+    for factor in from_factors(&mut s.from) {
         let Some((fname, args, alias, lists, columns)) = set_call(factor) else {
             continue;
         };
@@ -729,11 +713,7 @@ fn json_set_functions_in_from(s: &mut ast::Select) {
             })
             .collect();
         let sql = format!("SELECT {}", items.join(", "));
-        let dialect = crate::dialect::WeftDialect::default();
-        let Ok(query) = datafusion::sql::sqlparser::parser::Parser::new(&dialect)
-            .try_with_sql(&sql)
-            .and_then(|mut p| p.parse_query())
-        else {
+        let Some(query) = parse_query(&sql) else {
             continue;
         };
         *factor = ast::TableFactor::Derived {
@@ -907,6 +887,21 @@ fn row_in_as_exists(where_clause: &mut Expr) {
     }
 }
 
+fn parse_query(sql: &str) -> Option<Box<Query>> {
+    let dialect = crate::dialect::WeftDialect::default();
+    datafusion::sql::sqlparser::parser::Parser::new(&dialect)
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_query())
+        .ok()
+}
+
+/// The items of a FROM list, joined ones included.
+fn from_factors(from: &mut [ast::TableWithJoins]) -> impl Iterator<Item = &mut ast::TableFactor> {
+    from.iter_mut().flat_map(|t| {
+        std::iter::once(&mut t.relation).chain(t.joins.iter_mut().map(|j| &mut j.relation))
+    })
+}
+
 fn parse_expr(sql: &str) -> Option<Expr> {
     let dialect = crate::dialect::WeftDialect::default();
     datafusion::sql::sqlparser::parser::Parser::new(&dialect)
@@ -1045,10 +1040,7 @@ fn set_returning_in_select_list(s: &mut ast::Select) {
 /// A table function without an alias names its one column after itself, as in PostgreSQL
 /// (`SELECT * FROM generate_series(1, 3)` has a column `generate_series`, not `value`).
 fn name_table_functions(s: &mut ast::Select) {
-    let factors = s.from.iter_mut().flat_map(|t| {
-        std::iter::once(&mut t.relation).chain(t.joins.iter_mut().map(|j| &mut j.relation))
-    });
-    for factor in factors {
+    for factor in from_factors(&mut s.from) {
         let (name, alias, unnest) = match factor {
             ast::TableFactor::Table {
                 name,
@@ -1084,20 +1076,14 @@ fn name_table_functions(s: &mut ast::Select) {
 /// literals (`generate_series('2020-01-01'::timestamp, '2020-01-31', '1 day')`); DataFusion
 /// would take them as text and find no such function.
 fn typed_series_args(s: &mut ast::Select) {
-    let from = s
-        .from
-        .iter_mut()
-        .flat_map(|t| {
-            std::iter::once(&mut t.relation).chain(t.joins.iter_mut().map(|j| &mut j.relation))
-        })
-        .filter_map(|factor| match factor {
-            ast::TableFactor::Table {
-                name,
-                args: Some(args),
-                ..
-            } if is_generate_series(name) => Some(&mut args.args),
-            _ => None,
-        });
+    let from = from_factors(&mut s.from).filter_map(|factor| match factor {
+        ast::TableFactor::Table {
+            name,
+            args: Some(args),
+            ..
+        } if is_generate_series(name) => Some(&mut args.args),
+        _ => None,
+    });
     let mut lists: Vec<&mut Vec<FunctionArg>> = from.collect();
     for item in &mut s.projection {
         let expr = match item {
@@ -1227,6 +1213,22 @@ fn distinct_cast_names(q: &mut Query) {
     let ast::SetExpr::Select(s) = q.body.as_mut() else {
         return;
     };
+    fn casts<T: ast::Visit>(node: &T) -> bool {
+        ast::visit_expressions(node, |e: &Expr| match e {
+            Expr::Cast { .. } => ControlFlow::Break(()),
+            _ => ControlFlow::Continue(()),
+        })
+        .is_break()
+    }
+    // Names can only collide through a cast: most statements stop here.
+    let any_cast = casts(&s.projection)
+        || casts(&s.group_by)
+        || casts(&s.having)
+        || casts(&s.qualify)
+        || casts(&q.order_by);
+    if !any_cast {
+        return;
+    }
     let groups = match &s.group_by {
         ast::GroupByExpr::Expressions(exprs, _) => exprs.as_slice(),
         ast::GroupByExpr::All(_) => &[],
