@@ -102,10 +102,13 @@ impl IndexDef {
     }
 
     /// The key column `i` (of type `t`) as PostgreSQL shows it in an error detail: `email`,
-    /// `lower(email)`, or `lower(email::text)` for a varchar column (which lower reads as text).
+    /// `lower(email)`, or `lower(email::text)` for a varchar or char column (which lower reads
+    /// as text).
     pub fn key_name(&self, i: usize, column: &str, t: DataType) -> String {
         match (self.function(i), t) {
-            (Some(f), DataType::Varchar(_)) => format!("{}({column}::text)", f.name()),
+            (Some(f), DataType::Varchar(_) | DataType::Char(_)) => {
+                format!("{}({column}::text)", f.name())
+            }
             (Some(f), _) => format!("{}({column})", f.name()),
             (None, _) => column.to_string(),
         }

@@ -25,7 +25,9 @@ pub fn index_key_detail(
         };
         let function = functions.get(i).copied().flatten();
         names.push(match (function, ty) {
-            (Some(f), Some(DataType::Varchar(_))) => format!("{}({name}::text)", f.name()),
+            (Some(f), Some(DataType::Varchar(_) | DataType::Char(_))) => {
+                format!("{}({name}::text)", f.name())
+            }
             (Some(f), _) => format!("{}({name})", f.name()),
             (None, _) => name.to_string(),
         });

@@ -67,7 +67,10 @@ pub(super) async fn retype(
         ix.function(i)
     });
     if let Some(f) = keyed {
-        if !matches!(to, DataType::Text | DataType::Varchar(_)) {
+        if !matches!(
+            to,
+            DataType::Text | DataType::Varchar(_) | DataType::Char(_)
+        ) {
             return Err(Error::UndefinedFunction {
                 message: format!(
                     "function {}({}) does not exist",

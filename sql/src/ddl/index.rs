@@ -137,7 +137,7 @@ fn index_key(def: &TableDef, e: &ast::Expr) -> Result<(usize, Option<KeyFn>)> {
             };
             let c = column(i)?;
             let t = def.columns[c].data_type;
-            if !matches!(t, DataType::Text | DataType::Varchar(_)) {
+            if !matches!(t, DataType::Text | DataType::Varchar(_) | DataType::Char(_)) {
                 return Err(Error::UndefinedFunction {
                     message: format!(
                         "function {}({}) does not exist",

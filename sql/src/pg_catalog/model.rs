@@ -49,8 +49,8 @@ pub struct Index {
     pub keys: Vec<i16>,
     pub unique: bool,
     pub primary: bool,
-    /// Per key, the expression an expression index keys on (`lower(email)`); empty if none.
-    /// (`keys` still holds the column's number, where PostgreSQL has 0 and `indexprs`.)
+    /// Per key, the expression an expression index keys on (`lower(email)`, its key 0); empty
+    /// if none. (`pg_index.indexprs` stays NULL.)
     pub exprs: Vec<Option<String>>,
 }
 
@@ -376,13 +376,20 @@ impl Model {
             indexes.push((index_oid, def.pkey_name.clone(), index));
         }
         for ix in &def.indexes {
-            let Some(keys) = keys_of(&ix.columns) else {
+            let Some(mut keys) = keys_of(&ix.columns) else {
                 continue;
             };
+            // An expression's key is 0 in pg_index.indkey, as in PostgreSQL (so that Django's
+            // introspection, for one, does not take `lower(email)` for a unique `email`).
+            for (i, k) in keys.iter_mut().enumerate() {
+                if ix.function(i).is_some() {
+                    *k = 0;
+                }
+            }
             let index_oid = oids::index_oid(table_oid, ix.id);
             // Catalogs written before `constraint` was recorded: a UNIQUE constraint's index has
             // PostgreSQL's `<table>_<columns>_key` name, which CREATE INDEX never generates.
-            if ix.constraint || (ix.unique && ix.name.ends_with("_key")) {
+            if ix.constraint || (ix.unique && ix.is_plain() && ix.name.ends_with("_key")) {
                 self.constraints.push(Constraint {
                     oid: oids::constraint_oid(table_oid, ix.id),
                     name: ix.name.clone(),
@@ -414,7 +421,8 @@ impl Model {
                                 let c = &def.columns[p];
                                 let name = crate::format::quote_ident(&c.name);
                                 let name = match c.data_type {
-                                    weft_storage::DataType::Varchar(_) => format!("({name})"),
+                                    weft_storage::DataType::Varchar(_)
+                                    | weft_storage::DataType::Char(_) => format!("({name})"),
                                     _ => name,
                                 };
                                 ix.function(i).map(|_| ix.key_name(i, &name, c.data_type))
