@@ -279,6 +279,9 @@ fn text_casts(node: LogicalPlan) -> DfResult<LogicalPlan> {
         }
         LogicalPlan::Filter(f) => {
             let schema = Arc::clone(f.input.schema());
+            if !f.predicate.exists(|e| Ok(marked_text_cast(e, &schema)))? {
+                return Ok(LogicalPlan::Filter(f));
+            }
             let predicate = text_casts_in(f.predicate, &schema)?.data;
             Filter::try_new(predicate, f.input).map(LogicalPlan::Filter)
         }
@@ -287,18 +290,27 @@ fn text_casts(node: LogicalPlan) -> DfResult<LogicalPlan> {
 }
 
 fn text_casts_in(e: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
-    e.transform_up(|e| match e {
-        Expr::Cast(c)
-            if matches!(
-                c.field.data_type(),
-                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-            ) && matches!(c.expr.get_type(schema), Ok(DataType::Decimal128(..)))
-                && derives(&c.expr, schema) =>
-        {
-            Ok(Transformed::yes(text_udf().call(vec![*c.expr])))
+    e.transform_up(|e| {
+        if !marked_text_cast(&e, schema) {
+            return Ok(Transformed::no(e));
         }
-        e => Ok(Transformed::no(e)),
+        match e {
+            Expr::Cast(c) => Ok(Transformed::yes(text_udf().call(vec![*c.expr]))),
+            e => Ok(Transformed::no(e)),
+        }
     })
+}
+
+/// A cast to text of marked values.
+fn marked_text_cast(e: &Expr, schema: &DFSchema) -> bool {
+    let Expr::Cast(c) = e else {
+        return false;
+    };
+    matches!(
+        c.field.data_type(),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    ) && matches!(c.expr.get_type(schema), Ok(DataType::Decimal128(..)))
+        && derives(&c.expr, schema)
 }
 
 /// A decimal expression of marked values whose own field is not marked.
