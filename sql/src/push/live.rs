@@ -248,7 +248,9 @@ const AGGREGATES: &[&str] = &[
     "stddev_samp",
     "stddev_pop",
     "variance",
-    // `variance` after `rewrite` renames it.
+    // `every` and `variance` after `rewrite` renames them.
+    "weft_every",
+    "weft_variance",
     "var_samp",
     "var_pop",
 ];
