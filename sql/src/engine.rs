@@ -5,6 +5,7 @@ use std::sync::{Arc, OnceLock};
 
 use weft_storage::Storage;
 
+use crate::advisory::AdvisoryLocks;
 use crate::cluster::ClusterAdmin;
 use crate::error::Result;
 use crate::session::Session;
@@ -25,6 +26,8 @@ pub struct Engine {
     storage: Storage,
     config: EngineConfig,
     cluster: OnceLock<Arc<dyn ClusterAdmin>>,
+    /// The node's advisory locks (`pg_advisory_lock`), shared by its sessions.
+    advisory: Arc<AdvisoryLocks>,
 }
 
 impl Engine {
@@ -33,6 +36,7 @@ impl Engine {
             storage,
             config,
             cluster: OnceLock::new(),
+            advisory: Arc::default(),
         }))
     }
 
@@ -47,6 +51,10 @@ impl Engine {
 
     pub fn storage(&self) -> &Storage {
         &self.storage
+    }
+
+    pub(crate) fn advisory(&self) -> &Arc<AdvisoryLocks> {
+        &self.advisory
     }
 
     pub fn config(&self) -> &EngineConfig {

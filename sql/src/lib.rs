@@ -16,6 +16,7 @@
 //! ```
 
 /// `avg` and `sum` with PostgreSQL's result types.
+mod advisory;
 mod aggregates;
 mod any_decimal;
 mod arith;

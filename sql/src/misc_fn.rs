@@ -1,12 +1,16 @@
 //! PostgreSQL functions DataFusion lacks: `num_nulls`, `num_nonnulls`, `width_bucket`,
-//! `make_date`, `make_timestamp(tz)` and `isfinite`, with PostgreSQL's errors; and `weft_same`,
+//! `make_date`, `make_timestamp(tz)` and `isfinite`, with PostgreSQL's errors,
+//! `statement_timestamp`, `transaction_timestamp` and `clock_timestamp`; and `weft_same`,
 //! which rewrite.rs wraps casts in where DataFusion would give two expressions one name.
 
 use std::sync::Arc;
 
 use chrono::{Datelike, NaiveDate};
-use datafusion::arrow::datatypes::{DataType, FieldRef};
+use datafusion::arrow::datatypes::{DataType, FieldRef, TimeUnit};
+use datafusion::common::config::ConfigOptions;
 use datafusion::common::{Result as DfResult, ScalarValue};
+use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
+use datafusion::logical_expr::Expr;
 use datafusion::logical_expr::{
     ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
     TypeSignature, Volatility,
@@ -272,6 +276,100 @@ impl ScalarUDFImpl for Same {
             .into_iter()
             .next()
             .ok_or_else(|| to_df(Error::internal("weft_same without an operand")))
+    }
+}
+
+/// `statement_timestamp()` and `transaction_timestamp()`: the statement's start, as Weft's
+/// `now()` (simplified to it while planning); `clock_timestamp()`: the time it runs. Of `now()`'s
+/// type (the session's time zone).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Clock {
+    name: &'static str,
+    /// `clock_timestamp`: read when called, not fixed at the statement's start.
+    live: bool,
+    signature: Signature,
+    timezone: Option<Arc<str>>,
+}
+
+impl Clock {
+    fn new(name: &'static str, live: bool, config: &ConfigOptions) -> Clock {
+        let volatility = if live {
+            Volatility::Volatile
+        } else {
+            Volatility::Stable
+        };
+        Clock {
+            name,
+            live,
+            signature: Signature::nullary(volatility),
+            timezone: config
+                .execution
+                .time_zone
+                .as_ref()
+                .map(|tz| Arc::from(tz.as_str())),
+        }
+    }
+}
+
+pub(crate) fn clocks(config: &ConfigOptions) -> Vec<Arc<ScalarUDF>> {
+    [
+        ("statement_timestamp", false),
+        ("transaction_timestamp", false),
+        ("clock_timestamp", true),
+    ]
+    .into_iter()
+    .map(|(name, live)| Arc::new(ScalarUDF::new_from_impl(Clock::new(name, live, config))))
+    .collect()
+}
+
+impl ScalarUDFImpl for Clock {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn with_updated_config(&self, config: &ConfigOptions) -> Option<ScalarUDF> {
+        Some(ScalarUDF::new_from_impl(Clock::new(
+            self.name, self.live, config,
+        )))
+    }
+
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Timestamp(
+            TimeUnit::Nanosecond,
+            self.timezone.clone(),
+        ))
+    }
+
+    fn simplify(&self, args: Vec<Expr>, info: &SimplifyContext) -> DfResult<ExprSimplifyResult> {
+        match (self.live, info.query_execution_start_time()) {
+            (false, Some(start)) => Ok(ExprSimplifyResult::Simplified(Expr::Literal(
+                ScalarValue::TimestampNanosecond(
+                    start.timestamp_nanos_opt(),
+                    self.timezone.clone(),
+                ),
+                None,
+            ))),
+            _ => Ok(ExprSimplifyResult::Original(args)),
+        }
+    }
+
+    fn invoke_with_args(&self, _: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        // Failing here (as DataFusion's now() does) keeps the constant folder, which runs before
+        // `simplify`, from reading the clock for the statement's start.
+        if !self.live {
+            return Err(to_df(Error::internal(format!(
+                "{}() is folded to the statement's start while planning",
+                self.name
+            ))));
+        }
+        Ok(ColumnarValue::Scalar(ScalarValue::TimestampNanosecond(
+            chrono::Utc::now().timestamp_nanos_opt(),
+            self.timezone.clone(),
+        )))
     }
 }
 

@@ -332,7 +332,8 @@ pub(crate) fn infer_params(plan: LogicalPlan, declared: &[Option<PgType>]) -> Re
 
 /// `x = ANY($1)` is `array_has($1, x)` (and `x <> ALL($1)` uses $1 more than once): an untyped
 /// $1 there is an array of x's type, as PostgreSQL infers it (text would not plan). The other
-/// way round, `$1 = ANY(arr)` is `array_has(arr, $1)`: $1 is of arr's element type.
+/// way round, `$1 = ANY(arr)` is `array_has(arr, $1)`: $1 is of arr's element type. And an
+/// untyped argument of a function whose signature names its type takes that type.
 fn any_lists(
     plan: &LogicalPlan,
     declared: &[Option<PgType>],
@@ -356,6 +357,17 @@ fn any_lists(
                     return Ok(TreeNodeRecursion::Continue);
                 };
                 if f.name() != "array_has" {
+                    // `pg_advisory_lock($1)`: the type the function's signature takes there.
+                    let sig = &f.func.signature().type_signature;
+                    for (i, a) in f.args.iter().enumerate() {
+                        if let Expr::Placeholder(p) = a {
+                            if let (true, Some(t)) =
+                                (untyped(p), signature_arg(sig, f.args.len(), i))
+                            {
+                                lists.entry(p.id.clone()).or_insert(t);
+                            }
+                        }
+                    }
                     return Ok(TreeNodeRecursion::Continue);
                 }
                 match (f.args.first(), f.args.get(1)) {
@@ -380,6 +392,21 @@ fn any_lists(
     })
     .map_err(Error::from)?;
     Ok(lists)
+}
+
+/// The one type a function's signature takes as argument `i` of `arity`, if it names one.
+fn signature_arg(
+    sig: &datafusion::logical_expr::TypeSignature,
+    arity: usize,
+    i: usize,
+) -> Option<ArrowType> {
+    use datafusion::logical_expr::TypeSignature as T;
+    match sig {
+        T::Exact(types) if types.len() == arity => types.get(i).cloned(),
+        T::Uniform(n, types) if *n == arity && types.len() == 1 => types.first().cloned(),
+        T::OneOf(sigs) => sigs.iter().find_map(|s| signature_arg(s, arity, i)),
+        _ => None,
+    }
 }
 
 fn param_types(plan: &LogicalPlan) -> Result<(Vec<PgType>, Vec<ArrowType>)> {

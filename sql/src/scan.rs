@@ -52,7 +52,7 @@ pub(crate) fn choose_access(def: &TableDef, filters: &[Expr]) -> Access {
     let pk = ranges_for(&def.primary_key, &bounds);
     let mut best: Option<(usize, Access)> = pk.map(|(score, r)| (score, Access::Pk(r)));
     // An expression index keys on `lower(c)`, not on `c`: no filter on `c` can use it.
-    for index in def.indexes.iter().filter(|i| i.is_plain()) {
+    for index in def.indexes.iter().filter(|i| i.is_plain_and_total()) {
         if let Some((score, ranges)) = ranges_for(&index.columns, &bounds) {
             if best.as_ref().is_none_or(|(s, _)| score > *s) {
                 best = Some((

@@ -102,7 +102,7 @@ impl CancelHandle {
         Ok(())
     }
 
-    async fn cancelled(&self) -> Error {
+    pub(crate) async fn cancelled(&self) -> Error {
         loop {
             let notified = self.inner.notify.notified();
             if let Err(e) = self.check() {
@@ -183,10 +183,13 @@ impl Session {
             .get("database")
             .cloned()
             .unwrap_or_else(|| user.clone());
+        let cancel = CancelHandle::default();
         let shared = SessionShared::new(
             engine.storage().clone(),
             engine.config().node_id,
             engine.cluster(),
+            Arc::clone(engine.advisory()),
+            cancel.clone(),
         );
         let state = query::new_state(&shared, &database);
         shared.set_state(Some(state.clone()));
@@ -210,7 +213,7 @@ impl Session {
             settings,
             block: None,
             notices: Vec::new(),
-            cancel: CancelHandle::default(),
+            cancel,
             listen_pending: Vec::new(),
             listening: BTreeSet::new(),
             listen_target: None,
@@ -395,6 +398,19 @@ impl Session {
     pub fn fail_block(&mut self) {
         if let Some(b) = &mut self.block {
             b.failed = true;
+        }
+        self.release_transaction_locks();
+    }
+
+    /// A transaction that ended or failed holds no transaction-level advisory lock (PostgreSQL
+    /// aborts a failed block's transaction at the error, not at its ROLLBACK).
+    fn release_transaction_locks(&self) {
+        if self.block.as_ref().is_none_or(|b| b.failed)
+            && self.shared.xact_advisory.swap(false, Ordering::AcqRel)
+        {
+            self.shared
+                .advisory
+                .release_transaction(self.shared.advisory_id);
         }
     }
 
@@ -687,6 +703,7 @@ impl Session {
                 b.failed = true;
             }
         }
+        self.release_transaction_locks();
         result.map(|out| with_cancel(out, cancel))
     }
 
@@ -845,9 +862,9 @@ impl Session {
             for (channel, payload) in self.shared.take_notifies() {
                 txn.notify(&channel, &payload);
             }
-            for (sqlstate, message) in self.shared.take_notices() {
+            for (severity, sqlstate, message) in self.shared.take_notices() {
                 self.notices.push(Notice {
-                    severity: "NOTICE".into(),
+                    severity: severity.into(),
                     sqlstate: sqlstate.into(),
                     message,
                 });
@@ -977,6 +994,9 @@ impl Drop for Session {
         // Break the cycle session state → schema providers → shared → session state.
         self.shared.set_state(None);
         self.shared.set_read(None);
+        // A statement still waiting for an advisory lock stops, and the locks are released.
+        self.cancel.cancel();
+        self.shared.advisory.unregister(self.shared.advisory_id);
     }
 }
 
@@ -1058,12 +1078,14 @@ fn read_only_error(stmt: &Statement) -> Error {
     }
 }
 
-/// Whether the statement's text mentions `pg_notify`, `nextval` or `setval` (any case), without
-/// allocating: this runs for every statement, the point fast path's included. Their effects
-/// (a notification, the state of a sequence this transaction created) belong to the transaction.
+/// Whether the statement's text mentions `pg_notify`, `nextval`, `setval` or an advisory lock
+/// function (any case), without allocating: this runs for every statement, the point fast path's
+/// included. Their effects (a notification, the state of a sequence this transaction created, a
+/// transaction-level lock) belong to the transaction.
 fn calls_pg_notify(stmt: &Statement) -> bool {
     let sql = stmt.sql.as_bytes();
     sql.windows(9).any(|w| w.eq_ignore_ascii_case(b"pg_notify"))
+        || crate::advisory::mentioned(sql)
         || sql
             .windows(6)
             .any(|w| w.eq_ignore_ascii_case(b"nextva") || w.eq_ignore_ascii_case(b"setval"))

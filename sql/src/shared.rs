@@ -1,7 +1,7 @@
 //! State a session shares with the DataFusion objects it registers (schema provider, tables), so
 //! that a cached plan reads through whatever transaction is current when it executes.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 
 use datafusion::catalog::TableProvider;
@@ -9,7 +9,9 @@ use datafusion::execution::session_state::SessionState;
 use parking_lot::RwLock;
 use weft_storage::{Catalog, Storage, TableId, TxnReader};
 
+use crate::advisory::AdvisoryLocks;
 use crate::cluster::ClusterAdmin;
+use crate::session::CancelHandle;
 
 pub(crate) struct SessionShared {
     pub storage: Storage,
@@ -27,7 +29,7 @@ pub(crate) struct SessionShared {
     /// `pg_notify()` calls of the running statement, moved into its transaction when it ends.
     notifies: parking_lot::Mutex<Vec<(String, String)>>,
     /// NOTICEs the running statement raised (SQLSTATE, message), sent before its result.
-    notices: parking_lot::Mutex<Vec<(&'static str, String)>>,
+    notices: parking_lot::Mutex<Vec<(&'static str, &'static str, String)>>,
     /// COPY FROM STDIN's data, or the client's CopyFail message, for the statement about to run.
     copy_data: parking_lot::Mutex<Option<std::result::Result<Vec<u8>, String>>>,
     /// Statements answered by the point fast path (`point.rs`), for tests and diagnostics.
@@ -37,6 +39,14 @@ pub(crate) struct SessionShared {
     cte_tables: RwLock<Vec<(String, Arc<dyn TableProvider>)>>,
     /// `currval`, `lastval` and the state of sequences the open transaction created.
     pub sequences: parking_lot::Mutex<crate::sequence::SessionSequences>,
+    /// The node's advisory locks, and this session's id among their holders.
+    pub advisory: Arc<AdvisoryLocks>,
+    pub advisory_id: u64,
+    /// Set when the session takes a transaction-level advisory lock, which its transaction's end
+    /// releases.
+    pub xact_advisory: AtomicBool,
+    /// The session's cancel signal, for functions that wait (`pg_advisory_lock`).
+    pub cancel: CancelHandle,
 }
 
 #[derive(Clone)]
@@ -55,7 +65,10 @@ impl SessionShared {
         storage: Storage,
         node_id: u16,
         cluster: Option<Arc<dyn ClusterAdmin>>,
+        advisory: Arc<AdvisoryLocks>,
+        cancel: CancelHandle,
     ) -> Arc<Self> {
+        let advisory_id = advisory.register();
         Arc::new(SessionShared {
             storage,
             node_id,
@@ -69,6 +82,10 @@ impl SessionShared {
             point_hits: AtomicU64::new(0),
             cte_tables: RwLock::new(Vec::new()),
             sequences: Default::default(),
+            advisory,
+            advisory_id,
+            xact_advisory: AtomicBool::new(false),
+            cancel,
         })
     }
 
@@ -82,7 +99,12 @@ impl SessionShared {
 
     /// A NOTICE for the client, as PostgreSQL raises when `IF [NOT] EXISTS` skips an object.
     pub fn push_notice(&self, sqlstate: &'static str, message: String) {
-        self.notices.lock().push((sqlstate, message));
+        self.notices.lock().push(("NOTICE", sqlstate, message));
+    }
+
+    /// A WARNING (SQLSTATE 01000) for the client, sent before the statement's result.
+    pub fn push_warning(&self, message: String) {
+        self.notices.lock().push(("WARNING", "01000", message));
     }
 
     pub fn set_copy_data(&self, data: std::result::Result<Vec<u8>, String>) {
@@ -93,7 +115,8 @@ impl SessionShared {
         self.copy_data.lock().take()
     }
 
-    pub fn take_notices(&self) -> Vec<(&'static str, String)> {
+    /// The notices raised so far: severity, SQLSTATE, message.
+    pub fn take_notices(&self) -> Vec<(&'static str, &'static str, String)> {
         std::mem::take(&mut *self.notices.lock())
     }
 

@@ -339,6 +339,7 @@ pub(crate) fn parse(sql: &str) -> Result<Vec<Statement>> {
         .map_err(|e| Error::from(ParserError::from(e)).with_sql_position(sql))?;
     abort_is_rollback(&mut tokens);
     let tokens = maintenance_as_vacuum(tokens);
+    let tokens = key_row_locks(tokens);
     let mut tokens = table_as_select(tokens);
     let live = live_query_is_materialized_view(&mut tokens);
     let overriding = overriding_clauses(&mut tokens);
@@ -382,6 +383,38 @@ pub(crate) fn parse(sql: &str) -> Result<Vec<Statement>> {
             }
         })
         .collect())
+}
+
+/// `FOR NO KEY UPDATE` and `FOR KEY SHARE` (Django's `select_for_update(no_key=True)`), which
+/// sqlparser does not know, read as `FOR UPDATE` and `FOR SHARE`: Weft takes no row lock for
+/// any of them (README), so the weaker kinds mean the same.
+fn key_row_locks(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    let word = |t: &TokenWithSpan, k: Keyword| matches!(&t.token, Token::Word(w) if w.keyword == k);
+    let words: Vec<usize> = (0..tokens.len())
+        .filter(|&i| !matches!(tokens[i].token, Token::Whitespace(_)))
+        .collect();
+    let mut drop = std::collections::HashSet::new();
+    for (n, &i) in words.iter().enumerate() {
+        if !word(&tokens[i], Keyword::FOR) {
+            continue;
+        }
+        let at = |k: usize| words.get(n + k).map(|&j| &tokens[j]);
+        let is = |k: usize, kw: Keyword| at(k).is_some_and(|t| word(t, kw));
+        if is(1, Keyword::NO) && is(2, Keyword::KEY) && is(3, Keyword::UPDATE) {
+            drop.extend([words[n + 1], words[n + 2]]);
+        } else if is(1, Keyword::KEY) && is(2, Keyword::SHARE) {
+            drop.insert(words[n + 1]);
+        }
+    }
+    if drop.is_empty() {
+        return tokens;
+    }
+    tokens
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| !drop.contains(i))
+        .map(|(_, t)| t)
+        .collect()
 }
 
 /// `SELECT … INTO [TEMP] t FROM …` is PostgreSQL's older spelling of `CREATE TABLE t AS SELECT …`.

@@ -244,6 +244,8 @@ pub async fn execute(conn: &mut Connection, msg: Execute) -> Result<(), Fail> {
                 command_complete(tag)
             }
             Err(e) => {
+                // An error while computing rows fails the transaction, as one before them does.
+                session.fail_block();
                 portals.remove(&name);
                 return Err(e);
             }
@@ -277,7 +279,9 @@ async fn execute_copy(conn: &mut Connection, name: &str, spec: &CopySpec) -> Res
     }
     let tag = match conn.session.execute(&prepared, params).await? {
         QueryOutput::Rows { fields, stream, .. } => {
-            super::copy::send(&mut conn.socket, spec, &fields, stream).await?
+            super::copy::send(&mut conn.socket, spec, &fields, stream)
+                .await
+                .inspect_err(|_| conn.session.fail_block())?
         }
         QueryOutput::Command { tag } => tag,
         QueryOutput::Empty => String::new(),

@@ -52,7 +52,9 @@ async fn run(conn: &mut Connection, sql: &str) -> Result<(), Fail> {
             &prepared.copy,
         ) {
             (QueryOutput::Rows { fields, stream, .. }, Some(spec)) => {
-                let tag = super::copy::send(&mut conn.socket, spec, &fields, stream).await?;
+                let tag = super::copy::send(&mut conn.socket, spec, &fields, stream)
+                    .await
+                    .inspect_err(|_| conn.session.fail_block())?;
                 QueryOutput::Command { tag }
             }
             (output, _) => output,
@@ -68,7 +70,12 @@ async fn run(conn: &mut Connection, sql: &str) -> Result<(), Fail> {
                 conn.send(PgWireBackendMessage::RowDescription(description))
                     .await?;
                 let mut rows = RowSource::new(&fields, &formats, stream, command);
-                if let Fetched::Complete(tag) = rows.send(&mut conn.socket, 0).await? {
+                // An error while computing rows fails the transaction, as one before them does.
+                let fetched = rows
+                    .send(&mut conn.socket, 0)
+                    .await
+                    .inspect_err(|_| conn.session.fail_block())?;
+                if let Fetched::Complete(tag) = fetched {
                     complete(conn, tag).await?;
                 }
             }

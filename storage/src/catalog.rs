@@ -61,6 +61,85 @@ pub struct IndexDef {
     /// plain columns, the only kind a plan, a foreign key or `ON CONFLICT (cols)` may use.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub functions: Vec<Option<KeyFn>>,
+    /// A partial index (`CREATE UNIQUE INDEX … WHERE deleted_at IS NULL`): the conditions a row
+    /// must meet, all of them, to have an entry. Empty for an index of every row.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub predicate: Vec<Cond>,
+}
+
+/// A partial index's condition on one column (by position, as `IndexDef::columns`), in the
+/// form it was written, which `pg_get_indexdef` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Cond {
+    IsNull(usize),
+    IsNotNull(usize),
+    /// A boolean column that is true: `WHERE active`.
+    IsTrue(usize),
+    /// `WHERE NOT archived`.
+    IsFalse(usize),
+    /// `WHERE active = true`.
+    EqTrue(usize),
+    /// `WHERE archived = false`.
+    EqFalse(usize),
+}
+
+impl Cond {
+    /// The column the condition tests.
+    pub fn column(self) -> usize {
+        match self {
+            Cond::IsNull(c)
+            | Cond::IsNotNull(c)
+            | Cond::IsTrue(c)
+            | Cond::IsFalse(c)
+            | Cond::EqTrue(c)
+            | Cond::EqFalse(c) => c,
+        }
+    }
+
+    pub fn column_mut(&mut self) -> &mut usize {
+        match self {
+            Cond::IsNull(c)
+            | Cond::IsNotNull(c)
+            | Cond::IsTrue(c)
+            | Cond::IsFalse(c)
+            | Cond::EqTrue(c)
+            | Cond::EqFalse(c) => c,
+        }
+    }
+
+    /// Whether it tests a boolean column's value (and so needs the column to stay boolean).
+    pub fn is_boolean(self) -> bool {
+        !matches!(self, Cond::IsNull(_) | Cond::IsNotNull(_))
+    }
+
+    /// Whether `v`, the column's value, meets it (a NULL meets only IS NULL).
+    pub fn holds(self, v: &Value) -> bool {
+        match (self, v) {
+            (Cond::IsNull(_), v) => v.is_null(),
+            (Cond::IsNotNull(_), v) => !v.is_null(),
+            (Cond::IsTrue(_) | Cond::EqTrue(_), Value::Bool(b)) => *b,
+            (Cond::IsFalse(_) | Cond::EqFalse(_), Value::Bool(b)) => !*b,
+            _ => false,
+        }
+    }
+
+    /// The condition as SQL, given its column's (quoted) name; `parens` wraps it as
+    /// PostgreSQL's deparser does (`(deleted_at IS NULL)`, but `active` bare).
+    pub fn sql(self, column: &str, parens: bool) -> String {
+        let text = match self {
+            Cond::IsNull(_) => format!("{column} IS NULL"),
+            Cond::IsNotNull(_) => format!("{column} IS NOT NULL"),
+            Cond::IsTrue(_) => return column.to_string(),
+            Cond::IsFalse(_) => format!("NOT {column}"),
+            Cond::EqTrue(_) => format!("{column} = true"),
+            Cond::EqFalse(_) => format!("{column} = false"),
+        };
+        if parens {
+            format!("({text})")
+        } else {
+            text
+        }
+    }
 }
 
 /// A function of one column that an expression index keys on.
@@ -94,6 +173,20 @@ impl IndexDef {
     /// Whether the index keys are its columns' values as they are.
     pub fn is_plain(&self) -> bool {
         self.functions.iter().all(Option::is_none)
+    }
+
+    /// Whether a lookup by its columns' values finds every row with those values: keyed on
+    /// the plain columns, and not partial. Only such an index may serve a plan, a foreign key
+    /// or `ON CONFLICT (cols)`.
+    pub fn is_plain_and_total(&self) -> bool {
+        self.is_plain() && self.predicate.is_empty()
+    }
+
+    /// Whether `row` has an entry: it meets the partial index's conditions.
+    pub fn covers(&self, row: &[Value]) -> bool {
+        self.predicate
+            .iter()
+            .all(|c| row.get(c.column()).is_some_and(|v| c.holds(v)))
     }
 
     /// The function applied to the `i`th key column, if any.

@@ -123,6 +123,7 @@ impl Txn {
                 .iter()
                 .zip(crate::dml::entries(table, row, &pk)?)
             {
+                let Some(e) = e else { continue };
                 if e.unique_key && !keys.insert(e.key.clone()) {
                     return Err(index_violation(table, idx, row));
                 }
@@ -154,7 +155,9 @@ impl Txn {
             view.walk(&prefix, &end, |_, payload| {
                 let row = decoder.decode(payload)?;
                 let pk = index::pk_bytes(table, &row)?;
-                let e = index::entry(table, index, &row, &pk)?;
+                let Some(e) = index::entry(table, index, &row, &pk)? else {
+                    return Ok(true);
+                };
                 if e.unique_key && !seen.insert(e.key.clone()) {
                     return Err(index_violation(table, index, &row));
                 }

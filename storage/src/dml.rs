@@ -29,6 +29,7 @@ impl Txn {
                 return Err(pk_violation(table, &row));
             }
             for (idx, e) in table.indexes.iter().zip(&entries) {
+                let Some(e) = e else { continue };
                 if e.unique_key && view.get(&e.key)?.is_some() {
                     return Err(index_violation(table, idx, &row));
                 }
@@ -37,7 +38,7 @@ impl Txn {
         })?;
 
         self.write(key, Some(payload.clone()));
-        for e in entries {
+        for e in entries.into_iter().flatten() {
             self.write(e.key, Some(e.value));
         }
         self.note_table_write(table.id);
@@ -71,7 +72,9 @@ impl Txn {
                 return Err(pk_violation(table, &new));
             }
             for ((idx, o), n) in table.indexes.iter().zip(&old_entries).zip(&new_entries) {
-                if n.unique_key && n.key != o.key && view.get(&n.key)?.is_some() {
+                let Some(n) = n else { continue };
+                let moved = o.as_ref().is_none_or(|o| o.key != n.key);
+                if n.unique_key && moved && view.get(&n.key)?.is_some() {
                     return Err(index_violation(table, idx, &new));
                 }
             }
@@ -83,11 +86,20 @@ impl Txn {
         }
         self.write(new_key, Some(new_payload.clone()));
         for (o, n) in old_entries.into_iter().zip(new_entries) {
-            if o.key != n.key {
-                self.write(o.key, None);
-                self.write(n.key, Some(n.value));
-            } else if o.value != n.value {
-                self.write(n.key, Some(n.value));
+            match (o, n) {
+                (Some(o), Some(n)) if o.key == n.key => {
+                    if o.value != n.value {
+                        self.write(n.key, Some(n.value));
+                    }
+                }
+                (o, n) => {
+                    if let Some(o) = o {
+                        self.write(o.key, None);
+                    }
+                    if let Some(n) = n {
+                        self.write(n.key, Some(n.value));
+                    }
+                }
             }
         }
         self.note_table_write(table.id);
@@ -112,7 +124,7 @@ impl Txn {
         let key = index::row_key_from_pk_bytes(table, &pk);
         let old_entries = entries(table, old, &pk)?;
         self.write(key, None);
-        for e in old_entries {
+        for e in old_entries.into_iter().flatten() {
             self.write(e.key, None);
         }
         self.note_table_write(table.id);
@@ -130,8 +142,9 @@ impl Txn {
     }
 }
 
-/// Index entries of `row` for every index of `table`, in `table.indexes` order.
-pub(crate) fn entries(table: &TableDef, row: &[Value], pk: &[u8]) -> Result<Vec<Entry>> {
+/// Index entries of `row` for every index of `table`, in `table.indexes` order (None where a
+/// partial index leaves the row out).
+pub(crate) fn entries(table: &TableDef, row: &[Value], pk: &[u8]) -> Result<Vec<Option<Entry>>> {
     table
         .indexes
         .iter()

@@ -37,8 +37,17 @@ pub fn row_key_from_pk_bytes(table: &TableDef, pk: &[u8]) -> Vec<u8> {
     k
 }
 
-/// The entry for `row` (whose encoded primary key is `pk`) in `index`.
-pub fn entry(table: &TableDef, index: &IndexDef, row: &[Value], pk: &[u8]) -> Result<Entry> {
+/// The entry for `row` (whose encoded primary key is `pk`) in `index`; None if the index is
+/// partial and the row does not meet its conditions.
+pub fn entry(
+    table: &TableDef,
+    index: &IndexDef,
+    row: &[Value],
+    pk: &[u8],
+) -> Result<Option<Entry>> {
+    if !index.covers(row) {
+        return Ok(None);
+    }
     let mut key = layout::index_prefix(table.id, index.id);
     let mut has_null = false;
     for (i, &p) in index.columns.iter().enumerate() {
@@ -50,18 +59,18 @@ pub fn entry(table: &TableDef, index: &IndexDef, row: &[Value], pk: &[u8]) -> Re
         }
     }
     if index.unique && !has_null {
-        Ok(Entry {
+        Ok(Some(Entry {
             key,
             value: pk.to_vec(),
             unique_key: true,
-        })
+        }))
     } else {
         key.extend_from_slice(pk);
-        Ok(Entry {
+        Ok(Some(Entry {
             key,
             value: Vec::new(),
             unique_key: false,
-        })
+        }))
     }
 }
 

@@ -224,11 +224,17 @@ impl ApplyBatch<'_> {
         let decoder = RowDecoder::new(def, None)?;
         let pk = &key[layout::INDEX_PREFIX_LEN..];
         let old = match before {
-            Some(b) => entries(def, &decoder.decode(b)?, pk)?,
+            Some(b) => entries(def, &decoder.decode(b)?, pk)?
+                .into_iter()
+                .flatten()
+                .collect(),
             None => Vec::new(),
         };
         let new = match after {
-            Some(a) => entries(def, &decoder.decode(a)?, pk)?,
+            Some(a) => entries(def, &decoder.decode(a)?, pk)?
+                .into_iter()
+                .flatten()
+                .collect(),
             None => Vec::new(),
         };
         let data = self.engine().cf(CF_DATA)?;
@@ -643,7 +649,9 @@ fn build_indexes(
                 let row = decoder.decode(payload)?;
                 let pk = &k[layout::INDEX_PREFIX_LEN..];
                 for idx in indexes {
-                    let e = crate::index::entry(table, idx, &row, pk)?;
+                    let Some(e) = crate::index::entry(table, idx, &row, pk)? else {
+                        continue;
+                    };
                     batch.put_cf(&data, &e.key, layout::encode_value(version, Some(&e.value)));
                 }
             }

@@ -189,6 +189,34 @@ async fn create_table_as_refuses_what_tables_cannot_hold() {
     );
 }
 
+/// An error raised while a SELECT's rows are computed (not while it is planned) fails the
+/// transaction block as any other error does, in both protocols: the next statement gets 25P02.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_error_while_rows_are_computed_fails_the_block() {
+    let srv = server().await;
+    let c = connect(&srv).await;
+    c.batch_execute("CREATE TABLE dz (x int); INSERT INTO dz VALUES (1)")
+        .await
+        .expect("setup");
+    for extended in [false, true] {
+        c.batch_execute("BEGIN").await.expect("begin");
+        let e = if extended {
+            c.query("SELECT x / 0 FROM dz", &[])
+                .await
+                .expect_err("22012")
+        } else {
+            c.simple_query("SELECT x / 0 FROM dz")
+                .await
+                .expect_err("22012")
+        };
+        assert_eq!(sqlstate(&e), "22012", "{e:?}");
+        let e = c.simple_query("SELECT 1").await.expect_err("failed block");
+        assert_eq!(sqlstate(&e), "25P02", "extended: {extended}");
+        c.batch_execute("ROLLBACK").await.expect("rolls back");
+    }
+    assert_eq!(scalar(&c, "SELECT 1").await.as_deref(), Some("1"));
+}
+
 /// What Weft's forward-only cursors refuse, each with its SQLSTATE, inside a block that the
 /// error then fails (25P02) as any statement's would.
 #[tokio::test(flavor = "multi_thread")]
@@ -313,6 +341,36 @@ async fn expression_indexes_other_than_lower_and_upper_are_refused() {
         );
     }
     c.batch_execute("CREATE INDEX xi_cat ON xi (lower(a))")
+        .await
+        .expect("the name is free: nothing was created");
+}
+
+/// A partial index's condition may test columns for NULL and boolean columns' values, joined by
+/// AND; any other condition is refused with a message that says so.
+#[tokio::test(flavor = "multi_thread")]
+async fn partial_index_conditions_beyond_null_tests_and_booleans_are_refused() {
+    let srv = server().await;
+    let c = connect(&srv).await;
+    c.batch_execute("CREATE TABLE xp (id int PRIMARY KEY, a text, b bool)")
+        .await
+        .expect("create");
+    for sql in [
+        "CREATE INDEX xp_a ON xp (a) WHERE id > 3",
+        "CREATE INDEX xp_a ON xp (a) WHERE a IS NULL OR b",
+        "CREATE INDEX xp_a ON xp (a) WHERE a = 'x'",
+        "CREATE INDEX xp_a ON xp (a) WHERE b IS TRUE",
+    ] {
+        let e = c.simple_query(sql).await.expect_err(sql);
+        assert_eq!(sqlstate(&e), "0A000", "{sql}: {e:?}");
+        let message = e.as_db_error().map(|d| d.message().to_string());
+        assert!(
+            message
+                .as_deref()
+                .is_some_and(|m| m.contains("partial indexes with the condition")),
+            "{sql}: {message:?}"
+        );
+    }
+    c.batch_execute("CREATE INDEX xp_a ON xp (a) WHERE a IS NULL AND b")
         .await
         .expect("the name is free: nothing was created");
 }

@@ -1,3 +1,4 @@
+mod advisory;
 mod cancel;
 mod clients;
 mod cluster;

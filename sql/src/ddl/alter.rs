@@ -452,7 +452,14 @@ fn add_constraint(
                 None => format!("{}_{}_key", def.name, names.join("_")),
             };
             taken(def, &name)?;
-            super::index::add(txn, def, name, (columns, Vec::new()), true, true)
+            super::index::add(
+                txn,
+                def,
+                name,
+                super::index::IndexKeys::plain(columns),
+                true,
+                true,
+            )
         }
         ast::TableConstraint::Check(chk) => {
             if def.consistency == weft_storage::Consistency::Lww {
@@ -586,7 +593,7 @@ fn drop_column(txn: &mut Txn, mut def: TableDef, pos: usize) -> Result<TableDef>
     let dropped: Vec<u32> = def
         .indexes
         .iter()
-        .filter(|i| i.columns.contains(&pos))
+        .filter(|i| i.columns.contains(&pos) || i.predicate.iter().any(|c| c.column() == pos))
         .map(|i| i.id)
         .collect();
     for id in dropped {
@@ -603,6 +610,10 @@ fn drop_column(txn: &mut Txn, mut def: TableDef, pos: usize) -> Result<TableDef>
     def.primary_key.iter_mut().for_each(remap);
     for index in &mut def.indexes {
         index.columns.iter_mut().for_each(remap);
+        index
+            .predicate
+            .iter_mut()
+            .for_each(|c| remap(c.column_mut()));
     }
     Ok(def)
 }

@@ -80,6 +80,20 @@ pub(super) async fn retype(
             });
         }
     }
+    // A partial index's condition on a boolean column needs it to stay boolean.
+    let tested = def
+        .indexes
+        .iter()
+        .flat_map(|ix| &ix.predicate)
+        .any(|c| c.column() == pos && c.is_boolean());
+    if tested && to != DataType::Bool {
+        return Err(Error::DatatypeMismatch {
+            message: format!(
+                "argument of WHERE must be type boolean, not type {}",
+                crate::pgtype::sql_type_name(to)
+            ),
+        });
+    }
     let mut new_def = def.clone();
     new_def.columns[pos].data_type = to;
     let catalog = txn.catalog();

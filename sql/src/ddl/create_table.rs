@@ -246,6 +246,7 @@ pub(super) async fn execute(
         def.indexes.push(IndexDef {
             constraint: true,
             functions: Vec::new(),
+            predicate: Vec::new(),
             id: i as u32 + 1,
             name: index_name,
             columns: cols,

@@ -289,7 +289,7 @@ pub(super) fn using_key(
         let key_cols = match index {
             None => table.primary_key.clone(),
             Some(id) => match table.indexes.iter().find(|i| i.id == id) {
-                Some(i) if i.is_plain() => i.columns.clone(),
+                Some(i) if i.is_plain_and_total() => i.columns.clone(),
                 _ => continue,
             },
         };

@@ -1,7 +1,7 @@
 //! CREATE [UNIQUE] INDEX: a secondary index, filled from existing rows and kept on every write.
 
 use datafusion::sql::sqlparser::ast;
-use weft_storage::{Catalog, CatalogEntry, DataType, IndexDef, KeyFn, TableDef, Txn};
+use weft_storage::{Catalog, CatalogEntry, Cond, DataType, IndexDef, KeyFn, TableDef, Txn};
 
 use super::{ident, object_name, tag};
 use crate::error::{Error, Result};
@@ -30,11 +30,6 @@ pub(super) fn create(
     txn: &mut Txn,
     ci: &ast::CreateIndex,
 ) -> Result<QueryOutput> {
-    if ci.predicate.is_some() {
-        return Err(Error::unsupported(
-            "partial indexes (CREATE INDEX ... WHERE)",
-        ));
-    }
     if !ci.include.is_empty() {
         return Err(Error::unsupported("INCLUDE columns in an index"));
     }
@@ -58,6 +53,14 @@ pub(super) fn create(
         .iter()
         .map(|ic| index_key(&def, &ic.column.expr))
         .collect::<Result<_>>()?;
+    let predicate = match &ci.predicate {
+        Some(p) => {
+            let mut conds = Vec::new();
+            index_predicate(&def, p, &mut conds)?;
+            conds
+        }
+        None => Vec::new(),
+    };
     let columns: Vec<usize> = keys.iter().map(|(c, _)| *c).collect();
     let functions: Vec<Option<KeyFn>> = if keys.iter().any(|(_, f)| f.is_some()) {
         keys.iter().map(|(_, f)| *f).collect()
@@ -94,7 +97,12 @@ pub(super) fn create(
             message: format!("relation \"{name}\" already exists"),
         });
     }
-    add(txn, &mut def, name, (columns, functions), ci.unique, false)?;
+    let keys = IndexKeys {
+        columns,
+        functions,
+        predicate,
+    };
+    add(txn, &mut def, name, keys, ci.unique, false)?;
     txn.put_entry(CatalogEntry::Table(def))?;
     Ok(tag("CREATE INDEX"))
 }
@@ -152,14 +160,105 @@ fn index_key(def: &TableDef, e: &ast::Expr) -> Result<(usize, Option<KeyFn>)> {
     }
 }
 
-/// Adds index `name` on `columns` (each through its function of `functions`, if any) to `def`
-/// and builds it from the rows (23505 for a unique index over duplicates); the caller writes
-/// `def`.
+/// The condition of a partial index: `col IS [NOT] NULL`, a boolean column (`active`, `NOT
+/// archived`, `active = true`), or several joined by AND; others are 0A000.
+fn index_predicate(def: &TableDef, e: &ast::Expr, out: &mut Vec<Cond>) -> Result<()> {
+    let unsupported = || {
+        Error::unsupported(format!(
+            "partial indexes with the condition {e} (only IS NULL, IS NOT NULL and boolean \
+             columns, joined by AND)"
+        ))
+    };
+    let column = |x: &ast::Expr| -> Result<Option<usize>> {
+        let ast::Expr::Identifier(i) = x else {
+            return Ok(None);
+        };
+        let n = ident(i);
+        def.column_index(&n)
+            .filter(|&c| !def.columns[c].hidden)
+            .map(Some)
+            .ok_or_else(|| Error::UndefinedColumn {
+                message: format!("column \"{n}\" does not exist"),
+            })
+    };
+    let boolean = |c: usize| -> Result<usize> {
+        match def.columns[c].data_type {
+            DataType::Bool => Ok(c),
+            t => Err(Error::DatatypeMismatch {
+                message: format!(
+                    "argument of WHERE must be type boolean, not type {}",
+                    crate::pgtype::sql_type_name(t)
+                ),
+            }),
+        }
+    };
+    let cond = match e {
+        ast::Expr::Nested(inner) => return index_predicate(def, inner, out),
+        ast::Expr::BinaryOp {
+            left,
+            op: ast::BinaryOperator::And,
+            right,
+        } => {
+            index_predicate(def, left, out)?;
+            return index_predicate(def, right, out);
+        }
+        ast::Expr::IsNull(x) => Cond::IsNull(column(x)?.ok_or_else(unsupported)?),
+        ast::Expr::IsNotNull(x) => Cond::IsNotNull(column(x)?.ok_or_else(unsupported)?),
+        ast::Expr::Identifier(_) => Cond::IsTrue(boolean(column(e)?.ok_or_else(unsupported)?)?),
+        ast::Expr::UnaryOp {
+            op: ast::UnaryOperator::Not,
+            expr,
+        } => Cond::IsFalse(boolean(column(expr)?.ok_or_else(unsupported)?)?),
+        ast::Expr::BinaryOp {
+            left,
+            op: ast::BinaryOperator::Eq,
+            right,
+        } => {
+            let value = match &**right {
+                ast::Expr::Value(v) => match v.value {
+                    ast::Value::Boolean(b) => b,
+                    _ => return Err(unsupported()),
+                },
+                _ => return Err(unsupported()),
+            };
+            let c = boolean(column(left)?.ok_or_else(unsupported)?)?;
+            if value {
+                Cond::EqTrue(c)
+            } else {
+                Cond::EqFalse(c)
+            }
+        }
+        _ => return Err(unsupported()),
+    };
+    out.push(cond);
+    Ok(())
+}
+
+/// What an index keys on: its columns, each through its function of `functions` (if any), and
+/// the conditions of a partial index.
+pub(super) struct IndexKeys {
+    pub columns: Vec<usize>,
+    pub functions: Vec<Option<KeyFn>>,
+    pub predicate: Vec<Cond>,
+}
+
+impl IndexKeys {
+    pub fn plain(columns: Vec<usize>) -> IndexKeys {
+        IndexKeys {
+            columns,
+            functions: Vec::new(),
+            predicate: Vec::new(),
+        }
+    }
+}
+
+/// Adds index `name` on `keys` to `def` and builds it from the rows (23505 for a unique index
+/// over duplicates); the caller writes `def`.
 pub(super) fn add(
     txn: &mut Txn,
     def: &mut TableDef,
     name: String,
-    (columns, functions): (Vec<usize>, Vec<Option<KeyFn>>),
+    keys: IndexKeys,
     unique: bool,
     constraint: bool,
 ) -> Result<()> {
@@ -172,10 +271,11 @@ pub(super) fn add(
     let index = IndexDef {
         id,
         name,
-        columns,
+        columns: keys.columns,
         unique,
         constraint,
-        functions,
+        functions: keys.functions,
+        predicate: keys.predicate,
     };
     def.indexes.push(index.clone());
     txn.build_index(def, &index).map_err(build_error)?;

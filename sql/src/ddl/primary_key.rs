@@ -87,6 +87,9 @@ pub(super) fn add(
         for c in &mut index.columns {
             *c = shift(*c);
         }
+        for c in &mut index.predicate {
+            *c.column_mut() = shift(c.column());
+        }
     }
     def.primary_key = key.into_iter().map(shift).collect();
     def.pkey_name = name;

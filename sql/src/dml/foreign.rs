@@ -186,7 +186,7 @@ pub(crate) fn unique_key(parent: &TableDef, ref_positions: &[usize]) -> Option<R
     parent
         .indexes
         .iter()
-        .find(|i| i.unique && i.is_plain() && same(&i.columns))
+        .find(|i| i.unique && i.is_plain_and_total() && same(&i.columns))
         .map(|i| ReferencedKey {
             index: Some(i.id),
             columns: i.columns.clone(),
@@ -474,7 +474,7 @@ fn referencing_rows(
     } else if let Some(i) = child
         .indexes
         .iter()
-        .find(|i| i.is_plain() && leading(&i.columns))
+        .find(|i| i.is_plain_and_total() && leading(&i.columns))
     {
         (Some(i.id), KeyRange::prefix(prefix(&i.columns)))
     } else {

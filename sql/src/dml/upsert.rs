@@ -47,7 +47,7 @@ fn arbiters(def: &TableDef, target: &Option<ast::ConflictTarget>) -> Result<Vec<
                 let idx = def
                     .indexes
                     .iter()
-                    .find(|i| i.unique && i.is_plain() && same(&i.columns))
+                    .find(|i| i.unique && i.is_plain_and_total() && same(&i.columns))
                     .ok_or_else(no_match)?;
                 vec![Some(idx.id)]
             }
@@ -85,7 +85,8 @@ fn existing(txn: &Txn, def: &TableDef, arbiter: Arbiter, row: &Row) -> Result<Op
             Ok(txn.get(def, &pk)?)
         }
         Some(id) => {
-            let Some(index) = def.indexes.iter().find(|i| i.id == id) else {
+            // A row a partial index leaves out conflicts with nothing in it.
+            let Some(index) = def.indexes.iter().find(|i| i.id == id && i.covers(row)) else {
                 return Ok(None);
             };
             let key: Vec<Value> = index

@@ -1,7 +1,7 @@
 //! Definitions as text, the way `pg_get_indexdef`, `pg_get_constraintdef` and `pg_get_viewdef`
 //! print them; pg_indexes and information_schema reuse them.
 
-use super::model::{Model, Relation};
+use super::model::{Index, Model, Relation};
 
 /// Reserved words that must be quoted as identifiers (the common ones).
 const RESERVED: &[&str] = &[
@@ -133,8 +133,11 @@ pub fn index_def(m: &Model, oid: u32, column: i32, pretty: bool) -> Option<Strin
     let table = m.relation(ix.table_oid)?;
     // Pretty output leaves out the schema of a table on the search path, as PostgreSQL does.
     let schema = if pretty { "" } else { "public." };
+    let predicate = predicate_sql(ix, pretty)
+        .map(|p| format!(" WHERE {p}"))
+        .unwrap_or_default();
     Some(format!(
-        "CREATE {}INDEX {} ON {schema}{} USING btree ({})",
+        "CREATE {}INDEX {} ON {schema}{} USING btree ({}){predicate}",
         if ix.unique { "UNIQUE " } else { "" },
         quote_ident(&r.name),
         quote_ident(&table.name),
@@ -148,6 +151,28 @@ pub fn index_def(m: &Model, oid: u32, column: i32, pretty: bool) -> Option<Strin
             .collect::<Vec<_>>()
             .join(", ")
     ))
+}
+
+/// A partial index's condition, as pg_get_indexdef writes it after WHERE: `((deleted_at IS NOT
+/// NULL) AND active)`, pretty `deleted_at IS NOT NULL AND active`; None for an index of every row.
+pub fn predicate_sql(ix: &Index, pretty: bool) -> Option<String> {
+    let parts: Vec<&str> = ix
+        .predicate
+        .iter()
+        .map(|(bare, wrapped)| {
+            if pretty {
+                bare.as_str()
+            } else {
+                wrapped.as_str()
+            }
+        })
+        .collect();
+    match parts.as_slice() {
+        [] => None,
+        [one] => Some(one.to_string()),
+        _ if pretty => Some(parts.join(" AND ")),
+        _ => Some(format!("({})", parts.join(" AND "))),
+    }
 }
 
 /// `pg_get_constraintdef(oid, pretty)`.

@@ -3,7 +3,7 @@
 use super::model::Model;
 use super::oids::DEFAULT_COLLATION;
 use super::table::{Cell, Col, Row, TableDef};
-use super::types;
+use super::{describe, types};
 use crate::pg_row;
 
 pub const PG_INDEX: TableDef = TableDef {
@@ -74,7 +74,8 @@ fn rows(m: &Model) -> Vec<Row> {
                 Cell::Ints(vec![0; n]),
                 Cell::Ints(vec![0; n]),
                 Cell::Null,
-                Cell::Null,
+                // Read back by pg_get_expr (SQLAlchemy's postgresql_where).
+                describe::predicate_sql(ix, false).map_or(Cell::Null, Cell::Text),
             ]);
             Some(row)
         })

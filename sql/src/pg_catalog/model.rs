@@ -52,6 +52,10 @@ pub struct Index {
     /// Per key, the expression an expression index keys on (`lower(email)`, its key 0); empty
     /// if none. (`pg_index.indexprs` stays NULL.)
     pub exprs: Vec<Option<String>>,
+    /// A partial index's conditions, each as SQL without parentheses (`deleted_at IS NULL`)
+    /// and with them (`(deleted_at IS NULL)`, but `active` bare), as pg_get_indexdef writes it
+    /// pretty and plain.
+    pub predicate: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -372,6 +376,7 @@ impl Model {
                 unique: true,
                 primary: true,
                 exprs: Vec::new(),
+                predicate: Vec::new(),
             };
             indexes.push((index_oid, def.pkey_name.clone(), index));
         }
@@ -389,7 +394,8 @@ impl Model {
             let index_oid = oids::index_oid(table_oid, ix.id);
             // Catalogs written before `constraint` was recorded: a UNIQUE constraint's index has
             // PostgreSQL's `<table>_<columns>_key` name, which CREATE INDEX never generates.
-            if ix.constraint || (ix.unique && ix.is_plain() && ix.name.ends_with("_key")) {
+            if ix.constraint || (ix.unique && ix.is_plain_and_total() && ix.name.ends_with("_key"))
+            {
                 self.constraints.push(Constraint {
                     oid: oids::constraint_oid(table_oid, ix.id),
                     name: ix.name.clone(),
@@ -429,6 +435,14 @@ impl Model {
                             })
                             .collect()
                     },
+                    predicate: ix
+                        .predicate
+                        .iter()
+                        .map(|c| {
+                            let name = crate::format::quote_ident(&def.columns[c.column()].name);
+                            (c.sql(&name, false), c.sql(&name, true))
+                        })
+                        .collect(),
                 },
             ));
         }

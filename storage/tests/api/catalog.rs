@@ -122,6 +122,7 @@ async fn build_index_covers_existing_rows_and_checks_uniqueness() {
         unique: true,
         constraint: false,
         functions: Vec::new(),
+        predicate: Vec::new(),
     };
     let err = txn.build_index(&t, &unique).expect_err("duplicate names");
     assert!(matches!(err, weft_storage::Error::UniqueViolation { .. }));
@@ -130,6 +131,7 @@ async fn build_index_covers_existing_rows_and_checks_uniqueness() {
         unique: false,
         constraint: false,
         functions: Vec::new(),
+        predicate: Vec::new(),
         name: "name_idx".into(),
         ..unique
     };
@@ -186,6 +188,7 @@ async fn an_expression_index_keys_on_the_function_of_its_column() {
         unique: true,
         constraint: false,
         functions: vec![Some(weft_storage::KeyFn::Lower)],
+        predicate: Vec::new(),
     };
     assert!(!lower.is_plain());
     let mut def = t.clone();
@@ -217,6 +220,7 @@ async fn an_expression_index_keys_on_the_function_of_its_column() {
         id: txn.alloc_id().expect("id"),
         name: "users_upper_name".into(),
         functions: vec![Some(weft_storage::KeyFn::Upper)],
+        predicate: Vec::new(),
         ..lower
     };
     // (Written without the lower(name) index, which would refuse it.)
@@ -225,4 +229,76 @@ async fn an_expression_index_keys_on_the_function_of_its_column() {
         .build_index(&t, &upper)
         .expect_err("upper(name) duplicated");
     assert!(matches!(err, weft_storage::Error::UniqueViolation { .. }));
+}
+
+/// A partial unique index (`… (name) WHERE email IS NULL`) has entries only for the rows that
+/// meet its condition: only they collide, and a row moves in and out of it with its updates.
+#[tokio::test]
+async fn a_partial_index_keys_only_the_rows_it_covers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = open(dir.path());
+    let t = create_users(&s).await;
+    insert_users(
+        &s,
+        &t,
+        vec![user(1, "Ann", None, 1), user(2, "Ann", Some("a@x"), 2)],
+    )
+    .await;
+    let mut txn = s.begin();
+    let live = IndexDef {
+        id: txn.alloc_id().expect("id"),
+        name: "users_live_name".into(),
+        columns: vec![1],
+        unique: true,
+        constraint: false,
+        functions: Vec::new(),
+        predicate: vec![weft_storage::Cond::IsNull(2)],
+    };
+    assert!(live.is_plain() && !live.is_plain_and_total());
+    let mut def = t.clone();
+    def.indexes.push(live.clone());
+    txn.put_entry(CatalogEntry::Table(def.clone()))
+        .expect("put");
+    txn.build_index(&def, &live)
+        .expect("build: one Ann is covered");
+    let err = txn
+        .insert(&def, user(3, "Ann", None, 3))
+        .expect_err("a second covered Ann");
+    assert!(matches!(err, weft_storage::Error::UniqueViolation { .. }));
+    txn.insert(&def, user(4, "Ann", Some("b@x"), 4))
+        .expect("not covered");
+    // Row 2 moving into the index collides with row 1; row 1 moving out makes room.
+    let err = txn
+        .update(
+            &def,
+            &user(2, "Ann", Some("a@x"), 2),
+            user(2, "Ann", None, 2),
+        )
+        .expect_err("moved in");
+    assert!(matches!(err, weft_storage::Error::UniqueViolation { .. }));
+    txn.update(
+        &def,
+        &user(1, "Ann", None, 1),
+        user(1, "Ann", Some("c@x"), 1),
+    )
+    .expect("moved out");
+    txn.update(
+        &def,
+        &user(2, "Ann", Some("a@x"), 2),
+        user(2, "Ann", None, 2),
+    )
+    .expect("moved in");
+    let range = weft_storage::KeyRange::prefix(vec![Value::Text("Ann".into())]);
+    let b = txn
+        .reader()
+        .index_scan(&def, live.id, &range, None, Some(&[0]), 10)
+        .expect("scan");
+    assert_eq!(b.rows, vec![vec![Value::Int32(2)]]);
+    txn.delete(&def, &user(2, "Ann", None, 2)).expect("delete");
+    let b = txn
+        .reader()
+        .index_scan(&def, live.id, &range, None, Some(&[0]), 10)
+        .expect("scan");
+    assert!(b.rows.is_empty());
+    txn.commit().await.expect("commit");
 }

@@ -66,6 +66,7 @@ pub async fn create_users(storage: &Storage) -> TableDef {
             unique: true,
             constraint: false,
             functions: Vec::new(),
+            predicate: Vec::new(),
         },
         IndexDef {
             id: txn.alloc_id().expect("id"),
@@ -74,6 +75,7 @@ pub async fn create_users(storage: &Storage) -> TableDef {
             unique: false,
             constraint: false,
             functions: Vec::new(),
+            predicate: Vec::new(),
         },
     ];
     txn.put_entry(CatalogEntry::Table(def.clone()))

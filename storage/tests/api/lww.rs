@@ -107,6 +107,7 @@ async fn create_kv(s: &Storage) -> TableDef {
             unique: false,
             constraint: false,
             functions: Vec::new(),
+            predicate: Vec::new(),
         }],
         checks: vec![],
         consistency: Consistency::Lww,

@@ -290,6 +290,7 @@ async fn schema_changes_under_replication() {
         unique: false,
         constraint: false,
         functions: Vec::new(),
+        predicate: Vec::new(),
     });
     let alter = |s: Storage, def: TableDef| async move {
         let mut txn = s.begin();
@@ -360,6 +361,7 @@ async fn an_index_replaced_under_the_same_id_is_rebuilt() {
         unique: false,
         constraint: false,
         functions: Vec::new(),
+        predicate: Vec::new(),
     }];
     let mut txn = n.s.begin();
     txn.drop_index(&n.kv, n.kv.indexes[0].id)

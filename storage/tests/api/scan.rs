@@ -31,6 +31,7 @@ async fn create_pairs(s: &Storage) -> TableDef {
             unique: false,
             constraint: false,
             functions: Vec::new(),
+            predicate: Vec::new(),
         }],
         checks: vec![],
         consistency: Consistency::Raft,
