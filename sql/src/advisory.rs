@@ -10,6 +10,8 @@
 //!
 //! The locks live in the node's memory: on a cluster, sessions on the same node exclude each other
 //! and sessions on different nodes do not (README, "What does not work yet").
+//!
+//! `pg_sleep` is here too: like a lock wait, it sleeps until its time or the statement's cancel.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -22,7 +24,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::error::{to_df, Error, Result};
-use crate::functions::{rows_to_array, scalar_rows, udf};
+use crate::functions::{block_on, rows_to_array, scalar_rows, udf};
 use crate::session::CancelHandle;
 use crate::shared::SessionShared;
 
@@ -196,6 +198,11 @@ impl AdvisoryLocks {
         cancel: &CancelHandle,
     ) -> Result<()> {
         loop {
+            // A cancelled wait takes nothing, even if the lock was released at the same moment.
+            if let Err(e) = cancel.check() {
+                self.stop_waiting(id);
+                return Err(e);
+            }
             let released = self.released.notified();
             tokio::pin!(released);
             released.as_mut().enable();
@@ -219,14 +226,19 @@ impl AdvisoryLocks {
                 state.sessions.insert(id, Some((key, mode)));
             }
             tokio::select! {
-                _ = &mut released => {}
+                biased;
                 e = cancel.cancelled() => {
-                    if let Some(w) = self.state.lock().sessions.get_mut(&id) {
-                        *w = None;
-                    }
+                    self.stop_waiting(id);
                     return Err(e);
                 }
+                _ = &mut released => {}
             }
+        }
+    }
+
+    fn stop_waiting(&self, id: u64) {
+        if let Some(w) = self.state.lock().sessions.get_mut(&id) {
+            *w = None;
         }
     }
 
@@ -380,19 +392,6 @@ fn key_of(args: &[ScalarValue]) -> Result<Option<Key>> {
     }
 }
 
-/// Waits for a lock from inside a function DataFusion calls synchronously: the query runtime is
-/// multi-threaded, and `block_in_place` hands this worker's other tasks to another meanwhile.
-fn block_on<F: std::future::Future>(f: F) -> Result<F::Output> {
-    let handle = tokio::runtime::Handle::try_current()
-        .map_err(|_| Error::internal("advisory lock call outside the runtime"))?;
-    if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
-        return Err(Error::internal(
-            "advisory lock calls need the multi-threaded runtime",
-        ));
-    }
-    Ok(tokio::task::block_in_place(|| handle.block_on(f)))
-}
-
 fn call(shared: &SessionShared, op: Op, mode: Mode, key: Key) -> Result<ScalarValue> {
     let (locks, id) = (&shared.advisory, shared.advisory_id);
     match op {
@@ -422,6 +421,21 @@ fn call(shared: &SessionShared, op: Op, mode: Mode, key: Key) -> Result<ScalarVa
             Ok(ScalarValue::Boolean(Some(released)))
         }
     }
+}
+
+/// `pg_sleep(seconds)`: waits, or until the statement is cancelled or times out (57014).
+fn sleep(cancel: &CancelHandle, secs: f64) -> Result<()> {
+    // Nothing to wait for at zero, below or NaN; an infinity waits until cancelled.
+    if !(secs > 0.0) {
+        return Ok(());
+    }
+    let wait = std::time::Duration::try_from_secs_f64(secs).unwrap_or(std::time::Duration::MAX);
+    block_on(async {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => Ok(()),
+            e = cancel.cancelled() => Err(e),
+        }
+    })?
 }
 
 /// The functions, bound to a session.
@@ -463,6 +477,26 @@ pub(crate) fn udfs(shared: &Arc<SessionShared>) -> Vec<Arc<ScalarUDF>> {
             )
         })
         .collect();
+    let sleeper = Arc::clone(shared);
+    fns.push(udf(
+        "pg_sleep",
+        Signature::exact(vec![DataType::Float64], Volatility::Volatile),
+        DataType::Utf8,
+        None,
+        Arc::new(move |args| {
+            let mut out = Vec::new();
+            for row in scalar_rows(args)? {
+                out.push(match row.first() {
+                    Some(ScalarValue::Float64(Some(secs))) => {
+                        sleep(&sleeper.cancel, *secs).map_err(to_df)?;
+                        ScalarValue::Utf8(Some(String::new()))
+                    }
+                    _ => ScalarValue::Utf8(None),
+                });
+            }
+            rows_to_array(args, out)
+        }),
+    ));
     let all = Arc::clone(shared);
     fns.push(udf(
         "pg_advisory_unlock_all",

@@ -221,18 +221,6 @@ pub(crate) fn is_blind_insert(stmt: &crate::Statement) -> bool {
     subquery.is_continue()
 }
 
-/// Runs `fut` to completion from inside a (synchronous) scalar function.
-fn block_on<T>(fut: impl Future<Output = T>) -> Result<T, Error> {
-    let handle = tokio::runtime::Handle::try_current()
-        .map_err(|_| Error::internal("no async runtime for a cluster function"))?;
-    if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
-        return Err(Error::internal(
-            "cluster functions need the multi-threaded runtime",
-        ));
-    }
-    Ok(tokio::task::block_in_place(|| handle.block_on(fut)))
-}
-
 fn scalar_arg(args: &[ColumnarValue], i: usize) -> Option<ScalarValue> {
     match args.get(i)? {
         ColumnarValue::Scalar(s) => Some(s.clone()),
@@ -298,7 +286,7 @@ pub(crate) fn udfs(shared: &Arc<SessionShared>) -> Vec<Arc<datafusion::logical_e
                 let cluster = remove_shared
                     .cluster()
                     .ok_or_else(|| crate::error::to_df(not_clustered()))?;
-                block_on(cluster.remove_node(id))
+                crate::functions::block_on(cluster.remove_node(id))
                     .map_err(crate::error::to_df)?
                     .map_err(|m| {
                         crate::error::to_df(Error::ObjectNotInPrerequisiteState { message: m })

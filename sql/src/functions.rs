@@ -104,6 +104,21 @@ pub(crate) fn udf(
     }))
 }
 
+/// Runs `fut` to completion from inside a function DataFusion calls synchronously (a sequence's
+/// nextval, a cluster call, a lock or a sleep). The server runs queries on a multi-threaded
+/// runtime, where `block_in_place` hands this worker's other tasks to another meanwhile.
+pub(crate) fn block_on<F: std::future::Future>(fut: F) -> crate::Result<F::Output> {
+    let handle = tokio::runtime::Handle::try_current().map_err(|_| {
+        crate::error::Error::internal("a waiting function called outside the runtime")
+    })?;
+    if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+        return Err(crate::error::Error::internal(
+            "waiting functions need the multi-threaded runtime",
+        ));
+    }
+    Ok(tokio::task::block_in_place(|| handle.block_on(fut)))
+}
+
 /// The number of rows (at least one, for nullary calls) and each argument as an array of them.
 fn arg_arrays(args: &ScalarFunctionArgs) -> DfResult<(usize, Vec<ArrayRef>)> {
     let n = args.number_rows.max(1);

@@ -209,19 +209,6 @@ fn relation_name(text: &str) -> Result<String> {
     object_name(&name)
 }
 
-/// Runs a storage future from inside a function DataFusion calls synchronously. The server runs
-/// on a multi-threaded runtime, where `block_in_place` hands this worker's other tasks to another.
-fn block_on<F: std::future::Future>(f: F) -> Result<F::Output> {
-    let handle = tokio::runtime::Handle::try_current()
-        .map_err(|_| Error::internal("sequence call outside the runtime"))?;
-    if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
-        return Err(Error::internal(
-            "sequence calls need the multi-threaded runtime",
-        ));
-    }
-    Ok(tokio::task::block_in_place(|| handle.block_on(f)))
-}
-
 /// Whether `def` is committed (else the open transaction created it and holds its state).
 fn committed(shared: &SessionShared, def: &SequenceDef) -> bool {
     shared.storage.catalog().sequence_by_id(def.id).is_some()
@@ -241,7 +228,7 @@ fn nextval(shared: &SessionShared, def: &SequenceDef) -> Result<i64> {
     let value = if committed(shared, def) {
         match shared.storage.nextval_cached(def.id) {
             Some(v) => v,
-            None => block_on(shared.storage.nextval(def.id))??,
+            None => crate::functions::block_on(shared.storage.nextval(def.id))??,
         }
     } else {
         let mut seqs = shared.sequences.lock();
@@ -262,7 +249,7 @@ fn nextval(shared: &SessionShared, def: &SequenceDef) -> Result<i64> {
 fn setval(shared: &SessionShared, def: &SequenceDef, value: i64, called: bool) -> Result<()> {
     writable(shared, "setval")?;
     if committed(shared, def) {
-        block_on(shared.storage.setval(def.id, value, called))??;
+        crate::functions::block_on(shared.storage.setval(def.id, value, called))??;
     } else {
         let mut seqs = shared.sequences.lock();
         let mut state = match seqs.pending.get(&def.id) {

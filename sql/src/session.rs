@@ -171,6 +171,8 @@ pub struct Session {
     pub(crate) cursors: crate::cursor::Cursors,
     /// Statements prepared with SQL's PREPARE.
     named: crate::named::Named,
+    /// The statement_timeout timer of the last statement whose rows are still being read.
+    timer: Option<tokio::task::AbortHandle>,
 }
 
 impl Session {
@@ -220,6 +222,7 @@ impl Session {
             pid: 0,
             cursors: crate::cursor::Cursors::default(),
             named: crate::named::Named::default(),
+            timer: None,
         }
     }
 
@@ -680,6 +683,10 @@ impl Session {
                 ),
             });
         }
+        // The previous statement's rows, if still being read, are no longer timed.
+        if let Some(t) = self.timer.take() {
+            t.abort();
+        }
         self.cancel.reset();
         let timeout_ms = self.settings.statement_timeout_ms();
         let cancel = self.cancel.clone();
@@ -694,7 +701,13 @@ impl Session {
             r = self.dispatch(&stmt, prepared, params) => r,
             e = cancel.cancelled() => Err(e),
         };
-        if let Some(t) = timer {
+        // Rows are computed while the client reads them: the timeout runs on until the last one
+        // (or the stream is dropped, or the next statement starts).
+        let timer = timer.map(|t| t.abort_handle());
+        let streaming = matches!(result, Ok(QueryOutput::Rows { .. }));
+        if let (true, Some(t)) = (streaming, &timer) {
+            self.timer = Some(t.clone());
+        } else if let Some(t) = &timer {
             t.abort();
         }
         if result.is_err() {
@@ -704,7 +717,8 @@ impl Session {
             }
         }
         self.release_transaction_locks();
-        result.map(|out| with_cancel(out, cancel))
+        let timer = AbortOnDrop(timer.filter(|_| streaming));
+        result.map(|out| with_cancel(out, cancel, timer))
     }
 
     async fn dispatch(
@@ -1113,7 +1127,18 @@ async fn collect_rows(out: QueryOutput) -> Result<QueryOutput> {
 }
 
 /// Makes a result stream stop with 57014 once the statement is cancelled.
-fn with_cancel(out: QueryOutput, cancel: CancelHandle) -> QueryOutput {
+/// Stops a statement's timeout timer when dropped.
+struct AbortOnDrop(Option<tokio::task::AbortHandle>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(t) = &self.0 {
+            t.abort();
+        }
+    }
+}
+
+fn with_cancel(out: QueryOutput, cancel: CancelHandle, timer: AbortOnDrop) -> QueryOutput {
     match out {
         QueryOutput::Rows {
             fields,
@@ -1121,11 +1146,13 @@ fn with_cancel(out: QueryOutput, cancel: CancelHandle) -> QueryOutput {
             command,
         } => {
             use futures::StreamExt;
-            // Race every batch against the cancel signal, so a long scan or aggregate stops at once.
-            let stream = futures::stream::unfold(Some((stream, cancel)), |state| async move {
-                let (mut stream, cancel) = state?;
+            // Race every batch against the cancel signal, so a long scan or aggregate stops at
+            // once; the timeout timer lives as long as the stream.
+            let state = Some((stream, cancel, timer));
+            let stream = futures::stream::unfold(state, |state| async move {
+                let (mut stream, cancel, timer) = state?;
                 tokio::select! {
-                    item = stream.next() => item.map(|i| (i, Some((stream, cancel)))),
+                    item = stream.next() => item.map(|i| (i, Some((stream, cancel, timer)))),
                     e = cancel.cancelled() => Some((Err(e), None)),
                 }
             });

@@ -28,7 +28,8 @@ pub(crate) struct SessionShared {
     state: parking_lot::Mutex<Option<SessionState>>,
     /// `pg_notify()` calls of the running statement, moved into its transaction when it ends.
     notifies: parking_lot::Mutex<Vec<(String, String)>>,
-    /// NOTICEs the running statement raised (SQLSTATE, message), sent before its result.
+    /// NOTICEs and WARNINGs the running statement raised (severity, SQLSTATE, message), sent
+    /// before its result.
     notices: parking_lot::Mutex<Vec<(&'static str, &'static str, String)>>,
     /// COPY FROM STDIN's data, or the client's CopyFail message, for the statement about to run.
     copy_data: parking_lot::Mutex<Option<std::result::Result<Vec<u8>, String>>>,

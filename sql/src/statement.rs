@@ -390,6 +390,9 @@ pub(crate) fn parse(sql: &str) -> Result<Vec<Statement>> {
 /// any of them (README), so the weaker kinds mean the same.
 fn key_row_locks(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
     let word = |t: &TokenWithSpan, k: Keyword| matches!(&t.token, Token::Word(w) if w.keyword == k);
+    if !tokens.iter().any(|t| word(t, Keyword::FOR)) {
+        return tokens;
+    }
     let words: Vec<usize> = (0..tokens.len())
         .filter(|&i| !matches!(tokens[i].token, Token::Whitespace(_)))
         .collect();

@@ -193,3 +193,21 @@ async fn two_sessions_waiting_for_each_other_get_a_deadlock_error() {
     assert_eq!(errors.len(), 1, "exactly one of the two is refused");
     assert_eq!(sqlstate(&errors[0]), "40P01");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pg_sleep_sleeps_until_its_time_or_the_statement_timeout() {
+    let srv = server().await;
+    let c = connect(&srv).await;
+    let start = std::time::Instant::now();
+    c.batch_execute("select pg_sleep(0.05)").await.unwrap();
+    assert!(start.elapsed() >= Duration::from_millis(50));
+    c.batch_execute("set statement_timeout = 100")
+        .await
+        .unwrap();
+    let e = c
+        .batch_execute("select pg_sleep(3600)")
+        .await
+        .expect_err("timed out");
+    assert_eq!(sqlstate(&e), "57014");
+    assert_eq!(scalar(&c, "select 1").await.as_deref(), Some("1"));
+}
