@@ -28,14 +28,16 @@ use crate::functions::{block_on, rows_to_array, scalar_rows, udf};
 use crate::session::CancelHandle;
 use crate::shared::SessionShared;
 
-/// A lock's name: one bigint, or two ints (`pair`), which PostgreSQL keeps apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct Key {
-    pair: bool,
-    value: i64,
+/// A lock's name. Advisory locks are named by one bigint, or by two ints (`pair`), which
+/// PostgreSQL keeps apart; the row locks of `SELECT … FOR UPDATE` (`row_lock.rs`) by the row's
+/// storage key, so both kinds share one waits-for graph.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Key {
+    Advisory { pair: bool, value: i64 },
+    Row(Arc<[u8]>),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd)]
 pub(crate) enum Mode {
     Exclusive,
     Shared,
@@ -84,8 +86,8 @@ struct State {
 
 impl State {
     /// The other sessions whose holds on `key` keep `id` from taking it in `mode`.
-    fn blockers(&self, id: u64, key: Key, mode: Mode) -> Vec<u64> {
-        let Some(holders) = self.locks.get(&key) else {
+    fn blockers(&self, id: u64, key: &Key, mode: Mode) -> Vec<u64> {
+        let Some(holders) = self.locks.get(key) else {
             return Vec::new();
         };
         holders
@@ -103,7 +105,7 @@ impl State {
 
     /// Whether `id` waiting for `key` would close a cycle: a session it waits for waits, directly
     /// or through others, for a lock `id` holds.
-    fn closes_cycle(&self, id: u64, key: Key, mode: Mode) -> bool {
+    fn closes_cycle(&self, id: u64, key: &Key, mode: Mode) -> bool {
         let mut seen = HashSet::new();
         let mut next = self.blockers(id, key, mode);
         while let Some(s) = next.pop() {
@@ -114,7 +116,7 @@ impl State {
                 continue;
             }
             if let Some(Some((k, m))) = self.sessions.get(&s) {
-                next.extend(self.blockers(s, *k, *m));
+                next.extend(self.blockers(s, k, *m));
             }
         }
         false
@@ -180,7 +182,7 @@ impl AdvisoryLocks {
         if !state.sessions.contains_key(&id) {
             return Err(Error::QueryCanceled);
         }
-        if !state.blockers(id, key, mode).is_empty() {
+        if !state.blockers(id, &key, mode).is_empty() {
             return Ok(false);
         }
         state.grant(id, key, mode, scope);
@@ -211,19 +213,19 @@ impl AdvisoryLocks {
                 if !state.sessions.contains_key(&id) {
                     return Err(Error::QueryCanceled);
                 }
-                if state.blockers(id, key, mode).is_empty() {
+                if state.blockers(id, &key, mode).is_empty() {
                     state.sessions.insert(id, None);
-                    state.grant(id, key, mode, scope);
+                    state.grant(id, key.clone(), mode, scope);
                     return Ok(());
                 }
-                if state.closes_cycle(id, key, mode) {
+                if state.closes_cycle(id, &key, mode) {
                     state.sessions.insert(id, None);
                     return Err(Error::Data {
                         code: "40P01",
                         message: "deadlock detected".into(),
                     });
                 }
-                state.sessions.insert(id, Some((key, mode)));
+                state.sessions.insert(id, Some((key.clone(), mode)));
             }
             tokio::select! {
                 biased;
@@ -242,16 +244,16 @@ impl AdvisoryLocks {
         }
     }
 
-    /// Releases one session-level hold of the lock in `mode`; false if the session held none.
-    pub fn release(&self, id: u64, key: Key, mode: Mode) -> bool {
+    /// Releases one hold of the lock in `mode` and `scope`; false if the session held none.
+    pub fn release(&self, id: u64, key: &Key, mode: Mode, scope: Scope) -> bool {
         let mut state = self.state.lock();
-        let Some(holders) = state.locks.get_mut(&key) else {
+        let Some(holders) = state.locks.get_mut(key) else {
             return false;
         };
         let Some(holds) = holders.get_mut(&id) else {
             return false;
         };
-        let n = holds.slot(mode, Scope::Session);
+        let n = holds.slot(mode, scope);
         if *n == 0 {
             return false;
         }
@@ -259,7 +261,7 @@ impl AdvisoryLocks {
         if holds.is_empty() {
             holders.remove(&id);
             if holders.is_empty() {
-                state.locks.remove(&key);
+                state.locks.remove(key);
             }
             self.released.notify_waiters();
         }
@@ -373,7 +375,7 @@ fn key_of(args: &[ScalarValue]) -> Result<Option<Key>> {
         }
     };
     match args {
-        [k] => Ok(int(k)?.map(|value| Key { pair: false, value })),
+        [k] => Ok(int(k)?.map(|value| Key::Advisory { pair: false, value })),
         [a, b] => {
             let (Some(a), Some(b)) = (int(a)?, int(b)?) else {
                 return Ok(None);
@@ -384,7 +386,7 @@ fn key_of(args: &[ScalarValue]) -> Result<Option<Key>> {
                 });
             };
             let value = (i64::from(a) << 32) | i64::from(b as u32);
-            Ok(Some(Key { pair: true, value }))
+            Ok(Some(Key::Advisory { pair: true, value }))
         }
         _ => Err(Error::internal(
             "advisory lock functions take one or two keys",
@@ -410,7 +412,7 @@ fn call(shared: &SessionShared, op: Op, mode: Mode, key: Key) -> Result<ScalarVa
             Ok(ScalarValue::Utf8(Some(String::new())))
         }
         Op::Unlock => {
-            let released = locks.release(id, key, mode);
+            let released = locks.release(id, &key, mode, Scope::Session);
             if !released {
                 let kind = match mode {
                     Mode::Exclusive => "ExclusiveLock",
@@ -517,7 +519,7 @@ mod tests {
     use super::*;
 
     fn key(value: i64) -> Key {
-        Key { pair: false, value }
+        Key::Advisory { pair: false, value }
     }
 
     #[test]
@@ -533,7 +535,7 @@ mod tests {
         assert!(!locks
             .try_acquire(b, key(1), Mode::Exclusive, Scope::Session)
             .unwrap());
-        assert!(locks.release(a, key(1), Mode::Shared));
+        assert!(locks.release(a, &key(1), Mode::Shared, Scope::Session));
         assert!(locks
             .try_acquire(b, key(1), Mode::Exclusive, Scope::Session)
             .unwrap());
@@ -544,7 +546,7 @@ mod tests {
         assert!(locks
             .try_acquire(
                 a,
-                Key {
+                Key::Advisory {
                     pair: true,
                     value: 1
                 },
@@ -564,12 +566,12 @@ mod tests {
         assert!(locks
             .try_acquire(a, key(7), Mode::Exclusive, Scope::Session)
             .unwrap());
-        assert!(locks.release(a, key(7), Mode::Exclusive));
+        assert!(locks.release(a, &key(7), Mode::Exclusive, Scope::Session));
         assert!(!locks
             .try_acquire(b, key(7), Mode::Exclusive, Scope::Session)
             .unwrap());
-        assert!(locks.release(a, key(7), Mode::Exclusive));
-        assert!(!locks.release(a, key(7), Mode::Exclusive));
+        assert!(locks.release(a, &key(7), Mode::Exclusive, Scope::Session));
+        assert!(!locks.release(a, &key(7), Mode::Exclusive, Scope::Session));
         assert!(locks
             .try_acquire(b, key(7), Mode::Exclusive, Scope::Transaction)
             .unwrap());
@@ -613,7 +615,7 @@ mod tests {
         let cancel = CancelHandle::default();
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
-            let waiting = locks.state.lock().sessions.get(&b).copied().flatten();
+            let waiting = locks.state.lock().sessions.get(&b).cloned().flatten();
             if waiting.is_some() {
                 break;
             }
@@ -625,7 +627,7 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(e.sqlstate(), "40P01");
-        assert!(locks.release(a, key(1), Mode::Exclusive));
+        assert!(locks.release(a, &key(1), Mode::Exclusive, Scope::Session));
         waiter.await.unwrap().unwrap();
         assert!(!locks
             .try_acquire(a, key(1), Mode::Shared, Scope::Session)

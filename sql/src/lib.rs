@@ -69,6 +69,7 @@ pub mod push;
 mod query;
 mod regexp;
 mod rewrite;
+mod row_lock;
 mod scan;
 mod schema;
 mod sequence;

@@ -87,7 +87,8 @@ pub(crate) fn new_state(shared: &Arc<SessionShared>, database: &str) -> SessionS
         .with_catalog_list(catalogs)
         .with_analyzer_rules(crate::arith::analyzer_rules(pg_catalog::analyzer_rules()))
         .with_optimizer_rules(crate::unnest_keys::optimizer_rules())
-        .with_type_planner(Arc::new(crate::datetime_in::PgTypePlanner));
+        .with_type_planner(Arc::new(crate::datetime_in::PgTypePlanner))
+        .with_query_planner(crate::row_lock::planner(shared));
     if let Some(planners) = builder.expr_planners() {
         // Before DataFusion's, which would plan every subscript its own way.
         planners.insert(0, Arc::new(functions::SubscriptPlanner));
@@ -131,10 +132,14 @@ pub(crate) async fn plan(
     let mut ast = (*stmt.ast).clone();
     crate::rewrite::whole_rows(&mut ast, &catalog);
     let names = naming::alias_outputs(&mut ast);
+    let locking = crate::row_lock::prepare(&mut ast, &catalog, &|name| {
+        state.aggregate_functions().contains_key(name)
+    })?;
     let logical = state
         .statement_to_plan(DfStatement::Statement(Box::new(ast)))
         .await
         .map_err(|e| Error::from(e).with_sql_position(&stmt.sql))?;
+    let logical = locking.place(logical)?;
     let logical = crate::numeric_display::mark_outputs(logical)?;
     let logical = infer_params(logical, declared)?;
     let logical = crate::unnest_fields::keep_element_types(logical)?;

@@ -1093,13 +1093,17 @@ fn read_only_error(stmt: &Statement) -> Error {
 }
 
 /// Whether the statement's text mentions `pg_notify`, `nextval`, `setval` or an advisory lock
-/// function (any case), without allocating: this runs for every statement, the point fast path's
-/// included. Their effects (a notification, the state of a sequence this transaction created, a
-/// transaction-level lock) belong to the transaction.
+/// function (any case), without allocating, or it locks rows (`FOR UPDATE`): this runs for every
+/// statement, the point fast path's included. Their effects (a notification, the state of a
+/// sequence this transaction created, a transaction-level lock) belong to the transaction.
 fn calls_pg_notify(stmt: &Statement) -> bool {
     let sql = stmt.sql.as_bytes();
     sql.windows(9).any(|w| w.eq_ignore_ascii_case(b"pg_notify"))
         || crate::advisory::mentioned(sql)
+        || (sql
+            .windows(5)
+            .any(|w| w.eq_ignore_ascii_case(b"share") || w.eq_ignore_ascii_case(b"updat"))
+            && crate::row_lock::locks_rows(&stmt.ast))
         || sql
             .windows(6)
             .any(|w| w.eq_ignore_ascii_case(b"nextva") || w.eq_ignore_ascii_case(b"setval"))

@@ -386,8 +386,8 @@ pub(crate) fn parse(sql: &str) -> Result<Vec<Statement>> {
 }
 
 /// `FOR NO KEY UPDATE` and `FOR KEY SHARE` (Django's `select_for_update(no_key=True)`), which
-/// sqlparser does not know, read as `FOR UPDATE` and `FOR SHARE`: Weft takes no row lock for
-/// any of them (README), so the weaker kinds mean the same.
+/// sqlparser does not know, read as `FOR UPDATE` and `FOR SHARE`: Weft's row locks have those
+/// two strengths only (`row_lock.rs`), so a weaker kind locks as the stronger one.
 fn key_row_locks(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
     let word = |t: &TokenWithSpan, k: Keyword| matches!(&t.token, Token::Word(w) if w.keyword == k);
     if !tokens.iter().any(|t| word(t, Keyword::FOR)) {

@@ -85,6 +85,7 @@ pub use catalog::*;
 pub use change::{
     hlc_from_unix_millis, hlc_unix_millis, ChangeOp, ChangeRecord, CommitEvent, EncodedChange,
 };
+pub use codec::layout::row_key;
 pub use codec::row::value_fits;
 pub use ddl::FIRST_OBJECT_ID;
 pub use display::format_value;

@@ -148,6 +148,13 @@ impl TxnReader {
         })
     }
 
+    /// Whether a commit after this snapshot wrote or deleted the row stored at `key`
+    /// ([`crate::row_key`]): what `SELECT … FOR UPDATE` checks once it holds the row's lock. The
+    /// transaction's own writes do not count.
+    pub fn changed_since_snapshot(&self, key: &[u8]) -> Result<bool> {
+        Ok(self.snap.get(key)? != self.snap.engine().get_latest(key)?)
+    }
+
     /// The row with primary key `pk`, all columns.
     pub fn get(&self, table: &TableDef, pk: &[Value]) -> Result<Option<Row>> {
         let key = layout::row_key(table.id, pk);

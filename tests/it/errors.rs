@@ -369,3 +369,53 @@ async fn partial_index_conditions_beyond_null_tests_and_booleans_are_refused() {
         .await
         .expect("the name is free: nothing was created");
 }
+
+/// Row locks through a subquery, view or WITH query in FROM, and on a table without a primary
+/// key, are refused with 0A000 saying so (PostgreSQL locks them); the same query without the
+/// clause, or locking only its tables (`OF`), runs.
+#[tokio::test]
+async fn row_locks_weft_cannot_take_are_refused() {
+    let srv = server().await;
+    let c = connect(&srv).await;
+    c.batch_execute(
+        "CREATE TABLE rk (id int PRIMARY KEY, v int); CREATE TABLE rk_nokey (v int); \
+         CREATE VIEW rk_view AS SELECT * FROM rk; INSERT INTO rk VALUES (1, 2)",
+    )
+    .await
+    .expect("create");
+    unsupported_saying(
+        &c,
+        &[
+            "SELECT * FROM (SELECT * FROM rk) s FOR UPDATE",
+            "SELECT * FROM rk JOIN (SELECT 1 AS id) s USING (id) FOR SHARE",
+        ],
+        "of a subquery in FROM (\"s\") is not supported yet",
+    )
+    .await;
+    unsupported_saying(
+        &c,
+        &["SELECT * FROM rk_view FOR UPDATE"],
+        "of a view (\"rk_view\")",
+    )
+    .await;
+    unsupported_saying(
+        &c,
+        &["WITH w AS (SELECT * FROM rk) SELECT * FROM w FOR UPDATE"],
+        "of a WITH query (\"w\")",
+    )
+    .await;
+    unsupported_saying(
+        &c,
+        &["SELECT * FROM rk_nokey FOR UPDATE SKIP LOCKED"],
+        "of a table without a primary key (\"rk_nokey\")",
+    )
+    .await;
+    let rows = c
+        .query(
+            "SELECT rk.id FROM rk JOIN (SELECT 1 AS id) s USING (id) FOR UPDATE OF rk",
+            &[],
+        )
+        .await
+        .expect("locking only rk");
+    assert_eq!(rows.len(), 1);
+}

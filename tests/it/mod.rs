@@ -13,6 +13,7 @@ mod notify;
 mod protocol;
 mod psql;
 mod push;
+mod row_locks;
 mod sequences;
 mod simple;
 mod support;

@@ -55,13 +55,17 @@ pub(super) async fn plan(
     stmt: &ast::Statement,
     declared: &[Option<PgType>],
 ) -> Result<datafusion::logical_expr::LogicalPlan> {
+    let mut stmt = stmt.clone();
+    let locking = crate::row_lock::prepare(&mut stmt, &ctx.shared.catalog(), &|name| {
+        ctx.state.aggregate_functions().contains_key(name)
+    })?;
     ctx.shared.set_dml_target(Some(target));
     let planned = ctx
         .state
-        .statement_to_plan(DfStatement::Statement(Box::new(stmt.clone())))
+        .statement_to_plan(DfStatement::Statement(Box::new(stmt)))
         .await;
     ctx.shared.set_dml_target(None);
-    infer_params(planned?, declared)
+    infer_params(locking.place(planned?)?, declared)
 }
 
 /// Runs the query and returns all its rows.

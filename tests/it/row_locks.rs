@@ -1,0 +1,262 @@
+//! `SELECT … FOR UPDATE / FOR SHARE / NOWAIT / SKIP LOCKED` between sessions of one node: a job
+//! queue hands each worker its own job, a locker waits for the holder and then sees (40001) that
+//! the row changed, NOWAIT fails at once, shared locks share, locks go at the transaction's end,
+//! and a cycle of row-lock waits is a deadlock.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use tokio_postgres::Client;
+
+use super::support::{connect, scalar, server, sqlstate, DEADLINE};
+
+/// Whether `fut` is still pending after a moment: a lock wait that should block does.
+async fn still_waiting<F: std::future::Future>(fut: &mut std::pin::Pin<Box<F>>) -> bool {
+    tokio::time::timeout(Duration::from_millis(300), fut.as_mut())
+        .await
+        .is_err()
+}
+
+const NEXT_JOB: &str =
+    "SELECT id FROM jobs WHERE state = 'queued' ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED";
+
+async fn jobs(c: &Client, n: i32) {
+    c.batch_execute("CREATE TABLE jobs (id int PRIMARY KEY, state text NOT NULL)")
+        .await
+        .unwrap();
+    c.batch_execute(&format!(
+        "INSERT INTO jobs SELECT g, 'queued' FROM generate_series(1, {n}) g"
+    ))
+    .await
+    .unwrap();
+}
+
+async fn next_job(c: &Client) -> Option<i32> {
+    c.query_opt(NEXT_JOB, &[])
+        .await
+        .expect("next job")
+        .map(|r| r.get(0))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn skip_locked_hands_each_worker_its_own_job() {
+    let srv = server().await;
+    let (a, b, c) = (
+        connect(&srv).await,
+        connect(&srv).await,
+        connect(&srv).await,
+    );
+    jobs(&a, 3).await;
+    for w in [&a, &b, &c] {
+        w.batch_execute("BEGIN").await.unwrap();
+    }
+    assert_eq!(next_job(&a).await, Some(1));
+    assert_eq!(next_job(&b).await, Some(2));
+    assert_eq!(next_job(&c).await, Some(3));
+    // A fourth worker finds every job taken, and NOWAIT fails at once on a taken one.
+    let d = connect(&srv).await;
+    assert_eq!(next_job(&d).await, None);
+    let e = d
+        .batch_execute("SELECT * FROM jobs WHERE id = 2 FOR UPDATE NOWAIT")
+        .await
+        .expect_err("row 2 is locked");
+    assert_eq!(sqlstate(&e), "55P03");
+    // A holder's own transaction locks its row again without waiting.
+    assert_eq!(
+        scalar(&a, "SELECT id FROM jobs WHERE id = 1 FOR UPDATE")
+            .await
+            .as_deref(),
+        Some("1")
+    );
+    // Locks go with their transaction: committed, rolled back, or an autocommit statement's.
+    a.batch_execute("DELETE FROM jobs WHERE id = 1; COMMIT")
+        .await
+        .unwrap();
+    b.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(next_job(&d).await, Some(2));
+    assert_eq!(next_job(&d).await, Some(2));
+    c.batch_execute("COMMIT").await.unwrap();
+    d.batch_execute("BEGIN").await.unwrap();
+    assert_eq!(next_job(&d).await, Some(2));
+    assert_eq!(next_job(&a).await, Some(3));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn skip_locked_skips_a_job_taken_after_the_snapshot() {
+    let srv = server().await;
+    let (a, b) = (connect(&srv).await, connect(&srv).await);
+    jobs(&a, 2).await;
+    // b's snapshot still has job 1 when a takes it, deletes it and commits.
+    b.batch_execute("BEGIN").await.unwrap();
+    assert_eq!(
+        scalar(&b, "SELECT count(*) FROM jobs").await.as_deref(),
+        Some("2")
+    );
+    a.batch_execute("BEGIN").await.unwrap();
+    assert_eq!(next_job(&a).await, Some(1));
+    a.batch_execute("DELETE FROM jobs WHERE id = 1; COMMIT")
+        .await
+        .unwrap();
+    // Its lock is free again, but the row is gone: b takes job 2, not job 1 a second time.
+    assert_eq!(next_job(&b).await, Some(2));
+    b.batch_execute("UPDATE jobs SET state = 'done' WHERE id = 2; COMMIT")
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn for_update_waits_for_the_holder_and_fails_if_it_changed_the_row() {
+    let srv = server().await;
+    let (a, b) = (connect(&srv).await, connect(&srv).await);
+    a.batch_execute(
+        "CREATE TABLE acct (id int PRIMARY KEY, balance int); \
+         INSERT INTO acct VALUES (1, 100), (2, 50)",
+    )
+    .await
+    .unwrap();
+    a.batch_execute("BEGIN; SELECT * FROM acct WHERE id = 1 FOR UPDATE")
+        .await
+        .unwrap();
+    b.batch_execute("BEGIN").await.unwrap();
+    // A holder that ends without changing the row lets the waiter have it.
+    let mut waiting =
+        Box::pin(b.query_one("SELECT balance FROM acct WHERE id = 1 FOR UPDATE", &[]));
+    assert!(still_waiting(&mut waiting).await);
+    a.batch_execute("ROLLBACK").await.unwrap();
+    let row = tokio::time::timeout(DEADLINE, waiting)
+        .await
+        .expect("granted after the rollback")
+        .expect("row");
+    assert_eq!(row.get::<_, i32>(0), 100);
+    // b holds it now: a waits, and once b has changed the row and committed, a's snapshot is
+    // stale, so a gets 40001 rather than the old balance.
+    a.batch_execute("BEGIN; SELECT * FROM acct WHERE id = 2")
+        .await
+        .unwrap();
+    let mut waiting =
+        Box::pin(a.query_one("SELECT balance FROM acct WHERE id = 1 FOR UPDATE", &[]));
+    assert!(still_waiting(&mut waiting).await);
+    b.batch_execute("UPDATE acct SET balance = balance - 30 WHERE id = 1; COMMIT")
+        .await
+        .unwrap();
+    let e = tokio::time::timeout(DEADLINE, waiting)
+        .await
+        .expect("woken by the commit")
+        .expect_err("the row changed after a's snapshot");
+    assert_eq!(sqlstate(&e), "40001");
+    a.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(
+        scalar(&a, "SELECT balance FROM acct WHERE id = 1 FOR UPDATE")
+            .await
+            .as_deref(),
+        Some("70")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shared_row_locks_share_and_keep_out_for_update() {
+    let srv = server().await;
+    let (a, b) = (connect(&srv).await, connect(&srv).await);
+    a.batch_execute(
+        "CREATE TABLE parent (id int PRIMARY KEY); INSERT INTO parent VALUES (1); \
+         BEGIN; SELECT * FROM parent FOR SHARE",
+    )
+    .await
+    .unwrap();
+    b.batch_execute("BEGIN; SELECT * FROM parent FOR KEY SHARE NOWAIT")
+        .await
+        .expect("shared locks share");
+    let e = b
+        .batch_execute("SELECT * FROM parent FOR UPDATE NOWAIT")
+        .await
+        .expect_err("a shares the row");
+    assert_eq!(sqlstate(&e), "55P03");
+    // The error failed b's block, which released b's locks: a can take the row alone.
+    a.batch_execute("SELECT * FROM parent FOR UPDATE NOWAIT")
+        .await
+        .expect("b's failed block holds nothing");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cycle_of_row_lock_waits_is_a_deadlock() {
+    let srv = server().await;
+    let (a, b) = (connect(&srv).await, connect(&srv).await);
+    a.batch_execute(
+        "CREATE TABLE pair (id int PRIMARY KEY); INSERT INTO pair VALUES (1), (2); \
+         BEGIN; SELECT * FROM pair WHERE id = 1 FOR UPDATE",
+    )
+    .await
+    .unwrap();
+    b.batch_execute("BEGIN; SELECT * FROM pair WHERE id = 2 FOR UPDATE")
+        .await
+        .unwrap();
+    let mut waiting = Box::pin(a.batch_execute("SELECT * FROM pair WHERE id = 2 FOR UPDATE"));
+    assert!(still_waiting(&mut waiting).await);
+    let e = b
+        .batch_execute("SELECT * FROM pair WHERE id = 1 FOR UPDATE")
+        .await
+        .expect_err("b would wait for a, which waits for b");
+    assert_eq!(sqlstate(&e), "40P01");
+    b.batch_execute("ROLLBACK").await.unwrap();
+    tokio::time::timeout(DEADLINE, waiting)
+        .await
+        .expect("a is granted once b gave up")
+        .expect("lock");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_workers_take_every_job_once() {
+    let srv = server().await;
+    let setup = connect(&srv).await;
+    jobs(&setup, 40).await;
+    setup
+        .batch_execute("CREATE TABLE done (job int PRIMARY KEY, worker int)")
+        .await
+        .unwrap();
+    let mut workers = Vec::new();
+    for w in 0..4i32 {
+        let c = connect(&srv).await;
+        workers.push(tokio::spawn(async move {
+            let mut taken = 0;
+            loop {
+                c.batch_execute("BEGIN").await.unwrap();
+                // A statement that deletes the job it locks, as many queues do.
+                let row = c
+                    .query_opt(
+                        "DELETE FROM jobs WHERE id = (SELECT id FROM jobs ORDER BY id \
+                         LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id",
+                        &[],
+                    )
+                    .await
+                    .expect("take a job");
+                let Some(row) = row else {
+                    c.batch_execute("COMMIT").await.unwrap();
+                    return taken;
+                };
+                let job: i32 = row.get(0);
+                c.execute("INSERT INTO done VALUES ($1, $2)", &[&job, &w])
+                    .await
+                    .unwrap();
+                // No worker ever meets another's job: no conflict at COMMIT either.
+                c.batch_execute("COMMIT").await.expect("commit");
+                taken += 1;
+            }
+        }));
+    }
+    let mut total = 0;
+    for w in workers {
+        total += tokio::time::timeout(DEADLINE, w)
+            .await
+            .expect("workers finish")
+            .unwrap();
+    }
+    assert_eq!(total, 40);
+    let done: BTreeSet<i32> = setup
+        .query("SELECT job FROM done", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(done, (1..=40).collect());
+}
