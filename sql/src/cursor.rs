@@ -153,6 +153,15 @@ impl Cursors {
         }
         if let Some(q) = declare.for_query.as_deref() {
             check_query(q)?;
+            if declare.hold == Some(true) && !q.locks.is_empty() {
+                return Err(Error::Detailed {
+                    code: "0A000",
+                    message: "DECLARE CURSOR WITH HOLD ... FOR UPDATE is not supported".into(),
+                    detail: Some("Holdable cursors must be READ ONLY.".into()),
+                    hint: None,
+                    object: ErrorObject::default(),
+                });
+            }
         }
         if self.open.contains_key(&name) {
             return Err(Error::Detailed {

@@ -87,22 +87,31 @@ pub(crate) struct Locking(Vec<Vec<Target>>);
 
 /// Whether any query of `stmt` has a locking clause.
 pub(crate) fn locks_rows(stmt: &ast::Statement) -> bool {
-    let mut found = false;
+    first_lock(stmt).is_some()
+}
+
+/// The first locking clause of `stmt`, as PostgreSQL names it in messages (`FOR UPDATE`).
+pub(crate) fn first_lock(stmt: &ast::Statement) -> Option<&'static str> {
+    let mut found = None;
     let _ = ast::Visit::visit(stmt, &mut Finder(&mut found));
     found
 }
 
-struct Finder<'a>(&'a mut bool);
+struct Finder<'a>(&'a mut Option<&'static str>);
 
 impl ast::Visitor for Finder<'_> {
     type Break = ();
 
     fn pre_visit_query(&mut self, q: &ast::Query) -> ControlFlow<()> {
-        if q.locks.is_empty() {
-            ControlFlow::Continue(())
-        } else {
-            *self.0 = true;
-            ControlFlow::Break(())
+        match q.locks.first() {
+            None => ControlFlow::Continue(()),
+            Some(clause) => {
+                *self.0 = Some(match clause.lock_type {
+                    ast::LockType::Update => "FOR UPDATE",
+                    ast::LockType::Share => "FOR SHARE",
+                });
+                ControlFlow::Break(())
+            }
         }
     }
 }

@@ -1041,6 +1041,13 @@ async fn run_statement(
     if is_write && ctx.read_only {
         return Err(read_only_error(stmt));
     }
+    if ctx.read_only {
+        if let Some(lock) = crate::row_lock::first_lock(&stmt.ast) {
+            return Err(Error::ReadOnlyTransaction {
+                message: format!("cannot execute SELECT {lock} in a read-only transaction"),
+            });
+        }
+    }
     if let (Some(p), true) = (&prepared.point, ctx.point_path) {
         if let Some(out) = point::execute(ctx, txn, p, stmt, &params)? {
             return Ok(crate::numeric_display::output(out));

@@ -5,14 +5,7 @@ use std::time::Duration;
 
 use tokio_postgres::{Client, NoTls};
 
-use super::support::{connect, scalar, server, sqlstate, DEADLINE};
-
-/// Whether `fut` is still pending after a moment: a lock wait that should block does.
-async fn still_waiting<F: std::future::Future>(fut: &mut std::pin::Pin<Box<F>>) -> bool {
-    tokio::time::timeout(Duration::from_millis(300), fut.as_mut())
-        .await
-        .is_err()
-}
+use super::support::{connect, scalar, server, sqlstate, still_waiting, DEADLINE};
 
 async fn try_lock(c: &Client, key: i64) -> bool {
     c.query_one("select pg_try_advisory_lock($1)", &[&key])

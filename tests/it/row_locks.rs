@@ -4,18 +4,10 @@
 //! and a cycle of row-lock waits is a deadlock.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use tokio_postgres::Client;
 
-use super::support::{connect, scalar, server, sqlstate, DEADLINE};
-
-/// Whether `fut` is still pending after a moment: a lock wait that should block does.
-async fn still_waiting<F: std::future::Future>(fut: &mut std::pin::Pin<Box<F>>) -> bool {
-    tokio::time::timeout(Duration::from_millis(300), fut.as_mut())
-        .await
-        .is_err()
-}
+use super::support::{connect, scalar, server, sqlstate, still_waiting, DEADLINE};
 
 const NEXT_JOB: &str =
     "SELECT id FROM jobs WHERE state = 'queued' ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED";

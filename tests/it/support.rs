@@ -90,3 +90,10 @@ pub fn sqlstate(e: &tokio_postgres::Error) -> String {
         .map(|c| c.code().to_string())
         .unwrap_or_else(|| format!("no SQLSTATE: {e}"))
 }
+
+/// Whether `fut` is still pending after a moment: a lock wait that should block does.
+pub async fn still_waiting<F: std::future::Future>(fut: &mut std::pin::Pin<Box<F>>) -> bool {
+    tokio::time::timeout(Duration::from_millis(300), fut.as_mut())
+        .await
+        .is_err()
+}

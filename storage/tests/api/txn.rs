@@ -366,3 +366,36 @@ fn txn_is_send_and_reader_is_send_sync() {
     send_sync_static::<weft_storage::TxnReader>();
     send_sync_static::<weft_storage::Storage>();
 }
+
+/// What `SELECT … FOR UPDATE` asks once it holds a row's lock: did a commit after this snapshot
+/// write or delete the row? The transaction's own writes and other rows do not count.
+#[tokio::test]
+async fn a_snapshot_tells_which_rows_later_commits_changed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = open(dir.path());
+    let t = create_users(&s).await;
+    let rows = (1..=4).map(|i| user(i, "u", None, 30)).collect();
+    insert_users(&s, &t, rows).await;
+    let key = |id: i32| weft_storage::row_key(t.id, &pk(id));
+
+    let mut mine = s.begin();
+    mine.update(&t, &user(4, "u", None, 30), user(4, "u", None, 99))
+        .expect("own update");
+    let mut other = s.begin();
+    other
+        .update(&t, &user(1, "u", None, 30), user(1, "u", None, 31))
+        .expect("update 1");
+    other.delete(&t, &user(2, "u", None, 30)).expect("delete 2");
+    other.commit().await.expect("commit");
+
+    let reader = mine.reader();
+    assert!(reader.changed_since_snapshot(&key(1)).expect("1"));
+    assert!(reader.changed_since_snapshot(&key(2)).expect("2"));
+    assert!(!reader.changed_since_snapshot(&key(3)).expect("3"));
+    assert!(!reader.changed_since_snapshot(&key(4)).expect("4"));
+    assert!(!s
+        .begin()
+        .reader()
+        .changed_since_snapshot(&key(1))
+        .expect("fresh"));
+}
