@@ -312,23 +312,7 @@ fn rewrite(
 
     let mut relations = Vec::new();
     for from in &select.from {
-        let start = relations.len();
-        relation(&from.relation, catalog, &ctes, false, &mut relations)?;
-        for join in &from.joins {
-            use ast::JoinOperator as J;
-            let (left, right) = match &join.join_operator {
-                J::Left(_) | J::LeftOuter(_) | J::OuterApply => (false, true),
-                J::Right(_) | J::RightOuter(_) => (true, false),
-                J::FullOuter(_) => (true, true),
-                _ => (false, false),
-            };
-            if left {
-                for r in &mut relations[start..] {
-                    r.nullable = true;
-                }
-            }
-            relation(&join.relation, catalog, &ctes, right, &mut relations)?;
-        }
+        joined(from, catalog, &ctes, &mut relations)?;
     }
 
     // What each relation gets: the strongest lock and strictest wait of the clauses naming it.
@@ -429,6 +413,34 @@ fn rewrite(
     Ok(targets)
 }
 
+/// Adds the relations of a FROM item and its joins, those on the nullable side of an outer join
+/// marked so.
+fn joined(
+    from: &ast::TableWithJoins,
+    catalog: &Catalog,
+    ctes: &[String],
+    out: &mut Vec<Relation>,
+) -> Result<()> {
+    let start = out.len();
+    relation(&from.relation, catalog, ctes, false, out)?;
+    for join in &from.joins {
+        use ast::JoinOperator as J;
+        let (left, right) = match &join.join_operator {
+            J::Left(_) | J::LeftOuter(_) | J::OuterApply => (false, true),
+            J::Right(_) | J::RightOuter(_) => (true, false),
+            J::FullOuter(_) => (true, true),
+            _ => (false, false),
+        };
+        if left {
+            for r in &mut out[start..] {
+                r.nullable = true;
+            }
+        }
+        relation(&join.relation, catalog, ctes, right, out)?;
+    }
+    Ok(())
+}
+
 /// Adds the relations of `factor` (several for a parenthesized join).
 fn relation(
     factor: &ast::TableFactor,
@@ -488,10 +500,7 @@ fn relation(
                 return Ok(());
             }
             let start = out.len();
-            relation(&table_with_joins.relation, catalog, ctes, nullable, out)?;
-            for join in &table_with_joins.joins {
-                relation(&join.relation, catalog, ctes, nullable, out)?;
-            }
+            joined(table_with_joins, catalog, ctes, out)?;
             for r in &mut out[start..] {
                 r.nullable |= nullable;
             }
