@@ -1,5 +1,6 @@
 //! Data-modifying CTEs: `WITH moved AS (DELETE … RETURNING …) INSERT INTO archive SELECT * FROM
-//! moved`.
+//! moved`; and an UPDATE or DELETE under CTEs (`WITH j AS (SELECT … FOR UPDATE SKIP LOCKED)
+//! UPDATE jobs … FROM j`), whose CTEs, plain ones too, all run first, once each.
 //!
 //! ```text
 //!   WITH a AS (DML₁ RETURNING …), b AS (SELECT …), c AS (DML₂ …)  main
@@ -29,11 +30,28 @@ use crate::pgtype::PgType;
 use crate::session::{ExecCtx, FieldInfo, QueryOutput, Session};
 use crate::statement::Statement;
 
-/// Whether a query has a CTE that is an INSERT, UPDATE or DELETE.
+/// Whether a query has a CTE that is an INSERT, UPDATE or DELETE, or is an UPDATE or DELETE
+/// under CTEs (`WITH j AS (SELECT … FOR UPDATE SKIP LOCKED) UPDATE jobs … FROM j`): its CTEs run
+/// first, here.
 pub(crate) fn has_dml_ctes(q: &ast::Query) -> bool {
     q.with
         .as_ref()
-        .is_some_and(|w| w.cte_tables.iter().any(|c| dml_of(c).is_some()))
+        .is_some_and(|w| modifies(q) || w.cte_tables.iter().any(|c| dml_of(c).is_some()))
+}
+
+/// Whether the query's main part is an UPDATE or DELETE: then every CTE runs first (once, as in
+/// PostgreSQL), its rows a table the main statement reads by the CTE's name.
+fn modifies(q: &ast::Query) -> bool {
+    matches!(
+        q.body.as_ref(),
+        ast::SetExpr::Update(_) | ast::SetExpr::Delete(_)
+    )
+}
+
+/// Whether `cte` runs before the main statement: a data-modifying one, or any under an UPDATE
+/// or DELETE.
+fn runs_first(q: &ast::Query, cte: &ast::Cte) -> bool {
+    dml_of(cte).is_some() || modifies(q)
 }
 
 fn dml_of(cte: &ast::Cte) -> Option<&ast::Statement> {
@@ -70,18 +88,31 @@ fn main_statement(q: &ast::Query) -> Result<ast::Statement> {
             }
             Ok(ast::Statement::Insert(i))
         }
-        ast::SetExpr::Update(s) | ast::SetExpr::Delete(s) => match with {
-            None => Ok(s.clone()),
-            Some(_) => Err(Error::unsupported(
-                "UPDATE or DELETE under both data-modifying and other CTEs",
-            )),
-        },
+        // Every CTE ran first (`runs_first`).
+        ast::SetExpr::Update(s) | ast::SetExpr::Delete(s) => Ok(s.clone()),
         _ => {
             let mut main = q.clone();
             main.with = with;
             Ok(ast::Statement::Query(Box::new(main)))
         }
     }
+}
+
+/// The schema of a CTE's rows: its first batch's types (those of the describing fields when it
+/// has none) under the output names the client would see.
+fn schema_of(fields: &[FieldInfo], first: Option<&RecordBatch>) -> Schema {
+    Schema::new(
+        fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let data_type = first
+                    .and_then(|b| b.schema().fields().get(i).map(|x| x.data_type().clone()))
+                    .unwrap_or_else(|| f.pg_type.to_arrow());
+                Field::new(&f.name, data_type, true)
+            })
+            .collect::<Vec<_>>(),
+    )
 }
 
 fn cte_name(cte: &ast::Cte) -> String {
@@ -129,11 +160,23 @@ pub(crate) async fn execute(
     let scope = CteScope(ctx.shared);
     let mut tables: Vec<(String, Arc<dyn TableProvider>)> = Vec::new();
     for cte in q.with.iter().flat_map(|w| w.cte_tables.iter()) {
+        if !runs_first(q, cte) {
+            continue;
+        }
+        // Earlier CTEs are visible to later ones by name.
+        scope.0.set_cte_tables(tables.clone());
         let Some(dml) = dml_of(cte) else {
+            let sub = Statement::query((*cte.query).clone(), Arc::clone(&stmt.sql));
+            let declared: Vec<Option<PgType>> = param_types.iter().copied().map(Some).collect();
+            let plan = crate::query::plan(ctx.state, &sub, &declared, ctx.shared.catalog()).await?;
+            let out = crate::query::execute(ctx, &plan, &sub, params.clone()).await?;
+            if let QueryOutput::Rows { fields, stream, .. } = out {
+                let batches: Vec<RecordBatch> = stream.try_collect().await?;
+                let table = table_of(cte, &schema_of(&fields, batches.first()), batches)?;
+                tables.push((cte_name(cte), Arc::new(table)));
+            }
             continue;
         };
-        // Earlier data-modifying CTEs are visible to later ones by name.
-        scope.0.set_cte_tables(tables.clone());
         let sub = Statement {
             ast: Arc::new(dml.clone()),
             sql: Arc::clone(&stmt.sql),
@@ -193,23 +236,27 @@ pub(crate) async fn describe(
     };
     let mut tables: Vec<(String, Arc<dyn TableProvider>)> = Vec::new();
     for cte in q.with.iter().flat_map(|w| w.cte_tables.iter()) {
-        let Some(dml) = dml_of(cte) else {
+        if !runs_first(q, cte) {
             continue;
-        };
+        }
         scope.0.set_cte_tables(tables.clone());
-        let sub = statement(dml.clone());
-        let (found, fields) = Box::pin(super::describe(session, &sub, &types)).await?;
+        let (found, fields) = match dml_of(cte) {
+            Some(dml) => {
+                Box::pin(super::describe(session, &statement(dml.clone()), &types)).await?
+            }
+            None => {
+                let sub = statement(ast::Statement::Query(cte.query.clone()));
+                let plan =
+                    crate::query::plan(&session.state, &sub, &types, shared.catalog()).await?;
+                (plan.param_types.clone(), Some(Arc::clone(&plan.fields)))
+            }
+        };
         merge(&mut types, &found);
         // Without RETURNING there is no table: the main statement cannot name it.
         let Some(fields) = fields else {
             continue;
         };
-        let schema = Schema::new(
-            fields
-                .iter()
-                .map(|f| Field::new(&f.name, f.pg_type.to_arrow(), true))
-                .collect::<Vec<_>>(),
-        );
+        let schema = schema_of(&fields, None);
         let table = table_of(
             cte,
             &schema,
