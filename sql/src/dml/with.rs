@@ -54,6 +54,14 @@ fn runs_first(q: &ast::Query, cte: &ast::Cte) -> bool {
     dml_of(cte).is_some() || modifies(q)
 }
 
+/// A CTE that runs on its own cannot read itself: `WITH RECURSIVE … UPDATE` is not supported.
+fn refuse_recursive(q: &ast::Query) -> Result<()> {
+    if modifies(q) && q.with.as_ref().is_some_and(|w| w.recursive) {
+        return Err(Error::unsupported("WITH RECURSIVE under UPDATE or DELETE"));
+    }
+    Ok(())
+}
+
 fn dml_of(cte: &ast::Cte) -> Option<&ast::Statement> {
     match cte.query.body.as_ref() {
         ast::SetExpr::Insert(s) | ast::SetExpr::Update(s) | ast::SetExpr::Delete(s) => Some(s),
@@ -157,6 +165,7 @@ pub(crate) async fn execute(
     param_types: &[PgType],
     params: Vec<ScalarValue>,
 ) -> Result<QueryOutput> {
+    refuse_recursive(q)?;
     let scope = CteScope(ctx.shared);
     let mut tables: Vec<(String, Arc<dyn TableProvider>)> = Vec::new();
     for cte in q.with.iter().flat_map(|w| w.cte_tables.iter()) {
@@ -234,6 +243,7 @@ pub(crate) async fn describe(
             }
         }
     };
+    refuse_recursive(q)?;
     let mut tables: Vec<(String, Arc<dyn TableProvider>)> = Vec::new();
     for cte in q.with.iter().flat_map(|w| w.cte_tables.iter()) {
         if !runs_first(q, cte) {
