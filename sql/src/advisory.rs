@@ -75,10 +75,45 @@ impl Holds {
     }
 }
 
+/// The sessions holding one lock. Mostly one: a list, since an UPDATE of a million rows holds a
+/// million of these until it commits.
+#[derive(Debug, Default)]
+struct Holders(Vec<(u64, Holds)>);
+
+impl Holders {
+    fn get_mut(&mut self, id: u64) -> Option<&mut Holds> {
+        self.0
+            .iter_mut()
+            .find(|(h, _)| *h == id)
+            .map(|(_, holds)| holds)
+    }
+
+    fn entry(&mut self, id: u64) -> &mut Holds {
+        match self.0.iter().position(|(h, _)| *h == id) {
+            Some(i) => &mut self.0[i].1,
+            None => {
+                self.0.push((id, Holds::default()));
+                &mut self.0.last_mut().expect("just pushed").1
+            }
+        }
+    }
+
+    fn remove(&mut self, id: u64) {
+        self.0.retain(|(h, _)| *h != id);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 #[derive(Default)]
 struct State {
     /// Each lock held, with its holders.
-    locks: HashMap<Key, HashMap<u64, Holds>>,
+    locks: HashMap<Key, Holders>,
+    /// The keys each session holds at transaction level, so that the end of a transaction
+    /// releases its own locks without a walk over every session's (a key may be listed twice).
+    xact_keys: HashMap<u64, Vec<Key>>,
     /// The open sessions, each with the lock it waits for, if any.
     sessions: HashMap<u64, Option<(Key, Mode)>>,
     next_id: u64,
@@ -91,9 +126,10 @@ impl State {
             return Vec::new();
         };
         holders
+            .0
             .iter()
             .filter(|(h, holds)| {
-                **h != id
+                *h != id
                     && match mode {
                         Mode::Exclusive => !holds.is_empty(),
                         Mode::Shared => holds.holds(Mode::Exclusive),
@@ -123,23 +159,50 @@ impl State {
     }
 
     fn grant(&mut self, id: u64, key: Key, mode: Mode, scope: Scope) {
+        if scope == Scope::Transaction {
+            let holds = self.locks.get_mut(&key).and_then(|h| h.get_mut(id));
+            if holds.is_none_or(|h| h.xact == [0; 2]) {
+                self.xact_keys.entry(id).or_default().push(key.clone());
+            }
+        }
         *self
             .locks
             .entry(key)
             .or_default()
             .entry(id)
-            .or_default()
             .slot(mode, scope) += 1;
+    }
+
+    /// Drops `id`'s transaction-level holds; true if any lock was released.
+    fn release_transaction(&mut self, id: u64) -> bool {
+        let mut released = false;
+        for key in self.xact_keys.remove(&id).unwrap_or_default() {
+            let Some(holders) = self.locks.get_mut(&key) else {
+                continue;
+            };
+            let Some(holds) = holders.get_mut(id) else {
+                continue;
+            };
+            holds.xact = [0; 2];
+            if holds.is_empty() {
+                holders.remove(id);
+                released = true;
+                if holders.is_empty() {
+                    self.locks.remove(&key);
+                }
+            }
+        }
+        released
     }
 
     /// Drops `id`'s holds that `keep` does not keep; true if any lock was released.
     fn release_where(&mut self, id: u64, keep: impl Fn(&mut Holds)) -> bool {
         let mut released = false;
         self.locks.retain(|_, holders| {
-            if let Some(holds) = holders.get_mut(&id) {
+            if let Some(holds) = holders.get_mut(id) {
                 keep(holds);
                 if holds.is_empty() {
-                    holders.remove(&id);
+                    holders.remove(id);
                     released = true;
                 }
             }
@@ -171,6 +234,7 @@ impl AdvisoryLocks {
     pub fn unregister(&self, id: u64) {
         let mut state = self.state.lock();
         state.sessions.remove(&id);
+        state.xact_keys.remove(&id);
         if state.release_where(id, |h| *h = Holds::default()) {
             self.released.notify_waiters();
         }
@@ -250,7 +314,7 @@ impl AdvisoryLocks {
         let Some(holders) = state.locks.get_mut(key) else {
             return false;
         };
-        let Some(holds) = holders.get_mut(&id) else {
+        let Some(holds) = holders.get_mut(id) else {
             return false;
         };
         let n = holds.slot(mode, scope);
@@ -259,7 +323,7 @@ impl AdvisoryLocks {
         }
         *n -= 1;
         if holds.is_empty() {
-            holders.remove(&id);
+            holders.remove(id);
             if holders.is_empty() {
                 state.locks.remove(key);
             }
@@ -277,7 +341,7 @@ impl AdvisoryLocks {
 
     /// Releases every transaction-level lock of the session: its transaction ended.
     pub fn release_transaction(&self, id: u64) {
-        if self.state.lock().release_where(id, |h| h.xact = [0; 2]) {
+        if self.state.lock().release_transaction(id) {
             self.released.notify_waiters();
         }
     }
@@ -590,6 +654,32 @@ mod tests {
         assert!(locks
             .try_acquire(a, key(8), Mode::Exclusive, Scope::Session)
             .is_err());
+    }
+
+    #[test]
+    fn the_end_of_a_transaction_releases_its_own_transaction_locks_only() {
+        let locks = AdvisoryLocks::default();
+        let (a, b) = (locks.register(), locks.register());
+        let row = |n: u8| Key::Row(Arc::from(&[n][..]));
+        let take = |id, k, mode, scope| locks.try_acquire(id, k, mode, scope).unwrap();
+        for n in [0, 1, 2, 0] {
+            assert!(take(a, row(n), Mode::Exclusive, Scope::Transaction));
+        }
+        assert!(take(a, key(1), Mode::Exclusive, Scope::Session));
+        assert!(take(a, key(1), Mode::Exclusive, Scope::Transaction));
+        assert!(take(b, row(5), Mode::Shared, Scope::Transaction));
+        locks.release_transaction(a);
+        for n in 0..3 {
+            assert!(take(b, row(n), Mode::Exclusive, Scope::Transaction));
+        }
+        // a's session-level hold and b's transaction stay.
+        assert!(!take(b, key(1), Mode::Shared, Scope::Session));
+        assert!(!take(a, row(5), Mode::Exclusive, Scope::Transaction));
+        locks.release_transaction(b);
+        locks.release_session(a);
+        let state = locks.state.lock();
+        assert!(state.locks.is_empty());
+        assert!(state.xact_keys.is_empty());
     }
 
     #[tokio::test]

@@ -52,7 +52,13 @@ pub(crate) fn compile(
     let context = SimplifyContext::builder()
         .with_schema(Arc::new(schema.clone()))
         .with_config_options(Arc::clone(state.config_options()))
-        .with_current_time()
+        // now() is the transaction's start, which the session has put here (`execute_once`).
+        .with_query_execution_start_time(
+            state
+                .execution_props()
+                .query_execution_start_time
+                .or_else(|| Some(chrono::Utc::now())),
+        )
         .build();
     let simplifier = ExprSimplifier::new(context);
     let logical = simplifier

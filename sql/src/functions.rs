@@ -275,7 +275,10 @@ pub(crate) fn register(state: &mut SessionState, shared: &Arc<SessionShared>) {
     fns.extend(crate::sequence::udfs(shared));
     fns.extend(crate::advisory::udfs(shared));
     fns.extend(crate::misc_fn::udfs());
-    fns.extend(crate::misc_fn::clocks(state.config_options()));
+    fns.extend(crate::misc_fn::clocks(
+        state.config_options(),
+        &shared.statement_start,
+    ));
     fns.push(crate::numeric_div::unconstrained_cast());
     fns.push(crate::numeric_display::array_udf());
     fns.push(crate::numeric_display::text_udf());

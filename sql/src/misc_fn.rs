@@ -279,28 +279,67 @@ impl ScalarUDFImpl for Same {
     }
 }
 
-/// `statement_timestamp()` and `transaction_timestamp()`: the statement's start, as Weft's
-/// `now()` (simplified to it while planning); `clock_timestamp()`: the time it runs. Of `now()`'s
-/// type (the session's time zone).
+/// The start of a session's running statement, in nanoseconds since the epoch; the session sets
+/// it before each statement (`Session::execute_once`).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct StatementStart(Arc<std::sync::atomic::AtomicI64>);
+
+impl StatementStart {
+    pub fn set(&self, nanos: i64) {
+        self.0.store(nanos, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn get(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl PartialEq for StatementStart {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for StatementStart {}
+
+impl std::hash::Hash for StatementStart {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        Arc::as_ptr(&self.0).hash(state)
+    }
+}
+
+/// Which time a clock function gives.
+#[derive(Debug, PartialEq, Eq, Hash)]
+enum Reads {
+    /// `transaction_timestamp()`, as `now()`: the transaction's start, which the session puts in
+    /// DataFusion's `query_execution_start_time` (simplified to it while planning).
+    Transaction,
+    /// `statement_timestamp()`: the statement's start (also simplified while planning).
+    Statement(StatementStart),
+    /// `clock_timestamp()`: read when called.
+    Clock,
+}
+
+/// `statement_timestamp()`, `transaction_timestamp()` and `clock_timestamp()`, of `now()`'s type
+/// (the session's time zone).
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct Clock {
     name: &'static str,
-    /// `clock_timestamp`: read when called, not fixed at the statement's start.
-    live: bool,
+    reads: Reads,
     signature: Signature,
     timezone: Option<Arc<str>>,
 }
 
 impl Clock {
-    fn new(name: &'static str, live: bool, config: &ConfigOptions) -> Clock {
-        let volatility = if live {
+    fn new(name: &'static str, reads: Reads, config: &ConfigOptions) -> Clock {
+        let volatility = if reads == Reads::Clock {
             Volatility::Volatile
         } else {
             Volatility::Stable
         };
         Clock {
             name,
-            live,
+            reads,
             signature: Signature::nullary(volatility),
             timezone: config
                 .execution
@@ -309,16 +348,24 @@ impl Clock {
                 .map(|tz| Arc::from(tz.as_str())),
         }
     }
+
+    fn reads(&self) -> Reads {
+        match &self.reads {
+            Reads::Transaction => Reads::Transaction,
+            Reads::Statement(s) => Reads::Statement(s.clone()),
+            Reads::Clock => Reads::Clock,
+        }
+    }
 }
 
-pub(crate) fn clocks(config: &ConfigOptions) -> Vec<Arc<ScalarUDF>> {
+pub(crate) fn clocks(config: &ConfigOptions, statement: &StatementStart) -> Vec<Arc<ScalarUDF>> {
     [
-        ("statement_timestamp", false),
-        ("transaction_timestamp", false),
-        ("clock_timestamp", true),
+        ("statement_timestamp", Reads::Statement(statement.clone())),
+        ("transaction_timestamp", Reads::Transaction),
+        ("clock_timestamp", Reads::Clock),
     ]
     .into_iter()
-    .map(|(name, live)| Arc::new(ScalarUDF::new_from_impl(Clock::new(name, live, config))))
+    .map(|(name, reads)| Arc::new(ScalarUDF::new_from_impl(Clock::new(name, reads, config))))
     .collect()
 }
 
@@ -333,7 +380,9 @@ impl ScalarUDFImpl for Clock {
 
     fn with_updated_config(&self, config: &ConfigOptions) -> Option<ScalarUDF> {
         Some(ScalarUDF::new_from_impl(Clock::new(
-            self.name, self.live, config,
+            self.name,
+            self.reads(),
+            config,
         )))
     }
 
@@ -345,22 +394,21 @@ impl ScalarUDFImpl for Clock {
     }
 
     fn simplify(&self, args: Vec<Expr>, info: &SimplifyContext) -> DfResult<ExprSimplifyResult> {
-        match (self.live, info.query_execution_start_time()) {
-            (false, Some(start)) => Ok(ExprSimplifyResult::Simplified(Expr::Literal(
-                ScalarValue::TimestampNanosecond(
-                    start.timestamp_nanos_opt(),
-                    self.timezone.clone(),
-                ),
-                None,
-            ))),
-            _ => Ok(ExprSimplifyResult::Original(args)),
-        }
+        let nanos = match (&self.reads, info.query_execution_start_time()) {
+            (Reads::Clock, _) | (_, None) => return Ok(ExprSimplifyResult::Original(args)),
+            (Reads::Transaction, Some(start)) => start.timestamp_nanos_opt(),
+            (Reads::Statement(s), Some(_)) => Some(s.get()),
+        };
+        Ok(ExprSimplifyResult::Simplified(Expr::Literal(
+            ScalarValue::TimestampNanosecond(nanos, self.timezone.clone()),
+            None,
+        )))
     }
 
     fn invoke_with_args(&self, _: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         // Failing here (as DataFusion's now() does) keeps the constant folder, which runs before
         // `simplify`, from reading the clock for the statement's start.
-        if !self.live {
+        if self.reads != Reads::Clock {
             return Err(to_df(Error::internal(format!(
                 "{}() is folded to the statement's start while planning",
                 self.name

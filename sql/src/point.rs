@@ -298,7 +298,7 @@ pub(crate) fn for_query(plan: &QueryPlan, catalog: Arc<Catalog>) -> Option<Point
 }
 
 /// Runs the fast path; None when the catalog changed since Parse (the normal path re-plans).
-pub(crate) fn execute(
+pub(crate) async fn execute(
     ctx: &ExecCtx<'_>,
     txn: &mut Txn,
     point: &PointPlan,
@@ -316,7 +316,7 @@ pub(crate) fn execute(
             if !w.target.valid_for(&txn.catalog()) {
                 return Ok(None);
             }
-            crate::dml::point::execute(ctx, txn, w, stmt, params)?
+            crate::dml::point::execute(ctx, txn, w, stmt, params).await?
         }
     };
     ctx.shared.point_hits.fetch_add(1, Ordering::Relaxed);

@@ -361,6 +361,41 @@ fn any_lists(
                 let Expr::ScalarFunction(f) = e else {
                     return Ok(TreeNodeRecursion::Continue);
                 };
+                if f.name() == "generate_series" {
+                    // `generate_series(1, $1)`: an untyped bound is of the other bound's type,
+                    // int4 beside an integer literal that fits (PostgreSQL picks the int4 form),
+                    // and an untyped step of a series of dates or times is an interval.
+                    let small = |e: &Expr| match e {
+                        Expr::Literal(ScalarValue::Int64(Some(n)), _) => i32::try_from(*n).is_ok(),
+                        e => type_of(e) == Some(ArrowType::Int32),
+                    };
+                    let bounds: Vec<&Expr> = f
+                        .args
+                        .iter()
+                        .take(2)
+                        .filter(|a| !matches!(a, Expr::Placeholder(_)))
+                        .collect();
+                    let bound = if bounds.iter().all(|e| small(e)) {
+                        Some(ArrowType::Int32)
+                    } else {
+                        bounds.first().and_then(|e| type_of(e))
+                    };
+                    for (i, a) in f.args.iter().enumerate() {
+                        let Expr::Placeholder(p) = a else { continue };
+                        let t = match (i, &bound) {
+                            (2, Some(ArrowType::Timestamp(..) | ArrowType::Date32)) => {
+                                Some(ArrowType::Interval(
+                                    datafusion::arrow::datatypes::IntervalUnit::MonthDayNano,
+                                ))
+                            }
+                            (_, t) => t.clone(),
+                        };
+                        if let (true, Some(t)) = (untyped(p), t) {
+                            lists.entry(p.id.clone()).or_insert(t);
+                        }
+                    }
+                    return Ok(TreeNodeRecursion::Continue);
+                }
                 if f.name() != "array_has" {
                     // `pg_advisory_lock($1)`: the type the function's signature takes there.
                     let sig = &f.func.signature().type_signature;

@@ -494,7 +494,10 @@ fn unnest_with_ordinality(s: &mut ast::Select) {
 /// `LATERAL f(…)` in FROM is parsed as its own kind of table factor; PostgreSQL's functions in
 /// FROM are always lateral, so it is the plain call (`LATERAL unnest(…)` an UNNEST). A
 /// `generate_series` whose bounds read columns of the tables before it becomes an UNNEST of the
-/// select-list form's array, which lateral.rs then computes per row.
+/// select-list form's array, which lateral.rs then computes per row; so does one with a
+/// parameter among its bounds (DataFusion calls a table function while planning, before the
+/// parameter has a value). Integer bounds that fit in int4 with parameters give an int4 series,
+/// as PostgreSQL infers such a parameter to be int4.
 fn lateral_functions(s: &mut ast::Select) {
     for factor in from_factors(&mut s.from) {
         if let ast::TableFactor::Function {
@@ -547,8 +550,31 @@ fn lateral_functions(s: &mut ast::Select) {
             continue;
         }
         let exprs = unnamed_exprs(&args.args);
-        if !reads_columns(&exprs) || exprs.len() != args.args.len() {
+        let params = has_params(&exprs);
+        if !(reads_columns(&exprs) || params) || exprs.len() != args.args.len() {
             continue;
+        }
+        let int4 = params
+            && exprs.iter().all(|e| match e {
+                Expr::Value(v) => match &v.value {
+                    ast::Value::Placeholder(_) => true,
+                    ast::Value::Number(n, _) => n.parse::<i32>().is_ok(),
+                    _ => false,
+                },
+                _ => false,
+            });
+        let mut series = call_with("generate_series", exprs);
+        if int4 {
+            series = Expr::Cast {
+                kind: ast::CastKind::DoubleColon,
+                expr: Box::new(series),
+                data_type: DataType::Array(ast::ArrayElemTypeDef::SquareBracket(
+                    Box::new(DataType::Int(None)),
+                    None,
+                )),
+                array: false,
+                format: None,
+            };
         }
         let mut alias = alias.take().unwrap_or_else(|| ast::TableAlias {
             explicit: true,
@@ -563,7 +589,7 @@ fn lateral_functions(s: &mut ast::Select) {
         }
         *factor = ast::TableFactor::UNNEST {
             alias: Some(alias),
-            array_exprs: vec![call_with("generate_series", exprs)],
+            array_exprs: vec![series],
             with_offset: false,
             with_offset_alias: None,
             with_ordinality: *with_ordinality,
@@ -1470,6 +1496,16 @@ fn whole_rows_in(s: &mut ast::Select, catalog: &weft_storage::Catalog) {
 }
 
 /// Any column reference in `exprs`.
+fn has_params(exprs: &[Expr]) -> bool {
+    let mut found = false;
+    let mut scan = exprs.to_vec();
+    let _ = visit_expressions_mut(&mut scan, |e: &mut Expr| {
+        found |= matches!(e, Expr::Value(v) if matches!(v.value, ast::Value::Placeholder(_)));
+        ControlFlow::<()>::Continue(())
+    });
+    found
+}
+
 fn reads_columns(exprs: &[Expr]) -> bool {
     let mut found = false;
     let mut scan = exprs.to_vec();

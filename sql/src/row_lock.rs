@@ -976,6 +976,46 @@ impl Locker {
     }
 }
 
+/// UPDATE and DELETE lock each row before they change it, as PostgreSQL's do (at FOR UPDATE
+/// strength: Weft does not tell FOR NO KEY UPDATE apart), in the same table as `SELECT … FOR
+/// UPDATE`: a writer waits for a transaction that locked or wrote the row, and a locker or
+/// `SKIP LOCKED` for the writer. Holding the lock, the writer checks whether a commit after its
+/// snapshot changed the row (40001 now rather than at COMMIT, while an autocommit statement or
+/// the first of a block can still run again: `Session::execute_in_txn`). LWW tables take no
+/// lock: their writes never conflict.
+pub(crate) async fn lock_for_write(
+    shared: &SessionShared,
+    txn: &weft_storage::Txn,
+    def: &weft_storage::TableDef,
+    rows: &[&weft_storage::Row],
+) -> Result<()> {
+    if def.consistency == weft_storage::Consistency::Lww {
+        return Ok(());
+    }
+    let (locks, id) = (&shared.advisory, shared.advisory_id);
+    for row in rows {
+        let pk: Vec<Value> = def.primary_key.iter().map(|&c| row[c].clone()).collect();
+        let storage_key = weft_storage::row_key(def.id, &pk);
+        let key = Key::Row(Arc::from(storage_key.as_slice()));
+        shared.xact_advisory.store(true, AtomicOrdering::Release);
+        if !locks.try_acquire(id, key.clone(), Mode::Exclusive, Scope::Transaction)? {
+            locks
+                .acquire(id, key, Mode::Exclusive, Scope::Transaction, &shared.cancel)
+                .await?;
+        }
+        if txn.reader().changed_since_snapshot(&storage_key)? {
+            return Err(Error::SerializationFailure {
+                detail: Some(format!(
+                    "a row of \"{}\" this statement changes was changed by a commit after \
+                     this transaction's snapshot",
+                    def.name
+                )),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// A session state's query planner that knows LockRows.
 pub(crate) fn planner(shared: &Arc<SessionShared>) -> Arc<dyn QueryPlanner + Send + Sync> {
     Arc::new(Planner {

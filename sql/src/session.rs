@@ -134,7 +134,16 @@ pub(crate) struct Block {
     pub savepoints: Vec<(String, Savepoint)>,
     pub read_only: bool,
     pub barrier: BlockBarrier,
+    /// No statement has read or written data in the block yet: its snapshot is as good as one
+    /// taken now, so its first statement may be run again on a new one (`execute_in_txn`).
+    pub untouched: bool,
+    /// When BEGIN ran: `now()` and `transaction_timestamp()` in the block.
+    pub started: chrono::DateTime<chrono::Utc>,
 }
+
+/// How many times a statement that failed with 40001 before the client saw anything of it is
+/// run again on a new snapshot (`Session::execute_in_txn`).
+const STATEMENT_RETRIES: u32 = 64;
 
 /// Where a transaction block stands with the cluster's read barrier. Like PostgreSQL, which
 /// takes a transaction's snapshot at its first statement, the barrier waits for the first
@@ -807,8 +816,75 @@ impl Session {
         self.execute_in_txn(stmt, prepared, params).await
     }
 
-    /// Runs a statement that reads or writes data inside the open block or an autocommit transaction.
+    /// Runs a statement that reads or writes data inside the open block or an autocommit
+    /// transaction.
+    ///
+    /// A statement that fails with 40001 before the client has seen anything of its transaction
+    /// runs again on a new snapshot, as long as it is in a transaction of its own (autocommit) or
+    /// the first to touch data in its block (whose snapshot PostgreSQL would take only now): its
+    /// commit lost to a concurrent one, or a row it waited to lock was changed by the holder. So
+    /// concurrent `UPDATE t SET n = n + 1` statements all apply, one after another, as in
+    /// PostgreSQL, where READ COMMITTED carries on from the row's new version. The row locks
+    /// the failed attempt took stay held, so the next one does not queue again behind later
+    /// lockers. Not run again: COPY (its data is consumed) and statements that call advisory lock
+    /// functions (a session-level lock would be taken twice).
     async fn execute_in_txn(
+        &mut self,
+        stmt: &Statement,
+        prepared: &Arc<Prepared>,
+        params: Vec<datafusion::scalar::ScalarValue>,
+    ) -> Result<QueryOutput> {
+        let retryable = self
+            .block
+            .as_ref()
+            .is_none_or(|b| b.untouched && b.savepoints.is_empty())
+            && match &*stmt.ast {
+                ast::Statement::Insert(_)
+                | ast::Statement::Update(_)
+                | ast::Statement::Delete(_)
+                | ast::Statement::Query(_) => true,
+                _ => crate::cursor::declared_query(&stmt.ast).is_some(),
+            }
+            && !crate::advisory::mentioned(stmt.sql.as_bytes());
+        if !retryable {
+            let out = self.execute_once(stmt, prepared, params).await;
+            if let Some(b) = &mut self.block {
+                b.untouched = false;
+            }
+            return out;
+        }
+        let notices = self.notices.len();
+        let mut attempt = 0;
+        loop {
+            let out = self.execute_once(stmt, prepared, params.clone()).await;
+            match out {
+                Err(Error::SerializationFailure { .. }) if attempt < STATEMENT_RETRIES => {
+                    attempt += 1;
+                    self.notices.truncate(notices);
+                    if let Some(b) = &mut self.block {
+                        // Everything the attempt wrote goes with its snapshot.
+                        b.txn = self.engine.storage().begin();
+                        if b.barrier == BlockBarrier::Done && self.engine.cluster().is_some() {
+                            b.barrier = BlockBarrier::Pending;
+                        }
+                    }
+                    if attempt > 2 {
+                        tokio::time::sleep(Duration::from_millis(u64::from(attempt.min(20)))).await;
+                    } else {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                out => {
+                    if let Some(b) = &mut self.block {
+                        b.untouched = false;
+                    }
+                    return out;
+                }
+            }
+        }
+    }
+
+    async fn execute_once(
         &mut self,
         stmt: &Statement,
         prepared: &Arc<Prepared>,
@@ -829,6 +905,15 @@ impl Session {
                 Some(self.engine.storage().begin())
             }
         };
+        // now() and friends read the transaction's start, statement_timestamp() the statement's.
+        self.state.mark_start_execution();
+        let now = self.state.execution_props().query_execution_start_time;
+        if let Some(nanos) = now.and_then(|t| t.timestamp_nanos_opt()) {
+            self.shared.statement_start.set(nanos);
+        }
+        if let Some(b) = &self.block {
+            self.state.execution_props_mut().query_execution_start_time = Some(b.started);
+        }
         let output = {
             let block = self.block.as_ref().map(|_| ());
             let (txn, read_only) = match (&mut self.block, &mut auto) {
@@ -837,8 +922,6 @@ impl Session {
                 (None, None) => return Err(Error::internal("no transaction")),
             };
             self.shared.set_read(Some(view_of(txn)));
-            // now() and friends read the statement's start time from here.
-            self.state.mark_start_execution();
             let ctx = ExecCtx {
                 state: &self.state,
                 shared: &self.shared,
@@ -1049,7 +1132,7 @@ async fn run_statement(
         }
     }
     if let (Some(p), true) = (&prepared.point, ctx.point_path) {
-        if let Some(out) = point::execute(ctx, txn, p, stmt, &params)? {
+        if let Some(out) = point::execute(ctx, txn, p, stmt, &params).await? {
             return Ok(crate::numeric_display::output(out));
         }
     }

@@ -48,6 +48,9 @@ pub(crate) struct SessionShared {
     pub xact_advisory: AtomicBool,
     /// The session's cancel signal, for functions that wait (`pg_advisory_lock`).
     pub cancel: CancelHandle,
+    /// When the running statement started, for `statement_timestamp()` (`now()` is the
+    /// transaction's start).
+    pub statement_start: crate::misc_fn::StatementStart,
 }
 
 #[derive(Clone)]
@@ -87,6 +90,7 @@ impl SessionShared {
             advisory_id,
             xact_advisory: AtomicBool::new(false),
             cancel,
+            statement_start: Default::default(),
         })
     }
 

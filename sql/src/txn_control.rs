@@ -122,6 +122,8 @@ async fn begin(session: &mut Session, modes: &[ast::TransactionMode]) -> Result<
         savepoints: Vec::new(),
         read_only,
         barrier,
+        untouched: true,
+        started: chrono::Utc::now(),
     });
     Ok(tag("BEGIN"))
 }
@@ -256,6 +258,8 @@ pub(crate) fn set_constraints(
             });
         }
     }
+    // The modes live in the transaction: its snapshot can no longer be swapped for a new one.
+    b.untouched = false;
     if names.is_empty() {
         b.txn.set_fk_mode(None, deferred);
     }

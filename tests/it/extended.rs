@@ -20,6 +20,28 @@ async fn parameters_and_reuse() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn generate_series_takes_a_parameter_bound() {
+    let srv = server().await;
+    let c = connect(&srv).await;
+    let stmt = c
+        .prepare("SELECT g FROM generate_series(1, $1) g")
+        .await
+        .expect("prepares");
+    assert_eq!(stmt.params(), &[Type::INT4]);
+    assert_eq!(stmt.columns()[0].type_(), &Type::INT4);
+    for n in [0, 3] {
+        let got: Vec<i32> = c
+            .query(&stmt, &[&n])
+            .await
+            .expect("runs")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(got, (1..=n).collect::<Vec<_>>());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn dml_counts_and_rows() {
     let srv = server().await;
     let c = connect(&srv).await;

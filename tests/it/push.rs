@@ -286,16 +286,21 @@ async fn a_transaction_that_listens_receives_its_own_notifications() {
     assert_eq!(p["op"], "insert");
     assert_eq!(p["row"]["name"], "bolt");
 
-    // The COMMIT loses to a concurrent update (40001): its LISTEN does not take effect.
+    // The transaction loses to a concurrent update (40001): its LISTEN does not take effect. (b
+    // commits between a's snapshot and a's update of the same row.)
     let b = connect(&srv).await;
-    a.batch_execute("BEGIN; LISTEN gone; UPDATE items SET qty = 60 WHERE id = 1")
+    a.batch_execute("BEGIN; LISTEN gone; SELECT qty FROM items WHERE id = 1")
         .await
-        .expect("updates");
+        .expect("reads");
     b.batch_execute("UPDATE items SET qty = 70 WHERE id = 1")
         .await
         .expect("updates first");
-    let e = a.batch_execute("COMMIT").await.expect_err("loses");
+    let e = a
+        .batch_execute("UPDATE items SET qty = 60 WHERE id = 1")
+        .await
+        .expect_err("loses");
     assert_eq!(sqlstate(&e), "40001");
+    a.batch_execute("COMMIT").await.expect("rolls back");
     b.batch_execute("NOTIFY gone, 'not for a'; NOTIFY own, 'marker'")
         .await
         .expect("notifies");

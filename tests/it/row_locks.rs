@@ -252,3 +252,199 @@ async fn concurrent_workers_take_every_job_once() {
         .collect();
     assert_eq!(done, (1..=40).collect());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn updates_and_deletes_wait_for_row_locks_and_an_autocommit_one_carries_on() {
+    let srv = server().await;
+    let (a, b) = (connect(&srv).await, connect(&srv).await);
+    a.batch_execute(
+        "CREATE TABLE counter (id int PRIMARY KEY, n int NOT NULL); \
+         INSERT INTO counter VALUES (1, 0), (2, 0), (3, 0); \
+         BEGIN; SELECT * FROM counter WHERE id = 1 FOR UPDATE",
+    )
+    .await
+    .unwrap();
+    // A prepared update by key (the point fast path) waits for a's lock; once a has changed the
+    // row and committed, it applies to the new row, as PostgreSQL's READ COMMITTED would.
+    let mut waiting = Box::pin(b.execute(
+        "UPDATE counter SET n = n + $1 WHERE id = $2",
+        &[&1i32, &1i32],
+    ));
+    assert!(still_waiting(&mut waiting).await);
+    a.batch_execute("UPDATE counter SET n = n + 10 WHERE id = 1; COMMIT")
+        .await
+        .unwrap();
+    let updated = tokio::time::timeout(DEADLINE, waiting)
+        .await
+        .expect("granted at a's commit")
+        .expect("carries on from the new row");
+    assert_eq!(updated, 1);
+    assert_eq!(
+        scalar(&a, "SELECT n FROM counter WHERE id = 1")
+            .await
+            .as_deref(),
+        Some("11")
+    );
+    // An uncommitted update holds its row: FOR UPDATE NOWAIT fails, SKIP LOCKED passes it by,
+    // and a DELETE waits; it deletes nothing once the holder has deleted the row.
+    a.batch_execute("BEGIN; UPDATE counter SET n = 5 WHERE id = 2")
+        .await
+        .unwrap();
+    let e = b
+        .batch_execute("SELECT * FROM counter WHERE id = 2 FOR UPDATE NOWAIT")
+        .await
+        .expect_err("a's update holds row 2");
+    assert_eq!(sqlstate(&e), "55P03");
+    assert_eq!(
+        scalar(
+            &b,
+            "SELECT string_agg(id::text, ',' ORDER BY id) FROM \
+             (SELECT id FROM counter ORDER BY id FOR UPDATE SKIP LOCKED) s"
+        )
+        .await
+        .as_deref(),
+        Some("1,3")
+    );
+    let mut waiting = Box::pin(b.execute("DELETE FROM counter WHERE id >= 2", &[]));
+    assert!(still_waiting(&mut waiting).await);
+    a.batch_execute("DELETE FROM counter WHERE id = 2; COMMIT")
+        .await
+        .unwrap();
+    let deleted = tokio::time::timeout(DEADLINE, waiting)
+        .await
+        .expect("granted at a's commit")
+        .expect("runs again on a new snapshot");
+    assert_eq!(deleted, 1);
+    assert_eq!(
+        scalar(&a, "SELECT string_agg(id::text, ',') FROM counter")
+            .await
+            .as_deref(),
+        Some("1")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_update_after_the_first_statement_of_a_block_fails_if_the_holder_changed_its_row() {
+    let srv = server().await;
+    let (a, b) = (connect(&srv).await, connect(&srv).await);
+    a.batch_execute(
+        "CREATE TABLE acct (id int PRIMARY KEY, balance int NOT NULL); \
+         INSERT INTO acct VALUES (1, 100), (2, 50)",
+    )
+    .await
+    .unwrap();
+    // A holder that ends without a change lets the writer through, in a block too.
+    a.batch_execute("BEGIN; UPDATE acct SET balance = 0 WHERE id = 1")
+        .await
+        .unwrap();
+    b.batch_execute("BEGIN; SELECT count(*) FROM acct")
+        .await
+        .unwrap();
+    let mut waiting =
+        Box::pin(b.batch_execute("UPDATE acct SET balance = balance + 1 WHERE id = 1"));
+    assert!(still_waiting(&mut waiting).await);
+    a.batch_execute("ROLLBACK").await.unwrap();
+    tokio::time::timeout(DEADLINE, waiting)
+        .await
+        .expect("granted at a's rollback")
+        .expect("nothing changed");
+    b.batch_execute("COMMIT").await.unwrap();
+    // Now a changes the row while b, whose snapshot is older, waits: b's statement cannot be
+    // run again (its block has read already), so it fails as PostgreSQL's REPEATABLE READ does.
+    b.batch_execute("BEGIN; SELECT count(*) FROM acct")
+        .await
+        .unwrap();
+    a.batch_execute("BEGIN; UPDATE acct SET balance = balance - 30 WHERE id = 1")
+        .await
+        .unwrap();
+    let mut waiting =
+        Box::pin(b.batch_execute("UPDATE acct SET balance = balance + 1 WHERE id = 1"));
+    assert!(still_waiting(&mut waiting).await);
+    a.batch_execute("COMMIT").await.unwrap();
+    let e = tokio::time::timeout(DEADLINE, waiting)
+        .await
+        .expect("woken by a's commit")
+        .expect_err("the row changed after b's snapshot");
+    assert_eq!(sqlstate(&e), "40001");
+    b.batch_execute("ROLLBACK").await.unwrap();
+    // Two blocks that update two rows in opposite orders deadlock; the survivor commits.
+    a.batch_execute("BEGIN; UPDATE acct SET balance = balance + 1 WHERE id = 1")
+        .await
+        .unwrap();
+    b.batch_execute("BEGIN; UPDATE acct SET balance = balance + 1 WHERE id = 2")
+        .await
+        .unwrap();
+    let mut waiting =
+        Box::pin(a.batch_execute("UPDATE acct SET balance = balance + 1 WHERE id = 2"));
+    assert!(still_waiting(&mut waiting).await);
+    let e = b
+        .batch_execute("UPDATE acct SET balance = balance + 1 WHERE id = 1")
+        .await
+        .expect_err("b would wait for a, which waits for b");
+    assert_eq!(sqlstate(&e), "40P01");
+    b.batch_execute("ROLLBACK").await.unwrap();
+    tokio::time::timeout(DEADLINE, waiting)
+        .await
+        .expect("a is granted once b gave up")
+        .expect("update");
+    a.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(
+        scalar(
+            &a,
+            "SELECT string_agg(balance::text, ',' ORDER BY id) FROM acct"
+        )
+        .await
+        .as_deref(),
+        Some("72,51")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_increments_of_one_row_all_apply() {
+    let srv = server().await;
+    let setup = connect(&srv).await;
+    setup
+        .batch_execute(
+            "CREATE TABLE hits (id int PRIMARY KEY, n int NOT NULL); INSERT INTO hits VALUES (1, 0)",
+        )
+        .await
+        .unwrap();
+    let mut clients = Vec::new();
+    for w in 0..6 {
+        let c = connect(&srv).await;
+        clients.push(tokio::spawn(async move {
+            for i in 0..20 {
+                // Autocommit, simple and prepared, and as the first statement of a block: a
+                // PostgreSQL application retries none of them.
+                match (w + i) % 3 {
+                    0 => c
+                        .batch_execute("UPDATE hits SET n = n + 1 WHERE id = 1")
+                        .await
+                        .map(|_| ()),
+                    1 => c
+                        .execute("UPDATE hits SET n = n + $1 WHERE id = 1", &[&1i32])
+                        .await
+                        .map(|_| ()),
+                    _ => {
+                        c.batch_execute("BEGIN").await.unwrap();
+                        c.batch_execute("UPDATE hits SET n = n + 1 WHERE id = 1")
+                            .await
+                            .unwrap();
+                        c.batch_execute("COMMIT").await
+                    }
+                }
+                .expect("increment");
+            }
+        }));
+    }
+    for c in clients {
+        tokio::time::timeout(DEADLINE, c)
+            .await
+            .expect("clients finish")
+            .unwrap();
+    }
+    assert_eq!(
+        scalar(&setup, "SELECT n FROM hits").await.as_deref(),
+        Some("120")
+    );
+}

@@ -65,6 +65,9 @@ pub(super) async fn execute(
             }
         }
     }
+    let locked: Vec<&Row> = rows.iter().collect();
+    crate::row_lock::lock_for_write(ctx.shared, txn, &def, &locked).await?;
+    drop(locked);
     for row in &rows {
         txn.delete(&def, row)?;
     }

@@ -396,7 +396,7 @@ pub(super) async fn execute(
             rows
         }
         Some(ast::OnInsert::OnConflict(oc)) => {
-            super::upsert::execute(ctx, txn, &def, &qualifier, oc, rows, params)?
+            super::upsert::execute(ctx, txn, &def, &qualifier, oc, rows, params).await?
         }
         Some(other) => return Err(Error::unsupported(format!("INSERT ... {other}"))),
     };

@@ -175,7 +175,7 @@ fn compile(ctx: &ExecCtx<'_>, e: &Expr, input: &DFSchema) -> Option<Arc<dyn Phys
     ctx.state.create_physical_expr(e, input).ok()
 }
 
-pub(crate) fn execute(
+pub(crate) async fn execute(
     ctx: &ExecCtx<'_>,
     txn: &mut Txn,
     w: &PointWrite,
@@ -189,6 +189,7 @@ pub(crate) fn execute(
         (Kind::Update { sets, input }, ast::Statement::Update(u)) => {
             let mut new_rows: Vec<Row> = Vec::new();
             if let Some(old) = old {
+                crate::row_lock::lock_for_write(ctx.shared, txn, &def, &[&old]).await?;
                 let batch = row_batch(&def, input, &old, &params)?;
                 let mut new = old.clone();
                 for (c, expr) in sets {
@@ -208,6 +209,9 @@ pub(crate) fn execute(
         }
         (Kind::Delete, ast::Statement::Delete(d)) => {
             let rows: Vec<Row> = old.into_iter().collect();
+            if let Some(row) = rows.first() {
+                crate::row_lock::lock_for_write(ctx.shared, txn, &def, &[row]).await?;
+            }
             for row in &rows {
                 txn.delete(&def, row)?;
             }

@@ -115,6 +115,9 @@ pub(super) async fn execute(
     }
     let new_rows: Vec<Row> = pairs.iter().map(|(_, n)| n.clone()).collect();
     constraints::check(ctx, &def, &new_rows)?;
+    let olds: Vec<&Row> = pairs.iter().map(|(old, _)| old).collect();
+    crate::row_lock::lock_for_write(ctx.shared, txn, &def, &olds).await?;
+    drop(olds);
     for (old, new) in pairs {
         txn.update(&def, &old, new)?;
     }

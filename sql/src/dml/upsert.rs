@@ -159,7 +159,7 @@ fn updated_row(
     Ok(Some(new))
 }
 
-pub(super) fn execute(
+pub(super) async fn execute(
     ctx: &ExecCtx<'_>,
     txn: &mut Txn,
     def: &TableDef,
@@ -212,6 +212,7 @@ pub(super) fn execute(
         for &arbiter in &arbiters {
             if let Some(old) = existing(txn, def, arbiter, &row)? {
                 if let Some(plan) = &plan {
+                    crate::row_lock::lock_for_write(ctx.shared, txn, def, &[&old]).await?;
                     if let Some(new) = updated_row(def, qualifier, plan, &old, &row)? {
                         constraints::check(ctx, def, std::slice::from_ref(&new))?;
                         txn.update(def, &old, new.clone())?;

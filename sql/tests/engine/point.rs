@@ -221,7 +221,7 @@ async fn fast_path_is_taken_for_the_benchmark_statements() {
 }
 
 #[tokio::test]
-async fn concurrent_point_updates_conflict_with_40001() {
+async fn concurrent_point_updates_wait_or_conflict_with_40001() {
     let db = db();
     let mut a = session(&db);
     let mut b = session(&db);
@@ -236,12 +236,14 @@ async fn concurrent_point_updates_conflict_with_40001() {
         run(&mut b, "BEGIN", vec![]).await,
         Outcome::Tag("BEGIN".into())
     );
+    // b reads on its snapshot before a's update commits; its own update then fails.
+    let read = "SELECT v FROM kv WHERE k = $1";
     assert_eq!(
-        run(&mut a, sql, vec![i32v(1)]).await,
-        Outcome::Tag("UPDATE 1".into())
+        run(&mut b, read, vec![i32v(1)]).await,
+        Outcome::Rows(vec![("v".into(), 20)], vec![vec!["10".into()]])
     );
     assert_eq!(
-        run(&mut b, sql, vec![i32v(1)]).await,
+        run(&mut a, sql, vec![i32v(1)]).await,
         Outcome::Tag("UPDATE 1".into())
     );
     assert_eq!(
@@ -249,12 +251,31 @@ async fn concurrent_point_updates_conflict_with_40001() {
         Outcome::Tag("COMMIT".into())
     );
     assert_eq!(
-        run(&mut b, "COMMIT", vec![]).await,
+        run(&mut b, sql, vec![i32v(1)]).await,
         Outcome::Error("40001".into())
     );
     assert_eq!(
-        run(&mut b, "SELECT v FROM kv WHERE k = $1", vec![i32v(1)]).await,
-        Outcome::Rows(vec![("v".into(), 20)], vec![vec!["11".into()]])
+        run(&mut b, "ROLLBACK", vec![]).await,
+        Outcome::Tag("ROLLBACK".into())
+    );
+    // An autocommit point update waits for a's lock on the row, then applies to a's row.
+    assert_eq!(
+        run(&mut a, "BEGIN", vec![]).await,
+        Outcome::Tag("BEGIN".into())
+    );
+    assert_eq!(
+        run(&mut a, sql, vec![i32v(1)]).await,
+        Outcome::Tag("UPDATE 1".into())
+    );
+    let (committed, updated) = tokio::join!(
+        run(&mut a, "COMMIT", vec![]),
+        run(&mut b, sql, vec![i32v(1)])
+    );
+    assert_eq!(committed, Outcome::Tag("COMMIT".into()));
+    assert_eq!(updated, Outcome::Tag("UPDATE 1".into()));
+    assert_eq!(
+        run(&mut b, read, vec![i32v(1)]).await,
+        Outcome::Rows(vec![("v".into(), 20)], vec![vec!["13".into()]])
     );
     assert!(a.point_path_hits() >= 1 && b.point_path_hits() >= 2);
 }

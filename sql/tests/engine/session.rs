@@ -119,11 +119,28 @@ async fn transactions_and_conflicts() {
     ok(&mut a, "INSERT INTO acc VALUES (1, 100)").await;
     ok(&mut a, "BEGIN").await;
     ok(&mut b, "BEGIN").await;
+    // b's block has read on its snapshot when a's update commits: b's update of the same row
+    // fails (it cannot run again on a new snapshot), and its block is rolled back.
+    assert_eq!(ok(&mut b, "SELECT bal FROM acc").await, vec![vec!["100"]]);
     ok(&mut a, "UPDATE acc SET bal = bal - 10 WHERE id = 1").await;
-    ok(&mut b, "UPDATE acc SET bal = bal - 20 WHERE id = 1").await;
     assert_eq!(ok(&mut a, "COMMIT").await, vec![vec!["COMMIT"]]);
-    assert_eq!(err(&mut b, "COMMIT").await, "40001");
+    assert_eq!(
+        err(&mut b, "UPDATE acc SET bal = bal - 20 WHERE id = 1").await,
+        "40001"
+    );
+    assert_eq!(ok(&mut b, "COMMIT").await, vec![vec!["ROLLBACK"]]);
     assert_eq!(ok(&mut b, "SELECT bal FROM acc").await, vec![vec!["90"]]);
+    // An autocommit update of a row another block has updated waits for that block, then
+    // applies to the row it committed, whichever of the two runs first here.
+    ok(&mut a, "BEGIN").await;
+    ok(&mut a, "UPDATE acc SET bal = bal - 10 WHERE id = 1").await;
+    let (committed, updated) = tokio::join!(
+        ok(&mut a, "COMMIT"),
+        ok(&mut b, "UPDATE acc SET bal = bal - 20 WHERE id = 1")
+    );
+    assert_eq!(committed, vec![vec!["COMMIT"]]);
+    assert_eq!(updated, vec![vec!["UPDATE 1"]]);
+    assert_eq!(ok(&mut b, "SELECT bal FROM acc").await, vec![vec!["60"]]);
     ok(&mut a, "BEGIN").await;
     ok(&mut a, "SAVEPOINT s").await;
     ok(&mut a, "INSERT INTO acc VALUES (2, 5)").await;
