@@ -1003,7 +1003,7 @@ pub(crate) async fn lock_for_write(
                 .acquire(id, key, Mode::Exclusive, Scope::Transaction, &shared.cancel)
                 .await?;
         }
-        if txn.reader().changed_since_snapshot(&storage_key)? {
+        if txn.changed_since_snapshot(&storage_key)? {
             return Err(Error::SerializationFailure {
                 detail: Some(format!(
                     "a row of \"{}\" this statement changes was changed by a commit after \

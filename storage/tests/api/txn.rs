@@ -398,4 +398,14 @@ async fn a_snapshot_tells_which_rows_later_commits_changed() {
         .reader()
         .changed_since_snapshot(&key(1))
         .expect("fresh"));
+    // The transaction's own check (by the stored version) agrees, also on a row it inserted.
+    mine.insert(&t, user(5, "u", None, 30)).expect("own insert");
+    for (id, changed) in [(1, true), (2, true), (3, false), (4, false), (5, false)] {
+        assert_eq!(
+            mine.changed_since_snapshot(&key(id)).expect("txn"),
+            changed,
+            "{id}"
+        );
+    }
+    assert!(!s.begin().changed_since_snapshot(&key(2)).expect("fresh"));
 }
