@@ -992,26 +992,71 @@ pub(crate) async fn lock_for_write(
     if def.consistency == weft_storage::Consistency::Lww {
         return Ok(());
     }
-    let (locks, id) = (&shared.advisory, shared.advisory_id);
     for row in rows {
-        let pk: Vec<Value> = def.primary_key.iter().map(|&c| row[c].clone()).collect();
-        let storage_key = weft_storage::row_key(def.id, &pk);
-        let key = Key::Row(Arc::from(storage_key.as_slice()));
-        shared.xact_advisory.store(true, AtomicOrdering::Release);
-        if !locks.try_acquire(id, key.clone(), Mode::Exclusive, Scope::Transaction)? {
-            locks
-                .acquire(id, key, Mode::Exclusive, Scope::Transaction, &shared.cancel)
+        let (storage_key, key) = write_key(def, row);
+        if !try_lock_for_write(shared, key.clone())? {
+            shared
+                .advisory
+                .acquire(
+                    shared.advisory_id,
+                    key,
+                    Mode::Exclusive,
+                    Scope::Transaction,
+                    &shared.cancel,
+                )
                 .await?;
         }
-        if txn.changed_since_snapshot(&storage_key)? {
-            return Err(Error::SerializationFailure {
-                detail: Some(format!(
-                    "a row of \"{}\" this statement changes was changed by a commit after \
-                     this transaction's snapshot",
-                    def.name
-                )),
-            });
+        check_written(txn, def, &storage_key)?;
+    }
+    Ok(())
+}
+
+/// [`lock_for_write`] for synchronous code (the rows a foreign key's cascade changes): a row
+/// another transaction holds is waited for by blocking the worker thread, as the advisory lock
+/// functions do.
+pub(crate) fn lock_for_write_blocking(
+    shared: &SessionShared,
+    txn: &weft_storage::Txn,
+    def: &weft_storage::TableDef,
+    rows: &[&weft_storage::Row],
+) -> Result<()> {
+    if def.consistency == weft_storage::Consistency::Lww {
+        return Ok(());
+    }
+    for (i, row) in rows.iter().enumerate() {
+        let (storage_key, key) = write_key(def, row);
+        if !try_lock_for_write(shared, key)? {
+            return crate::functions::block_on(lock_for_write(shared, txn, def, &rows[i..]))?;
         }
+        check_written(txn, def, &storage_key)?;
+    }
+    Ok(())
+}
+
+/// The storage key of a row, and the name of its lock.
+fn write_key(def: &weft_storage::TableDef, row: &weft_storage::Row) -> (Vec<u8>, Key) {
+    let pk: Vec<Value> = def.primary_key.iter().map(|&c| row[c].clone()).collect();
+    let storage_key = weft_storage::row_key(def.id, &pk);
+    let key = Key::Row(Arc::from(storage_key.as_slice()));
+    (storage_key, key)
+}
+
+fn try_lock_for_write(shared: &SessionShared, key: Key) -> Result<bool> {
+    shared.xact_advisory.store(true, AtomicOrdering::Release);
+    shared
+        .advisory
+        .try_acquire(shared.advisory_id, key, Mode::Exclusive, Scope::Transaction)
+}
+
+fn check_written(txn: &weft_storage::Txn, def: &weft_storage::TableDef, key: &[u8]) -> Result<()> {
+    if txn.changed_since_snapshot(key)? {
+        return Err(Error::SerializationFailure {
+            detail: Some(format!(
+                "a row of \"{}\" this statement changes was changed by a commit after this \
+                 transaction's snapshot",
+                def.name
+            )),
+        });
     }
     Ok(())
 }

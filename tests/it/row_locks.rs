@@ -448,3 +448,45 @@ async fn concurrent_increments_of_one_row_all_apply() {
         Some("120")
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cascading_delete_waits_for_the_child_rows_it_deletes() {
+    let srv = server().await;
+    let (a, b) = (connect(&srv).await, connect(&srv).await);
+    a.batch_execute(
+        "CREATE TABLE orders (id int PRIMARY KEY); \
+         CREATE TABLE lines (id int PRIMARY KEY, \
+             order_id int REFERENCES orders ON DELETE CASCADE, qty int); \
+         INSERT INTO orders VALUES (1), (2); \
+         INSERT INTO lines VALUES (10, 1, 1), (20, 2, 1); \
+         BEGIN; SELECT * FROM lines WHERE id = 10 FOR UPDATE",
+    )
+    .await
+    .unwrap();
+    // Deleting order 1 deletes line 10, which a holds: the delete waits for a's rollback.
+    let mut waiting = Box::pin(b.execute("DELETE FROM orders WHERE id = 1", &[]));
+    assert!(still_waiting(&mut waiting).await);
+    a.batch_execute("ROLLBACK").await.unwrap();
+    let deleted = tokio::time::timeout(DEADLINE, waiting)
+        .await
+        .expect("granted at a's rollback")
+        .expect("deletes");
+    assert_eq!(deleted, 1);
+    // a changes line 20 and commits while the cascade waits: the autocommit delete runs again
+    // on a new snapshot and still deletes it.
+    a.batch_execute("BEGIN; UPDATE lines SET qty = 5 WHERE id = 20")
+        .await
+        .unwrap();
+    let mut waiting = Box::pin(b.execute("DELETE FROM orders WHERE id = 2", &[]));
+    assert!(still_waiting(&mut waiting).await);
+    a.batch_execute("COMMIT").await.unwrap();
+    let deleted = tokio::time::timeout(DEADLINE, waiting)
+        .await
+        .expect("granted at a's commit")
+        .expect("runs again");
+    assert_eq!(deleted, 1);
+    assert_eq!(
+        scalar(&a, "SELECT count(*) FROM lines").await.as_deref(),
+        Some("0")
+    );
+}

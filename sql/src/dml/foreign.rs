@@ -395,6 +395,11 @@ fn referenced_key_changed(
             })
             .collect()
     };
+    // The rows the action changes are locked as an UPDATE or DELETE of them would lock them.
+    if !matches!(action, FkAction::NoAction | FkAction::Restrict) {
+        let locked: Vec<&Row> = rows.iter().collect();
+        crate::row_lock::lock_for_write_blocking(ctx.shared, txn, child, &locked)?;
+    }
     let updates = match (action, new) {
         (FkAction::NoAction | FkAction::Restrict, _) => {
             return Err(Error::Detailed {
