@@ -23,6 +23,23 @@ async fn jobs(c: &Client, n: i32) {
     .unwrap();
 }
 
+/// What `statement` gives once `holder` has run `end`, which ends the transaction it waits for:
+/// it must still be waiting until then.
+async fn waits_for<F: std::future::Future>(statement: F, holder: &Client, end: &str) -> F::Output {
+    let mut waiting = Box::pin(statement);
+    assert!(
+        still_waiting(&mut waiting).await,
+        "it did not wait for the holder"
+    );
+    holder
+        .batch_execute(end)
+        .await
+        .expect("the holder's statement");
+    tokio::time::timeout(DEADLINE, waiting)
+        .await
+        .expect("granted once the holder's transaction ended")
+}
+
 async fn next_job(c: &Client) -> Option<i32> {
     c.query_opt(NEXT_JOB, &[])
         .await
@@ -125,16 +142,13 @@ async fn for_update_waits_for_the_holder_and_fails_if_it_changed_the_row() {
     a.batch_execute("BEGIN; SELECT * FROM acct WHERE id = 2")
         .await
         .unwrap();
-    let mut waiting =
-        Box::pin(a.query_one("SELECT balance FROM acct WHERE id = 1 FOR UPDATE", &[]));
-    assert!(still_waiting(&mut waiting).await);
-    b.batch_execute("UPDATE acct SET balance = balance - 30 WHERE id = 1; COMMIT")
-        .await
-        .unwrap();
-    let e = tokio::time::timeout(DEADLINE, waiting)
-        .await
-        .expect("woken by the commit")
-        .expect_err("the row changed after a's snapshot");
+    let e = waits_for(
+        a.query_one("SELECT balance FROM acct WHERE id = 1 FOR UPDATE", &[]),
+        &b,
+        "UPDATE acct SET balance = balance - 30 WHERE id = 1; COMMIT",
+    )
+    .await
+    .expect_err("the row changed after a's snapshot");
     assert_eq!(sqlstate(&e), "40001");
     a.batch_execute("ROLLBACK").await.unwrap();
     assert_eq!(
@@ -266,18 +280,16 @@ async fn updates_and_deletes_wait_for_row_locks_and_an_autocommit_one_carries_on
     .unwrap();
     // A prepared update by key (the point fast path) waits for a's lock; once a has changed the
     // row and committed, it applies to the new row, as PostgreSQL's READ COMMITTED would.
-    let mut waiting = Box::pin(b.execute(
-        "UPDATE counter SET n = n + $1 WHERE id = $2",
-        &[&1i32, &1i32],
-    ));
-    assert!(still_waiting(&mut waiting).await);
-    a.batch_execute("UPDATE counter SET n = n + 10 WHERE id = 1; COMMIT")
-        .await
-        .unwrap();
-    let updated = tokio::time::timeout(DEADLINE, waiting)
-        .await
-        .expect("granted at a's commit")
-        .expect("carries on from the new row");
+    let updated = waits_for(
+        b.execute(
+            "UPDATE counter SET n = n + $1 WHERE id = $2",
+            &[&1i32, &1i32],
+        ),
+        &a,
+        "UPDATE counter SET n = n + 10 WHERE id = 1; COMMIT",
+    )
+    .await
+    .expect("carries on from the new row");
     assert_eq!(updated, 1);
     assert_eq!(
         scalar(&a, "SELECT n FROM counter WHERE id = 1")
@@ -305,15 +317,13 @@ async fn updates_and_deletes_wait_for_row_locks_and_an_autocommit_one_carries_on
         .as_deref(),
         Some("1,3")
     );
-    let mut waiting = Box::pin(b.execute("DELETE FROM counter WHERE id >= 2", &[]));
-    assert!(still_waiting(&mut waiting).await);
-    a.batch_execute("DELETE FROM counter WHERE id = 2; COMMIT")
-        .await
-        .unwrap();
-    let deleted = tokio::time::timeout(DEADLINE, waiting)
-        .await
-        .expect("granted at a's commit")
-        .expect("runs again on a new snapshot");
+    let deleted = waits_for(
+        b.execute("DELETE FROM counter WHERE id >= 2", &[]),
+        &a,
+        "DELETE FROM counter WHERE id = 2; COMMIT",
+    )
+    .await
+    .expect("runs again on a new snapshot");
     assert_eq!(deleted, 1);
     assert_eq!(
         scalar(&a, "SELECT string_agg(id::text, ',') FROM counter")
@@ -340,13 +350,9 @@ async fn an_update_after_the_first_statement_of_a_block_fails_if_the_holder_chan
     b.batch_execute("BEGIN; SELECT count(*) FROM acct")
         .await
         .unwrap();
-    let mut waiting =
-        Box::pin(b.batch_execute("UPDATE acct SET balance = balance + 1 WHERE id = 1"));
-    assert!(still_waiting(&mut waiting).await);
-    a.batch_execute("ROLLBACK").await.unwrap();
-    tokio::time::timeout(DEADLINE, waiting)
+    let bump = "UPDATE acct SET balance = balance + 1 WHERE id = 1";
+    waits_for(b.batch_execute(bump), &a, "ROLLBACK")
         .await
-        .expect("granted at a's rollback")
         .expect("nothing changed");
     b.batch_execute("COMMIT").await.unwrap();
     // Now a changes the row while b, whose snapshot is older, waits: b's statement cannot be
@@ -357,13 +363,8 @@ async fn an_update_after_the_first_statement_of_a_block_fails_if_the_holder_chan
     a.batch_execute("BEGIN; UPDATE acct SET balance = balance - 30 WHERE id = 1")
         .await
         .unwrap();
-    let mut waiting =
-        Box::pin(b.batch_execute("UPDATE acct SET balance = balance + 1 WHERE id = 1"));
-    assert!(still_waiting(&mut waiting).await);
-    a.batch_execute("COMMIT").await.unwrap();
-    let e = tokio::time::timeout(DEADLINE, waiting)
+    let e = waits_for(b.batch_execute(bump), &a, "COMMIT")
         .await
-        .expect("woken by a's commit")
         .expect_err("the row changed after b's snapshot");
     assert_eq!(sqlstate(&e), "40001");
     b.batch_execute("ROLLBACK").await.unwrap();
@@ -464,26 +465,26 @@ async fn a_cascading_delete_waits_for_the_child_rows_it_deletes() {
     .await
     .unwrap();
     // Deleting order 1 deletes line 10, which a holds: the delete waits for a's rollback.
-    let mut waiting = Box::pin(b.execute("DELETE FROM orders WHERE id = 1", &[]));
-    assert!(still_waiting(&mut waiting).await);
-    a.batch_execute("ROLLBACK").await.unwrap();
-    let deleted = tokio::time::timeout(DEADLINE, waiting)
-        .await
-        .expect("granted at a's rollback")
-        .expect("deletes");
+    let deleted = waits_for(
+        b.execute("DELETE FROM orders WHERE id = 1", &[]),
+        &a,
+        "ROLLBACK",
+    )
+    .await
+    .expect("deletes");
     assert_eq!(deleted, 1);
     // a changes line 20 and commits while the cascade waits: the autocommit delete runs again
     // on a new snapshot and still deletes it.
     a.batch_execute("BEGIN; UPDATE lines SET qty = 5 WHERE id = 20")
         .await
         .unwrap();
-    let mut waiting = Box::pin(b.execute("DELETE FROM orders WHERE id = 2", &[]));
-    assert!(still_waiting(&mut waiting).await);
-    a.batch_execute("COMMIT").await.unwrap();
-    let deleted = tokio::time::timeout(DEADLINE, waiting)
-        .await
-        .expect("granted at a's commit")
-        .expect("runs again");
+    let deleted = waits_for(
+        b.execute("DELETE FROM orders WHERE id = 2", &[]),
+        &a,
+        "COMMIT",
+    )
+    .await
+    .expect("runs again");
     assert_eq!(deleted, 1);
     assert_eq!(
         scalar(&a, "SELECT count(*) FROM lines").await.as_deref(),
