@@ -989,7 +989,7 @@ pub(crate) async fn lock_for_write(
     def: &weft_storage::TableDef,
     rows: &[&weft_storage::Row],
 ) -> Result<()> {
-    if def.consistency == weft_storage::Consistency::Lww {
+    if !takes_write_locks(def) {
         return Ok(());
     }
     for row in rows {
@@ -1020,7 +1020,7 @@ pub(crate) fn lock_for_write_blocking(
     def: &weft_storage::TableDef,
     rows: &[&weft_storage::Row],
 ) -> Result<()> {
-    if def.consistency == weft_storage::Consistency::Lww {
+    if !takes_write_locks(def) {
         return Ok(());
     }
     for (i, row) in rows.iter().enumerate() {
@@ -1031,6 +1031,11 @@ pub(crate) fn lock_for_write_blocking(
         check_written(txn, def, &storage_key)?;
     }
     Ok(())
+}
+
+/// LWW tables take no write locks: their writes never conflict.
+fn takes_write_locks(def: &weft_storage::TableDef) -> bool {
+    def.consistency != weft_storage::Consistency::Lww
 }
 
 /// The storage key of a row, and the name of its lock.

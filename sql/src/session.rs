@@ -838,13 +838,14 @@ impl Session {
             .block
             .as_ref()
             .is_none_or(|b| b.untouched && b.savepoints.is_empty())
-            && match &*stmt.ast {
+            // (DECLARE runs its query through here as a Query.)
+            && matches!(
+                &*stmt.ast,
                 ast::Statement::Insert(_)
-                | ast::Statement::Update(_)
-                | ast::Statement::Delete(_)
-                | ast::Statement::Query(_) => true,
-                _ => crate::cursor::declared_query(&stmt.ast).is_some(),
-            }
+                    | ast::Statement::Update(_)
+                    | ast::Statement::Delete(_)
+                    | ast::Statement::Query(_)
+            )
             && !crate::advisory::mentioned(stmt.sql.as_bytes());
         if !retryable {
             let out = self.execute_once(stmt, prepared, params).await;

@@ -65,6 +65,8 @@ pub struct ScanBatch {
 pub struct TxnReader {
     pub(crate) snap: Arc<OwnedSnapshot>,
     pub(crate) buf: Arc<RwLock<Buffer>>,
+    /// The last commit the snapshot sees.
+    pub(crate) read_version: u64,
 }
 
 /// The merged view with the buffer locked once.
@@ -149,10 +151,15 @@ impl TxnReader {
     }
 
     /// Whether a commit after this snapshot wrote or deleted the row stored at `key`
-    /// ([`crate::row_key`]): what `SELECT … FOR UPDATE` checks once it holds the row's lock. The
-    /// transaction's own writes do not count.
+    /// ([`crate::row_key`]): what `SELECT … FOR UPDATE`, UPDATE and DELETE check once they hold
+    /// the row's lock. The transaction's own writes do not count. One read of the latest stored
+    /// version in the common case; only when nothing is stored any more (a tombstone already
+    /// forgotten) is the snapshot read, to tell a deleted row from one this transaction inserted.
     pub fn changed_since_snapshot(&self, key: &[u8]) -> Result<bool> {
-        Ok(self.snap.get(key)? != self.snap.engine().get_latest(key)?)
+        match self.snap.engine().get_latest(key)? {
+            Some(stored) => Ok(layout::decode_value(&stored)?.0 > self.read_version),
+            None => Ok(self.snap.get(key)?.is_some()),
+        }
     }
 
     /// The row with primary key `pk`, all columns.

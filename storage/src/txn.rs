@@ -108,6 +108,7 @@ impl Txn {
             reader: TxnReader {
                 snap,
                 buf: Arc::new(RwLock::new(Buffer::new())),
+                read_version: state.version,
             },
             read_version: state.version,
             snapshot_position: state.position,
@@ -144,16 +145,9 @@ impl Txn {
         self.catalog.clone()
     }
 
-    /// Whether a commit after this transaction's snapshot wrote or deleted the row stored at
-    /// `key`: what UPDATE and DELETE check once they hold the row's lock. One read of the latest
-    /// stored version (the row in the snapshot need not be read again). A key with nothing
-    /// stored reads as unchanged: a row this transaction inserted, or a tombstone already
-    /// forgotten, which COMMIT's check catches.
+    /// [`TxnReader::changed_since_snapshot`] for this transaction.
     pub fn changed_since_snapshot(&self, key: &[u8]) -> Result<bool> {
-        match self.reader.snap.engine().get_latest(key)? {
-            Some(stored) => Ok(layout::decode_value(&stored)?.0 > self.read_version),
-            None => Ok(false),
-        }
+        self.reader.changed_since_snapshot(key)
     }
 
     /// A shared read handle (snapshot + this transaction's writes, present and future).
