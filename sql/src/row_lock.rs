@@ -17,9 +17,9 @@
 //! SHARE), in the node's lock table (`advisory.rs`, which advisory locks share, so one waits-for
 //! graph finds deadlocks across both). A lock held by another transaction is waited for, or fails
 //! the statement with 55P03 (NOWAIT), or skips the row (SKIP LOCKED). Once it holds the lock, if a
-//! commit after the transaction's snapshot changed the row, the statement fails with 40001 as at
-//! PostgreSQL's REPEATABLE READ (Weft runs every level at snapshot isolation) — SKIP LOCKED skips
-//! such a row instead: another worker took it. A LIMIT counts locked rows only, and no row past
+//! commit after the statement's snapshot changed the row, the statement fails with 40001 as at
+//! PostgreSQL's REPEATABLE READ (in READ COMMITTED the session runs it again on a new snapshot:
+//! `Session::execute_in_txn`) — SKIP LOCKED skips such a row instead: another worker took it. A LIMIT counts locked rows only, and no row past
 //! it is locked (the limit is pushed into the node as its `fetch`). Locks are held until the
 //! transaction ends, and are per node, as advisory locks are (README).
 
@@ -980,8 +980,9 @@ impl Locker {
 /// strength: Weft does not tell FOR NO KEY UPDATE apart), in the same table as `SELECT … FOR
 /// UPDATE`: a writer waits for a transaction that locked or wrote the row, and a locker or
 /// `SKIP LOCKED` for the writer. Holding the lock, the writer checks whether a commit after its
-/// snapshot changed the row (40001 now rather than at COMMIT, while an autocommit statement or
-/// the first of a block can still run again: `Session::execute_in_txn`). LWW tables take no
+/// snapshot changed the row (40001 now rather than at COMMIT, while an autocommit statement, the
+/// first of a block or one of a READ COMMITTED block can still run again:
+/// `Session::execute_in_txn`). LWW tables take no
 /// lock: their writes never conflict.
 pub(crate) async fn lock_for_write(
     shared: &SessionShared,

@@ -139,6 +139,9 @@ pub(crate) struct Block {
     pub untouched: bool,
     /// When BEGIN ran: `now()` and `transaction_timestamp()` in the block.
     pub started: chrono::DateTime<chrono::Utc>,
+    /// READ COMMITTED: each statement reads a new snapshot, and one that fails with 40001 runs
+    /// again on a newer one (`execute_in_txn`).
+    pub read_committed: bool,
 }
 
 /// How many times a statement that failed with 40001 before the client saw anything of it is
@@ -154,6 +157,7 @@ pub(crate) enum BlockBarrier {
     /// Passed (or not needed: a single node).
     Done,
     /// No statement has run yet: the first one that needs it runs it and takes a new snapshot.
+    /// A READ COMMITTED block stays here: each of its statements that needs it runs it.
     Pending,
     /// Statements ran on the local snapshot (lww tables only).
     Local,
@@ -211,6 +215,12 @@ impl Session {
             }
             // Unknown startup parameters are ignored here; PostgreSQL would refuse the connection.
             let _ = settings.set(k, v);
+        }
+        // `options` (PGOPTIONS) last: PostgreSQL applies its settings over the packet's others.
+        if let Some(options) = params.get("options") {
+            for (k, v) in crate::settings::startup_options(options) {
+                let _ = settings.set(&k, &v);
+            }
         }
         settings.take_changed();
         if let Some(ctx) = crate::pg_catalog::PgContext::of(&state) {
@@ -294,6 +304,22 @@ impl Session {
                     block.barrier = BlockBarrier::Done;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// READ COMMITTED: the statement reads a new snapshot, taken after the cluster's read barrier
+    /// when it reads raft tables and reads are linearizable (the block's barrier stays Pending).
+    async fn statement_snapshot(&mut self, stmt: &Statement) -> Result<()> {
+        let linearizable = self
+            .block
+            .as_ref()
+            .is_some_and(|b| b.barrier != BlockBarrier::Done);
+        if linearizable && self.needs_barrier(stmt) {
+            self.read_barrier().await?;
+        }
+        if let Some(b) = &mut self.block {
+            b.txn.take_statement_snapshot();
         }
         Ok(())
     }
@@ -819,10 +845,12 @@ impl Session {
     /// Runs a statement that reads or writes data inside the open block or an autocommit
     /// transaction.
     ///
-    /// A statement that fails with 40001 before the client has seen anything of its transaction
-    /// runs again on a new snapshot, as long as it is in a transaction of its own (autocommit) or
-    /// the first to touch data in its block (whose snapshot PostgreSQL would take only now): its
-    /// commit lost to a concurrent one, or a row it waited to lock was changed by the holder. So
+    /// A statement that fails with 40001 before the client has seen anything of it runs again on
+    /// a new snapshot, as long as it is in a transaction of its own (autocommit), the first to
+    /// touch data in its block (whose snapshot PostgreSQL would take only now), or in a READ
+    /// COMMITTED block (whose statements each take a snapshot; the block is rolled back to just
+    /// before the statement): its commit lost to a concurrent one, or a row it waited to lock was
+    /// changed by the holder. So
     /// concurrent `UPDATE t SET n = n + 1` statements all apply, one after another, as in
     /// PostgreSQL, where READ COMMITTED carries on from the row's new version. The row locks
     /// the failed attempt took stay held, so the next one does not queue again behind later
@@ -837,7 +865,7 @@ impl Session {
         let retryable = self
             .block
             .as_ref()
-            .is_none_or(|b| b.untouched && b.savepoints.is_empty())
+            .is_none_or(|b| b.read_committed || (b.untouched && b.savepoints.is_empty()))
             // (DECLARE runs its query through here as a Query.)
             && matches!(
                 &*stmt.ast,
@@ -855,6 +883,11 @@ impl Session {
             return out;
         }
         let notices = self.notices.len();
+        // READ COMMITTED: the statement's effects, undone before it runs again on a new snapshot.
+        let start = match &mut self.block {
+            Some(b) if b.read_committed => Some(b.txn.savepoint()),
+            _ => None,
+        };
         let mut attempt = 0;
         loop {
             let out = self.execute_once(stmt, prepared, params.clone()).await;
@@ -863,10 +896,17 @@ impl Session {
                     attempt += 1;
                     self.notices.truncate(notices);
                     if let Some(b) = &mut self.block {
-                        // Everything the attempt wrote goes with its snapshot.
-                        b.txn = self.engine.storage().begin();
-                        if b.barrier == BlockBarrier::Done && self.engine.cluster().is_some() {
-                            b.barrier = BlockBarrier::Pending;
+                        match start {
+                            Some(sp) => b.txn.rollback_to(sp),
+                            None => {
+                                // Everything the attempt wrote goes with its snapshot.
+                                b.txn = self.engine.storage().begin();
+                                if b.barrier == BlockBarrier::Done
+                                    && self.engine.cluster().is_some()
+                                {
+                                    b.barrier = BlockBarrier::Pending;
+                                }
+                            }
                         }
                     }
                     if attempt > 2 {
@@ -892,7 +932,9 @@ impl Session {
         params: Vec<datafusion::scalar::ScalarValue>,
     ) -> Result<QueryOutput> {
         if let Some(block) = &self.block {
-            if block.barrier != BlockBarrier::Done {
+            if block.read_committed {
+                self.statement_snapshot(stmt).await?;
+            } else if block.barrier != BlockBarrier::Done {
                 self.block_barrier(stmt).await?;
             }
         }

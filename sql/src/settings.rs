@@ -226,6 +226,22 @@ fn normalize(key: &str, value: &str) -> Result<String> {
                 })
             }
         },
+        "default_transaction_isolation" | "transaction_isolation" => {
+            match value.to_ascii_lowercase().as_str() {
+                v @ ("serializable" | "repeatable read" | "read committed" | "read uncommitted") => {
+                    v.to_string()
+                }
+                _ => {
+                    return Err(Error::InvalidParameterValue {
+                        message: format!(
+                            "invalid value for parameter \"{key}\": \"{value}\" (available \
+                             values: serializable, repeatable read, read committed, read \
+                             uncommitted)"
+                        ),
+                    })
+                }
+            }
+        }
         "weft.read_consistency" => match value.to_ascii_lowercase().as_str() {
             v @ ("linearizable" | "local") => v.to_string(),
             _ => {
@@ -236,6 +252,46 @@ fn normalize(key: &str, value: &str) -> Result<String> {
         },
         _ => value.to_string(),
     })
+}
+
+/// The settings in a startup packet's `options` (libpq's `PGOPTIONS`, JDBC's `options`), as
+/// PostgreSQL reads them: words split at whitespace, a backslash keeping the next character
+/// (`read\ committed`), and each `-c name=value`, `-cname=value` or `--name=value` a setting.
+/// Other switches are skipped.
+pub(crate) fn startup_options(options: &str) -> Vec<(String, String)> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut chars = options.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => word.extend(chars.next()),
+            c if c.is_whitespace() => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    let mut out = Vec::new();
+    let mut words = words.into_iter();
+    while let Some(w) = words.next() {
+        let setting = if w == "-c" {
+            words.next()
+        } else if let Some(rest) = w.strip_prefix("--").or_else(|| w.strip_prefix("-c")) {
+            Some(rest.to_string())
+        } else {
+            None
+        };
+        if let Some((name, value)) = setting.as_deref().and_then(|s| s.split_once('=')) {
+            // PostgreSQL accepts dashes for underscores in these names.
+            out.push((name.replace('-', "_"), value.to_string()));
+        }
+    }
+    out
 }
 
 /// PostgreSQL duration settings: a bare number is milliseconds; units ms, s, min, h, d.
@@ -258,6 +314,25 @@ fn parse_duration_ms(v: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn startup_options_are_read_as_postgresql_reads_them() {
+        assert_eq!(
+            startup_options(
+                "-c default_transaction_isolation=read\\ committed  --search-path=app -cstatement_timeout=5s -X"
+            ),
+            vec![
+                (
+                    "default_transaction_isolation".to_string(),
+                    "read committed".to_string()
+                ),
+                ("search_path".to_string(), "app".to_string()),
+                ("statement_timeout".to_string(), "5s".to_string()),
+            ]
+        );
+        assert!(startup_options("").is_empty());
+        assert!(startup_options("-c").is_empty());
+    }
 
     #[test]
     fn set_show_reset() {

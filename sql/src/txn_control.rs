@@ -23,7 +23,7 @@ pub(crate) async fn execute(
             chain: false,
             savepoint: None,
         } => {
-            if session.block.take().is_none() {
+            if end_block(session).is_none() {
                 session.notice("WARNING", "25P01", "there is no transaction in progress");
             }
             session.cursors.end_of_block(false);
@@ -57,6 +57,71 @@ pub(crate) async fn execute(
         }
         _ => Ok(None),
     }
+}
+
+/// Ends the transaction block, if any: the next one starts from the session's defaults.
+fn end_block(session: &mut Session) -> Option<Block> {
+    let block = session.block.take()?;
+    let default = session
+        .settings
+        .get("default_transaction_isolation")
+        .unwrap_or("repeatable read")
+        .to_string();
+    // The default was validated when it was set.
+    let _ = show_isolation(session, &default);
+    Some(block)
+}
+
+/// Makes `transaction_isolation` show `level`, for SHOW and for current_setting().
+fn show_isolation(session: &mut Session, level: &str) -> Result<()> {
+    if session.settings.get("transaction_isolation") == Some(level) {
+        return Ok(());
+    }
+    session.settings.set("transaction_isolation", level)?;
+    if let Some(ctx) = crate::pg_catalog::PgContext::of(&session.state) {
+        ctx.set_settings(session.settings.all());
+    }
+    Ok(())
+}
+
+/// The level's name as PostgreSQL's `SHOW transaction_isolation` prints it.
+fn isolation_name(level: &ast::TransactionIsolationLevel) -> Result<&'static str> {
+    use ast::TransactionIsolationLevel as Level;
+    Ok(match level {
+        Level::ReadUncommitted => "read uncommitted",
+        Level::ReadCommitted => "read committed",
+        Level::RepeatableRead => "repeatable read",
+        Level::Serializable => "serializable",
+        Level::Snapshot => {
+            return Err(Error::syntax("syntax error at or near \"SNAPSHOT\""))
+        }
+    })
+}
+
+/// Whether each statement of a block at this level reads a new snapshot: READ COMMITTED (and
+/// READ UNCOMMITTED, which PostgreSQL runs as READ COMMITTED). REPEATABLE READ and SERIALIZABLE
+/// keep the first statement's snapshot (Weft runs SERIALIZABLE as snapshot isolation).
+pub(crate) fn reads_committed(level: &str) -> bool {
+    matches!(level, "read committed" | "read uncommitted")
+}
+
+/// `SET TRANSACTION ISOLATION LEVEL …` or `SET transaction_isolation = …`: in a block, before
+/// its first query, changes the block's level; after one it is 25001, as in PostgreSQL.
+fn set_block_isolation(session: &mut Session, level: &str) -> Result<()> {
+    let Some(b) = &mut session.block else {
+        return Ok(());
+    };
+    if !b.untouched {
+        return Err(Error::Detailed {
+            code: "25001",
+            message: "SET TRANSACTION ISOLATION LEVEL must be called before any query".into(),
+            detail: None,
+            hint: None,
+            object: Default::default(),
+        });
+    }
+    b.read_committed = reads_committed(level);
+    show_isolation(session, level)
 }
 
 fn in_block<'a>(session: &'a mut Session, what: &str) -> Result<&'a mut Block> {
@@ -100,12 +165,22 @@ async fn begin(session: &mut Session, modes: &[ast::TransactionMode]) -> Result<
         return Ok(tag("BEGIN"));
     }
     let mut read_only = session.settings.get("default_transaction_read_only") == Some("on");
+    let mut isolation = session
+        .settings
+        .get("default_transaction_isolation")
+        .unwrap_or("repeatable read")
+        .to_string();
     for m in modes {
-        if let ast::TransactionMode::AccessMode(a) = m {
-            read_only = matches!(a, ast::TransactionAccessMode::ReadOnly);
+        match m {
+            ast::TransactionMode::AccessMode(a) => {
+                read_only = matches!(a, ast::TransactionAccessMode::ReadOnly);
+            }
+            ast::TransactionMode::IsolationLevel(level) => {
+                isolation = isolation_name(level)?.to_string();
+            }
         }
-        // Every isolation level runs as snapshot isolation (documented in the README).
     }
+    show_isolation(session, &isolation)?;
     // In a cluster the read barrier waits for the block's first statement that needs it.
     let barrier = if session.engine.cluster().is_some()
         && session.settings.get("weft.read_consistency") != Some("local")
@@ -124,6 +199,7 @@ async fn begin(session: &mut Session, modes: &[ast::TransactionMode]) -> Result<
         barrier,
         untouched: true,
         started: chrono::Utc::now(),
+        read_committed: reads_committed(&isolation),
     });
     Ok(tag("BEGIN"))
 }
@@ -137,7 +213,7 @@ async fn commit(session: &mut Session) -> Result<QueryOutput> {
 
 async fn commit_block(session: &mut Session) -> Result<QueryOutput> {
     session.shared.set_read(None);
-    match session.block.take() {
+    match end_block(session) {
         None => {
             session.notice("WARNING", "25P01", "there is no transaction in progress");
             Ok(tag("COMMIT"))
@@ -296,6 +372,18 @@ pub(crate) fn execute_set(session: &mut Session, set: &ast::Set) -> Result<Query
             let name = variable.to_string();
             let is_default = values.len() == 1
                 && matches!(&values[0], ast::Expr::Identifier(i) if i.value.eq_ignore_ascii_case("default"));
+            if name.eq_ignore_ascii_case("transaction_isolation") {
+                // Validated and spelled as the setting does; it applies to the block only.
+                let mut check = session.settings.clone();
+                if is_default {
+                    check.reset(&name)?;
+                } else {
+                    check.set(&name, &values.iter().map(set_value_text).collect::<Vec<_>>().join(", "))?;
+                }
+                let level = check.get(&name).unwrap_or_default().to_string();
+                set_block_isolation(session, &level)?;
+                return Ok(tag("SET"));
+            }
             if is_default {
                 session.settings.reset(&name)?;
             } else {
@@ -313,12 +401,43 @@ pub(crate) fn execute_set(session: &mut Session, set: &ast::Set) -> Result<Query
         ast::Set::SetNames { charset_name, .. } => session
             .settings
             .set("client_encoding", &charset_name.value)?,
-        ast::Set::SetTransaction { modes, .. } => {
+        ast::Set::SetTransaction {
+            modes,
+            session: true,
+            ..
+        } => {
             for m in modes {
-                if let ast::TransactionMode::AccessMode(a) = m {
-                    let ro = matches!(a, ast::TransactionAccessMode::ReadOnly);
-                    if let Some(b) = &mut session.block {
-                        b.read_only = ro;
+                match m {
+                    ast::TransactionMode::AccessMode(a) => {
+                        let ro = matches!(a, ast::TransactionAccessMode::ReadOnly);
+                        let value = if ro { "on" } else { "off" };
+                        session.settings.set("default_transaction_read_only", value)?;
+                    }
+                    ast::TransactionMode::IsolationLevel(level) => {
+                        let level = isolation_name(level)?;
+                        session.settings.set("default_transaction_isolation", level)?;
+                    }
+                }
+            }
+        }
+        ast::Set::SetTransaction { modes, .. } => {
+            if session.block.is_none() {
+                session.notice(
+                    "WARNING",
+                    "25P01",
+                    "SET TRANSACTION can only be used in transaction blocks",
+                );
+            }
+            for m in modes {
+                match m {
+                    ast::TransactionMode::AccessMode(a) => {
+                        let ro = matches!(a, ast::TransactionAccessMode::ReadOnly);
+                        if let Some(b) = &mut session.block {
+                            b.read_only = ro;
+                        }
+                    }
+                    ast::TransactionMode::IsolationLevel(level) => {
+                        set_block_isolation(session, isolation_name(level)?)?;
                     }
                 }
             }

@@ -49,6 +49,10 @@ pub struct WriteSet {
     /// of notifications; 0 when unknown.
     #[serde(default)]
     pub origin: u32,
+    /// Keys validated against a later snapshot than `read_version` (READ COMMITTED statements),
+    /// with that snapshot's version. Sorted by key.
+    #[serde(default)]
+    pub later: Vec<(Vec<u8>, u64)>,
 }
 
 impl WriteSet {
@@ -327,23 +331,26 @@ pub fn apply(batch: &mut ApplyBatch<'_>, ws: &WriteSet, version: u64, ts: u64) -
     }
     let keys = ws.writes.iter().map(|(k, _)| k).chain(ws.checks.iter());
     for key in keys {
+        let read_version = match ws.later.binary_search_by(|(k, _)| k.as_slice().cmp(key)) {
+            Ok(i) => ws.later[i].1,
+            Err(_) => ws.read_version,
+        };
         match batch.current_version(key)? {
-            Some(v) if v > ws.read_version => {
+            Some(v) if v > read_version => {
                 return Err(Error::SerializationFailure {
                     detail: format!(
                         "a row or catalog object this transaction uses was changed by commit {v}, \
-                         after its snapshot at {}",
-                        ws.read_version
+                         after its snapshot at {read_version}"
                     ),
                 });
             }
             // The key may have been deleted after the snapshot, its tombstone since forgotten.
-            None if ws.read_version < batch.state.gc_version => {
+            None if read_version < batch.state.gc_version => {
                 return Err(Error::SerializationFailure {
                     detail: format!(
-                        "the transaction's snapshot at commit {} is older than the deleted rows \
-                         forgotten since (up to commit {})",
-                        ws.read_version, batch.state.gc_version
+                        "the transaction's snapshot at commit {read_version} is older than the \
+                         deleted rows forgotten since (up to commit {})",
+                        batch.state.gc_version
                     ),
                 });
             }
@@ -487,6 +494,28 @@ mod tests {
                 t0 + TOMBSTONE_WINDOW + 3 * BUCKET,
             ),
         ]
+    }
+
+    #[test]
+    fn keys_first_used_under_a_later_snapshot_are_checked_against_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(dir.path()).unwrap();
+        let mut state = CommitState::default();
+        state = commit_all(&engine, state, &[(ws(0, &[("a", Some("1"))]), 1)]);
+        state = commit_all(&engine, state, &[(ws(1, &[("b", Some("2"))]), 2)]);
+        assert_eq!(state.version, 2);
+        // Snapshot 1 wrote `a`; a later statement's snapshot (2) saw `b` and wrote it.
+        let mut set = ws(1, &[("a", Some("x")), ("b", Some("y"))]);
+        assert!(refused(&engine, state, &set, 3));
+        set.later = vec![(key("b"), 2)];
+        let state = commit_all(&engine, state, &[(set.clone(), 3)]);
+        assert_eq!(state.version, 3);
+        // `a` is still checked against snapshot 1: a commit changed it since.
+        let mut again = ws(1, &[("a", Some("z")), ("b", Some("w"))]);
+        again.later = vec![(key("b"), 3)];
+        assert!(refused(&engine, state, &again, 4));
+        again.later.insert(0, (key("a"), 3));
+        assert_eq!(commit_all(&engine, state, &[(again, 4)]).version, 4);
     }
 
     #[test]

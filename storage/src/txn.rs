@@ -2,7 +2,7 @@
 //! the write set it becomes at COMMIT. Row operations live in `dml.rs`, catalog operations in
 //! `ddl.rs`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -52,7 +52,14 @@ pub struct RiEvent {
 pub struct Txn {
     pub(crate) inner: Arc<Inner>,
     pub(crate) reader: TxnReader,
+    /// Last commit the current snapshot sees (READ COMMITTED takes one per statement).
     read_version: u64,
+    /// Last commit the transaction's first snapshot saw: the version its writes and checks are
+    /// validated against at COMMIT, except those in `later`.
+    base_version: u64,
+    /// Keys first written or checked under a later statement's snapshot, with that snapshot's
+    /// version (READ COMMITTED).
+    later: BTreeMap<Vec<u8>, u64>,
     snapshot_position: u64,
     /// An error met while starting (reading the snapshot's counters); reported by every write
     /// and by commit.
@@ -111,6 +118,8 @@ impl Txn {
                 read_version: state.version,
             },
             read_version: state.version,
+            base_version: state.version,
+            later: BTreeMap::new(),
             snapshot_position: state.position,
             poisoned,
             catalog: base_catalog.clone(),
@@ -153,6 +162,44 @@ impl Txn {
     /// A shared read handle (snapshot + this transaction's writes, present and future).
     pub fn reader(&self) -> TxnReader {
         self.reader.clone()
+    }
+
+    /// READ COMMITTED: the next statement reads a new snapshot (with this transaction's writes
+    /// over it). What the transaction writes or checks from now on is validated at COMMIT
+    /// against that snapshot; what it wrote or checked before, against the earlier ones.
+    /// Readers handed out before keep their snapshot.
+    pub fn take_statement_snapshot(&mut self) {
+        let snap = Arc::new(OwnedSnapshot::take(self.inner.engine.clone()));
+        let state = match read_state(&snap) {
+            Ok(s) => s,
+            Err(e) => {
+                self.poisoned.get_or_insert(e);
+                return;
+            }
+        };
+        // (lww commits advance the position, not the version: the snapshot is replaced anyway.)
+        let current = self.inner.catalog.read().clone();
+        let base_catalog = if current.version == state.catalog_version {
+            current.catalog
+        } else {
+            match load_catalog_at(&snap) {
+                Ok(c) => Arc::new(c),
+                Err(e) => {
+                    self.poisoned.get_or_insert(e);
+                    return;
+                }
+            }
+        };
+        self.reader.snap = snap;
+        self.reader.read_version = state.version;
+        self.read_version = state.version;
+        self.snapshot_position = state.position;
+        if !Arc::ptr_eq(&base_catalog, &self.base_catalog) {
+            self.base_catalog = base_catalog;
+            if let Err(e) = self.rebuild_catalog() {
+                self.poisoned.get_or_insert(e);
+            }
+        }
     }
 
     /// A new hidden row id: `(node_id << 48) | counter`; the counter is never reused, even after a
@@ -286,7 +333,7 @@ impl Txn {
             return submit_lww(path, rows, self.notifications, self.origin).await;
         }
         let ws = WriteSet {
-            read_version: self.read_version,
+            read_version: self.base_version,
             writes,
             checks: self.checks.into_iter().collect(),
             touches: self.touches.into_iter().collect(),
@@ -295,6 +342,7 @@ impl Txn {
             catalog_changed,
             max_rowid: self.max_rowid.load(Ordering::Relaxed),
             origin: self.origin,
+            later: self.later.into_iter().collect(),
         };
         if let Some(r) = self.inner.replicator.get() {
             // Every replica decodes the change records itself when it applies the write set.
@@ -313,7 +361,22 @@ impl Txn {
     /// Puts `key → value` (`None`: delete) into the buffer, remembering what it replaces.
     pub(crate) fn write(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
         let prev = self.reader.buf.write().insert(key.clone(), value);
+        // A key already written (or checked) keeps the version it was first used under.
+        if prev.is_none() && self.read_version != self.base_version && !self.checks.contains(&key) {
+            self.later.entry(key.clone()).or_insert(self.read_version);
+        }
         self.undo.push((key, prev));
+    }
+
+    /// Validates `key` at COMMIT: nobody changed it after the snapshot it was first used under.
+    fn check(&mut self, key: Vec<u8>) {
+        if self.read_version != self.base_version
+            && !self.checks.contains(&key)
+            && !self.reader.buf.read().contains_key(&key)
+        {
+            self.later.entry(key.clone()).or_insert(self.read_version);
+        }
+        self.checks.insert(key);
     }
 
     pub(crate) fn record(&mut self, change: EncodedChange, record: ChangeRecord) {
@@ -324,14 +387,14 @@ impl Txn {
     /// Writing a table's rows depends on its definition (a concurrent DROP / ALTER conflicts)
     /// and marks the table as written (a concurrent ALTER / CREATE INDEX conflicts).
     pub(crate) fn note_table_write(&mut self, table: TableId) {
-        self.checks.insert(layout::catalog_key(table));
+        self.check(layout::catalog_key(table));
         self.touches.insert(layout::table_write_key(table));
     }
 
     /// Changing a table's definition or all its rows requires that nobody wrote its rows since
     /// our snapshot.
     pub(crate) fn note_table_ddl(&mut self, table: TableId) {
-        self.checks.insert(layout::table_write_key(table));
+        self.check(layout::table_write_key(table));
     }
 
     /// Queues a row write for the foreign-key checks if `table` takes part in one.
@@ -406,7 +469,7 @@ impl Txn {
     /// snapshot, and one that would make it stop existing later fails instead.
     pub fn fk_reference(&mut self, table: TableId, key: &[Value]) {
         let (gone, referenced) = layout::fk_keys(table, key);
-        self.checks.insert(gone);
+        self.check(gone);
         self.touches.insert(referenced);
     }
 
@@ -416,7 +479,7 @@ impl Txn {
     pub fn fk_release(&mut self, table: TableId, key: &[Value]) {
         let (gone, referenced) = layout::fk_keys(table, key);
         self.touches.insert(gone);
-        self.checks.insert(referenced);
+        self.check(referenced);
     }
 
     /// Recomputes the catalog from the snapshot's plus the catalog keys in the buffer.

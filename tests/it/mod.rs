@@ -6,6 +6,7 @@ mod copy;
 mod errors;
 mod extended;
 mod foreign_keys;
+mod isolation;
 mod lifecycle;
 mod lww;
 mod nodes;
