@@ -92,9 +92,7 @@ fn isolation_name(level: &ast::TransactionIsolationLevel) -> Result<&'static str
         Level::ReadCommitted => "read committed",
         Level::RepeatableRead => "repeatable read",
         Level::Serializable => "serializable",
-        Level::Snapshot => {
-            return Err(Error::syntax("syntax error at or near \"SNAPSHOT\""))
-        }
+        Level::Snapshot => return Err(Error::syntax("syntax error at or near \"SNAPSHOT\"")),
     })
 }
 
@@ -378,7 +376,14 @@ pub(crate) fn execute_set(session: &mut Session, set: &ast::Set) -> Result<Query
                 if is_default {
                     check.reset(&name)?;
                 } else {
-                    check.set(&name, &values.iter().map(set_value_text).collect::<Vec<_>>().join(", "))?;
+                    check.set(
+                        &name,
+                        &values
+                            .iter()
+                            .map(set_value_text)
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    )?;
                 }
                 let level = check.get(&name).unwrap_or_default().to_string();
                 set_block_isolation(session, &level)?;
@@ -411,11 +416,15 @@ pub(crate) fn execute_set(session: &mut Session, set: &ast::Set) -> Result<Query
                     ast::TransactionMode::AccessMode(a) => {
                         let ro = matches!(a, ast::TransactionAccessMode::ReadOnly);
                         let value = if ro { "on" } else { "off" };
-                        session.settings.set("default_transaction_read_only", value)?;
+                        session
+                            .settings
+                            .set("default_transaction_read_only", value)?;
                     }
                     ast::TransactionMode::IsolationLevel(level) => {
                         let level = isolation_name(level)?;
-                        session.settings.set("default_transaction_isolation", level)?;
+                        session
+                            .settings
+                            .set("default_transaction_isolation", level)?;
                     }
                 }
             }

@@ -105,8 +105,12 @@ async fn read_committed_statements_see_what_committed_before_them() {
         Some("7")
     );
     // Its own writes stay visible over the newer snapshots; a key committed since is 23505.
-    b.batch_execute("INSERT INTO t VALUES (3, 'c')").await.unwrap();
-    a.batch_execute("INSERT INTO t VALUES (4, 'd')").await.unwrap();
+    b.batch_execute("INSERT INTO t VALUES (3, 'c')")
+        .await
+        .unwrap();
+    a.batch_execute("INSERT INTO t VALUES (4, 'd')")
+        .await
+        .unwrap();
     assert_eq!(
         scalar(&b, "SELECT string_agg(id::text, ',' ORDER BY id) FROM t")
             .await
@@ -127,7 +131,9 @@ async fn read_committed_statements_see_what_committed_before_them() {
         scalar(&b, "SELECT count(*) FROM t").await.as_deref(),
         Some("3")
     );
-    a.batch_execute("INSERT INTO t VALUES (5, 'e')").await.unwrap();
+    a.batch_execute("INSERT INTO t VALUES (5, 'e')")
+        .await
+        .unwrap();
     assert_eq!(
         scalar(&b, "SELECT count(*) FROM t").await.as_deref(),
         Some("3")
@@ -168,7 +174,10 @@ async fn a_read_committed_writer_carries_on_from_the_row_its_holder_committed() 
     a.batch_execute("BEGIN; UPDATE acct SET balance = 10 WHERE id = 2")
         .await
         .unwrap();
-    let lock = b.query("SELECT balance FROM acct WHERE balance > 40 FOR UPDATE", &[]);
+    let lock = b.query(
+        "SELECT balance FROM acct WHERE balance > 40 FOR UPDATE",
+        &[],
+    );
     let mut waiting = Box::pin(lock);
     assert!(still_waiting(&mut waiting).await, "b waits for row 2");
     a.batch_execute("COMMIT").await.unwrap();
