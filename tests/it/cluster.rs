@@ -97,6 +97,33 @@ async fn bootstrap_join_ddl_everywhere_and_follower_reads_are_linearizable() {
         .await,
         1
     );
+    // READ COMMITTED on a follower: each statement sees what committed on any node before it
+    // (the read barrier), and rows first written by a later statement commit although they
+    // changed after the block's first snapshot.
+    let rc = c.client(f2).await;
+    rc.batch_execute(
+        "BEGIN ISOLATION LEVEL READ COMMITTED; UPDATE acct SET balance = balance + 1 WHERE id = 1",
+    )
+    .await
+    .expect("a read committed block");
+    a.execute("INSERT INTO acct VALUES (100, 7)", &[])
+        .await
+        .expect("insert on the other follower");
+    assert_eq!(
+        count(&rc, "SELECT count(*) FROM acct WHERE id = 100").await,
+        1
+    );
+    rc.batch_execute("UPDATE acct SET balance = balance + 1 WHERE id = 100; COMMIT")
+        .await
+        .expect("the block commits");
+    assert_eq!(
+        count(
+            &c.client(leader).await,
+            "SELECT sum(balance)::bigint FROM acct WHERE id IN (1, 100)"
+        )
+        .await,
+        109
+    );
     // A local read skips the barrier: it sees the update once this replica has applied it.
     let l = c.client(f2).await;
     l.batch_execute("SET weft.read_consistency = 'local'")
