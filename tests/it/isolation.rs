@@ -243,3 +243,71 @@ async fn read_committed_blocks_that_share_a_counter_all_commit() {
         Some("120,20,20,20,20,20,20")
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn read_committed_keeps_its_own_schema_changes_and_savepoints_over_new_snapshots() {
+    let srv = server().await;
+    let (a, b) = (connect(&srv).await, connect(&srv).await);
+    a.batch_execute(
+        "CREATE TABLE parent (id int PRIMARY KEY); \
+         CREATE TABLE child (id int PRIMARY KEY, p int REFERENCES parent); \
+         INSERT INTO parent VALUES (1)",
+    )
+    .await
+    .unwrap();
+    b.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED; CREATE TABLE mine (x int)")
+        .await
+        .unwrap();
+    // A parent committed after the block began can be referenced; the block's own table stays.
+    a.batch_execute("INSERT INTO parent VALUES (2)")
+        .await
+        .unwrap();
+    b.batch_execute("INSERT INTO child VALUES (1, 2); INSERT INTO mine VALUES (5)")
+        .await
+        .expect("the new parent is visible and the own table is still there");
+    // A statement that runs again after a savepoint: only its own effects are undone.
+    b.batch_execute("SAVEPOINT s; INSERT INTO mine VALUES (6)")
+        .await
+        .unwrap();
+    a.batch_execute("BEGIN; UPDATE parent SET id = 10 WHERE id = 1")
+        .await
+        .unwrap();
+    let mut waiting = Box::pin(b.execute("DELETE FROM parent WHERE id = 1", &[]));
+    assert!(still_waiting(&mut waiting).await, "b waits for a's row");
+    a.batch_execute("COMMIT").await.unwrap();
+    let deleted = tokio::time::timeout(DEADLINE, waiting)
+        .await
+        .expect("granted once a committed")
+        .expect("run again on the new snapshot");
+    assert_eq!(deleted, 0, "row 1 is row 10 now");
+    assert_eq!(
+        scalar(&b, "SELECT string_agg(x::text, ',' ORDER BY x) FROM mine")
+            .await
+            .as_deref(),
+        Some("5,6")
+    );
+    b.batch_execute("ROLLBACK TO SAVEPOINT s; COMMIT")
+        .await
+        .unwrap();
+    assert_eq!(
+        scalar(&a, "SELECT string_agg(x::text, ',' ORDER BY x) FROM mine")
+            .await
+            .as_deref(),
+        Some("5")
+    );
+    assert_eq!(
+        scalar(
+            &a,
+            "SELECT string_agg(id::text, ',' ORDER BY id) FROM parent"
+        )
+        .await
+        .as_deref(),
+        Some("2,10")
+    );
+    assert_eq!(
+        scalar(&a, "SELECT p FROM child WHERE id = 1")
+            .await
+            .as_deref(),
+        Some("2")
+    );
+}
