@@ -1,5 +1,6 @@
 //! PostgreSQL's date/time functions DataFusion lacks or types differently: `age`,
-//! `justify_hours`/`justify_days`/`justify_interval`, and `AT TIME ZONE` (as
+//! `justify_hours`/`justify_days`/`justify_interval`, `make_interval` (as `weft_make_interval`
+//! of all seven arguments: rewrite.rs fills in the omitted and named ones), and `AT TIME ZONE` (as
 //! `weft_at_time_zone`), which turns a timestamptz into the wall-clock timestamp of a zone and a
 //! timestamp into the timestamptz it is in that zone.
 
@@ -13,8 +14,8 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{
-    DataType, IntervalMonthDayNano, IntervalMonthDayNanoType, IntervalUnit, TimeUnit,
-    TimestampMicrosecondType,
+    DataType, Float64Type, Int64Type, IntervalMonthDayNano, IntervalMonthDayNanoType, IntervalUnit,
+    TimeUnit, TimestampMicrosecondType,
 };
 use datafusion::common::{Result as DfResult, ScalarValue};
 use datafusion::logical_expr::{
@@ -40,6 +41,7 @@ pub(crate) fn udfs() -> Vec<Arc<ScalarUDF>> {
         udf(Kind::JustifyDays),
         udf(Kind::JustifyInterval),
         udf(Kind::AtTimeZone),
+        udf(Kind::MakeInterval),
     ]
 }
 
@@ -57,6 +59,7 @@ enum Kind {
     JustifyDays,
     JustifyInterval,
     AtTimeZone,
+    MakeInterval,
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -108,6 +111,7 @@ impl ScalarUDFImpl for DateTimeFn {
             Kind::JustifyDays => "justify_days",
             Kind::JustifyInterval => "justify_interval",
             Kind::AtTimeZone => "weft_at_time_zone",
+            Kind::MakeInterval => "weft_make_interval",
         }
     }
 
@@ -140,6 +144,14 @@ impl ScalarUDFImpl for DateTimeFn {
                     (Some(ts), Some(zone)) => Some(vec![ts, zone]),
                     _ => None,
                 }
+            }
+            (Kind::MakeInterval, [ints @ .., secs]) if ints.len() == 6 => {
+                let int = |t: &DataType| t.is_integer() || t.is_null();
+                (ints.iter().all(int) && (secs.is_numeric() || secs.is_null())).then(|| {
+                    let mut types = vec![DataType::Int64; 6];
+                    types.push(DataType::Float64);
+                    types
+                })
             }
             _ => None,
         };
@@ -193,6 +205,34 @@ impl ScalarUDFImpl for DateTimeFn {
                 Arc::new(out)
             }
             (Kind::AtTimeZone, [ts, zone]) => at_time_zone(ts, zone)?,
+            (Kind::MakeInterval, [_, _, _, _, _, _, secs]) => {
+                let ints = arrays[..6]
+                    .iter()
+                    .map(|a| {
+                        Ok(cast(a, &DataType::Int64)?
+                            .as_primitive::<Int64Type>()
+                            .clone())
+                    })
+                    .collect::<DfResult<Vec<_>>>()?;
+                let secs = cast(secs, &DataType::Float64)?;
+                let secs = secs.as_primitive::<Float64Type>();
+                let out: IntervalMonthDayNanoArray = (0..args.number_rows)
+                    .map(|row| {
+                        let mut parts = [0i64; 6];
+                        for (part, a) in parts.iter_mut().zip(&ints) {
+                            if a.is_null(row) {
+                                return Ok(None);
+                            }
+                            *part = a.value(row);
+                        }
+                        if secs.is_null(row) {
+                            return Ok(None);
+                        }
+                        make_interval(parts, secs.value(row)).map(Some)
+                    })
+                    .collect::<DfResult<_>>()?;
+                Arc::new(out)
+            }
             _ => return Err(to_df(Error::internal("date/time function arity"))),
         };
         if scalar {
@@ -306,6 +346,41 @@ fn justify_days(i: IntervalMonthDayNano) -> DfResult<IntervalMonthDayNano> {
     let months = i32::try_from(months).map_err(|_| out_of_range("interval"))?;
     let days = i32::try_from(days).map_err(|_| out_of_range("interval"))?;
     Ok(IntervalMonthDayNano::new(months, days, i.nanoseconds))
+}
+
+/// PostgreSQL's make_interval: years and months in months, weeks and days in days, the rest in
+/// microseconds (secs rounded to one), each argument an int4 but secs.
+fn make_interval(parts: [i64; 6], secs: f64) -> DfResult<IntervalMonthDayNano> {
+    let mut int4 = [0i32; 6];
+    for (to, from) in int4.iter_mut().zip(parts) {
+        *to = i32::try_from(from).map_err(|_| out_of_range("integer"))?;
+    }
+    let [years, months, weeks, days, hours, mins] = int4;
+    let overflow = || {
+        to_df(Error::Data {
+            code: "22008",
+            message: "interval out of range".into(),
+        })
+    };
+    let months = years
+        .checked_mul(12)
+        .and_then(|m| m.checked_add(months))
+        .ok_or_else(overflow)?;
+    let days = weeks
+        .checked_mul(7)
+        .and_then(|d| d.checked_add(days))
+        .ok_or_else(overflow)?;
+    let secs = (secs * USECS_PER_SEC as f64).round_ties_even();
+    // (i64::MAX as f64 rounds up to 2^63, which does not fit.)
+    if !secs.is_finite() || secs < i64::MIN as f64 || secs >= i64::MAX as f64 {
+        return Err(overflow());
+    }
+    let micros = i64::from(hours) * 3_600 * USECS_PER_SEC + i64::from(mins) * 60 * USECS_PER_SEC;
+    let nanos = micros
+        .checked_add(secs as i64)
+        .and_then(|t| t.checked_mul(1000))
+        .ok_or_else(overflow)?;
+    Ok(IntervalMonthDayNano::new(months, days, nanos))
 }
 
 fn justify_interval(i: IntervalMonthDayNano) -> DfResult<IntervalMonthDayNano> {
@@ -472,6 +547,29 @@ fn at_time_zone(ts: &ArrayRef, zones: &ArrayRef) -> DfResult<ArrayRef> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn make_interval_adds_its_parts_and_refuses_what_does_not_fit() {
+        let i = make_interval([1, 2, 3, 4, 5, 6], 7.5).expect("fits");
+        assert_eq!(
+            i,
+            IntervalMonthDayNano::new(14, 25, ((5 * 3600 + 6 * 60) * 1_000_000 + 7_500_000) * 1000)
+        );
+        // Half a microsecond rounds to even, as PostgreSQL's rint does.
+        let i = make_interval([0; 6], 0.0000025).expect("fits");
+        assert_eq!(i.nanoseconds, 2000);
+        for (parts, secs) in [
+            ([178_956_971, 0, 0, 0, 0, 0], 0.0),
+            ([0, 0, 306_783_379, 0, 0, 0], 0.0),
+            ([0; 6], f64::NAN),
+            ([0; 6], f64::INFINITY),
+            ([0; 6], 1e300),
+            ([0, 0, 0, 0, 0, 0], 9.3e12),
+            ([0, 0, 0, 0, 3_000_000_000, 0], 0.0),
+        ] {
+            assert!(make_interval(parts, secs).is_err(), "{parts:?} {secs}");
+        }
+    }
 
     fn ts(s: &str) -> i64 {
         NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")

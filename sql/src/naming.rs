@@ -113,6 +113,7 @@ fn rewritten_syntax(function: &str) -> Option<&'static str> {
         "array_remove_all" => "array_remove",
         "signum" => "sign",
         "weft_at_time_zone" => "timezone",
+        "weft_make_interval" => "make_interval",
         "weft_json_agg" => "json_agg",
         "weft_every" => "every",
         "weft_variance" => "variance",

@@ -245,6 +245,9 @@ fn postgres_function(f: &mut ast::Function) -> Option<Expr> {
         FunctionArguments::List(l) => unnamed_exprs(&l.args),
         _ => return None,
     };
+    if name == "make_interval" {
+        return make_interval(f);
+    }
     match (name.as_str(), exprs.as_slice()) {
         ("sign", [_]) => {
             f.name = ObjectName::from(vec![Ident::new("signum")]);
@@ -328,6 +331,70 @@ fn postgres_function(f: &mut ast::Function) -> Option<Expr> {
         }))),
         _ => None,
     }
+}
+
+/// `make_interval(years, months, weeks, days, hours, mins, secs)`, each argument optional (0) and
+/// nameable (`make_interval(days => 3)`), is `weft_make_interval` of all seven. A bare parameter
+/// is typed as PostgreSQL infers it (int4; float8 for secs). Anything else is left for
+/// DataFusion to refuse (42883), as PostgreSQL refuses an unknown name.
+fn make_interval(f: &ast::Function) -> Option<Expr> {
+    const NAMES: [&str; 7] = ["years", "months", "weeks", "days", "hours", "mins", "secs"];
+    let FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    let mut slots: [Option<Expr>; 7] = Default::default();
+    for (i, arg) in list.args.iter().enumerate() {
+        let (slot, e) = match arg {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => (i, e),
+            FunctionArg::Named {
+                name,
+                arg: FunctionArgExpr::Expr(e),
+                ..
+            }
+            | FunctionArg::ExprNamed {
+                name: Expr::Identifier(name),
+                arg: FunctionArgExpr::Expr(e),
+                ..
+            } => (
+                NAMES
+                    .iter()
+                    .position(|n| name.value.eq_ignore_ascii_case(n))?,
+                e,
+            ),
+            _ => return None,
+        };
+        let place = slots.get_mut(slot)?;
+        if place.is_some() {
+            return None;
+        }
+        let typed = |t: DataType| Expr::Cast {
+            kind: ast::CastKind::DoubleColon,
+            expr: Box::new(e.clone()),
+            data_type: t,
+            array: false,
+            format: None,
+        };
+        *place = Some(match (e, slot) {
+            (Expr::Value(v), 6) if matches!(v.value, ast::Value::Placeholder(_)) => {
+                typed(DataType::DoublePrecision)
+            }
+            (Expr::Value(v), _) if matches!(v.value, ast::Value::Placeholder(_)) => {
+                typed(DataType::Int(None))
+            }
+            _ => e.clone(),
+        });
+    }
+    let args = slots
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| {
+            a.unwrap_or_else(|| {
+                let zero = if i == 6 { "0.0" } else { "0" };
+                Expr::value(ast::Value::Number(zero.into(), false))
+            })
+        })
+        .collect();
+    Some(call_with("weft_make_interval", args))
 }
 
 /// `json_agg(x …)` is `weft_json_agg(array_agg(<x as json> …))`, and `json_object_agg(k, v …)`

@@ -42,6 +42,19 @@ async fn generate_series_takes_a_parameter_bound() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn make_interval_takes_named_parameters_typed_as_postgresql_infers_them() {
+    let srv = server().await;
+    let c = connect(&srv).await;
+    let stmt = c
+        .prepare("SELECT (timestamp '2020-01-10' - make_interval(days => $1, secs => $2))::text")
+        .await
+        .expect("prepares");
+    assert_eq!(stmt.params(), &[Type::INT4, Type::FLOAT8]);
+    let row = c.query_one(&stmt, &[&3i32, &1.5f64]).await.expect("runs");
+    assert_eq!(row.get::<_, String>(0), "2020-01-06 23:59:58.5");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn dml_counts_and_rows() {
     let srv = server().await;
     let c = connect(&srv).await;
