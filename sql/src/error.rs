@@ -248,6 +248,11 @@ impl Error {
                 Some("The transaction may have committed: check before retrying it.".to_string())
             }
             Error::Detailed { hint, .. } => hint.clone(),
+            Error::UndefinedFunction { message } if message.starts_with("function ") => Some(
+                "No function matches the given name and argument types. You might need to add \
+                 explicit type casts."
+                    .to_string(),
+            ),
             _ => None,
         }
     }
@@ -697,7 +702,13 @@ fn plan_error(m: String) -> Error {
             message: format!("function {call} does not exist"),
         };
     }
-    if m.contains("Invalid function") || m.contains("Unknown function") {
+    // DataFusion's "Invalid function 'f'. Did you mean 'g'?" guesses by spelling only.
+    if let Some(name) = between(&m, "Invalid function '", "'") {
+        return Error::UndefinedFunction {
+            message: format!("function {name} does not exist"),
+        };
+    }
+    if m.contains("Unknown function") {
         return Error::UndefinedFunction {
             message: format!("function does not exist: {m}"),
         };
