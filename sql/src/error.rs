@@ -695,9 +695,7 @@ fn plan_error(m: String) -> Error {
     // Our functions' own refusal (`function f(types) does not exist`), which DataFusion wraps in
     // its coercion message; rewrite.rs's internal names are shown as the SQL spelled them.
     if let Some(call) = between(&m, "External error: function ", " does not exist") {
-        let call = call
-            .replace("weft_make_interval(", "make_interval(")
-            .replace("weft_at_time_zone(", "timezone(");
+        let call = call.replace("weft_make_interval(", "make_interval(");
         return Error::UndefinedFunction {
             message: format!("function {call} does not exist"),
         };

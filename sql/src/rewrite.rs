@@ -343,9 +343,11 @@ fn make_interval(f: &ast::Function) -> Option<Expr> {
         return None;
     };
     let mut slots: [Option<Expr>; 7] = Default::default();
+    let mut named = false;
     for (i, arg) in list.args.iter().enumerate() {
         let (slot, e) = match arg {
-            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => (i, e),
+            // A positional argument after a named one is refused, as PostgreSQL does.
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) if !named => (i, e),
             FunctionArg::Named {
                 name,
                 arg: FunctionArgExpr::Expr(e),
@@ -355,12 +357,15 @@ fn make_interval(f: &ast::Function) -> Option<Expr> {
                 name: Expr::Identifier(name),
                 arg: FunctionArgExpr::Expr(e),
                 ..
-            } => (
-                NAMES
-                    .iter()
-                    .position(|n| name.value.eq_ignore_ascii_case(n))?,
-                e,
-            ),
+            } => {
+                named = true;
+                (
+                    NAMES
+                        .iter()
+                        .position(|n| name.value.eq_ignore_ascii_case(n))?,
+                    e,
+                )
+            }
             _ => return None,
         };
         let place = slots.get_mut(slot)?;

@@ -371,10 +371,15 @@ pub(crate) fn execute_set(session: &mut Session, set: &ast::Set) -> Result<Query
             let is_default = values.len() == 1
                 && matches!(&values[0], ast::Expr::Identifier(i) if i.value.eq_ignore_ascii_case("default"));
             if name.eq_ignore_ascii_case("transaction_isolation") {
-                // Validated and spelled as the setting does; it applies to the block only.
+                // Validated and spelled as the setting does; it applies to the block only, and
+                // DEFAULT is the session's default level.
                 let mut check = session.settings.clone();
                 if is_default {
-                    check.reset(&name)?;
+                    let default = check
+                        .get("default_transaction_isolation")
+                        .unwrap_or("repeatable read")
+                        .to_string();
+                    check.set(&name, &default)?;
                 } else {
                     check.set(
                         &name,
