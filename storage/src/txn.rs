@@ -96,20 +96,10 @@ impl Txn {
                 CommitState::default()
             }
         };
-        let current = inner.catalog.read().clone();
-        let base_catalog = if current.version == state.catalog_version {
-            current.catalog
-        } else {
-            // The committer changed the catalog between our snapshot and now (or has not yet
-            // published its change): read the one that matches the snapshot.
-            match load_catalog_at(&snap) {
-                Ok(c) => Arc::new(c),
-                Err(e) => {
-                    poisoned.get_or_insert(e);
-                    current.catalog
-                }
-            }
-        };
+        let base_catalog = catalog_at(&inner, &snap, &state).unwrap_or_else(|(e, current)| {
+            poisoned.get_or_insert(e);
+            current
+        });
         Txn {
             inner,
             reader: TxnReader {
@@ -178,16 +168,11 @@ impl Txn {
             }
         };
         // (lww commits advance the position, not the version: the snapshot is replaced anyway.)
-        let current = self.inner.catalog.read().clone();
-        let base_catalog = if current.version == state.catalog_version {
-            current.catalog
-        } else {
-            match load_catalog_at(&snap) {
-                Ok(c) => Arc::new(c),
-                Err(e) => {
-                    self.poisoned.get_or_insert(e);
-                    return;
-                }
+        let base_catalog = match catalog_at(&self.inner, &snap, &state) {
+            Ok(c) => c,
+            Err((e, _)) => {
+                self.poisoned.get_or_insert(e);
+                return;
             }
         };
         self.reader.snap = snap;
@@ -564,6 +549,23 @@ fn lww_rows(
         }
     }
     Ok(rows)
+}
+
+/// The catalog as of a snapshot whose counters are `state`: the published one, unless the
+/// committer changed it between the snapshot and now (or has not yet published its change), then
+/// the one read from the snapshot. On an error, the published one beside it.
+fn catalog_at(
+    inner: &Inner,
+    snap: &OwnedSnapshot,
+    state: &CommitState,
+) -> std::result::Result<Arc<Catalog>, (Error, Arc<Catalog>)> {
+    let current = inner.catalog.read().clone();
+    if current.version == state.catalog_version {
+        return Ok(current.catalog);
+    }
+    load_catalog_at(snap)
+        .map(Arc::new)
+        .map_err(|e| (e, current.catalog))
 }
 
 /// The commit counters as of the snapshot.

@@ -4,7 +4,7 @@
 
 use tokio_postgres::Client;
 
-use super::support::{connect, scalar, server, sqlstate, still_waiting, DEADLINE};
+use super::support::{connect, scalar, server, sqlstate, waits_for, DEADLINE};
 
 async fn show(c: &Client) -> String {
     scalar(c, "SHOW transaction_isolation")
@@ -162,12 +162,8 @@ async fn a_read_committed_writer_carries_on_from_the_row_its_holder_committed() 
         "UPDATE acct SET balance = balance + 1 WHERE id = 1 AND balance > 60",
         &[],
     );
-    let mut waiting = Box::pin(bump);
-    assert!(still_waiting(&mut waiting).await, "b waits for a's row");
-    a.batch_execute("COMMIT").await.unwrap();
-    let n = tokio::time::timeout(DEADLINE, waiting)
+    let n = waits_for(bump, &a, "COMMIT")
         .await
-        .expect("granted once a committed")
         .expect("b carries on from the new row");
     assert_eq!(n, 1);
     // FOR UPDATE returns the row's new version; the WHERE is evaluated on it.
@@ -178,13 +174,7 @@ async fn a_read_committed_writer_carries_on_from_the_row_its_holder_committed() 
         "SELECT balance FROM acct WHERE balance > 40 FOR UPDATE",
         &[],
     );
-    let mut waiting = Box::pin(lock);
-    assert!(still_waiting(&mut waiting).await, "b waits for row 2");
-    a.batch_execute("COMMIT").await.unwrap();
-    let rows = tokio::time::timeout(DEADLINE, waiting)
-        .await
-        .expect("granted")
-        .expect("rows");
+    let rows = waits_for(lock, &a, "COMMIT").await.expect("rows");
     let balances: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
     assert_eq!(balances, vec![71]);
     b.batch_execute("COMMIT").await.unwrap();
@@ -272,13 +262,13 @@ async fn read_committed_keeps_its_own_schema_changes_and_savepoints_over_new_sna
     a.batch_execute("BEGIN; UPDATE parent SET id = 10 WHERE id = 1")
         .await
         .unwrap();
-    let mut waiting = Box::pin(b.execute("DELETE FROM parent WHERE id = 1", &[]));
-    assert!(still_waiting(&mut waiting).await, "b waits for a's row");
-    a.batch_execute("COMMIT").await.unwrap();
-    let deleted = tokio::time::timeout(DEADLINE, waiting)
-        .await
-        .expect("granted once a committed")
-        .expect("run again on the new snapshot");
+    let deleted = waits_for(
+        b.execute("DELETE FROM parent WHERE id = 1", &[]),
+        &a,
+        "COMMIT",
+    )
+    .await
+    .expect("run again on the new snapshot");
     assert_eq!(deleted, 0, "row 1 is row 10 now");
     assert_eq!(
         scalar(&b, "SELECT string_agg(x::text, ',' ORDER BY x) FROM mine")

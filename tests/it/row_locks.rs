@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use tokio_postgres::Client;
 
-use super::support::{connect, scalar, server, sqlstate, still_waiting, DEADLINE};
+use super::support::{connect, scalar, server, sqlstate, still_waiting, waits_for, DEADLINE};
 
 const NEXT_JOB: &str =
     "SELECT id FROM jobs WHERE state = 'queued' ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED";
@@ -21,23 +21,6 @@ async fn jobs(c: &Client, n: i32) {
     ))
     .await
     .unwrap();
-}
-
-/// What `statement` gives once `holder` has run `end`, which ends the transaction it waits for:
-/// it must still be waiting until then.
-async fn waits_for<F: std::future::Future>(statement: F, holder: &Client, end: &str) -> F::Output {
-    let mut waiting = Box::pin(statement);
-    assert!(
-        still_waiting(&mut waiting).await,
-        "it did not wait for the holder"
-    );
-    holder
-        .batch_execute(end)
-        .await
-        .expect("the holder's statement");
-    tokio::time::timeout(DEADLINE, waiting)
-        .await
-        .expect("granted once the holder's transaction ended")
 }
 
 async fn next_job(c: &Client) -> Option<i32> {

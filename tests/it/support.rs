@@ -97,3 +97,24 @@ pub async fn still_waiting<F: std::future::Future>(fut: &mut std::pin::Pin<Box<F
         .await
         .is_err()
 }
+
+/// What `statement` gives once `holder` has run `end`, which ends the transaction it waits for:
+/// it must still be waiting until then.
+pub async fn waits_for<F: std::future::Future>(
+    statement: F,
+    holder: &Client,
+    end: &str,
+) -> F::Output {
+    let mut waiting = Box::pin(statement);
+    assert!(
+        still_waiting(&mut waiting).await,
+        "it did not wait for the holder"
+    );
+    holder
+        .batch_execute(end)
+        .await
+        .expect("the holder's statement");
+    tokio::time::timeout(DEADLINE, waiting)
+        .await
+        .expect("granted once the holder's transaction ended")
+}
