@@ -1213,6 +1213,15 @@ fn read_only_error(stmt: &Statement) -> Error {
         ast::Statement::Insert(_) => "INSERT".to_string(),
         ast::Statement::Update(_) => "UPDATE".to_string(),
         ast::Statement::Delete(_) => "DELETE".to_string(),
+        // `WITH … UPDATE …` is its main statement's verb; a SELECT with data-modifying CTEs is
+        // a SELECT, as PostgreSQL names them.
+        ast::Statement::Query(q) => match q.body.as_ref() {
+            ast::SetExpr::Insert(_) => "INSERT",
+            ast::SetExpr::Update(_) => "UPDATE",
+            ast::SetExpr::Delete(_) => "DELETE",
+            _ => "SELECT",
+        }
+        .to_string(),
         _ => stmt
             .sql
             .split_whitespace()
