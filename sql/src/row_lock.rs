@@ -982,8 +982,7 @@ impl Locker {
 /// `SKIP LOCKED` for the writer. Holding the lock, the writer checks whether a commit after its
 /// snapshot changed the row (40001 now rather than at COMMIT, while an autocommit statement, the
 /// first of a block or one of a READ COMMITTED block can still run again:
-/// `Session::execute_in_txn`). LWW tables take no
-/// lock: their writes never conflict.
+/// `Session::execute_in_txn`). LWW tables take no lock: their writes never conflict.
 pub(crate) async fn lock_for_write(
     shared: &SessionShared,
     txn: &weft_storage::Txn,

@@ -850,11 +850,10 @@ impl Session {
     /// touch data in its block (whose snapshot PostgreSQL would take only now), or in a READ
     /// COMMITTED block (whose statements each take a snapshot; the block is rolled back to just
     /// before the statement): its commit lost to a concurrent one, or a row it waited to lock was
-    /// changed by the holder. So
-    /// concurrent `UPDATE t SET n = n + 1` statements all apply, one after another, as in
-    /// PostgreSQL, where READ COMMITTED carries on from the row's new version. The row locks
-    /// the failed attempt took stay held, so the next one does not queue again behind later
-    /// lockers. Not run again: COPY (its data is consumed) and statements that call advisory lock
+    /// changed by the holder. So concurrent `UPDATE t SET n = n + 1` statements all apply, one
+    /// after another, as in PostgreSQL, where READ COMMITTED carries on from the row's new
+    /// version. The row locks the failed attempt took stay held, so the next one does not queue
+    /// again behind later lockers. Not run again: COPY (its data is consumed) and statements that call advisory lock
     /// functions (a session-level lock would be taken twice).
     async fn execute_in_txn(
         &mut self,
