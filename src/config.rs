@@ -40,6 +40,9 @@ pub struct Config {
     pub lww_log_retain: u64,
     /// How long shutdown waits for in-flight statements before closing their connections.
     pub shutdown_timeout: Duration,
+    /// Write the first WAL file ahead at start (`StorageOptions::prewrite_wal`); not a flag:
+    /// only in-process test servers turn it off.
+    pub prewrite_wal: bool,
 }
 
 impl Default for Config {
@@ -57,6 +60,7 @@ impl Default for Config {
             max_clock_offset: Duration::from_millis(500),
             lww_log_retain: 1_000_000,
             shutdown_timeout: Duration::from_secs(10),
+            prewrite_wal: true,
         }
     }
 }

@@ -26,6 +26,7 @@ fn open_storage(dir: &std::path::Path) -> Storage {
         StorageOptions {
             node_id: 1,
             sync: false,
+            prewrite_wal: false,
         },
     )
     .expect("storage opens")

@@ -499,7 +499,7 @@ mod tests {
     #[test]
     fn keys_first_used_under_a_later_snapshot_are_checked_against_it() {
         let dir = tempfile::tempdir().unwrap();
-        let engine = Engine::open(dir.path()).unwrap();
+        let engine = Engine::open(dir.path(), false).unwrap();
         let mut state = CommitState::default();
         state = commit_all(&engine, state, &[(ws(0, &[("a", Some("1"))]), 1)]);
         state = commit_all(&engine, state, &[(ws(1, &[("b", Some("2"))]), 2)]);
@@ -521,7 +521,7 @@ mod tests {
     #[test]
     fn tombstones_are_forgotten_after_the_window_and_old_snapshots_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let engine = Engine::open(dir.path()).unwrap();
+        let engine = Engine::open(dir.path(), false).unwrap();
         let t0 = TOMBSTONE_WINDOW + 10 * BUCKET;
         let sets = history(t0);
         let mut state = CommitState::default();
@@ -586,13 +586,13 @@ mod tests {
         let t0 = TOMBSTONE_WINDOW + 10 * BUCKET;
         let sets = history(t0);
         let one = tempfile::tempdir().unwrap();
-        let one = Engine::open(one.path()).unwrap();
+        let one = Engine::open(one.path(), false).unwrap();
         let mut state = CommitState::default();
         for set in &sets {
             state = commit_all(&one, state, std::slice::from_ref(set));
         }
         let all = tempfile::tempdir().unwrap();
-        let all = Engine::open(all.path()).unwrap();
+        let all = Engine::open(all.path(), false).unwrap();
         let together = commit_all(&all, CommitState::default(), &sets);
         assert_eq!(together, state);
         assert_eq!(contents(&all), contents(&one));

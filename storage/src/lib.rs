@@ -89,6 +89,7 @@ pub use codec::layout::row_key;
 pub use codec::row::value_fits;
 pub use ddl::FIRST_OBJECT_ID;
 pub use display::format_value;
+pub use engine::WAL_AHEAD_BYTES;
 pub use error::{Error, Result, SequenceError};
 pub use lww::{LogRead, LwwEntry, NodeId, RowState, Version, SYNC_BUCKETS};
 pub use reader::{KeyRange, ScanBatch, TxnReader};

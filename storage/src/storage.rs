@@ -38,6 +38,9 @@ pub struct StorageOptions {
     pub node_id: u16,
     /// Fsync the WAL on every commit batch. Turn off only for tests and benchmarks.
     pub sync: bool,
+    /// Write the first WAL file ahead at open, so that commits' fsyncs overwrite blocks already
+    /// on disk (`Engine::open`): faster syncs for 48 MiB written and ~0.1 s at every open.
+    pub prewrite_wal: bool,
 }
 
 impl Default for StorageOptions {
@@ -45,6 +48,7 @@ impl Default for StorageOptions {
         StorageOptions {
             node_id: 0,
             sync: true,
+            prewrite_wal: false,
         }
     }
 }
@@ -161,7 +165,7 @@ impl Storage {
     /// Opens (creating if needed) the database in `dir`. Fails with `Locked` if another process
     /// has it open. After a crash RocksDB replays its WAL, so every acknowledged commit is back.
     pub fn open(dir: &Path, opts: StorageOptions) -> Result<Storage> {
-        let engine = Arc::new(Engine::open(dir)?);
+        let engine = Arc::new(Engine::open(dir, opts.prewrite_wal)?);
         let state = read_commit_state(&engine)?;
         // Snapshot files left by a crash are of no use: start the directory empty.
         let snapshot_dir = dir.join("snapshots");

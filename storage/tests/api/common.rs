@@ -8,11 +8,17 @@ use weft_storage::{
 };
 
 pub fn open(dir: &Path) -> Storage {
+    open_with(dir, false)
+}
+
+/// `open`, writing the WAL ahead as the server does (`StorageOptions::prewrite_wal`).
+pub fn open_with(dir: &Path, prewrite_wal: bool) -> Storage {
     Storage::open(
         dir,
         StorageOptions {
             node_id: 7,
             sync: true,
+            prewrite_wal,
         },
     )
     .expect("storage opens")

@@ -81,6 +81,7 @@ pub fn open_node(dir: &Path, node_id: u16) -> Storage {
         StorageOptions {
             node_id,
             sync: false,
+            prewrite_wal: false,
         },
     )
     .expect("storage opens")
