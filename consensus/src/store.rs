@@ -3,7 +3,7 @@
 //! ```text
 //!   openraft ─ append / truncate / purge ─▶ LogStore ─▶ `raft_log` CF   index → bincode Entry
 //!            ◀─ read back (replicate, apply) ─┘  └─▶ LogCache: the newest entries, decoded
-//!            ─ save_vote / save_committed ─▶          ─▶ `raft_meta` CF  vote, committed, purged
+//!            ─ save_vote / purge ─▶                   ─▶ `raft_meta` CF  vote, last purged id
 //!
 //!   openraft ─ apply(committed entries) ──▶ StateMachine ─▶ Storage::apply_replicated(writes, meta)
 //!                                              │             one RocksDB batch: the write sets,
@@ -52,7 +52,6 @@ pub type Snapshot = SnapshotOf<TypeConfig, SnapshotFile>;
 
 /// `raft_meta` keys.
 const VOTE: &str = "vote";
-const COMMITTED: &str = "committed";
 const LAST_PURGED: &str = "last_purged";
 
 /// Replica meta names (`weft_storage::replica_meta_key`), written with each apply. A data
@@ -79,7 +78,7 @@ pub async fn open(storage: Storage, node_id: u64) -> io::Result<(LogStore, State
     Ok((log, sm))
 }
 
-/// The Raft log, the vote and the committed id. Clones share the column families; openraft uses
+/// The Raft log and the vote. Clones share the column families; openraft uses
 /// a clone as the log reader of each replication task.
 #[derive(Clone)]
 pub struct LogStore {
@@ -164,9 +163,9 @@ impl LogStore {
     }
 
     /// Writes a `raft_meta` value: a synced write off the async runtime (it waits for an
-    /// fsync), an unsynced one in place. openraft awaits these inside its core loop
-    /// (`save_committed` at every commit), so a hand-off to the blocking pool would hold the
-    /// core for two thread switches to write a few bytes to the memtable.
+    /// fsync), an unsynced one in place. openraft awaits these inside its core loop, so a
+    /// hand-off to the blocking pool would hold the core for two thread switches to write a few
+    /// bytes to the memtable.
     async fn write_meta<T: Serialize>(
         &self,
         key: &'static str,
@@ -240,15 +239,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.write_meta(VOTE, vote, true).await
     }
 
-    async fn save_committed(&mut self, committed: Option<LogId>) -> io::Result<()> {
-        // Not synced: a lost committed id only means re-applying later, once the leader repeats
-        // it; the next synced append or vote makes it durable anyway (one WAL).
-        self.write_meta(COMMITTED, &committed, false).await
-    }
-
-    async fn read_committed(&mut self) -> io::Result<Option<LogId>> {
-        Ok(self.read_meta::<Option<LogId>>(COMMITTED)?.flatten())
-    }
+    // `save_committed` / `read_committed`: openraft's defaults, which keep nothing. The state
+    // machine is durable (its applied id is written with the data), so the committed id would
+    // only let a restarted node re-apply entries before it hears from a leader, and writing it
+    // costs a RocksDB write on every node at every commit (1-8 % of the commits/s in A/B runs
+    // on 8 Dec, BENCHMARKS.md).
 
     async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> io::Result<()>
     where
