@@ -70,7 +70,16 @@ impl Engine {
         let db_path = dir.join(DB_DIR);
         let db = DB::open_cf_descriptors(&db_opts, &db_path, cfs).map_err(engine)?;
         if prewrite_wal {
-            write_wal_ahead(&db)?;
+            // A write RocksDB cannot make (no space left) would stop the database's writes, so
+            // the filler is only written with room to spare.
+            match fs4::available_space(&db_path) {
+                Ok(free) if free >= 4 * WAL_AHEAD_BYTES as u64 => write_wal_ahead(&db)?,
+                Ok(free) => tracing::warn!(
+                    free_bytes = free,
+                    "little disk space: the write-ahead log is not written ahead"
+                ),
+                Err(e) => tracing::warn!(error = %e, "cannot read the free disk space"),
+            }
         }
         Ok(Engine { db, _lock: lock })
     }
