@@ -71,9 +71,9 @@ impl Engine {
         let db = DB::open_cf_descriptors(&db_opts, &db_path, cfs).map_err(engine)?;
         if prewrite_wal {
             // A write RocksDB cannot make (no space left) would stop the database's writes, so
-            // the filler is only written with room to spare.
+            // the filler is only written with room to spare (twice its size).
             match fs4::available_space(&db_path) {
-                Ok(free) if free >= 4 * WAL_AHEAD_BYTES as u64 => write_wal_ahead(&db)?,
+                Ok(free) if free >= 2 * WAL_AHEAD_BYTES as u64 => write_wal_ahead(&db, &db_path)?,
                 Ok(free) => tracing::warn!(
                     free_bytes = free,
                     "little disk space: the write-ahead log is not written ahead"
@@ -116,8 +116,10 @@ const FILLER_KEY: &[u8] = b"\0wal-ahead";
 /// after this open. So: fill the current WAL; flush every column family, which starts a new WAL
 /// and puts the filled one on the recycle list once it is obsolete; write one more record and
 /// flush again: the WAL started then is the filled file, overwritten from its start. The filler
-/// is one key, written and deleted, so the flushes write almost nothing.
-fn write_wal_ahead(db: &DB) -> Result<()> {
+/// is one key, written and deleted, so the flushes write almost nothing. The flush's background
+/// job may list the obsolete file only after the flush has returned, so the WAL in use is
+/// checked, and switched again if it is not the filled one yet.
+fn write_wal_ahead(db: &DB, db_path: &Path) -> Result<()> {
     let meta = db
         .cf_handle(CF_RAFT_META)
         .ok_or_else(|| Error::Engine(format!("column family {CF_RAFT_META} is missing")))?;
@@ -125,16 +127,46 @@ fn write_wal_ahead(db: &DB) -> Result<()> {
     for _ in 0..WAL_AHEAD_BYTES / chunk.len() {
         db.put_cf(&meta, FILLER_KEY, &chunk).map_err(engine)?;
     }
-    for _ in 0..2 {
+    db.delete_cf(&meta, FILLER_KEY).map_err(engine)?;
+    for name in [CF_DATA, CF_CHANGES, CF_RAFT_LOG, CF_RAFT_META, CF_LWW] {
+        let cf = db
+            .cf_handle(name)
+            .ok_or_else(|| Error::Engine(format!("column family {name} is missing")))?;
+        db.flush_cf(&cf).map_err(engine)?;
+    }
+    for attempt in 0..20 {
+        // One record in the WAL in use, so that the flush switches to a new one.
         db.delete_cf(&meta, FILLER_KEY).map_err(engine)?;
-        for name in [CF_DATA, CF_CHANGES, CF_RAFT_LOG, CF_RAFT_META, CF_LWW] {
-            let cf = db
-                .cf_handle(name)
-                .ok_or_else(|| Error::Engine(format!("column family {name} is missing")))?;
-            db.flush_cf(&cf).map_err(engine)?;
+        db.flush_cf(&meta).map_err(engine)?;
+        if current_wal_size(db_path)? >= WAL_AHEAD_BYTES as u64 {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(attempt.min(10)));
+    }
+    tracing::warn!("the write-ahead log could not be written ahead; commits sync a growing file");
+    Ok(())
+}
+
+/// Size of the newest WAL file (`<number>.log`) in `db_path`.
+fn current_wal_size(db_path: &Path) -> Result<u64> {
+    let entries = std::fs::read_dir(db_path).map_err(|e| io_err(db_path, &e))?;
+    let mut newest: Option<(u64, u64)> = None;
+    for entry in entries {
+        let entry = entry.map_err(|e| io_err(db_path, &e))?;
+        let name = entry.file_name();
+        let Some(number) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".log"))
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        if newest.is_none_or(|(n, _)| number > n) {
+            let size = entry.metadata().map_err(|e| io_err(db_path, &e))?.len();
+            newest = Some((number, size));
         }
     }
-    Ok(())
+    Ok(newest.map_or(0, |(_, size)| size))
 }
 
 /// Point lookups dominate (primary keys, unique checks), so a whole-key bloom filter in the
