@@ -162,7 +162,12 @@ fn current_wal_size(db_path: &Path) -> Result<u64> {
             continue;
         };
         if newest.is_none_or(|(n, _)| number > n) {
-            let size = entry.metadata().map_err(|e| io_err(db_path, &e))?.len();
+            // An obsolete WAL may be deleted or renamed for reuse meanwhile (never the newest).
+            let size = match entry.metadata() {
+                Ok(m) => m.len(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err(db_path, &e)),
+            };
             newest = Some((number, size));
         }
     }
