@@ -242,7 +242,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     // `save_committed` / `read_committed`: openraft's defaults, which keep nothing. The state
     // machine is durable (its applied id is written with the data), so the committed id would
     // only let a restarted node re-apply entries before it hears from a leader, and writing it
-    // costs a RocksDB write on every node at every commit (1-8 % of the commits/s in A/B runs
+    // costs a RocksDB write on every node at every commit (1-7 % of the commits/s in A/B runs
     // on 8 Dec, BENCHMARKS.md).
 
     async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> io::Result<()>
