@@ -85,9 +85,7 @@ impl Engine {
     }
 
     pub fn cf(&self, name: &str) -> Result<Arc<BoundColumnFamily<'_>>> {
-        self.db
-            .cf_handle(name)
-            .ok_or_else(|| Error::Engine(format!("column family {name} is missing")))
+        cf_of(&self.db, name)
     }
 
     /// Latest stored value of a `data` key (header included), outside any snapshot.
@@ -120,19 +118,14 @@ const FILLER_KEY: &[u8] = b"\0wal-ahead";
 /// job may list the obsolete file only after the flush has returned, so the WAL in use is
 /// checked, and switched again if it is not the filled one yet.
 fn write_wal_ahead(db: &DB, db_path: &Path) -> Result<()> {
-    let meta = db
-        .cf_handle(CF_RAFT_META)
-        .ok_or_else(|| Error::Engine(format!("column family {CF_RAFT_META} is missing")))?;
+    let meta = cf_of(db, CF_RAFT_META)?;
     let chunk = vec![0u8; 1 << 20];
     for _ in 0..WAL_AHEAD_BYTES / chunk.len() {
         db.put_cf(&meta, FILLER_KEY, &chunk).map_err(engine)?;
     }
     db.delete_cf(&meta, FILLER_KEY).map_err(engine)?;
     for name in [CF_DATA, CF_CHANGES, CF_RAFT_LOG, CF_RAFT_META, CF_LWW] {
-        let cf = db
-            .cf_handle(name)
-            .ok_or_else(|| Error::Engine(format!("column family {name} is missing")))?;
-        db.flush_cf(&cf).map_err(engine)?;
+        db.flush_cf(&cf_of(db, name)?).map_err(engine)?;
     }
     for attempt in 0..20 {
         // One record in the WAL in use, so that the flush switches to a new one.
@@ -145,6 +138,11 @@ fn write_wal_ahead(db: &DB, db_path: &Path) -> Result<()> {
     }
     tracing::warn!("the write-ahead log could not be written ahead; commits sync a growing file");
     Ok(())
+}
+
+fn cf_of<'a>(db: &'a DB, name: &str) -> Result<Arc<BoundColumnFamily<'a>>> {
+    db.cf_handle(name)
+        .ok_or_else(|| Error::Engine(format!("column family {name} is missing")))
 }
 
 /// Size of the newest WAL file (`<number>.log`) in `db_path`.
